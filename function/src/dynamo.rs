@@ -1,0 +1,334 @@
+//! Counters in DynamoDB, in the original service's layout: one item per counter, key `id`
+//! (S), value `lastValue` (N), moved with `UpdateItem ADD`. A table written by the
+//! original Node.js service is therefore adopted as is and every sequence continues.
+//!
+//! Idempotency records live in the same table under ids that start with
+//! [`RESERVED_PREFIX`](crate::validate::RESERVED_PREFIX), which no counter name may use.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use crate::store::{CounterStore, Increment, StoreError};
+use crate::validate::RESERVED_PREFIX;
+
+/// The table the original service used; `TABLE_NAME` overrides it.
+pub const DEFAULT_TABLE: &str = "AtomicCounters";
+/// The TTL attribute of idempotency records (the table's TTL setting points at it).
+pub const EXPIRES_AT: &str = "expires_at";
+const ID: &str = "id";
+const LAST_VALUE: &str = "lastValue";
+const COUNTER: &str = "counter";
+const COUNT: &str = "count";
+const OWNER: &str = "owner";
+const LEASE_UNTIL_MS: &str = "lease_until_ms";
+const NEW_VALUE: &str = "new_value";
+const THROTTLING_CODES: [&str; 3] =
+    ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"];
+
+/// How idempotency keys behave over time.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyTimings {
+    /// How long a key's answer is kept.
+    pub retention: Duration,
+    /// How long a request may hold a key before another request with that key may take
+    /// over (after a crash; the value the first one reserved then stays unused).
+    pub lease: Duration,
+    /// How long a request waits for another in-flight request with its key.
+    pub wait: Duration,
+}
+
+impl Default for IdempotencyTimings {
+    fn default() -> Self {
+        Self { retention: Duration::from_secs(24 * 3600), lease: Duration::from_secs(5), wait: Duration::from_secs(8) }
+    }
+}
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    timings: IdempotencyTimings,
+}
+
+/// A stored idempotency record.
+struct KeyRecord {
+    counter: String,
+    count: u32,
+    expires_at: u64,
+    owner: String,
+    lease_until_ms: u64,
+    new_value: Option<i64>,
+}
+
+enum Claim {
+    Won,
+    Lost,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>, timings: IdempotencyTimings) -> Self {
+        Self { client, table: table.into(), timings }
+    }
+
+    async fn add(&self, counter: &str, count: u32) -> Result<i64, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(counter.to_owned()))
+            .update_expression("ADD #value :count")
+            .expression_attribute_names("#value", LAST_VALUE)
+            .expression_attribute_values(":count", AttributeValue::N(count.to_string()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|error| classify("UpdateItem", error))?;
+        integer(output.attributes.as_ref(), LAST_VALUE)?
+            .ok_or_else(|| StoreError::Database(format!("UpdateItem returned no {LAST_VALUE}")))
+    }
+
+    async fn idempotent_increment(&self, request: &Increment<'_>, key: &str) -> Result<i64, StoreError> {
+        let record_id = format!("{RESERVED_PREFIX}idempotency#{key}");
+        let owner = owner_token();
+        let give_up_at = Instant::now() + self.timings.wait;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let claim = match self.claim_new(&record_id, request, &owner).await? {
+                Claim::Won => Claim::Won,
+                Claim::Lost => match self.read_record(&record_id).await? {
+                    // Gone or expired since: the next claim may succeed.
+                    None => Claim::Lost,
+                    Some(record) if record.expires_at < unix_secs() => Claim::Lost,
+                    Some(record) if record.counter != request.counter || record.count != request.count => {
+                        return Err(StoreError::IdempotencyKeyReused { counter: record.counter, count: record.count });
+                    }
+                    Some(KeyRecord { new_value: Some(value), .. }) => return Ok(value),
+                    Some(record) if record.lease_until_ms < unix_millis() => {
+                        self.take_over(&record_id, &record.owner, &owner).await?
+                    }
+                    Some(_) => Claim::Lost,
+                },
+            };
+            if let Claim::Won = claim {
+                if let Some(value) = self.complete(&record_id, request, &owner).await? {
+                    return Ok(value);
+                }
+            }
+            if Instant::now() >= give_up_at {
+                return Err(StoreError::IdempotencyKeyInProgress);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Creates the key's record, owned by `owner`, unless a live one exists.
+    async fn claim_new(&self, record_id: &str, request: &Increment<'_>, owner: &str) -> Result<Claim, StoreError> {
+        let expires_at = unix_secs() + self.timings.retention.as_secs();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(ID, AttributeValue::S(record_id.to_owned()))
+            .item(COUNTER, AttributeValue::S(request.counter.to_owned()))
+            .item(COUNT, AttributeValue::N(request.count.to_string()))
+            .item(EXPIRES_AT, AttributeValue::N(expires_at.to_string()))
+            .item(OWNER, AttributeValue::S(owner.to_owned()))
+            .item(LEASE_UNTIL_MS, AttributeValue::N(self.lease_end().to_string()))
+            .condition_expression("attribute_not_exists(#id) OR #expires_at < :now")
+            .expression_attribute_names("#id", ID)
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_values(":now", AttributeValue::N(unix_secs().to_string()))
+            .send()
+            .await;
+        claim_outcome("PutItem", result)
+    }
+
+    /// Takes a key whose owner's lease ran out (it crashed or hung) and never answered.
+    async fn take_over(&self, record_id: &str, previous_owner: &str, owner: &str) -> Result<Claim, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id.to_owned()))
+            .update_expression("SET #owner = :owner, #lease = :lease")
+            .condition_expression("#owner = :previous AND attribute_not_exists(#new_value)")
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_names("#lease", LEASE_UNTIL_MS)
+            .expression_attribute_names("#new_value", NEW_VALUE)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":previous", AttributeValue::S(previous_owner.to_owned()))
+            .expression_attribute_values(":lease", AttributeValue::N(self.lease_end().to_string()))
+            .send()
+            .await;
+        claim_outcome("UpdateItem", result)
+    }
+
+    /// Increments for a claimed key and records the answer. `None` when the claim was
+    /// taken over meanwhile: the value reserved here is then never handed out.
+    async fn complete(&self, record_id: &str, request: &Increment<'_>, owner: &str) -> Result<Option<i64>, StoreError> {
+        let value = match self.add(request.counter, request.count).await {
+            Ok(value) => value,
+            Err(error) => {
+                // Let a retry claim the key at once instead of waiting out the lease.
+                self.release(record_id, owner).await;
+                return Err(error);
+            }
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id.to_owned()))
+            .update_expression("SET #new_value = :value")
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#new_value", NEW_VALUE)
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_values(":value", AttributeValue::N(value.to_string()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .send()
+            .await;
+        Ok(match claim_outcome("UpdateItem", result)? {
+            Claim::Won => Some(value),
+            Claim::Lost => None,
+        })
+    }
+
+    async fn release(&self, record_id: &str, owner: &str) {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id.to_owned()))
+            .condition_expression("#owner = :owner AND attribute_not_exists(#new_value)")
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_names("#new_value", NEW_VALUE)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .send()
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(error = %DisplayErrorContext(&error), "could not release an idempotency key; it frees up when its lease ends");
+        }
+    }
+
+    async fn read_record(&self, record_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| classify("GetItem", error))?;
+        let Some(item) = output.item else { return Ok(None) };
+        let item = Some(&item);
+        let required = |name: &str| {
+            integer(item, name)?.ok_or_else(|| StoreError::Database(format!("idempotency record lacks {name}")))
+        };
+        Ok(Some(KeyRecord {
+            counter: string(item, COUNTER)?,
+            count: u32::try_from(required(COUNT)?).map_err(|_| StoreError::Database("bad count".into()))?,
+            expires_at: required(EXPIRES_AT)?.try_into().unwrap_or(0),
+            owner: string(item, OWNER)?,
+            lease_until_ms: required(LEASE_UNTIL_MS)?.try_into().unwrap_or(0),
+            new_value: integer(item, NEW_VALUE)?,
+        }))
+    }
+
+    fn lease_end(&self) -> u64 {
+        unix_millis() + u64::try_from(self.timings.lease.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl CounterStore for DynamoStore {
+    async fn increment(&self, request: &Increment<'_>) -> Result<i64, StoreError> {
+        match request.idempotency_key {
+            None => self.add(request.counter, request.count).await,
+            Some(key) => self.idempotent_increment(request, key).await,
+        }
+    }
+
+    async fn value(&self, counter: &str) -> Result<Option<i64>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(counter.to_owned()))
+            .consistent_read(true)
+            .projection_expression("#value")
+            .expression_attribute_names("#value", LAST_VALUE)
+            .send()
+            .await
+            .map_err(|error| classify("GetItem", error))?;
+        integer(output.item.as_ref(), LAST_VALUE)
+    }
+}
+
+/// Maps an SDK error to the store's, keeping the operation, error code and message.
+fn classify<E, R>(operation: &str, error: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = format!("{operation}: {}", DisplayErrorContext(&error));
+    match error.code() {
+        Some(code) if THROTTLING_CODES.contains(&code) => StoreError::Throttled(detail),
+        _ => StoreError::Database(detail),
+    }
+}
+
+/// A conditional write's outcome: a failed condition means another request holds the key.
+fn claim_outcome<T, E, R>(operation: &str, result: Result<T, SdkError<E, R>>) -> Result<Claim, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(Claim::Won),
+        Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(Claim::Lost),
+        Err(error) => Err(classify(operation, error)),
+    }
+}
+
+fn integer(item: Option<&HashMap<String, AttributeValue>>, name: &str) -> Result<Option<i64>, StoreError> {
+    match item.and_then(|item| item.get(name)) {
+        None => Ok(None),
+        Some(AttributeValue::N(number)) => number
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::Database(format!("{name} is {number}, not a 64-bit integer"))),
+        Some(other) => Err(StoreError::Database(format!("{name} is not a number: {other:?}"))),
+    }
+}
+
+fn string(item: Option<&HashMap<String, AttributeValue>>, name: &str) -> Result<String, StoreError> {
+    match item.and_then(|item| item.get(name)) {
+        Some(AttributeValue::S(value)) => Ok(value.clone()),
+        _ => Err(StoreError::Database(format!("idempotency record lacks string {name}"))),
+    }
+}
+
+/// A token no other request, in this or any other process, will hold.
+fn owner_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process_salt = RandomState::new().hash_one(std::process::id());
+    format!("{process_salt:016x}-{}-{}", unix_millis(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+fn unix_secs() -> u64 {
+    since_epoch().as_secs()
+}
+
+fn unix_millis() -> u64 {
+    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,143 @@
+//! `Idempotency-Key`: one key, one movement of the counter, one answer.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::{Value, json};
+
+use crate::support::{LambdaStack, send};
+
+async fn post_with_key(stack: &LambdaStack, path: &str, key: &str) -> (u16, Value) {
+    send(stack.http.post(stack.url(path)).header("Idempotency-Key", key)).await
+}
+
+#[tokio::test]
+async fn a_repeated_key_gets_the_identical_answer_and_moves_the_counter_once() {
+    let stack = LambdaStack::start(1).await;
+    stack.increment("orders").await;
+    let first = post_with_key(&stack, "/counter/increment?counter=orders", "order-42").await;
+    assert_eq!(first, (200, json!({"counter": "orders", "new_value": 2})));
+    for _ in 0..3 {
+        assert_eq!(post_with_key(&stack, "/counter/increment?counter=orders", "order-42").await, first);
+    }
+    assert_eq!(stack.value("orders").await, Some(2));
+
+    let ranged = post_with_key(&stack, "/counter/increment?counter=orders&count=10", "batch-7").await;
+    assert_eq!(ranged, (200, json!({"counter": "orders", "new_value": 12, "first_value": 3, "count": 10})));
+    assert_eq!(post_with_key(&stack, "/counter/increment?counter=orders&count=10", "batch-7").await, ranged);
+    assert_eq!(stack.value("orders").await, Some(12));
+}
+
+#[tokio::test]
+async fn a_key_reused_for_another_counter_or_count_is_a_409() {
+    let stack = LambdaStack::start(1).await;
+    assert_eq!(post_with_key(&stack, "/counter/increment?counter=a", "shared-key").await.0, 200);
+    for path in ["/counter/increment?counter=b", "/counter/increment?counter=a&count=2"] {
+        let (status, body) = post_with_key(&stack, path, "shared-key").await;
+        assert_eq!(status, 409, "{path}");
+        assert_eq!(body["error_code"], "idempotency_key_reused");
+    }
+    assert_eq!(stack.value("a").await, Some(1));
+    assert_eq!(stack.value("b").await, None, "the rejected request changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_with_one_key_all_get_the_same_value() {
+    let stack = std::sync::Arc::new(LambdaStack::start(4).await);
+    for round in 0..5 {
+        let key = format!("concurrent-{round}");
+        let requests: Vec<_> = (0..8)
+            .map(|_| {
+                let stack = std::sync::Arc::clone(&stack);
+                let key = key.clone();
+                tokio::spawn(async move { post_with_key(&stack, "/counter/increment?counter=race", &key).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for request in requests {
+            answers.push(request.await.unwrap());
+        }
+        assert!(answers.iter().all(|answer| *answer == answers[0]), "{answers:?}");
+        assert_eq!(answers[0].0, 200);
+        assert_eq!(stack.value("race").await, answers[0].1["new_value"].as_i64(), "the counter moved once");
+    }
+    assert_eq!(stack.value("race").await, Some(5));
+}
+
+fn now_secs() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+async fn put_record(stack: &LambdaStack, key: &str, attributes: &[(&str, AttributeValue)]) {
+    let mut put = stack
+        .dynamodb
+        .put_item()
+        .table_name(&stack.table)
+        .item("id", AttributeValue::S(format!("_counterctl#idempotency#{key}")));
+    for (name, value) in attributes {
+        put = put.item(*name, value.clone());
+    }
+    put.send().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_key_is_a_new_request() {
+    let stack = LambdaStack::start(1).await;
+    // Expired a minute ago, not yet removed by DynamoDB's TTL sweeper.
+    put_record(
+        &stack,
+        "old",
+        &[
+            ("counter", AttributeValue::S("other".into())),
+            ("count", AttributeValue::N("1".into())),
+            ("expires_at", AttributeValue::N((now_secs() - 60).to_string())),
+            ("owner", AttributeValue::S("long-gone".into())),
+            ("lease_until_ms", AttributeValue::N("0".into())),
+            ("new_value", AttributeValue::N("99".into())),
+        ],
+    )
+    .await;
+    let (status, body) = post_with_key(&stack, "/counter/increment?counter=fresh", "old").await;
+    assert_eq!((status, body), (200, json!({"counter": "fresh", "new_value": 1})));
+}
+
+#[tokio::test]
+async fn a_key_held_by_a_crashed_request_is_taken_over_after_its_lease() {
+    let stack = LambdaStack::start(1).await;
+    // A request claimed the key and died before answering; its lease has run out.
+    put_record(
+        &stack,
+        "orphan",
+        &[
+            ("counter", AttributeValue::S("jobs".into())),
+            ("count", AttributeValue::N("1".into())),
+            ("expires_at", AttributeValue::N((now_secs() + 3600).to_string())),
+            ("owner", AttributeValue::S("crashed-request".into())),
+            ("lease_until_ms", AttributeValue::N(((now_secs() - 1) * 1000).to_string())),
+        ],
+    )
+    .await;
+    let first = post_with_key(&stack, "/counter/increment?counter=jobs", "orphan").await;
+    assert_eq!(first, (200, json!({"counter": "jobs", "new_value": 1})));
+    assert_eq!(post_with_key(&stack, "/counter/increment?counter=jobs", "orphan").await, first);
+    assert_eq!(stack.value("jobs").await, Some(1));
+}
+
+#[tokio::test]
+async fn records_expire_through_ttl_within_24_hours() {
+    let stack = LambdaStack::start(1).await;
+    assert_eq!(post_with_key(&stack, "/counter/increment?counter=ttl", "ttl-key").await.0, 200);
+    let item = stack
+        .dynamodb
+        .get_item()
+        .table_name(&stack.table)
+        .key("id", AttributeValue::S("_counterctl#idempotency#ttl-key".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the record is in the counters table");
+    let AttributeValue::N(expires_at) = &item["expires_at"] else { panic!("expires_at is a number") };
+    let remaining = expires_at.parse::<i64>().unwrap() - now_secs();
+    assert!((86_390..=86_400).contains(&remaining), "expires in {remaining} s");
+}

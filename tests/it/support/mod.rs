@@ -1,0 +1,127 @@
+//! What the tests run against: moto (DynamoDB) on loopback, the shipped bootstrap behind a
+//! Lambda Runtime API, and API Gateway's REST front.
+
+pub mod aws_proxy;
+pub mod function;
+pub mod rest_api;
+pub mod runtime_api;
+pub mod tcp_proxy;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use serde_json::Value;
+
+use function::Function;
+use rest_api::RestApi;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The moto server started by `scripts/test.sh`.
+pub fn moto_url() -> String {
+    std::env::var("COUNTERCTL_TEST_MOTO_URL")
+        .expect("COUNTERCTL_TEST_MOTO_URL is not set: run the tests with scripts/test.sh, which starts moto")
+}
+
+/// A name no other test in this run uses.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+pub async fn dynamodb(endpoint: &str) -> Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+/// A table in the original service's layout: key `id` (S).
+pub async fn create_counter_table(client: &Client, name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("moto creates the table");
+}
+
+/// The whole deployment as `counterctl install` makes it: a table, the shipped function
+/// in `environments` execution environments, and the REST API in front.
+pub struct LambdaStack {
+    pub table: String,
+    pub dynamodb: Client,
+    pub function: Arc<Function>,
+    pub api: RestApi,
+    pub http: reqwest::Client,
+}
+
+impl LambdaStack {
+    pub async fn start(environments: usize) -> Self {
+        Self::start_with_endpoint(&moto_url(), environments).await
+    }
+
+    /// As `start`, with the function reaching DynamoDB at `function_endpoint`.
+    pub async fn start_with_endpoint(function_endpoint: &str, environments: usize) -> Self {
+        let dynamodb = dynamodb(&moto_url()).await;
+        let table = unique_name("counters");
+        create_counter_table(&dynamodb, &table).await;
+        let function = Arc::new(Function::start(&table, function_endpoint, environments).await);
+        let api = RestApi::start(Arc::clone(&function)).await;
+        Self { table, dynamodb, function, api, http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.api.url)
+    }
+
+    pub async fn post(&self, path_and_query: &str) -> (u16, Value) {
+        send(self.http.post(self.url(path_and_query))).await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        send(self.http.get(self.url(path_and_query))).await
+    }
+
+    /// One plain increment, which must succeed.
+    pub async fn increment(&self, counter: &str) -> i64 {
+        let (status, body) = self.post(&format!("/counter/increment?counter={counter}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["new_value"].as_i64().expect("new_value is an integer")
+    }
+
+    /// The counter's value, `None` when it does not exist.
+    pub async fn value(&self, counter: &str) -> Option<i64> {
+        let (status, body) = self.get(&format!("/counter/value?counter={counter}")).await;
+        match status {
+            200 => Some(body["value"].as_i64().unwrap()),
+            404 => None,
+            _ => panic!("unexpected {status} {body}"),
+        }
+    }
+}
+
+/// Sends a request and returns its status and JSON body.
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("the API answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}")))
+}
