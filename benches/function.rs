@@ -5,7 +5,7 @@
 //! Run with `scripts/bench-function.sh` (starts moto). `COUNTERCTL_BOOTSTRAP=PATH`
 //! measures another build of the bootstrap instead of the shipped one.
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports, unused_macros)]
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
@@ -68,6 +68,7 @@ async fn main() {
     let function = Function::start(&table, &support::moto_url(), 1).await;
     let event = rest_event(&Method::POST, "counter/increment", &[("counter".into(), "bench".into())], &[], None, "127.0.0.1");
     let mut request_times = Vec::with_capacity(REQUESTS);
+    let mut cpu_before = Duration::ZERO;
     let mut moto_times = Vec::with_capacity(REQUESTS);
     for round in 0..WARMUP + REQUESTS {
         let started = Instant::now();
@@ -86,14 +87,19 @@ async fn main() {
             .send()
             .await
             .unwrap();
+        if round + 1 == WARMUP {
+            cpu_before = function.cpu_time();
+        }
         if round >= WARMUP {
             request_times.push(elapsed);
             moto_times.push(started.elapsed());
         }
     }
+    let cpu_per_request = (function.cpu_time() - cpu_before) / REQUESTS as u32;
     let request = summarize(request_times);
     let moto = summarize(moto_times);
     println!("warm increment through the Runtime API, {REQUESTS} requests: median {}, p99 {}", ms(request.median), ms(request.p99));
     println!("moto UpdateItem from the SDK, same run:               median {}, p99 {}", ms(moto.median), ms(moto.p99));
     println!("handler + Runtime API share (median difference): {}", ms(request.median.saturating_sub(moto.median)));
+    println!("bootstrap CPU time per warm request (user + system): {}", ms(cpu_per_request));
 }

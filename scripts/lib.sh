@@ -27,7 +27,7 @@ start_moto() {
     local port
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     moto_log="$(mktemp -t moto.XXXXXX.log)"
-    moto_server -H 127.0.0.1 -p "$port" >"$moto_log" 2>&1 &
+    python3 "$repo_root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$moto_log" 2>&1 &
     moto_pid=$!
     trap 'kill "$moto_pid" 2>/dev/null; wait "$moto_pid" 2>/dev/null; rm -f "$moto_log"' EXIT
     export COUNTERCTL_TEST_MOTO_URL="http://127.0.0.1:$port"

@@ -1,6 +1,18 @@
 //! The counterctl CLI: one module per concern.
 
+pub mod aws;
+pub mod bundle;
+pub mod call;
 pub mod cli;
+pub mod install;
+pub mod local_store;
+pub mod progress;
+pub mod resources;
+pub mod retry;
+pub mod serve;
+pub mod stack;
+pub mod status;
+pub mod uninstall;
 
 use std::process::ExitCode;
 
@@ -10,9 +22,11 @@ use cli::{Cli, Command};
 /// `status` that found drift exits non-zero without being an error).
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Install(_) | Command::Status(_) | Command::Increment(_) | Command::Get(_) | Command::Uninstall(_) => {
-            anyhow::bail!("not implemented yet")
-        }
-        Command::Serve(_) => anyhow::bail!("not implemented yet"),
+        Command::Install(args) => install::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Increment(args) => call::increment(args).await,
+        Command::Get(args) => call::get(args).await,
+        Command::Uninstall(args) => uninstall::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
     }
 }

@@ -223,13 +223,16 @@ pub async fn handle<S: CounterStore + ?Sized>(store: &S, request: &ApiRequest<'_
     response
 }
 
-fn required_counter(request: &ApiRequest<'_>) -> Result<String, ApiError> {
-    match validate::query_param(request.query, "counter") {
-        None => Err(ApiError::CounterNotSpecified),
-        Some(Ok(name)) if name.is_empty() => Err(ApiError::CounterNotSpecified),
-        Some(Ok(name)) => Ok(validate::counter_name(&name)?.to_owned()),
-        Some(Err(_)) => Err(InvalidName::NotUtf8.into()),
-    }
+/// The valid `counter` parameter, noted for the log line.
+fn required_counter(request: &ApiRequest<'_>, facts: &mut RequestFacts) -> Result<String, ApiError> {
+    let counter = match validate::query_param(request.query, "counter") {
+        None => return Err(ApiError::CounterNotSpecified),
+        Some(Ok(name)) if name.is_empty() => return Err(ApiError::CounterNotSpecified),
+        Some(Ok(name)) => validate::counter_name(&name)?.to_owned(),
+        Some(Err(_)) => return Err(InvalidName::NotUtf8.into()),
+    };
+    facts.counter = Some(counter.clone());
+    Ok(counter)
 }
 
 async fn increment<S: CounterStore + ?Sized>(
@@ -237,8 +240,7 @@ async fn increment<S: CounterStore + ?Sized>(
     request: &ApiRequest<'_>,
     facts: &mut RequestFacts,
 ) -> Result<Response<String>, ApiError> {
-    let counter = required_counter(request)?;
-    facts.counter = Some(counter.clone());
+    let counter = required_counter(request, facts)?;
     let count = match validate::query_param(request.query, "count") {
         None => None,
         Some(Ok(raw)) => Some(validate::count(&raw)?),
@@ -264,8 +266,7 @@ async fn value<S: CounterStore + ?Sized>(
     request: &ApiRequest<'_>,
     facts: &mut RequestFacts,
 ) -> Result<Response<String>, ApiError> {
-    let counter = required_counter(request)?;
-    facts.counter = Some(counter.clone());
+    let counter = required_counter(request, facts)?;
     match store.value(&counter).await.map_err(store_error)? {
         Some(value) => Ok(json_response(StatusCode::OK, &CurrentValue { counter: &counter, value })),
         None => Err(ApiError::CounterNotFound(counter)),

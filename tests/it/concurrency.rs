@@ -1,69 +1,69 @@
-//! Many clients through several execution environments at once: never a duplicate.
+//! Many clients at once, through several Lambda execution environments or one `serve`
+//! process: never a duplicate.
 
 use std::collections::BTreeSet;
 
-use crate::support::LambdaStack;
+use crate::support::Backend;
+use crate::support::backend::on_both_backends;
 
-const ENVIRONMENTS: usize = 4;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_clients_get_1600_unique_gapless_increasing_values() {
-    let stack = std::sync::Arc::new(LambdaStack::start(ENVIRONMENTS).await);
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let stack = std::sync::Arc::clone(&stack);
-            tokio::spawn(async move {
-                let mut values = Vec::with_capacity(100);
-                for _ in 0..100 {
-                    values.push(stack.increment("shared").await);
-                }
-                values
+on_both_backends! {
+    concurrent async fn sixteen_clients_get_1600_unique_gapless_increasing_values(api) {
+        let clients: Vec<_> = (0..16)
+            .map(|_| {
+                let api = std::sync::Arc::clone(&api);
+                tokio::spawn(async move {
+                    let mut values = Vec::with_capacity(100);
+                    for _ in 0..100 {
+                        values.push(api.increment("shared").await);
+                    }
+                    values
+                })
             })
-        })
-        .collect();
-    let mut all = BTreeSet::new();
-    for client in clients {
-        let values = client.await.unwrap();
-        assert!(values.windows(2).all(|pair| pair[0] < pair[1]), "each client's values increase: {values:?}");
-        for value in values {
-            assert!(all.insert(value), "{value} was handed out twice");
-        }
-    }
-    assert_eq!(all, (1..=1600).collect(), "unique and gapless");
-    assert_eq!(stack.value("shared").await, Some(1600));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn count_ranges_never_overlap_other_increments() {
-    let stack = std::sync::Arc::new(LambdaStack::start(ENVIRONMENTS).await);
-    let clients: Vec<_> = (0..8u32)
-        .map(|client| {
-            let stack = std::sync::Arc::clone(&stack);
-            tokio::spawn(async move {
-                let mut ranges = Vec::new();
-                for round in 0..20u32 {
-                    // Half the clients reserve ranges of varying size, half take single values.
-                    let count = if client % 2 == 0 { 1 + (client * 7 + round * 13) % 50 } else { 1 };
-                    let (status, body) =
-                        stack.post(&format!("/counter/increment?counter=mixed&count={count}")).await;
-                    assert_eq!(status, 200, "{body}");
-                    let last = body["new_value"].as_i64().unwrap();
-                    assert_eq!(body["first_value"].as_i64().unwrap(), last - i64::from(count) + 1);
-                    ranges.push(body["first_value"].as_i64().unwrap()..=last);
-                }
-                ranges
-            })
-        })
-        .collect();
-    let mut all = BTreeSet::new();
-    for client in clients {
-        for range in client.await.unwrap() {
-            for value in range {
-                assert!(all.insert(value), "{value} was reserved twice");
+            .collect();
+        let mut all = BTreeSet::new();
+        for client in clients {
+            let values = client.await.unwrap();
+            assert!(values.windows(2).all(|pair| pair[0] < pair[1]), "each client's values increase: {values:?}");
+            for value in values {
+                assert!(all.insert(value), "{value} was handed out twice");
             }
         }
+        assert_eq!(all, (1..=1600).collect(), "unique and gapless");
+        assert_eq!(api.value("shared").await, Some(1600));
     }
-    let total = i64::try_from(all.len()).unwrap();
-    assert_eq!(all, (1..=total).collect(), "ranges tile the sequence without gaps");
-    assert_eq!(stack.value("mixed").await, Some(total));
+}
+
+on_both_backends! {
+    concurrent async fn count_ranges_never_overlap_other_increments(api) {
+        let clients: Vec<_> = (0..8u32)
+            .map(|client| {
+                let api = std::sync::Arc::clone(&api);
+                tokio::spawn(async move {
+                    let mut ranges = Vec::new();
+                    for round in 0..20u32 {
+                        // Half the clients reserve ranges of varying size, half take single values.
+                        let count = if client % 2 == 0 { 1 + (client * 7 + round * 13) % 50 } else { 1 };
+                        let (status, body) =
+                            api.post(&format!("/counter/increment?counter=mixed&count={count}")).await;
+                        assert_eq!(status, 200, "{body}");
+                        let last = body["new_value"].as_i64().unwrap();
+                        assert_eq!(body["first_value"].as_i64().unwrap(), last - i64::from(count) + 1);
+                        ranges.push(body["first_value"].as_i64().unwrap()..=last);
+                    }
+                    ranges
+                })
+            })
+            .collect();
+        let mut all = BTreeSet::new();
+        for client in clients {
+            for range in client.await.unwrap() {
+                for value in range {
+                    assert!(all.insert(value), "{value} was reserved twice");
+                }
+            }
+        }
+        let total = i64::try_from(all.len()).unwrap();
+        assert_eq!(all, (1..=total).collect(), "ranges tile the sequence without gaps");
+        assert_eq!(api.value("mixed").await, Some(total));
+    }
 }

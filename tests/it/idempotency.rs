@@ -1,67 +1,70 @@
-//! `Idempotency-Key`: one key, one movement of the counter, one answer.
+//! `Idempotency-Key`: one key, one movement of the counter, one answer. The behaviour is
+//! checked on both backends; how the records are kept, on each backend's own storage
+//! (DynamoDB here, SQLite in `serve.rs`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 
-use crate::support::{LambdaStack, send};
+use crate::support::backend::on_both_backends;
+use crate::support::{Backend, LambdaStack, send};
 
-async fn post_with_key(stack: &LambdaStack, path: &str, key: &str) -> (u16, Value) {
-    send(stack.http.post(stack.url(path)).header("Idempotency-Key", key)).await
+pub async fn post_with_key(api: &impl Backend, path: &str, key: &str) -> (u16, Value) {
+    send(api.http().post(api.url(path)).header("Idempotency-Key", key)).await
 }
 
-#[tokio::test]
-async fn a_repeated_key_gets_the_identical_answer_and_moves_the_counter_once() {
-    let stack = LambdaStack::start(1).await;
-    stack.increment("orders").await;
-    let first = post_with_key(&stack, "/counter/increment?counter=orders", "order-42").await;
-    assert_eq!(first, (200, json!({"counter": "orders", "new_value": 2})));
-    for _ in 0..3 {
-        assert_eq!(post_with_key(&stack, "/counter/increment?counter=orders", "order-42").await, first);
-    }
-    assert_eq!(stack.value("orders").await, Some(2));
-
-    let ranged = post_with_key(&stack, "/counter/increment?counter=orders&count=10", "batch-7").await;
-    assert_eq!(ranged, (200, json!({"counter": "orders", "new_value": 12, "first_value": 3, "count": 10})));
-    assert_eq!(post_with_key(&stack, "/counter/increment?counter=orders&count=10", "batch-7").await, ranged);
-    assert_eq!(stack.value("orders").await, Some(12));
-}
-
-#[tokio::test]
-async fn a_key_reused_for_another_counter_or_count_is_a_409() {
-    let stack = LambdaStack::start(1).await;
-    assert_eq!(post_with_key(&stack, "/counter/increment?counter=a", "shared-key").await.0, 200);
-    for path in ["/counter/increment?counter=b", "/counter/increment?counter=a&count=2"] {
-        let (status, body) = post_with_key(&stack, path, "shared-key").await;
-        assert_eq!(status, 409, "{path}");
-        assert_eq!(body["error_code"], "idempotency_key_reused");
-    }
-    assert_eq!(stack.value("a").await, Some(1));
-    assert_eq!(stack.value("b").await, None, "the rejected request changed nothing");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_requests_with_one_key_all_get_the_same_value() {
-    let stack = std::sync::Arc::new(LambdaStack::start(4).await);
-    for round in 0..5 {
-        let key = format!("concurrent-{round}");
-        let requests: Vec<_> = (0..8)
-            .map(|_| {
-                let stack = std::sync::Arc::clone(&stack);
-                let key = key.clone();
-                tokio::spawn(async move { post_with_key(&stack, "/counter/increment?counter=race", &key).await })
-            })
-            .collect();
-        let mut answers = Vec::new();
-        for request in requests {
-            answers.push(request.await.unwrap());
+on_both_backends! {
+    async fn a_repeated_key_gets_the_identical_answer_and_moves_the_counter_once(api) {
+        api.increment("orders").await;
+        let first = post_with_key(&api, "/counter/increment?counter=orders", "order-42").await;
+        assert_eq!(first, (200, json!({"counter": "orders", "new_value": 2})));
+        for _ in 0..3 {
+            assert_eq!(post_with_key(&api, "/counter/increment?counter=orders", "order-42").await, first);
         }
-        assert!(answers.iter().all(|answer| *answer == answers[0]), "{answers:?}");
-        assert_eq!(answers[0].0, 200);
-        assert_eq!(stack.value("race").await, answers[0].1["new_value"].as_i64(), "the counter moved once");
+        assert_eq!(api.value("orders").await, Some(2));
+
+        let ranged = post_with_key(&api, "/counter/increment?counter=orders&count=10", "batch-7").await;
+        assert_eq!(ranged, (200, json!({"counter": "orders", "new_value": 12, "first_value": 3, "count": 10})));
+        assert_eq!(post_with_key(&api, "/counter/increment?counter=orders&count=10", "batch-7").await, ranged);
+        assert_eq!(api.value("orders").await, Some(12));
     }
-    assert_eq!(stack.value("race").await, Some(5));
+}
+
+on_both_backends! {
+    async fn a_key_reused_for_another_counter_or_count_is_a_409(api) {
+        assert_eq!(post_with_key(&api, "/counter/increment?counter=a", "shared-key").await.0, 200);
+        for path in ["/counter/increment?counter=b", "/counter/increment?counter=a&count=2"] {
+            let (status, body) = post_with_key(&api, path, "shared-key").await;
+            assert_eq!(status, 409, "{path}");
+            assert_eq!(body["error_code"], "idempotency_key_reused");
+        }
+        assert_eq!(api.value("a").await, Some(1));
+        assert_eq!(api.value("b").await, None, "the rejected request changed nothing");
+    }
+}
+
+on_both_backends! {
+    concurrent async fn concurrent_requests_with_one_key_all_get_the_same_value(api) {
+        for round in 0..5 {
+            let key = format!("concurrent-{round}");
+            let requests: Vec<_> = (0..8)
+                .map(|_| {
+                    let api = std::sync::Arc::clone(&api);
+                    let key = key.clone();
+                    tokio::spawn(async move { post_with_key(&api, "/counter/increment?counter=race", &key).await })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for request in requests {
+                answers.push(request.await.unwrap());
+            }
+            assert!(answers.iter().all(|answer| *answer == answers[0]), "{answers:?}");
+            assert_eq!(answers[0].0, 200);
+            assert_eq!(api.value("race").await, answers[0].1["new_value"].as_i64(), "the counter moved once");
+        }
+        assert_eq!(api.value("race").await, Some(5));
+    }
 }
 
 fn now_secs() -> i64 {
@@ -140,4 +143,29 @@ async fn records_expire_through_ttl_within_24_hours() {
     let AttributeValue::N(expires_at) = &item["expires_at"] else { panic!("expires_at is a number") };
     let remaining = expires_at.parse::<i64>().unwrap() - now_secs();
     assert!((86_390..=86_400).contains(&remaining), "expires in {remaining} s");
+}
+
+#[tokio::test]
+async fn a_key_held_by_a_live_request_answers_409_in_progress_after_waiting() {
+    let stack = LambdaStack::start(1).await;
+    // Another request holds the key and its lease is still running.
+    put_record(
+        &stack,
+        "busy",
+        &[
+            ("counter", AttributeValue::S("slow".into())),
+            ("count", AttributeValue::N("1".into())),
+            ("expires_at", AttributeValue::N((now_secs() + 3600).to_string())),
+            ("owner", AttributeValue::S("still-working".into())),
+            ("lease_until_ms", AttributeValue::N(((now_secs() + 3600) * 1000).to_string())),
+        ],
+    )
+    .await;
+    let response =
+        stack.http.post(stack.url("/counter/increment?counter=slow")).header("Idempotency-Key", "busy").send().await.unwrap();
+    assert_eq!(response.status(), 409);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], "idempotency_key_in_progress");
+    assert_eq!(stack.value("slow").await, None, "the counter did not move");
 }

@@ -1,11 +1,18 @@
 //! counterctl's integration tests: one binary, a module per feature. They run against real
-//! servers on loopback: moto for AWS (started by scripts/test.sh) and the shipped Lambda
-//! bootstrap served through a Lambda Runtime API and an API Gateway REST front.
+//! servers on loopback: moto for AWS (started by scripts/test.sh), the shipped Lambda
+//! bootstrap served through a Lambda Runtime API and an API Gateway REST front, and
+//! `counterctl serve` as a process of its own.
 
 mod api;
 mod asset;
+mod cli_calls;
+mod cli_errors;
 mod concurrency;
 mod events;
 mod idempotency;
+mod serve;
+mod install;
+mod install_faults;
 mod storage;
 mod support;
+mod uninstall;

@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::support::aws_proxy::{AwsProxy, Fault};
 use crate::support::tcp_proxy::TcpProxy;
-use crate::support::{LambdaStack, moto_url};
+use crate::support::{Backend, LambdaStack, moto_url};
 
 #[tokio::test]
 async fn a_table_from_the_original_service_continues_where_it_stopped() {

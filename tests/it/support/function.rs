@@ -61,6 +61,26 @@ impl Function {
         self.logs.lock().unwrap().clone()
     }
 
+    /// CPU time (user + system) the environments used so far, from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        // Linux reports it in clock ticks of 1/100 s (USER_HZ).
+        const TICKS_PER_SECOND: u64 = 100;
+        let ticks: u64 = self
+            .environments
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(Child::id)
+            .map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("a running process");
+                // Fields after the parenthesised command name; utime and stime are 14 and 15.
+                let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+                fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+            })
+            .sum();
+        Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+    }
+
     /// Whether every environment is still running.
     pub fn all_running(&self) -> bool {
         self.environments.lock().unwrap().iter_mut().all(|child| matches!(child.try_wait(), Ok(None)))

@@ -1,11 +1,16 @@
 //! What the tests run against: moto (DynamoDB) on loopback, the shipped bootstrap behind a
-//! Lambda Runtime API, and API Gateway's REST front.
+//! Lambda Runtime API, and API Gateway's REST front; and `counterctl serve`.
 
 pub mod aws_proxy;
+pub mod backend;
+pub mod cli;
 pub mod function;
 pub mod rest_api;
 pub mod runtime_api;
+pub mod serve;
 pub mod tcp_proxy;
+
+pub use backend::Backend;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,7 +69,8 @@ pub async fn create_counter_table(client: &Client, name: &str) {
 }
 
 /// The whole deployment as `counterctl install` makes it: a table, the shipped function
-/// in `environments` execution environments, and the REST API in front.
+/// in `environments` execution environments, and the REST API in front. Its HTTP helpers
+/// come with [`Backend`].
 pub struct LambdaStack {
     pub table: String,
     pub dynamodb: Client,
@@ -86,35 +92,6 @@ impl LambdaStack {
         let function = Arc::new(Function::start(&table, function_endpoint, environments).await);
         let api = RestApi::start(Arc::clone(&function)).await;
         Self { table, dynamodb, function, api, http: reqwest::Client::new() }
-    }
-
-    pub fn url(&self, path_and_query: &str) -> String {
-        format!("{}{path_and_query}", self.api.url)
-    }
-
-    pub async fn post(&self, path_and_query: &str) -> (u16, Value) {
-        send(self.http.post(self.url(path_and_query))).await
-    }
-
-    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
-        send(self.http.get(self.url(path_and_query))).await
-    }
-
-    /// One plain increment, which must succeed.
-    pub async fn increment(&self, counter: &str) -> i64 {
-        let (status, body) = self.post(&format!("/counter/increment?counter={counter}")).await;
-        assert_eq!(status, 200, "{body}");
-        body["new_value"].as_i64().expect("new_value is an integer")
-    }
-
-    /// The counter's value, `None` when it does not exist.
-    pub async fn value(&self, counter: &str) -> Option<i64> {
-        let (status, body) = self.get(&format!("/counter/value?counter={counter}")).await;
-        match status {
-            200 => Some(body["value"].as_i64().unwrap()),
-            404 => None,
-            _ => panic!("unexpected {status} {body}"),
-        }
     }
 }
 

@@ -1,0 +1,204 @@
+//! Talking to AWS: the SDK configuration from the common options, the caller's account,
+//! and AWS errors worded for people (operation, error code, message, and a hint).
+
+use std::fmt;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::ProvideCredentials;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::cli::AwsOptions;
+
+/// Why counterctl cannot talk to AWS at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "no AWS region is set\n\
+         hint: pass --region (e.g. --region us-east-1), set AWS_REGION, or set `region` in your profile"
+    )]
+    NoRegion,
+    #[error(
+        "no AWS credentials were found ({0})\n\
+         hint: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass --profile NAME, or run `aws sso login`"
+    )]
+    NoCredentials(String),
+}
+
+/// Loads the SDK configuration and checks that a region and credentials are there, so a
+/// missing one fails before anything is read or created.
+pub async fn load_config(options: &AwsOptions) -> Result<SdkConfig, SetupError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(profile) = &options.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &options.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &options.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(SetupError::NoRegion);
+    }
+    let provider = config.credentials_provider().ok_or_else(|| SetupError::NoCredentials("no provider".into()))?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|error| SetupError::NoCredentials(DisplayErrorContext(error).to_string()))?;
+    Ok(config)
+}
+
+/// Who and where the installer is: everything ARNs are made of.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub partition: String,
+    pub region: String,
+}
+
+impl Account {
+    /// The caller's account and partition from STS (`arn:PARTITION:sts::ACCOUNT:...`).
+    pub async fn of_caller(config: &SdkConfig) -> Result<Self, AwsError> {
+        let identity = aws_sdk_sts::Client::new(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|error| AwsError::new("sts:GetCallerIdentity", error))?;
+        let id = identity.account().unwrap_or_default().to_owned();
+        let partition = identity.arn().and_then(|arn| arn.split(':').nth(1)).unwrap_or("aws").to_owned();
+        let region = config.region().map(|region| region.to_string()).unwrap_or_default();
+        Ok(Self { id, partition, region })
+    }
+
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        format!("arn:{}:{service}:{}:{}:{resource}", self.partition, self.region, self.id)
+    }
+}
+
+/// The partition a region belongs to, for ARNs made before STS has answered.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// A failed AWS call: which operation, the service's error code and message.
+#[derive(Debug)]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new<E, R>(operation: &'static str, error: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: fmt::Debug + Send + Sync + 'static,
+    {
+        let code = error.code().map(str::to_owned);
+        let message = match (&error, error.message()) {
+            (SdkError::ServiceError(_), Some(message)) => message.to_owned(),
+            _ => DisplayErrorContext(&error).to_string(),
+        };
+        Self { operation, code, message }
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        let code = self.code.as_deref()?;
+        Some(match code {
+            "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "InvalidSignatureException"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "IncompleteSignature" => {
+                "AWS rejected the credentials: refresh them (`aws sso login`, or check AWS_ACCESS_KEY_ID / --profile)"
+            }
+            "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" => {
+                "the caller may not do this: installing needs DynamoDB, IAM, Lambda and API Gateway permissions \
+                 on these resources (or use a profile that has them, with --profile)"
+            }
+            "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
+                "AWS is throttling this account: wait a minute and run the command again; it resumes where it stopped"
+            }
+            "UnknownEndpoint" | "InvalidAction" => "check --region and --endpoint-url",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message)?,
+            None => write!(
+                f,
+                "{} failed: {}\nhint: check the network, --region and --endpoint-url",
+                self.operation, self.message
+            )?,
+        }
+        if let Some(hint) = self.hint() {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AwsError {}
+
+/// Whether an SDK error carries one of `codes`.
+pub fn has_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>, codes: &[&str]) -> bool {
+    error.code().is_some_and(|code| codes.contains(&code))
+}
+
+/// The output of a read call, `None` when the service says the thing does not exist.
+pub fn found<T, E, R>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, R>>,
+    not_found: &[&str],
+) -> Result<Option<T>, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => Ok(Some(output)),
+        Err(error) if has_code(&error, not_found) => Ok(None),
+        Err(error) => Err(AwsError::new(operation, error)),
+    }
+}
+
+/// The output of a delete call; a thing already gone counts as deleted.
+pub fn gone<T, E, R>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, R>>,
+    not_found: &[&str],
+) -> Result<bool, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    found(operation, result, not_found).map(|output| output.is_some())
+}
+
+/// Extension to name the operation when an SDK call fails.
+pub trait Operation<T> {
+    fn op(self, operation: &'static str) -> Result<T, AwsError>;
+}
+
+impl<T, E, R> Operation<T> for Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    fn op(self, operation: &'static str) -> Result<T, AwsError> {
+        self.map_err(|error| AwsError::new(operation, error))
+    }
+}

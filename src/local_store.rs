@@ -1,0 +1,403 @@
+//! Counters in a SQLite database file on this machine: the store of `counterctl serve`.
+//!
+//! One writer thread owns the database. Requests queue up on a channel; the writer takes
+//! everything queued, applies it in one transaction, commits (one fsync of the write-ahead
+//! log) and only then answers. What arrives while a commit is on its way to disk forms the
+//! next batch, so throughput grows with concurrency instead of being capped at one fsync
+//! per request (group commit). Reads take the same path, so they see exactly what has been
+//! acknowledged.
+//!
+//! Idempotency keys behave as in the DynamoDB store: the same key with the same counter and
+//! count gets the first answer again, another counter or count is refused, and a key is
+//! forgotten 24 hours after its first use. Requests with one key are applied one after the
+//! other by the single writer, so no request ever waits for another one's key.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use counter_function::dynamo::IdempotencyTimings;
+use counter_function::store::{CounterStore, Increment, StoreError};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+/// The database, inside the data directory.
+pub const DATABASE_FILE: &str = "counters.sqlite3";
+/// Held (`flock`) by the one process serving a data directory; the kernel releases it
+/// when that process ends, however it ends.
+pub const LOCK_FILE: &str = "serve.lock";
+/// Most requests in one transaction: bounds how long the first of them waits.
+const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the writer; past that, new ones wait to be queued.
+const QUEUE_CAPACITY: usize = 4 * MAX_BATCH;
+/// Expired idempotency records removed per commit: twice a full batch, so removal keeps
+/// up with any rate of new keys without one commit ever doing a large delete.
+const MAX_PURGE: i64 = 2 * MAX_BATCH as i64;
+/// `PRAGMA user_version` of the schema below; a file with a later one is not touched.
+const SCHEMA_VERSION: i64 = 1;
+/// STRICT: values stay integers, whatever else writes to the file.
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS counters (
+        name TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS idempotency_keys (
+        key TEXT PRIMARY KEY NOT NULL,
+        counter TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        new_value INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "{} is in use by another `counterctl serve` ({holder}); stop that one, or pass another --data-dir",
+        data_dir.display()
+    )]
+    InUse { data_dir: PathBuf, holder: String },
+    #[error("could not create or lock {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not open the database {}", path.display())]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("SQLite cannot keep a write-ahead log for {} (journal mode stayed {journal})", path.display())]
+    NoWriteAheadLog { path: PathBuf, journal: String },
+    #[error("{} was written by a newer counterctl (schema version {found}); upgrade counterctl", path.display())]
+    NewerSchema { path: PathBuf, found: i64 },
+}
+
+/// The handle requests go through; cheap to share.
+#[derive(Clone)]
+pub struct LocalStore {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// The writer thread. It stops once every [`LocalStore`] handle is gone and the last
+/// batch is committed; then the database is closed and the data directory unlocked.
+pub struct Writer {
+    thread: JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the database writer crashed; what it had not acknowledged was not kept")]
+pub struct WriterCrashed;
+
+impl Writer {
+    /// Waits for the writer to commit what is queued and close the database.
+    pub fn finish(self) -> Result<(), WriterCrashed> {
+        self.thread.join().map_err(|_| WriterCrashed)
+    }
+}
+
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DATABASE_FILE)
+}
+
+impl LocalStore {
+    /// Locks `data_dir` (creating it), opens or creates its database and starts the writer.
+    pub fn open(data_dir: &Path) -> Result<(Self, Writer), OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::Io { path: data_dir.to_owned(), source })?;
+        let lock = lock_data_dir(data_dir)?;
+        let path = database_path(data_dir);
+        let database = open_database(&path)?;
+        let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("counter-writer".into())
+            .spawn(move || {
+                write_batches(database, queue);
+                // The database is closed by now; only then may another process take over.
+                drop(lock);
+            })
+            .map_err(|source| OpenError::Io { path: path.clone(), source })?;
+        Ok((Self { jobs }, Writer { thread }))
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(job(reply)).await.map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+}
+
+impl CounterStore for LocalStore {
+    async fn increment(&self, request: &Increment<'_>) -> Result<i64, StoreError> {
+        self.submit(|reply| Job::Increment {
+            counter: request.counter.to_owned(),
+            count: request.count,
+            idempotency_key: request.idempotency_key.map(str::to_owned),
+            reply,
+        })
+        .await
+    }
+
+    async fn value(&self, counter: &str) -> Result<Option<i64>, StoreError> {
+        self.submit(|reply| Job::Value { counter: counter.to_owned(), reply }).await
+    }
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::Database("the database writer has stopped".into())
+}
+
+fn lock_data_dir(data_dir: &Path) -> Result<File, OpenError> {
+    let path = data_dir.join(LOCK_FILE);
+    let io_error = |source| OpenError::Io { path: path.clone(), source };
+    let mut file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_error)?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Who holds it, for the error message of the next one that tries.
+            file.set_len(0).map_err(io_error)?;
+            write!(file, "process {}", std::process::id()).map_err(io_error)?;
+            Ok(file)
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            file.read_to_string(&mut holder).map_err(io_error)?;
+            Err(OpenError::InUse { data_dir: data_dir.to_owned(), holder })
+        }
+        Err(TryLockError::Error(source)) => Err(io_error(source)),
+    }
+}
+
+fn open_database(path: &Path) -> Result<Connection, OpenError> {
+    let database_error = |source| OpenError::Database { path: path.to_owned(), source };
+    let database = Connection::open(path).map_err(database_error)?;
+    // This process is the only user (the data dir is locked): SQLite may keep its locks
+    // and the log index to itself instead of taking file locks for every transaction.
+    database.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(database_error)?;
+    // Write-ahead log with synchronous=FULL: COMMIT returns once the log is fsync'd.
+    let journal: String = database
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(database_error)?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(OpenError::NoWriteAheadLog { path: path.to_owned(), journal });
+    }
+    database.pragma_update(None, "synchronous", "FULL").map_err(database_error)?;
+    let found: i64 = database.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(database_error)?;
+    if found > SCHEMA_VERSION {
+        return Err(OpenError::NewerSchema { path: path.to_owned(), found });
+    }
+    database
+        .execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+        .map_err(database_error)?;
+    Ok(database)
+}
+
+/// A request for the writer, with where its answer goes.
+enum Job {
+    Increment {
+        counter: String,
+        count: u32,
+        idempotency_key: Option<String>,
+        reply: oneshot::Sender<Result<i64, StoreError>>,
+    },
+    Value {
+        counter: String,
+        reply: oneshot::Sender<Result<Option<i64>, StoreError>>,
+    },
+}
+
+/// A job's result, held back until its transaction is committed.
+enum Answer {
+    Increment(oneshot::Sender<Result<i64, StoreError>>, Result<i64, StoreError>),
+    Value(oneshot::Sender<Result<Option<i64>, StoreError>>, Result<Option<i64>, StoreError>),
+}
+
+/// Hands a requester its answer; one that has gone away (its client disconnected)
+/// needs none.
+fn reply<T>(to: oneshot::Sender<Result<T, StoreError>>, result: Result<T, StoreError>) {
+    let _ = to.send(result);
+}
+
+impl Job {
+    fn apply(self, batch: &mut Batch<'_>) -> Answer {
+        match self {
+            Self::Increment { counter, count, idempotency_key, reply } => {
+                Answer::Increment(reply, batch.increment(&counter, count, idempotency_key.as_deref()))
+            }
+            Self::Value { counter, reply } => Answer::Value(reply, batch.value(&counter)),
+        }
+    }
+
+    fn fail(self, error: &rusqlite::Error) {
+        match self {
+            Self::Increment { reply: to, .. } => reply(to, Err(database(error))),
+            Self::Value { reply: to, .. } => reply(to, Err(database(error))),
+        }
+    }
+}
+
+impl Answer {
+    fn send(self) {
+        match self {
+            Self::Increment(to, result) => reply(to, result),
+            Self::Value(to, result) => reply(to, result),
+        }
+    }
+
+    /// The transaction did not commit: whatever was computed in it never happened.
+    fn fail(self, error: &rusqlite::Error) {
+        match self {
+            Self::Increment(to, _) => reply(to, Err(database(error))),
+            Self::Value(to, _) => reply(to, Err(database(error))),
+        }
+    }
+}
+
+fn write_batches(mut database: Connection, mut queue: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
+        commit_batch(&mut database, jobs.drain(..));
+    }
+}
+
+/// Applies `jobs` in one transaction and answers them once it is durable.
+fn commit_batch(database: &mut Connection, jobs: impl Iterator<Item = Job>) {
+    let mut batch = match database.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(transaction) => Batch { transaction, now: unix_secs(), counters: HashMap::new() },
+        Err(error) => return jobs.for_each(|job| job.fail(&error)),
+    };
+    let answers: Vec<Answer> = jobs.map(|job| job.apply(&mut batch)).collect();
+    match batch.commit() {
+        Ok(()) => answers.into_iter().for_each(Answer::send),
+        Err(error) => answers.into_iter().for_each(|answer| answer.fail(&error)),
+    }
+}
+
+/// The jobs of one transaction. A counter is read at most once and written once, at the
+/// end, however many increments of the batch it takes: a hot counter costs two statements
+/// per batch, not two per request.
+struct Batch<'a> {
+    transaction: Transaction<'a>,
+    now: i64,
+    counters: HashMap<String, Counter>,
+}
+
+#[derive(Clone, Copy)]
+struct Counter {
+    /// `None` while the counter does not exist.
+    value: Option<i64>,
+    changed: bool,
+}
+
+impl Batch<'_> {
+    fn increment(&mut self, counter: &str, count: u32, idempotency_key: Option<&str>) -> Result<i64, StoreError> {
+        let Some(key) = idempotency_key else {
+            return self.add(counter, count);
+        };
+        let first_use = self
+            .transaction
+            .prepare_cached("SELECT counter, count, new_value FROM idempotency_keys WHERE key = ?1 AND expires_at >= ?2")
+            .and_then(|mut select| {
+                select
+                    .query_row(params![key, self.now], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?, row.get(2)?))
+                    })
+                    .optional()
+            })
+            .map_err(|error| database(&error))?;
+        match first_use {
+            Some((first_counter, first_count, new_value)) if first_counter == counter && first_count == count => {
+                Ok(new_value)
+            }
+            Some((first_counter, first_count, _)) => {
+                Err(StoreError::IdempotencyKeyReused { counter: first_counter, count: first_count })
+            }
+            None => {
+                let new_value = self.add(counter, count)?;
+                let expires_at = self.now + retention_secs();
+                self.transaction
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO idempotency_keys (key, counter, count, new_value, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .and_then(|mut insert| insert.execute(params![key, counter, count, new_value, expires_at]))
+                    .map_err(|error| database(&error))?;
+                Ok(new_value)
+            }
+        }
+    }
+
+    fn add(&mut self, counter: &str, count: u32) -> Result<i64, StoreError> {
+        let current = self.counter(counter)?;
+        let new_value = current
+            .value
+            .unwrap_or(0)
+            .checked_add(i64::from(count))
+            .ok_or_else(|| StoreError::Database(format!("counter {counter:?} would pass {}", i64::MAX)))?;
+        self.counters.insert(counter.to_owned(), Counter { value: Some(new_value), changed: true });
+        Ok(new_value)
+    }
+
+    fn value(&mut self, counter: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.counter(counter)?.value)
+    }
+
+    fn counter(&mut self, name: &str) -> Result<Counter, StoreError> {
+        if let Some(counter) = self.counters.get(name) {
+            return Ok(*counter);
+        }
+        let value = self
+            .transaction
+            .prepare_cached("SELECT value FROM counters WHERE name = ?1")
+            .and_then(|mut select| select.query_row([name], |row| row.get(0)).optional())
+            .map_err(|error| database(&error))?;
+        let counter = Counter { value, changed: false };
+        self.counters.insert(name.to_owned(), counter);
+        Ok(counter)
+    }
+
+    /// Writes the counters that moved, sweeps expired keys, and commits: durable on return.
+    fn commit(self) -> rusqlite::Result<()> {
+        let mut upsert = self.transaction.prepare_cached(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )?;
+        for (name, counter) in &self.counters {
+            if let Counter { value: Some(value), changed: true } = counter {
+                upsert.execute(params![name, value])?;
+            }
+        }
+        drop(upsert);
+        purge_expired_keys(&self.transaction, self.now)?;
+        self.transaction.commit()
+    }
+}
+
+fn purge_expired_keys(transaction: &Transaction<'_>, now: i64) -> rusqlite::Result<()> {
+    transaction
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE key IN
+             (SELECT key FROM idempotency_keys WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)",
+        )?
+        .execute(params![now, MAX_PURGE])
+        .map(drop)
+}
+
+fn database(error: &rusqlite::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+/// How long an idempotency key is remembered: the same as on AWS.
+fn retention_secs() -> i64 {
+    i64::try_from(IdempotencyTimings::default().retention.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn unix_secs() -> i64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,70 @@
+//! Waiting out AWS's eventual consistency and rate limits with exponential backoff.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// An exponential backoff schedule that gives up after a total time.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub longest: Duration,
+    pub give_up_after: Duration,
+}
+
+impl Backoff {
+    /// For a condition AWS clears within about two minutes (a new role becoming
+    /// assumable, DeleteRestApi's one call per 30 s). It starts small because the
+    /// condition is often gone after a second or two.
+    pub const ABOUT_TWO_MINUTES: Self = Self {
+        first: Duration::from_millis(500),
+        longest: Duration::from_secs(10),
+        give_up_after: Duration::from_secs(120),
+    };
+
+    /// Polling a resource until it settles (a table becoming ACTIVE, a function update).
+    pub const POLL: Self = Self {
+        first: Duration::from_millis(250),
+        longest: Duration::from_secs(2),
+        give_up_after: Duration::from_secs(300),
+    };
+
+    /// Runs `attempt` until it succeeds, fails with an error `retryable` rejects, or
+    /// the time is up (then the last error is returned).
+    pub async fn retry<T, E, F, Fut>(&self, mut attempt: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let give_up_at = Instant::now() + self.give_up_after;
+        let mut pause = self.first;
+        loop {
+            match attempt().await {
+                Err(error) if retryable(&error) && Instant::now() + pause < give_up_at => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.longest);
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Calls `check` until it answers true; `Ok(false)` when the time is up first.
+    pub async fn poll<E, F, Fut>(&self, mut check: F) -> Result<bool, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<bool, E>>,
+    {
+        let give_up_at = Instant::now() + self.give_up_after;
+        let mut pause = self.first;
+        loop {
+            if check().await? {
+                return Ok(true);
+            }
+            if Instant::now() + pause >= give_up_at {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(self.longest);
+        }
+    }
+}

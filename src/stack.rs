@@ -1,0 +1,120 @@
+//! One deployment: its resource names, ARNs, tags and the documents install writes.
+
+use crate::aws::Account;
+
+/// Statement id of the permission that lets API Gateway invoke the function.
+pub const PERMISSION_SID: &str = "counterctl-apigateway-invoke";
+/// The role's inline policy (the name the original manual setup used).
+pub const ROLE_POLICY_NAME: &str = "dynamodb-atomiccounters";
+pub const MANAGED_BY: (&str, &str) = ("managed-by", "counterctl");
+pub const STACK_TAG: &str = "counterctl:stack";
+/// The only resource of the API; every path below the stage goes to the function.
+pub const PROXY_PATH: &str = "/{proxy+}";
+
+const TRUST_POLICY: &str = include_str!("../assets/trust-policy.json");
+const ROLE_POLICY: &str = include_str!("../assets/role-policy.json");
+
+/// The names of one deployment's resources.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Function, role, API, API key and usage plan name.
+    pub name: String,
+    pub table: String,
+    pub stage: String,
+}
+
+impl Stack {
+    pub fn from_options(options: &crate::cli::StackOptions) -> Self {
+        Self { name: options.name.clone(), table: options.table.clone(), stage: options.stage.clone() }
+    }
+
+    /// `managed-by=counterctl` and `counterctl:stack=NAME`.
+    pub fn tags(&self) -> [(String, String); 2] {
+        [(MANAGED_BY.0.into(), MANAGED_BY.1.into()), (STACK_TAG.into(), self.name.clone())]
+    }
+
+    /// Whether `tags` carry this stack's tags.
+    pub fn tagged<'a>(&self, mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        tags.any(|(key, value)| key == STACK_TAG && value == self.name)
+    }
+
+    pub fn table_arn(&self, account: &Account) -> String {
+        account.arn("dynamodb", &format!("table/{}", self.table))
+    }
+
+    pub fn function_arn(&self, account: &Account) -> String {
+        account.arn("lambda", &format!("function:{}", self.name))
+    }
+
+    pub fn log_group_arn(&self, account: &Account) -> String {
+        account.arn("logs", &format!("log-group:/aws/lambda/{}", self.name))
+    }
+
+    /// The Lambda proxy integration's URI.
+    pub fn integration_uri(&self, account: &Account) -> String {
+        format!(
+            "arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{}/invocations",
+            account.partition,
+            account.region,
+            self.function_arn(account)
+        )
+    }
+
+    /// Any stage, method and path of this API, and nothing else.
+    pub fn source_arn(&self, account: &Account, api_id: &str) -> String {
+        account.arn("execute-api", &format!("{api_id}/*"))
+    }
+
+    pub fn invoke_url(&self, region: &str, api_id: &str) -> String {
+        let domain = if crate::aws::partition_of(region) == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" };
+        format!("https://{api_id}.execute-api.{region}.{domain}/{}", self.stage)
+    }
+
+    pub fn trust_policy() -> serde_json::Value {
+        serde_json::from_str(TRUST_POLICY).expect("assets/trust-policy.json is JSON")
+    }
+
+    /// Least privilege: the DynamoDB actions the function calls, on this table only,
+    /// and writing this function's logs.
+    pub fn role_policy(&self, account: &Account) -> serde_json::Value {
+        let document = ROLE_POLICY
+            .replace("${TABLE_ARN}", &self.table_arn(account))
+            .replace("${LOG_GROUP_ARN}", &self.log_group_arn(account));
+        serde_json::from_str(&document).expect("assets/role-policy.json is JSON")
+    }
+}
+
+/// A policy document as IAM returns it: URL-encoded JSON.
+pub fn decode_policy(document: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(document).ok().or_else(|| {
+        let decoded = percent_encoding::percent_decode_str(document).decode_utf8().ok()?;
+        serde_json::from_str(&decoded).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_decode_whether_iam_url_encoded_them_or_not() {
+        let plain = r#"{"Version":"2012-10-17","Statement":[]}"#;
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+        let expected = serde_json::json!({"Version": "2012-10-17", "Statement": []});
+        assert_eq!(decode_policy(plain), Some(expected.clone()));
+        assert_eq!(decode_policy(encoded), Some(expected));
+        assert_eq!(decode_policy("%7Bnot json"), None);
+    }
+
+    #[test]
+    fn arns_and_urls_follow_the_partition() {
+        let stack = Stack { name: "AtomicCounter".into(), table: "AtomicCounters".into(), stage: "prod".into() };
+        let china = Account { id: "123456789012".into(), partition: "aws-cn".into(), region: "cn-north-1".into() };
+        assert_eq!(stack.table_arn(&china), "arn:aws-cn:dynamodb:cn-north-1:123456789012:table/AtomicCounters");
+        assert_eq!(stack.invoke_url("cn-north-1", "abc"), "https://abc.execute-api.cn-north-1.amazonaws.com.cn/prod");
+        assert_eq!(stack.invoke_url("eu-west-1", "abc"), "https://abc.execute-api.eu-west-1.amazonaws.com/prod");
+        let policy = stack.role_policy(&china).to_string();
+        assert!(!policy.contains("${"), "every placeholder is filled: {policy}");
+        assert!(!policy.contains("\"*\""), "no wildcard resource: {policy}");
+    }
+}

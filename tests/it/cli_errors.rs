@@ -1,0 +1,118 @@
+//! Bad input and a bad environment: one clear message with the fix, a non-zero exit,
+//! and nothing created.
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+
+use crate::support::cli::{Deployment, REGION, clean_environment, counterctl_with_env};
+
+/// Runs `install` for `stack` with `env` instead of the test credentials and region.
+async fn install_with_env(stack: &Deployment, extra: &[&str], env: &[(&str, String)]) -> crate::support::cli::Run {
+    let mut args = vec!["install", "--endpoint-url", &stack.proxy.url, "--name", &stack.name, "--table", &stack.table];
+    args.extend(extra);
+    counterctl_with_env(&args, env).await
+}
+
+#[tokio::test]
+async fn missing_credentials_are_named_with_the_fix() {
+    let stack = Deployment::new().await;
+    let env: Vec<_> =
+        clean_environment().into_iter().filter(|(key, _)| !key.starts_with("AWS_ACCESS_KEY_ID")).collect();
+    let run = install_with_env(&stack, &["--region", REGION], &env).await;
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.starts_with("error: no AWS credentials were found"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hint: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass --profile NAME"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(stack.proxy.actions(), Vec::<String>::new(), "nothing was even read");
+}
+
+#[tokio::test]
+async fn a_missing_region_is_named_with_the_fix() {
+    let stack = Deployment::new().await;
+    let run = install_with_env(&stack, &[], &clean_environment()).await;
+    assert_ne!(run.code, 0);
+    assert_eq!(
+        run.stderr,
+        "error: no AWS region is set\nhint: pass --region (e.g. --region us-east-1), set AWS_REGION, or set `region` in your profile\n"
+    );
+    assert_eq!(stack.proxy.actions(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn rejected_credentials_get_a_hint_and_create_nothing() {
+    let stack = Deployment::new().await;
+    let rejected = crate::support::aws_proxy::Fault::new(
+        403,
+        "InvalidClientTokenId",
+        "The security token included in the request is invalid.",
+    );
+    stack.proxy.inject("GetCallerIdentity", rejected, 1);
+    let run = stack.run("install", &[]).await;
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains(
+            "sts:GetCallerIdentity failed: InvalidClientTokenId: The security token included in the request is invalid."
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: AWS rejected the credentials"), "{}", run.stderr);
+    assert_eq!(stack.proxy.mutating_actions(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_table_with_another_key_schema_is_refused_before_anything_is_created() {
+    let stack = Deployment::new().await;
+    let dynamodb = stack.dynamodb();
+    dynamodb
+        .create_table()
+        .table_name(&stack.table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::N).build().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let run = stack.run("install", &[]).await;
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains(&format!(
+            "table {} exists with key schema pk HASH (N), not the counter layout (key `id`, type S)",
+            stack.table
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: pass --table NAME"), "{}", run.stderr);
+    assert_eq!(stack.proxy.mutating_actions(), Vec::<String>::new());
+    assert!(!stack.role_exists().await && stack.api_id().await.is_none());
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_with_a_message_and_touch_nothing() {
+    let stack = Deployment::new().await;
+    let zip = std::env::temp_dir().join(format!("{}-not-a.zip", stack.name));
+    std::fs::write(&zip, "not a zip").unwrap();
+    let not_a_zip = zip.display().to_string();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--memory", "64"], "invalid value '64' for '--memory <MEMORY>': 64 is not in 128..=10240"),
+        (&["--timeout", "3"], "invalid value '3' for '--timeout <TIMEOUT>'"),
+        (&["--auth", "open"], "invalid value 'open' for '--auth <AUTH>'"),
+        (&["--rate-limit=0"], "\"0\" is not a positive number of requests per second"),
+        (&["--function-zip", "/nonexistent/function.zip"], "reading the function zip /nonexistent/function.zip"),
+        (&["--function-zip", &not_a_zip], "is not a zip file"),
+    ];
+    for (args, message) in cases {
+        let run = stack.run("install", args).await;
+        assert_ne!(run.code, 0, "{args:?}");
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+    let run = stack.run("increment", &[]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("the following required arguments were not provided:\n  <COUNTER>"), "{}", run.stderr);
+    assert_eq!(stack.proxy.actions(), Vec::<String>::new());
+}

@@ -1,0 +1,223 @@
+//! `counterctl serve` as a user runs it: the real binary, listening on a loopback port,
+//! keeping its counters in a data directory of the test's own.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use super::unique_name;
+
+/// How long a server may take to start or stop before the test gives up on it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A data directory under the target directory, removed when dropped.
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new() -> Self {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("serve-data"));
+        // A directory left by an earlier run whose process had the same id.
+        let _ = std::fs::remove_dir_all(&path);
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `counterctl serve --listen 127.0.0.1:0 --output json`, not yet started.
+pub fn counterctl_serve() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_counterctl"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--output", "json"])
+        .env_remove("COUNTERCTL_LISTEN")
+        .env_remove("COUNTERCTL_DATA_DIR");
+    command
+}
+
+/// `counterctl serve --listen 127.0.0.1:0 --output json --data-dir DIR`, not yet started.
+pub fn serve_command(data_dir: &Path) -> Command {
+    let mut command = counterctl_serve();
+    command.arg("--data-dir").arg(data_dir);
+    command
+}
+
+/// A running `counterctl serve`.
+pub struct Serve {
+    /// The root URL it printed, e.g. `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The database file it printed (with `--output json`).
+    pub database: PathBuf,
+    pub http: reqwest::Client,
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    /// Set when the server owns its data directory (removed after the server is gone).
+    _own_data_dir: Option<DataDir>,
+}
+
+impl Serve {
+    /// A server on a data directory of its own.
+    pub async fn start() -> Self {
+        let data_dir = DataDir::new();
+        let mut serve = Self::start_in(data_dir.path()).await;
+        serve._own_data_dir = Some(data_dir);
+        serve
+    }
+
+    /// A server on `data_dir`, which outlives it (to start another one on it).
+    pub async fn start_in(data_dir: &Path) -> Self {
+        Self::start_command(serve_command(data_dir)).await
+    }
+
+    /// Starts `command` (from `counterctl_serve`) and waits for its announcement: one line
+    /// of JSON on stdout with the URL and the database.
+    pub async fn start_command(command: Command) -> Self {
+        let (mut serve, mut stdout) = Self::spawn(command);
+        let line = serve.next_line(&mut stdout).await;
+        let announcement: Value = serde_json::from_str(&line).expect("the announcement is JSON");
+        serve.url = announcement["url"].as_str().expect("the announcement has the url").to_owned();
+        serve.database = PathBuf::from(announcement["database"].as_str().expect("the announcement has the database"));
+        keep_reading(stdout);
+        serve
+    }
+
+    /// Starts `command` without `--output json` and returns the server with what it
+    /// printed for people, up to its last line ("Stop with Ctrl-C.").
+    pub async fn start_with_text_output(command: Command) -> (Self, String) {
+        let (mut serve, mut stdout) = Self::spawn(command);
+        let mut text = String::new();
+        while !text.contains("Ctrl-C") {
+            text.push_str(&serve.next_line(&mut stdout).await);
+            text.push('\n');
+        }
+        keep_reading(stdout);
+        let url = text.split_whitespace().find(|word| word.starts_with("http://")).expect("a URL");
+        serve.url = url.to_owned();
+        (serve, text)
+    }
+
+    fn spawn(mut command: Command) -> (Self, Lines<BufReader<ChildStdout>>) {
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = command.spawn().expect("counterctl starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let serve = Self {
+            url: String::new(),
+            database: PathBuf::new(),
+            http: reqwest::Client::new(),
+            child,
+            stderr,
+            _own_data_dir: None,
+        };
+        (serve, stdout)
+    }
+
+    async fn next_line(&mut self, stdout: &mut Lines<BufReader<ChildStdout>>) -> String {
+        match tokio::time::timeout(PATIENCE, stdout.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            _ => panic!("serve did not announce its URL ({:?}); stderr: {}", self.child.try_wait(), self.stderr()),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id().expect("still running")).unwrap())
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` and waits for the process to end.
+    pub async fn stop(&mut self, signal: Signal) -> ExitStatus {
+        kill(self.pid(), signal).expect("the server can be signalled");
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("serve did not stop after {signal:?}; stderr: {}", self.stderr()))
+            .unwrap()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Nothing more is expected on stdout, but a closed pipe must not break the server.
+fn keep_reading(mut stdout: Lines<BufReader<ChildStdout>>) {
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+}
+
+fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = into.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+}
+
+/// What came back for a raw request: the status and the body, as far as they arrived.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Sends `request` byte for byte on a new connection and reads the answer until the
+/// server closes the connection. Reading runs alongside writing: a server refusing a
+/// request may answer and close before it was all sent.
+pub async fn raw_request(url: &str, request: Vec<u8>) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let address = url.strip_prefix("http://").expect("an http URL");
+    let stream = tokio::net::TcpStream::connect(address).await.expect("the server accepts connections");
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        // A refusal may close the connection before all was sent; what it answered counts.
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                // A reset after the answer arrived (the server closed with unread input).
+                Err(error) if !answer.is_empty() => {
+                    eprintln!("connection ended with {error} after the answer");
+                    break;
+                }
+                Err(error) => panic!("no answer: {error}"),
+            }
+        }
+    })
+    .await;
+    read.expect("the server answers and closes the connection");
+    drop(sending.await);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let status =
+        head.split(' ').nth(1).and_then(|status| status.parse().ok()).unwrap_or_else(|| panic!("no status: {head}"));
+    RawResponse { status, head: head.to_owned(), body: body.to_owned() }
+}

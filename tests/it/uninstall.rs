@@ -1,0 +1,85 @@
+//! `counterctl uninstall`: deletes the stack, keeps the counters unless told otherwise.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::support::aws_proxy::Fault;
+use crate::support::cli::Deployment;
+
+async fn put_counter(stack: &Deployment, name: &str, value: i64) {
+    let dynamodb = stack.dynamodb();
+    let request = dynamodb
+        .put_item()
+        .table_name(&stack.table)
+        .item("id", AttributeValue::S(name.into()))
+        .item("lastValue", AttributeValue::N(value.to_string()));
+    request.send().await.unwrap();
+}
+
+#[tokio::test]
+async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    put_counter(&stack, "orders", 1234).await;
+
+    let run = stack.run("uninstall", &["--yes"]).await.ok();
+    assert!(run.stdout.contains(&format!("table {} and its counters are kept", stack.table)), "{}", run.stdout);
+    assert_eq!(stack.api_id().await, None);
+    assert!(!stack.function_exists().await && !stack.role_exists().await);
+    let apigateway = stack.apigateway();
+    let keys = apigateway.get_api_keys().name_query(&stack.name).send().await.unwrap();
+    assert!(keys.items().iter().all(|key| key.name() != Some(&stack.name)));
+    let plans = apigateway.get_usage_plans().send().await.unwrap();
+    assert!(plans.items().iter().all(|plan| plan.name() != Some(&stack.name)));
+    let item = stack
+        .dynamodb()
+        .get_item()
+        .table_name(&stack.table)
+        .key("id", AttributeValue::S("orders".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(item.item().unwrap()["lastValue"].as_n().unwrap(), "1234");
+
+    let again = stack.run("uninstall", &["--yes"]).await.ok();
+    assert!(again.stdout.contains("Uninstalled"), "a second uninstall succeeds: {}", again.stdout);
+
+    // A re-install picks the same table up, counters and all.
+    stack.install().await;
+    assert!(stack.table_exists().await);
+}
+
+#[tokio::test]
+async fn delete_data_deletes_the_table_after_saying_how_many_items_it_holds() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    put_counter(&stack, "a", 1).await;
+    put_counter(&stack, "b", 2).await;
+    let (run, mutations) = stack.mutations_of(stack.run("uninstall", &["--delete-data", "--yes"])).await;
+    let run = run.ok();
+    assert_eq!(mutations[mutations.len() - 2..], ["UpdateTable", "DeleteTable"], "deletion protection off first");
+    assert!(run.stdout.contains(&format!("table {} and its 2 items WILL BE DELETED", stack.table)), "{}", run.stdout);
+    assert!(run.stdout.contains("would hand out IDs that were already issued"), "{}", run.stdout);
+    assert!(!stack.table_exists().await);
+}
+
+#[tokio::test]
+async fn uninstall_without_yes_and_without_a_terminal_refuses_and_deletes_nothing() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let (run, mutations) = stack.mutations_of(stack.run("uninstall", &[])).await;
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("hint: pass --yes"), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn delete_rest_api_throttling_is_waited_out() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let throttled = Fault::new(429, "TooManyRequestsException", "Too Many Requests");
+    stack.proxy.inject("DELETE /restapis/*", throttled, 3);
+    stack.run("uninstall", &["--yes"]).await.ok();
+    let attempts = stack.proxy.actions().iter().filter(|action| action.starts_with("DELETE /restapis/")).count();
+    assert_eq!(attempts, 4, "three throttled, the fourth deletes");
+    assert_eq!(stack.api_id().await, None);
+}
