@@ -62,6 +62,7 @@ impl Function {
     }
 
     /// CPU time (user + system) the environments used so far, from /proc.
+    #[allow(dead_code, reason = "for benches/function.rs, which shares this module")]
     pub fn cpu_time(&self) -> Duration {
         // Linux reports it in clock ticks of 1/100 s (USER_HZ).
         const TICKS_PER_SECOND: u64 = 100;
