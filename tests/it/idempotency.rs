@@ -71,14 +71,30 @@ fn now_secs() -> i64 {
     i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
 }
 
-async fn put_record(stack: &LambdaStack, key: &str, attributes: &[(&str, AttributeValue)]) {
+/// An idempotency record as a request writes it when it claims a key.
+struct KeyRecord<'a> {
+    key: &'a str,
+    counter: &'a str,
+    expires_at: i64,
+    owner: &'a str,
+    lease_until_ms: i64,
+    new_value: Option<i64>,
+}
+
+async fn put_record(stack: &LambdaStack, record: KeyRecord<'_>) {
+    let number = |value: i64| AttributeValue::N(value.to_string());
     let mut put = stack
         .dynamodb
         .put_item()
         .table_name(&stack.table)
-        .item("id", AttributeValue::S(format!("_counterctl#idempotency#{key}")));
-    for (name, value) in attributes {
-        put = put.item(*name, value.clone());
+        .item("id", AttributeValue::S(format!("_counterctl#idempotency#{}", record.key)))
+        .item("counter", AttributeValue::S(record.counter.into()))
+        .item("count", number(1))
+        .item("expires_at", number(record.expires_at))
+        .item("owner", AttributeValue::S(record.owner.into()))
+        .item("lease_until_ms", number(record.lease_until_ms));
+    if let Some(value) = record.new_value {
+        put = put.item("new_value", number(value));
     }
     put.send().await.unwrap();
 }
@@ -87,19 +103,15 @@ async fn put_record(stack: &LambdaStack, key: &str, attributes: &[(&str, Attribu
 async fn an_expired_key_is_a_new_request() {
     let stack = LambdaStack::start(1).await;
     // Expired a minute ago, not yet removed by DynamoDB's TTL sweeper.
-    put_record(
-        &stack,
-        "old",
-        &[
-            ("counter", AttributeValue::S("other".into())),
-            ("count", AttributeValue::N("1".into())),
-            ("expires_at", AttributeValue::N((now_secs() - 60).to_string())),
-            ("owner", AttributeValue::S("long-gone".into())),
-            ("lease_until_ms", AttributeValue::N("0".into())),
-            ("new_value", AttributeValue::N("99".into())),
-        ],
-    )
-    .await;
+    let old = KeyRecord {
+        key: "old",
+        counter: "other",
+        expires_at: now_secs() - 60,
+        owner: "long-gone",
+        lease_until_ms: 0,
+        new_value: Some(99),
+    };
+    put_record(&stack, old).await;
     let (status, body) = post_with_key(&stack, "/counter/increment?counter=fresh", "old").await;
     assert_eq!((status, body), (200, json!({"counter": "fresh", "new_value": 1})));
 }
@@ -108,18 +120,15 @@ async fn an_expired_key_is_a_new_request() {
 async fn a_key_held_by_a_crashed_request_is_taken_over_after_its_lease() {
     let stack = LambdaStack::start(1).await;
     // A request claimed the key and died before answering; its lease has run out.
-    put_record(
-        &stack,
-        "orphan",
-        &[
-            ("counter", AttributeValue::S("jobs".into())),
-            ("count", AttributeValue::N("1".into())),
-            ("expires_at", AttributeValue::N((now_secs() + 3600).to_string())),
-            ("owner", AttributeValue::S("crashed-request".into())),
-            ("lease_until_ms", AttributeValue::N(((now_secs() - 1) * 1000).to_string())),
-        ],
-    )
-    .await;
+    let orphan = KeyRecord {
+        key: "orphan",
+        counter: "jobs",
+        expires_at: now_secs() + 3600,
+        owner: "crashed-request",
+        lease_until_ms: (now_secs() - 1) * 1000,
+        new_value: None,
+    };
+    put_record(&stack, orphan).await;
     let first = post_with_key(&stack, "/counter/increment?counter=jobs", "orphan").await;
     assert_eq!(first, (200, json!({"counter": "jobs", "new_value": 1})));
     assert_eq!(post_with_key(&stack, "/counter/increment?counter=jobs", "orphan").await, first);
@@ -130,16 +139,7 @@ async fn a_key_held_by_a_crashed_request_is_taken_over_after_its_lease() {
 async fn records_expire_through_ttl_within_24_hours() {
     let stack = LambdaStack::start(1).await;
     assert_eq!(post_with_key(&stack, "/counter/increment?counter=ttl", "ttl-key").await.0, 200);
-    let item = stack
-        .dynamodb
-        .get_item()
-        .table_name(&stack.table)
-        .key("id", AttributeValue::S("_counterctl#idempotency#ttl-key".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .expect("the record is in the counters table");
+    let item = stack.item("_counterctl#idempotency#ttl-key").await.expect("the record is in the counters table");
     let AttributeValue::N(expires_at) = &item["expires_at"] else { panic!("expires_at is a number") };
     let remaining = expires_at.parse::<i64>().unwrap() - now_secs();
     assert!((86_390..=86_400).contains(&remaining), "expires in {remaining} s");
@@ -149,18 +149,15 @@ async fn records_expire_through_ttl_within_24_hours() {
 async fn a_key_held_by_a_live_request_answers_409_in_progress_after_waiting() {
     let stack = LambdaStack::start(1).await;
     // Another request holds the key and its lease is still running.
-    put_record(
-        &stack,
-        "busy",
-        &[
-            ("counter", AttributeValue::S("slow".into())),
-            ("count", AttributeValue::N("1".into())),
-            ("expires_at", AttributeValue::N((now_secs() + 3600).to_string())),
-            ("owner", AttributeValue::S("still-working".into())),
-            ("lease_until_ms", AttributeValue::N(((now_secs() + 3600) * 1000).to_string())),
-        ],
-    )
-    .await;
+    let busy = KeyRecord {
+        key: "busy",
+        counter: "slow",
+        expires_at: now_secs() + 3600,
+        owner: "still-working",
+        lease_until_ms: (now_secs() + 3600) * 1000,
+        new_value: None,
+    };
+    put_record(&stack, busy).await;
     let response =
         stack.http.post(stack.url("/counter/increment?counter=slow")).header("Idempotency-Key", "busy").send().await.unwrap();
     assert_eq!(response.status(), 409);

@@ -151,25 +151,7 @@ async fn fresh_install_makes_every_resource_exactly_as_specified() {
     );
     let secret = key.value().unwrap();
     assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "the key leaked");
-    for step in [
-        "table",
-        "role",
-        "policy",
-        "function",
-        "api",
-        "route",
-        "integration",
-        "permission",
-        "stage",
-        "api key",
-        "usage plan",
-    ] {
-        assert!(
-            run.stdout.lines().any(|line| line.contains(step) && line.contains("created")),
-            "{step}: {}",
-            run.stdout
-        );
-    }
+    assert_every_step_says(&run.stdout, "created");
 }
 
 #[tokio::test]
@@ -287,25 +269,7 @@ async fn dry_run_reads_only_and_prints_the_plan() {
     let run = run.ok();
     assert_eq!(mutations, Vec::<String>::new());
     assert!(!stack.table_exists().await && !stack.role_exists().await && stack.api_id().await.is_none());
-    for step in [
-        "table",
-        "role",
-        "policy",
-        "function",
-        "api",
-        "route",
-        "integration",
-        "permission",
-        "stage",
-        "api key",
-        "usage plan",
-    ] {
-        assert!(
-            run.stdout.lines().any(|line| line.contains(step) && line.contains("would create")),
-            "{step}: {}",
-            run.stdout
-        );
-    }
+    assert_every_step_says(&run.stdout, "would create");
 
     stack.install().await;
     stack
@@ -425,4 +389,15 @@ async fn arm64_deploys_the_bundled_graviton_build() {
     // code is checked here.
     let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
     assert_eq!(config.code_sha256(), Some(bundled_code_sha256().as_str()));
+}
+
+/// Every resource install handles, as its progress lines name them.
+const STEPS: [&str; 11] =
+    ["table", "role", "policy", "function", "api", "route", "integration", "permission", "stage", "api key", "usage plan"];
+
+/// Each step's progress line reports `outcome`.
+fn assert_every_step_says(stdout: &str, outcome: &str) {
+    for step in STEPS {
+        assert!(stdout.lines().any(|line| line.contains(step) && line.contains(outcome)), "{step}: {stdout}");
+    }
 }

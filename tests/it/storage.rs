@@ -21,16 +21,7 @@ async fn a_table_from_the_original_service_continues_where_it_stopped() {
     assert_eq!(stack.value("tenants").await, Some(714));
     assert_eq!(stack.increment("tenants").await, 715);
 
-    let item = stack
-        .dynamodb
-        .get_item()
-        .table_name(&stack.table)
-        .key("id", AttributeValue::S("tenants".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = stack.item("tenants").await.unwrap();
     assert_eq!(item["lastValue"], AttributeValue::N("715".into()), "the same attribute, as a number");
     assert_eq!(item.len(), 2, "no attributes added: {item:?}");
 }

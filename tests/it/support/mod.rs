@@ -12,12 +12,13 @@ pub mod tcp_proxy;
 
 pub use backend::Backend;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use serde_json::Value;
 
 use function::Function;
@@ -92,6 +93,12 @@ impl LambdaStack {
         let function = Arc::new(Function::start(&table, function_endpoint, environments).await);
         let api = RestApi::start(Arc::clone(&function)).await;
         Self { table, dynamodb, function, api, http: reqwest::Client::new() }
+    }
+
+    /// The table's item with this `id`, read directly from DynamoDB.
+    pub async fn item(&self, id: &str) -> Option<HashMap<String, AttributeValue>> {
+        let key = AttributeValue::S(id.to_owned());
+        self.dynamodb.get_item().table_name(&self.table).key("id", key).send().await.unwrap().item
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Serve {
     pub http: reqwest::Client,
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// Reads stderr until the process closes it.
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
     /// Set when the server owns its data directory (removed after the server is gone).
     _own_data_dir: Option<DataDir>,
 }
@@ -114,7 +116,7 @@ impl Serve {
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = command.spawn().expect("counterctl starts");
         let stderr = Arc::new(Mutex::new(String::new()));
-        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        let stderr_reader = collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let serve = Self {
             url: String::new(),
@@ -122,6 +124,7 @@ impl Serve {
             http: reqwest::Client::new(),
             child,
             stderr,
+            stderr_reader: Some(stderr_reader),
             _own_data_dir: None,
         };
         (serve, stdout)
@@ -143,13 +146,17 @@ impl Serve {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Sends `signal` and waits for the process to end.
+    /// Sends `signal` and waits for the process to end and for all it wrote to stderr.
     pub async fn stop(&mut self, signal: Signal) -> ExitStatus {
         kill(self.pid(), signal).expect("the server can be signalled");
-        tokio::time::timeout(PATIENCE, self.child.wait())
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("serve did not stop after {signal:?}; stderr: {}", self.stderr()))
-            .unwrap()
+            .unwrap();
+        if let Some(reader) = self.stderr_reader.take() {
+            tokio::time::timeout(PATIENCE, reader).await.expect("stderr closes with the process").unwrap();
+        }
+        status
     }
 
     /// Whether the process is still running.
@@ -163,7 +170,7 @@ fn keep_reading(mut stdout: Lines<BufReader<ChildStdout>>) {
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
 }
 
-fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) {
+fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -171,7 +178,7 @@ fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<Stri
             text.push_str(&line);
             text.push('\n');
         }
-    });
+    })
 }
 
 /// What came back for a raw request: the status and the body, as far as they arrived.
