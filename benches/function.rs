@@ -63,10 +63,15 @@ async fn main() {
     println!("bootstrap: {} ({} bytes)", binary.display(), std::fs::metadata(binary).unwrap().len());
 
     let init = summarize(init_times(&table).await);
-    println!("init (spawn to first invocation/next), {INIT_RUNS} runs: median {}, p99 {}", ms(init.median), ms(init.p99));
+    println!(
+        "init (spawn to first invocation/next), {INIT_RUNS} runs: median {}, p99 {}",
+        ms(init.median),
+        ms(init.p99)
+    );
 
     let function = Function::start(&table, &support::moto_url(), 1).await;
-    let event = rest_event(&Method::POST, "counter/increment", &[("counter".into(), "bench".into())], &[], None, "127.0.0.1");
+    let event =
+        rest_event(&Method::POST, "counter/increment", &[("counter".into(), "bench".into())], &[], None, "127.0.0.1");
     let mut request_times = Vec::with_capacity(REQUESTS);
     let mut cpu_before = Duration::ZERO;
     let mut moto_times = Vec::with_capacity(REQUESTS);
@@ -98,7 +103,11 @@ async fn main() {
     let cpu_per_request = (function.cpu_time() - cpu_before) / REQUESTS as u32;
     let request = summarize(request_times);
     let moto = summarize(moto_times);
-    println!("warm increment through the Runtime API, {REQUESTS} requests: median {}, p99 {}", ms(request.median), ms(request.p99));
+    println!(
+        "warm increment through the Runtime API, {REQUESTS} requests: median {}, p99 {}",
+        ms(request.median),
+        ms(request.p99)
+    );
     println!("moto UpdateItem from the SDK, same run:               median {}, p99 {}", ms(moto.median), ms(moto.p99));
     println!("handler + Runtime API share (median difference): {}", ms(request.median.saturating_sub(moto.median)));
     println!("bootstrap CPU time per warm request (user + system): {}", ms(cpu_per_request));

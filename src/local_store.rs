@@ -125,7 +125,10 @@ impl LocalStore {
         Ok((Self { jobs }, Writer { thread }))
     }
 
-    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(job(reply)).await.map_err(|_| writer_stopped())?;
         answer.await.map_err(|_| writer_stopped())?
@@ -180,9 +183,8 @@ fn open_database(path: &Path) -> Result<Connection, OpenError> {
     // and the log index to itself instead of taking file locks for every transaction.
     database.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(database_error)?;
     // Write-ahead log with synchronous=FULL: COMMIT returns once the log is fsync'd.
-    let journal: String = database
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(database_error)?;
+    let journal: String =
+        database.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(database_error)?;
     if !journal.eq_ignore_ascii_case("wal") {
         return Err(OpenError::NoWriteAheadLog { path: path.to_owned(), journal });
     }
@@ -301,7 +303,9 @@ impl Batch<'_> {
         };
         let first_use = self
             .transaction
-            .prepare_cached("SELECT counter, count, new_value FROM idempotency_keys WHERE key = ?1 AND expires_at >= ?2")
+            .prepare_cached(
+                "SELECT counter, count, new_value FROM idempotency_keys WHERE key = ?1 AND expires_at >= ?2",
+            )
             .and_then(|mut select| {
                 select
                     .query_row(params![key, self.now], |row| {

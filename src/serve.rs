@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use counter_function::api::{self, ApiRequest};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::oneshot;
 
 use crate::cli::{OutputFormat, ServeArgs};
 use crate::local_store::{self, LocalStore};
@@ -37,7 +37,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Taken before anything is served, so a stop request is never missed.
     let stop_signals = StopSignals::install().context("could not install the SIGINT and SIGTERM handlers")?;
     let (store, writer) = LocalStore::open(&data_dir).context("could not open the counter database")?;
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
+    let listener =
+        TcpListener::bind(args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
     let address = listener.local_addr().context("could not read the address the server listens on")?;
     announce(args.output.output, address, &local_store::database_path(&data_dir));
 
@@ -65,9 +66,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // Every request has been answered; the writer closes the database and unlocks the dir.
-    tokio::task::spawn_blocking(move || writer.finish())
-        .await
-        .context("could not wait for the database writer")??;
+    tokio::task::spawn_blocking(move || writer.finish()).await.context("could not wait for the database writer")??;
     eprintln!("counterctl serve: stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -106,7 +105,8 @@ async fn answer(
     // A request whose body is malformed or too large is refused before it can count,
     // with a bare status like the HTTP layer's own refusals (bad request line, huge headers).
     if let Err(error) = axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        let too_large = std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        let too_large =
+            std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
         let status = if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
         return (status, [(axum::http::header::CONNECTION, "close")]).into_response();
     }

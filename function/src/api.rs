@@ -130,7 +130,8 @@ impl ApiError {
         let headers = response.headers_mut();
         match self {
             Self::MethodNotAllowed { allow } => {
-                headers.insert(header::ALLOW, HeaderValue::from_str(allow.as_str()).expect("a method is a header value"));
+                headers
+                    .insert(header::ALLOW, HeaderValue::from_str(allow.as_str()).expect("a method is a header value"));
             }
             Self::Throttled | Self::IdempotencyKeyInProgress => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -307,7 +308,8 @@ mod tests {
         let (path, query) = target.split_once('?').map_or((target, None), |(path, query)| (path, Some(query)));
         let mut header_map = HeaderMap::new();
         for (name, value) in headers {
-            header_map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+            header_map
+                .append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
         let request = ApiRequest { request_id: "test", method: &method, path, query, headers: &header_map };
         handle(store, &request).await
@@ -323,9 +325,13 @@ mod tests {
         let store = RecordingStore::default();
         let response = call(&store, Method::POST, "/counter/increment?counter=a%20b", &[]).await;
         assert_eq!(response.body(), r#"{"counter":"a b","new_value":42}"#);
-        let response = call(&store, Method::POST, "/counter/increment?counter=a&count=9", &[("Idempotency-Key", "k1")]).await;
+        let response =
+            call(&store, Method::POST, "/counter/increment?counter=a&count=9", &[("Idempotency-Key", "k1")]).await;
         assert_eq!(response.body(), r#"{"counter":"a","new_value":50,"first_value":42,"count":9}"#);
-        assert_eq!(call(&store, Method::GET, "/counter/value?counter=known", &[]).await.body(), r#"{"counter":"known","value":7}"#);
+        assert_eq!(
+            call(&store, Method::GET, "/counter/value?counter=known", &[]).await.body(),
+            r#"{"counter":"known","value":7}"#
+        );
         let missing = call(&store, Method::GET, "/counter/value?counter=unknown", &[]).await;
         assert_eq!((missing.status().as_u16(), error_code(&missing)), (404, "counter_not_found".to_owned()));
         assert_eq!(
@@ -342,14 +348,22 @@ mod tests {
     #[tokio::test]
     async fn bad_requests_never_reach_the_store() {
         let store = RecordingStore::default();
-        let cases: &[(Method, &str, &[(&str, &str)], u16, &str)] = &[
+        // method, target, headers, status, error_code
+        type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+        let cases: &[Case] = &[
             (Method::POST, "/counter/increment", &[], 400, "counter_not_specified"),
             (Method::POST, "/counter/increment?counter=", &[], 400, "counter_not_specified"),
             (Method::POST, "/counter/increment?counter=%C3%28", &[], 400, "invalid_counter_name"),
             (Method::POST, "/counter/increment?counter=a%0A", &[], 400, "invalid_counter_name"),
             (Method::POST, "/counter/increment?counter=a&count=0", &[], 400, "invalid_count"),
             (Method::POST, "/counter/increment?counter=a&count=%FF", &[], 400, "invalid_count"),
-            (Method::POST, "/counter/increment?counter=a", &[("idempotency-key", "a"), ("idempotency-key", "b")], 400, "invalid_idempotency_key"),
+            (
+                Method::POST,
+                "/counter/increment?counter=a",
+                &[("idempotency-key", "a"), ("idempotency-key", "b")],
+                400,
+                "invalid_idempotency_key",
+            ),
             (Method::GET, "/counter/increment?counter=a", &[], 405, "method_not_allowed"),
             (Method::DELETE, "/counter/value?counter=a", &[], 405, "method_not_allowed"),
             (Method::POST, "/nope?counter=a", &[], 404, "404_not_found"),

@@ -114,10 +114,10 @@ impl DynamoStore {
                     Some(_) => Claim::Lost,
                 },
             };
-            if let Claim::Won = claim {
-                if let Some(value) = self.complete(&record_id, request, &owner).await? {
-                    return Ok(value);
-                }
+            if let Claim::Won = claim
+                && let Some(value) = self.complete(&record_id, request, &owner).await?
+            {
+                return Ok(value);
             }
             if Instant::now() >= give_up_at {
                 return Err(StoreError::IdempotencyKeyInProgress);

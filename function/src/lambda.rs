@@ -55,9 +55,8 @@ impl Setup {
 
     /// The DynamoDB client for this environment, made once and shared by all requests.
     pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+        let http_client =
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(2))
             // An attempt that times out may still have been applied, and its retry then
@@ -85,7 +84,7 @@ enum Reply<HttpResponse> {
     Http(HttpResponse),
     /// A direct invocation with something that is not an HTTP event still gets a
     /// proxy-shaped answer, not a failed invocation.
-    UnsupportedEvent(ApiGatewayProxyResponse),
+    UnsupportedEvent(Box<ApiGatewayProxyResponse>),
 }
 
 /// Serves invocations until the runtime shuts the environment down.
@@ -104,7 +103,7 @@ pub async fn run<S: CounterStore + 'static>(store: S) -> Result<(), lambda_http:
                 Ok(request) => adapter.call(LambdaEvent::new(request, context)).await.map(Reply::Http),
                 Err(error) => {
                     tracing::warn!(request_id = context.request_id, error = %error, "not an HTTP event");
-                    Ok(Reply::UnsupportedEvent(unsupported_event()))
+                    Ok(Reply::UnsupportedEvent(Box::new(unsupported_event())))
                 }
             }
         }

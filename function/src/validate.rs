@@ -39,13 +39,10 @@ pub type QueryValue = Result<String, std::str::Utf8Error>;
 /// The value of the last `name=` pair in a raw (percent-encoded, form-style) query
 /// string, as API Gateway's `queryStringParameters` keeps the last one too.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<QueryValue> {
-    query?
-        .split('&')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode_form(key).ok()? == name).then(|| decode_form(value))
-        })
-        .last()
+    query?.rsplit('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_form(key).ok()? == name).then(|| decode_form(value))
+    })
 }
 
 fn decode_form(raw: &str) -> QueryValue {

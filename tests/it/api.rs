@@ -103,7 +103,9 @@ on_both_backends! {
     async fn bad_input_is_rejected_and_changes_nothing(api) {
         assert_eq!(api.increment("victim").await, 1);
         let long_name = "x".repeat(256);
-        let cases: Vec<(String, Vec<(&str, String)>, &str)> = vec![
+        // path and query, headers, error_code
+        type Case<'a> = (String, Vec<(&'a str, String)>, &'a str);
+        let cases: Vec<Case> = vec![
             ("/counter/increment".into(), vec![], "counter_not_specified"),
             ("/counter/increment?".into(), vec![], "counter_not_specified"),
             ("/counter/increment?counter=".into(), vec![], "counter_not_specified"),

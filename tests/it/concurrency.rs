@@ -4,32 +4,11 @@
 use std::collections::BTreeSet;
 
 use crate::support::Backend;
-use crate::support::backend::on_both_backends;
+use crate::support::backend::{assert_unique_gapless_increments, on_both_backends};
 
 on_both_backends! {
     concurrent async fn sixteen_clients_get_1600_unique_gapless_increasing_values(api) {
-        let clients: Vec<_> = (0..16)
-            .map(|_| {
-                let api = std::sync::Arc::clone(&api);
-                tokio::spawn(async move {
-                    let mut values = Vec::with_capacity(100);
-                    for _ in 0..100 {
-                        values.push(api.increment("shared").await);
-                    }
-                    values
-                })
-            })
-            .collect();
-        let mut all = BTreeSet::new();
-        for client in clients {
-            let values = client.await.unwrap();
-            assert!(values.windows(2).all(|pair| pair[0] < pair[1]), "each client's values increase: {values:?}");
-            for value in values {
-                assert!(all.insert(value), "{value} was handed out twice");
-            }
-        }
-        assert_eq!(all, (1..=1600).collect(), "unique and gapless");
-        assert_eq!(api.value("shared").await, Some(1600));
+        assert_unique_gapless_increments(api, "shared", 16, 100).await;
     }
 }
 

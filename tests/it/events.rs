@@ -39,7 +39,14 @@ fn body(response: &Value) -> Value {
 async fn rest_proxy_event_gets_a_proxy_response() {
     let function = function().await;
     let headers = pairs(&[("host", "abcdef1234.execute-api.us-east-1.amazonaws.com"), ("user-agent", "curl/8.5.0")]);
-    let event = rest_event(&Method::POST, "counter/increment", &pairs(&[("counter", "mycounter")]), &headers, None, "198.51.100.7");
+    let event = rest_event(
+        &Method::POST,
+        "counter/increment",
+        &pairs(&[("counter", "mycounter")]),
+        &headers,
+        None,
+        "198.51.100.7",
+    );
     let response = answer(function.invoke(event).await);
     assert_eq!(response["statusCode"], 200);
     assert_eq!(response["isBase64Encoded"], false);
@@ -132,21 +139,32 @@ async fn http_api_and_function_url_events_are_served_too() {
 #[tokio::test]
 async fn direct_invocation_with_a_non_http_payload_is_answered_not_failed() {
     let function = function().await;
-    for payload in [json!({"key1": "value1", "key2": "value2", "key3": "value3"}), json!({}), json!([1, 2]), json!("hi"), Value::Null] {
+    for payload in [
+        json!({"key1": "value1", "key2": "value2", "key3": "value3"}),
+        json!({}),
+        json!([1, 2]),
+        json!("hi"),
+        Value::Null,
+    ] {
         let response = answer(function.invoke(payload.clone()).await);
         assert_eq!(response["statusCode"], 400, "{payload}");
         assert_eq!(header(&response, "content-type"), Some("application/json"));
         assert_eq!(body(&response)["error_code"], "unsupported_event", "{payload}");
     }
     // And the environment keeps serving.
-    let event = rest_event(&Method::POST, "counter/increment", &pairs(&[("counter", "after")]), &[], None, "198.51.100.7");
+    let event =
+        rest_event(&Method::POST, "counter/increment", &pairs(&[("counter", "after")]), &[], None, "198.51.100.7");
     assert_eq!(answer(function.invoke(event).await)["statusCode"], 200);
 }
 
 #[tokio::test]
 async fn each_request_logs_one_json_line_without_header_values() {
     let function = function().await;
-    let headers = pairs(&[("x-api-key", "SECRET-API-KEY-VALUE"), ("idempotency-key", "SECRET-IDEMPOTENCY-KEY"), ("authorization", "Bearer SECRET-TOKEN")]);
+    let headers = pairs(&[
+        ("x-api-key", "SECRET-API-KEY-VALUE"),
+        ("idempotency-key", "SECRET-IDEMPOTENCY-KEY"),
+        ("authorization", "Bearer SECRET-TOKEN"),
+    ]);
     let query = pairs(&[("counter", "logged"), ("count", "7")]);
     let event = rest_event(&Method::POST, "counter/increment", &query, &headers, None, "198.51.100.7");
     assert_eq!(answer(function.invoke(event).await)["statusCode"], 200);

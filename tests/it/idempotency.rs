@@ -158,8 +158,13 @@ async fn a_key_held_by_a_live_request_answers_409_in_progress_after_waiting() {
         new_value: None,
     };
     put_record(&stack, busy).await;
-    let response =
-        stack.http.post(stack.url("/counter/increment?counter=slow")).header("Idempotency-Key", "busy").send().await.unwrap();
+    let response = stack
+        .http
+        .post(stack.url("/counter/increment?counter=slow"))
+        .header("Idempotency-Key", "busy")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 409);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = response.json().await.unwrap();

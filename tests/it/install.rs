@@ -185,14 +185,7 @@ async fn install_restores_exactly_what_was_deleted_out_of_band() {
     assert_eq!(mutations, std::slice::from_ref(&function_policy));
     assert_eq!(stack.permission_statements().await.len(), 1);
 
-    stack
-        .iam()
-        .delete_role_policy()
-        .role_name(&stack.name)
-        .policy_name("dynamodb-atomiccounters")
-        .send()
-        .await
-        .unwrap();
+    stack.delete_inline_policy().await;
     let (_, mutations) = stack.mutations_of(stack.install()).await;
     assert_eq!(mutations, ["PutRolePolicy"]);
 
@@ -272,14 +265,7 @@ async fn dry_run_reads_only_and_prints_the_plan() {
     assert_every_step_says(&run.stdout, "would create");
 
     stack.install().await;
-    stack
-        .iam()
-        .delete_role_policy()
-        .role_name(&stack.name)
-        .policy_name("dynamodb-atomiccounters")
-        .send()
-        .await
-        .unwrap();
+    stack.delete_inline_policy().await;
     let (run, mutations) = stack.mutations_of(stack.run("install", &["--dry-run", "--memory", "512"])).await;
     let run = run.ok();
     assert_eq!(mutations, Vec::<String>::new());
@@ -392,8 +378,19 @@ async fn arm64_deploys_the_bundled_graviton_build() {
 }
 
 /// Every resource install handles, as its progress lines name them.
-const STEPS: [&str; 11] =
-    ["table", "role", "policy", "function", "api", "route", "integration", "permission", "stage", "api key", "usage plan"];
+const STEPS: [&str; 11] = [
+    "table",
+    "role",
+    "policy",
+    "function",
+    "api",
+    "route",
+    "integration",
+    "permission",
+    "stage",
+    "api key",
+    "usage plan",
+];
 
 /// Each step's progress line reports `outcome`.
 fn assert_every_step_says(stdout: &str, outcome: &str) {

@@ -16,6 +16,7 @@ use tokio::process::Command;
 
 use crate::idempotency::post_with_key;
 use crate::support::Backend;
+use crate::support::backend::assert_unique_gapless_increments;
 use crate::support::serve::{DataDir, Serve, counterctl_serve, raw_request, serve_command};
 
 #[tokio::test]
@@ -39,11 +40,9 @@ async fn prints_its_url_where_counters_are_kept_and_a_curl_that_works() {
 #[tokio::test]
 async fn counterctl_increment_and_get_talk_to_it_by_url() {
     let serve = Serve::start().await;
-    for (command, url, printed) in [
-        ("increment", serve.url.clone(), "1"),
-        ("increment", serve.url("/prod"), "2"),
-        ("get", serve.url.clone(), "2"),
-    ] {
+    for (command, url, printed) in
+        [("increment", serve.url.clone(), "1"), ("increment", serve.url("/prod"), "2"), ("get", serve.url.clone(), "2")]
+    {
         let output = Command::new(env!("CARGO_BIN_EXE_counterctl"))
             .args([command, "mycounter", "--url", &url])
             .env_remove("COUNTERCTL_API_KEY")
@@ -74,7 +73,9 @@ async fn the_api_is_also_served_below_the_prod_stage_like_an_aws_install() {
     assert_eq!((status, body), (200, json!({"counter": "staged", "new_value": 1})));
     assert_eq!(serve.increment("staged").await, 2, "one counter, whichever path");
     assert_eq!(serve.get("/prod/counter/value?counter=staged").await, (200, json!({"counter": "staged", "value": 2})));
-    for path in ["/", "/prod", "/prod/", "/product/counter/value?counter=staged", "/prod/prod/counter/value?counter=staged"] {
+    for path in
+        ["/", "/prod", "/prod/", "/product/counter/value?counter=staged", "/prod/prod/counter/value?counter=staged"]
+    {
         let response = serve.http.get(serve.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 404, "{path}");
         assert_eq!(response.text().await.unwrap(), r#"{"error_code":"404_not_found"}"#, "{path}");
@@ -259,16 +260,24 @@ async fn kill_9_under_load_never_takes_back_an_answer() {
     for round in 0..ROUNDS {
         let mut serve = Serve::start_in(data_dir.path()).await;
         let stored = serve.value("ids").await.unwrap_or(0);
-        assert!(returned.last().is_none_or(|&highest| highest <= stored), "round {round}: {returned:?} vs stored {stored}");
+        assert!(
+            returned.last().is_none_or(|&highest| highest <= stored),
+            "round {round}: {returned:?} vs stored {stored}"
+        );
         for (key, answer) in &acknowledged_keys {
-            assert_eq!(post_with_key(&serve, "/counter/increment?counter=ids", key).await, *answer, "round {round}: {key}");
+            assert_eq!(
+                post_with_key(&serve, "/counter/increment?counter=ids", key).await,
+                *answer,
+                "round {round}: {key}"
+            );
         }
 
         let answers = Arc::new(AtomicUsize::new(0));
         let kill_after = random.below(300) + 1;
         let clients: Vec<_> = (0..CLIENTS)
             .map(|client| {
-                let (http, url, answers) = (serve.http.clone(), serve.url("/counter/increment?counter=ids"), Arc::clone(&answers));
+                let (http, url, answers) =
+                    (serve.http.clone(), serve.url("/counter/increment?counter=ids"), Arc::clone(&answers));
                 let count = 1 + random.below(5);
                 tokio::spawn(async move {
                     let mut values = Vec::new();
@@ -317,29 +326,7 @@ async fn kill_9_under_load_never_takes_back_an_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_clients_times_500_increments_get_16000_unique_gapless_values() {
-    let serve = Arc::new(Serve::start().await);
-    let clients: Vec<_> = (0..32)
-        .map(|_| {
-            let serve = Arc::clone(&serve);
-            tokio::spawn(async move {
-                let mut values = Vec::with_capacity(500);
-                for _ in 0..500 {
-                    values.push(serve.increment("busy").await);
-                }
-                values
-            })
-        })
-        .collect();
-    let mut all = BTreeSet::new();
-    for client in clients {
-        let values = client.await.unwrap();
-        assert!(values.windows(2).all(|pair| pair[0] < pair[1]), "each client's values increase");
-        for value in values {
-            assert!(all.insert(value), "{value} was handed out twice");
-        }
-    }
-    assert_eq!(all, (1..=16_000).collect(), "unique and gapless");
-    assert_eq!(serve.value("busy").await, Some(16_000));
+    assert_unique_gapless_increments(Arc::new(Serve::start().await), "busy", 32, 500).await;
 }
 
 /// Requests no HTTP client library would send. The API's own checks answer with their
@@ -366,10 +353,30 @@ async fn malformed_http_gets_a_4xx_changes_nothing_and_the_server_stays_up() {
 
     let api_errors: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("malformed query", request("POST", b"/counter/increment?&&=&counter", b""), 400, "counter_not_specified"),
-        ("query without values", request("POST", b"/counter/increment?counter&count", b""), 400, "counter_not_specified"),
-        ("broken percent escapes", request("POST", b"/counter/increment?counter=victim&count=%zz", b""), 400, "invalid_count"),
-        ("invalid UTF-8 name", request("POST", b"/counter/increment?counter=%FF%FEvictim", b""), 400, "invalid_counter_name"),
-        ("invalid UTF-8 key", request("POST", increment, b"Idempotency-Key: \xff\xfe\r\n"), 400, "invalid_idempotency_key"),
+        (
+            "query without values",
+            request("POST", b"/counter/increment?counter&count", b""),
+            400,
+            "counter_not_specified",
+        ),
+        (
+            "broken percent escapes",
+            request("POST", b"/counter/increment?counter=victim&count=%zz", b""),
+            400,
+            "invalid_count",
+        ),
+        (
+            "invalid UTF-8 name",
+            request("POST", b"/counter/increment?counter=%FF%FEvictim", b""),
+            400,
+            "invalid_counter_name",
+        ),
+        (
+            "invalid UTF-8 key",
+            request("POST", increment, b"Idempotency-Key: \xff\xfe\r\n"),
+            400,
+            "invalid_idempotency_key",
+        ),
         ("huge key", request("POST", increment, &huge_key), 400, "invalid_idempotency_key"),
         ("made-up method", request("BREW", increment, b""), 405, "method_not_allowed"),
         ("GET an increment", request("GET", increment, b""), 405, "method_not_allowed"),
@@ -378,7 +385,8 @@ async fn malformed_http_gets_a_4xx_changes_nothing_and_the_server_stays_up() {
     for (case, bytes, status, code) in api_errors {
         let response = raw_request(&serve.url, bytes).await;
         assert_eq!(response.status, status, "{case}: {response:?}");
-        let body: serde_json::Value = serde_json::from_str(&response.body).unwrap_or_else(|_| panic!("{case}: {response:?}"));
+        let body: serde_json::Value =
+            serde_json::from_str(&response.body).unwrap_or_else(|_| panic!("{case}: {response:?}"));
         assert_eq!(body["error_code"], code, "{case}");
     }
 
@@ -389,8 +397,16 @@ async fn malformed_http_gets_a_4xx_changes_nothing_and_the_server_stays_up() {
         ("NUL in a header", request("POST", increment, b"X-Nul: a\0b\r\n"), 400),
         ("control character in a header name", request("POST", increment, b"X-\x01: a\r\n"), 400),
         ("broken Content-Length", request("POST", increment, b"Content-Length: many\r\n"), 400),
-        ("broken chunked body", [request("POST", increment, b"").strip_suffix(b"\r\n").unwrap(), broken_chunks].concat(), 400),
-        ("body over 64 KiB", [request("POST", increment, b"").strip_suffix(b"\r\n").unwrap(), &too_much_body].concat(), 413),
+        (
+            "broken chunked body",
+            [request("POST", increment, b"").strip_suffix(b"\r\n").unwrap(), broken_chunks].concat(),
+            400,
+        ),
+        (
+            "body over 64 KiB",
+            [request("POST", increment, b"").strip_suffix(b"\r\n").unwrap(), &too_much_body].concat(),
+            413,
+        ),
         ("target over 64 KiB", request("POST", &long_target, b""), 414),
         ("200 headers", request("POST", increment, &many_headers), 431),
         ("a 1 MiB header", request("POST", increment, &huge_header), 431),

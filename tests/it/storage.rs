@@ -54,7 +54,11 @@ async fn throttling_after_retries_is_a_429_with_retry_after() {
     let stack = LambdaStack::start_with_endpoint(&proxy.url, 1).await;
     assert_eq!(stack.increment("hot").await, 1);
 
-    let throttled = Fault::new(400, "ProvisionedThroughputExceededException", "The level of configured provisioned throughput for the table was exceeded.");
+    let throttled = Fault::new(
+        400,
+        "ProvisionedThroughputExceededException",
+        "The level of configured provisioned throughput for the table was exceeded.",
+    );
     proxy.inject("UpdateItem", throttled, usize::MAX);
     let before = proxy.actions().len();
     let response = stack.http.post(stack.url("/counter/increment?counter=hot")).send().await.unwrap();

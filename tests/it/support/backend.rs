@@ -52,6 +52,39 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// `clients` tasks each increment `counter` `per_client` times at once; asserts that every
+/// value is unique, each client's values increase, and together they are 1..=total.
+pub async fn assert_unique_gapless_increments(
+    api: std::sync::Arc<impl Backend>,
+    counter: &'static str,
+    clients: usize,
+    per_client: usize,
+) {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let api = std::sync::Arc::clone(&api);
+            tokio::spawn(async move {
+                let mut values = Vec::with_capacity(per_client);
+                for _ in 0..per_client {
+                    values.push(api.increment(counter).await);
+                }
+                values
+            })
+        })
+        .collect();
+    let mut all = std::collections::BTreeSet::new();
+    for task in tasks {
+        let values = task.await.unwrap();
+        assert!(values.windows(2).all(|pair| pair[0] < pair[1]), "each client's values increase: {values:?}");
+        for value in values {
+            assert!(all.insert(value), "{value} was handed out twice");
+        }
+    }
+    let total = i64::try_from(clients * per_client).unwrap();
+    assert_eq!(all, (1..=total).collect(), "unique and gapless");
+    assert_eq!(api.value(counter).await, Some(total));
+}
+
 /// A backend shared between tasks is the same backend.
 impl<B: Backend> Backend for std::sync::Arc<B> {
     fn base_url(&self) -> &str {

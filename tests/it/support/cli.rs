@@ -124,6 +124,12 @@ impl Deployment {
         aws_sdk_iam::Client::new(&self.aws)
     }
 
+    /// Deletes the role's inline policy behind counterctl's back.
+    pub async fn delete_inline_policy(&self) {
+        let delete = self.iam().delete_role_policy().role_name(&self.name).policy_name("dynamodb-atomiccounters");
+        delete.send().await.unwrap();
+    }
+
     pub fn lambda(&self) -> aws_sdk_lambda::Client {
         aws_sdk_lambda::Client::new(&self.aws)
     }

@@ -52,7 +52,8 @@ async fn forward(
         // Only `/{proxy+}` has a method; API Gateway answers anything else like this.
         return gateway_error(StatusCode::FORBIDDEN, "Missing Authentication Token");
     };
-    let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
@@ -60,8 +61,9 @@ async fn forward(
     let body = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
     let event = rest_event(&method, proxy, &query, &headers, body, &peer.ip().to_string());
     match function.invoke(event).await {
-        Outcome::Response(response) => proxy_response(&response)
-            .unwrap_or_else(|| gateway_error(StatusCode::BAD_GATEWAY, "Internal server error")),
+        Outcome::Response(response) => {
+            proxy_response(&response).unwrap_or_else(|| gateway_error(StatusCode::BAD_GATEWAY, "Internal server error"))
+        }
         Outcome::Error { .. } => gateway_error(StatusCode::BAD_GATEWAY, "Internal server error"),
     }
 }

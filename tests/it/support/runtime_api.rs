@@ -108,7 +108,10 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         ("lambda-runtime-aws-request-id", request_id),
         ("lambda-runtime-deadline-ms", deadline.as_millis().to_string()),
         ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:AtomicCounter".into()),
-        ("lambda-runtime-trace-id", format!("Root=1-5bef4de7-ad49b0e87f6ef6c8{sequence:08x};Parent=9a9197af755a6419;Sampled=1")),
+        (
+            "lambda-runtime-trace-id",
+            format!("Root=1-5bef4de7-ad49b0e87f6ef6c8{sequence:08x};Parent=9a9197af755a6419;Sampled=1"),
+        ),
         ("content-type", "application/json".into()),
     ];
     (headers, event.to_string()).into_response()
@@ -129,7 +132,12 @@ async fn respond(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body
     finish(&shared, &id, Outcome::Response(response))
 }
 
-async fn fail(State(shared): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn fail(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let error_type = headers.get("lambda-runtime-function-error-type").map(|v| v.to_str().unwrap().to_owned());
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     finish(&shared, &id, Outcome::Error { error_type, body })
