@@ -173,14 +173,8 @@ async fn install_restores_exactly_what_was_deleted_out_of_band() {
     stack.install().await;
     let function_policy = format!("POST /2015-03-31/functions/{}/policy", stack.name);
 
+    stack.delete_permission().await;
     let lambda = stack.lambda();
-    lambda
-        .remove_permission()
-        .function_name(&stack.name)
-        .statement_id("counterctl-apigateway-invoke")
-        .send()
-        .await
-        .unwrap();
     let (_, mutations) = stack.mutations_of(stack.install()).await;
     assert_eq!(mutations, std::slice::from_ref(&function_policy));
     assert_eq!(stack.permission_statements().await.len(), 1);
@@ -301,14 +295,7 @@ async fn status_reports_each_resource_and_fails_on_drift() {
     assert_eq!(status["url"], format!("https://{api_id}.execute-api.{REGION}.amazonaws.com/prod"));
     assert!(status.get("api_key").is_none(), "the key is shown only when asked for");
 
-    stack
-        .lambda()
-        .remove_permission()
-        .function_name(&stack.name)
-        .statement_id("counterctl-apigateway-invoke")
-        .send()
-        .await
-        .unwrap();
+    stack.delete_permission().await;
     let drifted = stack.run("status", &[]).await;
     assert_eq!(drifted.code, 1, "{}", drifted.stdout);
     assert!(

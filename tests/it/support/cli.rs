@@ -124,6 +124,12 @@ impl Deployment {
         aws_sdk_iam::Client::new(&self.aws)
     }
 
+    /// Removes the API Gateway permission from the function behind counterctl's back.
+    pub async fn delete_permission(&self) {
+        let remove = self.lambda().remove_permission().function_name(&self.name);
+        remove.statement_id("counterctl-apigateway-invoke").send().await.unwrap();
+    }
+
     /// Deletes the role's inline policy behind counterctl's back.
     pub async fn delete_inline_policy(&self) {
         let delete = self.iam().delete_role_policy().role_name(&self.name).policy_name("dynamodb-atomiccounters");
