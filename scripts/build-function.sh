@@ -18,8 +18,8 @@ for arch in "${architectures[@]}"; do
         x86_64) triple=x86_64-unknown-linux-gnu ;;
         arm64) triple=aarch64-unknown-linux-gnu ;;
     esac
-    cargo zigbuild --locked --release -p counter-function --bin bootstrap --target "$triple.$GLIBC"
-    binary="target/$triple/release/bootstrap"
+    cargo zigbuild --locked --profile lambda -p counter-function --bin bootstrap --target "$triple.$GLIBC"
+    binary="target/$triple/lambda/bootstrap"
     zip="assets/bootstrap-$arch.zip"
     python3 scripts/pack_bootstrap.py "$binary" "$zip"
     manifest_entries+=("$arch=$zip=$binary=$triple.$GLIBC")

@@ -1,6 +1,8 @@
 //! `counterctl serve`: the Lambda function's HTTP API, answered by the same code
 //! (`counter_function::api`), on this machine, with counters in a local database.
 
+use std::convert::Infallible;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,14 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
 use counter_function::api::{self, ApiRequest};
-use tokio::net::TcpListener;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::CONNECTION;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::oneshot;
 
 use crate::cli::{OutputFormat, ServeArgs};
 use crate::local_store::{self, LocalStore};
@@ -28,6 +32,9 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long a stop waits for requests in flight; a client that never finishes sending its
 /// request must not keep the server from stopping.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long accepting pauses after an error such as running out of file descriptors,
+/// giving open connections time to close.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = match args.data_dir {
@@ -36,27 +43,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     // Taken before anything is served, so a stop request is never missed.
     let stop_signals = StopSignals::install().context("could not install the SIGINT and SIGTERM handlers")?;
-    let (store, writer) = LocalStore::open(&data_dir).context("could not open the counter database")?;
+    let (store, committer) = LocalStore::open(&data_dir).context("could not open the counter database")?;
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
     let address = listener.local_addr().context("could not read the address the server listens on")?;
     announce(args.output.output, address, &local_store::database_path(&data_dir));
 
-    let app = axum::Router::new().fallback(answer).with_state(Arc::new(store));
-    let (stop_requested, stopping) = oneshot::channel();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        stop_signals.received().await;
-        let _ = stop_requested.send(());
-    });
-    let grace_over = async {
-        match stopping.await {
-            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
+    let committer = tokio::spawn(committer.run());
+    let store = Arc::new(store);
+    let connections = GracefulShutdown::new();
+    // No header read timeout: hyper's timer would cost a wakeup per request, and a client
+    // that never finishes its request delays a stop by SHUTDOWN_GRACE at most.
+    let http = hyper::server::conn::http1::Builder::new();
+    let stop = stop_signals.received();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            stream = accept(&listener) => stream,
+            () = &mut stop => break,
+        };
+        // Each answer is one write: Nagle's algorithm would only delay it.
+        let _ = stream.set_nodelay(true);
+        let store = Arc::clone(&store);
+        let service = service_fn(move |request| answer(Arc::clone(&store), request));
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        // A connection ends with an error when its client goes away mid-request; the
+        // request was not answered, which is all that client can learn anyway.
+        tokio::spawn(connections.watch(connection));
+    }
+    drop(listener);
+    // The committer ends once the connections' handles are gone too.
+    drop(store);
     tokio::select! {
-        served = server.into_future() => served.context("the HTTP server failed")?,
-        () = grace_over => {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             // Like a crash for those requests: what was not acknowledged may or may not be kept.
             eprintln!(
                 "counterctl serve: stopped after waiting {}s for slow clients; their requests were not answered",
@@ -65,10 +85,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    // Every request has been answered; the writer closes the database and unlocks the dir.
-    tokio::task::spawn_blocking(move || writer.finish()).await.context("could not wait for the database writer")??;
+    // Every request has been answered; the committer closes the database and unlocks the dir.
+    committer.await.context("the database committer crashed; what it had not acknowledged was not kept")?;
     eprintln!("counterctl serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return stream,
+            // The client gave up before it was accepted.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+                ) => {}
+            Err(error) => {
+                eprintln!(
+                    "counterctl serve: could not accept a connection ({error}); trying again in {}s",
+                    ACCEPT_BACKOFF.as_secs()
+                );
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
 }
 
 /// `counterctl` in the user's data directory, e.g. `~/.local/share/counterctl`.
@@ -95,29 +136,24 @@ fn announce(format: OutputFormat, address: SocketAddr, database: &Path) {
     }
 }
 
-async fn answer(
-    State(store): State<Arc<LocalStore>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> axum::response::Response {
+async fn answer(store: Arc<LocalStore>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
     // A request whose body is malformed or too large is refused before it can count,
-    // with a bare status like the HTTP layer's own refusals (bad request line, huge headers).
-    if let Err(error) = axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        let too_large =
-            std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        let status = if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-        return (status, [(axum::http::header::CONNECTION, "close")]).into_response();
+    // with a bare status like hyper's own refusals (bad request line, huge headers).
+    if let Err(error) = Limited::new(body, MAX_BODY_BYTES).collect().await {
+        let status =
+            if error.is::<LengthLimitError>() { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        let refusal = Response::builder().status(status).header(CONNECTION, "close").body(Full::default());
+        return Ok(refusal.expect("a status and a static header make a valid response"));
     }
     let request = ApiRequest {
         request_id: "local",
-        method: &method,
-        path: path_below_stage(uri.path()),
-        query: uri.query(),
-        headers: &headers,
+        method: &parts.method,
+        path: path_below_stage(parts.uri.path()),
+        query: parts.uri.query(),
+        headers: &parts.headers,
     };
-    api::handle(&*store, &request).await.into_response()
+    Ok(api::handle(&*store, &request).await.map(Full::from))
 }
 
 fn path_below_stage(path: &str) -> &str {

@@ -329,6 +329,54 @@ async fn thirty_two_clients_times_500_increments_get_16000_unique_gapless_values
     assert_unique_gapless_increments(Arc::new(Serve::start().await), "busy", 32, 500).await;
 }
 
+/// Group commit: increments that arrive together share one transaction and one fsync.
+/// Every commit appends the pages it changed to the write-ahead log, so the log's growth
+/// counts commits: first for increments one at a time, then for a crowd arriving at once.
+#[tokio::test]
+async fn concurrent_increments_share_commits() {
+    const CLIENTS: usize = 100;
+    const ONE_AT_A_TIME: u64 = 5;
+    let data_dir = DataDir::new();
+    let serve = Serve::start_in(data_dir.path()).await;
+    let log = data_dir.path().join("counters.sqlite3-wal");
+    let log_size = || std::fs::metadata(&log).expect("the write-ahead log exists").len();
+    serve.increment("crowd").await;
+
+    let before = log_size();
+    for _ in 0..ONE_AT_A_TIME {
+        serve.increment("crowd").await;
+    }
+    let log_growth_per_commit = (log_size() - before) / ONE_AT_A_TIME;
+    assert!(log_growth_per_commit > 0);
+
+    let address = serve.url.strip_prefix("http://").unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(TcpStream::connect(address).await.unwrap());
+    }
+    let request = b"POST /counter/increment?counter=crowd HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let (all_but_last_byte, last_byte) = request.split_at(request.len() - 1);
+    for client in &mut clients {
+        client.write_all(all_but_last_byte).await.unwrap();
+    }
+    let before = log_size();
+    for client in &mut clients {
+        client.write_all(last_byte).await.unwrap();
+    }
+    let mut values = BTreeSet::new();
+    for client in &mut clients {
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        let body: serde_json::Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+        values.insert(body["new_value"].as_i64().unwrap());
+    }
+    let first = ONE_AT_A_TIME as i64 + 2;
+    assert_eq!(values, (first..first + CLIENTS as i64).collect(), "unique and gapless");
+    let commits = (log_size() - before) / log_growth_per_commit;
+    assert!(commits <= CLIENTS as u64 / 4, "{commits} commits for {CLIENTS} increments arriving together");
+    eprintln!("{CLIENTS} increments arriving together took {commits} commits");
+}
+
 /// Requests no HTTP client library would send. The API's own checks answer with their
 /// JSON `error_code`; what is not even valid HTTP gets the HTTP layer's bare status.
 #[tokio::test]
