@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Measures `counterctl serve` against Redis with the same durability (every write
 # fsync'd before it is acknowledged: `appendonly yes`, `appendfsync always`), on this
-# machine, in one run: requests per second and p50/p99 latency at 1 and 50 concurrent
-# clients. counterctl is driven by wrk (POST increments), Redis by `redis-benchmark -t incr`.
-# Both servers keep their data in the same directory, so on the same disk.
+# machine, in one run: requests per second, p50/p99 latency and the server's CPU time
+# (user + system) per request, at 1 and 50 concurrent clients. counterctl is driven by
+# wrk (POST increments), Redis by `redis-benchmark -t incr`. Both servers keep their
+# data in the same directory, so on the same disk.
 #
 # Installs redis-server, redis-tools and wrk from Debian's packages when missing (root).
 # The machine may be shared, so each measurement alternates the two systems for a few
@@ -53,10 +54,12 @@ wait_for_port() {
 }
 
 "$counterctl" serve --listen "127.0.0.1:$serve_port" --data-dir "$work/serve" >"$work/serve.log" 2>&1 &
-pids+=($!)
+serve_pid=$!
+pids+=("$serve_pid")
 redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$work" --save '' \
     --appendonly yes --appendfsync always --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
+redis_pid=$!
+pids+=("$redis_pid")
 wait_for_port "$serve_port"
 wait_for_port "$redis_port"
 
@@ -65,12 +68,20 @@ wrk.method = "POST"
 wrk.path = "/counter/increment?counter=bench"
 EOF
 
-# usage: measure_serve CLIENTS -> "requests/s p50_ms p99_ms"
+# usage: cpu_ticks PID -> user and system CPU time of the process so far, in clock ticks
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+ticks_per_second="$(getconf CLK_TCK)"
+
+# usage: measure_serve CLIENTS -> "requests/s p50_ms p99_ms server_cpu_us_per_request"
 measure_serve() {
-    local output
+    local output before after
+    before="$(cpu_ticks "$serve_pid")"
     output="$(wrk --threads 1 --connections "$1" --duration "${seconds}s" --latency \
         --script "$work/increment.lua" "http://127.0.0.1:$serve_port")"
-    awk '
+    after="$(cpu_ticks "$serve_pid")"
+    awk -v ticks="$((after - before))" -v hz="$ticks_per_second" '
         function ms(value) {
             if (value ~ /us$/) return value / 1000
             if (value ~ /ms$/) return value + 0
@@ -79,19 +90,24 @@ measure_serve() {
         $1 == "50.000%" || $1 == "50%" { p50 = ms($2) }
         $1 == "99.000%" || $1 == "99%" { p99 = ms($2) }
         $1 == "Requests/sec:" { rps = $2 }
+        / requests in / { requests = $1 }
         /Non-2xx/ { errors = $NF }
         END {
             if (errors) { print "wrk saw " errors " non-2xx answers" > "/dev/stderr"; exit 1 }
-            printf "%.0f %.3f %.3f\n", rps, p50, p99
+            printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, ticks / hz * 1e6 / requests
         }' <<<"$output"
 }
 
-# usage: measure_redis CLIENTS -> "requests/s p50_ms p99_ms"
+# usage: measure_redis CLIENTS -> "requests/s p50_ms p99_ms server_cpu_us_per_request"
 measure_redis() {
     # About as many requests as counterctl answered in the same time at this concurrency.
     local requests=$(( $2 * seconds > 10000 ? $2 * seconds : 10000 ))
-    redis-benchmark -h 127.0.0.1 -p "$redis_port" -t incr -c "$1" -n "$requests" --csv |
-        tr -d '"' | awk -F , 'NR == 2 { printf "%.0f %.3f %.3f\n", $2, $5, $7 }'
+    local output before after
+    before="$(cpu_ticks "$redis_pid")"
+    output="$(redis-benchmark -h 127.0.0.1 -p "$redis_port" -t incr -c "$1" -n "$requests" --csv)"
+    after="$(cpu_ticks "$redis_pid")"
+    tr -d '"' <<<"$output" | awk -F , -v ticks="$((after - before))" -v hz="$ticks_per_second" -v requests="$requests" \
+        'NR == 2 { printf "%.0f %.3f %.3f %.1f\n", $2, $5, $7, ticks / hz * 1e6 / requests }'
 }
 
 # Warm up both (page cache, connections, the database file and the AOF).
@@ -107,7 +123,7 @@ echo
 echo "counterctl serve vs redis-server (appendonly yes, appendfsync always)"
 echo "$rounds alternating rounds of ${seconds}s per system and concurrency; medians"
 echo "$(nproc) cores, $(uname -r), data in $work ($(df --output=source "$work" | tail -1))"
-printf '%-24s %8s %12s %10s %10s\n' system clients requests/s p50_ms p99_ms
+printf '%-24s %8s %12s %10s %10s %12s\n' system clients requests/s p50_ms p99_ms cpu_us/req
 declare -A serve_rps redis_rps
 for clients in 1 50; do
     : >"$work/serve-$clients" && : >"$work/redis-$clients"
@@ -116,10 +132,11 @@ for clients in 1 50; do
         measure_redis "$clients" "$(tail -1 "$work/serve-$clients" | cut -d' ' -f1)" >>"$work/redis-$clients"
     done
     for system in serve redis; do
-        read -r rps p50 p99 < <(paste -d' ' <(median "$work/$system-$clients" 1) \
-            <(median "$work/$system-$clients" 2) <(median "$work/$system-$clients" 3))
+        read -r rps p50 p99 cpu < <(paste -d' ' <(median "$work/$system-$clients" 1) \
+            <(median "$work/$system-$clients" 2) <(median "$work/$system-$clients" 3) \
+            <(median "$work/$system-$clients" 4))
         label="counterctl serve (wrk)" && [[ $system == redis ]] && label="redis INCR (benchmark)"
-        printf '%-24s %8s %12s %10s %10s\n' "$label" "$clients" "$rps" "$p50" "$p99"
+        printf '%-24s %8s %12s %10s %10s %12s\n' "$label" "$clients" "$rps" "$p50" "$p99" "$cpu"
         if [[ $system == serve ]]; then serve_rps[$clients]=$rps; else redis_rps[$clients]=$rps; fi
     done
 done
