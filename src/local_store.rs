@@ -180,6 +180,9 @@ fn open_database(path: &Path) -> Result<Connection, OpenError> {
         return Err(OpenError::NoWriteAheadLog { path: path.to_owned(), journal });
     }
     database.pragma_update(None, "synchronous", "FULL").map_err(database_error)?;
+    // On macOS a plain fsync leaves the data in the drive's cache; F_FULLFSYNC flushes it.
+    // Elsewhere SQLite ignores this.
+    database.pragma_update(None, "fullfsync", true).map_err(database_error)?;
     let found: i64 = database.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(database_error)?;
     if found > SCHEMA_VERSION {
         return Err(OpenError::NewerSchema { path: path.to_owned(), found });
