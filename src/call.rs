@@ -70,7 +70,7 @@ pub async fn discover(client: &aws_sdk_apigateway::Client, stack: &Stack) -> any
     let Some(api_id) = found.and_then(|api| api.id) else {
         return Err(CallError::NoApi { name: stack.name.clone(), region }.into());
     };
-    let key_required = api::requires_key(client, stack).await.context("reading the API's routes")?;
+    let key_required = api::requires_key(client, &api_id).await.context("reading the API's routes")?;
     let api_key = match key_required {
         Some(false) | None => None,
         Some(true) => {
@@ -140,7 +140,10 @@ impl CounterApi {
                     let body = response.text().await.unwrap_or_default();
                     interpret(&url, status, &body)
                 }
-                Err(error) => Err(CallError::Unreachable { url: url.clone(), reason: error_chain(&error) }),
+                // With its causes: "error sending request: … Connection refused".
+                Err(error) => {
+                    Err(CallError::Unreachable { url: url.clone(), reason: format!("{:#}", anyhow::Error::new(error)) })
+                }
             };
             match outcome {
                 Err(error) if retryable(&error) && attempt < ATTEMPTS => {
@@ -177,18 +180,6 @@ fn interpret(url: &str, status: u16, body: &str) -> Result<Value, CallError> {
         }
         _ => Err(CallError::Unexpected { url: url.to_owned(), status, body: body.chars().take(200).collect() }),
     }
-}
-
-/// reqwest's error with its causes ("error sending request: … Connection refused").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn print(value: &Value, text: impl FnOnce(&Value) -> Option<String>, output: OutputFormat) -> anyhow::Result<ExitCode> {

@@ -258,7 +258,7 @@ impl Committer {
     /// Commits batches until every [`LocalStore`] handle is gone and the last batch is
     /// committed; then closes the database and unlocks the data directory.
     pub async fn run(self) {
-        let Self { mut database, mut queue, lock } = self;
+        let Self { database, mut queue, lock } = self;
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
             // Let the connections whose requests are already readable queue them too.
@@ -268,7 +268,7 @@ impl Committer {
             {
                 jobs.push(job);
             }
-            commit_batch(&mut database, jobs.drain(..));
+            commit_batch(&database, jobs.drain(..));
         }
         drop(database);
         drop(lock);
@@ -276,7 +276,7 @@ impl Committer {
 }
 
 /// Applies `jobs` in one transaction and answers them once it is durable.
-fn commit_batch(database: &mut Connection, jobs: impl Iterator<Item = Job>) {
+fn commit_batch(database: &Connection, jobs: impl Iterator<Item = Job>) {
     // BEGIN and COMMIT are prepared once, like every statement here, not parsed per batch.
     if let Err(error) = database.prepare_cached("BEGIN IMMEDIATE").and_then(|mut begin| begin.execute([])) {
         return jobs.for_each(|job| job.fail(&error));

@@ -6,7 +6,6 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -50,7 +49,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     announce(args.output.output, address, &local_store::database_path(&data_dir));
 
     let committer = tokio::spawn(committer.run());
-    let store = Arc::new(store);
     let connections = GracefulShutdown::new();
     // No header read timeout: hyper's timer would cost a wakeup per request, and a client
     // that never finishes its request delays a stop by SHUTDOWN_GRACE at most.
@@ -64,8 +62,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         // Each answer is one write: Nagle's algorithm would only delay it.
         let _ = stream.set_nodelay(true);
-        let store = Arc::clone(&store);
-        let service = service_fn(move |request| answer(Arc::clone(&store), request));
+        let store = store.clone();
+        let service = service_fn(move |request| answer(store.clone(), request));
         let connection = http.serve_connection(TokioIo::new(stream), service);
         // A connection ends with an error when its client goes away mid-request; the
         // request was not answered, which is all that client can learn anyway.
@@ -136,7 +134,7 @@ fn announce(format: OutputFormat, address: SocketAddr, database: &Path) {
     }
 }
 
-async fn answer(store: Arc<LocalStore>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(store: LocalStore, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
     // A request whose body is malformed or too large is refused before it can count,
     // with a bare status like hyper's own refusals (bad request line, huge headers).
@@ -153,7 +151,7 @@ async fn answer(store: Arc<LocalStore>, request: Request<Incoming>) -> Result<Re
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    Ok(api::handle(&*store, &request).await.map(Full::from))
+    Ok(api::handle(&store, &request).await.map(Full::from))
 }
 
 fn path_below_stage(path: &str) -> &str {

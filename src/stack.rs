@@ -1,5 +1,7 @@
 //! One deployment: its resource names, ARNs, tags and the documents install writes.
 
+use std::collections::HashMap;
+
 use crate::aws::Account;
 
 /// Statement id of the permission that lets API Gateway invoke the function.
@@ -29,8 +31,8 @@ impl Stack {
     }
 
     /// `managed-by=counterctl` and `counterctl:stack=NAME`.
-    pub fn tags(&self) -> [(String, String); 2] {
-        [(MANAGED_BY.0.into(), MANAGED_BY.1.into()), (STACK_TAG.into(), self.name.clone())]
+    pub fn tags(&self) -> HashMap<String, String> {
+        HashMap::from([(MANAGED_BY.0.into(), MANAGED_BY.1.into()), (STACK_TAG.into(), self.name.clone())])
     }
 
     /// Whether `tags` carry this stack's tags.

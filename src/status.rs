@@ -12,7 +12,7 @@ use aws_sdk_lambda::operation::get_function::GetFunctionOutput;
 
 use crate::cli::{Architecture, Auth, OutputFormat, Settings, StatusArgs};
 use crate::install::{Clients, Wanted, converge};
-use crate::progress::{Outcome, Progress, StepReport, Wording};
+use crate::progress::{Progress, StepReport, Wording};
 use crate::resources::{Mode, api, auth, function};
 use crate::stack::Stack;
 
@@ -33,7 +33,14 @@ struct StatusResult {
 async fn deployed_settings(clients: &Clients, stack: &Stack) -> anyhow::Result<(Option<GetFunctionOutput>, Settings)> {
     let (function, key_required, plan) = tokio::try_join!(
         async { function::get(&clients.lambda, stack).await.context("reading the function") },
-        async { api::requires_key(&clients.apigateway, stack).await.context("reading the API's routes") },
+        async {
+            let Some(api_id) =
+                api::find(&clients.apigateway, stack).await.context("looking for the API")?.and_then(|api| api.id)
+            else {
+                return Ok(None);
+            };
+            api::requires_key(&clients.apigateway, &api_id).await.context("reading the API's routes")
+        },
         async { auth::find_usage_plan(&clients.apigateway, stack).await.context("reading the usage plan") },
     )?;
     let mut settings = Settings::DEFAULT;
@@ -63,9 +70,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(Wording::Status, json);
     let converged = converge(&clients, &stack, &wanted, Mode::Plan, &progress).await?;
     let resources = progress.reports();
-    let healthy = resources
-        .iter()
-        .all(|step| matches!(step.outcome, Outcome::Unchanged | Outcome::Adopted { .. } | Outcome::Absent));
+    let healthy = resources.iter().all(|step| !step.outcome.changed());
 
     let deployed_code_sha256 = deployed.and_then(|function| function.configuration?.code_sha256);
     let bundled_code_sha256 = wanted.function.code_sha256();

@@ -82,28 +82,25 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     }
 
     let progress = Progress::new(Wording::Done, json);
-    let deleted = |gone: bool| if gone { Outcome::Deleted } else { Outcome::Absent };
     if let Some(api_id) = &api_id {
-        let delete = async { api::delete(&clients.apigateway, api_id).await.map(|gone| ((), deleted(gone))) };
+        let delete = deletion(api::delete(&clients.apigateway, api_id));
         progress.step("api", &stack.name, delete).await.context("deleting the API")?;
     }
     progress
         .step("usage plan", &stack.name, auth::remove(&clients.apigateway, &stack, Mode::Apply))
         .await
         .context("deleting the usage plan and API key")?;
-    let permission =
-        async { function::remove_permission(&clients.lambda, &stack).await.map(|gone| ((), deleted(gone))) };
+    let permission = deletion(function::remove_permission(&clients.lambda, &stack));
     progress
         .step("permission", crate::stack::PERMISSION_SID, permission)
         .await
         .context("removing the Lambda permission")?;
-    let delete_function = async { function::delete(&clients.lambda, &stack).await.map(|gone| ((), deleted(gone))) };
+    let delete_function = deletion(function::delete(&clients.lambda, &stack));
     progress.step("function", &stack.name, delete_function).await.context("deleting the function")?;
-    let delete_role = async { role::delete(&clients.iam, &stack).await.map(|gone| ((), deleted(gone))) };
+    let delete_role = deletion(role::delete(&clients.iam, &stack));
     progress.step("role", &stack.name, delete_role).await.context("deleting the role")?;
     if args.delete_data {
-        let delete_table =
-            async { table::delete(&clients.dynamodb, &stack.table).await.map(|gone| ((), deleted(gone))) };
+        let delete_table = deletion(table::delete(&clients.dynamodb, &stack.table));
         progress.step("table", &stack.table, delete_table).await.context("deleting the table")?;
     }
 
@@ -119,6 +116,12 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         println!("Uninstalled.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A delete call as a progress step: `Deleted`, or `Absent` when it was already gone.
+async fn deletion<E>(delete: impl Future<Output = Result<bool, E>>) -> Result<((), Outcome), E> {
+    let gone = delete.await?;
+    Ok(((), if gone { Outcome::Deleted } else { Outcome::Absent }))
 }
 
 /// Asks on the terminal; refuses when there is none to ask on.

@@ -1,8 +1,6 @@
 //! The REST API in front of the function: one `{proxy+}` resource whose `ANY` method is
 //! a Lambda proxy integration, deployed to the stage.
 
-use std::collections::HashMap;
-
 use aws_sdk_apigateway::Client;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Resource, RestApi};
 
@@ -53,7 +51,7 @@ pub async fn ensure(
             client
                 .tag_resource()
                 .resource_arn(arn)
-                .set_tags(Some(tags(stack)))
+                .set_tags(Some(stack.tags()))
                 .send()
                 .await
                 .op("apigateway:TagResource")?;
@@ -68,15 +66,11 @@ pub async fn ensure(
         .name(&stack.name)
         .description("counterctl: sequential unique IDs")
         .endpoint_configuration(EndpointConfiguration::builder().types(EndpointType::Regional).build())
-        .set_tags(Some(tags(stack)))
+        .set_tags(Some(stack.tags()))
         .send()
         .await
         .op("apigateway:CreateRestApi")?;
     Ok((created.id, Outcome::Created))
-}
-
-pub fn tags(stack: &Stack) -> HashMap<String, String> {
-    stack.tags().into_iter().collect()
 }
 
 async fn resources(client: &Client, api_id: &str) -> Result<Vec<Resource>, AwsError> {
@@ -194,13 +188,10 @@ pub async fn ensure_integration(
     Ok(((), outcome))
 }
 
-/// Whether the stack's `{proxy+}` `ANY` method requires an API key; `None` when there is
-/// no such API or method.
-pub async fn requires_key(client: &Client, stack: &Stack) -> Result<Option<bool>, AwsError> {
-    let Some(api_id) = find(client, stack).await?.and_then(|api| api.id) else {
-        return Ok(None);
-    };
-    let resources = resources(client, &api_id).await?;
+/// Whether the API's `{proxy+}` `ANY` method requires an API key; `None` when there is
+/// no such method.
+pub async fn requires_key(client: &Client, api_id: &str) -> Result<Option<bool>, AwsError> {
+    let resources = resources(client, api_id).await?;
     let method = resources
         .iter()
         .filter(|resource| resource.path() == Some(PROXY_PATH))

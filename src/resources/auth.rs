@@ -57,7 +57,7 @@ pub async fn ensure_key(client: &Client, stack: &Stack, mode: Mode) -> Result<(O
                 client
                     .update_api_key()
                     .api_key(key.id().unwrap_or_default())
-                    .patch_operations(PatchOperation::builder().op(Op::Replace).path("/enabled").value("true").build())
+                    .patch_operations(patch(Op::Replace, "/enabled", "true"))
                     .send()
                     .await
                     .op("apigateway:UpdateApiKey")?;
@@ -71,7 +71,7 @@ pub async fn ensure_key(client: &Client, stack: &Stack, mode: Mode) -> Result<(O
                 .name(&stack.name)
                 .description("counterctl: the key clients send as x-api-key")
                 .enabled(true)
-                .set_tags(Some(super::api::tags(stack)))
+                .set_tags(Some(stack.tags()))
                 .send()
                 .await
                 .op("apigateway:CreateApiKey")?;
@@ -108,7 +108,7 @@ pub async fn ensure_usage_plan(
                 .description("counterctl: throttles the API key")
                 .api_stages(ApiStage::builder().api_id(api_id).stage(&stack.stage).build())
                 .throttle(ThrottleSettings::builder().rate_limit(throttle.rate).burst_limit(throttle.burst).build())
-                .set_tags(Some(super::api::tags(stack)))
+                .set_tags(Some(stack.tags()))
                 .send()
                 .await
                 .op("apigateway:CreateUsagePlan")?;
@@ -121,27 +121,13 @@ pub async fn ensure_usage_plan(
     let mut changes = Vec::new();
     if !plan.api_stages().iter().any(|stage| stage.api_id() == Some(api_id) && stage.stage() == Some(&stack.stage)) {
         changes.push(format!("add stage {api_id}:{}", stack.stage));
-        patches.push(
-            PatchOperation::builder().op(Op::Add).path("/apiStages").value(format!("{api_id}:{}", stack.stage)).build(),
-        );
+        patches.push(patch(Op::Add, "/apiStages", format!("{api_id}:{}", stack.stage)));
     }
     let current = plan.throttle().map(|t| Throttle { rate: t.rate_limit(), burst: t.burst_limit() });
     if current != Some(throttle) {
         changes.push(format!("throttle {} req/s, burst {}", throttle.rate, throttle.burst));
-        patches.push(
-            PatchOperation::builder()
-                .op(Op::Replace)
-                .path("/throttle/rateLimit")
-                .value(throttle.rate.to_string())
-                .build(),
-        );
-        patches.push(
-            PatchOperation::builder()
-                .op(Op::Replace)
-                .path("/throttle/burstLimit")
-                .value(throttle.burst.to_string())
-                .build(),
-        );
+        patches.push(patch(Op::Replace, "/throttle/rateLimit", throttle.rate.to_string()));
+        patches.push(patch(Op::Replace, "/throttle/burstLimit", throttle.burst.to_string()));
     }
     let keys = client
         .get_usage_plan_keys()
@@ -169,6 +155,10 @@ pub async fn ensure_usage_plan(
         }
     }
     Ok(((), Outcome::from_changes(changes)))
+}
+
+fn patch(op: Op, path: &str, value: impl Into<String>) -> PatchOperation {
+    PatchOperation::builder().op(op).path(path).value(value).build()
 }
 
 async fn add_key(client: &Client, plan_id: &str, key_id: &str) -> Result<(), AwsError> {
@@ -210,7 +200,7 @@ async fn delete_usage_plan(client: &Client, plan: &UsagePlan) -> Result<(), AwsE
         let detach = client
             .update_usage_plan()
             .usage_plan_id(plan_id)
-            .patch_operations(PatchOperation::builder().op(Op::Remove).path("/apiStages").value(value).build())
+            .patch_operations(patch(Op::Remove, "/apiStages", value))
             .send()
             .await;
         found("apigateway:UpdateUsagePlan", detach, &["NotFoundException", "BadRequestException"])?;

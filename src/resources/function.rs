@@ -1,8 +1,6 @@
 //! The Lambda function running the bundled bootstrap, and the permission that lets this
 //! stack's API invoke it.
 
-use std::collections::HashMap;
-
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::operation::get_function::GetFunctionOutput;
@@ -67,14 +65,14 @@ pub async fn ensure(
         });
     };
     let mut changes = Vec::new();
-    let code_differs = config.code_sha256() != Some(spec.code_sha256().as_str())
-        || config.architectures() != [spec.architecture.clone()];
+    let code_sha256 = spec.code_sha256();
+    let code_differs =
+        config.code_sha256() != Some(code_sha256.as_str()) || config.architectures() != [spec.architecture.clone()];
     if code_differs {
         changes.push(format!(
-            "code {} {} → {} {}",
+            "code {} {} → {code_sha256} {}",
             config.code_sha256().unwrap_or("none"),
             config.architectures().first().map_or("?", Architecture::as_str),
-            spec.code_sha256(),
             spec.architecture.as_str()
         ));
     }
@@ -116,7 +114,7 @@ pub async fn ensure(
     }
     if untagged {
         let arn = config.function_arn().unwrap_or_default();
-        client.tag_resource().resource(arn).set_tags(Some(tags(stack))).send().await.op("lambda:TagResource")?;
+        client.tag_resource().resource(arn).set_tags(Some(stack.tags())).send().await.op("lambda:TagResource")?;
     }
     if code_differs || !configuration_changes.is_empty() {
         wait_updated(client, stack).await?;
@@ -157,10 +155,6 @@ fn environment(config: &FunctionConfiguration, stack: &Stack) -> Environment {
     Environment::builder().set_variables(Some(variables)).build()
 }
 
-fn tags(stack: &Stack) -> HashMap<String, String> {
-    stack.tags().into_iter().collect()
-}
-
 /// Whether CreateFunction failed only because IAM has not yet propagated a new role.
 fn role_not_yet_assumable<E: ProvideErrorMetadata, R>(error: &aws_sdk_lambda::error::SdkError<E, R>) -> bool {
     error.code() == Some("InvalidParameterValueException")
@@ -181,7 +175,7 @@ async fn create(client: &Client, stack: &Stack, role_arn: &str, spec: &FunctionS
             .timeout(spec.timeout_seconds)
             .environment(Environment::builder().variables(TABLE_VARIABLE, &stack.table).build())
             .code(FunctionCode::builder().zip_file(Blob::new(spec.zip.clone())).build())
-            .set_tags(Some(tags(stack)))
+            .set_tags(Some(stack.tags()))
             .send()
     };
     // A role created seconds ago is not yet assumable by Lambda.
@@ -232,6 +226,9 @@ pub async fn ensure_permission(
     api_id: Option<&str>,
     mode: Mode,
 ) -> Result<((), Outcome), Error> {
+    let Some(api_id) = api_id else {
+        return Ok(((), Outcome::Created));
+    };
     let policy = found("lambda:GetPolicy", client.get_policy().function_name(&stack.name).send().await, NOT_FOUND)?;
     let statement = policy
         .and_then(|policy| policy.policy)
@@ -239,9 +236,6 @@ pub async fn ensure_permission(
         .and_then(|policy| {
             policy["Statement"].as_array()?.iter().find(|statement| statement["Sid"] == PERMISSION_SID).cloned()
         });
-    let Some(api_id) = api_id else {
-        return Ok(((), Outcome::Created));
-    };
     let source_arn = stack.source_arn(account, api_id);
     let outcome = match statement {
         None => Outcome::Created,

@@ -126,8 +126,11 @@ pub async fn ensure(
 
 /// Creates the table; `false` when it turned out to exist already.
 async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
-    let tags =
-        stack.tags().map(|(key, value)| Tag::builder().key(key).value(value).build().expect("key and value set"));
+    let tags = stack
+        .tags()
+        .into_iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build().expect("key and value set"))
+        .collect();
     let output = client
         .create_table()
         .table_name(&stack.table)
@@ -141,7 +144,7 @@ async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
                 .expect("complete"),
         )
         .deletion_protection_enabled(true)
-        .set_tags(Some(tags.into()))
+        .set_tags(Some(tags))
         .send()
         .await;
     let output = match output {
