@@ -24,10 +24,17 @@ pub enum SetupError {
     NoCredentials(String),
 }
 
+/// Attempts per SDK call for throttling and transient errors.
+const SDK_ATTEMPTS: u32 = 5;
+
 /// Loads the SDK configuration and checks that a region and credentials are there, so a
 /// missing one fails before anything is read or created.
 pub async fn load_config(options: &AwsOptions) -> Result<SdkConfig, SetupError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // The SDK retries throttling 3 times by default
+    // (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html); API
+    // Gateway's per-account quotas (see `resources::api`) need more patience than that.
+    let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
     if let Some(profile) = &options.profile {
         loader = loader.profile_name(profile);
     }

@@ -2,28 +2,43 @@
 //! user names with `--function-zip`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
+use base64::Engine;
+use sha2::{Digest, Sha256};
 
-use crate::cli::{Architecture, Settings};
-use crate::resources::function::FunctionSpec;
+use crate::cli::Architecture;
+use crate::resources::function::Code;
 
 /// Built by `scripts/build-function.sh` from `function/`; see `assets/manifest.json`.
 const X86_64_ZIP: &[u8] = include_bytes!("../assets/bootstrap-x86_64.zip");
 const ARM64_ZIP: &[u8] = include_bytes!("../assets/bootstrap-arm64.zip");
 
-/// The function `settings` describe, with the zip at `zip_path` or the bundled one.
-pub fn function_spec(zip_path: Option<&Path>, settings: &Settings) -> anyhow::Result<FunctionSpec> {
-    let zip = match (zip_path, settings.architecture) {
-        (Some(path), _) => read_zip(path)?,
-        (None, Architecture::X86_64) => X86_64_ZIP.to_vec(),
-        (None, Architecture::Arm64) => ARM64_ZIP.to_vec(),
-    };
-    let architecture = match settings.architecture {
-        Architecture::X86_64 => aws_sdk_lambda::types::Architecture::X8664,
-        Architecture::Arm64 => aws_sdk_lambda::types::Architecture::Arm64,
-    };
-    Ok(FunctionSpec { zip, architecture, memory_mb: settings.memory, timeout_seconds: settings.timeout })
+/// The code for each instruction set: the bundled builds, or the one zip given.
+pub struct Codes {
+    given: Option<Arc<Vec<u8>>>,
+}
+
+impl Codes {
+    pub fn load(zip_path: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(Self { given: zip_path.map(read_zip).transpose()?.map(Arc::new) })
+    }
+
+    pub fn code(&self, architecture: Architecture) -> Code {
+        let zip = match (&self.given, architecture) {
+            (Some(zip), _) => Arc::clone(zip),
+            (None, Architecture::X86_64) => Arc::new(X86_64_ZIP.to_vec()),
+            (None, Architecture::Arm64) => Arc::new(ARM64_ZIP.to_vec()),
+        };
+        let architecture = match architecture {
+            Architecture::X86_64 => aws_sdk_lambda::types::Architecture::X8664,
+            Architecture::Arm64 => aws_sdk_lambda::types::Architecture::Arm64,
+        };
+        // Lambda's `CodeSha256`: the base64 SHA-256 of the zip.
+        let sha256 = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(zip.as_slice()));
+        Code { zip, sha256, architecture }
+    }
 }
 
 fn read_zip(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::cli::{AwsOptions, EndpointOptions, GetArgs, IncrementArgs, OutputFormat};
-use crate::install::Clients;
+use crate::cli::{AwsOptions, EndpointOptions, GetArgs, IncrementArgs, OutputFormat, StackOptions};
+use crate::deployed::Clients;
+use crate::progress::out;
 use crate::resources::{api, auth};
-use crate::stack::Stack;
 
 /// Attempts per call: the first and three retries.
 const ATTEMPTS: u32 = 4;
@@ -51,7 +51,7 @@ pub enum CallError {
 }
 
 /// The endpoint from the options, else the stack's invoke URL and key from AWS.
-pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack) -> anyhow::Result<Endpoint> {
+pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &StackOptions) -> anyhow::Result<Endpoint> {
     if let Some(url) = &options.url {
         return Ok(Endpoint { url: url.clone(), api_key: options.api_key.clone() });
     }
@@ -63,25 +63,31 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
     Ok(endpoint)
 }
 
-/// The stack's invoke URL, and its API key when the API requires one.
-pub async fn discover(client: &aws_sdk_apigateway::Client, stack: &Stack) -> anyhow::Result<Endpoint> {
+/// The stack's invoke URL (the stage asked for, else the one counterctl deployed), and
+/// its API key when the API requires one.
+pub async fn discover(client: &aws_sdk_apigateway::Client, stack: &StackOptions) -> anyhow::Result<Endpoint> {
     let region = client.config().region().map(ToString::to_string).unwrap_or_default();
-    let found = api::find(client, stack).await.context("looking for the API")?;
-    let Some(api_id) = found.and_then(|api| api.id) else {
+    let (apis, usage_plans) =
+        tokio::try_join!(async { api::list(client, &stack.name).await.context("looking for the API") }, async {
+            auth::usage_plans(client, &stack.name).await.context("looking for the usage plan")
+        },)?;
+    let Some(chosen) = crate::plan::choose_api(&apis, &usage_plans) else {
         return Err(CallError::NoApi { name: stack.name.clone(), region }.into());
     };
-    let key_required = api::requires_key(client, &api_id).await.context("reading the API's routes")?;
-    let api_key = match key_required {
-        Some(false) | None => None,
-        Some(true) => {
-            let key = auth::find_key(client, stack).await.context("looking for the API key")?;
-            match key.and_then(|key| key.id) {
-                Some(key_id) => auth::key_value(client, &key_id).await.context("reading the API key")?,
+    let detail = api::detail(client, &chosen.id).await.context("reading the API's routes")?;
+    let stage = stack.stage.clone().unwrap_or_else(|| crate::plan::deployed_stage(&detail));
+    let api_key = match detail.method {
+        Some(method) if method.key_required => {
+            let keys = auth::keys(client, &stack.name).await.context("looking for the API key")?;
+            let in_use = |key: &&auth::KeyState| usage_plans.iter().any(|plan| plan.key_ids.contains(&key.id));
+            match keys.iter().find(in_use).or(keys.first()) {
+                Some(key) => auth::key_value(client, &key.id).await.context("reading the API key")?,
                 None => None,
             }
         }
+        _ => None,
     };
-    Ok(Endpoint { url: stack.invoke_url(&region, &api_id), api_key })
+    Ok(Endpoint { url: crate::stack::invoke_url(&region, &chosen.id, &stage), api_key })
 }
 
 /// The counter API at one endpoint.
@@ -184,20 +190,16 @@ fn interpret(url: &str, status: u16, body: &str) -> Result<Value, CallError> {
 
 fn print(value: &Value, text: impl FnOnce(&Value) -> Option<String>, output: OutputFormat) -> anyhow::Result<ExitCode> {
     match output {
-        OutputFormat::Json => println!("{value}"),
+        OutputFormat::Json => out(value)?,
         OutputFormat::Text => {
-            println!(
-                "{}",
-                text(value).with_context(|| format!("the counter API answered an unexpected body: {value}"))?
-            )
+            out(text(value).with_context(|| format!("the counter API answered an unexpected body: {value}"))?)?
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
-    let stack = Stack::from_options(&args.stack);
-    let endpoint = endpoint(&args.endpoint, &args.aws, &stack).await.context("finding the counter API")?;
+    let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
     let key = args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let answer = CounterApi::new(endpoint).increment(&args.counter, args.count, &key).await?;
     print(
@@ -214,8 +216,7 @@ pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
-    let stack = Stack::from_options(&args.stack);
-    let endpoint = endpoint(&args.endpoint, &args.aws, &stack).await.context("finding the counter API")?;
+    let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
     let answer = CounterApi::new(endpoint).value(&args.counter).await?;
     print(&answer, |answer| Some(answer["value"].as_i64()?.to_string()), args.output.output)
 }

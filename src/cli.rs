@@ -40,18 +40,48 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
 }
 
-/// Which deployment: resource names.
+/// Which deployment: resource names, checked against AWS's naming rules before any call.
 #[derive(Debug, Clone, Args)]
 pub struct StackOptions {
-    /// Name of the function, role and API.
-    #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter")]
+    /// Name of the function, role, log group and API: 1-64 of A-Z a-z 0-9 - _ (the
+    /// Lambda function name rules, which are also valid IAM role names).
+    #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter", value_parser = stack_name)]
     pub name: String,
-    /// DynamoDB table holding the counters.
-    #[arg(long, env = "COUNTERCTL_TABLE", default_value = "AtomicCounters")]
-    pub table: String,
-    /// API Gateway stage.
-    #[arg(long, env = "COUNTERCTL_STAGE", default_value = "prod")]
-    pub stage: String,
+    /// DynamoDB table holding the counters: 3-255 of A-Z a-z 0-9 _ - . [default: the
+    /// deployed function's table, else AtomicCounters].
+    #[arg(long, env = "COUNTERCTL_TABLE", value_parser = table_name)]
+    pub table: Option<String>,
+    /// API Gateway stage: 1-128 of A-Z a-z 0-9 - _ [default: the deployed stage, else prod].
+    #[arg(long, env = "COUNTERCTL_STAGE", value_parser = stage_name)]
+    pub stage: Option<String>,
+}
+
+/// Lambda function names: `[a-zA-Z0-9-_]+`, at most 64 characters
+/// (https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html#lambda-CreateFunction-request-FunctionName);
+/// IAM role names allow these and more, also up to 64
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html).
+fn stack_name(value: &str) -> Result<String, String> {
+    named(value, 1, 64, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_', "A-Z a-z 0-9 - _")
+}
+
+/// DynamoDB table names: 3-255 characters of `[a-zA-Z0-9_.-]`
+/// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
+fn table_name(value: &str) -> Result<String, String> {
+    named(value, 3, 255, |c| c.is_ascii_alphanumeric() || "_.-".contains(c), "A-Z a-z 0-9 _ . -")
+}
+
+/// API Gateway stage names: alphanumerics, hyphens and underscores, at most 128
+/// (https://docs.aws.amazon.com/apigateway/latest/api/API_CreateStage.html).
+fn stage_name(value: &str) -> Result<String, String> {
+    named(value, 1, 128, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_', "A-Z a-z 0-9 - _")
+}
+
+fn named(value: &str, min: usize, max: usize, allowed: fn(char) -> bool, rule: &str) -> Result<String, String> {
+    if (min..=max).contains(&value.len()) && value.chars().all(allowed) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not a valid name: use {min}-{max} characters of {rule}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -84,8 +114,8 @@ pub enum Architecture {
     Arm64,
 }
 
-/// What to deploy, and how. An option not given means: install, the default in
-/// [`Settings::DEFAULT`]; status, what is deployed.
+/// What to deploy, and how. An option not given keeps what is deployed; for what is not
+/// deployed yet, the default in [`Settings::DEFAULT`].
 #[derive(Debug, Clone, Args)]
 pub struct DeployOptions {
     /// Who may call the API [default: api-key].
@@ -110,6 +140,27 @@ pub struct DeployOptions {
     /// the same Idempotency-Key, then make a 5 s DynamoDB attempt [default: 15].
     #[arg(long, value_parser = clap::value_parser!(i32).range(15..=900))]
     pub timeout: Option<i32>,
+    /// Days the function's log group keeps logs: one of CloudWatch's values (1, 3, 5, 7,
+    /// 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    /// 3288, 3653) [default: 30].
+    #[arg(long, value_parser = retention_days)]
+    pub log_retention_days: Option<i32>,
+    /// Turn on deletion protection and point-in-time recovery on a table counterctl did
+    /// not create (on its own tables they are always on).
+    #[arg(long)]
+    pub protect_table: bool,
+}
+
+/// The values PutRetentionPolicy accepts
+/// (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html).
+pub const RETENTION_DAYS: [i32; 22] =
+    [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+fn retention_days(value: &str) -> Result<i32, String> {
+    match value.parse::<i32>() {
+        Ok(days) if RETENTION_DAYS.contains(&days) => Ok(days),
+        _ => Err(format!("{value:?} is not a retention CloudWatch Logs accepts: one of {RETENTION_DAYS:?}")),
+    }
 }
 
 /// The deployment's tunable settings.
@@ -121,6 +172,7 @@ pub struct Settings {
     pub timeout: i32,
     pub rate_limit: f64,
     pub burst_limit: i32,
+    pub log_retention_days: i32,
 }
 
 impl Settings {
@@ -136,21 +188,8 @@ impl Settings {
         timeout: 15,
         rate_limit: 50.0,
         burst_limit: 100,
+        log_retention_days: 30,
     };
-}
-
-impl DeployOptions {
-    /// The options given, the others from `fallback`.
-    pub fn settings(&self, fallback: Settings) -> Settings {
-        Settings {
-            auth: self.auth.unwrap_or(fallback.auth),
-            architecture: self.architecture.unwrap_or(fallback.architecture),
-            memory: self.memory.unwrap_or(fallback.memory),
-            timeout: self.timeout.unwrap_or(fallback.timeout),
-            rate_limit: self.rate_limit.unwrap_or(fallback.rate_limit),
-            burst_limit: self.burst_limit.unwrap_or(fallback.burst_limit),
-        }
-    }
 }
 
 fn positive_rate(value: &str) -> Result<f64, String> {
@@ -171,6 +210,14 @@ pub struct InstallArgs {
     /// Print the plan (create / update / unchanged per resource); make read calls only.
     #[arg(long)]
     pub dry_run: bool,
+    /// Apply changes that break existing callers (a change of auth, deleting the API key)
+    /// without asking; needed for them when there is no terminal to ask on.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Allow --table to point a deployed function at another table. It is still refused
+    /// when any counter in the new table is behind the current one.
+    #[arg(long)]
+    pub switch_table: bool,
     /// Print the API key's secret value (hidden otherwise).
     #[arg(long)]
     pub show_api_key: bool,

@@ -1,11 +1,14 @@
 //! The counterctl CLI: one module per concern.
 
+pub mod apply;
 pub mod aws;
 pub mod bundle;
 pub mod call;
 pub mod cli;
+pub mod deployed;
 pub mod install;
 pub mod local_store;
+pub mod plan;
 pub mod progress;
 pub mod resources;
 pub mod retry;

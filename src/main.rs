@@ -1,4 +1,8 @@
 //! `counterctl`: sequential unique IDs as an HTTP service on your own AWS account.
+//!
+//! Exit codes, as ripgrep's: 0 success, 1 a negative answer (`status` found drift), 2 an
+//! error or a refusal (clap's usage errors exit 2 too). A closed stdout (`| head`) ends
+//! the command quietly.
 
 use std::process::ExitCode;
 
@@ -17,9 +21,16 @@ fn main() -> ExitCode {
     let runtime = runtime.enable_all().build().expect("a Tokio runtime");
     match runtime.block_on(counterctl::run(cli)) {
         Ok(code) => code,
+        Err(error) if broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
+}
+
+fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -1,162 +1,151 @@
-//! What each step did, shown as it happens: a spinner line per step on a terminal,
-//! plain lines otherwise, nothing with `--output json` (the command prints one result).
+//! Display only: the plan as lines, and each apply step as it runs (a spinner line per
+//! step on a terminal, plain lines otherwise, nothing with `--output json`). Results do
+//! not pass through here: the caller reports from the plan and what apply returned.
 
 use std::future::Future;
-use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Serialize;
 
-/// What a step did to its resource (or, when planning, would do).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    Created,
-    Updated {
-        changes: Vec<String>,
-    },
-    Unchanged,
-    /// Found, not made by counterctl, and used as it is.
-    Adopted {
-        note: String,
-    },
-    Deleted,
-    /// Already gone (uninstall) or deliberately absent (`--auth none`).
-    Absent,
-}
+use crate::plan::{Action, Change};
 
-impl Outcome {
-    /// `Updated` with these changes, or `Unchanged` when there are none.
-    pub fn from_changes(changes: Vec<String>) -> Self {
-        if changes.is_empty() { Self::Unchanged } else { Self::Updated { changes } }
-    }
-
-    pub fn changed(&self) -> bool {
-        matches!(self, Self::Created | Self::Updated { .. } | Self::Deleted)
-    }
-}
-
-/// How outcomes are worded.
+/// How a change is worded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wording {
-    /// What was done: "created", "updated (…)".
+    /// What was done: "created", "updated: …".
     Done,
-    /// `--dry-run`: "create", "update (…)".
+    /// `--dry-run`: "would create", "would update: …".
     Plan,
-    /// `status`: "missing", "differs (…)", "present".
+    /// `status`: "missing", "differs: …", "present".
     Status,
 }
 
 impl Wording {
     /// The line's leading symbol: ✓ for done or fine, +/~/- for planned changes, ✗ for
     /// a status that needs install.
-    pub fn mark(self, outcome: &Outcome) -> &'static str {
-        match (self, outcome) {
-            (Self::Done, _) | (_, Outcome::Unchanged | Outcome::Adopted { .. } | Outcome::Absent) => "✓",
-            (Self::Plan, Outcome::Created) => "+",
-            (Self::Plan, Outcome::Updated { .. }) => "~",
-            (Self::Plan, Outcome::Deleted) => "-",
+    pub fn mark(self, action: &Action) -> &'static str {
+        match (self, action) {
+            (Self::Done, _) => "✓",
+            (_, action) if !action.changes() => "✓",
+            (Self::Plan, Action::Create) => "+",
+            (Self::Plan, Action::Delete(_)) => "-",
+            (Self::Plan, _) => "~",
             (Self::Status, _) => "✗",
         }
     }
 
-    pub fn describe(self, outcome: &Outcome) -> String {
-        let changes = |changes: &[String]| changes.join("; ");
-        match (self, outcome) {
-            (Self::Done, Outcome::Created) => "created".into(),
-            (Self::Done, Outcome::Updated { changes: c }) => format!("updated: {}", changes(c)),
-            (Self::Done, Outcome::Unchanged) => "unchanged".into(),
-            (Self::Done, Outcome::Deleted) => "deleted".into(),
-            (Self::Done, Outcome::Absent) => "not there (nothing to do)".into(),
-            (Self::Plan, Outcome::Created) => "would create".into(),
-            (Self::Plan, Outcome::Updated { changes: c }) => format!("would update: {}", changes(c)),
-            (Self::Plan, Outcome::Unchanged) => "unchanged".into(),
-            (Self::Plan, Outcome::Deleted) => "would delete".into(),
-            (Self::Plan, Outcome::Absent) => "not there".into(),
-            (Self::Status, Outcome::Created) => "missing".into(),
-            (Self::Status, Outcome::Updated { changes: c }) => format!("differs: {}", changes(c)),
-            (Self::Status, Outcome::Unchanged) => "present".into(),
-            (Self::Status, Outcome::Deleted) => "present, should not be".into(),
-            (Self::Status, Outcome::Absent) => "absent (as it should be)".into(),
-            (_, Outcome::Adopted { note }) => format!("adopted: {note}"),
+    pub fn describe(self, change: &Change) -> String {
+        let mut text = self.describe_action(&change.action);
+        if change.breaking && change.action.changes() {
+            text.push_str(" [breaks existing callers]");
         }
+        text
+    }
+
+    pub fn describe_action(self, action: &Action) -> String {
+        let diffs = |diffs: &[crate::plan::Diff]| diffs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        match (self, action) {
+            (Self::Done, Action::Create) => "created".into(),
+            (Self::Done, Action::Update(d)) => format!("updated: {}", diffs(d)),
+            (Self::Done, Action::Delete(reason)) => format!("deleted ({reason})"),
+            (Self::Done, Action::Absent) => "not there (nothing to do)".into(),
+            (Self::Plan, Action::Create) => "would create".into(),
+            (Self::Plan, Action::Update(d)) => format!("would update: {}", diffs(d)),
+            (Self::Plan, Action::Adopt(d)) if !d.is_empty() => format!("would adopt: {}", diffs(d)),
+            (Self::Plan, Action::Delete(reason)) => format!("would delete ({reason})"),
+            (Self::Plan, Action::Absent) => "not there".into(),
+            (Self::Status, Action::Create) => "missing".into(),
+            (Self::Status, Action::Update(d)) => format!("differs: {}", diffs(d)),
+            (Self::Status, Action::Adopt(d)) if !d.is_empty() => format!("not managed yet: {}", diffs(d)),
+            (Self::Status, Action::Delete(reason)) => format!("present, should not be ({reason})"),
+            (Self::Status, Action::Absent) => "absent (as it should be)".into(),
+            (Self::Status, Action::Keep) => "present".into(),
+            (_, Action::Keep) => "unchanged".into(),
+            (_, Action::Adopt(d)) if d.is_empty() => "adopted: not made by counterctl, used as it is".into(),
+            (_, Action::Adopt(d)) => format!("adopted: {}", diffs(d)),
+            (_, Action::Retain(reason)) => format!("kept: {reason}"),
+        }
+    }
+
+    /// One line for a change: mark, resource, name, description.
+    pub fn line(self, change: &Change) -> String {
+        format!(
+            "{} {:<11} {:<32} {}",
+            self.mark(&change.action),
+            change.resource.label(),
+            change.name,
+            self.describe(change)
+        )
     }
 }
 
-/// One step's result, as `--output json` lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    pub step: &'static str,
-    pub resource: String,
-    #[serde(flatten)]
-    pub outcome: Outcome,
-    pub elapsed_ms: u128,
+/// Writes a line to stdout; an error (a closed pipe) goes back to the caller, which ends
+/// quietly on it.
+pub fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}")
 }
 
 pub struct Progress {
-    wording: Wording,
     /// `None` for plain lines; spinners only on a terminal.
     bars: Option<MultiProgress>,
     quiet: bool,
-    reports: Mutex<Vec<StepReport>>,
 }
 
 impl Progress {
-    pub fn new(wording: Wording, json: bool) -> Self {
+    pub fn new(json: bool) -> Self {
         let bars = (!json && std::io::stdout().is_terminal()).then(MultiProgress::new);
-        Self { wording, bars, quiet: json, reports: Mutex::default() }
+        Self { bars, quiet: json }
     }
 
-    /// Runs one step, showing it while it runs and its outcome when done.
-    pub async fn step<T, E>(
+    /// Shows `change` while `work` carries it out, and its outcome when done.
+    pub async fn step<T>(&self, change: &Change, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+        let work = async { work.await.map(|value| (value, None)) };
+        self.step_noting(change, work).await
+    }
+
+    /// As [`step`](Self::step), for work that may find AWS otherwise than the plan read
+    /// it (a resource made since by an interrupted run): its note is shown instead of the
+    /// planned outcome, and goes no further.
+    pub async fn step_noting<T>(
         &self,
-        step: &'static str,
-        resource: &str,
-        work: impl Future<Output = Result<(T, Outcome), E>>,
-    ) -> Result<T, E> {
+        change: &Change,
+        work: impl Future<Output = anyhow::Result<(T, Option<String>)>>,
+    ) -> anyhow::Result<T> {
         let started = Instant::now();
+        let label = change.resource.label();
         let bar = self.bars.as_ref().map(|bars| {
             let bar = bars.add(ProgressBar::new_spinner());
             bar.set_style(
                 ProgressStyle::with_template("{spinner:.cyan} {prefix:<11} {msg}").expect("a valid template"),
             );
-            bar.set_prefix(step);
-            bar.set_message(format!("{resource} …"));
+            bar.set_prefix(label);
+            bar.set_message(format!("{} …", change.name));
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
         });
         let result = work.await;
-        let elapsed = started.elapsed();
-        let line = match &result {
-            Ok((_, outcome)) => format!("{resource:<32} {} ({})", self.wording.describe(outcome), seconds(elapsed)),
-            Err(_) => format!("{resource:<32} failed ({})", seconds(elapsed)),
+        let elapsed = format!("{:.1}s", started.elapsed().as_secs_f64());
+        let (mark, text) = match &result {
+            Ok((_, Some(note))) => ("✓", format!("{note} ({elapsed})")),
+            Ok((_, None)) => {
+                (Wording::Done.mark(&change.action), format!("{} ({elapsed})", Wording::Done.describe(change)))
+            }
+            Err(_) => ("✗", format!("failed ({elapsed})")),
         };
-        let mark = match &result {
-            Ok((_, outcome)) => self.wording.mark(outcome),
-            Err(_) => "✗",
-        };
+        let line = format!("{:<32} {text}", change.name);
         match bar {
             Some(bar) => {
                 bar.set_style(ProgressStyle::with_template("{prefix} {msg}").expect("a valid template"));
-                bar.set_prefix(format!("{mark} {step:<11}"));
+                bar.set_prefix(format!("{mark} {label:<11}"));
                 bar.finish_with_message(line);
             }
-            None if !self.quiet => println!("{mark} {step:<11} {line}"),
+            // Progress is best effort: a closed stdout shows up when the result is printed.
+            None if !self.quiet => {
+                let _ = out(format!("{mark} {label:<11} {line}"));
+            }
             None => {}
         }
-        let (value, outcome) = result?;
-        let report = StepReport { step, resource: resource.to_owned(), outcome, elapsed_ms: elapsed.as_millis() };
-        self.reports.lock().expect("not poisoned").push(report);
-        Ok(value)
+        result.map(|(value, _)| value)
     }
-
-    pub fn reports(&self) -> Vec<StepReport> {
-        self.reports.lock().expect("not poisoned").clone()
-    }
-}
-
-fn seconds(elapsed: Duration) -> String {
-    format!("{:.1}s", elapsed.as_secs_f64())
 }

@@ -21,6 +21,24 @@ impl Backoff {
         give_up_after: Duration::from_secs(120),
     };
 
+    /// API Gateway calls limited per account (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html):
+    /// CreateDeployment, 1 per 5 s.
+    pub const QUOTA_5_SECONDS: Self = Self::quota(Duration::from_secs(5));
+    /// UpdateUsagePlan, 1 per 20 s.
+    pub const QUOTA_20_SECONDS: Self = Self::quota(Duration::from_secs(20));
+    /// DeleteRestApi, 1 per 30 s.
+    pub const QUOTA_30_SECONDS: Self = Self::quota(Duration::from_secs(30));
+
+    /// For a call AWS allows once per `period` per account: other clients of the account
+    /// (other installs, CI) share the quota, so it keeps trying for several minutes.
+    const fn quota(period: Duration) -> Self {
+        Self {
+            first: period,
+            longest: Duration::from_secs(period.as_secs() * 2),
+            give_up_after: Duration::from_secs(300),
+        }
+    }
+
     /// Polling a resource until it settles (a table becoming ACTIVE, a function update).
     pub const POLL: Self = Self {
         first: Duration::from_millis(250),

@@ -116,22 +116,21 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(data.join("counterctl"))
 }
 
+/// Says where the server is. A closed stdout does not stop the server.
 fn announce(format: OutputFormat, address: SocketAddr, database: &Path) {
     let url = format!("http://{address}");
-    match format {
-        OutputFormat::Json => {
-            let announcement = serde_json::json!({ "url": url, "database": database });
-            println!("{announcement}");
-        }
-        OutputFormat::Text => {
-            println!("Serving the counter API at {url} (also below {url}{STAGE_PREFIX}, like an AWS install)");
-            println!("Counters are kept in {}", database.display());
-            println!("Try it:");
-            println!("  curl -X POST '{url}/counter/increment?counter=mycounter'");
-            println!("  counterctl increment mycounter --url {url}");
-            println!("Stop with Ctrl-C.");
-        }
-    }
+    let announcement = match format {
+        OutputFormat::Json => serde_json::json!({ "url": url, "database": database }).to_string(),
+        OutputFormat::Text => format!(
+            "Serving the counter API at {url} (also below {url}{STAGE_PREFIX}, like an AWS install)\n\
+             Counters are kept in {}\n\
+             Try it:\n  curl -X POST '{url}/counter/increment?counter=mycounter'\n  \
+             counterctl increment mycounter --url {url}\n\
+             Stop with Ctrl-C.",
+            database.display()
+        ),
+    };
+    let _ = crate::progress::out(announcement);
 }
 
 async fn answer(store: LocalStore, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

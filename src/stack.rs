@@ -6,15 +6,18 @@ use crate::aws::Account;
 
 /// Statement id of the permission that lets API Gateway invoke the function.
 pub const PERMISSION_SID: &str = "counterctl-apigateway-invoke";
-/// The role's inline policy (the name the original manual setup used).
-pub const ROLE_POLICY_NAME: &str = "dynamodb-atomiccounters";
+/// The role's inline policy before policies were per region (the name the original
+/// manual setup used).
+pub const LEGACY_POLICY_NAME: &str = "dynamodb-atomiccounters";
+/// IAM is global and one role serves the stack's function in every region, so each
+/// region gets its own inline policy, named by this prefix and the region.
+pub const REGION_POLICY_PREFIX: &str = "counterctl-";
 pub const MANAGED_BY: (&str, &str) = ("managed-by", "counterctl");
 pub const STACK_TAG: &str = "counterctl:stack";
 /// The only resource of the API; every path below the stage goes to the function.
 pub const PROXY_PATH: &str = "/{proxy+}";
 
 const TRUST_POLICY: &str = include_str!("../assets/trust-policy.json");
-const ROLE_POLICY: &str = include_str!("../assets/role-policy.json");
 
 /// The names of one deployment's resources.
 #[derive(Debug, Clone)]
@@ -26,18 +29,32 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn from_options(options: &crate::cli::StackOptions) -> Self {
-        Self { name: options.name.clone(), table: options.table.clone(), stage: options.stage.clone() }
-    }
-
     /// `managed-by=counterctl` and `counterctl:stack=NAME`.
     pub fn tags(&self) -> HashMap<String, String> {
-        HashMap::from([(MANAGED_BY.0.into(), MANAGED_BY.1.into()), (STACK_TAG.into(), self.name.clone())])
+        Self::tags_of(&self.name)
     }
 
-    /// Whether `tags` carry this stack's tags.
-    pub fn tagged<'a>(&self, mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
-        tags.any(|(key, value)| key == STACK_TAG && value == self.name)
+    pub fn tags_of(name: &str) -> HashMap<String, String> {
+        HashMap::from([(MANAGED_BY.0.into(), MANAGED_BY.1.into()), (STACK_TAG.into(), name.to_owned())])
+    }
+
+    /// Whether one tag is stack `name`'s tag.
+    pub fn is_stack_tag(name: &str, key: &str, value: &str) -> bool {
+        key == STACK_TAG && value == name
+    }
+
+    /// Whether a tag map carries stack `name`'s tag.
+    pub fn tagged_map(name: &str, tags: Option<&HashMap<String, String>>) -> bool {
+        tags.and_then(|tags| tags.get(STACK_TAG)).is_some_and(|value| value == name)
+    }
+
+    /// The inline policy this region's function gets.
+    pub fn region_policy_name(region: &str) -> String {
+        format!("{REGION_POLICY_PREFIX}{region}")
+    }
+
+    pub fn log_group(&self) -> String {
+        format!("/aws/lambda/{}", self.name)
     }
 
     pub fn table_arn(&self, account: &Account) -> String {
@@ -68,8 +85,7 @@ impl Stack {
     }
 
     pub fn invoke_url(&self, region: &str, api_id: &str) -> String {
-        let domain = if crate::aws::partition_of(region) == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" };
-        format!("https://{api_id}.execute-api.{region}.{domain}/{}", self.stage)
+        invoke_url(region, api_id, &self.stage)
     }
 
     pub fn trust_policy() -> serde_json::Value {
@@ -77,13 +93,48 @@ impl Stack {
     }
 
     /// Least privilege: the DynamoDB actions the function calls, on this table only,
-    /// and writing this function's logs.
+    /// and writing to this function's log group, which install makes (so no
+    /// `logs:CreateLogGroup`).
     pub fn role_policy(&self, account: &Account) -> serde_json::Value {
-        let document = ROLE_POLICY
-            .replace("${TABLE_ARN}", &self.table_arn(account))
-            .replace("${LOG_GROUP_ARN}", &self.log_group_arn(account));
-        serde_json::from_str(&document).expect("assets/role-policy.json is JSON")
+        let log_group = self.log_group_arn(account);
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "Counters",
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                    "Resource": self.table_arn(account),
+                },
+                {
+                    "Sid": "Logs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": [log_group.clone(), format!("{log_group}:*")],
+                },
+            ],
+        })
     }
+}
+
+/// The regions whose resources a policy document grants: the region field of every ARN
+/// in its `Resource`s (`arn:PARTITION:SERVICE:REGION:...`).
+pub fn policy_regions(policy: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let statements = match &policy["Statement"] {
+        serde_json::Value::Array(statements) => statements.clone(),
+        statement => vec![statement.clone()],
+    };
+    let resources = statements.into_iter().flat_map(|statement| match &statement["Resource"] {
+        serde_json::Value::Array(resources) => resources.clone(),
+        resource => vec![resource.clone()],
+    });
+    resources.filter_map(|resource| Some(resource.as_str()?.split(':').nth(3)?.to_owned())).collect()
+}
+
+/// The URL of an API's stage.
+pub fn invoke_url(region: &str, api_id: &str, stage: &str) -> String {
+    let domain = if crate::aws::partition_of(region) == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" };
+    format!("https://{api_id}.execute-api.{region}.{domain}/{stage}")
 }
 
 /// A policy document as IAM returns it: URL-encoded JSON.
@@ -111,6 +162,12 @@ mod tests {
     #[test]
     fn arns_and_urls_follow_the_partition() {
         let stack = Stack { name: "AtomicCounter".into(), table: "AtomicCounters".into(), stage: "prod".into() };
+        let policy = stack.role_policy(&Account {
+            id: "123456789012".into(),
+            partition: "aws".into(),
+            region: "eu-west-1".into(),
+        });
+        assert_eq!(policy_regions(&policy), ["eu-west-1".to_owned()].into());
         let china = Account { id: "123456789012".into(), partition: "aws-cn".into(), region: "cn-north-1".into() };
         assert_eq!(stack.table_arn(&china), "arn:aws-cn:dynamodb:cn-north-1:123456789012:table/AtomicCounters");
         assert_eq!(stack.invoke_url("cn-north-1", "abc"), "https://abc.execute-api.cn-north-1.amazonaws.com.cn/prod");

@@ -1,76 +1,116 @@
 //! The REST API in front of the function: one `{proxy+}` resource whose `ANY` method is
 //! a Lambda proxy integration, deployed to the stage.
+//!
+//! API Gateway limits some control-plane calls per account, whatever the API
+//! (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html, "These
+//! quotas can't be increased"): CreateDeployment "1 request every 5 seconds per
+//! account", DeleteRestApi 1 every 30 s. Those calls wait out throttling with backoff
+//! sized to their quota.
 
 use aws_sdk_apigateway::Client;
-use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Resource, RestApi};
+use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Resource};
 
-use super::{Error, Mode};
-use crate::aws::{Account, AwsError, Operation, found, gone, has_code};
-use crate::progress::Outcome;
+use super::Error;
+use crate::aws::{AwsError, Operation, found, gone, has_code};
 use crate::retry::Backoff;
 use crate::stack::{PROXY_PATH, Stack};
 
 const NOT_FOUND: &[&str] = &["NotFoundException"];
-const METHOD: &str = "ANY";
+pub const METHOD: &str = "ANY";
+pub const THROTTLED: &[&str] = &["TooManyRequestsException"];
+/// What the description of each deployment counterctl makes starts with.
+pub const DEPLOYMENT_PREFIX: &str = "counterctl ";
 
-/// This stack's API: the one named NAME that carries the stack tag, else an untagged
-/// one named NAME (the original manual setup's), which is then adopted.
-pub async fn find(client: &Client, stack: &Stack) -> Result<Option<RestApi>, AwsError> {
-    let mut pages = client.get_rest_apis().limit(500).into_paginator().send();
-    let mut untagged = None;
-    while let Some(page) = pages.next().await {
-        for api in page.op("apigateway:GetRestApis")?.items() {
-            if api.name() != Some(stack.name.as_str()) {
-                continue;
-            }
-            if stack.tagged(api.tags().into_iter().flatten().map(|(key, value)| (key.as_str(), value.as_str()))) {
-                return Ok(Some(api.clone()));
-            }
-            untagged.get_or_insert_with(|| api.clone());
-        }
-    }
-    Ok(untagged)
+/// One REST API named after the stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSummary {
+    pub id: String,
+    pub tagged: bool,
+    /// Seconds since the epoch.
+    pub created: i64,
 }
 
-/// Creates the API unless [`find`] found it; its id is `None` only when planning its
-/// creation.
-pub async fn ensure(
-    client: &Client,
-    stack: &Stack,
-    found: Option<RestApi>,
-    mode: Mode,
-) -> Result<(Option<String>, Outcome), Error> {
-    if let Some(api) = found {
-        let id = api.id().unwrap_or_default().to_owned();
-        if stack.tagged(api.tags().into_iter().flatten().map(|(key, value)| (key.as_str(), value.as_str()))) {
-            return Ok((Some(id), Outcome::Unchanged));
+/// The chosen API's routes and stages.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ApiDetail {
+    pub root_id: String,
+    pub proxy_id: Option<String>,
+    pub method: Option<MethodState>,
+    pub stages: Vec<StageState>,
+}
+
+/// The `ANY` method of `{proxy+}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodState {
+    pub authorization: String,
+    pub key_required: bool,
+    /// The AWS_PROXY POST integration's URI; `None` when there is no such integration.
+    pub integration_uri: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageState {
+    pub name: String,
+    /// The description of the deployment the stage serves.
+    pub deployment: Option<String>,
+}
+
+/// Every API named `stack_name`.
+pub async fn list(client: &Client, stack_name: &str) -> Result<Vec<ApiSummary>, AwsError> {
+    let mut pages = client.get_rest_apis().limit(500).into_paginator().send();
+    let mut apis = Vec::new();
+    while let Some(page) = pages.next().await {
+        for api in page.op("apigateway:GetRestApis")?.items() {
+            if api.name() == Some(stack_name) {
+                apis.push(ApiSummary {
+                    id: api.id().unwrap_or_default().to_owned(),
+                    tagged: Stack::tagged_map(stack_name, api.tags()),
+                    created: api.created_date().map_or(0, |date| date.secs()),
+                });
+            }
         }
-        if mode == Mode::Apply {
-            let region = client.config().region().map(ToString::to_string).unwrap_or_default();
-            let arn = format!("arn:{}:apigateway:{region}::/restapis/{id}", crate::aws::partition_of(&region));
-            client
-                .tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(stack.tags()))
-                .send()
-                .await
-                .op("apigateway:TagResource")?;
+    }
+    Ok(apis)
+}
+
+/// The API's `{proxy+}` method and its stages with their deployments' descriptions.
+pub async fn detail(client: &Client, api_id: &str) -> Result<ApiDetail, AwsError> {
+    let (resources, stages) = tokio::join!(resources(client, api_id), async {
+        client.get_stages().rest_api_id(api_id).send().await.op("apigateway:GetStages")
+    });
+    let resources = resources?;
+    let mut detail = ApiDetail {
+        root_id: resources
+            .iter()
+            .find(|resource| resource.path() == Some("/"))
+            .and_then(|root| root.id())
+            .unwrap_or_default()
+            .to_owned(),
+        ..ApiDetail::default()
+    };
+    let proxy = resources.iter().find(|resource| resource.path() == Some(PROXY_PATH));
+    detail.proxy_id = proxy.and_then(|proxy| proxy.id().map(str::to_owned));
+    detail.method = proxy.and_then(|proxy| proxy.resource_methods()?.get(METHOD)).map(|method| {
+        let integration = method.method_integration().filter(|integration| {
+            integration.r#type() == Some(&IntegrationType::AwsProxy) && integration.http_method() == Some("POST")
+        });
+        MethodState {
+            authorization: method.authorization_type().unwrap_or("NONE").to_owned(),
+            key_required: method.api_key_required().unwrap_or(false),
+            integration_uri: integration.and_then(|integration| integration.uri().map(str::to_owned)),
         }
-        return Ok((Some(id), Outcome::Adopted { note: "existing API of this name, now tagged and managed".into() }));
+    });
+    for stage in stages?.item() {
+        let deployment = match stage.deployment_id() {
+            Some(id) => {
+                let deployment = client.get_deployment().rest_api_id(api_id).deployment_id(id).send().await;
+                found("apigateway:GetDeployment", deployment, NOT_FOUND)?.and_then(|deployment| deployment.description)
+            }
+            None => None,
+        };
+        detail.stages.push(StageState { name: stage.stage_name().unwrap_or_default().to_owned(), deployment });
     }
-    if mode == Mode::Plan {
-        return Ok((None, Outcome::Created));
-    }
-    let created = client
-        .create_rest_api()
-        .name(&stack.name)
-        .description("counterctl: sequential unique IDs")
-        .endpoint_configuration(EndpointConfiguration::builder().types(EndpointType::Regional).build())
-        .set_tags(Some(stack.tags()))
-        .send()
-        .await
-        .op("apigateway:CreateRestApi")?;
-    Ok((created.id, Outcome::Created))
+    Ok(detail)
 }
 
 async fn resources(client: &Client, api_id: &str) -> Result<Vec<Resource>, AwsError> {
@@ -82,98 +122,75 @@ async fn resources(client: &Client, api_id: &str) -> Result<Vec<Resource>, AwsEr
     Ok(resources)
 }
 
-/// Where the `ANY` method is, and whether it already proxies to `uri`.
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// `None` when planning the resource's creation.
-    pub resource_id: Option<String>,
-    pub integration_uri: Option<String>,
+/// Creates the API; returns it and its routes (just the root).
+pub async fn create(client: &Client, stack: &Stack) -> Result<(ApiSummary, ApiDetail), AwsError> {
+    let created = client
+        .create_rest_api()
+        .name(&stack.name)
+        .description("counterctl: sequential unique IDs")
+        .endpoint_configuration(EndpointConfiguration::builder().types(EndpointType::Regional).build())
+        .set_tags(Some(stack.tags()))
+        .send()
+        .await
+        .op("apigateway:CreateRestApi")?;
+    let id = created.id().unwrap_or_default().to_owned();
+    let detail = match created.root_resource_id() {
+        Some(root) => ApiDetail { root_id: root.to_owned(), ..ApiDetail::default() },
+        None => detail(client, &id).await?,
+    };
+    let summary = ApiSummary { id, tagged: true, created: created.created_date().map_or(0, |date| date.secs()) };
+    Ok((summary, detail))
 }
 
-/// Makes `{proxy+}` with an `ANY` method (requiring a key or not). It needs no function,
-/// so it runs while the function is made; [`ensure_integration`] connects the two.
-pub async fn ensure_route(
-    client: &Client,
-    api_id: Option<&str>,
-    api_key_required: bool,
-    mode: Mode,
-) -> Result<(Route, Outcome), Error> {
-    let Some(api_id) = api_id else {
-        return Ok((Route { resource_id: None, integration_uri: None }, Outcome::Created));
-    };
-    let resources = resources(client, api_id).await?;
-    let root =
-        resources.iter().find(|resource| resource.path() == Some("/")).and_then(|root| root.id()).unwrap_or_default();
-    let proxy = resources.iter().find(|resource| resource.path() == Some(PROXY_PATH));
-    let method = proxy.and_then(|proxy| proxy.resource_methods()?.get(METHOD));
-    let method_matches = method.is_some_and(|method| {
-        method.api_key_required().unwrap_or(false) == api_key_required && method.authorization_type() == Some("NONE")
-    });
-    // A replaced method loses its integration.
-    let integration = method.filter(|_| method_matches).and_then(|method| method.method_integration());
-    let integration_uri = integration
-        .filter(|integration| {
-            integration.r#type() == Some(&IntegrationType::AwsProxy) && integration.http_method() == Some("POST")
-        })
-        .and_then(|integration| integration.uri().map(str::to_owned));
-    let mut route = Route { resource_id: proxy.and_then(|proxy| proxy.id().map(str::to_owned)), integration_uri };
-    let outcome = match (proxy, method) {
-        (None, _) => Outcome::Created,
-        (Some(_), None) => Outcome::Updated { changes: vec![format!("add {METHOD}")] },
-        (Some(_), Some(_)) if !method_matches => Outcome::Updated {
-            changes: vec![if api_key_required { "require an API key" } else { "stop requiring an API key" }.to_owned()],
-        },
-        (Some(_), Some(_)) => Outcome::Unchanged,
-    };
-    if mode == Mode::Plan || outcome == Outcome::Unchanged {
-        return Ok((route, outcome));
-    }
-    let resource_id = match &route.resource_id {
-        Some(id) => id.clone(),
-        None => {
-            let created =
-                client.create_resource().rest_api_id(api_id).parent_id(root).path_part("{proxy+}").send().await;
-            created.op("apigateway:CreateResource")?.id.unwrap_or_default()
+pub async fn tag(client: &Client, stack: &Stack, api_id: &str) -> Result<(), AwsError> {
+    let region = client.config().region().map(ToString::to_string).unwrap_or_default();
+    let arn = format!("arn:{}:apigateway:{region}::/restapis/{api_id}", crate::aws::partition_of(&region));
+    client.tag_resource().resource_arn(arn).set_tags(Some(stack.tags())).send().await.op("apigateway:TagResource")?;
+    Ok(())
+}
+
+/// Makes `{proxy+}` under the root; an existing one (a concurrent install made it) is
+/// used.
+pub async fn create_proxy(client: &Client, api_id: &str, root_id: &str) -> Result<String, AwsError> {
+    let created = client.create_resource().rest_api_id(api_id).parent_id(root_id).path_part("{proxy+}").send().await;
+    match created {
+        Err(error) if has_code(&error, &["ConflictException"]) => {
+            let resources = resources(client, api_id).await?;
+            let proxy = resources.iter().find(|resource| resource.path() == Some(PROXY_PATH));
+            Ok(proxy.and_then(|proxy| proxy.id()).unwrap_or_default().to_owned())
         }
-    };
-    if method.is_some() {
-        // PutMethod does not update a method in place: replace it.
+        created => Ok(created.op("apigateway:CreateResource")?.id.unwrap_or_default()),
+    }
+}
+
+/// Puts the `ANY` method, replacing one that is there (PutMethod does not update a
+/// method in place; a replaced method loses its integration).
+pub async fn put_method(
+    client: &Client,
+    api_id: &str,
+    resource_id: &str,
+    replace: bool,
+    key_required: bool,
+) -> Result<(), AwsError> {
+    if replace {
         let deleted =
-            client.delete_method().rest_api_id(api_id).resource_id(&resource_id).http_method(METHOD).send().await;
+            client.delete_method().rest_api_id(api_id).resource_id(resource_id).http_method(METHOD).send().await;
         gone("apigateway:DeleteMethod", deleted, NOT_FOUND)?;
     }
     client
         .put_method()
         .rest_api_id(api_id)
-        .resource_id(&resource_id)
+        .resource_id(resource_id)
         .http_method(METHOD)
         .authorization_type("NONE")
-        .api_key_required(api_key_required)
+        .api_key_required(key_required)
         .send()
         .await
         .op("apigateway:PutMethod")?;
-    route.resource_id = Some(resource_id);
-    Ok((route, outcome))
+    Ok(())
 }
 
-/// Makes the method a Lambda proxy integration to the function.
-pub async fn ensure_integration(
-    client: &Client,
-    stack: &Stack,
-    account: &Account,
-    api_id: Option<&str>,
-    route: &Route,
-    mode: Mode,
-) -> Result<((), Outcome), Error> {
-    let uri = stack.integration_uri(account);
-    let outcome = match &route.integration_uri {
-        Some(current) if *current == uri => return Ok(((), Outcome::Unchanged)),
-        Some(current) => Outcome::Updated { changes: vec![format!("proxy to {uri}, not {current}")] },
-        None => Outcome::Created,
-    };
-    let (Some(api_id), Some(resource_id), Mode::Apply) = (api_id, &route.resource_id, mode) else {
-        return Ok(((), outcome));
-    };
+pub async fn put_integration(client: &Client, api_id: &str, resource_id: &str, uri: &str) -> Result<(), AwsError> {
     client
         .put_integration()
         .rest_api_id(api_id)
@@ -181,67 +198,30 @@ pub async fn ensure_integration(
         .http_method(METHOD)
         .r#type(IntegrationType::AwsProxy)
         .integration_http_method("POST")
-        .uri(&uri)
+        .uri(uri)
         .send()
         .await
         .op("apigateway:PutIntegration")?;
-    Ok(((), outcome))
+    Ok(())
 }
 
-/// Whether the API's `{proxy+}` `ANY` method requires an API key; `None` when there is
-/// no such method.
-pub async fn requires_key(client: &Client, api_id: &str) -> Result<Option<bool>, AwsError> {
-    let resources = resources(client, api_id).await?;
-    let method = resources
-        .iter()
-        .filter(|resource| resource.path() == Some(PROXY_PATH))
-        .find_map(|resource| resource.resource_methods()?.get(METHOD).cloned());
-    Ok(method.map(|method| method.api_key_required().unwrap_or(false)))
-}
-
-pub async fn stage_exists(client: &Client, stack: &Stack, api_id: Option<&str>) -> Result<bool, AwsError> {
-    let Some(api_id) = api_id else {
-        return Ok(false);
-    };
-    let stage = client.get_stage().rest_api_id(api_id).stage_name(&stack.stage).send().await;
-    Ok(found("apigateway:GetStage", stage, NOT_FOUND)?.is_some())
-}
-
-/// Deploys to the stage when the routes changed or the stage does not exist yet.
-pub async fn ensure_stage(
-    client: &Client,
-    stack: &Stack,
-    api_id: Option<&str>,
-    stage_exists: bool,
-    routes_changed: bool,
-    mode: Mode,
-) -> Result<((), Outcome), Error> {
-    let outcome = match (stage_exists, routes_changed) {
-        (false, _) => Outcome::Created,
-        (true, true) => Outcome::Updated { changes: vec!["deploy the changed routes".into()] },
-        (true, false) => return Ok(((), Outcome::Unchanged)),
-    };
-    if let (Some(api_id), Mode::Apply) = (api_id, mode) {
-        client
-            .create_deployment()
-            .rest_api_id(api_id)
-            .stage_name(&stack.stage)
-            .description("counterctl install")
-            .send()
-            .await
-            .op("apigateway:CreateDeployment")?;
-    }
-    Ok(((), outcome))
-}
-
-/// Deletes the API. DeleteRestApi allows about one call per 30 s per account, so
-/// throttling is waited out.
-pub async fn delete(client: &Client, api_id: &str) -> Result<bool, AwsError> {
-    let result = Backoff::ABOUT_TWO_MINUTES
+/// Deploys the API to the stage with `description` (which carries the fingerprint of
+/// what is deployed), waiting out CreateDeployment's one call per 5 s.
+pub async fn deploy(client: &Client, api_id: &str, stage: &str, description: &str) -> Result<(), Error> {
+    Backoff::QUOTA_5_SECONDS
         .retry(
-            || client.delete_rest_api().rest_api_id(api_id).send(),
-            |error| has_code(error, &["TooManyRequestsException"]),
+            || client.create_deployment().rest_api_id(api_id).stage_name(stage).description(description).send(),
+            |error| has_code(error, THROTTLED),
         )
+        .await
+        .op("apigateway:CreateDeployment")?;
+    Ok(())
+}
+
+/// Deletes the API, waiting out DeleteRestApi's one call per 30 s per account.
+pub async fn delete(client: &Client, api_id: &str) -> Result<bool, AwsError> {
+    let result = Backoff::QUOTA_30_SECONDS
+        .retry(|| client.delete_rest_api().rest_api_id(api_id).send(), |error| has_code(error, THROTTLED))
         .await;
     gone("apigateway:DeleteRestApi", result, NOT_FOUND)
 }

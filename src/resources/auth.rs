@@ -1,12 +1,17 @@
 //! API keys, secure by default: one key named after the stack, in a usage plan that
 //! throttles it on the stage.
+//!
+//! UpdateUsagePlan is limited to 1 call every 20 s per account
+//! (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html), so it
+//! waits out throttling with backoff sized to that.
 
 use aws_sdk_apigateway::Client;
-use aws_sdk_apigateway::types::{ApiKey, ApiStage, Op, PatchOperation, ThrottleSettings, UsagePlan};
+use aws_sdk_apigateway::types::{ApiStage, Op, PatchOperation, ThrottleSettings};
 
-use super::{Error, Mode};
-use crate::aws::{AwsError, Operation, found, gone};
-use crate::progress::Outcome;
+use super::Error;
+use super::api::THROTTLED;
+use crate::aws::{AwsError, Operation, found, gone, has_code};
+use crate::retry::Backoff;
 use crate::stack::Stack;
 
 const NOT_FOUND: &[&str] = &["NotFoundException"];
@@ -18,16 +23,43 @@ pub struct Throttle {
     pub burst: i32,
 }
 
-/// The stack's API key, by exact name.
-pub async fn find_key(client: &Client, stack: &Stack) -> Result<Option<ApiKey>, AwsError> {
-    let mut pages = client.get_api_keys().name_query(&stack.name).limit(500).into_paginator().send();
+/// One API key named after the stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyState {
+    pub id: String,
+    pub enabled: bool,
+    pub tagged: bool,
+    pub created: i64,
+}
+
+/// One usage plan named after the stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsagePlanState {
+    pub id: String,
+    pub tagged: bool,
+    /// `(API id, stage)` pairs.
+    pub stages: Vec<(String, String)>,
+    pub throttle: Option<Throttle>,
+    pub key_ids: Vec<String>,
+}
+
+/// Every API key named `stack_name`.
+pub async fn keys(client: &Client, stack_name: &str) -> Result<Vec<KeyState>, AwsError> {
+    let mut pages = client.get_api_keys().name_query(stack_name).limit(500).into_paginator().send();
+    let mut keys = Vec::new();
     while let Some(page) = pages.next().await {
-        if let Some(key) = page.op("apigateway:GetApiKeys")?.items().iter().find(|key| key.name() == Some(&stack.name))
-        {
-            return Ok(Some(key.clone()));
+        for key in page.op("apigateway:GetApiKeys")?.items() {
+            if key.name() == Some(stack_name) {
+                keys.push(KeyState {
+                    id: key.id().unwrap_or_default().to_owned(),
+                    enabled: key.enabled(),
+                    tagged: Stack::tagged_map(stack_name, key.tags()),
+                    created: key.created_date().map_or(0, |date| date.secs()),
+                });
+            }
         }
     }
-    Ok(None)
+    Ok(keys)
 }
 
 /// The key's secret value.
@@ -36,175 +68,151 @@ pub async fn key_value(client: &Client, key_id: &str) -> Result<Option<String>, 
     Ok(key.value)
 }
 
-pub async fn find_usage_plan(client: &Client, stack: &Stack) -> Result<Option<UsagePlan>, AwsError> {
+/// Every usage plan named `stack_name`, with its keys.
+pub async fn usage_plans(client: &Client, stack_name: &str) -> Result<Vec<UsagePlanState>, AwsError> {
     let mut pages = client.get_usage_plans().limit(500).into_paginator().send();
+    let mut plans = Vec::new();
     while let Some(page) = pages.next().await {
-        if let Some(plan) =
-            page.op("apigateway:GetUsagePlans")?.items().iter().find(|plan| plan.name() == Some(&stack.name))
-        {
-            return Ok(Some(plan.clone()));
-        }
-    }
-    Ok(None)
-}
-
-/// Finds or creates the enabled API key; its id is `None` only when planning.
-pub async fn ensure_key(client: &Client, stack: &Stack, mode: Mode) -> Result<(Option<String>, Outcome), Error> {
-    match find_key(client, stack).await? {
-        Some(key) if key.enabled() => Ok((key.id, Outcome::Unchanged)),
-        Some(key) => {
-            if mode == Mode::Apply {
-                client
-                    .update_api_key()
-                    .api_key(key.id().unwrap_or_default())
-                    .patch_operations(patch(Op::Replace, "/enabled", "true"))
-                    .send()
-                    .await
-                    .op("apigateway:UpdateApiKey")?;
+        for plan in page.op("apigateway:GetUsagePlans")?.items() {
+            if plan.name() != Some(stack_name) {
+                continue;
             }
-            Ok((key.id, Outcome::Updated { changes: vec!["enable".into()] }))
-        }
-        None if mode == Mode::Plan => Ok((None, Outcome::Created)),
-        None => {
-            let key = client
-                .create_api_key()
-                .name(&stack.name)
-                .description("counterctl: the key clients send as x-api-key")
-                .enabled(true)
-                .set_tags(Some(stack.tags()))
-                .send()
-                .await
-                .op("apigateway:CreateApiKey")?;
-            Ok((key.id, Outcome::Created))
+            let id = plan.id().unwrap_or_default().to_owned();
+            let keys = client.get_usage_plan_keys().usage_plan_id(&id).limit(500).send().await;
+            let keys = found("apigateway:GetUsagePlanKeys", keys, NOT_FOUND)?;
+            plans.push(UsagePlanState {
+                tagged: Stack::tagged_map(stack_name, plan.tags()),
+                stages: plan
+                    .api_stages()
+                    .iter()
+                    .map(|stage| {
+                        (stage.api_id().unwrap_or_default().to_owned(), stage.stage().unwrap_or_default().to_owned())
+                    })
+                    .collect(),
+                throttle: plan.throttle().map(|t| Throttle { rate: t.rate_limit(), burst: t.burst_limit() }),
+                key_ids: keys
+                    .map(|keys| keys.items().iter().filter_map(|key| key.id().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                id,
+            });
         }
     }
+    Ok(plans)
 }
 
-/// Makes the usage plan throttle the stage and contain the key, given what
-/// [`find_usage_plan`] found.
-pub async fn ensure_usage_plan(
-    client: &Client,
-    stack: &Stack,
-    plan: Option<UsagePlan>,
-    (api_id, key_id): (Option<&str>, Option<&str>),
-    throttle: Throttle,
-    mode: Mode,
-) -> Result<((), Outcome), Error> {
-    let (Some(api_id), Some(key_id)) = (api_id, key_id) else {
-        return Ok((
-            (),
-            if plan.is_some() {
-                Outcome::Updated { changes: vec!["add the new API or key".into()] }
-            } else {
-                Outcome::Created
-            },
-        ));
-    };
-    let Some(plan) = plan else {
-        if mode == Mode::Apply {
-            let created = client
-                .create_usage_plan()
-                .name(&stack.name)
-                .description("counterctl: throttles the API key")
-                .api_stages(ApiStage::builder().api_id(api_id).stage(&stack.stage).build())
-                .throttle(ThrottleSettings::builder().rate_limit(throttle.rate).burst_limit(throttle.burst).build())
-                .set_tags(Some(stack.tags()))
-                .send()
-                .await
-                .op("apigateway:CreateUsagePlan")?;
-            add_key(client, created.id().unwrap_or_default(), key_id).await?;
-        }
-        return Ok(((), Outcome::Created));
-    };
-    let plan_id = plan.id().unwrap_or_default();
-    let mut patches = Vec::new();
-    let mut changes = Vec::new();
-    if !plan.api_stages().iter().any(|stage| stage.api_id() == Some(api_id) && stage.stage() == Some(&stack.stage)) {
-        changes.push(format!("add stage {api_id}:{}", stack.stage));
-        patches.push(patch(Op::Add, "/apiStages", format!("{api_id}:{}", stack.stage)));
-    }
-    let current = plan.throttle().map(|t| Throttle { rate: t.rate_limit(), burst: t.burst_limit() });
-    if current != Some(throttle) {
-        changes.push(format!("throttle {} req/s, burst {}", throttle.rate, throttle.burst));
-        patches.push(patch(Op::Replace, "/throttle/rateLimit", throttle.rate.to_string()));
-        patches.push(patch(Op::Replace, "/throttle/burstLimit", throttle.burst.to_string()));
-    }
-    let keys = client
-        .get_usage_plan_keys()
-        .usage_plan_id(plan_id)
-        .limit(500)
+pub async fn create_key(client: &Client, stack: &Stack) -> Result<KeyState, AwsError> {
+    let key = client
+        .create_api_key()
+        .name(&stack.name)
+        .description("counterctl: the key clients send as x-api-key")
+        .enabled(true)
+        .set_tags(Some(stack.tags()))
         .send()
         .await
-        .op("apigateway:GetUsagePlanKeys")?;
-    let has_key = keys.items().iter().any(|key| key.id() == Some(key_id));
-    if !has_key {
-        changes.push("add the API key".into());
-    }
-    if mode == Mode::Apply {
-        if !patches.is_empty() {
-            client
-                .update_usage_plan()
-                .usage_plan_id(plan_id)
-                .set_patch_operations(Some(patches))
-                .send()
-                .await
-                .op("apigateway:UpdateUsagePlan")?;
-        }
-        if !has_key {
-            add_key(client, plan_id, key_id).await?;
-        }
-    }
-    Ok(((), Outcome::from_changes(changes)))
+        .op("apigateway:CreateApiKey")?;
+    Ok(KeyState {
+        id: key.id().unwrap_or_default().to_owned(),
+        enabled: true,
+        tagged: true,
+        created: key.created_date().map_or(0, |date| date.secs()),
+    })
+}
+
+pub async fn enable_key(client: &Client, key_id: &str) -> Result<(), AwsError> {
+    client
+        .update_api_key()
+        .api_key(key_id)
+        .patch_operations(patch(Op::Replace, "/enabled", "true"))
+        .send()
+        .await
+        .op("apigateway:UpdateApiKey")?;
+    Ok(())
+}
+
+pub async fn tag(client: &Client, stack: &Stack, path: &str) -> Result<(), AwsError> {
+    let region = client.config().region().map(ToString::to_string).unwrap_or_default();
+    let arn = format!("arn:{}:apigateway:{region}::{path}", crate::aws::partition_of(&region));
+    client.tag_resource().resource_arn(arn).set_tags(Some(stack.tags())).send().await.op("apigateway:TagResource")?;
+    Ok(())
+}
+
+pub async fn delete_key(client: &Client, key_id: &str) -> Result<bool, AwsError> {
+    gone("apigateway:DeleteApiKey", client.delete_api_key().api_key(key_id).send().await, NOT_FOUND)
+}
+
+pub async fn create_usage_plan(
+    client: &Client,
+    stack: &Stack,
+    api_id: &str,
+    throttle: Throttle,
+) -> Result<String, AwsError> {
+    let created = client
+        .create_usage_plan()
+        .name(&stack.name)
+        .description("counterctl: throttles the API key")
+        .api_stages(ApiStage::builder().api_id(api_id).stage(&stack.stage).build())
+        .throttle(ThrottleSettings::builder().rate_limit(throttle.rate).burst_limit(throttle.burst).build())
+        .set_tags(Some(stack.tags()))
+        .send()
+        .await
+        .op("apigateway:CreateUsagePlan")?;
+    Ok(created.id.unwrap_or_default())
+}
+
+/// The patches that add `api_id:stage` and set the throttle.
+pub fn stage_patch(api_id: &str, stage: &str) -> PatchOperation {
+    patch(Op::Add, "/apiStages", format!("{api_id}:{stage}"))
+}
+
+pub fn throttle_patches(throttle: Throttle) -> [PatchOperation; 2] {
+    [
+        patch(Op::Replace, "/throttle/rateLimit", throttle.rate.to_string()),
+        patch(Op::Replace, "/throttle/burstLimit", throttle.burst.to_string()),
+    ]
+}
+
+pub async fn update_usage_plan(client: &Client, plan_id: &str, patches: Vec<PatchOperation>) -> Result<(), Error> {
+    Backoff::QUOTA_20_SECONDS
+        .retry(
+            || client.update_usage_plan().usage_plan_id(plan_id).set_patch_operations(Some(patches.clone())).send(),
+            |error| has_code(error, THROTTLED),
+        )
+        .await
+        .op("apigateway:UpdateUsagePlan")?;
+    Ok(())
 }
 
 fn patch(op: Op, path: &str, value: impl Into<String>) -> PatchOperation {
     PatchOperation::builder().op(op).path(path).value(value).build()
 }
 
-async fn add_key(client: &Client, plan_id: &str, key_id: &str) -> Result<(), AwsError> {
-    client
-        .create_usage_plan_key()
-        .usage_plan_id(plan_id)
-        .key_id(key_id)
-        .key_type("API_KEY")
-        .send()
-        .await
-        .op("apigateway:CreateUsagePlanKey")?;
-    Ok(())
-}
-
-/// Deletes the usage plan and the key (`--auth none`, uninstall). Reports `Deleted`
-/// when either was there.
-pub async fn remove(client: &Client, stack: &Stack, mode: Mode) -> Result<((), Outcome), Error> {
-    let (plan, key) = tokio::try_join!(find_usage_plan(client, stack), find_key(client, stack))?;
-    if plan.is_none() && key.is_none() {
-        return Ok(((), Outcome::Absent));
+/// Adds the key to the plan; a key already in it (a concurrent install added it) is fine.
+pub async fn add_key(client: &Client, plan_id: &str, key_id: &str) -> Result<(), AwsError> {
+    let add = client.create_usage_plan_key().usage_plan_id(plan_id).key_id(key_id).key_type("API_KEY").send().await;
+    match add {
+        Err(error) if has_code(&error, &["ConflictException"]) => Ok(()),
+        added => added.map(|_| ()).op("apigateway:CreateUsagePlanKey"),
     }
-    if mode == Mode::Apply {
-        if let Some(plan) = &plan {
-            delete_usage_plan(client, plan).await?;
-        }
-        if let Some(key_id) = key.as_ref().and_then(ApiKey::id) {
-            gone("apigateway:DeleteApiKey", client.delete_api_key().api_key(key_id).send().await, NOT_FOUND)?;
-        }
-    }
-    Ok(((), Outcome::Deleted))
 }
 
 /// AWS refuses to delete a usage plan that still has API stages, so they are detached
 /// first (one whose API is already gone may refuse to detach; that is fine).
-async fn delete_usage_plan(client: &Client, plan: &UsagePlan) -> Result<(), AwsError> {
-    let plan_id = plan.id().unwrap_or_default();
-    for stage in plan.api_stages() {
-        let value = format!("{}:{}", stage.api_id().unwrap_or_default(), stage.stage().unwrap_or_default());
-        let detach = client
-            .update_usage_plan()
-            .usage_plan_id(plan_id)
-            .patch_operations(patch(Op::Remove, "/apiStages", value))
-            .send()
+pub async fn delete_usage_plan(client: &Client, plan: &UsagePlanState) -> Result<bool, Error> {
+    for (api_id, stage) in &plan.stages {
+        let detach = Backoff::QUOTA_20_SECONDS
+            .retry(
+                || {
+                    client
+                        .update_usage_plan()
+                        .usage_plan_id(&plan.id)
+                        .patch_operations(patch(Op::Remove, "/apiStages", format!("{api_id}:{stage}")))
+                        .send()
+                },
+                |error| has_code(error, THROTTLED),
+            )
             .await;
         found("apigateway:UpdateUsagePlan", detach, &["NotFoundException", "BadRequestException"])?;
     }
-    gone("apigateway:DeleteUsagePlan", client.delete_usage_plan().usage_plan_id(plan_id).send().await, NOT_FOUND)?;
-    Ok(())
+    let deleted = client.delete_usage_plan().usage_plan_id(&plan.id).send().await;
+    Ok(gone("apigateway:DeleteUsagePlan", deleted, NOT_FOUND)?)
 }

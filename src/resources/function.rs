@@ -1,199 +1,218 @@
 //! The Lambda function running the bundled bootstrap, and the permission that lets this
 //! stack's API invoke it.
+//!
+//! Lambda rejects calls on a function that is Pending, or whose last update is still
+//! InProgress (https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html: "Any
+//! invocations or other API actions that operate on the function will fail"; "wait for
+//! the function to become active before performing additional actions"), so every write
+//! here first waits for [`wait_ready`]. Inactive (idle long enough for Lambda to reclaim
+//! its resources) is a normal state: calls on it are accepted.
+
+use std::collections::BTreeMap;
 
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::error::ProvideErrorMetadata;
-use aws_sdk_lambda::operation::get_function::GetFunctionOutput;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{
-    Architecture, Environment, FunctionCode, FunctionConfiguration, LastUpdateStatus, Runtime, State,
-};
-use base64::Engine;
-use sha2::{Digest, Sha256};
+use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State};
 
-use super::{Error, Mode};
-use crate::aws::{Account, AwsError, Operation, found, gone};
-use crate::progress::Outcome;
+use super::Error;
+use crate::aws::{AwsError, Operation, found, gone, has_code};
 use crate::retry::Backoff;
 use crate::stack::{PERMISSION_SID, Stack};
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
-const HANDLER: &str = "bootstrap";
-const TABLE_VARIABLE: &str = "TABLE_NAME";
-const API_GATEWAY: &str = "apigateway.amazonaws.com";
+pub const HANDLER: &str = "bootstrap";
+pub const RUNTIME: Runtime = Runtime::Providedal2023;
+pub const TABLE_VARIABLE: &str = "TABLE_NAME";
+pub const API_GATEWAY: &str = "apigateway.amazonaws.com";
 
-/// What the function should be.
-#[derive(Debug, Clone)]
-pub struct FunctionSpec {
-    pub zip: Vec<u8>,
-    pub architecture: Architecture,
+/// The function as deployed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionState {
+    pub arn: String,
+    pub code_sha256: String,
+    /// `x86_64` or `arm64`.
+    pub architecture: String,
     pub memory_mb: i32,
     pub timeout_seconds: i32,
+    pub role: String,
+    pub runtime: String,
+    pub handler: String,
+    pub variables: BTreeMap<String, String>,
+    pub tagged: bool,
+    /// Pending, Active, Inactive or Failed.
+    pub state: String,
+    /// Neither Pending nor with an update InProgress: calls on it are accepted.
+    pub ready: bool,
+    /// The statement with [`PERMISSION_SID`] in the function's resource policy.
+    pub permission: Option<serde_json::Value>,
 }
 
-impl FunctionSpec {
-    /// Lambda's `CodeSha256`: the base64 SHA-256 of the zip.
-    pub fn code_sha256(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&self.zip))
+impl FunctionState {
+    /// The table the function reads and writes.
+    pub fn table(&self) -> Option<&str> {
+        self.variables.get(TABLE_VARIABLE).map(String::as_str)
     }
 }
 
-pub async fn get(client: &Client, stack: &Stack) -> Result<Option<GetFunctionOutput>, AwsError> {
-    found("lambda:GetFunction", client.get_function().function_name(&stack.name).send().await, NOT_FOUND)
+/// What the function should run: the zip and its instruction set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Code {
+    pub zip: std::sync::Arc<Vec<u8>>,
+    pub sha256: String,
+    pub architecture: Architecture,
 }
 
-/// Makes the function match `spec`, given what [`get`] found.
-pub async fn ensure(
-    client: &Client,
-    stack: &Stack,
-    existing: Option<GetFunctionOutput>,
-    role_arn: &str,
-    spec: &FunctionSpec,
-    mode: Mode,
-) -> Result<((), Outcome), Error> {
-    let Some(function) = existing else {
-        if mode == Mode::Apply {
-            create(client, stack, role_arn, spec).await?;
-        }
-        return Ok(((), Outcome::Created));
+/// The function's configuration as install sets it.
+#[derive(Debug, Clone)]
+pub struct Configuration<'a> {
+    pub role: &'a str,
+    pub memory_mb: i32,
+    pub timeout_seconds: i32,
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Reads the function and its permission statement.
+pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionState>, AwsError> {
+    let (function, policy) = tokio::join!(
+        client.get_function().function_name(stack_name).send(),
+        client.get_policy().function_name(stack_name).send(),
+    );
+    let Some(function) = found("lambda:GetFunction", function, NOT_FOUND)? else {
+        return Ok(None);
     };
-    let Some(config) = function.configuration() else {
-        return Err(Error::FunctionFailed {
-            name: stack.name.clone(),
-            state: "unknown".into(),
-            reason: "GetFunction returned no configuration".into(),
+    let permission = found("lambda:GetPolicy", policy, NOT_FOUND)?
+        .and_then(|policy| policy.policy)
+        .and_then(|policy| serde_json::from_str::<serde_json::Value>(&policy).ok())
+        .and_then(|policy| {
+            policy["Statement"].as_array()?.iter().find(|statement| statement["Sid"] == PERMISSION_SID).cloned()
+        });
+    let tagged = Stack::tagged_map(stack_name, function.tags());
+    let Some(config) = function.configuration else {
+        return Err(AwsError {
+            operation: "lambda:GetFunction",
+            code: None,
+            message: "the answer has no configuration".into(),
         });
     };
-    let mut changes = Vec::new();
-    let code_sha256 = spec.code_sha256();
-    let code_differs =
-        config.code_sha256() != Some(code_sha256.as_str()) || config.architectures() != [spec.architecture.clone()];
-    if code_differs {
-        changes.push(format!(
-            "code {} {} → {code_sha256} {}",
-            config.code_sha256().unwrap_or("none"),
-            config.architectures().first().map_or("?", Architecture::as_str),
-            spec.architecture.as_str()
-        ));
-    }
-    let configuration_changes = configuration_changes(config, stack, role_arn, spec);
-    changes.extend(configuration_changes.iter().cloned());
-    let untagged =
-        !stack.tagged(function.tags().into_iter().flatten().map(|(key, value)| (key.as_str(), value.as_str())));
-    if untagged {
-        changes.push("tag".to_owned());
-    }
-    if mode == Mode::Plan {
-        return Ok(((), Outcome::from_changes(changes)));
-    }
-    if code_differs {
-        wait_updated(client, stack).await?;
-        client
-            .update_function_code()
-            .function_name(&stack.name)
-            .zip_file(Blob::new(spec.zip.clone()))
-            .architectures(spec.architecture.clone())
-            .send()
-            .await
-            .op("lambda:UpdateFunctionCode")?;
-    }
-    if !configuration_changes.is_empty() {
-        wait_updated(client, stack).await?;
-        client
-            .update_function_configuration()
-            .function_name(&stack.name)
-            .role(role_arn)
-            .runtime(Runtime::Providedal2023)
-            .handler(HANDLER)
-            .memory_size(spec.memory_mb)
-            .timeout(spec.timeout_seconds)
-            .environment(environment(config, stack))
-            .send()
-            .await
-            .op("lambda:UpdateFunctionConfiguration")?;
-    }
-    if untagged {
-        let arn = config.function_arn().unwrap_or_default();
-        client.tag_resource().resource(arn).set_tags(Some(stack.tags())).send().await.op("lambda:TagResource")?;
-    }
-    if code_differs || !configuration_changes.is_empty() {
-        wait_updated(client, stack).await?;
-    }
-    Ok(((), Outcome::from_changes(changes)))
+    Ok(Some(FunctionState {
+        arn: config.function_arn().unwrap_or_default().to_owned(),
+        code_sha256: config.code_sha256().unwrap_or_default().to_owned(),
+        architecture: config.architectures().first().map_or("x86_64", Architecture::as_str).to_owned(),
+        memory_mb: config.memory_size().unwrap_or(0),
+        timeout_seconds: config.timeout().unwrap_or(0),
+        role: config.role().unwrap_or_default().to_owned(),
+        runtime: config.runtime().map_or("none", Runtime::as_str).to_owned(),
+        handler: config.handler().unwrap_or("none").to_owned(),
+        variables: config
+            .environment()
+            .and_then(|env| env.variables())
+            .map(|variables| variables.iter().map(|(key, value)| (key.clone(), value.clone())).collect())
+            .unwrap_or_default(),
+        tagged,
+        state: config.state().map_or("Active", State::as_str).to_owned(),
+        ready: config.state() != Some(&State::Pending)
+            && config.last_update_status() != Some(&LastUpdateStatus::InProgress),
+        permission,
+    }))
 }
 
-fn configuration_changes(
-    config: &FunctionConfiguration,
-    stack: &Stack,
-    role_arn: &str,
-    spec: &FunctionSpec,
-) -> Vec<String> {
-    let mut changes = Vec::new();
-    let mut differs = |field: &str, current: String, wanted: String| {
-        if current != wanted {
-            changes.push(format!("{field} {current} → {wanted}"));
-        }
-    };
-    differs("role", config.role().unwrap_or("none").into(), role_arn.into());
-    differs(
-        "runtime",
-        config.runtime().map_or("none", Runtime::as_str).into(),
-        Runtime::Providedal2023.as_str().into(),
-    );
-    differs("handler", config.handler().unwrap_or("none").into(), HANDLER.into());
-    differs("memory", format!("{} MB", config.memory_size().unwrap_or(0)), format!("{} MB", spec.memory_mb));
-    differs("timeout", format!("{} s", config.timeout().unwrap_or(0)), format!("{} s", spec.timeout_seconds));
-    let table = config.environment().and_then(|env| env.variables()).and_then(|vars| vars.get(TABLE_VARIABLE));
-    differs(TABLE_VARIABLE, table.map_or("unset", String::as_str).into(), stack.table.clone());
-    changes
-}
-
-/// The function's variables with `TABLE_NAME` set; others the user added are kept.
-fn environment(config: &FunctionConfiguration, stack: &Stack) -> Environment {
-    let mut variables = config.environment().and_then(|env| env.variables()).cloned().unwrap_or_default();
-    variables.insert(TABLE_VARIABLE.to_owned(), stack.table.clone());
-    Environment::builder().set_variables(Some(variables)).build()
-}
-
-/// Whether CreateFunction failed only because IAM has not yet propagated a new role.
+/// Whether a call failed only because IAM has not yet propagated a role (new, or newly
+/// given to the function) to Lambda.
 fn role_not_yet_assumable<E: ProvideErrorMetadata, R>(error: &aws_sdk_lambda::error::SdkError<E, R>) -> bool {
     error.code() == Some("InvalidParameterValueException")
         && error.message().is_some_and(|message| message.contains("cannot be assumed by Lambda"))
 }
 
-async fn create(client: &Client, stack: &Stack, role_arn: &str, spec: &FunctionSpec) -> Result<(), Error> {
+/// Creates the function; `false` when it exists already (a create whose answer was
+/// lost): the caller then brings that one up to date.
+pub async fn create(
+    client: &Client,
+    stack: &Stack,
+    code: &Code,
+    configuration: &Configuration<'_>,
+) -> Result<bool, Error> {
     let create = || {
         client
             .create_function()
             .function_name(&stack.name)
             .description("counterctl: sequential unique IDs")
-            .runtime(Runtime::Providedal2023)
+            .runtime(RUNTIME)
             .handler(HANDLER)
-            .role(role_arn)
-            .architectures(spec.architecture.clone())
-            .memory_size(spec.memory_mb)
-            .timeout(spec.timeout_seconds)
-            .environment(Environment::builder().variables(TABLE_VARIABLE, &stack.table).build())
-            .code(FunctionCode::builder().zip_file(Blob::new(spec.zip.clone())).build())
+            .role(configuration.role)
+            .architectures(code.architecture.clone())
+            .memory_size(configuration.memory_mb)
+            .timeout(configuration.timeout_seconds)
+            .environment(environment(configuration))
+            .code(FunctionCode::builder().zip_file(Blob::new(code.zip.as_slice())).build())
             .set_tags(Some(stack.tags()))
             .send()
     };
     // A role created seconds ago is not yet assumable by Lambda.
-    let created = Backoff::ABOUT_TWO_MINUTES.retry(create, role_not_yet_assumable).await.op("lambda:CreateFunction")?;
-    if created.state() != Some(&State::Active) {
-        wait_updated(client, stack).await?;
-    }
+    match Backoff::ABOUT_TWO_MINUTES.retry(create, role_not_yet_assumable).await {
+        Err(error) if has_code(&error, &["ResourceConflictException"]) => return Ok(false),
+        created => created.op("lambda:CreateFunction")?,
+    };
+    wait_ready(client, &stack.name).await?;
+    Ok(true)
+}
+
+fn environment(configuration: &Configuration<'_>) -> Environment {
+    let variables = configuration.variables.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+    Environment::builder().set_variables(Some(variables)).build()
+}
+
+pub async fn update_code(client: &Client, stack: &Stack, code: &Code) -> Result<(), Error> {
+    wait_ready(client, &stack.name).await?;
+    client
+        .update_function_code()
+        .function_name(&stack.name)
+        .zip_file(Blob::new(code.zip.as_slice()))
+        .architectures(code.architecture.clone())
+        .send()
+        .await
+        .op("lambda:UpdateFunctionCode")?;
     Ok(())
 }
 
-/// Waits until the function is Active and no update is in progress.
-async fn wait_updated(client: &Client, stack: &Stack) -> Result<(), Error> {
+/// Sets the whole configuration. A role given to the function a moment ago may not be
+/// assumable yet, as on CreateFunction: waited out the same way.
+pub async fn update_configuration(
+    client: &Client,
+    stack: &Stack,
+    configuration: &Configuration<'_>,
+) -> Result<(), Error> {
+    wait_ready(client, &stack.name).await?;
+    let update = || {
+        client
+            .update_function_configuration()
+            .function_name(&stack.name)
+            .role(configuration.role)
+            .runtime(RUNTIME)
+            .handler(HANDLER)
+            .memory_size(configuration.memory_mb)
+            .timeout(configuration.timeout_seconds)
+            .environment(environment(configuration))
+            .send()
+    };
+    Backoff::ABOUT_TWO_MINUTES.retry(update, role_not_yet_assumable).await.op("lambda:UpdateFunctionConfiguration")?;
+    Ok(())
+}
+
+pub async fn tag(client: &Client, stack: &Stack, arn: &str) -> Result<(), Error> {
+    wait_ready(client, &stack.name).await?;
+    client.tag_resource().resource(arn).set_tags(Some(stack.tags())).send().await.op("lambda:TagResource")?;
+    Ok(())
+}
+
+/// Waits until the function is not Pending and no update is InProgress.
+pub async fn wait_ready(client: &Client, name: &str) -> Result<(), Error> {
     let backoff = Backoff::POLL;
     let settled = backoff
         .poll(|| async {
             let config = client
                 .get_function_configuration()
-                .function_name(&stack.name)
+                .function_name(name)
                 .send()
                 .await
                 .op("lambda:GetFunctionConfiguration")?;
@@ -201,79 +220,73 @@ async fn wait_updated(client: &Client, stack: &Stack) -> Result<(), Error> {
             {
                 let reason = config.state_reason().or(config.last_update_status_reason()).unwrap_or("no reason given");
                 let state = config.state().map_or("unknown", State::as_str).to_owned();
-                return Err(Error::FunctionFailed { name: stack.name.clone(), state, reason: reason.to_owned() });
+                return Err(Error::FunctionFailed { name: name.to_owned(), state, reason: reason.to_owned() });
             }
-            let active = config.state().is_none_or(|state| state == &State::Active);
-            let updated = config.last_update_status() != Some(&LastUpdateStatus::InProgress);
-            Ok(active && updated)
+            let pending = config.state() == Some(&State::Pending);
+            let updating = config.last_update_status() == Some(&LastUpdateStatus::InProgress);
+            Ok(!pending && !updating)
         })
         .await?;
     if !settled {
-        return Err(Error::Timeout {
-            what: format!("function {}", stack.name),
-            seconds: backoff.give_up_after.as_secs(),
-        });
+        return Err(Error::Timeout { what: format!("function {name}"), seconds: backoff.give_up_after.as_secs() });
     }
     Ok(())
 }
 
-/// Lets API Gateway invoke the function, from this API only. Real AWS refuses a
-/// duplicate statement id, so the policy is read first.
-pub async fn ensure_permission(
-    client: &Client,
-    stack: &Stack,
-    account: &Account,
-    api_id: Option<&str>,
-    mode: Mode,
-) -> Result<((), Outcome), Error> {
-    let Some(api_id) = api_id else {
-        return Ok(((), Outcome::Created));
-    };
-    let policy = found("lambda:GetPolicy", client.get_policy().function_name(&stack.name).send().await, NOT_FOUND)?;
-    let statement = policy
-        .and_then(|policy| policy.policy)
-        .and_then(|policy| serde_json::from_str::<serde_json::Value>(&policy).ok())
-        .and_then(|policy| {
-            policy["Statement"].as_array()?.iter().find(|statement| statement["Sid"] == PERMISSION_SID).cloned()
-        });
-    let source_arn = stack.source_arn(account, api_id);
-    let outcome = match statement {
-        None => Outcome::Created,
-        Some(statement) if permits(&statement, &source_arn) => return Ok(((), Outcome::Unchanged)),
-        Some(_) => Outcome::Updated { changes: vec![format!("limit to {source_arn}")] },
-    };
-    if mode == Mode::Plan {
-        return Ok(((), outcome));
-    }
-    if outcome != Outcome::Created {
-        remove_permission(client, stack).await?;
-    }
-    client
-        .add_permission()
-        .function_name(&stack.name)
-        .statement_id(PERMISSION_SID)
-        .action("lambda:InvokeFunction")
-        .principal(API_GATEWAY)
-        .source_arn(&source_arn)
-        .send()
-        .await
-        .op("lambda:AddPermission")?;
-    Ok(((), outcome))
-}
-
-fn permits(statement: &serde_json::Value, source_arn: &str) -> bool {
+/// Whether a permission statement lets API Gateway invoke the function from exactly
+/// `source_arn`.
+pub fn permits(statement: &serde_json::Value, source_arn: &str) -> bool {
     statement["Effect"] == "Allow"
         && statement["Action"] == "lambda:InvokeFunction"
         && statement["Principal"]["Service"] == API_GATEWAY
         && statement["Condition"]["ArnLike"]["AWS:SourceArn"] == source_arn
 }
 
-/// `false` when there was no such permission (or no function).
-pub async fn remove_permission(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
-    let removed = client.remove_permission().function_name(&stack.name).statement_id(PERMISSION_SID).send().await;
-    gone("lambda:RemovePermission", removed, NOT_FOUND)
+/// Lets API Gateway invoke the function from `source_arn`; the caller has waited for
+/// [`wait_ready`]. Real AWS refuses a duplicate statement id (ResourceConflictException),
+/// which a concurrent install or a lost answer can cause: then the statement there is
+/// read, and replaced only if it differs.
+pub async fn add_permission(client: &Client, stack: &Stack, source_arn: &str) -> Result<(), Error> {
+    let add = || {
+        client
+            .add_permission()
+            .function_name(&stack.name)
+            .statement_id(PERMISSION_SID)
+            .action("lambda:InvokeFunction")
+            .principal(API_GATEWAY)
+            .source_arn(source_arn)
+            .send()
+    };
+    match add().await {
+        Err(error) if has_code(&error, &["ResourceConflictException"]) => {
+            let current = read(client, &stack.name).await?.and_then(|function| function.permission);
+            if current.is_some_and(|statement| permits(&statement, source_arn)) {
+                return Ok(());
+            }
+            remove_permission(client, stack).await?;
+            add().await.op("lambda:AddPermission")?;
+        }
+        added => {
+            added.op("lambda:AddPermission")?;
+        }
+    }
+    Ok(())
 }
 
-pub async fn delete(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
-    gone("lambda:DeleteFunction", client.delete_function().function_name(&stack.name).send().await, NOT_FOUND)
+/// `false` when there was no such permission (or no function).
+pub async fn remove_permission(client: &Client, stack: &Stack) -> Result<bool, Error> {
+    wait_ready_if_there(client, &stack.name).await?;
+    let removed = client.remove_permission().function_name(&stack.name).statement_id(PERMISSION_SID).send().await;
+    Ok(gone("lambda:RemovePermission", removed, NOT_FOUND)?)
+}
+
+pub async fn delete(client: &Client, stack_name: &str) -> Result<bool, AwsError> {
+    gone("lambda:DeleteFunction", client.delete_function().function_name(stack_name).send().await, NOT_FOUND)
+}
+
+async fn wait_ready_if_there(client: &Client, name: &str) -> Result<(), Error> {
+    match wait_ready(client, name).await {
+        Err(Error::Aws(error)) if error.code.as_deref() == Some("ResourceNotFoundException") => Ok(()),
+        result => result,
+    }
 }

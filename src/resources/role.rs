@@ -1,98 +1,70 @@
-//! The function's IAM role: Lambda's trust policy and one least-privilege inline policy.
+//! The function's IAM role: Lambda's trust policy and, per region, one least-privilege
+//! inline policy. IAM is global: the same stack name in two regions shares the role, and
+//! each region only ever writes and deletes its own policy.
+
+use std::collections::BTreeMap;
 
 use aws_sdk_iam::Client;
 use aws_sdk_iam::types::Tag;
 
-use super::{Error, Mode};
-use crate::aws::{Account, AwsError, Operation, found, gone};
-use crate::progress::Outcome;
-use crate::stack::{ROLE_POLICY_NAME, Stack, decode_policy};
+use crate::aws::{Account, AwsError, Operation, found, gone, has_code};
+use crate::stack::{LEGACY_POLICY_NAME, REGION_POLICY_PREFIX, Stack, decode_policy};
 
 const NOT_FOUND: &[&str] = &["NoSuchEntity", "NoSuchEntityException"];
 
-pub fn arn(stack: &Stack, account: &Account) -> String {
-    format!("arn:{}:iam::{}:role/{}", account.partition, account.id, stack.name)
+pub fn arn(stack_name: &str, account: &Account) -> String {
+    format!("arn:{}:iam::{}:role/{stack_name}", account.partition, account.id)
 }
 
-/// The role and its inline policy document (URL-encoded, as IAM returns it).
-pub struct Current {
-    role: Option<aws_sdk_iam::types::Role>,
-    policy: Option<String>,
+/// The role as deployed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleState {
+    pub arn: String,
+    pub tagged: bool,
+    /// The trust policy is exactly Lambda's.
+    pub trust_ok: bool,
+    /// Inline policies by name; the documents of counterctl's own (per-region and
+    /// legacy) policies, `None` for the others.
+    pub inline: BTreeMap<String, Option<serde_json::Value>>,
+    /// ARNs of attached managed policies.
+    pub managed: Vec<String>,
 }
 
-/// Reads the role and its policy, concurrently.
-pub async fn read(client: &Client, stack: &Stack) -> Result<Current, AwsError> {
-    let (role, policy) = tokio::join!(
-        client.get_role().role_name(&stack.name).send(),
-        client.get_role_policy().role_name(&stack.name).policy_name(ROLE_POLICY_NAME).send(),
+/// Reads the role, its inline policies and attached managed policies.
+pub async fn read(client: &Client, stack_name: &str) -> Result<Option<RoleState>, AwsError> {
+    let role = found("iam:GetRole", client.get_role().role_name(stack_name).send().await, NOT_FOUND)?;
+    let Some(role) = role.and_then(|output| output.role) else {
+        return Ok(None);
+    };
+    let (names, managed) = tokio::join!(
+        client.list_role_policies().role_name(stack_name).send(),
+        client.list_attached_role_policies().role_name(stack_name).send(),
     );
-    Ok(Current {
-        role: found("iam:GetRole", role, NOT_FOUND)?.and_then(|output| output.role),
-        policy: found("iam:GetRolePolicy", policy, NOT_FOUND)?.map(|output| output.policy_document),
-    })
-}
-
-/// Makes the role with Lambda's trust policy; returns its ARN.
-pub async fn ensure(
-    client: &Client,
-    stack: &Stack,
-    account: &Account,
-    current: &Current,
-    mode: Mode,
-) -> Result<(String, Outcome), Error> {
-    let trust = Stack::trust_policy();
-    let Some(role) = &current.role else {
-        if mode == Mode::Plan {
-            return Ok((arn(stack, account), Outcome::Created));
-        }
-        let created = client
-            .create_role()
-            .role_name(&stack.name)
-            .description(format!("counterctl: the {} function's role", stack.name))
-            .assume_role_policy_document(trust.to_string())
-            .set_tags(Some(tags(stack)))
-            .send()
-            .await
-            .op("iam:CreateRole")?;
-        let arn = created.role.map_or_else(|| arn(stack, account), |role| role.arn);
-        return Ok((arn, Outcome::Created));
-    };
-    let mut changes = Vec::new();
-    if role.assume_role_policy_document().and_then(decode_policy).as_ref() != Some(&trust) {
-        changes.push("rewrite the trust policy".to_owned());
-        if mode == Mode::Apply {
-            let update = client.update_assume_role_policy().role_name(&stack.name).policy_document(trust.to_string());
-            update.send().await.op("iam:UpdateAssumeRolePolicy")?;
-        }
+    let Some(names) = found("iam:ListRolePolicies", names, NOT_FOUND)? else { return Ok(None) };
+    let Some(managed) = found("iam:ListAttachedRolePolicies", managed, NOT_FOUND)? else { return Ok(None) };
+    let mut inline = BTreeMap::new();
+    for name in names.policy_names() {
+        let ours = name == LEGACY_POLICY_NAME || name.starts_with(REGION_POLICY_PREFIX);
+        let document = if ours {
+            let policy = client.get_role_policy().role_name(stack_name).policy_name(name).send().await;
+            found("iam:GetRolePolicy", policy, NOT_FOUND)?.and_then(|policy| decode_policy(&policy.policy_document))
+        } else {
+            None
+        };
+        inline.insert(name.clone(), document);
     }
-    if !stack.tagged(role.tags().iter().map(|tag| (tag.key(), tag.value()))) {
-        changes.push("tag".to_owned());
-        if mode == Mode::Apply {
-            client.tag_role().role_name(&stack.name).set_tags(Some(tags(stack))).send().await.op("iam:TagRole")?;
-        }
-    }
-    Ok((role.arn.clone(), Outcome::from_changes(changes)))
-}
-
-/// Writes the inline policy unless it is already exactly this stack's. Runs once the
-/// role exists, alongside the function: Lambda needs the role, not its policy.
-pub async fn ensure_policy(
-    client: &Client,
-    stack: &Stack,
-    account: &Account,
-    current: &Current,
-    mode: Mode,
-) -> Result<((), Outcome), Error> {
-    let policy = stack.role_policy(account);
-    let outcome = match current.policy.as_deref().map(decode_policy) {
-        Some(Some(existing)) if existing == policy => return Ok(((), Outcome::Unchanged)),
-        Some(_) => Outcome::Updated { changes: vec!["rewrite it: it differs".into()] },
-        None => Outcome::Created,
-    };
-    if mode == Mode::Apply {
-        put_policy(client, stack, &policy).await?;
-    }
-    Ok(((), outcome))
+    let trust_ok = role.assume_role_policy_document().and_then(decode_policy).as_ref() == Some(&Stack::trust_policy());
+    Ok(Some(RoleState {
+        arn: role.arn.clone(),
+        tagged: role.tags().iter().any(|tag| Stack::is_stack_tag(stack_name, tag.key(), tag.value())),
+        trust_ok,
+        inline,
+        managed: managed
+            .attached_policies()
+            .iter()
+            .filter_map(|policy| policy.policy_arn().map(str::to_owned))
+            .collect(),
+    }))
 }
 
 fn tags(stack: &Stack) -> Vec<Tag> {
@@ -103,25 +75,66 @@ fn tags(stack: &Stack) -> Vec<Tag> {
         .collect()
 }
 
-async fn put_policy(client: &Client, stack: &Stack, policy: &serde_json::Value) -> Result<(), AwsError> {
-    client
-        .put_role_policy()
+/// Makes the role with Lambda's trust policy; `None` when it exists already (a create
+/// whose answer was lost): the caller adopts it.
+pub async fn create(client: &Client, stack: &Stack) -> Result<Option<String>, AwsError> {
+    let created = client
+        .create_role()
         .role_name(&stack.name)
-        .policy_name(ROLE_POLICY_NAME)
-        .policy_document(policy.to_string())
+        .description(format!("counterctl: the {} function's role", stack.name))
+        .assume_role_policy_document(Stack::trust_policy().to_string())
+        .set_tags(Some(tags(stack)))
         .send()
-        .await
-        .op("iam:PutRolePolicy")?;
+        .await;
+    match created {
+        Err(error) if has_code(&error, &["EntityAlreadyExists", "EntityAlreadyExistsException"]) => Ok(None),
+        created => Ok(created.op("iam:CreateRole")?.role.map(|role| role.arn)),
+    }
+}
+
+pub async fn update_trust(client: &Client, stack: &Stack) -> Result<(), AwsError> {
+    let update = client.update_assume_role_policy().role_name(&stack.name);
+    update.policy_document(Stack::trust_policy().to_string()).send().await.op("iam:UpdateAssumeRolePolicy")?;
     Ok(())
 }
 
-pub async fn exists(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
-    Ok(found("iam:GetRole", client.get_role().role_name(&stack.name).send().await, NOT_FOUND)?.is_some())
+pub async fn tag(client: &Client, stack: &Stack) -> Result<(), AwsError> {
+    client.tag_role().role_name(&stack.name).set_tags(Some(tags(stack))).send().await.op("iam:TagRole")?;
+    Ok(())
 }
 
-/// Deletes the inline policy, then the role; `false` when the role was already gone.
-pub async fn delete(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
-    let policy = client.delete_role_policy().role_name(&stack.name).policy_name(ROLE_POLICY_NAME).send().await;
-    gone("iam:DeleteRolePolicy", policy, NOT_FOUND)?;
-    gone("iam:DeleteRole", client.delete_role().role_name(&stack.name).send().await, NOT_FOUND)
+pub async fn put_policy(client: &Client, role: &str, name: &str, policy: &serde_json::Value) -> Result<(), AwsError> {
+    let put = client.put_role_policy().role_name(role).policy_name(name).policy_document(policy.to_string());
+    put.send().await.op("iam:PutRolePolicy")?;
+    Ok(())
+}
+
+pub async fn delete_policy(client: &Client, role: &str, name: &str) -> Result<(), AwsError> {
+    let delete = client.delete_role_policy().role_name(role).policy_name(name).send().await;
+    gone("iam:DeleteRolePolicy", delete, NOT_FOUND)?;
+    Ok(())
+}
+
+/// Deletes the role after what IAM requires gone first
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteRole.html: "you must
+/// delete the items attached to the role manually, or the deletion fails"): managed
+/// policies detached, inline policies deleted. `Ok(Some(reason))` when IAM still refuses
+/// (DeleteConflict, e.g. an instance profile): the role is then kept.
+pub async fn delete(client: &Client, role: &str, state: &RoleState) -> Result<Option<String>, AwsError> {
+    for policy in &state.managed {
+        let detach = client.detach_role_policy().role_name(role).policy_arn(policy).send().await;
+        gone("iam:DetachRolePolicy", detach, NOT_FOUND)?;
+    }
+    for name in state.inline.keys() {
+        delete_policy(client, role, name).await?;
+    }
+    match client.delete_role().role_name(role).send().await {
+        Err(error) if has_code(&error, &["DeleteConflict", "DeleteConflictException"]) => {
+            Ok(Some(AwsError::new("iam:DeleteRole", error).to_string()))
+        }
+        result => {
+            gone("iam:DeleteRole", result, NOT_FOUND)?;
+            Ok(None)
+        }
+    }
 }

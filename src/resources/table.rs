@@ -1,30 +1,87 @@
 //! The DynamoDB table: on-demand, key `id` (S), deletion protection, point-in-time
 //! recovery, and TTL on the idempotency records' `expires_at`.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     PointInTimeRecoveryStatus, ScalarAttributeType, Select, TableDescription, TableStatus, Tag,
     TimeToLiveSpecification, TimeToLiveStatus,
 };
 use counter_function::dynamo::EXPIRES_AT;
+use counter_function::validate::RESERVED_PREFIX;
 
-use super::{Error, Mode};
+use super::Error;
 use crate::aws::{AwsError, Operation, found, gone, has_code};
-use crate::progress::Outcome;
 use crate::retry::Backoff;
 use crate::stack::Stack;
 
 const KEY: &str = "id";
+const VALUE: &str = "lastValue";
+/// The key schema counterctl's function reads and writes.
+pub const COUNTER_KEY_SCHEMA: &str = "id HASH (S)";
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 
-pub async fn describe(client: &Client, table: &str) -> Result<Option<TableDescription>, AwsError> {
-    let output = found("dynamodb:DescribeTable", client.describe_table().table_name(table).send().await, NOT_FOUND)?;
-    Ok(output.and_then(|output| output.table))
+/// The table as deployed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableState {
+    pub name: String,
+    /// e.g. `id HASH (S)`.
+    pub key_schema: String,
+    pub status: String,
+    /// Carries this stack's tag: counterctl made it.
+    pub tagged: bool,
+    pub deletion_protection: bool,
+    pub point_in_time_recovery: bool,
+    pub ttl_on_expires_at: bool,
+    /// DynamoDB's estimate, refreshed about every 6 hours.
+    pub item_count: i64,
 }
 
-/// Refuses a table whose key is not `id` (S): counterctl would corrupt it.
-pub fn check_key_schema(table: &str, description: &TableDescription) -> Result<(), Error> {
+impl TableState {
+    pub fn active(&self) -> bool {
+        self.status == TableStatus::Active.as_str()
+    }
+}
+
+/// Reads the table, its tags, backups and TTL; `None` when there is no such table.
+pub async fn read(client: &Client, name: &str, stack_name: &str) -> Result<Option<TableState>, AwsError> {
+    let output = found("dynamodb:DescribeTable", client.describe_table().table_name(name).send().await, NOT_FOUND)?;
+    let Some(description) = output.and_then(|output| output.table) else {
+        return Ok(None);
+    };
+    let arn = description.table_arn().unwrap_or_default();
+    let (tags, backups, ttl) = tokio::join!(
+        client.list_tags_of_resource().resource_arn(arn).send(),
+        client.describe_continuous_backups().table_name(name).send(),
+        client.describe_time_to_live().table_name(name).send(),
+    );
+    let tags = tags.op("dynamodb:ListTagsOfResource")?;
+    let point_in_time_recovery = backups
+        .op("dynamodb:DescribeContinuousBackups")?
+        .continuous_backups_description()
+        .and_then(|backups| backups.point_in_time_recovery_description())
+        .and_then(|pitr| pitr.point_in_time_recovery_status())
+        == Some(&PointInTimeRecoveryStatus::Enabled);
+    let ttl = ttl.op("dynamodb:DescribeTimeToLive")?;
+    let ttl_on_expires_at = ttl.time_to_live_description().is_some_and(|ttl| {
+        ttl.attribute_name() == Some(EXPIRES_AT)
+            && matches!(ttl.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling))
+    });
+    Ok(Some(TableState {
+        name: name.to_owned(),
+        key_schema: key_schema(&description),
+        status: description.table_status().map_or("UNKNOWN", TableStatus::as_str).to_owned(),
+        tagged: tags.tags().iter().any(|tag| Stack::is_stack_tag(stack_name, tag.key(), tag.value())),
+        deletion_protection: description.deletion_protection_enabled() == Some(true),
+        point_in_time_recovery,
+        ttl_on_expires_at,
+        item_count: description.item_count().unwrap_or(0),
+    }))
+}
+
+fn key_schema(description: &TableDescription) -> String {
     let keys: Vec<String> = description
         .key_schema()
         .iter()
@@ -37,95 +94,12 @@ pub fn check_key_schema(table: &str, description: &TableDescription) -> Result<(
             format!("{} {} ({kind})", key.attribute_name(), key.key_type().as_str())
         })
         .collect();
-    if keys == [format!("{KEY} HASH (S)")] {
-        Ok(())
-    } else {
-        Err(Error::TableKeySchema { table: table.to_owned(), found: keys.join(", ") })
-    }
+    keys.join(", ")
 }
 
-/// Makes the table match, given what [`describe`] found (and [`check_key_schema`] passed).
-pub async fn ensure(
-    client: &Client,
-    stack: &Stack,
-    existing: Option<TableDescription>,
-    mode: Mode,
-) -> Result<((), Outcome), Error> {
-    let description = match existing {
-        Some(description) => description,
-        None if mode == Mode::Plan => return Ok(((), Outcome::Created)),
-        None => {
-            if create(client, stack).await? {
-                return Ok(((), Outcome::Created));
-            }
-            // A run interrupted a moment ago created it after all: converge that one.
-            wait_active(client, &stack.table).await?;
-            let timeout = || Error::Timeout {
-                what: format!("table {}", stack.table),
-                seconds: Backoff::POLL.give_up_after.as_secs(),
-            };
-            let description = describe(client, &stack.table).await?.ok_or_else(timeout)?;
-            check_key_schema(&stack.table, &description)?;
-            description
-        }
-    };
-    let arn = description.table_arn().unwrap_or_default();
-    let (tags, backups, ttl) = tokio::join!(
-        client.list_tags_of_resource().resource_arn(arn).send(),
-        client.describe_continuous_backups().table_name(&stack.table).send(),
-        client.describe_time_to_live().table_name(&stack.table).send(),
-    );
-    let tags = tags.op("dynamodb:ListTagsOfResource")?;
-    if !stack.tagged(tags.tags().iter().map(|tag| (tag.key(), tag.value()))) {
-        // Someone else's table (the original manual setup's, say): used as is, data untouched.
-        let items = description.item_count().unwrap_or(0);
-        let note = format!("existing table kept as is, about {items} items (DynamoDB refreshes this count every ~6 h)");
-        return Ok(((), Outcome::Adopted { note }));
-    }
-    let pitr_on = backups
-        .op("dynamodb:DescribeContinuousBackups")?
-        .continuous_backups_description()
-        .and_then(|backups| backups.point_in_time_recovery_description())
-        .and_then(|pitr| pitr.point_in_time_recovery_status())
-        == Some(&PointInTimeRecoveryStatus::Enabled);
-    let ttl = ttl.op("dynamodb:DescribeTimeToLive")?;
-    let ttl_on = ttl.time_to_live_description().is_some_and(|ttl| {
-        ttl.attribute_name() == Some(EXPIRES_AT)
-            && matches!(ttl.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling))
-    });
-    let mut changes = Vec::new();
-    if description.deletion_protection_enabled() != Some(true) {
-        changes.push("turn deletion protection on".to_owned());
-    }
-    if !pitr_on {
-        changes.push("turn point-in-time recovery on".to_owned());
-    }
-    if !ttl_on {
-        changes.push(format!("turn TTL on `{EXPIRES_AT}`"));
-    }
-    if mode == Mode::Apply {
-        if description.deletion_protection_enabled() != Some(true) {
-            client
-                .update_table()
-                .table_name(&stack.table)
-                .deletion_protection_enabled(true)
-                .send()
-                .await
-                .op("dynamodb:UpdateTable")?;
-            wait_active(client, &stack.table).await?;
-        }
-        if !pitr_on {
-            enable_point_in_time_recovery(client, &stack.table).await?;
-        }
-        if !ttl_on {
-            enable_ttl(client, &stack.table).await?;
-        }
-    }
-    Ok(((), Outcome::from_changes(changes)))
-}
-
-/// Creates the table; `false` when it turned out to exist already.
-async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
+/// Creates the table, tagged and protected, and waits until it is ACTIVE; `false` when
+/// it turned out to exist already (a run interrupted a moment ago made it).
+pub async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
     let tags = stack
         .tags()
         .into_iter()
@@ -147,25 +121,30 @@ async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
         .set_tags(Some(tags))
         .send()
         .await;
-    let output = match output {
-        Err(error) if has_code(&error, &["ResourceInUseException"]) => return Ok(false),
-        output => output.op("dynamodb:CreateTable")?,
+    let created = match output {
+        Err(error) if has_code(&error, &["ResourceInUseException"]) => false,
+        output => {
+            output.op("dynamodb:CreateTable")?;
+            true
+        }
     };
-    let status = output.table_description().and_then(|table| table.table_status());
-    if status != Some(&TableStatus::Active) {
-        wait_active(client, &stack.table).await?;
-    }
-    enable_point_in_time_recovery(client, &stack.table).await?;
-    enable_ttl(client, &stack.table).await?;
-    Ok(true)
+    wait_active(client, &stack.table).await?;
+    Ok(created)
 }
 
-async fn wait_active(client: &Client, table: &str) -> Result<(), Error> {
+/// Waits until the table is ACTIVE: DynamoDB refuses UpdateTable, UpdateTimeToLive and
+/// DeleteTable with ResourceInUseException while it is CREATING or UPDATING
+/// (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DeleteTable.html:
+/// "If a table is in CREATING or UPDATING states, then DynamoDB returns a
+/// ResourceInUseException").
+pub async fn wait_active(client: &Client, table: &str) -> Result<(), Error> {
     let backoff = Backoff::POLL;
     let active = backoff
         .poll(|| async {
-            let table = describe(client, table).await?;
-            Ok::<_, AwsError>(table.is_some_and(|table| table.table_status() == Some(&TableStatus::Active)))
+            let output =
+                found("dynamodb:DescribeTable", client.describe_table().table_name(table).send().await, NOT_FOUND)?;
+            let status = output.and_then(|output| output.table).and_then(|table| table.table_status);
+            Ok::<_, AwsError>(status == Some(TableStatus::Active))
         })
         .await?;
     if active {
@@ -175,8 +154,14 @@ async fn wait_active(client: &Client, table: &str) -> Result<(), Error> {
     }
 }
 
+pub async fn set_deletion_protection(client: &Client, table: &str, on: bool) -> Result<(), Error> {
+    let update = client.update_table().table_name(table).deletion_protection_enabled(on).send().await;
+    update.op("dynamodb:UpdateTable")?;
+    wait_active(client, table).await
+}
+
 /// Right after CreateTable AWS may still refuse this for a few seconds.
-async fn enable_point_in_time_recovery(client: &Client, table: &str) -> Result<(), AwsError> {
+pub async fn enable_point_in_time_recovery(client: &Client, table: &str) -> Result<(), AwsError> {
     Backoff::ABOUT_TWO_MINUTES
         .retry(
             || {
@@ -198,7 +183,7 @@ async fn enable_point_in_time_recovery(client: &Client, table: &str) -> Result<(
     Ok(())
 }
 
-async fn enable_ttl(client: &Client, table: &str) -> Result<(), AwsError> {
+pub async fn enable_ttl(client: &Client, table: &str) -> Result<(), AwsError> {
     client
         .update_time_to_live()
         .table_name(table)
@@ -221,11 +206,42 @@ pub async fn count_items(client: &Client, table: &str) -> Result<u64, AwsError> 
     Ok(items)
 }
 
-/// Deletes the table and its data: deletion protection off first.
-pub async fn delete(client: &Client, table: &str) -> Result<bool, AwsError> {
+/// Every counter and its last value, from a strongly consistent Scan; the function's
+/// own records (idempotency keys, under [`RESERVED_PREFIX`]) are left out.
+pub async fn counters(client: &Client, table: &str) -> Result<BTreeMap<String, i64>, AwsError> {
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .projection_expression("#id, #value")
+        .expression_attribute_names("#id", KEY)
+        .expression_attribute_names("#value", VALUE)
+        .into_paginator()
+        .send();
+    let mut counters = BTreeMap::new();
+    while let Some(page) = pages.next().await {
+        for item in page.op("dynamodb:Scan")?.items() {
+            let Some(AttributeValue::S(name)) = item.get(KEY) else { continue };
+            if name.starts_with(RESERVED_PREFIX) {
+                continue;
+            }
+            let value = match item.get(VALUE) {
+                Some(AttributeValue::N(number)) => number.parse().unwrap_or(i64::MAX),
+                _ => 0,
+            };
+            counters.insert(name.clone(), value);
+        }
+    }
+    Ok(counters)
+}
+
+/// Deletes the table and its data: deletion protection off first, then, once the table
+/// is ACTIVE again, DeleteTable. `false` when it was already gone.
+pub async fn delete(client: &Client, table: &str) -> Result<bool, Error> {
     let unprotect = client.update_table().table_name(table).deletion_protection_enabled(false).send().await;
     if !gone("dynamodb:UpdateTable", unprotect, NOT_FOUND)? {
         return Ok(false);
     }
-    gone("dynamodb:DeleteTable", client.delete_table().table_name(table).send().await, NOT_FOUND)
+    wait_active(client, table).await?;
+    Ok(gone("dynamodb:DeleteTable", client.delete_table().table_name(table).send().await, NOT_FOUND)?)
 }

@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Response, Uri};
 use counterctl::call::{Endpoint, discover};
-use counterctl::stack::Stack;
+use counterctl::cli::StackOptions;
 
 use crate::support::LambdaStack;
 use crate::support::cli::{Deployment, clean_environment, counterctl, counterctl_with_env};
@@ -124,7 +124,7 @@ async fn an_unreachable_url_is_named_in_the_error() {
 #[tokio::test]
 async fn the_url_and_api_key_are_discovered_from_the_stack() {
     let deployment = Deployment::new().await;
-    let stack = Stack { name: deployment.name.clone(), table: deployment.table.clone(), stage: "prod".into() };
+    let stack = StackOptions { name: deployment.name.clone(), table: Some(deployment.table.clone()), stage: None };
     let apigateway = deployment.apigateway();
     let missing = discover(&apigateway, &stack).await.unwrap_err();
     assert!(
@@ -147,6 +147,6 @@ async fn the_url_and_api_key_are_discovered_from_the_stack() {
         install.stdout
     );
 
-    deployment.run("install", &["--auth", "none"]).await.ok();
+    deployment.run("install", &["--auth", "none", "--yes"]).await.ok();
     assert_eq!(discover(&apigateway, &stack).await.unwrap(), Endpoint { url, api_key: None });
 }

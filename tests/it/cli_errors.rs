@@ -116,3 +116,60 @@ async fn bad_arguments_are_refused_with_a_message_and_touch_nothing() {
     assert!(run.stderr.contains("the following required arguments were not provided:\n  <COUNTER>"), "{}", run.stderr);
     assert_eq!(stack.proxy.actions(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn names_aws_would_reject_are_refused_before_any_call() {
+    let stack = Deployment::new().await;
+    let long = "x".repeat(65);
+    let cases: [(&str, &str, &str); 5] = [
+        ("--name", "has space", "is not a valid name: use 1-64 characters of A-Z a-z 0-9 - _"),
+        ("--name", &long, "is not a valid name: use 1-64 characters"),
+        ("--table", "ab", "is not a valid name: use 3-255 characters of A-Z a-z 0-9 _ . -"),
+        ("--table", "no/slash", "is not a valid name: use 3-255 characters"),
+        ("--stage", "pr.od", "is not a valid name: use 1-128 characters of A-Z a-z 0-9 - _"),
+    ];
+    for (option, value, message) in cases {
+        for command in ["install", "status", "uninstall"] {
+            let args = [command, "--endpoint-url", &stack.proxy.url, "--region", REGION, option, value];
+            let run = crate::support::cli::counterctl(&args).await;
+            assert_eq!(run.code, 2, "{command} {option} {value}: {}", run.stderr);
+            assert!(run.stderr.contains(message), "{command} {option} {value}: {}", run.stderr);
+        }
+    }
+    assert_eq!(stack.proxy.actions(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn errors_exit_2_and_drift_exits_1() {
+    let stack = Deployment::new().await;
+    let refused = crate::support::cli::counterctl(&["install", "--endpoint-url", &stack.proxy.url]).await;
+    assert_eq!(refused.code, 2, "no region is an error: {}", refused.stderr);
+    let drift = stack.run("status", &[]).await;
+    assert_eq!(drift.code, 1, "nothing installed is drift, not an error: {}", drift.stderr);
+    stack.install().await;
+    assert_eq!(stack.run("status", &[]).await.code, 0);
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_the_command_quietly() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let args =
+        ["status", "--endpoint-url", &stack.proxy.url, "--region", REGION, "--name", &stack.name, "--output", "json"];
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_counterctl"))
+        .args(args)
+        .env_clear()
+        .envs(clean_environment())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before counterctl has read anything from AWS, so its first write fails.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr, "", "nothing is said about the closed pipe");
+    assert_eq!(output.status.code(), Some(0));
+}

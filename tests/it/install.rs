@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::cli::{ACCOUNT, Deployment, REGION};
+use crate::support::cli::{ACCOUNT, Deployment, REGION, REGION_POLICY};
 use crate::support::repo_root;
 
 fn bundled_code_sha256() -> String {
@@ -61,8 +61,7 @@ async fn fresh_install_makes_every_resource_exactly_as_specified() {
     );
     let role_tags = role.tags().iter().map(|tag| (tag.key().to_owned(), tag.value().to_owned())).collect();
     assert!(has_stack_tags(&role_tags, &stack.name));
-    let policy =
-        iam.get_role_policy().role_name(&stack.name).policy_name("dynamodb-atomiccounters").send().await.unwrap();
+    let policy = iam.get_role_policy().role_name(&stack.name).policy_name(REGION_POLICY).send().await.unwrap();
     let log_group = format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{}", stack.name);
     assert_eq!(
         url_decoded_json(&policy.policy_document),
@@ -71,10 +70,20 @@ async fn fresh_install_makes_every_resource_exactly_as_specified() {
              "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
              "Resource": format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}", stack.table)},
             {"Sid": "Logs", "Effect": "Allow",
-             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": [log_group.clone(), format!("{log_group}:*")]}
         ]})
     );
+
+    // Log group: made by install (the role may not create it), 30 days, tagged.
+    let logs = stack.logs();
+    let log_group_name = format!("/aws/lambda/{}", stack.name);
+    let groups = logs.describe_log_groups().log_group_name_prefix(&log_group_name).send().await.unwrap();
+    let group = groups.log_groups().iter().find(|group| group.log_group_name() == Some(&log_group_name)).unwrap();
+    assert_eq!(group.retention_in_days(), Some(30));
+    #[allow(deprecated)]
+    let tags = logs.list_tags_log_group().log_group_name(&log_group_name).send().await.unwrap();
+    assert!(has_stack_tags(tags.tags().unwrap(), &stack.name));
 
     // Function: the bundled zip on provided.al2023, with the documented defaults.
     let function = stack.lambda().get_function().function_name(&stack.name).send().await.unwrap();
@@ -164,7 +173,7 @@ async fn a_second_install_changes_nothing_and_says_up_to_date() {
     assert_eq!(stack.permission_statements().await.len(), 1, "one permission statement, not two");
     let json = stack.run("install", &["--output", "json"]).await.ok().json();
     assert_eq!(json["up_to_date"], true);
-    assert!(json["steps"].as_array().unwrap().iter().all(|step| step["outcome"] == "unchanged"), "{json}");
+    assert!(json["changes"].as_array().unwrap().iter().all(|change| change["action"] == "keep"), "{json}");
 }
 
 #[tokio::test]
@@ -187,6 +196,11 @@ async fn install_restores_exactly_what_was_deleted_out_of_band() {
     lambda.delete_function().function_name(&stack.name).send().await.unwrap();
     let (_, mutations) = stack.mutations_of(stack.install()).await;
     assert_eq!(mutations, ["POST /2015-03-31/functions".to_owned(), function_policy]);
+
+    let log_group = format!("/aws/lambda/{}", stack.name);
+    stack.logs().delete_log_group().log_group_name(&log_group).send().await.unwrap();
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, ["CreateLogGroup", "PutRetentionPolicy"]);
 
     let (_, mutations) = stack.mutations_of(stack.install()).await;
     assert_eq!(mutations, Vec::<String>::new());
@@ -227,7 +241,7 @@ async fn install_updates_only_the_fields_that_differ() {
 async fn auth_none_makes_a_public_api_with_a_warning_and_no_key() {
     let stack = Deployment::new().await;
     stack.install().await;
-    let run = stack.run("install", &["--auth", "none"]).await.ok();
+    let run = stack.run("install", &["--auth", "none", "--yes"]).await.ok();
     assert!(run.stderr.contains("warning: --auth none"), "{}", run.stderr);
     assert!(run.stdout.contains("curl -X POST 'https://"), "{}", run.stdout);
     let apigateway = stack.apigateway();
@@ -244,6 +258,8 @@ async fn auth_none_makes_a_public_api_with_a_warning_and_no_key() {
 
     let (_, mutations) = stack.mutations_of(stack.run("install", &["--auth", "none"])).await;
     assert_eq!(mutations, Vec::<String>::new());
+    let (_, mutations) = stack.mutations_of(stack.run("install", &[])).await;
+    assert_eq!(mutations, Vec::<String>::new(), "a re-run without --auth keeps none");
     stack.run("status", &[]).await.ok(); // compares against the deployed auth
     let against_keys = stack.run("status", &["--auth", "api-key"]).await;
     assert_eq!(against_keys.code, 1, "{}", against_keys.stdout);
@@ -329,16 +345,21 @@ async fn an_existing_counter_table_is_adopted_untouched() {
     let (run, mutations) = stack.mutations_of(stack.install()).await;
     assert!(run.stdout.lines().any(|line| line.contains("table") && line.contains("adopted")), "{}", run.stdout);
     assert!(
-        mutations.iter().all(|action| ![
-            "CreateTable",
-            "UpdateTable",
-            "UpdateTimeToLive",
-            "UpdateContinuousBackups",
-            "TagResource"
-        ]
-        .contains(&action.as_str())),
-        "{mutations:?}"
+        mutations.iter().all(|action| !["CreateTable", "UpdateTable", "UpdateContinuousBackups", "TagResource"]
+            .contains(&action.as_str())),
+        "its protections and tags are the owner's: {mutations:?}"
     );
+    assert!(mutations.contains(&"UpdateTimeToLive".to_owned()), "idempotency records expire: {mutations:?}");
+    assert!(run.stdout.contains("has no deletion protection (turn it on with --protect-table)"), "{}", run.stdout);
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 0, "advisories are not drift: {}", status.stdout);
+    assert!(status.stdout.contains("advisory: table"), "{}", status.stdout);
+
+    let (_, mutations) = stack.mutations_of(stack.run("install", &["--protect-table"])).await;
+    assert!(mutations.contains(&"UpdateTable".to_owned()), "{mutations:?}");
+    assert!(mutations.contains(&"UpdateContinuousBackups".to_owned()), "{mutations:?}");
+    let table = dynamodb.describe_table().table_name(&stack.table).send().await.unwrap().table.unwrap();
+    assert_eq!(table.deletion_protection_enabled(), Some(true));
     let item = dynamodb.get_item().table_name(&stack.table).key("id", counter).send().await.unwrap();
     assert_eq!(item.item().unwrap()["lastValue"].as_n().unwrap(), "41");
 }
@@ -357,6 +378,8 @@ async fn arm64_deploys_the_bundled_graviton_build() {
     stack.run("status", &[]).await.ok(); // compared with the bundled arm64 build
 
     let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new(), "a re-run keeps arm64");
+    let (_, mutations) = stack.mutations_of(stack.run("install", &["--architecture", "x86_64"])).await;
     assert_eq!(mutations, [format!("PUT /2015-03-31/functions/{}/code", stack.name)], "back to x86_64: new code");
     // moto ignores UpdateFunctionCode's Architectures (Lambda applies it), so only the
     // code is checked here.
@@ -365,8 +388,9 @@ async fn arm64_deploys_the_bundled_graviton_build() {
 }
 
 /// Every resource install handles, as its progress lines name them.
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "table",
+    "log group",
     "role",
     "policy",
     "function",

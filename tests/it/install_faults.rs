@@ -1,7 +1,9 @@
 //! Install when AWS misbehaves: eventual consistency, and a failure at any step.
 
+use aws_sdk_lambda::types::State;
+
 use crate::support::aws_proxy::Fault;
-use crate::support::cli::Deployment;
+use crate::support::cli::{Deployment, REGION};
 
 const CREATE_FUNCTION: &str = "POST /2015-03-31/functions";
 
@@ -15,8 +17,7 @@ async fn a_role_lambda_cannot_assume_yet_is_waited_for() {
     );
     stack.proxy.inject(CREATE_FUNCTION, not_yet, 2);
     let run = stack.install().await;
-    let attempts = stack.proxy.actions().iter().filter(|action| *action == CREATE_FUNCTION).count();
-    assert_eq!(attempts, 3, "two refused, the third accepted");
+    assert_eq!(stack.proxy.count(CREATE_FUNCTION), 3, "two refused, the third accepted");
     assert!(stack.function_exists().await, "{}", run.stdout);
 }
 
@@ -34,29 +35,38 @@ async fn other_create_function_errors_are_not_retried() {
         "{}",
         run.stderr
     );
-    assert_eq!(stack.proxy.actions().iter().filter(|action| *action == CREATE_FUNCTION).count(), 1);
+    assert_eq!(stack.proxy.count(CREATE_FUNCTION), 1);
 }
 
-/// Every mutating call of a fresh install, failed in turn: a re-run converges, and
-/// uninstall works from the partial state and keeps the table.
+/// Every kind of mutating call of a fresh install, its first call failed in turn: a re-run
+/// converges, and uninstall works from the partial state and keeps the table. Calls are
+/// chosen by action, not by position, as concurrent calls come in varying order.
 #[tokio::test]
 async fn an_install_interrupted_at_any_step_converges_on_a_rerun_and_uninstalls() {
     let reference = Deployment::new().await;
     let (_, mutations) = reference.mutations_of(reference.install()).await;
     assert!(mutations.len() >= 15, "a fresh install makes each resource: {mutations:?}");
+    let mut steps: Vec<String> = Vec::new();
+    for action in &mutations {
+        let step = action_pattern(action, &[&reference.name, &reference.table]);
+        if !steps.contains(&step) {
+            steps.push(step);
+        }
+    }
 
     // A few at a time: moto is shared with the other tests.
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(4));
     let mut cases = tokio::task::JoinSet::new();
-    for step in 1..=mutations.len() {
+    for step in steps {
         for uninstall_right_away in [false, true] {
             let slots = std::sync::Arc::clone(&slots);
+            let step = step.clone();
             cases.spawn(async move {
                 let _slot = slots.acquire().await.unwrap();
                 if uninstall_right_away {
-                    interrupt_then_uninstall(step).await
+                    interrupt_then_uninstall(&step).await
                 } else {
-                    interrupt_then_rerun(step).await
+                    interrupt_then_rerun(&step).await
                 }
             });
         }
@@ -66,37 +76,99 @@ async fn an_install_interrupted_at_any_step_converges_on_a_rerun_and_uninstalls(
     }
 }
 
+/// `action` as a pattern any stack's same call matches: in REST paths, the segment after a
+/// collection (`restapis/abc123`, `functions/Counter-1-2`) names a member, and the
+/// stack's name, table name and ARNs differ per stack: each becomes `*`. A member is
+/// never taken for a collection, though a generated id may end in `s` too.
+fn action_pattern(action: &str, stack_names: &[&str]) -> String {
+    let mut after_collection = false;
+    let segments = action.split('/').map(|segment| {
+        let per_stack = stack_names.iter().any(|name| segment.contains(name));
+        let arn = segment.contains(':') || segment.contains('%');
+        let member = after_collection || per_stack || arn;
+        after_collection = !member && segment.ends_with('s') && !segment.contains(' ');
+        if member { "*" } else { segment }
+    });
+    segments.collect::<Vec<_>>().join("/")
+}
+
+#[test]
+fn recorded_actions_become_patterns_of_their_kind() {
+    let names = ["Counter-1-2", "Counters-1-3"];
+    let pattern = |action| action_pattern(action, &names);
+    assert_eq!(pattern("CreateTable"), "CreateTable");
+    assert_eq!(pattern("POST /restapis"), "POST /restapis");
+    // A generated id that ends in `s` is not a collection.
+    assert_eq!(pattern("POST /restapis/g9yyit3d7s/resources/ktbab8ov6o"), "POST /restapis/*/resources/*");
+    assert_eq!(pattern("POST /restapis/g9yyit3d7s/deployments"), "POST /restapis/*/deployments");
+    let method = "PUT /restapis/abc/resources/crgf99purz/methods/ANY/integration";
+    assert_eq!(pattern(method), "PUT /restapis/*/resources/*/methods/*/integration");
+    assert_eq!(pattern("POST /2015-03-31/functions/Counter-1-2/policy"), "POST /2015-03-31/functions/*/policy");
+    assert_eq!(pattern("POST /usageplans/m6zgdktkfu/keys"), "POST /usageplans/*/keys");
+    let tag = "POST /2017-03-31/tags/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3ACounter-1-2";
+    assert_eq!(pattern(tag), "POST /2017-03-31/tags/*");
+}
+
 fn access_denied() -> Fault {
     Fault::new(403, "AccessDeniedException", "injected: not allowed")
 }
 
-async fn interrupt_then_rerun(step: usize) {
+async fn interrupt_then_rerun(step: &str) {
     let stack = Deployment::new().await;
-    stack.proxy.fail_nth_mutating(step, access_denied());
+    stack.proxy.inject(step, access_denied(), 1);
     let failed = stack.run("install", &[]).await;
-    assert_ne!(failed.code, 0, "step {step}: {}", failed.stdout);
-    assert!(failed.stderr.contains("AccessDenied"), "step {step}: {}", failed.stderr);
+    assert_ne!(failed.code, 0, "{step}: {}", failed.stdout);
+    assert!(failed.stderr.contains("AccessDenied"), "{step}: {}", failed.stderr);
     stack.proxy.settle().await;
 
     stack.install().await;
     stack.run("status", &[]).await.ok();
     let (_, mutations) = stack.mutations_of(stack.install()).await;
-    assert_eq!(mutations, Vec::<String>::new(), "step {step}: converged");
-    assert_eq!(stack.permission_statements().await.len(), 1, "step {step}");
+    assert_eq!(mutations, Vec::<String>::new(), "{step}: converged");
+    assert_eq!(stack.permission_statements().await.len(), 1, "{step}");
 }
 
-async fn interrupt_then_uninstall(step: usize) {
+async fn interrupt_then_uninstall(step: &str) {
     let stack = Deployment::new().await;
-    stack.proxy.fail_nth_mutating(step, access_denied());
-    assert_ne!(stack.run("install", &[]).await.code, 0, "step {step}");
+    stack.proxy.inject(step, access_denied(), 1);
+    assert_ne!(stack.run("install", &[]).await.code, 0, "{step}");
     stack.proxy.settle().await;
     let table_made = stack.table_exists().await;
 
     stack.run("uninstall", &["--yes"]).await.ok();
-    assert!(!stack.function_exists().await && !stack.role_exists().await, "step {step}");
-    assert_eq!(stack.api_id().await, None, "step {step}");
-    assert_eq!(stack.table_exists().await, table_made, "step {step}: the table is kept");
+    assert!(!stack.function_exists().await && !stack.role_exists().await, "{step}");
+    assert_eq!(stack.api_id().await, None, "{step}");
+    assert_eq!(stack.table_exists().await, table_made, "{step}: the table is kept");
     stack.run("uninstall", &["--yes"]).await.ok();
+}
+
+/// The proxy's own check: a patched answer says what the patch says, once, and keeps the
+/// rest of moto's answer.
+#[tokio::test]
+async fn injected_answers_patch_what_moto_says() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let through_proxy = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::for_tests())
+        .endpoint_url(&stack.proxy.url)
+        .load()
+        .await;
+    let lambda = aws_sdk_lambda::Client::new(&through_proxy);
+    let configuration = "GET /2015-03-31/functions/*/configuration";
+    let reads_before = stack.proxy.count(configuration);
+
+    stack.proxy.patch_response(configuration, serde_json::json!({ "State": "Pending" }), 1);
+    let read = || lambda.get_function_configuration().function_name(&stack.name).send();
+    let patched = read().await.unwrap();
+    assert_eq!(patched.state(), Some(&State::Pending));
+    assert_eq!(patched.function_name(), Some(stack.name.as_str()), "the rest is moto's");
+    assert_eq!(read().await.unwrap().state(), Some(&State::Active), "patched once");
+
+    assert_eq!(stack.proxy.count(configuration), reads_before + 2);
+    let last_read = stack.proxy.last_position(configuration).unwrap();
+    assert_eq!(last_read, stack.proxy.actions().len() - 1);
+    assert!(stack.proxy.position(configuration).unwrap() < last_read);
 }
 
 #[tokio::test]

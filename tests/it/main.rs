@@ -12,6 +12,7 @@ mod events;
 mod idempotency;
 mod install;
 mod install_faults;
+mod lifecycle;
 mod serve;
 mod storage;
 mod support;

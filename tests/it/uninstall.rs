@@ -40,12 +40,27 @@ async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
         .unwrap();
     assert_eq!(item.item().unwrap()["lastValue"].as_n().unwrap(), "1234");
 
+    let log_group = format!("/aws/lambda/{}", stack.name);
+    let groups = stack.logs().describe_log_groups().log_group_name_prefix(&log_group).send().await.unwrap();
+    assert!(groups.log_groups().iter().all(|group| group.log_group_name() != Some(&log_group)), "log group deleted");
+
     let again = stack.run("uninstall", &["--yes"]).await.ok();
     assert!(again.stdout.contains("Uninstalled"), "a second uninstall succeeds: {}", again.stdout);
 
-    // A re-install picks the same table up, counters and all.
+    // A re-install picks the same table up, counters and all: the function uses it, and
+    // the counter still holds its value.
     stack.install().await;
-    assert!(stack.table_exists().await);
+    let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
+    assert_eq!(config.environment().unwrap().variables().unwrap()["TABLE_NAME"], stack.table);
+    let item = stack
+        .dynamodb()
+        .get_item()
+        .table_name(&stack.table)
+        .key("id", AttributeValue::S("orders".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(item.item().unwrap()["lastValue"].as_n().unwrap(), "1234", "counters and all");
 }
 
 #[tokio::test]

@@ -1,7 +1,11 @@
 //! An HTTP proxy on loopback between an AWS client and moto that records each AWS action
-//! and can answer chosen actions with an injected error instead of forwarding them.
-//! Injected errors are shaped like the service's protocol (JSON, query/XML or REST-JSON),
-//! so the SDK parses their code and message as it would AWS's.
+//! and can answer chosen actions with an injected error instead of forwarding them, or
+//! alter moto's answer to them (states moto never reports, such as a function still
+//! `Pending`). Injected errors are shaped like the service's protocol (JSON, query/XML or
+//! REST-JSON), so the SDK parses their code and message as it would AWS's.
+//!
+//! Actions are chosen by name, never by position: concurrent calls make positions differ
+//! from run to run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +15,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
+use serde_json::Value;
 
 /// An error response to inject.
 #[derive(Debug, Clone)]
@@ -33,12 +38,16 @@ struct Shared {
     actions: Mutex<Vec<String>>,
     /// Per action pattern: the fault and how many more requests get it.
     faults: Mutex<HashMap<String, (Fault, usize)>>,
-    /// Fail the mutating request with this 1-based number (counted from when it was set).
-    nth_mutating: Mutex<Option<(usize, Fault)>>,
+    /// Per action pattern: the JSON merged into moto's answer and how many more answers
+    /// get it.
+    patches: Mutex<HashMap<String, (Value, usize)>>,
     /// Added before forwarding each request, to mimic AWS's round trips.
     latency: Mutex<Duration>,
     /// Requests forwarded to moto and not yet answered.
     in_flight: AtomicUsize,
+    /// Held while an AddPermission is checked and forwarded, so two at once cannot both
+    /// pass the check.
+    add_permission: tokio::sync::Mutex<()>,
 }
 
 pub struct AwsProxy {
@@ -54,9 +63,10 @@ impl AwsProxy {
             client: reqwest::Client::new(),
             actions: Mutex::default(),
             faults: Mutex::default(),
-            nth_mutating: Mutex::default(),
+            patches: Mutex::default(),
             latency: Mutex::default(),
             in_flight: AtomicUsize::new(0),
+            add_permission: tokio::sync::Mutex::new(()),
         });
         // CreateFunction carries the whole zip, past axum's default 2 MB limit.
         let app = axum::Router::new()
@@ -85,9 +95,35 @@ impl AwsProxy {
         self.shared.faults.lock().unwrap().insert(action.to_owned(), (fault, times));
     }
 
-    /// Answers the `n`th mutating request from now (1-based) with `fault`.
-    pub fn fail_nth_mutating(&self, n: usize, fault: Fault) {
-        *self.shared.nth_mutating.lock().unwrap() = Some((n, fault));
+    /// Alters moto's answer to the next `times` requests for `action` (a pattern as for
+    /// [`inject`](Self::inject), named as recorded, e.g. `DescribeTable` or
+    /// `GET /2015-03-31/functions/*/configuration`), to simulate what moto never says: a
+    /// function `Pending` or with an update `InProgress`, a table `UPDATING`.
+    ///
+    /// The request still goes to moto and does its work there; the JSON body of moto's
+    /// answer is then deep-merged with `patch`: objects key by key, recursively, any other
+    /// value (arrays included) replaced, `null` set as `null`. Only successful (2xx) answers
+    /// are patched and counted; moto's errors pass through as they are. A patched answer
+    /// that is not JSON (IAM's and STS's XML) becomes a 502 naming the action, so a
+    /// misdirected patch fails loudly. A later call for the same pattern replaces this one.
+    pub fn patch_response(&self, action: &str, patch: Value, times: usize) {
+        self.shared.patches.lock().unwrap().insert(action.to_owned(), (patch, times));
+    }
+
+    /// How many of the actions seen so far match `action_pattern` (`*` = one path segment).
+    pub fn count(&self, action_pattern: &str) -> usize {
+        self.actions().iter().filter(|action| matches(action_pattern, action)).count()
+    }
+
+    /// Where the first action matching `action_pattern` is among the actions seen so far.
+    pub fn position(&self, action_pattern: &str) -> Option<usize> {
+        self.actions().iter().position(|action| matches(action_pattern, action))
+    }
+
+    /// Where the last action matching `action_pattern` is among the actions seen so far,
+    /// e.g. to show that the last poll came before the first write.
+    pub fn last_position(&self, action_pattern: &str) -> Option<usize> {
+        self.actions().iter().rposition(|action| matches(action_pattern, action))
     }
 
     /// Waits until every request forwarded so far has been answered by moto.
@@ -154,19 +190,13 @@ async fn forward(
             None => None,
         }
     };
-    let fault = fault.or_else(|| {
-        let mut nth = shared.nth_mutating.lock().unwrap();
-        match nth.as_mut() {
-            Some((n, _)) if is_mutating(&action) && *n > 1 => {
-                *n -= 1;
-                None
-            }
-            Some(_) if is_mutating(&action) => nth.take().map(|(_, fault)| fault),
-            _ => None,
-        }
-    });
     if let Some(fault) = fault {
         return fault_response(&fault, &headers, &body);
+    }
+    let adds_permission = method == Method::POST && matches("POST /2015-03-31/functions/*/policy", &action);
+    let _one_at_a_time = if adds_permission { Some(shared.add_permission.lock().await) } else { None };
+    if adds_permission && let Some(conflict) = duplicate_statement(&shared, &uri, &headers, &body).await {
+        return fault_response(&conflict, &headers, &body);
     }
     let latency = *shared.latency.lock().unwrap();
     if !latency.is_zero() {
@@ -182,26 +212,92 @@ async fn forward(
     // Forwarded to the end even when the client goes away (as a killed process's last
     // call still reaches AWS); `settle` waits for these.
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
-    let in_flight = Arc::clone(&shared);
+    let shared = Arc::clone(&shared);
     let forwarded = tokio::spawn(async move {
         let answer = match request.send().await {
             Ok(upstream) => {
-                let mut response = Response::builder().status(upstream.status());
-                for (name, value) in upstream.headers() {
-                    if name != "content-length" && name != "transfer-encoding" {
-                        response = response.header(name, value);
-                    }
+                let status = upstream.status();
+                let headers = upstream.headers().clone();
+                let body = upstream.bytes().await.unwrap_or_default();
+                let patch = if status.is_success() { take_patch(&shared, &action) } else { None };
+                match patch {
+                    None => answer(status, &headers, body, false),
+                    Some(patch) => match serde_json::from_slice::<Value>(&body) {
+                        Ok(mut json) => {
+                            merge(&mut json, patch);
+                            answer(status, &headers, Bytes::from(json.to_string()), true)
+                        }
+                        Err(_) => Response::builder()
+                            .status(StatusCode::BAD_GATEWAY)
+                            .body(Body::from(format!("proxy: cannot patch {action}: moto's answer is not JSON")))
+                            .unwrap(),
+                    },
                 }
-                response.body(Body::from(upstream.bytes().await.unwrap_or_default())).unwrap()
             }
             Err(error) => {
                 Response::builder().status(StatusCode::BAD_GATEWAY).body(Body::from(format!("proxy: {error}"))).unwrap()
             }
         };
-        in_flight.in_flight.fetch_sub(1, Ordering::SeqCst);
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         answer
     });
     forwarded.await.unwrap()
+}
+
+/// The patch for `action`'s answer, if one is pending, counted off.
+fn take_patch(shared: &Shared, action: &str) -> Option<Value> {
+    let mut patches = shared.patches.lock().unwrap();
+    let (_, (patch, remaining)) =
+        patches.iter_mut().find(|(pattern, (_, remaining))| *remaining > 0 && matches(pattern, action))?;
+    *remaining -= 1;
+    Some(patch.clone())
+}
+
+/// Merges `patch` into `target`: objects key by key, recursively; anything else replaced.
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+/// moto's answer passed on, with the length of `body` (which may have been patched). A
+/// patched body drops DynamoDB's `x-amz-crc32`, which no longer holds.
+fn answer(status: StatusCode, headers: &HeaderMap, body: Bytes, patched: bool) -> Response<Body> {
+    let mut response = Response::builder().status(status);
+    for (name, value) in headers {
+        let stale = patched && name == "x-amz-crc32";
+        if name != "content-length" && name != "transfer-encoding" && !stale {
+            response = response.header(name, value);
+        }
+    }
+    response.body(Body::from(body)).unwrap()
+}
+
+/// Lambda refuses an AddPermission whose statement id the function's policy has already
+/// (ResourceConflictException); moto accepts it and adds a second statement. The proxy
+/// answers as Lambda does, so the tests see what real AWS makes of a repeated call.
+async fn duplicate_statement(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<Fault> {
+    let statement_id = serde_json::from_slice::<Value>(body).ok()?["StatementId"].as_str()?.to_owned();
+    let mut request = shared.client.get(format!("{}{}", shared.upstream, uri.path()));
+    for (name, value) in headers {
+        if name != "host" && name != "content-length" && name != "content-type" {
+            request = request.header(name, value);
+        }
+    }
+    let policy: Value = request.send().await.ok()?.json().await.ok()?;
+    let policy: Value = serde_json::from_str(policy["Policy"].as_str()?).ok()?;
+    let statements = policy["Statement"].as_array()?;
+    statements.iter().any(|statement| statement["Sid"] == statement_id).then(|| {
+        let message = format!(
+            "The statement id ({statement_id}) provided already exists. Please provide a new statement id, or remove the existing statement."
+        );
+        Fault::new(409, "ResourceConflictException", &message)
+    })
 }
 
 /// An error response in the request's protocol: JSON protocols name the code in

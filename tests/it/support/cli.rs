@@ -14,6 +14,8 @@ use super::{moto_url, unique_name};
 pub const REGION: &str = "us-east-1";
 /// moto's account.
 pub const ACCOUNT: &str = "123456789012";
+/// The role's inline policy for [`REGION`].
+pub const REGION_POLICY: &str = "counterctl-us-east-1";
 
 /// What one counterctl process did.
 #[derive(Debug)]
@@ -132,12 +134,16 @@ impl Deployment {
 
     /// Deletes the role's inline policy behind counterctl's back.
     pub async fn delete_inline_policy(&self) {
-        let delete = self.iam().delete_role_policy().role_name(&self.name).policy_name("dynamodb-atomiccounters");
+        let delete = self.iam().delete_role_policy().role_name(&self.name).policy_name(REGION_POLICY);
         delete.send().await.unwrap();
     }
 
     pub fn lambda(&self) -> aws_sdk_lambda::Client {
         aws_sdk_lambda::Client::new(&self.aws)
+    }
+
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&self.aws)
     }
 
     pub fn apigateway(&self) -> aws_sdk_apigateway::Client {

@@ -1,0 +1,133 @@
+//! The read phase: every resource of a stack as deployed, each read once, concurrently.
+
+use anyhow::Context;
+use aws_config::SdkConfig;
+
+use crate::aws::{self, Account};
+use crate::plan;
+use crate::resources::api::{self, ApiDetail, ApiSummary};
+use crate::resources::auth::{self, KeyState, UsagePlanState};
+use crate::resources::function::{self, FunctionState};
+use crate::resources::log_group::{self, LogGroupState};
+use crate::resources::role::{self, RoleState};
+use crate::resources::table::{self, TableState};
+
+/// One client per service, from one configuration.
+pub struct Clients {
+    pub config: SdkConfig,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub apigateway: aws_sdk_apigateway::Client,
+}
+
+impl Clients {
+    pub fn new(config: SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            apigateway: aws_sdk_apigateway::Client::new(&config),
+            config,
+        }
+    }
+
+    pub async fn connect(options: &crate::cli::AwsOptions) -> anyhow::Result<Self> {
+        Ok(Self::new(aws::load_config(options).await?))
+    }
+}
+
+/// A switch of table asked for: every counter of the current table and of the new one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Counters {
+    pub current: std::collections::BTreeMap<String, i64>,
+    pub new: std::collections::BTreeMap<String, i64>,
+}
+
+/// Everything of one stack as it is in AWS.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub account: Account,
+    pub function: Option<FunctionState>,
+    /// The table the stack uses ([`plan::table_name`]).
+    pub table: Option<TableState>,
+    /// Read only when `--table` names another table than the function's.
+    pub counters: Option<Counters>,
+    pub role: Option<RoleState>,
+    pub log_group: Option<LogGroupState>,
+    /// Every API named after the stack.
+    pub apis: Vec<ApiSummary>,
+    /// The routes and stages of the API [`plan::choose_api`] picks.
+    pub api: Option<ApiDetail>,
+    pub keys: Vec<KeyState>,
+    pub usage_plans: Vec<UsagePlanState>,
+}
+
+/// What to read: the stack's name, and the table asked for.
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub table: Option<&'a str>,
+    /// Read the counters of both tables when `table` differs from the deployed one.
+    pub compare_counters: bool,
+}
+
+pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
+    let name = target.name;
+    let log_group_name = format!("/aws/lambda/{name}");
+    let (account, (function, table, counters), role, log_group, (apis, api, keys, usage_plans)) = tokio::try_join!(
+        async { Account::of_caller(&clients.config).await.context("checking the credentials") },
+        async {
+            // The table is read alongside the function, as the one asked for or else the
+            // default; only if the function names another one is that read after it.
+            let guess = plan::table_name(target.table, None);
+            let (function, guessed) = tokio::try_join!(
+                async { function::read(&clients.lambda, name).await.context("reading the function") },
+                async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
+            )?;
+            let deployed_table = function.as_ref().and_then(FunctionState::table);
+            let table_name = plan::table_name(target.table, function.as_ref());
+            let table = async {
+                if table_name == guess {
+                    return anyhow::Ok(guessed);
+                }
+                table::read(&clients.dynamodb, &table_name, name).await.context("reading the table")
+            };
+            let counters = async {
+                match deployed_table {
+                    Some(current) if target.compare_counters && current != table_name => {
+                        let (current, new) = tokio::try_join!(
+                            table::counters(&clients.dynamodb, current),
+                            table::counters(&clients.dynamodb, &table_name)
+                        )
+                        .context("reading the counters of both tables")?;
+                        anyhow::Ok(Some(Counters { current, new }))
+                    }
+                    _ => Ok(None),
+                }
+            };
+            let (table, counters) = tokio::try_join!(table, counters)?;
+            anyhow::Ok((function, table, counters))
+        },
+        async { role::read(&clients.iam, name).await.context("reading the role") },
+        async { log_group::read(&clients.logs, name, &log_group_name).await.context("reading the log group") },
+        async {
+            let (apis, keys, usage_plans) = tokio::try_join!(
+                async { api::list(&clients.apigateway, name).await.context("listing the APIs") },
+                async { auth::keys(&clients.apigateway, name).await.context("listing the API keys") },
+                async { auth::usage_plans(&clients.apigateway, name).await.context("listing the usage plans") },
+            )?;
+            let api = match plan::choose_api(&apis, &usage_plans) {
+                Some(chosen) => Some(
+                    api::detail(&clients.apigateway, &chosen.id)
+                        .await
+                        .context("reading the API's routes and stages")?,
+                ),
+                None => None,
+            };
+            anyhow::Ok((apis, api, keys, usage_plans))
+        },
+    )?;
+    Ok(Deployed { account, function, table, counters, role, log_group, apis, api, keys, usage_plans })
+}

@@ -1,0 +1,723 @@
+//! The planning rules, one test each, on plain deployed state (no AWS).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::*;
+use crate::deployed::Counters;
+use crate::resources::api::{MethodState, StageState};
+use crate::resources::log_group::LogGroupState;
+use crate::resources::role::RoleState;
+use crate::resources::table::TableState;
+use crate::stack::PERMISSION_SID;
+
+const NAME: &str = "AtomicCounter";
+const TABLE: &str = "Counters";
+const API: &str = "api1";
+const KEY: &str = "key1";
+const PLAN: &str = "plan1";
+const CODE_SHA: &str = "Y29kZSBvZiB0aGUgdGVzdA==";
+
+fn account() -> Account {
+    account_in("us-east-1")
+}
+
+fn account_in(region: &str) -> Account {
+    Account { id: "123456789012".into(), partition: "aws".into(), region: region.into() }
+}
+
+/// The stack `healthy()` is: resolved name, table and stage.
+fn stack() -> Stack {
+    Stack { name: NAME.into(), table: TABLE.into(), stage: DEFAULT_STAGE.into() }
+}
+
+/// The code the tests deploy: the same bytes and hash whatever the instruction set.
+fn code(architecture: Architecture) -> Code {
+    Code {
+        zip: Arc::new(b"bootstrap".to_vec()),
+        sha256: CODE_SHA.into(),
+        architecture: match architecture {
+            Architecture::X86_64 => aws_sdk_lambda::types::Architecture::X8664,
+            Architecture::Arm64 => aws_sdk_lambda::types::Architecture::Arm64,
+        },
+    }
+}
+
+/// No option given.
+fn options() -> DeployOptions {
+    DeployOptions {
+        auth: None,
+        rate_limit: None,
+        burst_limit: None,
+        function_zip: None,
+        architecture: None,
+        memory: None,
+        timeout: None,
+        log_retention_days: None,
+        protect_table: false,
+    }
+}
+
+fn request(options: &DeployOptions) -> Request<'_> {
+    Request { name: NAME, table: None, stage: None, switch_table: false, options, code: &code }
+}
+
+fn plan_with(deployed: &Deployed, options: &DeployOptions) -> Plan {
+    install(&request(options), deployed).expect("the plan is not refused")
+}
+
+fn planned(deployed: &Deployed) -> Plan {
+    plan_with(deployed, &options())
+}
+
+/// The statement install adds: API Gateway may invoke the function from `source_arn`.
+fn permission(source_arn: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Sid": PERMISSION_SID,
+        "Effect": "Allow",
+        "Principal": {"Service": "apigateway.amazonaws.com"},
+        "Action": "lambda:InvokeFunction",
+        "Resource": stack().function_arn(&account()),
+        "Condition": {"ArnLike": {"AWS:SourceArn": source_arn}},
+    })
+}
+
+fn table(name: &str) -> TableState {
+    TableState {
+        name: name.into(),
+        key_schema: COUNTER_KEY_SCHEMA.into(),
+        status: "ACTIVE".into(),
+        tagged: true,
+        deletion_protection: true,
+        point_in_time_recovery: true,
+        ttl_on_expires_at: true,
+        item_count: 3,
+    }
+}
+
+fn api(id: &str, tagged: bool, created: i64) -> ApiSummary {
+    ApiSummary { id: id.into(), tagged, created }
+}
+
+fn key(id: &str, tagged: bool, created: i64) -> KeyState {
+    KeyState { id: id.into(), enabled: true, tagged, created }
+}
+
+/// A fully installed, healthy stack with auth api-key, in us-east-1.
+fn healthy() -> Deployed {
+    let account = account();
+    let stack = stack();
+    let role_arn = crate::resources::role::arn(NAME, &account);
+    let uri = stack.integration_uri(&account);
+    assert!(function::permits(&permission(&stack.source_arn(&account, API)), &stack.source_arn(&account, API)));
+    Deployed {
+        function: Some(FunctionState {
+            arn: stack.function_arn(&account),
+            code_sha256: CODE_SHA.into(),
+            architecture: "x86_64".into(),
+            memory_mb: 128,
+            timeout_seconds: 15,
+            role: role_arn.clone(),
+            runtime: "provided.al2023".into(),
+            handler: "bootstrap".into(),
+            variables: BTreeMap::from([(TABLE_VARIABLE.to_owned(), TABLE.to_owned())]),
+            tagged: true,
+            state: "Active".into(),
+            ready: true,
+            permission: Some(permission(&stack.source_arn(&account, API))),
+        }),
+        table: Some(table(TABLE)),
+        counters: None,
+        role: Some(RoleState {
+            arn: role_arn,
+            tagged: true,
+            trust_ok: true,
+            inline: BTreeMap::from([("counterctl-us-east-1".to_owned(), Some(stack.role_policy(&account)))]),
+            managed: Vec::new(),
+        }),
+        log_group: Some(LogGroupState { retention_days: Some(30), tagged: true }),
+        apis: vec![api(API, true, 1_000)],
+        api: Some(ApiDetail {
+            root_id: "root".into(),
+            proxy_id: Some("proxy".into()),
+            method: Some(MethodState {
+                authorization: "NONE".into(),
+                key_required: true,
+                integration_uri: Some(uri.clone()),
+            }),
+            stages: vec![StageState { name: "prod".into(), deployment: Some(deployment_description(true, &uri)) }],
+        }),
+        keys: vec![key(KEY, true, 1_000)],
+        usage_plans: vec![UsagePlanState {
+            id: PLAN.into(),
+            tagged: true,
+            stages: vec![(API.into(), "prod".into())],
+            throttle: Some(Throttle { rate: 50.0, burst: 100 }),
+            key_ids: vec![KEY.into()],
+        }],
+        account,
+    }
+}
+
+/// The fields an action's diffs touch (none for an action without diffs).
+fn fields(action: &Action) -> Vec<Field> {
+    match action {
+        Action::Update(diffs) | Action::Adopt(diffs) => diffs.iter().map(|diff| diff.field).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The change of `resource` named `name`.
+fn named<'a>(changes: &'a [Change], resource: Resource, name: &str) -> &'a Change {
+    changes
+        .iter()
+        .find(|change| change.resource == resource && change.name == name)
+        .unwrap_or_else(|| panic!("no {resource:?} change named {name}: {changes:#?}"))
+}
+
+/// The resources a plan writes.
+fn changing(plan: &Plan) -> Vec<(Resource, String)> {
+    plan.changes.iter().filter(|change| change.action.changes()).map(|c| (c.resource, c.name.clone())).collect()
+}
+
+fn function_mut(deployed: &mut Deployed) -> &mut FunctionState {
+    deployed.function.as_mut().expect("healthy has a function")
+}
+
+fn method_mut(deployed: &mut Deployed) -> &mut MethodState {
+    deployed.api.as_mut().and_then(|api| api.method.as_mut()).expect("healthy has a method")
+}
+
+fn stage_mut(deployed: &mut Deployed) -> &mut StageState {
+    deployed.api.as_mut().and_then(|api| api.stages.first_mut()).expect("healthy has a stage")
+}
+
+fn with_table<'a>(options: &'a DeployOptions, table: &'a str, switch_table: bool) -> Request<'a> {
+    Request { table: Some(table), switch_table, ..request(options) }
+}
+
+// 1.
+
+#[test]
+fn a_healthy_stack_with_no_options_plans_no_change() {
+    let plan = planned(&healthy());
+    assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
+    for change in &plan.changes {
+        assert_eq!(change.action, Action::Keep, "{change:?}");
+    }
+    let resources: BTreeSet<Resource> = plan.changes.iter().map(|change| change.resource).collect();
+    assert_eq!(resources.len(), 12, "every resource is planned: {resources:?}");
+    assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
+    assert!(plan.duplicate_apis.is_empty() && plan.duplicate_keys.is_empty() && plan.duplicate_usage_plans.is_empty());
+    assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some(API));
+    assert_eq!(plan.key.as_ref().map(|key| key.id.as_str()), Some(KEY));
+    assert_eq!(plan.usage_plan.as_ref().map(|plan| plan.id.as_str()), Some(PLAN));
+}
+
+// 2.
+
+#[test]
+fn options_not_given_keep_what_is_deployed() {
+    let mut deployed = healthy();
+    let uri = stack().integration_uri(&account());
+    {
+        let function = function_mut(&mut deployed);
+        function.memory_mb = 512;
+        function.timeout_seconds = 60;
+        function.architecture = "arm64".into();
+    }
+    method_mut(&mut deployed).key_required = false;
+    stage_mut(&mut deployed).deployment = Some(deployment_description(false, &uri));
+    deployed.keys.clear();
+    deployed.usage_plans.clear();
+    deployed.log_group = Some(LogGroupState { retention_days: Some(90), tagged: true });
+
+    let plan = planned(&deployed);
+    assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
+    assert_eq!(plan.wanted.auth, Auth::None);
+    assert_eq!(plan.wanted.architecture, Architecture::Arm64);
+    assert_eq!(plan.wanted.code.architecture, aws_sdk_lambda::types::Architecture::Arm64);
+    assert_eq!(plan.wanted.memory_mb, 512);
+    assert_eq!(plan.wanted.timeout_seconds, 60);
+    assert_eq!(plan.wanted.log_retention_days, Some(90));
+    assert_eq!(*plan.action(Resource::ApiKey), Action::Absent);
+    assert_eq!(*plan.action(Resource::UsagePlan), Action::Absent);
+}
+
+#[test]
+fn options_not_given_keep_the_deployed_throttle_and_stage() {
+    let mut deployed = healthy();
+    deployed.usage_plans[0].throttle = Some(Throttle { rate: 10.0, burst: 20 });
+    let plan = planned(&deployed);
+    assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
+    assert_eq!(plan.wanted.throttle, Throttle { rate: 10.0, burst: 20 });
+
+    let mut deployed = healthy();
+    stage_mut(&mut deployed).name = "live".into();
+    deployed.usage_plans[0].stages = vec![(API.into(), "live".into())];
+    let plan = planned(&deployed);
+    assert_eq!(plan.stack.stage, "live");
+    assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
+}
+
+// 3.
+
+#[test]
+fn an_option_given_changes_only_its_field() {
+    let options = DeployOptions { memory: Some(256), ..options() };
+    let plan = plan_with(&healthy(), &options);
+    assert_eq!(
+        *plan.action(Resource::Function),
+        Action::Update(vec![Diff { field: Field::Memory, from: "128 MB".into(), to: "256 MB".into() }])
+    );
+    assert_eq!(changing(&plan), vec![(Resource::Function, NAME.to_owned())]);
+    assert_eq!(plan.wanted.memory_mb, 256);
+    assert_eq!(plan.wanted.timeout_seconds, 15);
+}
+
+// 4.
+
+#[test]
+fn another_table_without_switch_table_is_refused() {
+    let options = options();
+    let refusal = install(&with_table(&options, "Other", false), &healthy()).unwrap_err();
+    assert_eq!(refusal, Refusal::TableSwitch { current: TABLE.into(), asked: "Other".into() });
+
+    // --switch-table without the counters read is refused too.
+    let refusal = install(&with_table(&options, "Other", true), &healthy()).unwrap_err();
+    assert_eq!(refusal, Refusal::TableSwitch { current: TABLE.into(), asked: "Other".into() });
+}
+
+#[test]
+fn switching_to_a_table_whose_counters_are_behind_is_refused() {
+    let options = options();
+    let mut deployed = healthy();
+    deployed.table = Some(table("Other"));
+    deployed.counters = Some(Counters {
+        current: BTreeMap::from([("a".into(), 5), ("b".into(), 3), ("c".into(), 10)]),
+        new: BTreeMap::from([("a".into(), 5), ("b".into(), 2), ("z".into(), 1)]),
+    });
+    let refusal = install(&with_table(&options, "Other", true), &deployed).unwrap_err();
+    let Refusal::CountersBehind { current, asked, count, examples } = refusal else {
+        panic!("not CountersBehind: {refusal:?}");
+    };
+    assert_eq!((current.as_str(), asked.as_str(), count), (TABLE, "Other", 2));
+    assert!(examples.contains("b (3 → 2)"), "a lower value is named: {examples}");
+    assert!(examples.contains("c (10 → 0)"), "a missing counter is named: {examples}");
+    assert!(!examples.contains("a ("), "a counter level with the current one is not named: {examples}");
+
+    // At most 5 are named; the count is all of them.
+    let current: BTreeMap<String, i64> = (0..7).map(|i| (format!("counter{i}"), 10)).collect();
+    deployed.counters = Some(Counters { current, new: BTreeMap::new() });
+    let refusal = install(&with_table(&options, "Other", true), &deployed).unwrap_err();
+    let Refusal::CountersBehind { count, examples, .. } = refusal else {
+        panic!("not CountersBehind: {refusal:?}");
+    };
+    assert_eq!(count, 7);
+    assert_eq!(examples.split(", ").count(), 5, "{examples}");
+}
+
+#[test]
+fn switching_to_a_table_whose_counters_are_all_level_or_ahead_is_planned() {
+    let options = options();
+    let mut deployed = healthy();
+    deployed.table = Some(table("Other"));
+    deployed.counters = Some(Counters {
+        current: BTreeMap::from([("a".into(), 5), ("b".into(), 3)]),
+        new: BTreeMap::from([("a".into(), 5), ("b".into(), 4), ("c".into(), 1)]),
+    });
+    let plan = install(&with_table(&options, "Other", true), &deployed).expect("every counter is level or ahead");
+    assert_eq!(plan.stack.table, "Other");
+    let Action::Update(diffs) = plan.action(Resource::Function) else {
+        panic!("the function is not updated: {:?}", plan.action(Resource::Function));
+    };
+    assert_eq!(diffs, &vec![Diff { field: Field::TableName, from: TABLE.into(), to: "Other".into() }]);
+    assert!(plan.action(Resource::Policy).touches(Field::Document), "the policy grants the new table");
+}
+
+#[test]
+fn no_table_option_keeps_the_functions_table() {
+    let plan = planned(&healthy());
+    assert_eq!(plan.stack.table, TABLE);
+    assert_ne!(plan.stack.table, counter_function::dynamo::DEFAULT_TABLE);
+    assert_eq!(plan.change(Resource::Table).name, TABLE);
+    assert!(!plan.action(Resource::Function).touches(Field::TableName));
+
+    let mut deployed = healthy();
+    function_mut(&mut deployed).variables.insert(TABLE_VARIABLE.into(), "X".into());
+    assert_eq!(table_name(None, deployed.function.as_ref()), "X");
+    assert_eq!(table_name(Some("Asked"), deployed.function.as_ref()), "Asked");
+    assert_eq!(table_name(None, None), "AtomicCounters");
+}
+
+#[test]
+fn a_table_with_another_key_schema_is_refused() {
+    let mut deployed = healthy();
+    deployed.table.as_mut().expect("healthy has a table").key_schema = "pk HASH (N)".into();
+    let refusal = install(&request(&options()), &deployed).unwrap_err();
+    assert_eq!(refusal, Refusal::TableKeySchema { table: TABLE.into(), found: "pk HASH (N)".into() });
+}
+
+// 5.
+
+#[test]
+fn an_adopted_table_gets_ttl_and_only_advice_about_protection() {
+    let mut deployed = healthy();
+    let table = deployed.table.as_mut().expect("healthy has a table");
+    table.tagged = false;
+    table.ttl_on_expires_at = false;
+    let plan = planned(&deployed);
+    assert!(matches!(plan.action(Resource::Table), Action::Adopt(_)), "{:?}", plan.action(Resource::Table));
+    assert_eq!(fields(plan.action(Resource::Table)), vec![Field::Ttl]);
+    assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
+
+    let mut deployed = healthy();
+    let table = deployed.table.as_mut().expect("healthy has a table");
+    table.tagged = false;
+    table.deletion_protection = false;
+    table.point_in_time_recovery = false;
+    let plan = planned(&deployed);
+    assert_eq!(*plan.action(Resource::Table), Action::Adopt(Vec::new()));
+    assert!(!plan.action(Resource::Table).changes());
+    assert_eq!(plan.advisories.len(), 2, "{:?}", plan.advisories);
+    assert!(plan.advisories.iter().any(|advice| advice.contains("deletion protection")), "{:?}", plan.advisories);
+    assert!(plan.advisories.iter().any(|advice| advice.contains("point-in-time recovery")), "{:?}", plan.advisories);
+
+    let options = DeployOptions { protect_table: true, ..options() };
+    let plan = plan_with(&deployed, &options);
+    assert_eq!(fields(plan.action(Resource::Table)), vec![Field::DeletionProtection, Field::PointInTimeRecovery]);
+    assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
+}
+
+#[test]
+fn a_tagged_table_always_gets_its_protections_back() {
+    let mut deployed = healthy();
+    let table = deployed.table.as_mut().expect("healthy has a table");
+    table.deletion_protection = false;
+    table.point_in_time_recovery = false;
+    let plan = planned(&deployed);
+    assert!(matches!(plan.action(Resource::Table), Action::Update(_)), "{:?}", plan.action(Resource::Table));
+    assert_eq!(fields(plan.action(Resource::Table)), vec![Field::DeletionProtection, Field::PointInTimeRecovery]);
+}
+
+// 6.
+
+#[test]
+fn an_auth_change_is_marked_breaking() {
+    let auth_none = DeployOptions { auth: Some(Auth::None), ..options() };
+    let plan = plan_with(&healthy(), &auth_none);
+    let route = plan.change(Resource::Route);
+    assert!(route.action.touches(Field::Method), "{route:?}");
+    assert!(route.breaking, "{route:?}");
+    let key = plan.change(Resource::ApiKey);
+    assert!(matches!(key.action, Action::Delete(_)) && key.breaking, "{key:?}");
+    let usage_plan = plan.change(Resource::UsagePlan);
+    assert!(matches!(usage_plan.action, Action::Delete(_)) && usage_plan.breaking, "{usage_plan:?}");
+    assert_eq!(plan.duplicate_keys, vec![KEY.to_owned()]);
+    assert_eq!(plan.duplicate_usage_plans.iter().map(|plan| plan.id.as_str()).collect::<Vec<_>>(), vec![PLAN]);
+    let breaking: Vec<Resource> = plan.breaking().iter().map(|change| change.resource).collect();
+    assert_eq!(breaking, vec![Resource::Route, Resource::ApiKey, Resource::UsagePlan]);
+    assert!(plan.action(Resource::Stage).touches(Field::Deployment), "the new auth is deployed");
+
+    assert!(plan_with(&healthy(), &options()).breaking().is_empty());
+}
+
+#[test]
+fn requiring_a_key_where_none_was_is_breaking_too() {
+    let mut deployed = healthy();
+    method_mut(&mut deployed).key_required = false;
+    let uri = stack().integration_uri(&account());
+    stage_mut(&mut deployed).deployment = Some(deployment_description(false, &uri));
+    deployed.keys.clear();
+    deployed.usage_plans.clear();
+    let options = DeployOptions { auth: Some(Auth::ApiKey), ..options() };
+    let plan = plan_with(&deployed, &options);
+    assert!(plan.change(Resource::Route).breaking);
+    assert!(!plan.breaking().is_empty());
+}
+
+// 7.
+
+#[test]
+fn a_change_never_deployed_is_deployed() {
+    for description in ["counterctl install".to_owned(), deployment_description(false, "arn:aws:other")] {
+        let mut deployed = healthy();
+        stage_mut(&mut deployed).deployment = Some(description.clone());
+        let plan = planned(&deployed);
+        let expected = Diff { field: Field::Deployment, from: description.clone(), to: plan.deployment.clone() };
+        assert_eq!(*plan.action(Resource::Stage), Action::Update(vec![expected]));
+        assert_eq!(plan.change(Resource::Stage).name, "prod", "the stage of the counterctl deployment is kept");
+        assert_eq!(*plan.action(Resource::Route), Action::Keep);
+        assert_eq!(*plan.action(Resource::Integration), Action::Keep);
+        assert_eq!(changing(&plan), vec![(Resource::Stage, "prod".to_owned())]);
+    }
+}
+
+// 8.
+
+#[test]
+fn of_two_tagged_apis_the_one_in_use_is_kept_and_the_other_deleted() {
+    let mut deployed = healthy();
+    // The usage plan serves API (the newer one).
+    deployed.apis = vec![api(API, true, 2_000), api("api0", true, 1_000)];
+    let plan = planned(&deployed);
+    assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some(API));
+    assert_eq!(plan.duplicate_apis, vec!["api0".to_owned()]);
+    assert_eq!(plan.change(Resource::Api).name, NAME);
+    assert_eq!(*plan.action(Resource::Api), Action::Keep);
+    assert!(matches!(named(&plan.changes, Resource::Api, "api0").action, Action::Delete(_)));
+    assert!(!plan.changes.iter().any(|change| change.resource == Resource::Api && change.name == API));
+
+    // No usage plan: the oldest is kept.
+    deployed.usage_plans.clear();
+    let plan = planned(&deployed);
+    assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some("api0"));
+    assert_eq!(plan.duplicate_apis, vec![API.to_owned()]);
+    assert!(matches!(named(&plan.changes, Resource::Api, API).action, Action::Delete(_)));
+}
+
+#[test]
+fn the_api_chosen_is_in_use_else_the_oldest_by_creation_then_id() {
+    let serving = |id: &str| UsagePlanState {
+        id: "p".into(),
+        tagged: true,
+        stages: vec![(id.into(), "prod".into())],
+        throttle: None,
+        key_ids: Vec::new(),
+    };
+    let chosen = |apis: &[ApiSummary], plans: &[UsagePlanState]| choose_api(apis, plans).map(|api| api.id.clone());
+    let apis = [api("new", true, 300), api("b", true, 100), api("a", true, 100)];
+    assert_eq!(chosen(&apis, &[serving("new")]), Some("new".into()));
+    assert_eq!(chosen(&apis, &[]), Some("a".into()), "same creation time: the smaller id");
+    let untagged_plan = UsagePlanState { tagged: false, ..serving("new") };
+    assert_eq!(chosen(&apis, &[untagged_plan]), Some("a".into()), "only the stack's usage plans count");
+    let apis = [api("old", false, 1), api("new", true, 300)];
+    assert_eq!(chosen(&apis, &[]), Some("new".into()), "a tagged API wins over an older untagged one");
+    let apis = [api("b", false, 5), api("a", false, 9)];
+    assert_eq!(chosen(&apis, &[]), Some("b".into()), "else the oldest untagged one");
+    assert_eq!(chosen(&[], &[]), None);
+}
+
+#[test]
+fn of_two_tagged_keys_the_one_in_the_plan_is_kept_else_the_oldest() {
+    let mut deployed = healthy();
+    // The usage plan holds KEY (the newer one).
+    deployed.keys = vec![key(KEY, true, 2_000), key("key0", true, 1_000)];
+    let plan = planned(&deployed);
+    assert_eq!(plan.key.as_ref().map(|key| key.id.as_str()), Some(KEY));
+    assert_eq!(plan.duplicate_keys, vec!["key0".to_owned()]);
+    assert_eq!(*plan.action(Resource::ApiKey), Action::Keep);
+    assert!(matches!(named(&plan.changes, Resource::ApiKey, "key0").action, Action::Delete(_)));
+    assert!(!named(&plan.changes, Resource::ApiKey, "key0").breaking);
+
+    deployed.usage_plans[0].key_ids.clear();
+    let plan = planned(&deployed);
+    assert_eq!(plan.key.as_ref().map(|key| key.id.as_str()), Some("key0"));
+    assert_eq!(plan.duplicate_keys, vec![KEY.to_owned()]);
+    assert!(matches!(named(&plan.changes, Resource::ApiKey, KEY).action, Action::Delete(_)));
+    assert!(plan.action(Resource::UsagePlan).touches(Field::Key), "the kept key goes into the usage plan");
+}
+
+// 9.
+
+#[test]
+fn an_untagged_api_named_after_the_stack_is_adopted() {
+    let mut deployed = healthy();
+    deployed.apis = vec![api(API, false, 1_000)];
+    let plan = planned(&deployed);
+    assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some(API));
+    assert!(matches!(plan.action(Resource::Api), Action::Adopt(_)), "{:?}", plan.action(Resource::Api));
+    assert_eq!(fields(plan.action(Resource::Api)), vec![Field::Tags]);
+    assert!(plan.duplicate_apis.is_empty());
+    assert_eq!(*plan.action(Resource::Route), Action::Keep, "its routes are used as they are");
+}
+
+#[test]
+fn an_untagged_role_is_adopted() {
+    let mut deployed = healthy();
+    deployed.role.as_mut().expect("healthy has a role").tagged = false;
+    let plan = planned(&deployed);
+    assert!(matches!(plan.action(Resource::Role), Action::Adopt(_)), "{:?}", plan.action(Resource::Role));
+    assert_eq!(fields(plan.action(Resource::Role)), vec![Field::Tags]);
+    assert_eq!(plan.role_arn, deployed.role.as_ref().map(|role| role.arn.clone()).unwrap_or_default());
+    assert_eq!(*plan.action(Resource::Policy), Action::Keep);
+}
+
+// 10.
+
+fn role_with(inline: &[(&str, serde_json::Value)]) -> RoleState {
+    RoleState {
+        arn: crate::resources::role::arn(NAME, &account()),
+        tagged: true,
+        trust_ok: true,
+        inline: inline.iter().map(|(name, document)| ((*name).to_owned(), Some(document.clone()))).collect(),
+        managed: Vec::new(),
+    }
+}
+
+#[test]
+fn another_regions_policies_are_left_alone() {
+    let europe = stack().role_policy(&account_in("eu-west-1"));
+    let mut deployed = healthy();
+    deployed.role = Some(role_with(&[("counterctl-eu-west-1", europe.clone()), (LEGACY_POLICY_NAME, europe.clone())]));
+    let plan = planned(&deployed);
+    assert_eq!(*plan.action(Resource::Policy), Action::Create);
+    assert_eq!(plan.change(Resource::Policy).name, "counterctl-us-east-1");
+    assert!(!plan.action(Resource::Policy).touches(Field::LegacyPolicy));
+    let role = deployed.role.as_ref().expect("a role");
+    assert_eq!(other_regions(role, "us-east-1"), vec!["eu-west-1".to_owned()]);
+    assert_eq!(other_regions(role, "eu-west-1"), Vec::<String>::new());
+
+    // With this region's policy in place, nothing is planned.
+    let mut deployed = healthy();
+    let here = stack().role_policy(&account());
+    deployed.role = Some(role_with(&[
+        ("counterctl-us-east-1", here),
+        ("counterctl-eu-west-1", europe.clone()),
+        (LEGACY_POLICY_NAME, europe),
+    ]));
+    let plan = planned(&deployed);
+    assert_eq!(*plan.action(Resource::Policy), Action::Keep);
+}
+
+#[test]
+fn a_legacy_policy_of_this_region_only_is_replaced() {
+    let here = stack().role_policy(&account());
+    let mut deployed = healthy();
+    deployed.role = Some(role_with(&[("counterctl-us-east-1", here.clone()), (LEGACY_POLICY_NAME, here.clone())]));
+    let plan = planned(&deployed);
+    assert_eq!(fields(plan.action(Resource::Policy)), vec![Field::LegacyPolicy]);
+
+    // A legacy policy naming two regions belongs to both: left alone.
+    let mut both = here.clone();
+    both["Statement"][0]["Resource"] =
+        serde_json::json!([stack().table_arn(&account()), stack().table_arn(&account_in("eu-west-1")),]);
+    deployed.role = Some(role_with(&[("counterctl-us-east-1", here), (LEGACY_POLICY_NAME, both)]));
+    let plan = planned(&deployed);
+    assert_eq!(*plan.action(Resource::Policy), Action::Keep);
+}
+
+#[test]
+fn a_role_with_only_the_legacy_policy_of_this_region_gets_the_region_policy_and_loses_the_legacy_one() {
+    // The role of the original manual setup: only the legacy policy, on this region.
+    let here = stack().role_policy(&account());
+    let mut deployed = healthy();
+    deployed.role = Some(role_with(&[(LEGACY_POLICY_NAME, here)]));
+    let plan = planned(&deployed);
+    let action = plan.action(Resource::Policy);
+    assert!(
+        *action == Action::Create || action.touches(Field::Document),
+        "this region's policy is written: {action:?}"
+    );
+    assert!(action.touches(Field::LegacyPolicy), "the legacy policy is deleted in the same run: {action:?}");
+}
+
+// 11.
+
+#[test]
+fn uninstall_deletes_only_tagged_resources() {
+    let mut deployed = healthy();
+    deployed.apis = vec![api(API, true, 1_000), api("api2", false, 500)];
+    let changes = uninstall(NAME, &deployed, TABLE, false);
+    assert!(matches!(named(&changes, Resource::Api, API).action, Action::Delete(_)));
+    assert!(matches!(named(&changes, Resource::Api, "api2").action, Action::Retain(_)));
+    assert!(matches!(named(&changes, Resource::Function, NAME).action, Action::Delete(_)));
+    assert!(matches!(named(&changes, Resource::LogGroup, "/aws/lambda/AtomicCounter").action, Action::Delete(_)));
+    assert!(matches!(named(&changes, Resource::ApiKey, KEY).action, Action::Delete(_)));
+    assert!(matches!(named(&changes, Resource::UsagePlan, PLAN).action, Action::Delete(_)));
+    assert!(matches!(named(&changes, Resource::Role, NAME).action, Action::Delete(_)));
+    assert!(!changes.iter().any(|change| change.resource == Resource::Policy), "the role goes with its policies");
+
+    function_mut(&mut deployed).tagged = false;
+    deployed.log_group.as_mut().expect("a log group").tagged = false;
+    deployed.keys[0].tagged = false;
+    deployed.usage_plans[0].tagged = false;
+    deployed.role.as_mut().expect("a role").tagged = false;
+    let changes = uninstall(NAME, &deployed, TABLE, false);
+    for (resource, name) in [
+        (Resource::Function, NAME),
+        (Resource::LogGroup, "/aws/lambda/AtomicCounter"),
+        (Resource::ApiKey, KEY),
+        (Resource::UsagePlan, PLAN),
+        (Resource::Role, NAME),
+    ] {
+        assert!(matches!(named(&changes, resource, name).action, Action::Retain(_)), "{resource:?} {name}");
+    }
+    assert!(changes.iter().all(|change| !change.breaking));
+}
+
+#[test]
+fn uninstall_keeps_a_role_another_region_uses_and_deletes_this_regions_policy() {
+    let mut deployed = healthy();
+    let role = deployed.role.as_mut().expect("a role");
+    role.inline.insert("counterctl-eu-west-1".into(), Some(stack().role_policy(&account_in("eu-west-1"))));
+    let changes = uninstall(NAME, &deployed, TABLE, false);
+    let Action::Retain(reason) = &named(&changes, Resource::Role, NAME).action else {
+        panic!("the role is not kept: {changes:#?}");
+    };
+    assert!(reason.contains("eu-west-1"), "{reason}");
+    assert!(matches!(named(&changes, Resource::Policy, "counterctl-us-east-1").action, Action::Delete(_)));
+    assert!(!changes.iter().any(|change| change.name == "counterctl-eu-west-1"), "{changes:#?}");
+}
+
+#[test]
+fn uninstall_deletes_the_table_only_with_delete_data_and_only_when_tagged() {
+    let mut deployed = healthy();
+    let table_action = |deployed: &Deployed, delete_data: bool| {
+        named(&uninstall(NAME, deployed, TABLE, delete_data), Resource::Table, TABLE).action.clone()
+    };
+    assert!(matches!(table_action(&deployed, false), Action::Retain(_)));
+    assert!(matches!(table_action(&deployed, true), Action::Delete(_)));
+    deployed.table.as_mut().expect("a table").tagged = false;
+    assert!(matches!(table_action(&deployed, true), Action::Retain(_)));
+    assert!(matches!(table_action(&deployed, false), Action::Retain(_)));
+    deployed.table = None;
+    assert_eq!(table_action(&deployed, true), Action::Absent);
+}
+
+// 12.
+
+#[test]
+fn the_deployment_description_fingerprints_auth_and_integration() {
+    let uri = stack().integration_uri(&account());
+    let other_uri = stack().integration_uri(&account_in("eu-west-1"));
+    let description = deployment_description(true, &uri);
+    assert!(description.starts_with("counterctl "), "{description}");
+    assert_eq!(description, deployment_description(true, &uri), "deterministic");
+    assert_ne!(description, deployment_description(false, &uri));
+    assert_ne!(description, deployment_description(true, &other_uri));
+}
+
+// 13.
+
+#[test]
+fn a_missing_log_group_is_created_with_the_default_retention() {
+    let mut deployed = healthy();
+    deployed.log_group = None;
+    let plan = planned(&deployed);
+    assert_eq!(*plan.action(Resource::LogGroup), Action::Create);
+    assert_eq!(plan.change(Resource::LogGroup).name, "/aws/lambda/AtomicCounter");
+    assert_eq!(plan.wanted.log_retention_days, Some(30));
+}
+
+#[test]
+fn a_log_group_keeping_logs_forever_is_left_so_with_advice() {
+    let mut deployed = healthy();
+    deployed.log_group = Some(LogGroupState { retention_days: None, tagged: true });
+    let plan = planned(&deployed);
+    assert_eq!(*plan.action(Resource::LogGroup), Action::Keep);
+    assert_eq!(plan.wanted.log_retention_days, None);
+    assert_eq!(plan.advisories.len(), 1, "{:?}", plan.advisories);
+    assert!(plan.advisories[0].contains("forever"), "{:?}", plan.advisories);
+}
+
+#[test]
+fn a_retention_given_updates_the_log_group() {
+    let options = DeployOptions { log_retention_days: Some(7), ..options() };
+    let plan = plan_with(&healthy(), &options);
+    assert_eq!(
+        *plan.action(Resource::LogGroup),
+        Action::Update(vec![Diff { field: Field::Retention, from: "30 days".into(), to: "7 days".into() }])
+    );
+    assert_eq!(changing(&plan), vec![(Resource::LogGroup, "/aws/lambda/AtomicCounter".to_owned())]);
+}

@@ -1,0 +1,282 @@
+//! The lifecycle decides from what is deployed: options not given keep it, nothing an
+//! operator does by default can restart a sequence, and every run converges whatever
+//! happened before (a lost answer, an undeployed change, a concurrent install).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::support::aws_proxy::Fault;
+use crate::support::cli::{Deployment, REGION, REGION_POLICY, Run, counterctl};
+
+async fn put_counter(stack: &Deployment, table: &str, name: &str, value: i64) {
+    let put = stack.dynamodb().put_item().table_name(table);
+    let put = put.item("id", AttributeValue::S(name.into())).item("lastValue", AttributeValue::N(value.to_string()));
+    put.send().await.unwrap();
+}
+
+/// Runs `counterctl COMMAND` for the stack's name but without `--table`.
+async fn run_without_table(stack: &Deployment, command: &str, args: &[&str]) -> Run {
+    let mut all = vec![command, "--endpoint-url", &stack.proxy.url, "--region", REGION, "--name", &stack.name];
+    all.extend(args);
+    counterctl(&all).await
+}
+
+async fn function_table(stack: &Deployment) -> String {
+    let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
+    config.environment().unwrap().variables().unwrap()["TABLE_NAME"].clone()
+}
+
+#[tokio::test]
+async fn a_rerun_without_table_keeps_the_deployed_table() {
+    let stack = Deployment::new().await;
+    stack.install().await; // --table Counters-…, not the default
+    put_counter(&stack, &stack.table, "tenants", 714).await;
+
+    let status = run_without_table(&stack, "status", &[]).await;
+    assert_eq!(status.code, 0, "status compares against the deployed table: {}", status.stdout);
+    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &[])).await;
+    run.ok();
+    assert_eq!(mutations, Vec::<String>::new());
+    assert!(!mutations.contains(&"CreateTable".to_owned()), "no empty AtomicCounters is made");
+    assert_eq!(function_table(&stack).await, stack.table);
+}
+
+#[tokio::test]
+async fn another_table_is_refused_without_switch_table_and_changes_nothing() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &["--table", "Elsewhere"])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("the function uses table {}", stack.table)), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: leave out --table"), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+    assert_eq!(function_table(&stack).await, stack.table);
+}
+
+#[tokio::test]
+async fn switch_table_is_refused_while_any_counter_would_go_backwards() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    put_counter(&stack, &stack.table, "tenants", 714).await;
+    put_counter(&stack, &stack.table, "orders", 20).await;
+    let new_table = format!("{}-new", stack.table);
+    crate::support::create_counter_table(&stack.dynamodb(), &new_table).await;
+    put_counter(&stack, &new_table, "tenants", 700).await;
+    // An idempotency record of the function is not a counter.
+    let record = stack.dynamodb().put_item().table_name(&stack.table);
+    let record = record
+        .item("id", AttributeValue::S("_counterctl#key#x".into()))
+        .item("lastValue", AttributeValue::N("9".into()));
+    record.send().await.unwrap();
+
+    let args = ["--table", new_table.as_str(), "--switch-table"];
+    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &args)).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("2 counter(s) would go backwards"), "{}", run.stderr);
+    assert!(run.stderr.contains("orders (20 → 0)") && run.stderr.contains("tenants (714 → 700)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("_counterctl#"), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+
+    put_counter(&stack, &new_table, "tenants", 714).await;
+    put_counter(&stack, &new_table, "orders", 25).await;
+    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &args)).await;
+    run.ok();
+    assert!(mutations.contains(&format!("PUT /2015-03-31/functions/{}/configuration", stack.name)), "{mutations:?}");
+    assert_eq!(function_table(&stack).await, new_table);
+}
+
+#[tokio::test]
+async fn options_not_given_keep_what_is_deployed() {
+    let stack = Deployment::new().await;
+    let custom = [
+        "--memory",
+        "512",
+        "--timeout",
+        "30",
+        "--rate-limit",
+        "7",
+        "--burst-limit",
+        "9",
+        "--log-retention-days",
+        "7",
+        "--architecture",
+        "arm64",
+    ];
+    stack.run("install", &custom).await.ok();
+    let (run, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new(), "{}", run.stdout);
+    assert!(run.stdout.contains("Everything is up to date."), "{}", run.stdout);
+    stack.run("status", &[]).await.ok();
+
+    let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
+    assert_eq!((config.memory_size(), config.timeout()), (Some(512), Some(30)));
+    let plans = stack.apigateway().get_usage_plans().send().await.unwrap();
+    let plan = plans.items().iter().find(|plan| plan.name() == Some(&stack.name)).unwrap();
+    assert_eq!((plan.throttle().unwrap().rate_limit(), plan.throttle().unwrap().burst_limit()), (7.0, 9));
+}
+
+#[tokio::test]
+async fn an_auth_change_needs_yes_without_a_terminal() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let (run, mutations) = stack.mutations_of(stack.run("install", &["--auth", "none"])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("These changes break existing callers"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: pass --yes"), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+    let dry = stack.run("install", &["--auth", "none", "--dry-run"]).await.ok();
+    assert!(dry.stdout.contains("[breaks existing callers]"), "{}", dry.stdout);
+    stack.run("install", &["--auth", "none", "--yes"]).await.ok();
+    let back = stack.run("install", &["--auth", "api-key", "-y"]).await.ok();
+    assert!(back.stdout.contains("Installed."), "{}", back.stdout);
+}
+
+#[tokio::test]
+async fn a_change_whose_deployment_failed_is_deployed_by_the_next_run() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let denied = Fault::new(403, "AccessDeniedException", "injected: not allowed");
+    stack.proxy.inject("POST /restapis/*/deployments", denied, 1);
+    let failed = stack.run("install", &["--auth", "none", "--yes"]).await;
+    assert_eq!(failed.code, 2, "{}", failed.stderr);
+    stack.proxy.settle().await;
+
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 1, "the live stage still serves the old method: {}", status.stdout);
+    assert!(
+        status.stdout.lines().any(|line| line.contains("stage") && line.contains("differs: deployment")),
+        "{}",
+        status.stdout
+    );
+    let (run, mutations) = stack.mutations_of(stack.run("install", &["--yes"])).await;
+    run.ok();
+    assert!(mutations.iter().any(|action| action.ends_with("/deployments")), "{mutations:?}");
+    stack.run("status", &[]).await.ok();
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn create_deployment_throttling_is_waited_out() {
+    let stack = Deployment::new().await;
+    let throttled = Fault::new(429, "TooManyRequestsException", "Too Many Requests");
+    stack.proxy.inject("POST /restapis/*/deployments", throttled, 3);
+    stack.install().await;
+    let attempts = stack.proxy.actions().iter().filter(|action| action.ends_with("/deployments")).count();
+    assert_eq!(attempts, 4, "three throttled, the fourth deploys");
+    stack.run("status", &[]).await.ok();
+}
+
+#[tokio::test]
+async fn two_installs_at_once_end_with_one_api_key_and_usage_plan() {
+    let stack = Deployment::new().await;
+    let (first, second) = tokio::join!(stack.run("install", &[]), stack.run("install", &[]));
+    let (first, second) = (first.ok(), second.ok());
+    let apigateway = stack.apigateway();
+    let apis = apigateway.get_rest_apis().limit(500).send().await.unwrap();
+    let apis: Vec<_> = apis.items().iter().filter(|api| api.name() == Some(&stack.name)).collect();
+    assert_eq!(apis.len(), 1, "{apis:?}");
+    let url = format!("https://{}.execute-api.{REGION}.amazonaws.com/prod", apis[0].id().unwrap());
+    for run in [&first, &second] {
+        assert!(run.stdout.contains(&format!("Invoke URL: {url}")), "{}", run.stdout);
+    }
+    let keys = apigateway.get_api_keys().name_query(&stack.name).send().await.unwrap();
+    assert_eq!(keys.items().iter().filter(|key| key.name() == Some(&stack.name)).count(), 1);
+    let plans = apigateway.get_usage_plans().send().await.unwrap();
+    let plans: Vec<_> = plans.items().iter().filter(|plan| plan.name() == Some(&stack.name)).collect();
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].api_stages()[0].api_id(), apis[0].id());
+    let statements = stack.permission_statements().await;
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    assert!(statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"].as_str().unwrap().contains(apis[0].id().unwrap()));
+    stack.run("status", &[]).await.ok();
+}
+
+#[tokio::test]
+async fn a_duplicate_api_of_the_stack_is_reduced_to_the_one_in_use() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let in_use = stack.api_id().await.unwrap();
+    // As a CreateRestApi whose answer was lost leaves it: same name, same tags.
+    let tags = [("managed-by", "counterctl"), ("counterctl:stack", stack.name.as_str())];
+    let mut create = stack.apigateway().create_rest_api().name(&stack.name);
+    for (key, value) in tags {
+        create = create.tags(key, value);
+    }
+    let duplicate = create.send().await.unwrap().id.unwrap();
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    stack.install().await;
+    let apis = stack.apigateway().get_rest_apis().limit(500).send().await.unwrap();
+    let ids: Vec<_> =
+        apis.items().iter().filter(|api| api.name() == Some(&stack.name)).filter_map(|api| api.id()).collect();
+    assert_eq!(ids, [in_use.as_str()], "the duplicate {duplicate} is deleted, the one in use kept");
+}
+
+#[tokio::test]
+async fn a_role_created_by_a_lost_answer_is_adopted() {
+    let stack = Deployment::new().await;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    stack.iam().create_role().role_name(&stack.name).assume_role_policy_document(trust).send().await.unwrap();
+    // The read misses it, as when the CreateRole answer was lost a moment ago.
+    stack.proxy.inject("GetRole", Fault::new(404, "NoSuchEntity", "injected: not yet"), 1);
+    let run = stack.install().await;
+    assert!(stack.proxy.actions().contains(&"CreateRole".to_owned()), "{}", run.stdout);
+    let role = stack.iam().get_role().role_name(&stack.name).send().await.unwrap().role.unwrap();
+    assert!(role.tags().iter().any(|tag| tag.key() == "counterctl:stack" && tag.value() == stack.name));
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_function_created_by_a_lost_answer_is_brought_up_to_date() {
+    let stack = Deployment::new().await;
+    stack.run("install", &["--memory", "256"]).await.ok();
+    let not_yet = Fault::new(404, "ResourceNotFoundException", "injected: not yet");
+    stack.proxy.inject("GET /2015-03-31/functions/*", not_yet, 1);
+    let (run, mutations) = stack.mutations_of(stack.run("install", &["--memory", "512"])).await;
+    run.ok();
+    assert!(mutations.contains(&"POST /2015-03-31/functions".to_owned()), "it tried to create it: {mutations:?}");
+    let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
+    assert_eq!(config.memory_size(), Some(512), "the existing function got the wanted settings");
+    stack.run("status", &[]).await.ok();
+}
+
+#[tokio::test]
+async fn the_same_name_in_a_second_region_leaves_the_first_alone() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let iam = stack.iam();
+    let first = iam.get_role_policy().role_name(&stack.name).policy_name(REGION_POLICY).send().await.unwrap();
+    let other =
+        ["--endpoint-url", &stack.proxy.url, "--region", "us-west-2", "--name", &stack.name, "--table", &stack.table];
+    counterctl(&[&["install"][..], &other[..]].concat()).await.ok();
+
+    let after = iam.get_role_policy().role_name(&stack.name).policy_name(REGION_POLICY).send().await.unwrap();
+    assert_eq!(after.policy_document, first.policy_document, "us-east-1's policy is untouched");
+    iam.get_role_policy().role_name(&stack.name).policy_name("counterctl-us-west-2").send().await.unwrap();
+
+    let run = counterctl(&[&["uninstall", "--yes"][..], &other[..]].concat()).await.ok();
+    assert!(run.stdout.contains("still used by the stack in us-east-1"), "{}", run.stdout);
+    assert!(stack.role_exists().await, "the role us-east-1 uses stays");
+    iam.get_role_policy().role_name(&stack.name).policy_name(REGION_POLICY).send().await.unwrap();
+    let gone = iam.get_role_policy().role_name(&stack.name).policy_name("counterctl-us-west-2").send().await;
+    assert!(gone.is_err(), "us-west-2's policy is deleted");
+    stack.run("status", &[]).await.ok();
+}
+
+#[tokio::test]
+async fn an_adopted_role_with_a_managed_policy_is_uninstalled_cleanly() {
+    let stack = Deployment::new().await;
+    let iam = stack.iam();
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    iam.create_role().role_name(&stack.name).assume_role_policy_document(trust).send().await.unwrap();
+    let document = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}"#;
+    let policy = iam.create_policy().policy_name(format!("{}-logs", stack.name)).policy_document(document).send().await;
+    let policy_arn = policy.unwrap().policy.unwrap().arn.unwrap();
+    iam.attach_role_policy().role_name(&stack.name).policy_arn(&policy_arn).send().await.unwrap();
+
+    let run = stack.install().await;
+    assert!(run.stdout.lines().any(|line| line.contains("role") && line.contains("adopted")), "{}", run.stdout);
+    stack.run("uninstall", &["--yes"]).await.ok();
+    assert!(!stack.role_exists().await, "detached, then deleted");
+}
