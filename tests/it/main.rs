@@ -17,3 +17,4 @@ mod serve;
 mod storage;
 mod support;
 mod uninstall;
+mod waits;
