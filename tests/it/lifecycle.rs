@@ -280,3 +280,25 @@ async fn an_adopted_role_with_a_managed_policy_is_uninstalled_cleanly() {
     stack.run("uninstall", &["--yes"]).await.ok();
     assert!(!stack.role_exists().await, "detached, then deleted");
 }
+
+#[tokio::test]
+async fn an_older_installs_policy_for_this_region_is_replaced_by_the_region_policy() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    // As counterctl before per-region policies left it: one policy named like the
+    // original setup's, granting this region's table.
+    let iam = stack.iam();
+    let policy = iam.get_role_policy().role_name(&stack.name).policy_name(REGION_POLICY).send().await.unwrap();
+    let document = percent_encoding::percent_decode_str(&policy.policy_document).decode_utf8().unwrap().into_owned();
+    let put = iam.put_role_policy().role_name(&stack.name).policy_name("dynamodb-atomiccounters");
+    put.policy_document(document).send().await.unwrap();
+    iam.delete_role_policy().role_name(&stack.name).policy_name(REGION_POLICY).send().await.unwrap();
+
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, ["PutRolePolicy", "DeleteRolePolicy"], "written, then the old one deleted");
+    let names = iam.list_role_policies().role_name(&stack.name).send().await.unwrap();
+    assert_eq!(names.policy_names(), [REGION_POLICY]);
+    stack.run("status", &[]).await.ok();
+}
