@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::deployed::Clients;
-use crate::plan::{Action, CONFIGURATION_FIELDS, Field, Plan, Resource, function_diffs};
+use crate::plan::{Action, CONFIGURATION_FIELDS, Field, Plan, Refusal, Resource, function_diffs};
 use crate::progress::{Progress, Wording};
 use crate::resources::api::{self, ApiDetail};
 use crate::resources::auth::{self, KeyState};
@@ -36,6 +36,10 @@ use crate::stack::{LEGACY_POLICY_NAME, Stack};
 
 /// How long after creating an API install looks for a concurrent install's.
 pub const SETTLE: Duration = Duration::from_millis(1500);
+
+/// How long a changed IAM policy is given to take effect before what it replaces goes
+/// (IAM is eventually consistent: https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency).
+const IAM_PROPAGATION: Duration = Duration::from_secs(10);
 
 /// Where the applied stack is.
 #[derive(Debug, Clone)]
@@ -56,7 +60,13 @@ pub async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -> anyho
         let role_arn = progress.step_noting(plan.change(Resource::Role), apply_role(clients, plan)).await?;
         let policy = progress.step(plan.change(Resource::Policy), apply_policy(clients, plan));
         let function = progress.step_noting(plan.change(Resource::Function), apply_function(clients, plan, &role_arn));
-        tokio::try_join!(policy, function)?;
+        if plan.table_switch.is_some() {
+            // The new table's grant first: the function must be able to use it at once.
+            policy.await?;
+            function.await?;
+        } else {
+            tokio::try_join!(policy, function)?;
+        }
         // No API id: the front failed, and its error is the one reported.
         let Ok(api_id) = api_id.await else { return Ok(()) };
         let permission = apply_permission(clients, plan, &api_id);
@@ -67,18 +77,24 @@ pub async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -> anyho
             Race::Won(api_id) => {
                 let _ = settled_api.send(api_id.clone());
                 let stage = progress.step(plan.change(Resource::Stage), apply_stage(clients, plan, &api_id));
-                let key = async {
-                    if !key_required {
-                        progress.step(plan.change(Resource::ApiKey), remove_keys(clients, plan)).await?;
-                        return Ok(None);
-                    }
-                    progress.step(plan.change(Resource::ApiKey), apply_key(clients, plan)).await.map(Some)
+                let key_id = if key_required {
+                    let key = progress.step(plan.change(Resource::ApiKey), apply_key(clients, plan));
+                    let ((), key) = tokio::try_join!(stage, key)?;
+                    // AWS refuses a key in two usage plans of one stage: duplicates go first.
+                    remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
+                    let usage_plan = apply_usage_plan(clients, plan, &api_id, &key);
+                    progress.step(plan.change(Resource::UsagePlan), usage_plan).await?;
+                    remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
+                    Some(key.id)
+                } else {
+                    // The stage stops asking for a key first; only then do keys and plans go.
+                    stage.await?;
+                    remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
+                    remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
+                    None
                 };
-                let ((), key) = tokio::try_join!(stage, key)?;
-                let usage_plan = apply_usage_plan(clients, plan, &api_id, key.as_ref());
-                progress.step(plan.change(Resource::UsagePlan), usage_plan).await?;
-                remove_duplicates(clients, plan, progress).await?;
-                anyhow::Ok(Applied { api_id, key_id: key.map(|key| key.id) })
+                remove_duplicates(clients, plan, progress, Resource::Api).await?;
+                anyhow::Ok(Applied { api_id, key_id })
             }
             Race::Lost(api_id) => {
                 let _ = settled_api.send(api_id.clone());
@@ -125,15 +141,15 @@ async fn apply_table(clients: &Clients, plan: &Plan) -> anyhow::Result<((), Opti
 async fn apply_log_group(clients: &Clients, plan: &Plan) -> anyhow::Result<()> {
     let (client, stack) = (&clients.logs, &plan.stack);
     let action = plan.action(Resource::LogGroup);
-    if *action == Action::Create {
-        log_group::create(client, stack).await.context("creating the log group")?;
-    }
+    // One that appeared since the read (Lambda makes it on a first invocation) is tagged.
+    let appeared =
+        *action == Action::Create && !log_group::create(client, stack).await.context("creating the log group")?;
     if (*action == Action::Create || action.touches(Field::Retention))
         && let Some(days) = plan.wanted.log_retention_days
     {
         log_group::set_retention(client, stack, days).await.context("setting the log retention")?;
     }
-    if action.touches(Field::Tags) {
+    if action.touches(Field::Tags) || appeared {
         log_group::tag(client, stack).await.context("tagging the log group")?;
     }
     Ok(())
@@ -170,6 +186,9 @@ async fn apply_policy(clients: &Clients, plan: &Plan) -> anyhow::Result<()> {
         role::put_policy(client, &stack.name, &name, &policy).await.context("writing the role's policy")?;
     }
     if action.touches(Field::LegacyPolicy) {
+        // IAM applies a new policy within seconds, not at once: the old one goes after it
+        // has had time to, so the function is never left without access.
+        tokio::time::sleep(IAM_PROPAGATION).await;
         let delete = role::delete_policy(client, &stack.name, LEGACY_POLICY_NAME);
         delete.await.context("deleting the role's policy from before policies were per region")?;
     }
@@ -198,19 +217,27 @@ async fn apply_function(clients: &Clients, plan: &Plan, role_arn: &str) -> anyho
         if function::create(client, stack, &plan.wanted.code, &configuration).await.context("creating the function")? {
             return Ok(((), None));
         }
-        // Created by a run whose answer was lost: brought up to date like any other.
+        // Created by a run whose answer was lost: brought up to date like any other, but
+        // never pointed at another table than the one it has.
         let found = function::read(client, &stack.name).await.context("reading the function")?;
         let found = found.context("the function exists and then does not: run install again")?;
+        if found.table() != stack.table {
+            let refusal = Refusal::TableSwitch { current: found.table().to_owned(), asked: stack.table.clone() };
+            return Err(anyhow::Error::new(refusal).context("a function of this name appeared since it was read"));
+        }
         action = Action::Update(function_diffs(&found, stack, &plan.wanted, role_arn));
         note = Some(format!(
             "adopted: it existed already (ResourceConflictException); {}",
             Wording::Done.describe_action(&action)
         ));
     }
+    if let Some(current) = &plan.table_switch {
+        switch_table(clients, plan, current, &configuration).await?;
+    }
     if action.touches(Field::Code) {
         function::update_code(client, stack, &plan.wanted.code).await.context("updating the function's code")?;
     }
-    if CONFIGURATION_FIELDS.iter().any(|field| action.touches(*field)) {
+    if CONFIGURATION_FIELDS.iter().any(|field| action.touches(*field)) && plan.table_switch.is_none() {
         let update = function::update_configuration(client, stack, &configuration);
         update.await.context("updating the function's configuration")?;
     }
@@ -224,6 +251,39 @@ async fn apply_function(clients: &Clients, plan: &Plan, role_arn: &str) -> anyho
         function::wait_ready(client, &stack.name).await.context("waiting for the function to be ready")?;
     }
     Ok(((), note))
+}
+
+/// Points the function at another table without a counter going backwards: invocations
+/// stop (reserved concurrency 0), those in flight get the function's timeout to finish,
+/// both tables are compared again, and only then is the configuration updated and the
+/// function let run again. Any failure lets it run again on its old table.
+async fn switch_table(
+    clients: &Clients,
+    plan: &Plan,
+    current: &str,
+    configuration: &Configuration<'_>,
+) -> anyhow::Result<()> {
+    let (client, stack) = (&clients.lambda, &plan.stack);
+    let deployed = plan.function.as_ref().context("a table switch needs the deployed function")?;
+    function::set_concurrency(client, stack, Some(0)).await.context("stopping invocations for the table switch")?;
+    let switched = async {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(deployed.timeout_seconds).unwrap_or(0) + 1)).await;
+        let (current_counters, new_counters) = tokio::try_join!(
+            table::counters(&clients.dynamodb, current),
+            table::counters(&clients.dynamodb, &stack.table)
+        )
+        .context("reading the counters of both tables again")?;
+        let counters = crate::deployed::Counters { current: current_counters, new: new_counters };
+        crate::plan::refuse_counters_behind(current, &stack.table, &counters)?;
+        function::update_configuration(client, stack, configuration).await.context("switching the table")?;
+        function::wait_ready(client, &stack.name).await.context("waiting for the switch")?;
+        anyhow::Ok(())
+    }
+    .await;
+    let resumed = function::set_concurrency(client, stack, deployed.reserved_concurrency).await;
+    switched?;
+    resumed.context("letting the function run again after the table switch")?;
+    Ok(())
 }
 
 async fn apply_permission(clients: &Clients, plan: &Plan, api_id: &str) -> anyhow::Result<()> {
@@ -307,7 +367,7 @@ async fn apply_route(clients: &Clients, plan: &Plan, api_id: &str, detail: &ApiD
         None => api::create_proxy(client, api_id, &detail.root_id).await.context("creating {proxy+}")?,
     };
     let key_required = plan.wanted.auth == crate::cli::Auth::ApiKey;
-    if detail.method.is_none() || action.changes() {
+    if action.changes() {
         let put = api::put_method(client, api_id, &resource_id, detail.method.is_some(), key_required);
         put.await.context("putting the ANY method")?;
     }
@@ -346,14 +406,8 @@ async fn apply_key(clients: &Clients, plan: &Plan) -> anyhow::Result<KeyState> {
     Ok(key.clone())
 }
 
-async fn apply_usage_plan(clients: &Clients, plan: &Plan, api_id: &str, key: Option<&KeyState>) -> anyhow::Result<()> {
+async fn apply_usage_plan(clients: &Clients, plan: &Plan, api_id: &str, key: &KeyState) -> anyhow::Result<()> {
     let client = &clients.apigateway;
-    let Some(key) = key else {
-        for usage_plan in &plan.duplicate_usage_plans {
-            auth::delete_usage_plan(client, usage_plan).await.context("deleting the usage plan")?;
-        }
-        return Ok(());
-    };
     let Some(usage_plan) = &plan.usage_plan else {
         let throttle = plan.wanted.throttle;
         let id =
@@ -363,8 +417,7 @@ async fn apply_usage_plan(clients: &Clients, plan: &Plan, api_id: &str, key: Opt
     };
     let action = plan.action(Resource::UsagePlan);
     let mut patches = Vec::new();
-    let serves = usage_plan.stages.iter().any(|(id, stage)| id == api_id && *stage == plan.stack.stage);
-    if !serves {
+    if action.touches(Field::Stage) {
         patches.push(auth::stage_patch(api_id, &plan.stack.stage));
     }
     if action.touches(Field::Throttle) {
@@ -373,7 +426,7 @@ async fn apply_usage_plan(clients: &Clients, plan: &Plan, api_id: &str, key: Opt
     if !patches.is_empty() {
         auth::update_usage_plan(client, &usage_plan.id, patches).await.context("updating the usage plan")?;
     }
-    if !usage_plan.key_ids.contains(&key.id) {
+    if action.touches(Field::Key) {
         auth::add_key(client, &usage_plan.id, &key.id).await.context("adding the key to the usage plan")?;
     }
     if action.touches(Field::Tags) {
@@ -383,41 +436,38 @@ async fn apply_usage_plan(clients: &Clients, plan: &Plan, api_id: &str, key: Opt
     Ok(())
 }
 
-/// `--auth none`: the stack's keys go (their usage plans with the duplicates).
-async fn remove_keys(clients: &Clients, plan: &Plan) -> anyhow::Result<()> {
-    for key in &plan.duplicate_keys {
-        auth::delete_key(&clients.apigateway, key).await.context("deleting the API key")?;
-    }
-    Ok(())
-}
-
-/// Deletes the stack's duplicate usage plans, keys and APIs, in that order: a usage plan
-/// refers to both others.
-async fn remove_duplicates(clients: &Clients, plan: &Plan, progress: &Progress) -> anyhow::Result<()> {
+/// Deletes what the plan marks for deletion of one kind: duplicates of the stack's API,
+/// key or usage plan, or with `--auth none` the stack's keys and usage plans.
+async fn remove_duplicates(
+    clients: &Clients,
+    plan: &Plan,
+    progress: &Progress,
+    resource: Resource,
+) -> anyhow::Result<()> {
     let client = &clients.apigateway;
-    let key_required = plan.wanted.auth == crate::cli::Auth::ApiKey;
-    for change in plan.changes.iter().filter(|change| matches!(change.action, Action::Delete(_))) {
+    let deletions = plan.changes.iter().filter(|change| change.resource == resource);
+    for change in deletions.filter(|change| matches!(change.action, Action::Delete(_))) {
         let delete = async {
-            match change.resource {
-                Resource::UsagePlan if key_required => {
-                    let usage_plan = plan.duplicate_usage_plans.iter().find(|p| p.id == change.name);
-                    if let Some(usage_plan) = usage_plan {
-                        auth::delete_usage_plan(client, usage_plan).await.context("deleting a duplicate usage plan")?;
+            match resource {
+                Resource::UsagePlan => {
+                    // By id for a duplicate; all of the stack's with `--auth none`.
+                    let named = plan.duplicate_usage_plans.iter().filter(|p| p.id == change.name).count() > 0;
+                    for usage_plan in plan.duplicate_usage_plans.iter().filter(|p| !named || p.id == change.name) {
+                        auth::delete_usage_plan(client, usage_plan).await.context("deleting a usage plan")?;
                     }
                 }
-                Resource::ApiKey if key_required => {
-                    auth::delete_key(client, &change.name).await.context("deleting a duplicate API key")?;
+                Resource::ApiKey => {
+                    let named = plan.duplicate_keys.contains(&change.name);
+                    for key in plan.duplicate_keys.iter().filter(|key| !named || **key == change.name) {
+                        auth::delete_key(client, key).await.context("deleting an API key")?;
+                    }
                 }
-                Resource::Api => {
+                _ => {
                     api::delete(client, &change.name).await.context("deleting a duplicate API")?;
                 }
-                _ => {}
             }
             anyhow::Ok(())
         };
-        if matches!(change.resource, Resource::UsagePlan | Resource::ApiKey) && !key_required {
-            continue;
-        }
         progress.step(change, delete).await?;
     }
     Ok(())

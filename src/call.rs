@@ -79,8 +79,8 @@ pub async fn discover(client: &aws_sdk_apigateway::Client, stack: &StackOptions)
     let api_key = match detail.method {
         Some(method) if method.key_required => {
             let keys = auth::keys(client, &stack.name).await.context("looking for the API key")?;
-            let in_use = |key: &&auth::KeyState| usage_plans.iter().any(|plan| plan.key_ids.contains(&key.id));
-            match keys.iter().find(in_use).or(keys.first()) {
+            let usage_plan = crate::plan::choose_usage_plan(&usage_plans, Some(&chosen.id));
+            match crate::plan::choose_key(&keys, usage_plan) {
                 Some(key) => auth::key_value(client, &key.id).await.context("reading the API key")?,
                 None => None,
             }

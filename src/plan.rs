@@ -16,16 +16,13 @@ use crate::deployed::Deployed;
 use crate::resources::api::{ApiDetail, ApiSummary, DEPLOYMENT_PREFIX};
 use crate::resources::auth::{KeyState, Throttle, UsagePlanState};
 use crate::resources::function::{self, Code, FunctionState, HANDLER, RUNTIME, TABLE_VARIABLE};
-use crate::resources::table::COUNTER_KEY_SCHEMA;
+use crate::resources::table::{COUNTER_KEY_SCHEMA, Ttl};
 use crate::stack::{LEGACY_POLICY_NAME, REGION_POLICY_PREFIX, Stack, policy_regions};
 
 /// The table a stack uses: the one asked for, else the deployed function's, else the
 /// original service's.
 pub fn table_name(given: Option<&str>, function: Option<&FunctionState>) -> String {
-    given
-        .or_else(|| function.and_then(FunctionState::table))
-        .unwrap_or(counter_function::dynamo::DEFAULT_TABLE)
-        .to_owned()
+    given.or_else(|| function.map(FunctionState::table)).unwrap_or(counter_function::dynamo::DEFAULT_TABLE).to_owned()
 }
 
 /// The stage of the original service, and of a new install.
@@ -79,6 +76,13 @@ pub enum Refusal {
          hint: copy the counters into {asked} (at least their current values) and run again, or leave out --table"
     )]
     CountersBehind { current: String, asked: String, count: usize, examples: String },
+    #[error(
+        "stack {stack} has no function, and its counters are in table(s) {tables}, kept by an uninstall; a new \
+         table would restart every counter at 1 and hand out IDs already issued\n\
+         hint: pass --table with that table to pick its counters up again (or --table NEW to start new \
+         sequences on purpose)"
+    )]
+    KeptTable { stack: String, tables: String },
 }
 
 /// What is asked for.
@@ -299,6 +303,8 @@ pub struct Plan {
     pub duplicate_usage_plans: Vec<UsagePlanState>,
     /// The description of the deployment the stage should serve.
     pub deployment: String,
+    /// The table the function moves away from (`--switch-table`).
+    pub table_switch: Option<String>,
 }
 
 impl Plan {
@@ -339,31 +345,18 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
     let account = deployed.account.clone();
     let function = deployed.function.as_ref();
 
-    // The table: never switched implicitly, never to one whose counters are behind.
+    // The table: never switched implicitly, never to one whose counters are behind, and
+    // never a new one while the stack's counters are in a table an uninstall kept.
     let table = table_name(request.table, function);
-    if let Some(current) = function.and_then(FunctionState::table).filter(|current| *current != table) {
-        let refusal = |counters: &crate::deployed::Counters| {
-            let behind: Vec<String> = counters
-                .current
-                .iter()
-                .filter(|(name, value)| counters.new.get(*name).copied().unwrap_or(0) < **value)
-                .map(|(name, value)| format!("{name} ({value} → {})", counters.new.get(name).copied().unwrap_or(0)))
-                .collect();
-            (!behind.is_empty()).then(|| Refusal::CountersBehind {
-                current: current.to_owned(),
-                asked: table.clone(),
-                count: behind.len(),
-                examples: behind.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
-            })
-        };
+    let table_switch = function.map(FunctionState::table).filter(|current| *current != table).map(str::to_owned);
+    if let Some(current) = &table_switch {
         match (&deployed.counters, request.switch_table) {
-            (Some(counters), true) => {
-                if let Some(refusal) = refusal(counters) {
-                    return Err(refusal);
-                }
-            }
-            _ => return Err(Refusal::TableSwitch { current: current.to_owned(), asked: table }),
+            (Some(counters), true) => refuse_counters_behind(current, &table, counters)?,
+            _ => return Err(Refusal::TableSwitch { current: current.clone(), asked: table }),
         }
+    }
+    if deployed.table.is_none() && !deployed.kept_tables.is_empty() {
+        return Err(Refusal::KeptTable { stack: request.name.to_owned(), tables: deployed.kept_tables.join(", ") });
     }
 
     let stage = request
@@ -444,8 +437,16 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
                     ));
                 }
             }
-            if !table.ttl_on_expires_at {
-                diffs.push(diff(Field::Ttl, "off", format!("on `{}`", counter_function::dynamo::EXPIRES_AT)));
+            match &table.ttl {
+                Ttl::OnExpiresAt => {}
+                Ttl::Off => {
+                    diffs.push(diff(Field::Ttl, "off", format!("on `{}`", counter_function::dynamo::EXPIRES_AT)))
+                }
+                Ttl::Other(ttl) => advisories.push(format!(
+                    "table {} has TTL {ttl}, so idempotency records never expire (DynamoDB allows one TTL attribute; \
+                     counterctl leaves it)",
+                    table.name
+                )),
             }
             Action::from_diffs(diffs, !table.tagged)
         }
@@ -519,7 +520,8 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         None => Action::Create,
         Some(function) => Action::from_diffs(function_diffs(function, &stack, &wanted, &role_arn), !function.tagged),
     };
-    change(Resource::Function, &stack.name, function_action.clone(), false);
+    // Switching tables stops the function while the counters are compared again.
+    change(Resource::Function, &stack.name, function_action.clone(), table_switch.is_some());
 
     // API, and duplicates of it.
     let api = chosen_api.zip(deployed.api.clone()).map(|(api, detail)| ApiTarget { id: api.id.clone(), detail });
@@ -697,6 +699,27 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         duplicate_keys,
         duplicate_usage_plans,
         deployment,
+        table_switch,
+    })
+}
+
+/// Refuses a switch from table `current` to `new` when any counter would go backwards:
+/// lower in the new table, or missing there (it would restart at 1).
+pub fn refuse_counters_behind(current: &str, new: &str, counters: &crate::deployed::Counters) -> Result<(), Refusal> {
+    let behind: Vec<String> = counters
+        .current
+        .iter()
+        .filter(|(name, value)| counters.new.get(*name).copied().unwrap_or(0) < **value)
+        .map(|(name, value)| format!("{name} ({value} → {})", counters.new.get(name).copied().unwrap_or(0)))
+        .collect();
+    if behind.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal::CountersBehind {
+        current: current.to_owned(),
+        asked: new.to_owned(),
+        count: behind.len(),
+        examples: behind.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
     })
 }
 
@@ -721,7 +744,8 @@ pub fn function_diffs(function: &FunctionState, stack: &Stack, wanted: &Wanted, 
     differs(Field::Role, function.role.clone(), role_arn.to_owned());
     differs(Field::Runtime, function.runtime.clone(), RUNTIME.as_str().to_owned());
     differs(Field::Handler, function.handler.clone(), HANDLER.to_owned());
-    differs(Field::TableName, function.table().unwrap_or("unset").to_owned(), stack.table.clone());
+    let variable = function.variables.get(TABLE_VARIABLE).filter(|table| !table.is_empty());
+    differs(Field::TableName, variable.map_or("unset", String::as_str).to_owned(), stack.table.clone());
     if !function.tagged {
         diffs.push(diff(Field::Tags, "none", "counterctl"));
     }
@@ -753,7 +777,9 @@ pub fn other_regions(role: &crate::resources::role::RoleState, region: &str) -> 
     regions.into_iter().collect()
 }
 
-fn choose_key<'a>(keys: &'a [KeyState], plan: Option<&UsagePlanState>) -> Option<&'a KeyState> {
+/// Of the API keys named after the stack, the one callers use: a tagged one (the one in
+/// the stack's usage plan, else the oldest), else the oldest untagged one.
+pub fn choose_key<'a>(keys: &'a [KeyState], plan: Option<&UsagePlanState>) -> Option<&'a KeyState> {
     let in_use = |key: &&KeyState| plan.is_some_and(|plan| plan.key_ids.contains(&key.id));
     let oldest = |key: &&KeyState| (key.created, key.id.clone());
     let tagged: Vec<&KeyState> = keys.iter().filter(|key| key.tagged).collect();
@@ -768,11 +794,14 @@ fn choose_key<'a>(keys: &'a [KeyState], plan: Option<&UsagePlanState>) -> Option
     keys.iter().min_by_key(oldest)
 }
 
-fn choose_usage_plan<'a>(plans: &'a [UsagePlanState], api_id: Option<&str>) -> Option<&'a UsagePlanState> {
+/// Of the usage plans named after the stack, the stack's: a tagged one serving its API,
+/// else any tagged one, else an untagged one (the smallest id, for a stable choice).
+pub fn choose_usage_plan<'a>(plans: &'a [UsagePlanState], api_id: Option<&str>) -> Option<&'a UsagePlanState> {
     let serves = |plan: &&UsagePlanState| api_id.is_some_and(|id| plan.stages.iter().any(|(api, _)| api == id));
     let tagged: Vec<&UsagePlanState> = plans.iter().filter(|plan| plan.tagged).collect();
     if !tagged.is_empty() {
-        return tagged.iter().copied().find(serves).or_else(|| tagged.into_iter().min_by_key(|plan| plan.id.clone()));
+        let serving = tagged.iter().copied().filter(serves).min_by_key(|plan| plan.id.clone());
+        return serving.or_else(|| tagged.into_iter().min_by_key(|plan| plan.id.clone()));
     }
     plans.iter().min_by_key(|plan| plan.id.clone())
 }
@@ -829,17 +858,42 @@ pub fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_data: bool
         Some(role) if !role.tagged => not_ours(),
         Some(role) => {
             let others = other_regions(role, region);
-            if others.is_empty() {
-                Action::Delete("uninstall, with its policies".into())
+            // Policies counterctl did not write, or an old one that names no region (a
+            // wildcard): something else may use the role.
+            let foreign: Vec<&str> = role
+                .inline
+                .iter()
+                .filter(|(name, document)| {
+                    let legacy = *name == LEGACY_POLICY_NAME
+                        && document.as_ref().is_some_and(|document| !policy_regions(document).is_empty());
+                    !name.starts_with(REGION_POLICY_PREFIX) && !legacy
+                })
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let kept = if !others.is_empty() {
+                Some(format!("still used by the stack in {}", others.join(", ")))
+            } else if !foreign.is_empty() {
+                Some(format!(
+                    "it has inline policies counterctl did not write ({}); delete it by hand once nothing uses it",
+                    foreign.join(", ")
+                ))
+            } else if !role.instance_profiles.is_empty() {
+                Some(format!("it is in instance profile(s) {}", role.instance_profiles.join(", ")))
             } else {
-                if role.inline.contains_key(&policy_name) {
-                    change(Resource::Policy, &policy_name, Action::Delete("this region's policy".into()));
+                None
+            };
+            match kept {
+                None => Action::Delete("uninstall: managed policies detached, inline policies deleted".into()),
+                Some(reason) => {
+                    if role.inline.contains_key(&policy_name) {
+                        change(Resource::Policy, &policy_name, Action::Delete("this region's policy".into()));
+                    }
+                    if legacy_policy_replaced(role, region) {
+                        let reason = "an older counterctl's policy for this region".into();
+                        change(Resource::Policy, LEGACY_POLICY_NAME, Action::Delete(reason));
+                    }
+                    Action::Retain(reason)
                 }
-                if legacy_policy_replaced(role, region) {
-                    let reason = "an older counterctl's policy for this region".into();
-                    change(Resource::Policy, LEGACY_POLICY_NAME, Action::Delete(reason));
-                }
-                Action::Retain(format!("still used by the stack in {}", others.join(", ")))
             }
         }
     };

@@ -22,6 +22,8 @@ const DUPLICATES_WARNING: &str = "Counters restarted in a new table would hand o
 struct UninstallResult<'a> {
     changes: &'a [Change],
     table_kept: bool,
+    /// Deletions AWS refused: what was kept, and why.
+    warnings: &'a [String],
 }
 
 pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
@@ -58,21 +60,30 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     }
 
     let progress = Progress::new(json);
-    // The APIs first, so nothing calls a half-deleted stack; usage plans before the keys
-    // they hold; the function before its role; the data last.
+    // The usage plans first (AWS refuses to delete a usage plan while it has stages, and
+    // without one no key is accepted), then keys and APIs, so nothing calls a
+    // half-deleted stack; the function before its role; the data last.
     let order = [
-        Resource::Api,
         Resource::UsagePlan,
         Resource::ApiKey,
+        Resource::Api,
         Resource::Function,
         Resource::LogGroup,
         Resource::Policy,
         Resource::Role,
         Resource::Table,
     ];
+    let mut warnings = Vec::new();
     for resource in order {
         for change in changes.iter().filter(|change| change.resource == resource && change.action.changes()) {
-            progress.step(change, delete(&clients, &deployed, name, change)).await?;
+            let step = async {
+                let kept = delete(&clients, &deployed, name, change).await?;
+                let note = kept.as_ref().map(|reason| format!("kept: {reason}"));
+                Ok((kept, note))
+            };
+            if let Some(kept) = progress.step_noting(change, step).await? {
+                warnings.push(format!("{} {}: kept: {kept}", change.resource.label(), change.name));
+            }
         }
     }
     for change in changes.iter().filter(|change| matches!(change.action, Action::Retain(_))) {
@@ -83,10 +94,12 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
 
     let table_kept = deployed.table.is_some() && !deletes_table;
     if json {
-        out(serde_json::to_string_pretty(&UninstallResult { changes: &changes, table_kept })?)?;
+        out(serde_json::to_string_pretty(&UninstallResult { changes: &changes, table_kept, warnings: &warnings })?)?;
     } else if table_kept {
+        // Without the function nothing records which table the stack used: name it.
         out(format!(
-            "Uninstalled. Table {table_name} and its counters were kept; `counterctl install` picks them up again."
+            "Uninstalled. Table {table_name} and its counters were kept; \
+             `counterctl install --name {name} --table {table_name}` picks them up again."
         ))?;
     } else {
         out("Uninstalled.")?;
@@ -94,8 +107,14 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Carries out one planned deletion.
-async fn delete(clients: &Clients, deployed: &Deployed, stack_name: &str, change: &Change) -> anyhow::Result<()> {
+/// Carries out one planned deletion; `Some(reason)` when AWS refused it and the resource
+/// is kept.
+async fn delete(
+    clients: &Clients,
+    deployed: &Deployed,
+    stack_name: &str,
+    change: &Change,
+) -> anyhow::Result<Option<String>> {
     let apigateway = &clients.apigateway;
     let name = change.name.as_str();
     match change.resource {
@@ -120,17 +139,15 @@ async fn delete(clients: &Clients, deployed: &Deployed, stack_name: &str, change
             role::delete_policy(&clients.iam, stack_name, name).await.context("deleting this region's policy")?;
         }
         Resource::Role => {
-            let Some(state) = &deployed.role else { return Ok(()) };
-            if let Some(reason) = role::delete(&clients.iam, name, state).await.context("deleting the role")? {
-                eprintln!("warning: role {name} kept: {reason}");
-            }
+            let Some(state) = &deployed.role else { return Ok(None) };
+            return role::delete(&clients.iam, name, state).await.context("deleting the role");
         }
         Resource::Table => {
             table::delete(&clients.dynamodb, name).await.context("deleting the table")?;
         }
         Resource::Permission | Resource::Route | Resource::Integration | Resource::Stage => {}
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Asks on the terminal; refuses when there is none to ask on.

@@ -86,12 +86,10 @@ fn table(name: &str) -> TableState {
     TableState {
         name: name.into(),
         key_schema: COUNTER_KEY_SCHEMA.into(),
-        status: "ACTIVE".into(),
         tagged: true,
         deletion_protection: true,
         point_in_time_recovery: true,
-        ttl_on_expires_at: true,
-        item_count: 3,
+        ttl: Ttl::OnExpiresAt,
     }
 }
 
@@ -122,18 +120,20 @@ fn healthy() -> Deployed {
             handler: "bootstrap".into(),
             variables: BTreeMap::from([(TABLE_VARIABLE.to_owned(), TABLE.to_owned())]),
             tagged: true,
-            state: "Active".into(),
             ready: true,
+            reserved_concurrency: None,
             permission: Some(permission(&stack.source_arn(&account, API))),
         }),
         table: Some(table(TABLE)),
         counters: None,
+        kept_tables: Vec::new(),
         role: Some(RoleState {
             arn: role_arn,
             tagged: true,
             trust_ok: true,
             inline: BTreeMap::from([("counterctl-us-east-1".to_owned(), Some(stack.role_policy(&account)))]),
             managed: Vec::new(),
+            instance_profiles: Vec::new(),
         }),
         log_group: Some(LogGroupState { retention_days: Some(30), tagged: true }),
         apis: vec![api(API, true, 1_000)],
@@ -365,7 +365,7 @@ fn an_adopted_table_gets_ttl_and_only_advice_about_protection() {
     let mut deployed = healthy();
     let table = deployed.table.as_mut().expect("healthy has a table");
     table.tagged = false;
-    table.ttl_on_expires_at = false;
+    table.ttl = Ttl::Off;
     let plan = planned(&deployed);
     assert!(matches!(plan.action(Resource::Table), Action::Adopt(_)), "{:?}", plan.action(Resource::Table));
     assert_eq!(fields(plan.action(Resource::Table)), vec![Field::Ttl]);
@@ -552,6 +552,7 @@ fn role_with(inline: &[(&str, serde_json::Value)]) -> RoleState {
         trust_ok: true,
         inline: inline.iter().map(|(name, document)| ((*name).to_owned(), Some(document.clone()))).collect(),
         managed: Vec::new(),
+        instance_profiles: Vec::new(),
     }
 }
 
@@ -720,4 +721,75 @@ fn a_retention_given_updates_the_log_group() {
         Action::Update(vec![Diff { field: Field::Retention, from: "30 days".into(), to: "7 days".into() }])
     );
     assert_eq!(changing(&plan), vec![(Resource::LogGroup, "/aws/lambda/AtomicCounter".to_owned())]);
+}
+
+// Found in review.
+
+#[test]
+fn a_function_without_table_name_uses_the_default_table_and_keeps_it() {
+    let mut deployed = healthy();
+    function_mut(&mut deployed).variables.clear();
+    deployed.table = Some(table(counter_function::dynamo::DEFAULT_TABLE));
+    let plan = planned(&deployed);
+    assert_eq!(plan.stack.table, counter_function::dynamo::DEFAULT_TABLE);
+    let options = options();
+    let refused = install(&with_table(&options, "Foo", false), &deployed).expect_err("a switch without --switch-table");
+    assert_eq!(
+        refused,
+        Refusal::TableSwitch { current: counter_function::dynamo::DEFAULT_TABLE.into(), asked: "Foo".into() }
+    );
+}
+
+#[test]
+fn a_table_an_uninstall_kept_is_never_replaced_by_a_new_one() {
+    let mut deployed = healthy();
+    deployed.function = None;
+    deployed.table = None;
+    deployed.kept_tables = vec!["Counters-old".into()];
+    let refused = install(&request(&options()), &deployed).expect_err("a new table would restart the counters");
+    assert!(matches!(&refused, Refusal::KeptTable { tables, .. } if tables == "Counters-old"), "{refused:?}");
+}
+
+#[test]
+fn ttl_on_another_attribute_is_advised_not_changed() {
+    let mut deployed = healthy();
+    deployed.table.as_mut().expect("a table").ttl = Ttl::Other("ENABLED on `ttl`".into());
+    let plan = planned(&deployed);
+    assert_eq!(*plan.action(Resource::Table), Action::Keep);
+    assert!(plan.advisories.iter().any(|advice| advice.contains("TTL ENABLED on `ttl`")), "{:?}", plan.advisories);
+}
+
+#[test]
+fn a_table_switch_stops_callers_so_it_is_breaking() {
+    let options = options();
+    let mut deployed = healthy();
+    deployed.table = Some(table("Other"));
+    deployed.counters =
+        Some(Counters { current: BTreeMap::from([("a".into(), 5)]), new: BTreeMap::from([("a".into(), 5)]) });
+    let plan = install(&with_table(&options, "Other", true), &deployed).expect("level counters");
+    assert_eq!(plan.table_switch.as_deref(), Some(TABLE));
+    assert!(plan.change(Resource::Function).breaking);
+    assert!(planned(&healthy()).table_switch.is_none());
+}
+
+#[test]
+fn uninstall_keeps_a_role_that_has_policies_counterctl_did_not_write() {
+    let mut deployed = healthy();
+    let role = deployed.role.as_mut().expect("a role");
+    role.inline.insert("lambda-logs".into(), None);
+    let changes = uninstall(NAME, &deployed, TABLE, false);
+    let Action::Retain(reason) = &named(&changes, Resource::Role, NAME).action else { panic!("{changes:?}") };
+    assert!(reason.contains("lambda-logs"), "{reason}");
+    assert!(matches!(named(&changes, Resource::Policy, "counterctl-us-east-1").action, Action::Delete(_)));
+
+    let mut deployed = healthy();
+    let wildcard = serde_json::json!({"Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]});
+    deployed.role.as_mut().expect("a role").inline.insert(LEGACY_POLICY_NAME.into(), Some(wildcard));
+    let changes = uninstall(NAME, &deployed, TABLE, false);
+    assert!(matches!(named(&changes, Resource::Role, NAME).action, Action::Retain(_)), "a wildcard names no region");
+
+    let mut deployed = healthy();
+    deployed.role.as_mut().expect("a role").instance_profiles = vec!["profile".into()];
+    let changes = uninstall(NAME, &deployed, TABLE, false);
+    assert!(matches!(named(&changes, Resource::Role, NAME).action, Action::Retain(_)));
 }

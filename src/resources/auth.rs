@@ -186,11 +186,19 @@ fn patch(op: Op, path: &str, value: impl Into<String>) -> PatchOperation {
     PatchOperation::builder().op(op).path(path).value(value).build()
 }
 
-/// Adds the key to the plan; a key already in it (a concurrent install added it) is fine.
+/// Adds the key to the plan. ConflictException means the key is in it already (a
+/// concurrent install added it) or in another plan of the same stage; only the first is
+/// fine, so the plan is asked.
 pub async fn add_key(client: &Client, plan_id: &str, key_id: &str) -> Result<(), AwsError> {
     let add = client.create_usage_plan_key().usage_plan_id(plan_id).key_id(key_id).key_type("API_KEY").send().await;
     match add {
-        Err(error) if has_code(&error, &["ConflictException"]) => Ok(()),
+        Err(error) if has_code(&error, &["ConflictException"]) => {
+            let member = client.get_usage_plan_key().usage_plan_id(plan_id).key_id(key_id).send().await;
+            match found("apigateway:GetUsagePlanKey", member, NOT_FOUND)? {
+                Some(_) => Ok(()),
+                None => Err(AwsError::new("apigateway:CreateUsagePlanKey", error)),
+            }
+        }
         added => added.map(|_| ()).op("apigateway:CreateUsagePlanKey"),
     }
 }

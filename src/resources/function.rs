@@ -15,6 +15,8 @@ use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State};
 
+use counter_function::dynamo::DEFAULT_TABLE;
+
 use super::Error;
 use crate::aws::{AwsError, Operation, found, gone, has_code};
 use crate::retry::Backoff;
@@ -40,18 +42,19 @@ pub struct FunctionState {
     pub handler: String,
     pub variables: BTreeMap<String, String>,
     pub tagged: bool,
-    /// Pending, Active, Inactive or Failed.
-    pub state: String,
     /// Neither Pending nor with an update InProgress: calls on it are accepted.
     pub ready: bool,
+    /// Its reserved concurrency, if it has one.
+    pub reserved_concurrency: Option<i32>,
     /// The statement with [`PERMISSION_SID`] in the function's resource policy.
     pub permission: Option<serde_json::Value>,
 }
 
 impl FunctionState {
-    /// The table the function reads and writes.
-    pub fn table(&self) -> Option<&str> {
-        self.variables.get(TABLE_VARIABLE).map(String::as_str)
+    /// The table the function reads and writes: `TABLE_NAME`, else the function's default
+    /// (the original service's table).
+    pub fn table(&self) -> &str {
+        self.variables.get(TABLE_VARIABLE).filter(|table| !table.is_empty()).map_or(DEFAULT_TABLE, String::as_str)
     }
 }
 
@@ -88,6 +91,8 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionSt
             policy["Statement"].as_array()?.iter().find(|statement| statement["Sid"] == PERMISSION_SID).cloned()
         });
     let tagged = Stack::tagged_map(stack_name, function.tags());
+    let reserved_concurrency =
+        function.concurrency().and_then(|concurrency| concurrency.reserved_concurrent_executions());
     let Some(config) = function.configuration else {
         return Err(AwsError {
             operation: "lambda:GetFunction",
@@ -110,9 +115,9 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionSt
             .map(|variables| variables.iter().map(|(key, value)| (key.clone(), value.clone())).collect())
             .unwrap_or_default(),
         tagged,
-        state: config.state().map_or("Active", State::as_str).to_owned(),
         ready: config.state() != Some(&State::Pending)
             && config.last_update_status() != Some(&LastUpdateStatus::InProgress),
+        reserved_concurrency,
         permission,
     }))
 }
@@ -162,16 +167,23 @@ fn environment(configuration: &Configuration<'_>) -> Environment {
     Environment::builder().set_variables(Some(variables)).build()
 }
 
+/// Whether a call failed because another update of the function (a concurrent install)
+/// is in progress: it is waited for, and the call made again.
+fn updating<E: ProvideErrorMetadata, R>(error: &aws_sdk_lambda::error::SdkError<E, R>) -> bool {
+    error.code() == Some("ResourceConflictException")
+}
+
 pub async fn update_code(client: &Client, stack: &Stack, code: &Code) -> Result<(), Error> {
     wait_ready(client, &stack.name).await?;
-    client
-        .update_function_code()
-        .function_name(&stack.name)
-        .zip_file(Blob::new(code.zip.as_slice()))
-        .architectures(code.architecture.clone())
-        .send()
-        .await
-        .op("lambda:UpdateFunctionCode")?;
+    let update = || {
+        client
+            .update_function_code()
+            .function_name(&stack.name)
+            .zip_file(Blob::new(code.zip.as_slice()))
+            .architectures(code.architecture.clone())
+            .send()
+    };
+    Backoff::POLL.retry(update, updating).await.op("lambda:UpdateFunctionCode")?;
     Ok(())
 }
 
@@ -195,7 +207,24 @@ pub async fn update_configuration(
             .environment(environment(configuration))
             .send()
     };
-    Backoff::ABOUT_TWO_MINUTES.retry(update, role_not_yet_assumable).await.op("lambda:UpdateFunctionConfiguration")?;
+    let retryable = |error: &_| role_not_yet_assumable(error) || updating(error);
+    Backoff::ABOUT_TWO_MINUTES.retry(update, retryable).await.op("lambda:UpdateFunctionConfiguration")?;
+    Ok(())
+}
+
+/// Sets the function's reserved concurrency (`None`: unreserved); 0 refuses every
+/// invocation.
+pub async fn set_concurrency(client: &Client, stack: &Stack, reserved: Option<i32>) -> Result<(), AwsError> {
+    match reserved {
+        Some(reserved) => {
+            let put = client.put_function_concurrency().function_name(&stack.name);
+            put.reserved_concurrent_executions(reserved).send().await.op("lambda:PutFunctionConcurrency")?;
+        }
+        None => {
+            let delete = client.delete_function_concurrency().function_name(&stack.name).send().await;
+            delete.op("lambda:DeleteFunctionConcurrency")?;
+        }
+    }
     Ok(())
 }
 

@@ -36,13 +36,13 @@ pub async fn read(client: &Client, stack_name: &str, name: &str) -> Result<Optio
     Ok(Some(LogGroupState { retention_days: group.retention_in_days(), tagged }))
 }
 
-/// Creates the log group, tagged; an existing one (a lost answer, or Lambda made it a
-/// moment ago) is fine: the caller sets its retention and tags anyway.
-pub async fn create(client: &Client, stack: &Stack) -> Result<(), AwsError> {
+/// Creates the log group, tagged; `false` when it exists already (a lost answer, or
+/// Lambda made it a moment ago).
+pub async fn create(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
     let create = client.create_log_group().log_group_name(stack.log_group()).set_tags(Some(stack.tags()));
     match create.send().await {
-        Err(error) if has_code(&error, &["ResourceAlreadyExistsException"]) => Ok(()),
-        created => created.map(|_| ()).op("logs:CreateLogGroup"),
+        Err(error) if has_code(&error, &["ResourceAlreadyExistsException"]) => Ok(false),
+        created => created.map(|_| true).op("logs:CreateLogGroup"),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct RoleState {
     pub inline: BTreeMap<String, Option<serde_json::Value>>,
     /// ARNs of attached managed policies.
     pub managed: Vec<String>,
+    /// Names of the instance profiles it is in.
+    pub instance_profiles: Vec<String>,
 }
 
 /// Reads the role, its inline policies and attached managed policies.
@@ -36,12 +38,14 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<RoleState>
     let Some(role) = role.and_then(|output| output.role) else {
         return Ok(None);
     };
-    let (names, managed) = tokio::join!(
+    let (names, managed, profiles) = tokio::join!(
         client.list_role_policies().role_name(stack_name).send(),
         client.list_attached_role_policies().role_name(stack_name).send(),
+        client.list_instance_profiles_for_role().role_name(stack_name).send(),
     );
     let Some(names) = found("iam:ListRolePolicies", names, NOT_FOUND)? else { return Ok(None) };
     let Some(managed) = found("iam:ListAttachedRolePolicies", managed, NOT_FOUND)? else { return Ok(None) };
+    let Some(profiles) = found("iam:ListInstanceProfilesForRole", profiles, NOT_FOUND)? else { return Ok(None) };
     let mut inline = BTreeMap::new();
     for name in names.policy_names() {
         let ours = name == LEGACY_POLICY_NAME || name.starts_with(REGION_POLICY_PREFIX);
@@ -64,6 +68,7 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<RoleState>
             .iter()
             .filter_map(|policy| policy.policy_arn().map(str::to_owned))
             .collect(),
+        instance_profiles: profiles.instance_profiles().iter().map(|p| p.instance_profile_name().to_owned()).collect(),
     }))
 }
 

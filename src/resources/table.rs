@@ -29,20 +29,23 @@ pub struct TableState {
     pub name: String,
     /// e.g. `id HASH (S)`.
     pub key_schema: String,
-    pub status: String,
     /// Carries this stack's tag: counterctl made it.
     pub tagged: bool,
     pub deletion_protection: bool,
     pub point_in_time_recovery: bool,
-    pub ttl_on_expires_at: bool,
-    /// DynamoDB's estimate, refreshed about every 6 hours.
-    pub item_count: i64,
+    pub ttl: Ttl,
 }
 
-impl TableState {
-    pub fn active(&self) -> bool {
-        self.status == TableStatus::Active.as_str()
-    }
+/// The table's TTL as it concerns the idempotency records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ttl {
+    /// On (or being turned on) for `expires_at`.
+    OnExpiresAt,
+    /// Off: install turns it on.
+    Off,
+    /// On another attribute, or being turned off: DynamoDB allows one TTL attribute and
+    /// no change for an hour after one, so install leaves it and says so.
+    Other(String),
 }
 
 /// Reads the table, its tags, backups and TTL; `None` when there is no such table.
@@ -65,19 +68,18 @@ pub async fn read(client: &Client, name: &str, stack_name: &str) -> Result<Optio
         .and_then(|pitr| pitr.point_in_time_recovery_status())
         == Some(&PointInTimeRecoveryStatus::Enabled);
     let ttl = ttl.op("dynamodb:DescribeTimeToLive")?;
-    let ttl_on_expires_at = ttl.time_to_live_description().is_some_and(|ttl| {
-        ttl.attribute_name() == Some(EXPIRES_AT)
-            && matches!(ttl.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling))
-    });
+    let ttl = match ttl.time_to_live_description().map(|ttl| (ttl.attribute_name(), ttl.time_to_live_status())) {
+        Some((Some(EXPIRES_AT), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling))) => Ttl::OnExpiresAt,
+        None | Some((_, None | Some(TimeToLiveStatus::Disabled))) => Ttl::Off,
+        Some((attribute, Some(status))) => Ttl::Other(format!("{} on `{}`", status.as_str(), attribute.unwrap_or("?"))),
+    };
     Ok(Some(TableState {
         name: name.to_owned(),
         key_schema: key_schema(&description),
-        status: description.table_status().map_or("UNKNOWN", TableStatus::as_str).to_owned(),
         tagged: tags.tags().iter().any(|tag| Stack::is_stack_tag(stack_name, tag.key(), tag.value())),
         deletion_protection: description.deletion_protection_enabled() == Some(true),
         point_in_time_recovery,
-        ttl_on_expires_at,
-        item_count: description.item_count().unwrap_or(0),
+        ttl,
     }))
 }
 
@@ -233,6 +235,45 @@ pub async fn counters(client: &Client, table: &str) -> Result<BTreeMap<String, i
         }
     }
     Ok(counters)
+}
+
+/// The tables in this region that carry stack `stack_name`'s tag: where an uninstall left
+/// the stack's counters.
+pub async fn tagged_tables(client: &Client, stack_name: &str) -> Result<Vec<String>, AwsError> {
+    let mut pages = client.list_tables().into_paginator().send();
+    let mut names = Vec::new();
+    while let Some(page) = pages.next().await {
+        names.extend(page.op("dynamodb:ListTables")?.table_names().iter().cloned());
+    }
+    // A few at a time: these calls share the account's control-plane rate.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let mut reads = tokio::task::JoinSet::new();
+    for name in names {
+        let (client, slots, stack_name) = (client.clone(), std::sync::Arc::clone(&slots), stack_name.to_owned());
+        reads.spawn(async move {
+            let _slot = slots.acquire().await.expect("never closed");
+            let described = client.describe_table().table_name(&name).send().await;
+            let arn = found("dynamodb:DescribeTable", described, NOT_FOUND)?
+                .and_then(|output| output.table)
+                .and_then(|table| table.table_arn);
+            let Some(arn) = arn else { return Ok::<_, AwsError>(None) };
+            let tags = found(
+                "dynamodb:ListTagsOfResource",
+                client.list_tags_of_resource().resource_arn(arn).send().await,
+                NOT_FOUND,
+            )?;
+            let ours = tags.is_some_and(|tags| {
+                tags.tags().iter().any(|tag| Stack::is_stack_tag(&stack_name, tag.key(), tag.value()))
+            });
+            Ok(ours.then_some(name))
+        });
+    }
+    let mut tagged = Vec::new();
+    while let Some(read) = reads.join_next().await {
+        tagged.extend(read.expect("a table read does not panic")?);
+    }
+    tagged.sort();
+    Ok(tagged)
 }
 
 /// Deletes the table and its data: deletion protection off first, then, once the table

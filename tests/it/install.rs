@@ -327,7 +327,7 @@ async fn status_reports_each_resource_and_fails_on_drift() {
 }
 
 #[tokio::test]
-async fn an_existing_counter_table_is_adopted_untouched() {
+async fn an_existing_counter_table_is_adopted_keeping_its_data_and_protections() {
     let stack = Deployment::new().await;
     let dynamodb = stack.dynamodb();
     crate::support::create_counter_table(&dynamodb, &stack.table).await;

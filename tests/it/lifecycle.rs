@@ -78,10 +78,50 @@ async fn switch_table_is_refused_while_any_counter_would_go_backwards() {
 
     put_counter(&stack, &new_table, "tenants", 714).await;
     put_counter(&stack, &new_table, "orders", 25).await;
-    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &args)).await;
+    let unconfirmed = run_without_table(&stack, "install", &args).await;
+    assert_eq!(unconfirmed.code, 2, "callers are stopped during the switch: {}", unconfirmed.stderr);
+    assert!(unconfirmed.stderr.contains("hint: pass --yes"), "{}", unconfirmed.stderr);
+
+    let confirmed = [&args[..], &["--yes"]].concat();
+    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &confirmed)).await;
     run.ok();
-    assert!(mutations.contains(&format!("PUT /2015-03-31/functions/{}/configuration", stack.name)), "{mutations:?}");
+    // Invocations stop, the configuration switches, invocations resume.
+    let concurrency = format!("/2017-10-31/functions/{}/concurrency", stack.name);
+    let configuration = format!("PUT /2015-03-31/functions/{}/configuration", stack.name);
+    let stop = mutations.iter().position(|action| *action == format!("PUT {concurrency}"));
+    let switch = mutations.iter().position(|action| *action == configuration);
+    let resume = mutations.iter().position(|action| *action == format!("DELETE {concurrency}"));
+    assert!(stop.is_some() && stop < switch && switch < resume, "{mutations:?}");
     assert_eq!(function_table(&stack).await, new_table);
+    let concurrency = stack.lambda().get_function_concurrency().function_name(&stack.name).send().await.unwrap();
+    assert_eq!(concurrency.reserved_concurrent_executions(), None, "the function runs again, unreserved as before");
+}
+
+#[tokio::test]
+async fn a_counter_that_moves_on_during_the_switch_stops_it() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    put_counter(&stack, &stack.table, "tenants", 714).await;
+    let new_table = format!("{}-new", stack.table);
+    crate::support::create_counter_table(&stack.dynamodb(), &new_table).await;
+    put_counter(&stack, &new_table, "tenants", 714).await;
+
+    let args = ["--table", new_table.as_str(), "--switch-table", "--yes"];
+    let switch = run_without_table(&stack, "install", &args);
+    let late_increment = async {
+        // A request in flight when invocations stopped finishes during the wait.
+        let stopped = format!("PUT /2017-10-31/functions/{}/concurrency", stack.name);
+        while !stack.proxy.actions().contains(&stopped) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        put_counter(&stack, &stack.table, "tenants", 715).await;
+    };
+    let (run, ()) = tokio::join!(switch, late_increment);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("tenants (715 → 714)"), "{}", run.stderr);
+    assert_eq!(function_table(&stack).await, stack.table, "still on its table");
+    let concurrency = stack.lambda().get_function_concurrency().function_name(&stack.name).send().await.unwrap();
+    assert_eq!(concurrency.reserved_concurrent_executions(), None, "the function runs again");
 }
 
 #[tokio::test]
@@ -156,7 +196,7 @@ async fn a_change_whose_deployment_failed_is_deployed_by_the_next_run() {
 }
 
 #[tokio::test]
-async fn create_deployment_throttling_is_waited_out() {
+async fn create_deployment_throttled_three_times_still_deploys() {
     let stack = Deployment::new().await;
     let throttled = Fault::new(429, "TooManyRequestsException", "Too Many Requests");
     stack.proxy.inject("POST /restapis/*/deployments", throttled, 3);
@@ -169,7 +209,10 @@ async fn create_deployment_throttling_is_waited_out() {
 #[tokio::test]
 async fn two_installs_at_once_end_with_one_api_key_and_usage_plan() {
     let stack = Deployment::new().await;
+    // Slow enough that both read before either creates.
+    stack.proxy.set_latency(std::time::Duration::from_millis(50));
     let (first, second) = tokio::join!(stack.run("install", &[]), stack.run("install", &[]));
+    assert_eq!(stack.proxy.count("POST /restapis"), 2, "both made an API");
     let (first, second) = (first.ok(), second.ok());
     let apigateway = stack.apigateway();
     let apis = apigateway.get_rest_apis().limit(500).send().await.unwrap();
@@ -192,7 +235,7 @@ async fn two_installs_at_once_end_with_one_api_key_and_usage_plan() {
 }
 
 #[tokio::test]
-async fn a_duplicate_api_of_the_stack_is_reduced_to_the_one_in_use() {
+async fn a_duplicate_api_of_the_stack_is_deleted_and_the_original_kept() {
     let stack = Deployment::new().await;
     stack.install().await;
     let in_use = stack.api_id().await.unwrap();

@@ -47,8 +47,13 @@ async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
     let again = stack.run("uninstall", &["--yes"]).await.ok();
     assert!(again.stdout.contains("Uninstalled"), "a second uninstall succeeds: {}", again.stdout);
 
-    // A re-install picks the same table up, counters and all: the function uses it, and
-    // the counter still holds its value.
+    // A re-install without --table does not start over in a new, empty table: the
+    // message names the table, and with it the counters are picked up again.
+    assert!(run.stdout.contains(&format!("counterctl install --name {} --table {}", stack.name, stack.table)));
+    let args = ["install", "--endpoint-url", &stack.proxy.url, "--region", crate::support::cli::REGION];
+    let refused = crate::support::cli::counterctl(&[&args[..], &["--name", &stack.name]].concat()).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains(&format!("its counters are in table(s) {}", stack.table)), "{}", refused.stderr);
     stack.install().await;
     let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
     assert_eq!(config.environment().unwrap().variables().unwrap()["TABLE_NAME"], stack.table);
@@ -88,13 +93,16 @@ async fn uninstall_without_yes_and_without_a_terminal_refuses_and_deletes_nothin
 }
 
 #[tokio::test]
-async fn delete_rest_api_throttling_is_waited_out() {
+async fn delete_rest_api_throttling_is_waited_out_at_its_quota() {
     let stack = Deployment::new().await;
     stack.install().await;
     let throttled = Fault::new(429, "TooManyRequestsException", "Too Many Requests");
-    stack.proxy.inject("DELETE /restapis/*", throttled, 3);
+    // The SDK makes 5 attempts; the sixth comes after the quota's 30 s.
+    stack.proxy.inject("DELETE /restapis/*", throttled, 6);
+    let started = std::time::Instant::now();
     stack.run("uninstall", &["--yes"]).await.ok();
     let attempts = stack.proxy.actions().iter().filter(|action| action.starts_with("DELETE /restapis/")).count();
-    assert_eq!(attempts, 4, "three throttled, the fourth deletes");
+    assert_eq!(attempts, 7, "six throttled, the seventh deletes");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(30), "a pause of the quota's period");
     assert_eq!(stack.api_id().await, None);
 }

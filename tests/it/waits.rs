@@ -132,13 +132,16 @@ async fn the_table_is_deleted_only_once_it_is_active_again() {
 }
 
 #[tokio::test]
-async fn update_usage_plan_throttling_is_waited_out() {
+async fn update_usage_plan_throttling_is_waited_out_at_its_quota() {
     let stack = Deployment::new().await;
     stack.install().await;
     let throttled = Fault::new(429, "TooManyRequestsException", "Too Many Requests");
-    stack.proxy.inject("PATCH /usageplans/*", throttled, 3);
+    // The SDK makes 5 attempts; the sixth comes after the quota's 20 s.
+    stack.proxy.inject("PATCH /usageplans/*", throttled, 6);
+    let started = std::time::Instant::now();
     stack.run("install", &["--rate-limit", "10"]).await.ok();
-    assert_eq!(stack.proxy.count("PATCH /usageplans/*"), 4, "three throttled, the fourth updates");
+    assert_eq!(stack.proxy.count("PATCH /usageplans/*"), 7, "six throttled, the seventh updates");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(20), "a pause of the quota's period");
     stack.run("status", &["--rate-limit", "10"]).await.ok();
 }
 

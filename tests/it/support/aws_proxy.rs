@@ -133,7 +133,7 @@ impl AwsProxy {
         }
     }
 
-    #[allow(dead_code, reason = "benches/install.rs uses it to measure the critical path")]
+    /// Mimics AWS's round trips (the install bench measures the critical path with it).
     pub fn set_latency(&self, latency: Duration) {
         *self.shared.latency.lock().unwrap() = latency;
     }
