@@ -120,21 +120,35 @@ pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Depl
             let (table, counters, kept_tables) = tokio::try_join!(table, counters, kept_tables)?;
             anyhow::Ok((function, table, counters, kept_tables))
         },
-        async { role::read(&clients.iam, name).await.context("reading the role") },
+        async {
+            let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
+            role::read(&clients.iam, name, &region).await.context("reading the role")
+        },
         async { log_group::read(&clients.logs, name, &log_group_name).await.context("reading the log group") },
         async {
-            let (apis, keys, usage_plans) = tokio::try_join!(
-                async { api::list(&clients.apigateway, name).await.context("listing the APIs") },
+            let detail = |id: String| async move {
+                api::detail(&clients.apigateway, &id).await.context("reading the API's routes and stages")
+            };
+            // With one API of the stack (the usual case) its routes are read alongside
+            // the usage plans; only duplicates need the plans to tell which is in use.
+            let apis_and_detail = async {
+                let apis = api::list(&clients.apigateway, name).await.context("listing the APIs")?;
+                let single = apis.iter().filter(|api| api.tagged).count() <= 1;
+                let early = match plan::choose_api(&apis, &[]).filter(|_| single) {
+                    Some(chosen) => Some((chosen.id.clone(), detail(chosen.id.clone()).await?)),
+                    None => None,
+                };
+                anyhow::Ok((apis, early))
+            };
+            let ((apis, early), keys, usage_plans) = tokio::try_join!(
+                apis_and_detail,
                 async { auth::keys(&clients.apigateway, name).await.context("listing the API keys") },
                 async { auth::usage_plans(&clients.apigateway, name).await.context("listing the usage plans") },
             )?;
-            let api = match plan::choose_api(&apis, &usage_plans) {
-                Some(chosen) => Some(
-                    api::detail(&clients.apigateway, &chosen.id)
-                        .await
-                        .context("reading the API's routes and stages")?,
-                ),
-                None => None,
+            let api = match (plan::choose_api(&apis, &usage_plans), early) {
+                (Some(chosen), Some((id, detail))) if chosen.id == id => Some(detail),
+                (Some(chosen), _) => Some(detail(chosen.id.clone()).await?),
+                (None, _) => None,
             };
             anyhow::Ok((apis, api, keys, usage_plans))
         },

@@ -8,7 +8,7 @@ use aws_sdk_iam::Client;
 use aws_sdk_iam::types::Tag;
 
 use crate::aws::{Account, AwsError, Operation, found, gone, has_code};
-use crate::stack::{LEGACY_POLICY_NAME, REGION_POLICY_PREFIX, Stack, decode_policy};
+use crate::stack::{LEGACY_POLICY_NAME, Stack, decode_policy};
 
 const NOT_FOUND: &[&str] = &["NoSuchEntity", "NoSuchEntityException"];
 
@@ -23,8 +23,8 @@ pub struct RoleState {
     pub tagged: bool,
     /// The trust policy is exactly Lambda's.
     pub trust_ok: bool,
-    /// Inline policies by name; the documents of counterctl's own (per-region and
-    /// legacy) policies, `None` for the others.
+    /// Inline policies by name; the documents of this region's and the legacy policy,
+    /// `None` for the others.
     pub inline: BTreeMap<String, Option<serde_json::Value>>,
     /// ARNs of attached managed policies.
     pub managed: Vec<String>,
@@ -32,31 +32,47 @@ pub struct RoleState {
     pub instance_profiles: Vec<String>,
 }
 
-/// Reads the role, its inline policies and attached managed policies.
-pub async fn read(client: &Client, stack_name: &str) -> Result<Option<RoleState>, AwsError> {
-    let role = found("iam:GetRole", client.get_role().role_name(stack_name).send().await, NOT_FOUND)?;
-    let Some(role) = role.and_then(|output| output.role) else {
-        return Ok(None);
+/// Reads the role, its inline policies (the documents of this region's and the legacy
+/// one) and attached managed policies, all at once: on a missing role each answers
+/// NoSuchEntity.
+pub async fn read(client: &Client, stack_name: &str, region: &str) -> Result<Option<RoleState>, AwsError> {
+    let region_policy = Stack::region_policy_name(region);
+    let document = |name: &str| {
+        let name = name.to_owned();
+        async move {
+            let policy = client.get_role_policy().role_name(stack_name).policy_name(name).send().await;
+            Ok::<_, AwsError>(
+                found("iam:GetRolePolicy", policy, NOT_FOUND)?.and_then(|policy| decode_policy(&policy.policy_document)),
+            )
+        }
     };
-    let (names, managed, profiles) = tokio::join!(
+    let (role, names, managed, profiles, region_document, legacy_document) = tokio::join!(
+        client.get_role().role_name(stack_name).send(),
         client.list_role_policies().role_name(stack_name).send(),
         client.list_attached_role_policies().role_name(stack_name).send(),
         client.list_instance_profiles_for_role().role_name(stack_name).send(),
+        document(&region_policy),
+        document(LEGACY_POLICY_NAME),
     );
+    let Some(role) = found("iam:GetRole", role, NOT_FOUND)?.and_then(|output| output.role) else {
+        return Ok(None);
+    };
     let Some(names) = found("iam:ListRolePolicies", names, NOT_FOUND)? else { return Ok(None) };
     let Some(managed) = found("iam:ListAttachedRolePolicies", managed, NOT_FOUND)? else { return Ok(None) };
     let Some(profiles) = found("iam:ListInstanceProfilesForRole", profiles, NOT_FOUND)? else { return Ok(None) };
-    let mut inline = BTreeMap::new();
-    for name in names.policy_names() {
-        let ours = name == LEGACY_POLICY_NAME || name.starts_with(REGION_POLICY_PREFIX);
-        let document = if ours {
-            let policy = client.get_role_policy().role_name(stack_name).policy_name(name).send().await;
-            found("iam:GetRolePolicy", policy, NOT_FOUND)?.and_then(|policy| decode_policy(&policy.policy_document))
-        } else {
-            None
-        };
-        inline.insert(name.clone(), document);
-    }
+    let (region_document, legacy_document) = (region_document?, legacy_document?);
+    let inline = names
+        .policy_names()
+        .iter()
+        .map(|name| {
+            let document = match name.as_str() {
+                name if name == region_policy => region_document.clone(),
+                LEGACY_POLICY_NAME => legacy_document.clone(),
+                _ => None,
+            };
+            (name.clone(), document)
+        })
+        .collect();
     let trust_ok = role.assume_role_policy_document().and_then(decode_policy).as_ref() == Some(&Stack::trust_policy());
     Ok(Some(RoleState {
         arn: role.arn.clone(),

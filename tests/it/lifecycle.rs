@@ -345,3 +345,51 @@ async fn an_older_installs_policy_for_this_region_is_replaced_by_the_region_poli
     assert_eq!(names.policy_names(), [REGION_POLICY]);
     stack.run("status", &[]).await.ok();
 }
+
+#[tokio::test]
+async fn duplicate_keys_and_usage_plans_of_the_stack_are_reduced_to_the_ones_in_use() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let apigateway = stack.apigateway();
+    // As a CreateApiKey and a CreateUsagePlan whose answers were lost leave them.
+    let tags = [("managed-by", "counterctl"), ("counterctl:stack", stack.name.as_str())];
+    let mut key = apigateway.create_api_key().name(&stack.name).enabled(true);
+    let mut plan = apigateway.create_usage_plan().name(&stack.name);
+    for (name, value) in tags {
+        key = key.tags(name, value);
+        plan = plan.tags(name, value);
+    }
+    let duplicate_key = key.send().await.unwrap().id.unwrap();
+    let duplicate_plan = plan.send().await.unwrap().id.unwrap();
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+
+    stack.install().await;
+    let keys = apigateway.get_api_keys().name_query(&stack.name).send().await.unwrap();
+    let keys: Vec<_> =
+        keys.items().iter().filter(|key| key.name() == Some(&stack.name)).filter_map(|k| k.id()).collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_ne!(keys[0], duplicate_key, "the key in the usage plan is kept");
+    let plans = apigateway.get_usage_plans().send().await.unwrap();
+    let plans: Vec<_> = plans.items().iter().filter(|plan| plan.name() == Some(&stack.name)).collect();
+    assert_eq!(plans.len(), 1);
+    assert_ne!(plans[0].id(), Some(duplicate_plan.as_str()), "the usage plan serving the API is kept");
+    let members = apigateway.get_usage_plan_keys().usage_plan_id(plans[0].id().unwrap()).send().await.unwrap();
+    assert_eq!(members.items().iter().filter_map(|key| key.id()).collect::<Vec<_>>(), keys);
+    stack.run("status", &[]).await.ok();
+}
+
+#[tokio::test]
+async fn uninstall_leaves_what_does_not_carry_the_stacks_tag() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    // Someone else's API of the same name, made by hand.
+    let other = stack.apigateway().create_rest_api().name(&stack.name).send().await.unwrap().id.unwrap();
+    let run = stack.run("uninstall", &["--yes"]).await.ok();
+    assert!(run.stdout.contains("not made by counterctl"), "{}", run.stdout);
+    let apis = stack.apigateway().get_rest_apis().limit(500).send().await.unwrap();
+    let left: Vec<_> =
+        apis.items().iter().filter(|api| api.name() == Some(&stack.name)).filter_map(|a| a.id()).collect();
+    assert_eq!(left, [other.as_str()]);
+    assert!(!stack.function_exists().await && !stack.role_exists().await);
+}
