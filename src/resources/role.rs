@@ -42,7 +42,8 @@ pub async fn read(client: &Client, stack_name: &str, region: &str) -> Result<Opt
         async move {
             let policy = client.get_role_policy().role_name(stack_name).policy_name(name).send().await;
             Ok::<_, AwsError>(
-                found("iam:GetRolePolicy", policy, NOT_FOUND)?.and_then(|policy| decode_policy(&policy.policy_document)),
+                found("iam:GetRolePolicy", policy, NOT_FOUND)?
+                    .and_then(|policy| decode_policy(&policy.policy_document)),
             )
         }
     };
