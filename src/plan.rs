@@ -16,7 +16,9 @@ use crate::deployed::Deployed;
 use crate::resources::api::{ApiDetail, ApiSummary, DEPLOYMENT_PREFIX};
 use crate::resources::auth::{KeyState, Throttle, UsagePlanState};
 use crate::resources::function::{self, Code, FunctionState, HANDLER, RUNTIME, TABLE_VARIABLE};
-use crate::resources::table::{COUNTER_KEY_SCHEMA, Ttl};
+use crate::resources::log_group::LogGroupState;
+use crate::resources::role::RoleState;
+use crate::resources::table::{COUNTER_KEY_SCHEMA, TableState, Ttl};
 use crate::stack::{LEGACY_POLICY_NAME, REGION_POLICY_PREFIX, Stack, policy_regions};
 
 /// The table a stack uses: the one asked for, else the deployed function's, else the
@@ -408,69 +410,10 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         changes.push(Change { resource, name: name.to_owned(), action, breaking });
     };
 
-    // Table.
-    let table_action = match &deployed.table {
-        None => Action::Create,
-        Some(table) => {
-            if table.key_schema != COUNTER_KEY_SCHEMA {
-                return Err(Refusal::TableKeySchema { table: table.name.clone(), found: table.key_schema.clone() });
-            }
-            let protect = table.tagged || wanted.protect_table;
-            let mut diffs = Vec::new();
-            if !table.deletion_protection {
-                if protect {
-                    diffs.push(diff(Field::DeletionProtection, "off", "on"));
-                } else {
-                    advisories.push(format!(
-                        "table {} has no deletion protection (turn it on with --protect-table)",
-                        table.name
-                    ));
-                }
-            }
-            if !table.point_in_time_recovery {
-                if protect {
-                    diffs.push(diff(Field::PointInTimeRecovery, "off", "on"));
-                } else {
-                    advisories.push(format!(
-                        "table {} has no point-in-time recovery (turn it on with --protect-table)",
-                        table.name
-                    ));
-                }
-            }
-            match &table.ttl {
-                Ttl::OnExpiresAt => {}
-                Ttl::Off => {
-                    diffs.push(diff(Field::Ttl, "off", format!("on `{}`", counter_function::dynamo::EXPIRES_AT)))
-                }
-                Ttl::Other(ttl) => advisories.push(format!(
-                    "table {} has TTL {ttl}, so idempotency records never expire (DynamoDB allows one TTL attribute; \
-                     counterctl leaves it)",
-                    table.name
-                )),
-            }
-            Action::from_diffs(diffs, !table.tagged)
-        }
-    };
+    let table_action = table_action(deployed.table.as_ref(), &wanted, &mut advisories)?;
     change(Resource::Table, &stack.table, table_action, false);
 
-    // Log group.
-    let log_group_action = match &deployed.log_group {
-        None => Action::Create,
-        Some(group) => {
-            let mut diffs = Vec::new();
-            if group.retention_days != wanted.log_retention_days {
-                diffs.push(diff(Field::Retention, days(group.retention_days), days(wanted.log_retention_days)));
-            }
-            if group.retention_days.is_none() && wanted.log_retention_days.is_none() {
-                advisories
-                    .push(format!("log group {} keeps logs forever (set --log-retention-days)", stack.log_group()));
-            }
-            if !group.tagged {
-                diffs.push(diff(Field::Tags, "none", "counterctl"));
-            }
-            Action::from_diffs(diffs, false)
-        }
-    };
+    let log_group_action = log_group_action(deployed.log_group.as_ref(), &stack, &wanted, &mut advisories);
     change(Resource::LogGroup, &stack.log_group(), log_group_action, false);
 
     // Role and this region's policy.
@@ -479,39 +422,7 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         .as_ref()
         .map_or_else(|| crate::resources::role::arn(&stack.name, &account), |role| role.arn.clone());
     let policy_name = Stack::region_policy_name(&account.region);
-    let (role_action, policy_action) = match &deployed.role {
-        None => (Action::Create, Action::Create),
-        Some(role) => {
-            let mut diffs = Vec::new();
-            if !role.trust_ok {
-                diffs.push(diff(Field::Trust, "other", "Lambda's"));
-            }
-            if !role.tagged {
-                diffs.push(diff(Field::Tags, "none", "counterctl"));
-            }
-            let wanted_policy = stack.role_policy(&account);
-            let mut policy_diffs = Vec::new();
-            match role.inline.get(&policy_name) {
-                Some(Some(document)) if *document == wanted_policy => {}
-                Some(_) => policy_diffs.push(diff(Field::Document, "other", "least privilege on this stack")),
-                None => policy_diffs.push(diff(Field::Document, "none", "least privilege on this stack")),
-            }
-            if legacy_policy_replaced(role, &account.region) {
-                policy_diffs.push(diff(
-                    Field::LegacyPolicy,
-                    LEGACY_POLICY_NAME,
-                    format!("{policy_name} (one per region)"),
-                ));
-            }
-            // A policy that is not there yet is created, and one of an older counterctl
-            // that it replaces goes in the same run.
-            let policy_action = match (role.inline.contains_key(&policy_name), policy_diffs.len()) {
-                (false, 1) => Action::Create,
-                _ => Action::from_diffs(policy_diffs, false),
-            };
-            (Action::from_diffs(diffs, !role.tagged), policy_action)
-        }
-    };
+    let (role_action, policy_action) = role_actions(deployed.role.as_ref(), &stack, &account);
     change(Resource::Role, &stack.name, role_action, false);
     change(Resource::Policy, &policy_name, policy_action, false);
 
@@ -703,6 +614,95 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
     })
 }
 
+/// The table: refused with another key schema; protections always on a table
+/// counterctl made, on another only with `--protect-table` (else advised); TTL on
+/// `expires_at` wherever DynamoDB allows it.
+fn table_action(table: Option<&TableState>, wanted: &Wanted, advisories: &mut Vec<String>) -> Result<Action, Refusal> {
+    let Some(table) = table else {
+        return Ok(Action::Create);
+    };
+    if table.key_schema != COUNTER_KEY_SCHEMA {
+        return Err(Refusal::TableKeySchema { table: table.name.clone(), found: table.key_schema.clone() });
+    }
+    let protect = table.tagged || wanted.protect_table;
+    let mut diffs = Vec::new();
+    for (on, field, what) in [
+        (table.deletion_protection, Field::DeletionProtection, "deletion protection"),
+        (table.point_in_time_recovery, Field::PointInTimeRecovery, "point-in-time recovery"),
+    ] {
+        match (on, protect) {
+            (true, _) => {}
+            (false, true) => diffs.push(diff(field, "off", "on")),
+            (false, false) => {
+                advisories.push(format!("table {} has no {what} (turn it on with --protect-table)", table.name));
+            }
+        }
+    }
+    match &table.ttl {
+        Ttl::OnExpiresAt => {}
+        Ttl::Off => diffs.push(diff(Field::Ttl, "off", format!("on `{}`", counter_function::dynamo::EXPIRES_AT))),
+        Ttl::Other(ttl) => advisories.push(format!(
+            "table {} has TTL {ttl}, so idempotency records never expire (DynamoDB allows one TTL attribute; \
+             counterctl leaves it)",
+            table.name
+        )),
+    }
+    Ok(Action::from_diffs(diffs, !table.tagged))
+}
+
+/// The log group: the retention wanted, and the stack's tag.
+fn log_group_action(
+    group: Option<&LogGroupState>,
+    stack: &Stack,
+    wanted: &Wanted,
+    advisories: &mut Vec<String>,
+) -> Action {
+    let Some(group) = group else {
+        return Action::Create;
+    };
+    let mut diffs = Vec::new();
+    if group.retention_days != wanted.log_retention_days {
+        diffs.push(diff(Field::Retention, days(group.retention_days), days(wanted.log_retention_days)));
+    }
+    if group.retention_days.is_none() && wanted.log_retention_days.is_none() {
+        advisories.push(format!("log group {} keeps logs forever (set --log-retention-days)", stack.log_group()));
+    }
+    if !group.tagged {
+        diffs.push(diff(Field::Tags, "none", "counterctl"));
+    }
+    Action::from_diffs(diffs, false)
+}
+
+/// The role (Lambda's trust, the stack's tag) and this region's policy, which replaces an
+/// older counterctl's policy for this region in the same run.
+fn role_actions(role: Option<&RoleState>, stack: &Stack, account: &Account) -> (Action, Action) {
+    let Some(role) = role else {
+        return (Action::Create, Action::Create);
+    };
+    let mut diffs = Vec::new();
+    if !role.trust_ok {
+        diffs.push(diff(Field::Trust, "other", "Lambda's"));
+    }
+    if !role.tagged {
+        diffs.push(diff(Field::Tags, "none", "counterctl"));
+    }
+    let policy_name = Stack::region_policy_name(&account.region);
+    let mut policy_diffs = Vec::new();
+    match role.inline.get(&policy_name) {
+        Some(Some(document)) if *document == stack.role_policy(account) => {}
+        Some(_) => policy_diffs.push(diff(Field::Document, "other", "least privilege on this stack")),
+        None => policy_diffs.push(diff(Field::Document, "none", "least privilege on this stack")),
+    }
+    if legacy_policy_replaced(role, &account.region) {
+        policy_diffs.push(diff(Field::LegacyPolicy, LEGACY_POLICY_NAME, format!("{policy_name} (one per region)")));
+    }
+    let policy_action = match (role.inline.contains_key(&policy_name), policy_diffs.len()) {
+        (false, 1) => Action::Create,
+        _ => Action::from_diffs(policy_diffs, false),
+    };
+    (Action::from_diffs(diffs, !role.tagged), policy_action)
+}
+
 /// Refuses a switch from table `current` to `new` when any counter would go backwards:
 /// lower in the new table, or missing there (it would restart at 1).
 pub fn refuse_counters_behind(current: &str, new: &str, counters: &crate::deployed::Counters) -> Result<(), Refusal> {
@@ -759,12 +759,12 @@ pub const CONFIGURATION_FIELDS: [Field; 6] =
 /// A legacy inline policy (from before policies were per region) that grants only this
 /// region's resources is replaced by this region's policy; one that grants another
 /// region's is that region's and is left alone.
-fn legacy_policy_replaced(role: &crate::resources::role::RoleState, region: &str) -> bool {
+fn legacy_policy_replaced(role: &RoleState, region: &str) -> bool {
     matches!(role.inline.get(LEGACY_POLICY_NAME), Some(Some(document)) if policy_regions(document) == BTreeSet::from([region.to_owned()]))
 }
 
 /// The regions other than `region` whose counterctl policies are on the role.
-pub fn other_regions(role: &crate::resources::role::RoleState, region: &str) -> Vec<String> {
+pub fn other_regions(role: &RoleState, region: &str) -> Vec<String> {
     let mut regions = BTreeSet::new();
     for (name, document) in &role.inline {
         if let Some(other) = name.strip_prefix(REGION_POLICY_PREFIX) {

@@ -15,6 +15,11 @@ async fn put_counter(stack: &Deployment, name: &str, value: i64) {
     request.send().await.unwrap();
 }
 
+async fn last_value(stack: &Deployment, name: &str) -> String {
+    let get = stack.dynamodb().get_item().table_name(&stack.table).key("id", AttributeValue::S(name.into()));
+    get.send().await.unwrap().item.unwrap()["lastValue"].as_n().unwrap().clone()
+}
+
 #[tokio::test]
 async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
     let stack = Deployment::new().await;
@@ -30,15 +35,7 @@ async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
     assert!(keys.items().iter().all(|key| key.name() != Some(&stack.name)));
     let plans = apigateway.get_usage_plans().send().await.unwrap();
     assert!(plans.items().iter().all(|plan| plan.name() != Some(&stack.name)));
-    let item = stack
-        .dynamodb()
-        .get_item()
-        .table_name(&stack.table)
-        .key("id", AttributeValue::S("orders".into()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(item.item().unwrap()["lastValue"].as_n().unwrap(), "1234");
+    assert_eq!(last_value(&stack, "orders").await, "1234");
 
     let log_group = format!("/aws/lambda/{}", stack.name);
     let groups = stack.logs().describe_log_groups().log_group_name_prefix(&log_group).send().await.unwrap();
@@ -57,15 +54,7 @@ async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
     stack.install().await;
     let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
     assert_eq!(config.environment().unwrap().variables().unwrap()["TABLE_NAME"], stack.table);
-    let item = stack
-        .dynamodb()
-        .get_item()
-        .table_name(&stack.table)
-        .key("id", AttributeValue::S("orders".into()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(item.item().unwrap()["lastValue"].as_n().unwrap(), "1234", "counters and all");
+    assert_eq!(last_value(&stack, "orders").await, "1234", "counters and all");
 }
 
 #[tokio::test]
