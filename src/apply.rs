@@ -59,18 +59,18 @@ pub async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -> anyho
     let function_and_permission = async {
         let role_arn = progress.step_noting(plan.change(Resource::Role), apply_role(clients, plan)).await?;
         let policy = progress.step(plan.change(Resource::Policy), apply_policy(clients, plan));
-        let function = progress.step_noting(plan.change(Resource::Function), apply_function(clients, plan, &role_arn));
         if plan.table_switch.is_some() {
-            // The new table's grant first: the function must be able to use it at once.
+            // The function and its permission come after everything else (below).
             policy.await?;
-            function.await?;
-        } else {
-            tokio::try_join!(policy, function)?;
+            return anyhow::Ok(role_arn);
         }
+        let function = progress.step_noting(plan.change(Resource::Function), apply_function(clients, plan, &role_arn));
+        tokio::try_join!(policy, function)?;
         // No API id: the front failed, and its error is the one reported.
-        let Ok(api_id) = api_id.await else { return Ok(()) };
+        let Ok(api_id) = api_id.await else { return Ok(role_arn) };
         let permission = apply_permission(clients, plan, &api_id);
-        progress.step(plan.change(Resource::Permission), permission).await
+        progress.step(plan.change(Resource::Permission), permission).await?;
+        Ok(role_arn)
     };
     let front = async {
         match apply_api(clients, plan, progress).await? {
@@ -104,7 +104,15 @@ pub async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -> anyho
             }
         }
     };
-    let ((), (), (), applied) = tokio::try_join!(table, log_group, function_and_permission, front)?;
+    let ((), (), role_arn, applied) = tokio::try_join!(table, log_group, function_and_permission, front)?;
+    if plan.table_switch.is_some() {
+        // Alone, once all else is done: no failure elsewhere can cut a switch short and
+        // leave invocations stopped.
+        let function = apply_function(clients, plan, &role_arn);
+        progress.step_noting(plan.change(Resource::Function), function).await?;
+        let permission = apply_permission(clients, plan, &applied.api_id);
+        progress.step(plan.change(Resource::Permission), permission).await?;
+    }
     Ok(applied)
 }
 
@@ -182,7 +190,8 @@ async fn apply_policy(clients: &Clients, plan: &Plan) -> anyhow::Result<()> {
     let action = plan.action(Resource::Policy);
     let name = Stack::region_policy_name(&plan.account.region);
     if *action == Action::Create || action.touches(Field::Document) {
-        let policy = stack.role_policy(&plan.account);
+        // During a table switch it grants both tables; the switch narrows it.
+        let policy = stack.role_policy_with(&plan.account, plan.table_switch.as_deref());
         role::put_policy(client, &stack.name, &name, &policy).await.context("writing the role's policy")?;
     }
     if action.touches(Field::LegacyPolicy) {
@@ -241,6 +250,9 @@ async fn apply_function(clients: &Clients, plan: &Plan, role_arn: &str) -> anyho
         let update = function::update_configuration(client, stack, &configuration);
         update.await.context("updating the function's configuration")?;
     }
+    if action.touches(Field::Concurrency) {
+        function::set_concurrency(client, stack, None).await.context("letting the function be invoked again")?;
+    }
     if action.touches(Field::Tags) {
         let arn = plan.function.as_ref().map_or_else(|| stack.function_arn(&plan.account), |f| f.arn.clone());
         function::tag(client, stack, &arn).await.context("tagging the function")?;
@@ -276,11 +288,21 @@ async fn switch_table(
         let counters = crate::deployed::Counters { current: current_counters, new: new_counters };
         crate::plan::refuse_counters_behind(current, &stack.table, &counters)?;
         function::update_configuration(client, stack, configuration).await.context("switching the table")?;
-        function::wait_ready(client, &stack.name).await.context("waiting for the switch")?;
+        let switched = function::wait_ready(client, &stack.name).await;
+        switched.with_context(|| format!("waiting for the switch; the function may already use {}", stack.table))?;
+        // Only the new table from now on.
+        let policy = stack.role_policy(&plan.account);
+        let name = Stack::region_policy_name(&plan.account.region);
+        role::put_policy(&clients.iam, &stack.name, &name, &policy).await.context("narrowing the role's policy")?;
         anyhow::Ok(())
-    }
-    .await;
-    let resumed = function::set_concurrency(client, stack, deployed.reserved_concurrency).await;
+    };
+    let switched = tokio::select! {
+        switched = switched => switched,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted: the table switch was abandoned")),
+    };
+    // As it was, but never left refusing every invocation.
+    let reserved = deployed.reserved_concurrency.filter(|reserved| *reserved > 0);
+    let resumed = function::set_concurrency(client, stack, reserved).await;
     switched?;
     resumed.context("letting the function run again after the table switch")?;
     Ok(())

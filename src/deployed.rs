@@ -55,8 +55,8 @@ pub struct Deployed {
     pub table: Option<TableState>,
     /// Read only when `--table` names another table than the function's.
     pub counters: Option<Counters>,
-    /// With no function and no `--table`, when the default table does not exist: the
-    /// tables carrying the stack's tag, where an uninstall left its counters.
+    /// With no function and no `--table`: the tables whose tags say they hold the
+    /// stack's counters (made for it, or kept by its uninstall).
     pub kept_tables: Vec<String>,
     pub role: Option<RoleState>,
     pub log_group: Option<LogGroupState>,
@@ -79,7 +79,7 @@ pub struct Target<'a> {
 pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
     let name = target.name;
     let log_group_name = format!("/aws/lambda/{name}");
-    let (account, (function, table, counters, kept_tables), role, log_group, (apis, api, keys, usage_plans)) = tokio::try_join!(
+    let (account, (function, table, counters), role, log_group, (apis, api, keys, usage_plans)) = tokio::try_join!(
         async { Account::of_caller(&clients.config).await.context("checking the credentials") },
         async {
             // The table is read alongside the function, as the one asked for or else the
@@ -90,7 +90,6 @@ pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Depl
                 async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
             )?;
             let deployed_table = function.as_ref().map(FunctionState::table);
-            let default_exists = guessed.is_some();
             let table_name = plan::table_name(target.table, function.as_ref());
             let table = async {
                 if table_name == guess {
@@ -111,14 +110,8 @@ pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Depl
                     _ => Ok(None),
                 }
             };
-            let kept_tables = async {
-                if function.is_some() || target.table.is_some() || default_exists {
-                    return anyhow::Ok(Vec::new());
-                }
-                table::tagged_tables(&clients.dynamodb, name).await.context("looking for the stack's tables")
-            };
-            let (table, counters, kept_tables) = tokio::try_join!(table, counters, kept_tables)?;
-            anyhow::Ok((function, table, counters, kept_tables))
+            let (table, counters) = tokio::try_join!(table, counters)?;
+            anyhow::Ok((function, table, counters))
         },
         async {
             let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
@@ -153,5 +146,12 @@ pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Depl
             anyhow::Ok((apis, api, keys, usage_plans))
         },
     )?;
+    // Only a stack with nothing to say which table is its own needs the search (it makes a
+    // call per table in the region).
+    let kept_tables = if function.is_none() && target.table.is_none() {
+        table::stack_tables(&clients.dynamodb, &account, name).await.context("looking for the stack's tables")?
+    } else {
+        Vec::new()
+    };
     Ok(Deployed { account, function, table, counters, kept_tables, role, log_group, apis, api, keys, usage_plans })
 }

@@ -79,8 +79,8 @@ pub enum Refusal {
     )]
     CountersBehind { current: String, asked: String, count: usize, examples: String },
     #[error(
-        "stack {stack} has no function, and its counters are in table(s) {tables}, kept by an uninstall; a new \
-         table would restart every counter at 1 and hand out IDs already issued\n\
+        "stack {stack} has no function, and its counters are in table(s) {tables}, kept by an uninstall; \
+         another table would restart every counter at 1 and hand out IDs already issued\n\
          hint: pass --table with that table to pick its counters up again (or --table NEW to start new \
          sequences on purpose)"
     )]
@@ -176,6 +176,7 @@ pub enum Field {
     Throttle,
     Key,
     Statement,
+    Concurrency,
 }
 
 /// One field's change: `field from → to`.
@@ -212,6 +213,7 @@ impl fmt::Display for Diff {
             Field::Throttle => "throttle",
             Field::Key => "key",
             Field::Statement => "statement",
+            Field::Concurrency => "reserved concurrency",
         };
         write!(f, "{name} {} → {}", self.from, self.to)
     }
@@ -357,7 +359,7 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
             _ => return Err(Refusal::TableSwitch { current: current.clone(), asked: table }),
         }
     }
-    if deployed.table.is_none() && !deployed.kept_tables.is_empty() {
+    if !deployed.kept_tables.is_empty() && !deployed.kept_tables.contains(&table) {
         return Err(Refusal::KeptTable { stack: request.name.to_owned(), tables: deployed.kept_tables.join(", ") });
     }
 
@@ -746,6 +748,13 @@ pub fn function_diffs(function: &FunctionState, stack: &Stack, wanted: &Wanted, 
     differs(Field::Handler, function.handler.clone(), HANDLER.to_owned());
     let variable = function.variables.get(TABLE_VARIABLE).filter(|table| !table.is_empty());
     differs(Field::TableName, variable.map_or("unset", String::as_str).to_owned(), stack.table.clone());
+    if function.reserved_concurrency == Some(0) {
+        diffs.push(diff(
+            Field::Concurrency,
+            "0 (every invocation refused, as an interrupted table switch leaves it)",
+            "unreserved",
+        ));
+    }
     if !function.tagged {
         diffs.push(diff(Field::Tags, "none", "counterctl"));
     }

@@ -14,6 +14,8 @@ pub const LEGACY_POLICY_NAME: &str = "dynamodb-atomiccounters";
 pub const REGION_POLICY_PREFIX: &str = "counterctl-";
 pub const MANAGED_BY: (&str, &str) = ("managed-by", "counterctl");
 pub const STACK_TAG: &str = "counterctl:stack";
+/// Set by uninstall on the table it keeps: where stack NAME's counters are.
+pub const KEPT_BY_TAG: &str = "counterctl:kept-by";
 /// The only resource of the API; every path below the stage goes to the function.
 pub const PROXY_PATH: &str = "/{proxy+}";
 
@@ -96,7 +98,19 @@ impl Stack {
     /// and writing to this function's log group, which install makes (so no
     /// `logs:CreateLogGroup`).
     pub fn role_policy(&self, account: &Account) -> serde_json::Value {
+        self.role_policy_with(account, None)
+    }
+
+    /// During a table switch: [`role_policy`](Self::role_policy) granting `previous`
+    /// table too, so the function can use whichever table it is on.
+    pub fn role_policy_with(&self, account: &Account, previous: Option<&str>) -> serde_json::Value {
         let log_group = self.log_group_arn(account);
+        let tables = match previous {
+            None => serde_json::json!(self.table_arn(account)),
+            Some(previous) => {
+                serde_json::json!([account.arn("dynamodb", &format!("table/{previous}")), self.table_arn(account)])
+            }
+        };
         serde_json::json!({
             "Version": "2012-10-17",
             "Statement": [
@@ -104,7 +118,7 @@ impl Stack {
                     "Sid": "Counters",
                     "Effect": "Allow",
                     "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                    "Resource": self.table_arn(account),
+                    "Resource": tables,
                 },
                 {
                     "Sid": "Logs",

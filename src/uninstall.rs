@@ -59,6 +59,15 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         confirm(&table_name, deletes_table)?;
     }
 
+    // Without the function nothing says which table held the stack's counters: the table
+    // says so itself from now on, before anything is deleted.
+    if let Some(table) = &deployed.table
+        && !deletes_table
+        && deployed.function.as_ref().is_some_and(|function| function.table() == table.name)
+    {
+        table::mark_kept(&clients.dynamodb, table, name).await.context("marking the table kept")?;
+    }
+
     let progress = Progress::new(json);
     // The usage plans first (AWS refuses to delete a usage plan while it has stages, and
     // without one no key is accepted), then keys and APIs, so nothing calls a

@@ -85,6 +85,7 @@ fn permission(source_arn: &str) -> serde_json::Value {
 fn table(name: &str) -> TableState {
     TableState {
         name: name.into(),
+        arn: format!("arn:aws:dynamodb:us-east-1:123456789012:table/{name}"),
         key_schema: COUNTER_KEY_SCHEMA.into(),
         tagged: true,
         deletion_protection: true,
@@ -792,4 +793,35 @@ fn uninstall_keeps_a_role_that_has_policies_counterctl_did_not_write() {
     deployed.role.as_mut().expect("a role").instance_profiles = vec!["profile".into()];
     let changes = uninstall(NAME, &deployed, TABLE, false);
     assert!(matches!(named(&changes, Resource::Role, NAME).action, Action::Retain(_)));
+}
+
+#[test]
+fn the_table_a_stack_kept_is_accepted_and_any_other_refused() {
+    let mut deployed = healthy();
+    deployed.function = None;
+    deployed.kept_tables = vec![counter_function::dynamo::DEFAULT_TABLE.into(), "Foo".into()];
+    deployed.table = Some(table(counter_function::dynamo::DEFAULT_TABLE));
+    install(&request(&options()), &deployed).expect("the default table is one the stack kept");
+    deployed.kept_tables = vec!["Foo".into()];
+    let refused = install(&request(&options()), &deployed).expect_err("another service's AtomicCounters");
+    assert!(matches!(refused, Refusal::KeptTable { .. }), "{refused:?}");
+}
+
+#[test]
+fn a_function_left_refusing_every_invocation_is_let_run_again() {
+    let mut deployed = healthy();
+    function_mut(&mut deployed).reserved_concurrency = Some(0);
+    let plan = planned(&deployed);
+    assert_eq!(fields(plan.action(Resource::Function)), vec![Field::Concurrency]);
+    function_mut(&mut deployed).reserved_concurrency = Some(10);
+    assert_eq!(*planned(&deployed).action(Resource::Function), Action::Keep, "a reserved concurrency of 10 is kept");
+}
+
+#[test]
+fn during_a_switch_the_policy_grants_both_tables() {
+    let both = stack().role_policy_with(&account(), Some("Old"));
+    let resources = both["Statement"][0]["Resource"].as_array().expect("two tables").clone();
+    assert_eq!(resources.len(), 2);
+    assert!(resources[0].as_str().unwrap().ends_with("table/Old"), "{resources:?}");
+    assert_eq!(stack().role_policy(&account())["Statement"][0]["Resource"], stack().table_arn(&account()));
 }

@@ -77,9 +77,12 @@ pub struct Configuration<'a> {
 
 /// Reads the function and its permission statement.
 pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionState>, AwsError> {
-    let (function, policy) = tokio::join!(
+    // GetFunctionConcurrency, not GetFunction's `Concurrency`: that one is left out by
+    // moto when the reserved concurrency is 0, the value a stopped function has.
+    let (function, policy, concurrency) = tokio::join!(
         client.get_function().function_name(stack_name).send(),
         client.get_policy().function_name(stack_name).send(),
+        client.get_function_concurrency().function_name(stack_name).send(),
     );
     let Some(function) = found("lambda:GetFunction", function, NOT_FOUND)? else {
         return Ok(None);
@@ -91,8 +94,8 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionSt
             policy["Statement"].as_array()?.iter().find(|statement| statement["Sid"] == PERMISSION_SID).cloned()
         });
     let tagged = Stack::tagged_map(stack_name, function.tags());
-    let reserved_concurrency =
-        function.concurrency().and_then(|concurrency| concurrency.reserved_concurrent_executions());
+    let concurrency = found("lambda:GetFunctionConcurrency", concurrency, NOT_FOUND)?;
+    let reserved_concurrency = concurrency.and_then(|concurrency| concurrency.reserved_concurrent_executions());
     let Some(config) = function.configuration else {
         return Err(AwsError {
             operation: "lambda:GetFunction",

@@ -13,9 +13,10 @@ use counter_function::dynamo::EXPIRES_AT;
 use counter_function::validate::RESERVED_PREFIX;
 
 use super::Error;
+use crate::aws::Account;
 use crate::aws::{AwsError, Operation, found, gone, has_code};
 use crate::retry::Backoff;
-use crate::stack::Stack;
+use crate::stack::{KEPT_BY_TAG, Stack};
 
 const KEY: &str = "id";
 const VALUE: &str = "lastValue";
@@ -27,6 +28,7 @@ const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableState {
     pub name: String,
+    pub arn: String,
     /// e.g. `id HASH (S)`.
     pub key_schema: String,
     /// Carries this stack's tag: counterctl made it.
@@ -75,6 +77,7 @@ pub async fn read(client: &Client, name: &str, stack_name: &str) -> Result<Optio
     };
     Ok(Some(TableState {
         name: name.to_owned(),
+        arn: arn.to_owned(),
         key_schema: key_schema(&description),
         tagged: tags.tags().iter().any(|tag| Stack::is_stack_tag(stack_name, tag.key(), tag.value())),
         deletion_protection: description.deletion_protection_enabled() == Some(true),
@@ -237,9 +240,10 @@ pub async fn counters(client: &Client, table: &str) -> Result<BTreeMap<String, i
     Ok(counters)
 }
 
-/// The tables in this region that carry stack `stack_name`'s tag: where an uninstall left
-/// the stack's counters.
-pub async fn tagged_tables(client: &Client, stack_name: &str) -> Result<Vec<String>, AwsError> {
+/// The tables in this region that hold stack `stack_name`'s counters by their tags: made
+/// by counterctl for it, or kept by its uninstall. A table whose tags cannot be read
+/// (access denied, being deleted) is not counted.
+pub async fn stack_tables(client: &Client, account: &Account, stack_name: &str) -> Result<Vec<String>, AwsError> {
     let mut pages = client.list_tables().into_paginator().send();
     let mut names = Vec::new();
     while let Some(page) = pages.next().await {
@@ -250,30 +254,34 @@ pub async fn tagged_tables(client: &Client, stack_name: &str) -> Result<Vec<Stri
     let mut reads = tokio::task::JoinSet::new();
     for name in names {
         let (client, slots, stack_name) = (client.clone(), std::sync::Arc::clone(&slots), stack_name.to_owned());
+        let arn = account.arn("dynamodb", &format!("table/{name}"));
         reads.spawn(async move {
             let _slot = slots.acquire().await.expect("never closed");
-            let described = client.describe_table().table_name(&name).send().await;
-            let arn = found("dynamodb:DescribeTable", described, NOT_FOUND)?
-                .and_then(|output| output.table)
-                .and_then(|table| table.table_arn);
-            let Some(arn) = arn else { return Ok::<_, AwsError>(None) };
-            let tags = found(
-                "dynamodb:ListTagsOfResource",
-                client.list_tags_of_resource().resource_arn(arn).send().await,
-                NOT_FOUND,
-            )?;
+            let tags = client.list_tags_of_resource().resource_arn(arn).send().await;
+            let unreadable = ["ResourceNotFoundException", "AccessDeniedException", "ResourceInUseException"];
+            let tags = found("dynamodb:ListTagsOfResource", tags, &unreadable)?;
             let ours = tags.is_some_and(|tags| {
-                tags.tags().iter().any(|tag| Stack::is_stack_tag(&stack_name, tag.key(), tag.value()))
+                tags.tags().iter().any(|tag| {
+                    Stack::is_stack_tag(&stack_name, tag.key(), tag.value())
+                        || (tag.key() == KEPT_BY_TAG && tag.value() == stack_name)
+                })
             });
-            Ok(ours.then_some(name))
+            Ok::<_, AwsError>(ours.then_some(name))
         });
     }
-    let mut tagged = Vec::new();
+    let mut tables = Vec::new();
     while let Some(read) = reads.join_next().await {
-        tagged.extend(read.expect("a table read does not panic")?);
+        tables.extend(read.expect("a table read does not panic")?);
     }
-    tagged.sort();
-    Ok(tagged)
+    tables.sort();
+    Ok(tables)
+}
+
+/// Marks a table uninstall keeps as holding stack `stack_name`'s counters.
+pub async fn mark_kept(client: &Client, table: &TableState, stack_name: &str) -> Result<(), AwsError> {
+    let tag = Tag::builder().key(KEPT_BY_TAG).value(stack_name).build().expect("key and value set");
+    client.tag_resource().resource_arn(&table.arn).tags(tag).send().await.op("dynamodb:TagResource")?;
+    Ok(())
 }
 
 /// Deletes the table and its data: deletion protection off first, then, once the table

@@ -122,6 +122,55 @@ async fn a_counter_that_moves_on_during_the_switch_stops_it() {
     assert_eq!(function_table(&stack).await, stack.table, "still on its table");
     let concurrency = stack.lambda().get_function_concurrency().function_name(&stack.name).send().await.unwrap();
     assert_eq!(concurrency.reserved_concurrent_executions(), None, "the function runs again");
+    let policy = stack.iam().get_role_policy().role_name(&stack.name).policy_name(REGION_POLICY).send().await.unwrap();
+    let table_arn = format!("table/{}\"", stack.table);
+    assert!(
+        policy.policy_document.contains(&table_arn) || {
+            let decoded =
+                percent_encoding::percent_decode_str(&policy.policy_document).decode_utf8().unwrap().into_owned();
+            decoded.contains(&table_arn)
+        },
+        "the role still grants the table the function uses: {}",
+        policy.policy_document
+    );
+}
+
+#[tokio::test]
+async fn a_switch_that_fails_halfway_lets_the_function_run_again() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let new_table = format!("{}-new", stack.table);
+    crate::support::create_counter_table(&stack.dynamodb(), &new_table).await;
+    let args = ["--table", new_table.as_str(), "--switch-table", "--yes"];
+    let switch = run_without_table(&stack, "install", &args);
+    let failure = async {
+        let stopped = format!("PUT /2017-10-31/functions/{}/concurrency", stack.name);
+        while !stack.proxy.actions().contains(&stopped) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stack.proxy.inject("Scan", Fault::new(400, "AccessDeniedException", "injected: not allowed"), 1);
+    };
+    let (run, ()) = tokio::join!(switch, failure);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("reading the counters of both tables again"), "{}", run.stderr);
+    let concurrency = stack.lambda().get_function_concurrency().function_name(&stack.name).send().await.unwrap();
+    assert_eq!(concurrency.reserved_concurrent_executions(), None, "invocations are let through again");
+    assert_eq!(function_table(&stack).await, stack.table);
+}
+
+#[tokio::test]
+async fn a_function_left_refusing_every_invocation_is_repaired() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    // As a switch killed during its wait leaves it.
+    let stop = stack.lambda().put_function_concurrency().function_name(&stack.name).reserved_concurrent_executions(0);
+    stop.send().await.unwrap();
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    assert!(status.stdout.contains("reserved concurrency 0"), "{}", status.stdout);
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, [format!("DELETE /2017-10-31/functions/{}/concurrency", stack.name)]);
+    stack.run("status", &[]).await.ok();
 }
 
 #[tokio::test]
@@ -359,8 +408,16 @@ async fn duplicate_keys_and_usage_plans_of_the_stack_are_reduced_to_the_ones_in_
         key = key.tags(name, value);
         plan = plan.tags(name, value);
     }
-    let duplicate_key = key.send().await.unwrap().id.unwrap();
+    let newer_key = key.send().await.unwrap().id.unwrap();
     let duplicate_plan = plan.send().await.unwrap().id.unwrap();
+    // Callers moved to the newer key: it is the one in the usage plan now.
+    let plans = apigateway.get_usage_plans().send().await.unwrap();
+    let in_use = plans.items().iter().find(|plan| plan.api_stages().len() == 1 && plan.name() == Some(&stack.name));
+    let in_use = in_use.unwrap().id().unwrap().to_owned();
+    let older_key = apigateway.get_usage_plan_keys().usage_plan_id(&in_use).send().await.unwrap().items()[0].id.clone();
+    let add = apigateway.create_usage_plan_key().usage_plan_id(&in_use).key_id(&newer_key).key_type("API_KEY");
+    add.send().await.unwrap();
+    apigateway.delete_usage_plan_key().usage_plan_id(&in_use).key_id(older_key.unwrap()).send().await.unwrap();
     let status = stack.run("status", &[]).await;
     assert_eq!(status.code, 1, "{}", status.stdout);
 
@@ -368,12 +425,12 @@ async fn duplicate_keys_and_usage_plans_of_the_stack_are_reduced_to_the_ones_in_
     let keys = apigateway.get_api_keys().name_query(&stack.name).send().await.unwrap();
     let keys: Vec<_> =
         keys.items().iter().filter(|key| key.name() == Some(&stack.name)).filter_map(|k| k.id()).collect();
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    assert_ne!(keys[0], duplicate_key, "the key in the usage plan is kept");
+    assert_eq!(keys, [newer_key.as_str()], "the key in the usage plan is kept, though newer");
     let plans = apigateway.get_usage_plans().send().await.unwrap();
     let plans: Vec<_> = plans.items().iter().filter(|plan| plan.name() == Some(&stack.name)).collect();
     assert_eq!(plans.len(), 1);
-    assert_ne!(plans[0].id(), Some(duplicate_plan.as_str()), "the usage plan serving the API is kept");
+    assert_eq!(plans[0].id(), Some(in_use.as_str()), "the usage plan serving the API is kept");
+    assert_ne!(plans[0].id(), Some(duplicate_plan.as_str()));
     let members = apigateway.get_usage_plan_keys().usage_plan_id(plans[0].id().unwrap()).send().await.unwrap();
     assert_eq!(members.items().iter().filter_map(|key| key.id()).collect::<Vec<_>>(), keys);
     stack.run("status", &[]).await.ok();
@@ -383,13 +440,52 @@ async fn duplicate_keys_and_usage_plans_of_the_stack_are_reduced_to_the_ones_in_
 async fn uninstall_leaves_what_does_not_carry_the_stacks_tag() {
     let stack = Deployment::new().await;
     stack.install().await;
-    // Someone else's API of the same name, made by hand.
-    let other = stack.apigateway().create_rest_api().name(&stack.name).send().await.unwrap().id.unwrap();
+    // Someone else's API, key and usage plan of the same name, made by hand.
+    let apigateway = stack.apigateway();
+    let other = apigateway.create_rest_api().name(&stack.name).send().await.unwrap().id.unwrap();
+    let other_key = apigateway.create_api_key().name(&stack.name).send().await.unwrap().id.unwrap();
+    let other_plan = apigateway.create_usage_plan().name(&stack.name).send().await.unwrap().id.unwrap();
     let run = stack.run("uninstall", &["--yes"]).await.ok();
     assert!(run.stdout.contains("not made by counterctl"), "{}", run.stdout);
     let apis = stack.apigateway().get_rest_apis().limit(500).send().await.unwrap();
     let left: Vec<_> =
         apis.items().iter().filter(|api| api.name() == Some(&stack.name)).filter_map(|a| a.id()).collect();
     assert_eq!(left, [other.as_str()]);
+    apigateway.get_api_key().api_key(&other_key).send().await.expect("the hand-made key is kept");
+    apigateway.get_usage_plan().usage_plan_id(&other_plan).send().await.expect("the hand-made usage plan is kept");
     assert!(!stack.function_exists().await && !stack.role_exists().await);
+}
+
+#[tokio::test]
+async fn after_uninstall_a_new_table_is_refused_even_where_the_default_exists() {
+    // A region of its own: this test makes an `AtomicCounters` there.
+    let stack = Deployment::new().await;
+    let region = "us-west-1";
+    let regional = |command: &'static str, extra: &[&'static str]| {
+        let mut args = vec![command, "--endpoint-url", &stack.proxy.url, "--region", region, "--name", &stack.name];
+        args.extend(extra);
+        args
+    };
+    let west = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
+        .endpoint_url(crate::support::moto_url())
+        .load()
+        .await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&west);
+    // The stack's counters are in an adopted table, made by hand (so untagged).
+    crate::support::create_counter_table(&dynamodb, &stack.table).await;
+    if dynamodb.describe_table().table_name("AtomicCounters").send().await.is_err() {
+        crate::support::create_counter_table(&dynamodb, "AtomicCounters").await;
+    }
+    let table_args = ["--table", stack.table.as_str()];
+    counterctl(&[&regional("install", &[])[..], &table_args[..]].concat()).await.ok();
+    counterctl(&regional("uninstall", &["--yes"])).await.ok();
+
+    let (run, mutations) = stack.mutations_of(counterctl(&regional("install", &[]))).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("its counters are in table(s) {}", stack.table)), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+    counterctl(&[&regional("install", &[])[..], &table_args[..]].concat()).await.ok();
+    counterctl(&regional("uninstall", &["--yes"])).await.ok();
 }

@@ -45,9 +45,9 @@ struct Shared {
     latency: Mutex<Duration>,
     /// Requests forwarded to moto and not yet answered.
     in_flight: AtomicUsize,
-    /// Held while an AddPermission is checked and forwarded, so two at once cannot both
-    /// pass the check.
-    add_permission: tokio::sync::Mutex<()>,
+    /// Held while a write AWS would check against what exists (AddPermission,
+    /// CreateUsagePlanKey) is checked and forwarded, so two at once cannot both pass.
+    checked_writes: tokio::sync::Mutex<()>,
 }
 
 pub struct AwsProxy {
@@ -66,7 +66,7 @@ impl AwsProxy {
             patches: Mutex::default(),
             latency: Mutex::default(),
             in_flight: AtomicUsize::new(0),
-            add_permission: tokio::sync::Mutex::new(()),
+            checked_writes: tokio::sync::Mutex::new(()),
         });
         // CreateFunction carries the whole zip, past axum's default 2 MB limit.
         let app = axum::Router::new()
@@ -193,9 +193,15 @@ async fn forward(
     if let Some(fault) = fault {
         return fault_response(&fault, &headers, &body);
     }
-    let adds_permission = method == Method::POST && matches("POST /2015-03-31/functions/*/policy", &action);
-    let _one_at_a_time = if adds_permission { Some(shared.add_permission.lock().await) } else { None };
-    if adds_permission && let Some(conflict) = duplicate_statement(&shared, &uri, &headers, &body).await {
+    let adds_permission = matches("POST /2015-03-31/functions/*/policy", &action);
+    let adds_key = matches("POST /usageplans/*/keys", &action);
+    let _one_at_a_time = if adds_permission || adds_key { Some(shared.checked_writes.lock().await) } else { None };
+    let conflict = match (adds_permission, adds_key) {
+        (true, _) => duplicate_statement(&shared, &uri, &headers, &body).await,
+        (_, true) => key_in_another_plan(&shared, &uri, &headers, &body).await,
+        _ => None,
+    };
+    if let Some(conflict) = conflict {
         return fault_response(&conflict, &headers, &body);
     }
     let latency = *shared.latency.lock().unwrap();
@@ -283,13 +289,7 @@ fn answer(status: StatusCode, headers: &HeaderMap, body: Bytes, patched: bool) -
 /// answers as Lambda does, so the tests see what real AWS makes of a repeated call.
 async fn duplicate_statement(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<Fault> {
     let statement_id = serde_json::from_slice::<Value>(body).ok()?["StatementId"].as_str()?.to_owned();
-    let mut request = shared.client.get(format!("{}{}", shared.upstream, uri.path()));
-    for (name, value) in headers {
-        if name != "host" && name != "content-length" && name != "content-type" {
-            request = request.header(name, value);
-        }
-    }
-    let policy: Value = request.send().await.ok()?.json().await.ok()?;
+    let policy = upstream_get(shared, uri.path(), headers).await?;
     let policy: Value = serde_json::from_str(policy["Policy"].as_str()?).ok()?;
     let statements = policy["Statement"].as_array()?;
     statements.iter().any(|statement| statement["Sid"] == statement_id).then(|| {
@@ -298,6 +298,50 @@ async fn duplicate_statement(shared: &Shared, uri: &Uri, headers: &HeaderMap, bo
         );
         Fault::new(409, "ResourceConflictException", &message)
     })
+}
+
+/// API Gateway refuses a key in two usage plans that share an API stage
+/// (ConflictException); moto accepts it. The proxy answers as API Gateway does.
+async fn key_in_another_plan(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<Fault> {
+    let key_id = serde_json::from_slice::<Value>(body).ok()?["keyId"].as_str()?.to_owned();
+    let plan_id = uri.path().split('/').nth(2)?.to_owned();
+    let plans = upstream_get(shared, "/usageplans", headers).await?;
+    let plans = plans["item"].as_array()?;
+    let stages = |plan: &Value| -> Vec<(String, String)> {
+        plan["apiStages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| (s["apiId"].to_string(), s["stage"].to_string()))
+            .collect()
+    };
+    let target = stages(plans.iter().find(|plan| plan["id"] == plan_id.as_str())?);
+    for other in plans.iter().filter(|plan| plan["id"] != plan_id.as_str()) {
+        let shared_stage = stages(other).into_iter().find(|stage| target.contains(stage));
+        let Some((api, stage)) = shared_stage else { continue };
+        let keys = upstream_get(shared, &format!("/usageplans/{}/keys", other["id"].as_str()?), headers).await?;
+        if keys["item"].as_array()?.iter().any(|key| key["id"] == key_id.as_str()) {
+            let message = format!(
+                "Usage Plan {plan_id} cannot be added because API Key {key_id} cannot reference multiple Usage Plans \
+                 with the same API Stage: {}:{}",
+                api.trim_matches('"'),
+                stage.trim_matches('"')
+            );
+            return Some(Fault::new(409, "ConflictException", &message));
+        }
+    }
+    None
+}
+
+/// A GET to moto with the request's credentials, its JSON answer.
+async fn upstream_get(shared: &Shared, path: &str, headers: &HeaderMap) -> Option<Value> {
+    let mut request = shared.client.get(format!("{}{path}", shared.upstream));
+    for (name, value) in headers {
+        if name != "host" && name != "content-length" && name != "content-type" {
+            request = request.header(name, value);
+        }
+    }
+    request.send().await.ok()?.json().await.ok()
 }
 
 /// An error response in the request's protocol: JSON protocols name the code in
