@@ -388,9 +388,9 @@ async fn apply_route(clients: &Clients, plan: &Plan, api_id: &str, detail: &ApiD
         Some(id) => id.clone(),
         None => api::create_proxy(client, api_id, &detail.root_id).await.context("creating {proxy+}")?,
     };
-    let key_required = plan.wanted.auth == crate::cli::Auth::ApiKey;
+    let auth = (crate::plan::method_authorization(plan.wanted.auth), plan.wanted.auth == crate::cli::Auth::ApiKey);
     if action.changes() {
-        let put = api::put_method(client, api_id, &resource_id, detail.method.is_some(), key_required);
+        let put = api::put_method(client, api_id, &resource_id, detail.method.is_some(), auth);
         put.await.context("putting the ANY method")?;
     }
     Ok(resource_id)
@@ -406,9 +406,16 @@ async fn apply_integration(clients: &Clients, plan: &Plan, api_id: &str, resourc
 }
 
 async fn apply_stage(clients: &Clients, plan: &Plan, api_id: &str) -> anyhow::Result<()> {
-    if plan.action(Resource::Stage).changes() {
+    let action = plan.action(Resource::Stage);
+    let created = *action == Action::Create;
+    if created || action.touches(Field::Deployment) {
         let deploy = api::deploy(&clients.apigateway, api_id, &plan.stack.stage, &plan.deployment);
         deploy.await.context("deploying the API to the stage")?;
+    }
+    // With IAM the stage throttles callers, in place of a usage plan.
+    if plan.wanted.auth == crate::cli::Auth::Iam && (created || action.touches(Field::Throttle)) {
+        let throttle = api::throttle_stage(&clients.apigateway, api_id, &plan.stack.stage, plan.wanted.throttle);
+        throttle.await.context("throttling the stage")?;
     }
     Ok(())
 }

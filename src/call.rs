@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::cli::{AwsOptions, EndpointOptions, GetArgs, IncrementArgs, OutputFormat, StackOptions};
+use crate::cli::{Auth, AwsOptions, EndpointOptions, GetArgs, IncrementArgs, OutputFormat, StackOptions};
 use crate::deployed::Clients;
 use crate::progress::out;
 use crate::resources::{api, auth};
@@ -23,7 +23,31 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Endpoint {
     /// Base URL; the API's paths (`/counter/...`) go below it.
     pub url: String,
-    pub api_key: Option<String>,
+    pub credential: Credential,
+}
+
+/// What a call carries to be let in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    /// Sent as `x-api-key`.
+    ApiKey(String),
+    /// A SigV4 signature for `service` in `region`, made with these credentials.
+    Iam {
+        region: String,
+        service: &'static str,
+        credentials: aws_credential_types::Credentials,
+    },
+}
+
+impl Credential {
+    /// The key, if calls send one.
+    pub fn api_key(&self) -> Option<&str> {
+        match self {
+            Self::ApiKey(key) => Some(key),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +65,14 @@ pub enum CallError {
          (`counterctl status --show-api-key` prints it), or omit --url to have it fetched"
     )]
     Forbidden { status: u16, message: String },
+    #[error(
+        "{status} for a signed call: {message}\n\
+         hint: the caller's IAM identity ({access_key}) may lack {action} on this API \
+         (`counterctl status --caller-policy` prints the policy it needs), or its credentials are wrong or expired"
+    )]
+    SignatureRefused { status: u16, message: String, access_key: String, action: &'static str },
+    #[error("signing the request: {0}")]
+    Signing(String),
     #[error("{url} answered {status} with an unexpected body: {body}")]
     Unexpected { url: String, status: u16, body: String },
     #[error(
@@ -53,19 +85,55 @@ pub enum CallError {
 /// The endpoint from the options, else the stack's invoke URL and key from AWS.
 pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &StackOptions) -> anyhow::Result<Endpoint> {
     if let Some(url) = &options.url {
-        return Ok(Endpoint { url: url.clone(), api_key: options.api_key.clone() });
+        let credential = match (options.auth, &options.api_key) {
+            (Some(Auth::Iam), _) => iam_credential(url, aws).await?,
+            (Some(Auth::ApiKey) | None, Some(key)) => Credential::ApiKey(key.clone()),
+            (Some(Auth::ApiKey), None) => {
+                anyhow::bail!("--auth api-key needs the key\nhint: pass --api-key or set COUNTERCTL_API_KEY")
+            }
+            (Some(Auth::None) | None, _) => Credential::None,
+        };
+        return Ok(Endpoint { url: url.clone(), credential });
     }
     let clients = Clients::connect(aws).await?;
-    let mut endpoint = discover(&clients.apigateway, stack).await?;
-    if options.api_key.is_some() {
-        endpoint.api_key = options.api_key.clone();
+    let mut endpoint = discover(&clients, stack).await?;
+    if let Some(key) = &options.api_key {
+        endpoint.credential = Credential::ApiKey(key.clone());
     }
     Ok(endpoint)
 }
 
+/// SigV4 for a URL given by hand: `lambda` for a Function URL, else `execute-api`; the
+/// region from the host (`ID.execute-api.REGION.amazonaws.com`,
+/// `ID.lambda-url.REGION.on.aws`), else from the AWS options.
+async fn iam_credential(url: &str, aws: &AwsOptions) -> anyhow::Result<Credential> {
+    let host = reqwest::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
+    let host = host.host_str().unwrap_or_default().to_owned();
+    let labels: Vec<&str> = host.split('.').collect();
+    let (service, host_region) = match labels.as_slice() {
+        [_, "lambda-url", region, "on", "aws"] => ("lambda", Some(*region)),
+        [_, "execute-api", region, ..] => ("execute-api", Some(*region)),
+        _ => ("execute-api", None),
+    };
+    let mut aws = aws.clone();
+    if let Some(region) = host_region {
+        aws.region = Some(region.to_owned());
+    }
+    let config = crate::aws::load_config(&aws).await?;
+    let region = config.region().map(ToString::to_string).unwrap_or_default();
+    Ok(Credential::Iam { region, service, credentials: caller_credentials(&config).await? })
+}
+
+async fn caller_credentials(config: &aws_config::SdkConfig) -> anyhow::Result<aws_credential_types::Credentials> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let provider = config.credentials_provider().context("no AWS credentials provider")?;
+    provider.provide_credentials().await.context("reading the caller's AWS credentials to sign with")
+}
+
 /// The stack's invoke URL (the stage asked for, else the one counterctl deployed), and
-/// its API key when the API requires one.
-pub async fn discover(client: &aws_sdk_apigateway::Client, stack: &StackOptions) -> anyhow::Result<Endpoint> {
+/// how its method lets callers in: its API key, or a SigV4 signature.
+pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result<Endpoint> {
+    let client = &clients.apigateway;
     let region = client.config().region().map(ToString::to_string).unwrap_or_default();
     let (apis, usage_plans) =
         tokio::try_join!(async { api::list(client, &stack.name).await.context("looking for the API") }, async {
@@ -76,18 +144,24 @@ pub async fn discover(client: &aws_sdk_apigateway::Client, stack: &StackOptions)
     };
     let detail = api::detail(client, &chosen.id).await.context("reading the API's routes")?;
     let stage = stack.stage.clone().unwrap_or_else(|| crate::plan::deployed_stage(&detail));
-    let api_key = match detail.method {
+    let credential = match detail.method {
+        Some(method) if method.authorization == api::AWS_IAM => Credential::Iam {
+            region: region.clone(),
+            service: "execute-api",
+            credentials: caller_credentials(&clients.config).await?,
+        },
         Some(method) if method.key_required => {
             let keys = auth::keys(client, &stack.name).await.context("looking for the API key")?;
             let usage_plan = crate::plan::choose_usage_plan(&usage_plans, Some(&chosen.id));
-            match crate::plan::choose_key(&keys, usage_plan) {
+            let key = match crate::plan::choose_key(&keys, usage_plan) {
                 Some(key) => auth::key_value(client, &key.id).await.context("reading the API key")?,
                 None => None,
-            }
+            };
+            key.map_or(Credential::None, Credential::ApiKey)
         }
-        _ => None,
+        _ => Credential::None,
     };
-    Ok(Endpoint { url: crate::stack::invoke_url(&region, &chosen.id, &stage), api_key })
+    Ok(Endpoint { url: crate::stack::invoke_url(&region, &chosen.id, &stage), credential })
 }
 
 /// The counter API at one endpoint.
@@ -130,21 +204,47 @@ impl CounterApi {
         idempotency_key: Option<&str>,
     ) -> Result<Value, CallError> {
         let url = format!("{}{path}", self.endpoint.url.trim_end_matches('/'));
+        // Percent-encoded by hand: a space as %20 and `+` as %2B, never `+` for a space
+        // (which reqwest's form encoding writes), so a signature means one thing to the
+        // signer and to AWS.
+        let encoded: Vec<String> =
+            query.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect();
+        let target = if encoded.is_empty() { url.clone() } else { format!("{url}?{}", encoded.join("&")) };
         let mut pause = FIRST_PAUSE;
         let mut attempt = 1;
         loop {
-            let mut request = self.http.request(method.clone(), &url).query(query);
+            let mut request = self.http.request(method.clone(), &target);
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
             }
-            if let Some(key) = &self.endpoint.api_key {
+            if let Some(key) = self.endpoint.credential.api_key() {
                 request = request.header("x-api-key", key);
             }
-            let outcome = match request.send().await {
+            let mut request = request.build().map_err(|error| CallError::Signing(error.to_string()))?;
+            // Signed anew for each attempt: a signature carries its time.
+            if let Credential::Iam { region, service, credentials } = &self.endpoint.credential {
+                sign(&mut request, region, service, credentials)?;
+            }
+            let outcome = match self.http.execute(request).await {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let body = response.text().await.unwrap_or_default();
-                    interpret(&url, status, &body)
+                    match (interpret(&url, status, &body), &self.endpoint.credential) {
+                        (
+                            Err(CallError::Forbidden { status, message }),
+                            Credential::Iam { service, credentials, .. },
+                        ) => Err(CallError::SignatureRefused {
+                            status,
+                            message,
+                            access_key: credentials.access_key_id().to_owned(),
+                            action: if *service == "lambda" {
+                                "lambda:InvokeFunctionUrl"
+                            } else {
+                                "execute-api:Invoke"
+                            },
+                        }),
+                        (outcome, _) => outcome,
+                    }
                 }
                 // With its causes: "error sending request: … Connection refused".
                 Err(error) => {
@@ -163,12 +263,57 @@ impl CounterApi {
     }
 }
 
+/// RFC 3986 unreserved characters stay, everything else is percent-encoded.
+fn encode(text: &str) -> String {
+    const RESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
+}
+
 fn retryable(error: &CallError) -> bool {
     match error {
         CallError::Unreachable { .. } => true,
         CallError::Service { status, .. } | CallError::Unexpected { status, .. } => *status == 429 || *status >= 500,
-        CallError::Forbidden { .. } | CallError::NoApi { .. } => false,
+        CallError::Forbidden { .. }
+        | CallError::SignatureRefused { .. }
+        | CallError::Signing(_)
+        | CallError::NoApi { .. } => false,
     }
+}
+
+/// Signs `request` with SigV4 (the `aws-sigv4` crate, as the AWS SDKs do): adds
+/// `Authorization`, `X-Amz-Date` and, for temporary credentials, `X-Amz-Security-Token`.
+fn sign(
+    request: &mut reqwest::Request,
+    region: &str,
+    service: &str,
+    credentials: &aws_credential_types::Credentials,
+) -> Result<(), CallError> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let failed = |error: &dyn std::fmt::Display| CallError::Signing(error.to_string());
+    let identity = credentials.clone().into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|error| failed(&error))?
+        .into();
+    let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default();
+    let headers = request.headers().iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+    let signable =
+        SignableRequest::new(request.method().as_str(), request.url().as_str(), headers, SignableBody::Bytes(body))
+            .map_err(|error| failed(&error))?;
+    let (instructions, _) = sign(signable, &params).map_err(|error| failed(&error))?.into_parts();
+    for (name, value) in instructions.headers() {
+        let value = reqwest::header::HeaderValue::from_str(value).map_err(|error| failed(&error))?;
+        request
+            .headers_mut()
+            .insert(reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| failed(&e))?, value);
+    }
+    Ok(())
 }
 
 fn interpret(url: &str, status: u16, body: &str) -> Result<Value, CallError> {

@@ -103,6 +103,9 @@ pub struct OutputOptions {
 pub enum Auth {
     /// Clients send an API key (x-api-key); a usage plan throttles it.
     ApiKey,
+    /// Callers sign requests with SigV4 as an IAM identity allowed `execute-api:Invoke`
+    /// (`counterctl status --caller-policy`); the stage throttles.
+    Iam,
     /// Anyone who knows the URL can call it (the original service's setup).
     None,
 }
@@ -121,10 +124,12 @@ pub struct DeployOptions {
     /// Who may call the API [default: api-key].
     #[arg(long, env = "COUNTERCTL_AUTH", value_enum)]
     pub auth: Option<Auth>,
-    /// Usage plan steady rate, requests per second, with --auth api-key [default: 50].
+    /// Steady rate, requests per second: the usage plan's with --auth api-key, the stage's
+    /// with --auth iam [default: 50].
     #[arg(long, value_parser = positive_rate)]
     pub rate_limit: Option<f64>,
-    /// Usage plan burst, requests, with --auth api-key [default: 100].
+    /// Burst, requests: the usage plan's with --auth api-key, the stage's with --auth iam
+    /// [default: 100].
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     pub burst_limit: Option<i32>,
     /// Deploy this zip (with a `bootstrap` inside) instead of the bundled one.
@@ -236,6 +241,10 @@ pub struct StatusArgs {
     /// Print the API key's secret value (hidden otherwise).
     #[arg(long)]
     pub show_api_key: bool,
+    /// Print only the least-privilege IAM policy (JSON) a calling service needs for this
+    /// stack with --auth iam: execute-api:Invoke on its two routes.
+    #[arg(long)]
+    pub caller_policy: bool,
     #[command(flatten)]
     pub output: OutputOptions,
 }
@@ -251,6 +260,12 @@ pub struct EndpointOptions {
     /// when the stack uses keys].
     #[arg(long, env = "COUNTERCTL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// With --url, how to call it: `iam` signs with SigV4 (for `lambda` at a Function URL
+    /// `*.lambda-url.REGION.on.aws`, else `execute-api`; the region from the host, else
+    /// --region), `api-key` sends --api-key [default: api-key when --api-key is given,
+    /// else none; without --url, what the stack uses].
+    #[arg(long, value_enum)]
+    pub auth: Option<Auth>,
 }
 
 #[derive(Debug, Args)]

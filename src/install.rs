@@ -54,6 +54,7 @@ pub async fn read_and_plan(
 pub fn auth_name(auth: Auth) -> &'static str {
     match auth {
         Auth::ApiKey => "api-key",
+        Auth::Iam => "iam",
         Auth::None => "none",
     }
 }
@@ -69,7 +70,7 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         let url = plan.api.as_ref().map(|api| plan.stack.invoke_url(&plan.account.region, &api.id));
         if json {
-            let curl = url.as_deref().map(|url| curl_command(url, plan.wanted.auth, None));
+            let curl = url.as_deref().map(|url| curl_command(url, &plan.account.region, plan.wanted.auth, None));
             let result = InstallResult {
                 dry_run: true,
                 up_to_date: plan.up_to_date(),
@@ -102,7 +103,7 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         (Some(key_id), true) => auth::key_value(&clients.apigateway, key_id).await.context("reading the API key")?,
         _ => None,
     };
-    let curl = curl_command(&url, plan.wanted.auth, api_key.as_deref());
+    let curl = curl_command(&url, &plan.account.region, plan.wanted.auth, api_key.as_deref());
     if json {
         let result = InstallResult {
             dry_run: false,
@@ -161,10 +162,14 @@ fn confirm(plan: &Plan, breaking: &[&Change]) -> anyhow::Result<()> {
 }
 
 /// A ready-to-paste increment call.
-fn curl_command(url: &str, auth: Auth, api_key: Option<&str>) -> String {
+fn curl_command(url: &str, region: &str, auth: Auth, api_key: Option<&str>) -> String {
     let header = match (auth, api_key) {
         (Auth::ApiKey, Some(key)) => format!(" -H 'x-api-key: {key}'"),
         (Auth::ApiKey, None) => " -H \"x-api-key: $COUNTERCTL_API_KEY\"".to_owned(),
+        // Temporary credentials also need -H "x-amz-security-token: $AWS_SESSION_TOKEN".
+        (Auth::Iam, _) => {
+            format!(" --aws-sigv4 'aws:amz:{region}:execute-api' --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\"")
+        }
         (Auth::None, _) => String::new(),
     };
     format!("curl -X POST{header} '{url}/counter/increment?counter=mycounter'")

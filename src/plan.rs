@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::aws::Account;
 use crate::cli::{Architecture, Auth, DeployOptions, Settings};
 use crate::deployed::Deployed;
-use crate::resources::api::{ApiDetail, ApiSummary, DEPLOYMENT_PREFIX};
+use crate::resources::api::{AWS_IAM, ApiDetail, ApiSummary, DEPLOYMENT_PREFIX, NO_AUTHORIZATION};
 use crate::resources::auth::{KeyState, Throttle, UsagePlanState};
 use crate::resources::function::{self, Code, FunctionState, HANDLER, RUNTIME, TABLE_VARIABLE};
 use crate::resources::log_group::LogGroupState;
@@ -333,9 +333,9 @@ impl Plan {
 /// The description of a deployment of this API: a fingerprint of what callers see (auth
 /// and integration), so a change that was never deployed (throttled, interrupted) is
 /// seen and deployed by the next run.
-pub fn deployment_description(key_required: bool, integration_uri: &str) -> String {
+pub fn deployment_description(authorization: &str, key_required: bool, integration_uri: &str) -> String {
     let fingerprint = Sha256::digest(format!(
-        "ANY {PROXY} NONE key={key_required} {integration_uri}",
+        "ANY {PROXY} {authorization} key={key_required} {integration_uri}",
         PROXY = crate::stack::PROXY_PATH
     ));
     let hex: String = fingerprint.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
@@ -370,25 +370,30 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
     let stack = Stack { name: request.name.to_owned(), table, stage };
 
     let chosen_api = choose_api(&deployed.apis, &deployed.usage_plans);
-    let deployed_auth = deployed
-        .api
-        .as_ref()
-        .and_then(|api| api.method.as_ref())
-        .map(|method| if method.key_required { Auth::ApiKey } else { Auth::None });
+    let deployed_auth = deployed.api.as_ref().and_then(|api| api.method.as_ref()).map(|method| {
+        match (method.authorization.as_str(), method.key_required) {
+            (AWS_IAM, _) => Auth::Iam,
+            (_, true) => Auth::ApiKey,
+            (_, false) => Auth::None,
+        }
+    });
+    let live_stage = |name: &str| deployed.api.as_ref().and_then(|api| api.stages.iter().find(|s| s.name == name));
     let auth = options.auth.or(deployed_auth).unwrap_or(defaults.auth);
     let deployed_architecture = function
         .map(|function| if function.architecture == "arm64" { Architecture::Arm64 } else { Architecture::X86_64 });
     let architecture = options.architecture.or(deployed_architecture).unwrap_or(defaults.architecture);
     let chosen_plan = choose_usage_plan(&deployed.usage_plans, chosen_api.map(|api| api.id.as_str()));
+    // The throttle deployed where this auth keeps it (the usage plan's, or with IAM the
+    // stage's), else where the auth before it kept it: a change of auth keeps the rate.
+    let plan_throttle = chosen_plan.and_then(|plan| plan.throttle);
+    let stage_throttle = live_stage(&stack.stage).and_then(|stage| stage.throttle);
+    let deployed_throttle = match auth {
+        Auth::Iam => stage_throttle.or(plan_throttle),
+        _ => plan_throttle.or(stage_throttle),
+    };
     let throttle = Throttle {
-        rate: options
-            .rate_limit
-            .or(chosen_plan.and_then(|plan| plan.throttle).map(|t| t.rate))
-            .unwrap_or(defaults.rate_limit),
-        burst: options
-            .burst_limit
-            .or(chosen_plan.and_then(|plan| plan.throttle).map(|t| t.burst))
-            .unwrap_or(defaults.burst_limit),
+        rate: options.rate_limit.or(deployed_throttle.map(|t| t.rate)).unwrap_or(defaults.rate_limit),
+        burst: options.burst_limit.or(deployed_throttle.map(|t| t.burst)).unwrap_or(defaults.burst_limit),
     };
     let log_retention_days = match (&deployed.log_group, options.log_retention_days) {
         (_, Some(days)) => Some(days),
@@ -475,15 +480,15 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
 
     // Route, integration, deployment.
     let key_required = wanted.auth == Auth::ApiKey;
+    let authorization = method_authorization(wanted.auth);
     let method = api.as_ref().and_then(|api| api.detail.method.as_ref());
     let route_action = match (&api, method) {
         (None, _) => Action::Create,
         (Some(api), _) if api.detail.proxy_id.is_none() => Action::Create,
-        (Some(_), None) => {
-            Action::Update(vec![diff(Field::Method, "none", format!("ANY, {}", key_wording(key_required)))])
-        }
-        (Some(_), Some(method)) if method.authorization != "NONE" || method.key_required != key_required => {
-            Action::Update(vec![diff(Field::Method, key_wording(method.key_required), key_wording(key_required))])
+        (Some(_), None) => Action::Update(vec![diff(Field::Method, "none", auth_wording(wanted.auth))]),
+        (Some(_), Some(method)) if method.authorization != authorization || method.key_required != key_required => {
+            let deployed = deployed_auth.map_or("other", auth_wording);
+            Action::Update(vec![diff(Field::Method, deployed, auth_wording(wanted.auth))])
         }
         (Some(_), Some(_)) => Action::Keep,
     };
@@ -499,16 +504,21 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
     };
     let integration_changes = integration_action.changes();
     change(Resource::Integration, &stack.name, integration_action, false);
-    let deployment = deployment_description(key_required, &integration_uri);
+    let deployment = deployment_description(authorization, key_required, &integration_uri);
     let live = api.as_ref().and_then(|api| api.detail.stages.iter().find(|s| s.name == stack.stage));
     let stage_action = match live {
         None => Action::Create,
-        Some(live)
-            if live.deployment.as_deref() != Some(deployment.as_str()) || route_replaced || integration_changes =>
-        {
-            Action::Update(vec![diff(Field::Deployment, live.deployment.as_deref().unwrap_or("none"), &deployment)])
+        Some(live) => {
+            let mut diffs = Vec::new();
+            if live.deployment.as_deref() != Some(deployment.as_str()) || route_replaced || integration_changes {
+                diffs.push(diff(Field::Deployment, live.deployment.as_deref().unwrap_or("none"), &deployment));
+            }
+            if wanted.auth == Auth::Iam && live.throttle != Some(wanted.throttle) {
+                let current = live.throttle.map_or("none".to_owned(), throttle_wording);
+                diffs.push(diff(Field::Throttle, current, throttle_wording(wanted.throttle)));
+            }
+            Action::from_diffs(diffs, false)
         }
-        Some(_) => Action::Keep,
     };
     change(Resource::Stage, &stack.stage, stage_action, false);
 
@@ -589,11 +599,10 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         usage_plan = None;
         duplicate_keys = tagged_keys.iter().map(|key| key.id.clone()).collect();
         duplicate_usage_plans = tagged_plans.iter().map(|plan| (*plan).clone()).collect();
-        let none = |present: bool, what: &str| {
-            if present { Action::Delete(format!("--auth none: callers no longer send {what}")) } else { Action::Absent }
-        };
-        change(Resource::ApiKey, &stack.name, none(!duplicate_keys.is_empty(), "a key"), true);
-        change(Resource::UsagePlan, &stack.name, none(!duplicate_usage_plans.is_empty(), "a key"), true);
+        let reason = format!("--auth {}: callers no longer send a key", crate::install::auth_name(wanted.auth));
+        let none = |present: bool| if present { Action::Delete(reason.clone()) } else { Action::Absent };
+        change(Resource::ApiKey, &stack.name, none(!duplicate_keys.is_empty()), true);
+        change(Resource::UsagePlan, &stack.name, none(!duplicate_usage_plans.is_empty()), true);
     }
     changes.sort_by_key(|change| change.resource);
 
@@ -815,8 +824,17 @@ pub fn choose_usage_plan<'a>(plans: &'a [UsagePlanState], api_id: Option<&str>) 
     plans.iter().min_by_key(|plan| plan.id.clone())
 }
 
-fn key_wording(key_required: bool) -> &'static str {
-    if key_required { "API key required" } else { "no auth" }
+/// The method's authorization type for `auth`.
+pub fn method_authorization(auth: Auth) -> &'static str {
+    if auth == Auth::Iam { AWS_IAM } else { NO_AUTHORIZATION }
+}
+
+fn auth_wording(auth: Auth) -> &'static str {
+    match auth {
+        Auth::ApiKey => "API key required",
+        Auth::Iam => "AWS_IAM (SigV4)",
+        Auth::None => "no auth",
+    }
 }
 
 fn throttle_wording(throttle: Throttle) -> String {

@@ -131,6 +131,27 @@ impl Stack {
     }
 }
 
+/// The least-privilege policy a caller's IAM identity needs for a stack with `--auth
+/// iam`: invoke exactly the two routes of this API's stage
+/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/arn-format-reference.html:
+/// `arn:PARTITION:execute-api:REGION:ACCOUNT:API-ID/STAGE/METHOD/PATH`).
+pub fn caller_policy(stack: &Stack, account: &Account, api_id: &str) -> serde_json::Value {
+    let route =
+        |method: &str, path: &str| account.arn("execute-api", &format!("{api_id}/{}/{method}{path}", stack.stage));
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "CallTheCounters",
+            "Effect": "Allow",
+            "Action": "execute-api:Invoke",
+            "Resource": [
+                route("POST", counter_function::api::INCREMENT_PATH),
+                route("GET", counter_function::api::VALUE_PATH),
+            ],
+        }],
+    })
+}
+
 /// The regions whose resources a policy document grants: the region field of every ARN
 /// in its `Resource`s (`arn:PARTITION:SERVICE:REGION:...`).
 pub fn policy_regions(policy: &serde_json::Value) -> std::collections::BTreeSet<String> {
@@ -171,6 +192,30 @@ mod tests {
         assert_eq!(decode_policy(plain), Some(expected.clone()));
         assert_eq!(decode_policy(encoded), Some(expected));
         assert_eq!(decode_policy("%7Bnot json"), None);
+    }
+
+    /// As parliament (https://github.com/duo-labs/parliament) would review it: known
+    /// actions only, no wildcard in any resource.
+    #[test]
+    fn the_caller_policy_grants_invoke_on_exactly_two_routes() {
+        let stack = Stack { name: "AtomicCounter".into(), table: "AtomicCounters".into(), stage: "prod".into() };
+        let account = Account { id: "123456789012".into(), partition: "aws".into(), region: "eu-west-1".into() };
+        let policy = caller_policy(&stack, &account, "abc123");
+        let statements = policy["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 1);
+        assert_eq!(statements[0]["Effect"], "Allow");
+        assert_eq!(statements[0]["Action"], "execute-api:Invoke");
+        let resources: Vec<&str> =
+            statements[0]["Resource"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert_eq!(
+            resources,
+            [
+                "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/POST/counter/increment",
+                "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/GET/counter/value",
+            ]
+        );
+        assert!(resources.iter().all(|resource| !resource.contains('*')), "no wildcard: {resources:?}");
+        assert!(!policy.to_string().contains("NotAction") && !policy.to_string().contains("NotResource"));
     }
 
     #[test]

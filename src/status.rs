@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{OutputFormat, StatusArgs};
+use crate::cli::{Auth, OutputFormat, StatusArgs};
 use crate::deployed::Clients;
 use crate::install::{print_plan, read_and_plan};
 use crate::plan::Change;
@@ -30,6 +30,16 @@ struct StatusResult<'a> {
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let (deployed, plan) = read_and_plan(&clients, &args.stack, &args.deploy, false).await?;
+    if args.caller_policy {
+        let Some(api) = &plan.api else {
+            anyhow::bail!("stack {} has no API yet\nhint: run `counterctl install` first", plan.stack.name);
+        };
+        if plan.wanted.auth != Auth::Iam {
+            eprintln!("note: stack {} does not use --auth iam; this policy takes effect once it does", plan.stack.name);
+        }
+        out(serde_json::to_string_pretty(&crate::stack::caller_policy(&plan.stack, &plan.account, &api.id))?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let healthy = plan.up_to_date();
     let deployed_code_sha256 = deployed.function.as_ref().map(|function| function.code_sha256.clone());
     let bundled_code_sha256 = plan.wanted.code.sha256.clone();

@@ -146,7 +146,11 @@ fn healthy() -> Deployed {
                 key_required: true,
                 integration_uri: Some(uri.clone()),
             }),
-            stages: vec![StageState { name: "prod".into(), deployment: Some(deployment_description(true, &uri)) }],
+            stages: vec![StageState {
+                name: "prod".into(),
+                deployment: Some(deployment_description("NONE", true, &uri)),
+                throttle: None,
+            }],
         }),
         keys: vec![key(KEY, true, 1_000)],
         usage_plans: vec![UsagePlanState {
@@ -228,7 +232,7 @@ fn options_not_given_keep_what_is_deployed() {
         function.architecture = "arm64".into();
     }
     method_mut(&mut deployed).key_required = false;
-    stage_mut(&mut deployed).deployment = Some(deployment_description(false, &uri));
+    stage_mut(&mut deployed).deployment = Some(deployment_description("NONE", false, &uri));
     deployed.keys.clear();
     deployed.usage_plans.clear();
     deployed.log_group = Some(LogGroupState { retention_days: Some(90), tagged: true });
@@ -428,7 +432,7 @@ fn requiring_a_key_where_none_was_is_breaking_too() {
     let mut deployed = healthy();
     method_mut(&mut deployed).key_required = false;
     let uri = stack().integration_uri(&account());
-    stage_mut(&mut deployed).deployment = Some(deployment_description(false, &uri));
+    stage_mut(&mut deployed).deployment = Some(deployment_description("NONE", false, &uri));
     deployed.keys.clear();
     deployed.usage_plans.clear();
     let options = DeployOptions { auth: Some(Auth::ApiKey), ..options() };
@@ -441,7 +445,7 @@ fn requiring_a_key_where_none_was_is_breaking_too() {
 
 #[test]
 fn a_change_never_deployed_is_deployed() {
-    for description in ["counterctl install".to_owned(), deployment_description(false, "arn:aws:other")] {
+    for description in ["counterctl install".to_owned(), deployment_description("NONE", false, "arn:aws:other")] {
         let mut deployed = healthy();
         stage_mut(&mut deployed).deployment = Some(description.clone());
         let plan = planned(&deployed);
@@ -683,11 +687,12 @@ fn uninstall_deletes_the_table_only_with_delete_data_and_only_when_tagged() {
 fn the_deployment_description_fingerprints_auth_and_integration() {
     let uri = stack().integration_uri(&account());
     let other_uri = stack().integration_uri(&account_in("eu-west-1"));
-    let description = deployment_description(true, &uri);
+    let description = deployment_description("NONE", true, &uri);
     assert!(description.starts_with("counterctl "), "{description}");
-    assert_eq!(description, deployment_description(true, &uri), "deterministic");
-    assert_ne!(description, deployment_description(false, &uri));
-    assert_ne!(description, deployment_description(true, &other_uri));
+    assert_eq!(description, deployment_description("NONE", true, &uri), "deterministic");
+    assert_ne!(description, deployment_description("NONE", false, &uri));
+    assert_ne!(description, deployment_description("NONE", true, &other_uri));
+    assert_ne!(description, deployment_description("AWS_IAM", false, &uri), "IAM is another authorization");
 }
 
 // 13.
@@ -824,4 +829,45 @@ fn during_a_switch_the_policy_grants_both_tables() {
     assert_eq!(resources.len(), 2);
     assert!(resources[0].as_str().unwrap().ends_with("table/Old"), "{resources:?}");
     assert_eq!(stack().role_policy(&account())["Statement"][0]["Resource"], stack().table_arn(&account()));
+}
+
+// Issue 9: --auth iam.
+
+#[test]
+fn iam_auth_signs_the_method_drops_key_and_usage_plan_and_throttles_the_stage() {
+    let options = DeployOptions { auth: Some(Auth::Iam), ..options() };
+    let plan = plan_with(&healthy(), &options);
+    assert_eq!(fields(plan.action(Resource::Route)), vec![Field::Method]);
+    assert!(plan.change(Resource::Route).breaking, "callers must sign from now on");
+    assert!(matches!(plan.action(Resource::ApiKey), Action::Delete(_)));
+    assert!(matches!(plan.action(Resource::UsagePlan), Action::Delete(_)));
+    let stage = fields(plan.action(Resource::Stage));
+    assert!(stage.contains(&Field::Deployment) && stage.contains(&Field::Throttle), "{stage:?}");
+    assert_eq!(
+        plan.wanted.throttle,
+        Throttle { rate: 50.0, burst: 100 },
+        "the usage plan's throttle moves to the stage"
+    );
+    assert!(plan.deployment.starts_with("counterctl "));
+    assert_ne!(plan.deployment, planned(&healthy()).deployment);
+}
+
+#[test]
+fn a_deployed_iam_stack_keeps_iam_and_its_stage_throttle() {
+    let mut deployed = healthy();
+    let uri = stack().integration_uri(&account());
+    let method = method_mut(&mut deployed);
+    method.authorization = "AWS_IAM".into();
+    method.key_required = false;
+    deployed.keys.clear();
+    deployed.usage_plans.clear();
+    let stage = stage_mut(&mut deployed);
+    stage.deployment = Some(deployment_description("AWS_IAM", false, &uri));
+    stage.throttle = Some(Throttle { rate: 7.0, burst: 9 });
+    let plan = planned(&deployed);
+    assert!(plan.up_to_date(), "{:?}", changing(&plan));
+    assert_eq!(plan.wanted.auth, Auth::Iam);
+    assert_eq!(plan.wanted.throttle, Throttle { rate: 7.0, burst: 9 });
+    let plan = plan_with(&deployed, &DeployOptions { rate_limit: Some(8.0), ..options() });
+    assert_eq!(fields(plan.action(Resource::Stage)), vec![Field::Throttle]);
 }

@@ -53,7 +53,14 @@ pub struct StageState {
     pub name: String,
     /// The description of the deployment the stage serves.
     pub deployment: Option<String>,
+    /// The throttle of every method (`*/*` method settings), if set.
+    pub throttle: Option<crate::resources::auth::Throttle>,
 }
+
+/// Method authorization for callers signing with SigV4.
+pub const AWS_IAM: &str = "AWS_IAM";
+/// Method authorization for everyone else (with or without an API key).
+pub const NO_AUTHORIZATION: &str = "NONE";
 
 /// Every API named `stack_name`.
 pub async fn list(client: &Client, stack_name: &str) -> Result<Vec<ApiSummary>, AwsError> {
@@ -108,7 +115,16 @@ pub async fn detail(client: &Client, api_id: &str) -> Result<ApiDetail, AwsError
             }
             None => None,
         };
-        detail.stages.push(StageState { name: stage.stage_name().unwrap_or_default().to_owned(), deployment });
+        let every_method = stage.method_settings().and_then(|settings| settings.get("*/*"));
+        let throttle = every_method.map(|settings| crate::resources::auth::Throttle {
+            rate: settings.throttling_rate_limit(),
+            burst: settings.throttling_burst_limit(),
+        });
+        detail.stages.push(StageState {
+            name: stage.stage_name().unwrap_or_default().to_owned(),
+            deployment,
+            throttle,
+        });
     }
     Ok(detail)
 }
@@ -170,7 +186,7 @@ pub async fn put_method(
     api_id: &str,
     resource_id: &str,
     replace: bool,
-    key_required: bool,
+    (authorization, key_required): (&str, bool),
 ) -> Result<(), AwsError> {
     if replace {
         let deleted =
@@ -182,7 +198,7 @@ pub async fn put_method(
         .rest_api_id(api_id)
         .resource_id(resource_id)
         .http_method(METHOD)
-        .authorization_type("NONE")
+        .authorization_type(authorization)
         .api_key_required(key_required)
         .send()
         .await
@@ -215,6 +231,33 @@ pub async fn deploy(client: &Client, api_id: &str, stage: &str, description: &st
         )
         .await
         .op("apigateway:CreateDeployment")?;
+    Ok(())
+}
+
+/// Throttles every method of the stage (`*/*` method settings), as `--auth iam` does in
+/// place of a usage plan.
+pub async fn throttle_stage(
+    client: &Client,
+    api_id: &str,
+    stage: &str,
+    throttle: crate::resources::auth::Throttle,
+) -> Result<(), AwsError> {
+    let patch = |path: &str, value: String| {
+        aws_sdk_apigateway::types::PatchOperation::builder()
+            .op(aws_sdk_apigateway::types::Op::Replace)
+            .path(path)
+            .value(value)
+            .build()
+    };
+    client
+        .update_stage()
+        .rest_api_id(api_id)
+        .stage_name(stage)
+        .patch_operations(patch("/*/*/throttling/rateLimit", throttle.rate.to_string()))
+        .patch_operations(patch("/*/*/throttling/burstLimit", throttle.burst.to_string()))
+        .send()
+        .await
+        .op("apigateway:UpdateStage")?;
     Ok(())
 }
 

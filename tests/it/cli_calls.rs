@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Response, Uri};
-use counterctl::call::{Endpoint, discover};
+use counterctl::call::{Credential, Endpoint, discover};
 use counterctl::cli::StackOptions;
+use counterctl::deployed::Clients;
 
 use crate::support::LambdaStack;
 use crate::support::cli::{Deployment, clean_environment, counterctl, counterctl_with_env};
@@ -126,7 +127,8 @@ async fn the_url_and_api_key_are_discovered_from_the_stack() {
     let deployment = Deployment::new().await;
     let stack = StackOptions { name: deployment.name.clone(), table: Some(deployment.table.clone()), stage: None };
     let apigateway = deployment.apigateway();
-    let missing = discover(&apigateway, &stack).await.unwrap_err();
+    let clients = Clients::new(deployment.aws.clone());
+    let missing = discover(&clients, &stack).await.unwrap_err();
     assert!(
         format!("{missing:#}")
             .starts_with(&format!("no API named {} in us-east-1\nhint: run `counterctl install`", stack.name))
@@ -137,7 +139,8 @@ async fn the_url_and_api_key_are_discovered_from_the_stack() {
     let keys = apigateway.get_api_keys().name_query(&stack.name).include_values(true).send().await.unwrap();
     let key = keys.items().iter().find(|key| key.name() == Some(&stack.name)).unwrap().value().unwrap().to_owned();
     let url = format!("https://{api_id}.execute-api.us-east-1.amazonaws.com/prod");
-    assert_eq!(discover(&apigateway, &stack).await.unwrap(), Endpoint { url: url.clone(), api_key: Some(key.clone()) });
+    let discovered = discover(&clients, &stack).await.unwrap();
+    assert_eq!(discovered, Endpoint { url: url.clone(), credential: Credential::ApiKey(key.clone()) });
     let shown = deployment.run("status", &["--show-api-key", "--output", "json"]).await.ok().json();
     assert_eq!(shown["api_key"], key.as_str());
     let install = deployment.run("install", &["--show-api-key"]).await.ok();
@@ -148,5 +151,13 @@ async fn the_url_and_api_key_are_discovered_from_the_stack() {
     );
 
     deployment.run("install", &["--auth", "none", "--yes"]).await.ok();
-    assert_eq!(discover(&apigateway, &stack).await.unwrap(), Endpoint { url, api_key: None });
+    assert_eq!(discover(&clients, &stack).await.unwrap(), Endpoint { url: url.clone(), credential: Credential::None });
+
+    // With IAM the caller signs as itself: the credentials it has, for execute-api.
+    deployment.run("install", &["--auth", "iam", "--yes"]).await.ok();
+    let Credential::Iam { region, service, credentials } = discover(&clients, &stack).await.unwrap().credential else {
+        panic!("an IAM stack is called with a signature");
+    };
+    assert_eq!((region.as_str(), service), ("us-east-1", "execute-api"));
+    assert_eq!(credentials.access_key_id(), aws_sdk_dynamodb::config::Credentials::for_tests().access_key_id());
 }

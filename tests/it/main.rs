@@ -9,6 +9,8 @@ mod cli_calls;
 mod cli_errors;
 mod concurrency;
 mod events;
+mod front_auth;
+mod iam_auth;
 mod idempotency;
 mod install;
 mod install_faults;

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::Value;
 
 use function::Function;
-use rest_api::RestApi;
+use rest_api::{MethodAuth, RestApi};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -85,11 +85,21 @@ impl LambdaStack {
 
     /// As `start`, with the function reaching DynamoDB at `function_endpoint`.
     pub async fn start_with_endpoint(function_endpoint: &str, environments: usize) -> Self {
+        Self::start_front(function_endpoint, environments, MethodAuth::none()).await
+    }
+
+    /// As `start`, behind a REST API whose method requires what `auth` says: an API key,
+    /// or SigV4 signatures (`AWS_IAM`).
+    pub async fn start_with_auth(environments: usize, auth: MethodAuth) -> Self {
+        Self::start_front(&moto_url(), environments, auth).await
+    }
+
+    async fn start_front(function_endpoint: &str, environments: usize, auth: MethodAuth) -> Self {
         let dynamodb = dynamodb(&moto_url()).await;
         let table = unique_name("counters");
         create_counter_table(&dynamodb, &table).await;
         let function = Arc::new(Function::start(&table, function_endpoint, environments).await);
-        let api = RestApi::start(Arc::clone(&function)).await;
+        let api = RestApi::start_with_auth(Arc::clone(&function), auth).await;
         Self { table, dynamodb, function, api, http: reqwest::Client::new() }
     }
 
