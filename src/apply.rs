@@ -224,6 +224,10 @@ async fn apply_function(clients: &Clients, plan: &Plan, role_arn: &str) -> anyho
     let mut note = None;
     if action == Action::Create {
         if function::create(client, stack, &plan.wanted.code, &configuration).await.context("creating the function")? {
+            if plan.wanted.max_concurrency.is_some() {
+                let set = function::set_concurrency(client, stack, plan.wanted.max_concurrency);
+                set.await.context("setting the function's reserved concurrency")?;
+            }
             return Ok(((), None));
         }
         // Created by a run whose answer was lost: brought up to date like any other, but
@@ -251,7 +255,8 @@ async fn apply_function(clients: &Clients, plan: &Plan, role_arn: &str) -> anyho
         update.await.context("updating the function's configuration")?;
     }
     if action.touches(Field::Concurrency) {
-        function::set_concurrency(client, stack, None).await.context("letting the function be invoked again")?;
+        let set = function::set_concurrency(client, stack, plan.wanted.max_concurrency);
+        set.await.context("setting the function's reserved concurrency")?;
     }
     if action.touches(Field::Tags) {
         let arn = plan.function.as_ref().map_or_else(|| stack.function_arn(&plan.account), |f| f.arn.clone());

@@ -154,6 +154,38 @@ pub struct DeployOptions {
     /// not create (on its own tables they are always on).
     #[arg(long)]
     pub protect_table: bool,
+    /// Cap the function's concurrent executions (its reserved concurrency), which caps
+    /// both cost and DynamoDB load: a number, or `off` to remove the cap [default: off].
+    #[arg(long, value_name = "N|off", value_parser = max_concurrency)]
+    pub max_concurrency: Option<MaxConcurrency>,
+}
+
+/// `--max-concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxConcurrency {
+    Limit(i32),
+    Off,
+}
+
+impl MaxConcurrency {
+    /// The reserved concurrency this sets; `None`: unreserved.
+    pub fn reserved(self) -> Option<i32> {
+        match self {
+            Self::Limit(limit) => Some(limit),
+            Self::Off => None,
+        }
+    }
+}
+
+fn max_concurrency(value: &str) -> Result<MaxConcurrency, String> {
+    match value {
+        "off" => Ok(MaxConcurrency::Off),
+        _ => match value.parse::<i32>() {
+            // 0 would refuse every invocation: that is not a cap.
+            Ok(limit) if limit >= 1 => Ok(MaxConcurrency::Limit(limit)),
+            _ => Err(format!("{value:?} is not a positive number of concurrent executions, or `off`")),
+        },
+    }
 }
 
 /// The values PutRetentionPolicy accepts

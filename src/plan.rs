@@ -110,6 +110,8 @@ pub struct Wanted {
     /// `None`: an existing log group that keeps logs forever, left so.
     pub log_retention_days: Option<i32>,
     pub protect_table: bool,
+    /// The function's reserved concurrency; `None`: unreserved.
+    pub max_concurrency: Option<i32>,
 }
 
 /// One resource of the stack, in the order the plan lists them.
@@ -409,6 +411,12 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         throttle,
         log_retention_days,
         protect_table: options.protect_table,
+        // A reserved concurrency of 0 refuses every invocation: only an interrupted table
+        // switch leaves that, and it is not kept.
+        max_concurrency: options.max_concurrency.map_or_else(
+            || function.and_then(|f| f.reserved_concurrency).filter(|reserved| *reserved > 0),
+            crate::cli::MaxConcurrency::reserved,
+        ),
     };
 
     let mut changes = Vec::new();
@@ -757,12 +765,13 @@ pub fn function_diffs(function: &FunctionState, stack: &Stack, wanted: &Wanted, 
     differs(Field::Handler, function.handler.clone(), HANDLER.to_owned());
     let variable = function.variables.get(TABLE_VARIABLE).filter(|table| !table.is_empty());
     differs(Field::TableName, variable.map_or("unset", String::as_str).to_owned(), stack.table.clone());
-    if function.reserved_concurrency == Some(0) {
-        diffs.push(diff(
-            Field::Concurrency,
-            "0 (every invocation refused, as an interrupted table switch leaves it)",
-            "unreserved",
-        ));
+    if function.reserved_concurrency != wanted.max_concurrency {
+        let wording = |reserved: Option<i32>| match reserved {
+            None => "unreserved".to_owned(),
+            Some(0) => "0 (every invocation refused, as an interrupted table switch leaves it)".to_owned(),
+            Some(reserved) => reserved.to_string(),
+        };
+        diffs.push(diff(Field::Concurrency, wording(function.reserved_concurrency), wording(wanted.max_concurrency)));
     }
     if !function.tagged {
         diffs.push(diff(Field::Tags, "none", "counterctl"));

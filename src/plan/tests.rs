@@ -55,6 +55,7 @@ fn options() -> DeployOptions {
         timeout: None,
         log_retention_days: None,
         protect_table: false,
+        max_concurrency: None,
     }
 }
 
@@ -870,4 +871,18 @@ fn a_deployed_iam_stack_keeps_iam_and_its_stage_throttle() {
     assert_eq!(plan.wanted.throttle, Throttle { rate: 7.0, burst: 9 });
     let plan = plan_with(&deployed, &DeployOptions { rate_limit: Some(8.0), ..options() });
     assert_eq!(fields(plan.action(Resource::Stage)), vec![Field::Throttle]);
+}
+
+#[test]
+fn max_concurrency_is_set_kept_and_removed() {
+    use crate::cli::MaxConcurrency;
+    let plan = plan_with(&healthy(), &DeployOptions { max_concurrency: Some(MaxConcurrency::Limit(5)), ..options() });
+    assert_eq!(fields(plan.action(Resource::Function)), vec![Field::Concurrency]);
+    assert_eq!(plan.wanted.max_concurrency, Some(5));
+    let mut deployed = healthy();
+    function_mut(&mut deployed).reserved_concurrency = Some(5);
+    assert!(planned(&deployed).up_to_date(), "not given, the deployed cap is kept");
+    let plan = plan_with(&deployed, &DeployOptions { max_concurrency: Some(MaxConcurrency::Off), ..options() });
+    assert_eq!(fields(plan.action(Resource::Function)), vec![Field::Concurrency]);
+    assert_eq!(plan.wanted.max_concurrency, None);
 }

@@ -489,3 +489,21 @@ async fn after_uninstall_a_new_table_is_refused_even_where_the_default_exists() 
     counterctl(&[&regional("install", &[])[..], &table_args[..]].concat()).await.ok();
     counterctl(&regional("uninstall", &["--yes"])).await.ok();
 }
+
+#[tokio::test]
+async fn max_concurrency_is_set_kept_and_removed() {
+    let stack = Deployment::new().await;
+    stack.run("install", &["--max-concurrency", "3"]).await.ok();
+    let reserved = || async {
+        let concurrency = stack.lambda().get_function_concurrency().function_name(&stack.name).send().await.unwrap();
+        concurrency.reserved_concurrent_executions()
+    };
+    assert_eq!(reserved().await, Some(3));
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new(), "a re-run keeps the cap");
+    stack.run("install", &["--max-concurrency", "off"]).await.ok();
+    assert_eq!(reserved().await, None);
+    stack.run("status", &[]).await.ok();
+    let zero = stack.run("install", &["--max-concurrency", "0"]).await;
+    assert_eq!(zero.code, 2, "0 would refuse every call: {}", zero.stderr);
+}
