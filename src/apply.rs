@@ -24,13 +24,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::cli::Front;
 use crate::deployed::Clients;
 use crate::plan::{Action, CONFIGURATION_FIELDS, Field, Plan, Refusal, Resource, function_diffs};
 use crate::progress::{Progress, Wording};
 use crate::resources::api::{self, ApiDetail};
 use crate::resources::auth::{self, KeyState};
 use crate::resources::function::{self, Configuration};
-use crate::resources::{log_group, role, table};
+use crate::resources::{function_url, log_group, role, table};
 use crate::retry::Backoff;
 use crate::stack::{LEGACY_POLICY_NAME, Stack};
 
@@ -44,76 +45,179 @@ const IAM_PROPAGATION: Duration = Duration::from_secs(10);
 /// Where the applied stack is.
 #[derive(Debug, Clone)]
 pub struct Applied {
-    pub api_id: String,
+    /// Where callers call: the stage's invoke URL, or the function URL.
+    pub url: String,
     /// The key callers send; `None` with `--auth none`.
     pub key_id: Option<String>,
 }
 
 pub async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -> anyhow::Result<Applied> {
-    let key_required = plan.wanted.auth == crate::cli::Auth::ApiKey;
     let table = progress.step_noting(plan.change(Resource::Table), apply_table(clients, plan));
     let log_group = progress.step(plan.change(Resource::LogGroup), apply_log_group(clients, plan));
-    // The permission needs the function and the API the stack ends up with; it runs
-    // alongside the deployment.
+    // The permission (or the function URL) needs the function, and the permission the
+    // API the stack ends up with; it runs alongside the deployment.
     let (settled_api, api_id) = tokio::sync::oneshot::channel::<String>();
-    let function_and_permission = async {
+    let function_and_front = async {
         let role_arn = progress.step_noting(plan.change(Resource::Role), apply_role(clients, plan)).await?;
         let policy = progress.step(plan.change(Resource::Policy), apply_policy(clients, plan));
         if plan.table_switch.is_some() {
-            // The function and its permission come after everything else (below).
+            // The function and what reaches it come after everything else (below).
             policy.await?;
-            return anyhow::Ok(role_arn);
+            return anyhow::Ok((role_arn, None));
         }
         let function = progress.step_noting(plan.change(Resource::Function), apply_function(clients, plan, &role_arn));
         tokio::try_join!(policy, function)?;
-        // No API id: the front failed, and its error is the one reported.
-        let Ok(api_id) = api_id.await else { return Ok(role_arn) };
-        let permission = apply_permission(clients, plan, &api_id);
-        progress.step(plan.change(Resource::Permission), permission).await?;
-        Ok(role_arn)
+        let url = connect_function(clients, plan, progress, api_id).await?;
+        Ok((role_arn, url))
     };
-    let front = async {
-        match apply_api(clients, plan, progress).await? {
-            Race::Won(api_id) => {
-                let _ = settled_api.send(api_id.clone());
-                let stage = progress.step(plan.change(Resource::Stage), apply_stage(clients, plan, &api_id));
-                let key_id = if key_required {
-                    let key = progress.step(plan.change(Resource::ApiKey), apply_key(clients, plan));
-                    let ((), key) = tokio::try_join!(stage, key)?;
-                    // AWS refuses a key in two usage plans of one stage: duplicates go first.
-                    remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
-                    let usage_plan = apply_usage_plan(clients, plan, &api_id, &key);
-                    progress.step(plan.change(Resource::UsagePlan), usage_plan).await?;
-                    remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
-                    Some(key.id)
-                } else {
-                    // The stage stops asking for a key first; only then do keys and plans go.
-                    stage.await?;
-                    remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
-                    remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
-                    None
-                };
-                remove_duplicates(clients, plan, progress, Resource::Api).await?;
-                anyhow::Ok(Applied { api_id, key_id })
-            }
-            Race::Lost(api_id) => {
-                let _ = settled_api.send(api_id.clone());
-                let wait = wait_for_winner(clients, &plan.stack, &api_id, key_required);
-                let key_id = progress.step(plan.change(Resource::Stage), wait).await?;
-                Ok(Applied { api_id, key_id })
-            }
+    let rest = async {
+        match plan.front {
+            Front::Rest => apply_rest(clients, plan, progress, settled_api).await.map(Some),
+            Front::FunctionUrl => Ok(None),
         }
     };
-    let ((), (), role_arn, applied) = tokio::try_join!(table, log_group, function_and_permission, front)?;
-    if plan.table_switch.is_some() {
+    let ((), (), (role_arn, url), rest) = tokio::try_join!(table, log_group, function_and_front, rest)?;
+    let url = if plan.table_switch.is_some() {
         // Alone, once all else is done: no failure elsewhere can cut a switch short and
         // leave invocations stopped.
         let function = apply_function(clients, plan, &role_arn);
         progress.step_noting(plan.change(Resource::Function), function).await?;
-        let permission = apply_permission(clients, plan, &applied.api_id);
-        progress.step(plan.change(Resource::Permission), permission).await?;
+        let (api_id, to_url) = tokio::sync::oneshot::channel();
+        if let Some(rest) = &rest {
+            let _ = api_id.send(rest.api_id.clone());
+        }
+        connect_function(clients, plan, progress, to_url).await?
+    } else {
+        url
+    };
+    // The old front goes once the new one is up.
+    match (plan.front, rest) {
+        (Front::Rest, Some(rest)) => {
+            if matches!(plan.action(Resource::FunctionUrl), Action::Delete(_)) {
+                progress.step(plan.change(Resource::FunctionUrl), remove_function_url(clients, plan)).await?;
+            }
+            let url = plan.stack.invoke_url(&plan.account.region, &rest.api_id);
+            Ok(Applied { url, key_id: rest.key_id })
+        }
+        _ => {
+            remove_rest(clients, plan, progress).await?;
+            Ok(Applied { url: url.context("the function URL was not made")?, key_id: None })
+        }
     }
-    Ok(applied)
+}
+
+/// What the REST front applied: the API the stack ends up with, and the key callers send.
+struct RestApplied {
+    api_id: String,
+    key_id: Option<String>,
+}
+
+/// The REST front: API, routes, stage, key and usage plan, and their duplicates removed.
+async fn apply_rest(
+    clients: &Clients,
+    plan: &Plan,
+    progress: &Progress,
+    settled_api: tokio::sync::oneshot::Sender<String>,
+) -> anyhow::Result<RestApplied> {
+    let key_required = plan.wanted.auth == crate::cli::Auth::ApiKey;
+    match apply_api(clients, plan, progress).await? {
+        Race::Won(api_id) => {
+            let _ = settled_api.send(api_id.clone());
+            let stage = progress.step(plan.change(Resource::Stage), apply_stage(clients, plan, &api_id));
+            let key_id = if key_required {
+                let key = progress.step(plan.change(Resource::ApiKey), apply_key(clients, plan));
+                let ((), key) = tokio::try_join!(stage, key)?;
+                // AWS refuses a key in two usage plans of one stage: duplicates go first.
+                remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
+                let usage_plan = apply_usage_plan(clients, plan, &api_id, &key);
+                progress.step(plan.change(Resource::UsagePlan), usage_plan).await?;
+                remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
+                Some(key.id)
+            } else {
+                // The stage stops asking for a key first; only then do keys and plans go.
+                stage.await?;
+                remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
+                remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
+                None
+            };
+            remove_duplicates(clients, plan, progress, Resource::Api).await?;
+            Ok(RestApplied { api_id, key_id })
+        }
+        Race::Lost(api_id) => {
+            let _ = settled_api.send(api_id.clone());
+            let wait = wait_for_winner(clients, &plan.stack, &api_id, key_required);
+            let key_id = progress.step(plan.change(Resource::Stage), wait).await?;
+            Ok(RestApplied { api_id, key_id })
+        }
+    }
+}
+
+/// What reaches the function once it is ready: the REST API's permission (for the API
+/// `api_id` brings), or the function URL, whose address it returns.
+async fn connect_function(
+    clients: &Clients,
+    plan: &Plan,
+    progress: &Progress,
+    api_id: tokio::sync::oneshot::Receiver<String>,
+) -> anyhow::Result<Option<String>> {
+    match plan.front {
+        Front::Rest => {
+            // No API id: the front failed, and its error is the one reported.
+            let Ok(api_id) = api_id.await else { return Ok(None) };
+            let permission = apply_permission(clients, plan, &api_id);
+            progress.step(plan.change(Resource::Permission), permission).await?;
+            Ok(None)
+        }
+        Front::FunctionUrl => {
+            let url = progress.step(plan.change(Resource::FunctionUrl), apply_function_url(clients, plan)).await?;
+            Ok(Some(url))
+        }
+    }
+}
+
+/// The function's URL with the wanted auth type; public statements only with `none`.
+async fn apply_function_url(clients: &Clients, plan: &Plan) -> anyhow::Result<String> {
+    let (client, stack) = (&clients.lambda, &plan.stack);
+    let action = plan.action(Resource::FunctionUrl);
+    let auth_type = crate::plan::method_authorization(plan.wanted.auth);
+    let url = match &plan.function_url {
+        None => function_url::create(client, stack, auth_type).await.context("creating the function URL")?,
+        Some(_) if action.touches(Field::Method) => {
+            function_url::update(client, stack, auth_type).await.context("setting the function URL's auth type")?
+        }
+        Some(url) => url.url.clone(),
+    };
+    let public = plan.wanted.auth == crate::cli::Auth::None;
+    if *action == Action::Create || action.touches(Field::Statement) {
+        if public {
+            function_url::allow_public(client, stack).await.context("letting anyone call the function URL")?;
+        } else {
+            function_url::remove_public(client, stack).await.context("ending public access to the function URL")?;
+        }
+    }
+    Ok(url)
+}
+
+async fn remove_function_url(clients: &Clients, plan: &Plan) -> anyhow::Result<()> {
+    let (client, stack) = (&clients.lambda, &plan.stack);
+    function_url::delete(client, &stack.name).await.context("deleting the function URL")?;
+    function_url::remove_public(client, stack).await.context("removing the function URL's public access")?;
+    Ok(())
+}
+
+/// `--front function-url`: the REST front's usage plans, keys, permission and APIs go,
+/// in that order.
+async fn remove_rest(clients: &Clients, plan: &Plan, progress: &Progress) -> anyhow::Result<()> {
+    remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
+    remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
+    if matches!(plan.action(Resource::Permission), Action::Delete(_)) {
+        let remove = async {
+            function::remove_permission(&clients.lambda, &plan.stack).await.context("removing the API's permission")?;
+            anyhow::Ok(())
+        };
+        progress.step(plan.change(Resource::Permission), remove).await?;
+    }
+    remove_duplicates(clients, plan, progress, Resource::Api).await
 }
 
 /// A note when the table turned out to exist already.

@@ -5,16 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::Value;
+use counter_function::api::{ApiError, CurrentValue, ErrorBody, INCREMENT_PATH, Incremented, VALUE_PATH};
+use serde::de::DeserializeOwned;
 
 use crate::cli::{Auth, AwsOptions, EndpointOptions, GetArgs, IncrementArgs, OutputFormat, StackOptions};
 use crate::deployed::Clients;
 use crate::progress::out;
 use crate::resources::{api, auth};
+use crate::retry::{Backoff, Retry};
 
-/// Attempts per call: the first and three retries.
-const ATTEMPTS: u32 = 4;
-const FIRST_PAUSE: Duration = Duration::from_millis(200);
 /// API Gateway gives up on an integration after 29 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -58,7 +57,7 @@ pub enum CallError {
     )]
     Unreachable { url: String, reason: String },
     #[error("the counter API answered {status} {code}: {description}")]
-    Service { status: u16, code: String, description: String },
+    Service { status: u16, code: String, description: String, retry_after: Option<Duration> },
     #[error(
         "API Gateway answered {status}: {message}\n\
          hint: this API needs its key: pass --api-key or set COUNTERCTL_API_KEY \
@@ -135,6 +134,16 @@ async fn caller_credentials(config: &aws_config::SdkConfig) -> anyhow::Result<aw
 pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result<Endpoint> {
     let client = &clients.apigateway;
     let region = client.config().region().map(ToString::to_string).unwrap_or_default();
+    let url = crate::resources::function_url::read(&clients.lambda, &stack.name).await;
+    if let Some(url) = url.context("looking for the function's URL")? {
+        let credential = match url.auth_type.as_str() {
+            api::AWS_IAM => {
+                Credential::Iam { region, service: "lambda", credentials: caller_credentials(&clients.config).await? }
+            }
+            _ => Credential::None,
+        };
+        return Ok(Endpoint { url: url.url.trim_end_matches('/').to_owned(), credential });
+    }
     let (apis, usage_plans) =
         tokio::try_join!(async { api::list(client, &stack.name).await.context("looking for the API") }, async {
             auth::usage_plans(client, &stack.name).await.context("looking for the usage plan")
@@ -183,26 +192,29 @@ impl CounterApi {
         counter: &str,
         count: Option<u32>,
         idempotency_key: &str,
-    ) -> Result<Value, CallError> {
+    ) -> Result<Incremented<'static>, CallError> {
         let mut query = vec![("counter", counter.to_owned())];
         if let Some(count) = count {
             query.push(("count", count.to_string()));
         }
-        self.call(reqwest::Method::POST, "/counter/increment", &query, Some(idempotency_key)).await
+        self.call(reqwest::Method::POST, INCREMENT_PATH, &query, Some(idempotency_key)).await
     }
 
     /// `GET /counter/value`.
-    pub async fn value(&self, counter: &str) -> Result<Value, CallError> {
-        self.call(reqwest::Method::GET, "/counter/value", &[("counter", counter.to_owned())], None).await
+    pub async fn value(&self, counter: &str) -> Result<CurrentValue<'static>, CallError> {
+        self.call(reqwest::Method::GET, VALUE_PATH, &[("counter", counter.to_owned())], None).await
     }
 
-    async fn call(
+    /// One call, retried by the project's backoff ([`Backoff::CALL`]) on connection
+    /// errors, throttling and server errors, and on `409 idempotency_key_in_progress`
+    /// after its `Retry-After`.
+    async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         query: &[(&str, String)],
         idempotency_key: Option<&str>,
-    ) -> Result<Value, CallError> {
+    ) -> Result<T, CallError> {
         let url = format!("{}{path}", self.endpoint.url.trim_end_matches('/'));
         // Percent-encoded by hand: a space as %20 and `+` as %2B, never `+` for a space
         // (which reqwest's form encoding writes), so a signature means one thing to the
@@ -210,55 +222,54 @@ impl CounterApi {
         let encoded: Vec<String> =
             query.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect();
         let target = if encoded.is_empty() { url.clone() } else { format!("{url}?{}", encoded.join("&")) };
-        let mut pause = FIRST_PAUSE;
-        let mut attempt = 1;
-        loop {
-            let mut request = self.http.request(method.clone(), &target);
-            if let Some(key) = idempotency_key {
-                request = request.header("Idempotency-Key", key);
+        let attempt = || self.attempt(method.clone(), &url, &target, idempotency_key);
+        Backoff::CALL.retry_as(attempt, retry).await
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        target: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<T, CallError> {
+        let mut request = self.http.request(method, target);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(key) = self.endpoint.credential.api_key() {
+            request = request.header("x-api-key", key);
+        }
+        let mut request = request.build().map_err(|error| CallError::Signing(error.to_string()))?;
+        // Signed anew for each attempt: a signature carries its time.
+        if let Credential::Iam { region, service, credentials } = &self.endpoint.credential {
+            sign(&mut request, region, service, credentials)?;
+        }
+        let response = match self.http.execute(request).await {
+            Ok(response) => response,
+            // With its causes: "error sending request: … Connection refused".
+            Err(error) => {
+                let reason = format!("{:#}", anyhow::Error::new(error));
+                return Err(CallError::Unreachable { url: url.to_owned(), reason });
             }
-            if let Some(key) = self.endpoint.credential.api_key() {
-                request = request.header("x-api-key", key);
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.parse().ok())
+            .map(Duration::from_secs);
+        let body = response.text().await.unwrap_or_default();
+        match (interpret(url, status, &body, retry_after), &self.endpoint.credential) {
+            (Err(CallError::Forbidden { status, message }), Credential::Iam { service, credentials, .. }) => {
+                Err(CallError::SignatureRefused {
+                    status,
+                    message,
+                    access_key: credentials.access_key_id().to_owned(),
+                    action: if *service == "lambda" { "lambda:InvokeFunctionUrl" } else { "execute-api:Invoke" },
+                })
             }
-            let mut request = request.build().map_err(|error| CallError::Signing(error.to_string()))?;
-            // Signed anew for each attempt: a signature carries its time.
-            if let Credential::Iam { region, service, credentials } = &self.endpoint.credential {
-                sign(&mut request, region, service, credentials)?;
-            }
-            let outcome = match self.http.execute(request).await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
-                    match (interpret(&url, status, &body), &self.endpoint.credential) {
-                        (
-                            Err(CallError::Forbidden { status, message }),
-                            Credential::Iam { service, credentials, .. },
-                        ) => Err(CallError::SignatureRefused {
-                            status,
-                            message,
-                            access_key: credentials.access_key_id().to_owned(),
-                            action: if *service == "lambda" {
-                                "lambda:InvokeFunctionUrl"
-                            } else {
-                                "execute-api:Invoke"
-                            },
-                        }),
-                        (outcome, _) => outcome,
-                    }
-                }
-                // With its causes: "error sending request: … Connection refused".
-                Err(error) => {
-                    Err(CallError::Unreachable { url: url.clone(), reason: format!("{:#}", anyhow::Error::new(error)) })
-                }
-            };
-            match outcome {
-                Err(error) if retryable(&error) && attempt < ATTEMPTS => {
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                    attempt += 1;
-                }
-                outcome => return outcome,
-            }
+            (outcome, _) => outcome,
         }
     }
 }
@@ -270,14 +281,24 @@ fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
 }
 
-fn retryable(error: &CallError) -> bool {
+/// Whether and when a failed call is made again.
+fn retry(error: &CallError) -> Retry {
     match error {
-        CallError::Unreachable { .. } => true,
-        CallError::Service { status, .. } | CallError::Unexpected { status, .. } => *status == 429 || *status >= 500,
-        CallError::Forbidden { .. }
+        CallError::Unreachable { .. } => Retry::Backoff,
+        // A 409 that asks to come back after its `Retry-After`.
+        CallError::Service { code, retry_after, .. } if code == ApiError::IdempotencyKeyInProgress.code() => {
+            retry_after.map_or(Retry::Backoff, Retry::After)
+        }
+        CallError::Service { status, retry_after, .. } if *status == 429 || *status >= 500 => {
+            retry_after.map_or(Retry::Backoff, Retry::After)
+        }
+        CallError::Unexpected { status, .. } if *status == 429 || *status >= 500 => Retry::Backoff,
+        CallError::Service { .. }
+        | CallError::Unexpected { .. }
+        | CallError::Forbidden { .. }
         | CallError::SignatureRefused { .. }
         | CallError::Signing(_)
-        | CallError::NoApi { .. } => false,
+        | CallError::NoApi { .. } => Retry::No,
     }
 }
 
@@ -316,29 +337,42 @@ fn sign(
     Ok(())
 }
 
-fn interpret(url: &str, status: u16, body: &str) -> Result<Value, CallError> {
-    let json: Option<Value> = serde_json::from_str(body).ok();
-    match json {
-        Some(value) if status == 200 => Ok(value),
-        Some(value) if value["error_code"].is_string() => Err(CallError::Service {
+/// The answer as the API's own types: the body on 200, the `error_code` otherwise, API
+/// Gateway's own `{"message": …}` on a refused 403.
+fn interpret<T: DeserializeOwned>(
+    url: &str,
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+) -> Result<T, CallError> {
+    let unexpected = || CallError::Unexpected { url: url.to_owned(), status, body: body.chars().take(200).collect() };
+    if status == 200 {
+        return serde_json::from_str(body).map_err(|_| unexpected());
+    }
+    if let Ok(error) = serde_json::from_str::<ErrorBody<'_>>(body) {
+        return Err(CallError::Service {
             status,
-            code: value["error_code"].as_str().unwrap_or_default().to_owned(),
-            description: value["error_description"].as_str().unwrap_or("no description").to_owned(),
-        }),
-        // API Gateway's own answers, e.g. {"message":"Forbidden"} without a valid key.
-        Some(value) if status == 403 && value["message"].is_string() => {
-            Err(CallError::Forbidden { status, message: value["message"].as_str().unwrap_or_default().to_owned() })
-        }
-        _ => Err(CallError::Unexpected { url: url.to_owned(), status, body: body.chars().take(200).collect() }),
+            code: error.error_code.into_owned(),
+            description: error.error_description.unwrap_or_else(|| "no description".to_owned()),
+            retry_after,
+        });
+    }
+    // API Gateway says `message`, a Function URL `Message`.
+    #[derive(serde::Deserialize)]
+    struct GatewayMessage {
+        #[serde(alias = "Message")]
+        message: String,
+    }
+    match serde_json::from_str::<GatewayMessage>(body) {
+        Ok(gateway) if status == 403 => Err(CallError::Forbidden { status, message: gateway.message }),
+        _ => Err(unexpected()),
     }
 }
 
-fn print(value: &Value, text: impl FnOnce(&Value) -> Option<String>, output: OutputFormat) -> anyhow::Result<ExitCode> {
+fn print<T: serde::Serialize>(answer: &T, text: String, output: OutputFormat) -> anyhow::Result<ExitCode> {
     match output {
-        OutputFormat::Json => out(value)?,
-        OutputFormat::Text => {
-            out(text(value).with_context(|| format!("the counter API answered an unexpected body: {value}"))?)?
-        }
+        OutputFormat::Json => out(serde_json::to_string(answer)?)?,
+        OutputFormat::Text => out(text)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -347,23 +381,17 @@ pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
     let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
     let key = args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let answer = CounterApi::new(endpoint).increment(&args.counter, args.count, &key).await?;
-    print(
-        &answer,
-        |answer| {
-            let last = answer["new_value"].as_i64()?;
-            Some(match args.count {
-                Some(_) => format!("{}-{last}", answer["first_value"].as_i64()?),
-                None => last.to_string(),
-            })
-        },
-        args.output.output,
-    )
+    let text = match answer.first_value {
+        Some(first) => format!("{first}-{}", answer.new_value),
+        None => answer.new_value.to_string(),
+    };
+    print(&answer, text, args.output.output)
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
     let answer = CounterApi::new(endpoint).value(&args.counter).await?;
-    print(&answer, |answer| Some(answer["value"].as_i64()?.to_string()), args.output.output)
+    print(&answer, answer.value.to_string(), args.output.output)
 }
 
 #[cfg(test)]
@@ -371,16 +399,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_connection_errors_throttling_and_server_errors_are_retried() {
+    fn only_connection_errors_throttling_server_errors_and_keys_in_progress_are_retried() {
         let url = "http://127.0.0.1:8080/counter/increment";
-        let answer = |status, body: &str| interpret(url, status, body);
-        assert!(retryable(&answer(429, r#"{"error_code":"throttled","error_description":"retry"}"#).unwrap_err()));
-        assert!(retryable(&answer(500, r#"{"error_code":"error_incrementing_probably_database_error"}"#).unwrap_err()));
-        assert!(retryable(&answer(502, r#"{"message":"Internal server error"}"#).unwrap_err()));
-        assert!(retryable(&CallError::Unreachable { url: url.into(), reason: "refused".into() }));
-        assert!(!retryable(&answer(400, r#"{"error_code":"invalid_count","error_description":"no"}"#).unwrap_err()));
-        assert!(!retryable(&answer(403, r#"{"message":"Forbidden"}"#).unwrap_err()));
-        assert!(!retryable(&answer(409, r#"{"error_code":"idempotency_key_reused"}"#).unwrap_err()));
-        assert_eq!(answer(200, r#"{"counter":"a","value":3}"#).unwrap()["value"], 3);
+        let answer = |status, body: &str, after| interpret::<CurrentValue<'static>>(url, status, body, after);
+        let retry_of = |status, body: &str| retry(&answer(status, body, None).unwrap_err());
+        assert_eq!(retry_of(429, r#"{"error_code":"throttled","error_description":"retry"}"#), Retry::Backoff);
+        assert_eq!(retry_of(500, r#"{"error_code":"error_incrementing_probably_database_error"}"#), Retry::Backoff);
+        assert_eq!(retry_of(502, r#"{"message":"Internal server error"}"#), Retry::Backoff);
+        assert_eq!(retry(&CallError::Unreachable { url: url.into(), reason: "refused".into() }), Retry::Backoff);
+        assert_eq!(retry_of(400, r#"{"error_code":"invalid_count","error_description":"no"}"#), Retry::No);
+        assert_eq!(retry_of(403, r#"{"message":"Forbidden"}"#), Retry::No);
+        assert_eq!(retry_of(409, r#"{"error_code":"idempotency_key_reused"}"#), Retry::No);
+        let in_progress = r#"{"error_code":"idempotency_key_in_progress","error_description":"wait"}"#;
+        let after = Some(Duration::from_secs(1));
+        assert_eq!(retry(&answer(409, in_progress, after).unwrap_err()), Retry::After(Duration::from_secs(1)));
+        assert_eq!(answer(200, r#"{"counter":"a","value":3}"#, None).unwrap().value, 3);
+        assert!(matches!(answer(200, r#"{"counter":"a"}"#, None), Err(CallError::Unexpected { .. })));
     }
 }

@@ -110,6 +110,16 @@ pub enum Auth {
     None,
 }
 
+/// What callers reach the function through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Front {
+    /// An API Gateway REST API (`{proxy+}`, a stage; API keys and usage plans possible).
+    Rest,
+    /// The function's own Lambda Function URL: no charge of its own; `--auth iam` (the
+    /// default there) or `none`.
+    FunctionUrl,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Architecture {
     #[value(name = "x86_64")]
@@ -121,7 +131,11 @@ pub enum Architecture {
 /// deployed yet, the default in [`Settings::DEFAULT`].
 #[derive(Debug, Clone, Args)]
 pub struct DeployOptions {
-    /// Who may call the API [default: api-key].
+    /// What callers reach the function through [default: the deployed front, else rest].
+    #[arg(long, env = "COUNTERCTL_FRONT", value_enum)]
+    pub front: Option<Front>,
+    /// Who may call the API [default: the deployed auth, else api-key with the REST
+    /// front, iam with a function URL].
     #[arg(long, env = "COUNTERCTL_AUTH", value_enum)]
     pub auth: Option<Auth>,
     /// Steady rate, requests per second: the usage plan's with --auth api-key, the stage's

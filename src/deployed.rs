@@ -8,6 +8,7 @@ use crate::plan;
 use crate::resources::api::{self, ApiDetail, ApiSummary};
 use crate::resources::auth::{self, KeyState, UsagePlanState};
 use crate::resources::function::{self, FunctionState};
+use crate::resources::function_url::{self, UrlState};
 use crate::resources::log_group::{self, LogGroupState};
 use crate::resources::role::{self, RoleState};
 use crate::resources::table::{self, TableState};
@@ -51,6 +52,8 @@ pub struct Counters {
 pub struct Deployed {
     pub account: Account,
     pub function: Option<FunctionState>,
+    /// The function's URL (`--front function-url`).
+    pub function_url: Option<UrlState>,
     /// The table the stack uses ([`plan::table_name`]).
     pub table: Option<TableState>,
     /// Read only when `--table` names another table than the function's.
@@ -79,14 +82,15 @@ pub struct Target<'a> {
 pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
     let name = target.name;
     let log_group_name = format!("/aws/lambda/{name}");
-    let (account, (function, table, counters), role, log_group, (apis, api, keys, usage_plans)) = tokio::try_join!(
+    let (account, (function, function_url, table, counters), role, log_group, (apis, api, keys, usage_plans)) = tokio::try_join!(
         async { Account::of_caller(&clients.config).await.context("checking the credentials") },
         async {
             // The table is read alongside the function, as the one asked for or else the
             // default; only if the function names another one is that read after it.
             let guess = plan::table_name(target.table, None);
-            let (function, guessed) = tokio::try_join!(
+            let (function, function_url, guessed) = tokio::try_join!(
                 async { function::read(&clients.lambda, name).await.context("reading the function") },
+                async { function_url::read(&clients.lambda, name).await.context("reading the function's URL") },
                 async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
             )?;
             let deployed_table = function.as_ref().map(FunctionState::table);
@@ -111,7 +115,7 @@ pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Depl
                 }
             };
             let (table, counters) = tokio::try_join!(table, counters)?;
-            anyhow::Ok((function, table, counters))
+            anyhow::Ok((function, function_url, table, counters))
         },
         async {
             let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
@@ -153,5 +157,18 @@ pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Depl
     } else {
         Vec::new()
     };
-    Ok(Deployed { account, function, table, counters, kept_tables, role, log_group, apis, api, keys, usage_plans })
+    Ok(Deployed {
+        account,
+        function,
+        function_url,
+        table,
+        counters,
+        kept_tables,
+        role,
+        log_group,
+        apis,
+        api,
+        keys,
+        usage_plans,
+    })
 }

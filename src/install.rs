@@ -68,9 +68,9 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     }
     let auth = auth_name(plan.wanted.auth);
     if args.dry_run {
-        let url = plan.api.as_ref().map(|api| plan.stack.invoke_url(&plan.account.region, &api.id));
+        let url = plan.deployed_url();
         if json {
-            let curl = url.as_deref().map(|url| curl_command(url, &plan.account.region, plan.wanted.auth, None));
+            let curl = url.as_deref().map(|url| curl_command(url, &plan, None));
             let result = InstallResult {
                 dry_run: true,
                 up_to_date: plan.up_to_date(),
@@ -98,12 +98,12 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     }
 
     let applied = apply(&clients, &plan, &Progress::new(json)).await?;
-    let url = plan.stack.invoke_url(&plan.account.region, &applied.api_id);
+    let url = applied.url.trim_end_matches('/').to_owned();
     let api_key = match (&applied.key_id, args.show_api_key) {
         (Some(key_id), true) => auth::key_value(&clients.apigateway, key_id).await.context("reading the API key")?,
         _ => None,
     };
-    let curl = curl_command(&url, &plan.account.region, plan.wanted.auth, api_key.as_deref());
+    let curl = curl_command(&url, &plan, api_key.as_deref());
     if json {
         let result = InstallResult {
             dry_run: false,
@@ -162,13 +162,14 @@ fn confirm(plan: &Plan, breaking: &[&Change]) -> anyhow::Result<()> {
 }
 
 /// A ready-to-paste increment call.
-fn curl_command(url: &str, region: &str, auth: Auth, api_key: Option<&str>) -> String {
-    let header = match (auth, api_key) {
+fn curl_command(url: &str, plan: &Plan, api_key: Option<&str>) -> String {
+    let (region, service) = (&plan.account.region, plan.signing_service());
+    let header = match (plan.wanted.auth, api_key) {
         (Auth::ApiKey, Some(key)) => format!(" -H 'x-api-key: {key}'"),
         (Auth::ApiKey, None) => " -H \"x-api-key: $COUNTERCTL_API_KEY\"".to_owned(),
         // Temporary credentials also need -H "x-amz-security-token: $AWS_SESSION_TOKEN".
         (Auth::Iam, _) => {
-            format!(" --aws-sigv4 'aws:amz:{region}:execute-api' --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\"")
+            format!(" --aws-sigv4 'aws:amz:{region}:{service}' --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\"")
         }
         (Auth::None, _) => String::new(),
     };

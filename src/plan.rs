@@ -11,11 +11,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::aws::Account;
-use crate::cli::{Architecture, Auth, DeployOptions, Settings};
+use crate::cli::{Architecture, Auth, DeployOptions, Front, Settings};
 use crate::deployed::Deployed;
 use crate::resources::api::{AWS_IAM, ApiDetail, ApiSummary, DEPLOYMENT_PREFIX, NO_AUTHORIZATION};
 use crate::resources::auth::{KeyState, Throttle, UsagePlanState};
 use crate::resources::function::{self, Code, FunctionState, HANDLER, RUNTIME, TABLE_VARIABLE};
+use crate::resources::function_url::UrlState;
 use crate::resources::log_group::LogGroupState;
 use crate::resources::role::RoleState;
 use crate::resources::table::{COUNTER_KEY_SCHEMA, TableState, Ttl};
@@ -85,6 +86,11 @@ pub enum Refusal {
          sequences on purpose)"
     )]
     KeptTable { stack: String, tables: String },
+    #[error(
+        "--auth api-key does not go with --front function-url: a Function URL has no API keys\n\
+         hint: use --auth iam (callers sign with SigV4; the default there) or --front rest"
+    )]
+    ApiKeyOnFunctionUrl,
 }
 
 /// What is asked for.
@@ -123,6 +129,7 @@ pub enum Resource {
     Role,
     Policy,
     Function,
+    FunctionUrl,
     Permission,
     Api,
     Route,
@@ -140,6 +147,7 @@ impl Resource {
             Self::Role => "role",
             Self::Policy => "policy",
             Self::Function => "function",
+            Self::FunctionUrl => "function url",
             Self::Permission => "permission",
             Self::Api => "api",
             Self::Route => "route",
@@ -311,6 +319,9 @@ pub struct Plan {
     pub deployment: String,
     /// The table the function moves away from (`--switch-table`).
     pub table_switch: Option<String>,
+    pub front: Front,
+    /// The function's URL as deployed.
+    pub function_url: Option<UrlState>,
 }
 
 impl Plan {
@@ -325,6 +336,22 @@ impl Plan {
 
     pub fn up_to_date(&self) -> bool {
         !self.changes.iter().any(|change| change.action.changes())
+    }
+
+    /// Where callers call now, if anywhere: the function URL, or the stage of the API.
+    pub fn deployed_url(&self) -> Option<String> {
+        match self.front {
+            Front::FunctionUrl => self.function_url.as_ref().map(|url| url.url.clone()),
+            Front::Rest => self.api.as_ref().map(|api| self.stack.invoke_url(&self.account.region, &api.id)),
+        }
+    }
+
+    /// The service callers sign for with `--auth iam`.
+    pub fn signing_service(&self) -> &'static str {
+        match self.front {
+            Front::FunctionUrl => "lambda",
+            Front::Rest => "execute-api",
+        }
     }
 
     pub fn breaking(&self) -> Vec<&Change> {
@@ -372,15 +399,31 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
     let stack = Stack { name: request.name.to_owned(), table, stage };
 
     let chosen_api = choose_api(&deployed.apis, &deployed.usage_plans);
-    let deployed_auth = deployed.api.as_ref().and_then(|api| api.method.as_ref()).map(|method| {
+    // The front callers use now, and the auth it has.
+    let deployed_front = match (&deployed.function_url, chosen_api) {
+        (Some(_), _) => Some(Front::FunctionUrl),
+        (None, Some(_)) => Some(Front::Rest),
+        (None, None) => None,
+    };
+    let front = options.front.or(deployed_front).unwrap_or(Front::Rest);
+    if front == Front::FunctionUrl && options.auth == Some(Auth::ApiKey) {
+        return Err(Refusal::ApiKeyOnFunctionUrl);
+    }
+    let rest_auth = deployed.api.as_ref().and_then(|api| api.method.as_ref()).map(|method| {
         match (method.authorization.as_str(), method.key_required) {
             (AWS_IAM, _) => Auth::Iam,
             (_, true) => Auth::ApiKey,
             (_, false) => Auth::None,
         }
     });
+    let url_auth =
+        deployed.function_url.as_ref().map(|url| if url.auth_type == AWS_IAM { Auth::Iam } else { Auth::None });
+    let deployed_auth = url_auth.or(rest_auth);
     let live_stage = |name: &str| deployed.api.as_ref().and_then(|api| api.stages.iter().find(|s| s.name == name));
-    let auth = options.auth.or(deployed_auth).unwrap_or(defaults.auth);
+    // A Function URL has no keys: moving there without --auth signs with IAM.
+    let kept_auth = deployed_auth.filter(|auth| !(front == Front::FunctionUrl && *auth == Auth::ApiKey));
+    let default_auth = if front == Front::FunctionUrl { Auth::Iam } else { defaults.auth };
+    let auth = options.auth.or(kept_auth).unwrap_or(default_auth);
     let deployed_architecture = function
         .map(|function| if function.architecture == "arm64" { Architecture::Arm64 } else { Architecture::X86_64 });
     let architecture = options.architecture.or(deployed_architecture).unwrap_or(defaults.architecture);
@@ -449,6 +492,18 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
     // Switching tables stops the function while the counters are compared again.
     change(Resource::Function, &stack.name, function_action.clone(), table_switch.is_some());
 
+    let front_moves = deployed_front.is_some_and(|deployed| deployed != front);
+    if front == Front::FunctionUrl {
+        let url_front = UrlFront { deployed, stack: &stack, wanted: &wanted, deployed_auth, front_moves };
+        let parts = Parts { account, changes, advisories, role_arn, table_switch };
+        return Ok(url_front.plan(parts));
+    }
+    let url_action = match &deployed.function_url {
+        Some(_) => Action::Delete("--front rest replaces it".into()),
+        None => Action::Absent,
+    };
+    change(Resource::FunctionUrl, &stack.name, url_action, front_moves);
+
     // API, and duplicates of it.
     let api = chosen_api.zip(deployed.api.clone()).map(|(api, detail)| ApiTarget { id: api.id.clone(), detail });
     let api_action = match chosen_api {
@@ -476,7 +531,9 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         _ => Action::Create,
     };
     change(Resource::Permission, crate::stack::PERMISSION_SID, permission_action, false);
-    change(Resource::Api, &stack.name, api_action, false);
+    // A new API is a new URL for callers of a function URL.
+    let new_front = front_moves && api_action == Action::Create;
+    change(Resource::Api, &stack.name, api_action, new_front);
     for id in &duplicate_apis {
         change(
             Resource::Api,
@@ -630,7 +687,104 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         duplicate_usage_plans,
         deployment,
         table_switch,
+        front,
+        function_url: deployed.function_url.clone(),
     })
+}
+
+/// What every plan has, whatever the front.
+struct Parts {
+    account: Account,
+    changes: Vec<Change>,
+    advisories: Vec<String>,
+    role_arn: String,
+    table_switch: Option<String>,
+}
+
+/// `--front function-url`: the function's URL, and the REST front's resources deleted.
+struct UrlFront<'a> {
+    deployed: &'a Deployed,
+    stack: &'a Stack,
+    wanted: &'a Wanted,
+    deployed_auth: Option<Auth>,
+    front_moves: bool,
+}
+
+impl UrlFront<'_> {
+    fn plan(self, parts: Parts) -> Plan {
+        let Parts { account, mut changes, advisories, role_arn, table_switch } = parts;
+        let (deployed, stack, wanted) = (self.deployed, self.stack, self.wanted);
+        let mut change = |resource, name: &str, action, breaking| {
+            changes.push(Change { resource, name: name.to_owned(), action, breaking });
+        };
+        let auth_type = if wanted.auth == Auth::Iam { AWS_IAM } else { NO_AUTHORIZATION };
+        let public = wanted.auth == Auth::None;
+        let function = deployed.function.as_ref();
+        let url_action = match &deployed.function_url {
+            None => Action::Create,
+            Some(url) => {
+                let mut diffs = Vec::new();
+                if url.auth_type != auth_type {
+                    diffs.push(diff(Field::Method, &url.auth_type, auth_type));
+                }
+                if function.is_none_or(|function| function.public_url != public) {
+                    let wording = |public| if public { "public" } else { "signed callers only" };
+                    diffs.push(diff(Field::Statement, wording(!public), wording(public)));
+                }
+                Action::from_diffs(diffs, false)
+            }
+        };
+        let auth_changes = self.deployed_auth.is_some_and(|deployed| deployed != wanted.auth);
+        change(Resource::FunctionUrl, &stack.name, url_action, self.front_moves || auth_changes);
+
+        // The REST front goes once the URL is up.
+        let replaced = || Action::Delete("--front function-url replaces it".into());
+        let permission = function.and_then(|function| function.permission.as_ref());
+        change(
+            Resource::Permission,
+            crate::stack::PERMISSION_SID,
+            permission.map_or(Action::Absent, |_| replaced()),
+            false,
+        );
+        let duplicate_apis: Vec<String> =
+            deployed.apis.iter().filter(|api| api.tagged).map(|api| api.id.clone()).collect();
+        for id in &duplicate_apis {
+            change(Resource::Api, id, replaced(), self.front_moves);
+        }
+        if duplicate_apis.is_empty() {
+            change(Resource::Api, &stack.name, Action::Absent, false);
+        }
+        change(Resource::Route, crate::stack::PROXY_PATH, Action::Absent, false);
+        change(Resource::Integration, &stack.name, Action::Absent, false);
+        change(Resource::Stage, &stack.stage, Action::Absent, false);
+        let duplicate_keys: Vec<String> =
+            deployed.keys.iter().filter(|key| key.tagged).map(|key| key.id.clone()).collect();
+        let duplicate_usage_plans: Vec<UsagePlanState> =
+            deployed.usage_plans.iter().filter(|plan| plan.tagged).cloned().collect();
+        let gone = |present: bool| if present { replaced() } else { Action::Absent };
+        change(Resource::ApiKey, &stack.name, gone(!duplicate_keys.is_empty()), true);
+        change(Resource::UsagePlan, &stack.name, gone(!duplicate_usage_plans.is_empty()), true);
+        changes.sort_by_key(|change| change.resource);
+        Plan {
+            stack: stack.clone(),
+            account,
+            wanted: wanted.clone(),
+            changes,
+            advisories,
+            api: None,
+            key: None,
+            usage_plan: None,
+            role_arn,
+            function: function.cloned(),
+            duplicate_apis,
+            duplicate_keys,
+            duplicate_usage_plans,
+            deployment: String::new(),
+            table_switch,
+            front: Front::FunctionUrl,
+            function_url: deployed.function_url.clone(),
+        }
+    }
 }
 
 /// The table: refused with another key schema; protections always on a table

@@ -3,6 +3,16 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    No,
+    /// After the schedule's next pause.
+    Backoff,
+    /// After this long (what the server asked for).
+    After(Duration),
+}
+
 /// An exponential backoff schedule that gives up after a total time.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -46,9 +56,27 @@ impl Backoff {
         give_up_after: Duration::from_secs(300),
     };
 
+    /// A call to the counter API (`counterctl increment` / `get`): connection errors,
+    /// throttling and server errors usually pass within a second or two.
+    pub const CALL: Self = Self {
+        first: Duration::from_millis(200),
+        longest: Duration::from_secs(2),
+        give_up_after: Duration::from_secs(5),
+    };
+
     /// Runs `attempt` until it succeeds, fails with an error `retryable` rejects, or
     /// the time is up (then the last error is returned).
-    pub async fn retry<T, E, F, Fut>(&self, mut attempt: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    pub async fn retry<T, E, F, Fut>(&self, attempt: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.retry_as(attempt, |error| if retryable(error) { Retry::Backoff } else { Retry::No }).await
+    }
+
+    /// As [`retry`](Self::retry), with the error saying how long to wait (a server's
+    /// `Retry-After`); the pause is never shorter than the schedule's.
+    pub async fn retry_as<T, E, F, Fut>(&self, mut attempt: F, decide: impl Fn(&E) -> Retry) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -56,12 +84,21 @@ impl Backoff {
         let give_up_at = Instant::now() + self.give_up_after;
         let mut pause = self.first;
         loop {
-            match attempt().await {
-                Err(error) if retryable(&error) && Instant::now() + pause < give_up_at => {
-                    tokio::time::sleep(pause).await;
+            let outcome = attempt().await;
+            let wait = match &outcome {
+                Err(error) => match decide(error) {
+                    Retry::No => None,
+                    Retry::Backoff => Some(pause),
+                    Retry::After(after) => Some(after.max(pause)),
+                },
+                Ok(_) => None,
+            };
+            match wait {
+                Some(wait) if Instant::now() + wait < give_up_at => {
+                    tokio::time::sleep(wait).await;
                     pause = (pause * 2).min(self.longest);
                 }
-                outcome => return outcome,
+                _ => return outcome,
             }
         }
     }

@@ -152,6 +152,33 @@ pub fn caller_policy(stack: &Stack, account: &Account, api_id: &str) -> serde_js
     })
 }
 
+/// The least-privilege policy a caller needs for a stack with `--front function-url
+/// --auth iam`: both permissions a function URL now takes
+/// (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html), on this function only,
+/// the second only for invocations through its URL.
+pub fn function_url_caller_policy(stack: &Stack, account: &Account) -> serde_json::Value {
+    let function = stack.function_arn(account);
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "CallTheCountersUrl",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunctionUrl",
+                "Resource": function,
+                "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+            },
+            {
+                "Sid": "CallTheCountersFunction",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": function,
+                "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+            },
+        ],
+    })
+}
+
 /// The regions whose resources a policy document grants: the region field of every ARN
 /// in its `Resource`s (`arn:PARTITION:SERVICE:REGION:...`).
 pub fn policy_regions(policy: &serde_json::Value) -> std::collections::BTreeSet<String> {

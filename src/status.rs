@@ -31,19 +31,25 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let (deployed, plan) = read_and_plan(&clients, &args.stack, &args.deploy, false).await?;
     if args.caller_policy {
-        let Some(api) = &plan.api else {
-            anyhow::bail!("stack {} has no API yet\nhint: run `counterctl install` first", plan.stack.name);
+        let policy = match (plan.front, &plan.api, &plan.function_url) {
+            (crate::cli::Front::FunctionUrl, _, Some(_)) => {
+                crate::stack::function_url_caller_policy(&plan.stack, &plan.account)
+            }
+            (crate::cli::Front::Rest, Some(api), _) => crate::stack::caller_policy(&plan.stack, &plan.account, &api.id),
+            _ => {
+                anyhow::bail!("stack {} has nothing to call yet\nhint: run `counterctl install` first", plan.stack.name)
+            }
         };
         if plan.wanted.auth != Auth::Iam {
             eprintln!("note: stack {} does not use --auth iam; this policy takes effect once it does", plan.stack.name);
         }
-        out(serde_json::to_string_pretty(&crate::stack::caller_policy(&plan.stack, &plan.account, &api.id))?)?;
+        out(serde_json::to_string_pretty(&policy)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let healthy = plan.up_to_date();
     let deployed_code_sha256 = deployed.function.as_ref().map(|function| function.code_sha256.clone());
     let bundled_code_sha256 = plan.wanted.code.sha256.clone();
-    let url = plan.api.as_ref().map(|api| plan.stack.invoke_url(&plan.account.region, &api.id));
+    let url = plan.deployed_url();
     let api_key = match (&plan.key, args.show_api_key) {
         (Some(key), true) => auth::key_value(&clients.apigateway, &key.id).await.context("reading the API key")?,
         _ => None,

@@ -154,7 +154,7 @@ async fn delete(
         Resource::Table => {
             table::delete(&clients.dynamodb, name).await.context("deleting the table")?;
         }
-        Resource::Permission | Resource::Route | Resource::Integration | Resource::Stage => {}
+        Resource::Permission | Resource::Route | Resource::Integration | Resource::Stage | Resource::FunctionUrl => {}
     }
     Ok(None)
 }

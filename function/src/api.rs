@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use crate::store::{CounterStore, Increment, StoreError};
 use crate::validate::{self, InvalidCount, InvalidIdempotencyKey, InvalidName};
@@ -125,7 +127,7 @@ impl ApiError {
     pub fn into_response(self) -> Response<String> {
         // Clients of the original service compare the 404 body byte for byte.
         let description = (!matches!(self, Self::NotFound)).then(|| self.to_string());
-        let body = ErrorBody { error_code: self.code(), error_description: description };
+        let body = ErrorBody { error_code: Cow::Borrowed(self.code()), error_description: description };
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
         match self {
@@ -153,32 +155,36 @@ impl From<StoreError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
-    error_code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_description: Option<String>,
+// The bodies the API answers with, here once for the server and for clients
+// (`counterctl increment` / `get` parse them).
+
+/// An error: `error_code` says which, the description says why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody<'a> {
+    pub error_code: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
 }
 
-/// The original service's body; clients compare it, so exactly these keys in this order.
-#[derive(Serialize)]
-struct Incremented<'a> {
-    counter: &'a str,
-    new_value: i64,
+/// An increment: the original service's body, `{"counter":…,"new_value":…}` (clients
+/// compare it, so exactly these keys in this order), and with `count` the range too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incremented<'a> {
+    pub counter: Cow<'a, str>,
+    /// The last value reserved.
+    pub new_value: i64,
+    /// With `count`: the first value reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_value: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct Reserved<'a> {
-    counter: &'a str,
-    new_value: i64,
-    first_value: i64,
-    count: u32,
-}
-
-#[derive(Serialize)]
-struct CurrentValue<'a> {
-    counter: &'a str,
-    value: i64,
+/// A counter's current value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentValue<'a> {
+    pub counter: Cow<'a, str>,
+    pub value: i64,
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response<String> {
@@ -254,11 +260,15 @@ async fn increment<S: CounterStore + ?Sized>(
     let increment = Increment { counter: &counter, count: count.unwrap_or(1), idempotency_key };
     let new_value = store.increment(&increment).await.map_err(store_error)?;
     Ok(match count {
-        None => json_response(StatusCode::OK, &Incremented { counter: &counter, new_value }),
-        Some(count) => json_response(
-            StatusCode::OK,
-            &Reserved { counter: &counter, new_value, first_value: new_value - i64::from(count) + 1, count },
-        ),
+        None => {
+            let body = Incremented { counter: Cow::Borrowed(&counter), new_value, first_value: None, count: None };
+            json_response(StatusCode::OK, &body)
+        }
+        Some(count) => {
+            let first_value = Some(new_value - i64::from(count) + 1);
+            let body = Incremented { counter: Cow::Borrowed(&counter), new_value, first_value, count: Some(count) };
+            json_response(StatusCode::OK, &body)
+        }
     })
 }
 
@@ -269,7 +279,7 @@ async fn value<S: CounterStore + ?Sized>(
 ) -> Result<Response<String>, ApiError> {
     let counter = required_counter(request, facts)?;
     match store.value(&counter).await.map_err(store_error)? {
-        Some(value) => Ok(json_response(StatusCode::OK, &CurrentValue { counter: &counter, value })),
+        Some(value) => Ok(json_response(StatusCode::OK, &CurrentValue { counter: Cow::Borrowed(&counter), value })),
         None => Err(ApiError::CounterNotFound(counter)),
     }
 }

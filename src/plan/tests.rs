@@ -46,6 +46,7 @@ fn code(architecture: Architecture) -> Code {
 /// No option given.
 fn options() -> DeployOptions {
     DeployOptions {
+        front: None,
         auth: None,
         rate_limit: None,
         burst_limit: None,
@@ -111,6 +112,7 @@ fn healthy() -> Deployed {
     let uri = stack.integration_uri(&account);
     assert!(function::permits(&permission(&stack.source_arn(&account, API)), &stack.source_arn(&account, API)));
     Deployed {
+        function_url: None,
         function: Some(FunctionState {
             arn: stack.function_arn(&account),
             code_sha256: CODE_SHA.into(),
@@ -125,6 +127,7 @@ fn healthy() -> Deployed {
             ready: true,
             reserved_concurrency: None,
             permission: Some(permission(&stack.source_arn(&account, API))),
+            public_url: false,
         }),
         table: Some(table(TABLE)),
         counters: None,
@@ -209,10 +212,12 @@ fn a_healthy_stack_with_no_options_plans_no_change() {
     let plan = planned(&healthy());
     assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
     for change in &plan.changes {
-        assert_eq!(change.action, Action::Keep, "{change:?}");
+        // The other front's resource is absent, as it should be.
+        let expected = if change.resource == Resource::FunctionUrl { Action::Absent } else { Action::Keep };
+        assert_eq!(change.action, expected, "{change:?}");
     }
     let resources: BTreeSet<Resource> = plan.changes.iter().map(|change| change.resource).collect();
-    assert_eq!(resources.len(), 12, "every resource is planned: {resources:?}");
+    assert_eq!(resources.len(), 13, "every resource is planned: {resources:?}");
     assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
     assert!(plan.duplicate_apis.is_empty() && plan.duplicate_keys.is_empty() && plan.duplicate_usage_plans.is_empty());
     assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some(API));
@@ -885,4 +890,60 @@ fn max_concurrency_is_set_kept_and_removed() {
     let plan = plan_with(&deployed, &DeployOptions { max_concurrency: Some(MaxConcurrency::Off), ..options() });
     assert_eq!(fields(plan.action(Resource::Function)), vec![Field::Concurrency]);
     assert_eq!(plan.wanted.max_concurrency, None);
+}
+
+// Issue 9: the function URL front.
+
+#[test]
+fn a_function_url_front_signs_by_default_and_replaces_the_rest_api() {
+    use crate::cli::Front;
+    let plan = plan_with(&healthy(), &DeployOptions { front: Some(Front::FunctionUrl), ..options() });
+    assert_eq!(plan.front, Front::FunctionUrl);
+    assert_eq!(plan.wanted.auth, Auth::Iam, "the deployed api-key cannot go along: iam");
+    assert_eq!(*plan.action(Resource::FunctionUrl), Action::Create);
+    assert!(plan.change(Resource::FunctionUrl).breaking, "callers get a new URL");
+    assert!(matches!(named(&plan.changes, Resource::Api, API).action, Action::Delete(_)));
+    assert!(named(&plan.changes, Resource::Api, API).breaking);
+    assert!(matches!(plan.action(Resource::Permission), Action::Delete(_)));
+    assert!(matches!(plan.action(Resource::ApiKey), Action::Delete(_)));
+    assert!(matches!(plan.action(Resource::UsagePlan), Action::Delete(_)));
+    assert_eq!(plan.duplicate_apis, vec![API.to_owned()]);
+    assert_eq!(plan.signing_service(), "lambda");
+}
+
+#[test]
+fn api_key_auth_on_a_function_url_is_refused() {
+    use crate::cli::Front;
+    let options = DeployOptions { front: Some(Front::FunctionUrl), auth: Some(Auth::ApiKey), ..options() };
+    let refused = install(&request(&options), &healthy()).expect_err("no keys on a function URL");
+    assert_eq!(refused, Refusal::ApiKeyOnFunctionUrl);
+}
+
+#[test]
+fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
+    use crate::cli::Front;
+    use crate::resources::function_url::UrlState;
+    let mut deployed = healthy();
+    deployed.apis.clear();
+    deployed.api = None;
+    deployed.keys.clear();
+    deployed.usage_plans.clear();
+    function_mut(&mut deployed).permission = None;
+    deployed.function_url =
+        Some(UrlState { url: "https://x.lambda-url.us-east-1.on.aws/".into(), auth_type: "AWS_IAM".into() });
+    let plan = planned(&deployed);
+    assert_eq!(plan.front, Front::FunctionUrl, "the deployed front is kept");
+    assert!(plan.up_to_date(), "{:?}", changing(&plan));
+    assert_eq!(plan.deployed_url().as_deref(), Some("https://x.lambda-url.us-east-1.on.aws/"));
+
+    let public = plan_with(&deployed, &DeployOptions { auth: Some(Auth::None), ..options() });
+    let fields = fields(public.action(Resource::FunctionUrl));
+    assert_eq!(fields, vec![Field::Method, Field::Statement], "NONE, and the public statements");
+    assert!(public.change(Resource::FunctionUrl).breaking);
+
+    let back = plan_with(&deployed, &DeployOptions { front: Some(Front::Rest), ..options() });
+    assert!(matches!(back.action(Resource::FunctionUrl), Action::Delete(_)));
+    assert_eq!(*back.action(Resource::Api), Action::Create);
+    assert!(back.change(Resource::Api).breaking, "a new URL for callers");
+    assert_eq!(back.wanted.auth, Auth::Iam, "iam goes along to the REST front");
 }

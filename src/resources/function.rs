@@ -18,6 +18,7 @@ use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, LastUpdateS
 use counter_function::dynamo::DEFAULT_TABLE;
 
 use super::Error;
+use super::function_url::{PUBLIC_INVOKE_SID, PUBLIC_URL_SID};
 use crate::aws::{AwsError, Operation, found, gone, has_code};
 use crate::retry::Backoff;
 use crate::stack::{PERMISSION_SID, Stack};
@@ -48,6 +49,8 @@ pub struct FunctionState {
     pub reserved_concurrency: Option<i32>,
     /// The statement with [`PERMISSION_SID`] in the function's resource policy.
     pub permission: Option<serde_json::Value>,
+    /// Its policy lets anyone call its URL (`--front function-url --auth none`).
+    pub public_url: bool,
 }
 
 impl FunctionState {
@@ -87,12 +90,14 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionSt
     let Some(function) = found("lambda:GetFunction", function, NOT_FOUND)? else {
         return Ok(None);
     };
-    let permission = found("lambda:GetPolicy", policy, NOT_FOUND)?
+    let statements: Vec<serde_json::Value> = found("lambda:GetPolicy", policy, NOT_FOUND)?
         .and_then(|policy| policy.policy)
         .and_then(|policy| serde_json::from_str::<serde_json::Value>(&policy).ok())
-        .and_then(|policy| {
-            policy["Statement"].as_array()?.iter().find(|statement| statement["Sid"] == PERMISSION_SID).cloned()
-        });
+        .and_then(|policy| policy["Statement"].as_array().cloned())
+        .unwrap_or_default();
+    let statement = |sid: &str| statements.iter().find(|statement| statement["Sid"] == sid);
+    let permission = statement(PERMISSION_SID).cloned();
+    let public_url = statement(PUBLIC_URL_SID).is_some() && statement(PUBLIC_INVOKE_SID).is_some();
     let tagged = Stack::tagged_map(stack_name, function.tags());
     let concurrency = found("lambda:GetFunctionConcurrency", concurrency, NOT_FOUND)?;
     let reserved_concurrency = concurrency.and_then(|concurrency| concurrency.reserved_concurrent_executions());
@@ -122,6 +127,7 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionSt
             && config.last_update_status() != Some(&LastUpdateStatus::InProgress),
         reserved_concurrency,
         permission,
+        public_url,
     }))
 }
 

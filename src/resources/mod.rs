@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod function;
+pub mod function_url;
 pub mod log_group;
 pub mod role;
 pub mod table;

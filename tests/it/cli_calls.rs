@@ -49,11 +49,21 @@ async fn an_idempotency_key_answers_repeats_with_the_same_value() {
 /// Requests as the flaky front saw them: method, Idempotency-Key, x-api-key.
 type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
 
-/// A front that forwards every request to the API but answers the first with a 502,
-/// as a connection lost after the increment was applied would look.
-async fn flaky_front(upstream: String) -> (String, Seen) {
+/// How the flaky front answers the first request.
+#[derive(Clone, Copy)]
+enum FirstAnswer {
+    /// Forwarded, then answered 502, as a connection lost after the increment was
+    /// applied would look.
+    LostAfterApplying,
+    /// Not forwarded: 409 idempotency_key_in_progress with `Retry-After: 1`, as when
+    /// another request with the key is still running.
+    KeyInProgress,
+}
+
+/// A front that forwards every request to the API but answers the first as `first` says.
+async fn flaky_front(upstream: String, first: FirstAnswer) -> (String, Seen) {
     let seen: Seen = Arc::default();
-    let state = (upstream, Arc::clone(&seen), reqwest::Client::new());
+    let state = (upstream, Arc::clone(&seen), reqwest::Client::new(), first);
     let app = axum::Router::new().fallback(forward).with_state(Arc::new(state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -62,19 +72,23 @@ async fn flaky_front(upstream: String) -> (String, Seen) {
 }
 
 async fn forward(
-    State(state): State<Arc<(String, Seen, reqwest::Client)>>,
+    State(state): State<Arc<(String, Seen, reqwest::Client, FirstAnswer)>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    let (upstream, seen, http) = &*state;
+    let (upstream, seen, http, first_answer) = &*state;
     let header = |name: &str| headers.get(name).map(|value| value.to_str().unwrap().to_owned());
     let first = {
         let mut seen = seen.lock().unwrap();
         seen.push((method.to_string(), header("idempotency-key"), header("x-api-key")));
         seen.len() == 1
     };
+    if first && matches!(first_answer, FirstAnswer::KeyInProgress) {
+        let body = r#"{"error_code":"idempotency_key_in_progress","error_description":"another request is running"}"#;
+        return Response::builder().status(409).header("retry-after", "1").body(Body::from(body)).unwrap();
+    }
     let mut request = http.request(method, format!("{upstream}{uri}")).body(body);
     if let Some(key) = header("idempotency-key") {
         request = request.header("Idempotency-Key", key);
@@ -85,9 +99,22 @@ async fn forward(
 }
 
 #[tokio::test]
+async fn a_key_still_in_progress_is_retried_after_its_retry_after() {
+    let stack = LambdaStack::start(1).await;
+    let (url, seen) = flaky_front(stack.api.url.clone(), FirstAnswer::KeyInProgress).await;
+    let started = std::time::Instant::now();
+    let run = increment(&url, &["receipts", "--idempotency-key", "receipt-9"]).await.ok();
+    assert_eq!(run.stdout, "1\n");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "waited for Retry-After");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|(_, key, _)| key.as_deref() == Some("receipt-9")));
+}
+
+#[tokio::test]
 async fn a_retried_increment_reuses_its_key_so_no_id_is_burnt() {
     let stack = LambdaStack::start(1).await;
-    let (url, seen) = flaky_front(stack.api.url.clone()).await;
+    let (url, seen) = flaky_front(stack.api.url.clone(), FirstAnswer::LostAfterApplying).await;
     let run = increment(&url, &["invoices", "--api-key", "the-key"]).await.ok();
     assert_eq!(run.stdout, "1\n", "the retry answers the value the lost answer carried");
     let seen = seen.lock().unwrap().clone();

@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
+use aws_sigv4::http_request::SigningSettings;
 use serde_json::{Value, json};
 
 use crate::support::LambdaStack;
@@ -60,31 +59,7 @@ fn sign_with_settings(
     at: SystemTime,
     settings: SigningSettings,
 ) {
-    let identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(at)
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
-    let headers: Vec<(&str, &str)> =
-        request.headers().iter().map(|(name, value)| (name.as_str(), value.to_str().unwrap())).collect();
-    let body = request.body().map(|body| body.as_bytes().expect("a buffered body")).unwrap_or_default();
-    let signable = SignableRequest::new(
-        request.method().as_str(),
-        request.url().as_str(),
-        headers.into_iter(),
-        SignableBody::Bytes(body),
-    )
-    .unwrap();
-    let (instructions, _signature) = sign(signable, &params).unwrap().into_parts();
-    let (headers, _query) = instructions.into_parts();
-    for header in headers {
-        request.headers_mut().insert(header.name(), header.value().parse().unwrap());
-    }
+    crate::support::rest_api::sign_as_client(request, credentials, region, service, at, settings);
 }
 
 /// A request signed now by `caller`, as `counterctl` signs for a REST API.

@@ -10,6 +10,8 @@ mod cli_errors;
 mod concurrency;
 mod events;
 mod front_auth;
+mod fronts;
+mod function_url;
 mod iam_auth;
 mod idempotency;
 mod install;

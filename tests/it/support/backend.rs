@@ -1,6 +1,7 @@
-//! The two backends of the same API: the shipped Lambda bootstrap behind API Gateway's REST
-//! front, and `counterctl serve`. Conformance cases are written once, against [`Backend`],
-//! and run against both by [`on_both_backends!`].
+//! The backends of the same API: the shipped Lambda bootstrap behind API Gateway's REST
+//! front, the same bootstrap behind a Lambda Function URL (payload format 2.0), and
+//! `counterctl serve`. Conformance cases are written once, against [`Backend`], and run
+//! against each by [`on_both_backends!`] (named when there were two).
 
 use std::future::Future;
 
@@ -12,7 +13,7 @@ use super::{LambdaStack, send};
 /// A running counter API, whichever backend answers it, and plain HTTP to it.
 pub trait Backend: Send + Sync + 'static {
     /// What the API's paths go after: the stage URL (`http://127.0.0.1:PORT/prod`) of
-    /// API Gateway, the root URL of `serve`.
+    /// API Gateway, the root URL of a Function URL or of `serve`.
     fn base_url(&self) -> &str;
 
     fn http(&self) -> &reqwest::Client;
@@ -116,10 +117,10 @@ impl Backend for Serve {
     }
 }
 
-/// Writes a test case once and runs it against both backends: the case becomes a module
-/// holding the tests `lambda` and `serve`, which start their backend and hand it to the
-/// body as `Arc<impl Backend>`. Cases marked `concurrent` run on several threads, with the
-/// Lambda function in four execution environments.
+/// Writes a test case once and runs it against every backend: the case becomes a module
+/// holding the tests `lambda` (REST front), `function_url` and `serve`, which start their
+/// backend and hand it to the body as `Arc<impl Backend>`. Cases marked `concurrent` run
+/// on several threads, with the Lambda function in four execution environments.
 macro_rules! on_both_backends {
     ($(#[$meta:meta])* async fn $case:ident($api:ident) $body:block) => {
         $(#[$meta])*
@@ -129,6 +130,12 @@ macro_rules! on_both_backends {
             #[tokio::test]
             async fn lambda() {
                 check(std::sync::Arc::new($crate::support::LambdaStack::start(1).await)).await
+            }
+
+            #[tokio::test]
+            async fn function_url() {
+                let auth = $crate::support::function_url::AuthType::None;
+                check(std::sync::Arc::new($crate::support::function_url::FunctionUrlStack::start(1, auth).await)).await
             }
 
             #[tokio::test]
@@ -147,6 +154,12 @@ macro_rules! on_both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn lambda() {
                 check(std::sync::Arc::new($crate::support::LambdaStack::start(4).await)).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn function_url() {
+                let auth = $crate::support::function_url::AuthType::None;
+                check(std::sync::Arc::new($crate::support::function_url::FunctionUrlStack::start(4, auth).await)).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

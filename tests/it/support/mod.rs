@@ -5,6 +5,7 @@ pub mod aws_proxy;
 pub mod backend;
 pub mod cli;
 pub mod function;
+pub mod function_url;
 pub mod rest_api;
 pub mod runtime_api;
 pub mod serve;

@@ -142,7 +142,7 @@ async fn forward(
     };
     // API Gateway authorizes the caller first, then checks the API key.
     let access_key = match &front.auth.iam {
-        Some(caller) => match verify_sigv4(caller, &method, &uri, &headers, &body, SystemTime::now()) {
+        Some(caller) => match verify_sigv4(caller, EXECUTE_API, &method, &uri, &headers, &body, SystemTime::now()) {
             Ok(access_key) => Some(access_key),
             Err(refused) => return refusal(refused),
         },
@@ -177,11 +177,12 @@ async fn forward(
     }
 }
 
-/// A 403 API Gateway answers itself: its `x-amzn-ErrorType` and message.
+/// A 403 API Gateway answers itself: its `x-amzn-ErrorType` and message. Also why
+/// [`verify_sigv4`] refused a request.
 #[derive(Debug)]
-struct Refusal {
-    error_type: &'static str,
-    message: String,
+pub struct Refusal {
+    pub error_type: &'static str,
+    pub message: String,
 }
 
 impl Refusal {
@@ -269,12 +270,16 @@ fn parse_authorization(header: &str) -> Result<Authorization<'_>, Refusal> {
     }
 }
 
-/// Verifies a request's SigV4 signature as API Gateway does for an `AWS_IAM` method:
-/// rebuilds the canonical request from what arrived (method, path, query, the headers named
-/// in `SignedHeaders`, the payload hash) and signs it again with `caller`'s secret at the
-/// request's `X-Amz-Date`. Returns the caller's access key id.
-fn verify_sigv4(
+/// Verifies a request's SigV4 signature for `service` as AWS does (API Gateway for an
+/// `AWS_IAM` method with `execute-api`, a Function URL with auth type `AWS_IAM` with
+/// `lambda`): rebuilds the canonical request from what arrived (method, path, query, the
+/// `Host` header and the others named in `SignedHeaders`, the payload hash) and signs it
+/// again with `caller`'s secret at the request's `X-Amz-Date`. `uri` may be in origin form
+/// (`/path?query`) or, as a request to a proxy arrives, absolute form; only its path and
+/// query count. Returns the caller's access key id.
+pub fn verify_sigv4(
     caller: &IamCaller,
+    service: &str,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -300,7 +305,7 @@ fn verify_sigv4(
 
     // Credential=AKID/YYYYMMDD/REGION/SERVICE/aws4_request
     let scope: Vec<&str> = authorization.credential.split('/').collect();
-    let [access_key_id, date, region, service, terminator] = scope[..] else {
+    let [access_key_id, date, region, scope_service, terminator] = scope[..] else {
         return Err(Refusal::incomplete(format!(
             "Credential should be scoped to a valid region, not '{}'. ",
             scope.get(2).unwrap_or(&"")
@@ -309,8 +314,8 @@ fn verify_sigv4(
     if region != caller.region {
         return Err(Refusal::invalid(format!("Credential should be scoped to a valid region, not '{region}'. ")));
     }
-    if service != EXECUTE_API {
-        return Err(Refusal::invalid(format!("Credential should be scoped to correct service: '{EXECUTE_API}'. ")));
+    if scope_service != service {
+        return Err(Refusal::invalid(format!("Credential should be scoped to correct service: '{service}'. ")));
     }
     if terminator != "aws4_request" {
         return Err(Refusal::invalid(format!(
@@ -350,7 +355,7 @@ fn verify_sigv4(
     if !signed.contains(&"host") {
         return Err(Refusal::incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."));
     }
-    match recompute_signature(caller, method, uri, headers, &signed, body, signed_at) {
+    match recompute_signature(caller, service, method, uri, headers, &signed, body, signed_at) {
         Some(signature) if signature == authorization.signature => Ok(access_key_id.to_owned()),
         _ => Err(Refusal::mismatch()),
     }
@@ -359,8 +364,10 @@ fn verify_sigv4(
 /// The signature of the request rebuilt from the received parts, restricted to the `signed`
 /// headers, at `signed_at`; `None` when the parts cannot be signed (which no correct
 /// signature could match either).
+#[allow(clippy::too_many_arguments, reason = "the parts of one request")]
 fn recompute_signature(
     caller: &IamCaller,
+    service: &str,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -398,7 +405,7 @@ fn recompute_signature(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&caller.region)
-        .name(EXECUTE_API)
+        .name(service)
         .time(signed_at)
         .settings(settings)
         .build()
@@ -575,4 +582,42 @@ fn gateway_error(status: StatusCode, message: &str) -> Response<Body> {
         .header("content-type", "application/json")
         .body(Body::from(json!({ "message": message }).to_string()))
         .unwrap()
+}
+
+/// Signs `request` with SigV4 as a client does, for `service` in `region` at `at`: adds
+/// `x-amz-date`, `authorization` and, for temporary credentials, `x-amz-security-token`.
+/// The host signed is the URL's.
+pub fn sign_as_client(
+    request: &mut reqwest::Request,
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    at: SystemTime,
+    settings: SigningSettings,
+) {
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(at)
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let headers: Vec<(&str, &str)> =
+        request.headers().iter().map(|(name, value)| (name.as_str(), value.to_str().unwrap())).collect();
+    let body = request.body().map(|body| body.as_bytes().expect("a buffered body")).unwrap_or_default();
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        request.url().as_str(),
+        headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _signature) = sign(signable, &params).unwrap().into_parts();
+    for (name, value) in instructions.headers() {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, reqwest::header::HeaderValue::from_str(value).unwrap());
+    }
 }
