@@ -246,6 +246,22 @@ mod tests {
     }
 
     #[test]
+    fn the_function_url_caller_policy_allows_this_function_only_and_only_via_its_url() {
+        let stack = Stack { name: "AtomicCounter".into(), table: "AtomicCounters".into(), stage: "prod".into() };
+        let account = Account { id: "123456789012".into(), partition: "aws".into(), region: "eu-west-1".into() };
+        let policy = function_url_caller_policy(&stack, &account);
+        let statements = policy["Statement"].as_array().unwrap();
+        let actions: Vec<&str> = statements.iter().map(|s| s["Action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"]);
+        for statement in statements {
+            assert_eq!(statement["Effect"], "Allow");
+            assert_eq!(statement["Resource"], "arn:aws:lambda:eu-west-1:123456789012:function:AtomicCounter");
+            assert!(statement["Condition"].is_object(), "each is narrowed by a condition: {statement}");
+        }
+        assert!(!policy.to_string().contains('*'), "no wildcard: {policy}");
+    }
+
+    #[test]
     fn arns_and_urls_follow_the_partition() {
         let stack = Stack { name: "AtomicCounter".into(), table: "AtomicCounters".into(), stage: "prod".into() };
         let policy = stack.role_policy(&Account {
