@@ -61,7 +61,8 @@ pub enum CallError {
     #[error(
         "API Gateway answered {status}: {message}\n\
          hint: this API needs its key: pass --api-key or set COUNTERCTL_API_KEY \
-         (`counterctl status --show-api-key` prints it), or omit --url to have it fetched"
+         (`counterctl status --show-api-key` prints it), or omit --url to have it fetched; \
+         a stack with --auth iam (or a function URL) takes a signature instead: pass --auth iam"
     )]
     Forbidden { status: u16, message: String },
     #[error(
@@ -134,8 +135,12 @@ async fn caller_credentials(config: &aws_config::SdkConfig) -> anyhow::Result<aw
 pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result<Endpoint> {
     let client = &clients.apigateway;
     let region = client.config().region().map(ToString::to_string).unwrap_or_default();
-    let url = crate::resources::function_url::read(&clients.lambda, &stack.name).await;
-    if let Some(url) = url.context("looking for the function's URL")? {
+    // A caller that may not read the function's URL config uses the REST front.
+    let url = match crate::resources::function_url::read(&clients.lambda, &stack.name).await {
+        Err(error) if error.code.as_deref().is_some_and(|code| code.starts_with("AccessDenied")) => None,
+        url => url.context("looking for the function's URL")?,
+    };
+    if let Some(url) = url {
         let credential = match url.auth_type.as_str() {
             api::AWS_IAM => {
                 Credential::Iam { region, service: "lambda", credentials: caller_credentials(&clients.config).await? }

@@ -63,6 +63,12 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let json = args.output.output == OutputFormat::Json;
     let (_, plan) = read_and_plan(&clients, &args.stack, &args.deploy, args.switch_table).await?;
+    let throttled = args.deploy.rate_limit.is_some() || args.deploy.burst_limit.is_some();
+    if plan.front == crate::cli::Front::FunctionUrl && throttled {
+        eprintln!(
+            "warning: a function URL has no throttle: --rate-limit and --burst-limit do nothing there; cap it with --max-concurrency"
+        );
+    }
     if plan.wanted.auth == Auth::None {
         eprintln!("warning: --auth none: anyone who finds the URL can call it and burn IDs");
     }
@@ -85,6 +91,9 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         print_plan(&plan, Wording::Plan)?;
+        if plan.front_moves {
+            out("The new front's URL is known once install makes it; callers of the old URL must move to it.")?;
+        }
         let planned = plan.changes.iter().filter(|change| change.action.changes()).count();
         match planned {
             0 => out("Dry run: everything is up to date.")?,

@@ -91,6 +91,11 @@ pub enum Refusal {
          hint: use --auth iam (callers sign with SigV4; the default there) or --front rest"
     )]
     ApiKeyOnFunctionUrl,
+    #[error(
+        "the stack has both a function URL and a REST API (a move between them did not finish)\n\
+         hint: pass --front function-url or --front rest to say which to keep; the other is deleted"
+    )]
+    BothFronts,
 }
 
 /// What is asked for.
@@ -322,6 +327,8 @@ pub struct Plan {
     pub front: Front,
     /// The function's URL as deployed.
     pub function_url: Option<UrlState>,
+    /// Callers move to another front, at another URL.
+    pub front_moves: bool,
 }
 
 impl Plan {
@@ -405,6 +412,12 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         (None, Some(_)) => Some(Front::Rest),
         (None, None) => None,
     };
+    // Both fronts at once: a move between them was interrupted, and which one callers use
+    // is not for install to guess (it would delete the other).
+    let tagged_api = deployed.apis.iter().any(|api| api.tagged);
+    if options.front.is_none() && deployed.function_url.is_some() && tagged_api {
+        return Err(Refusal::BothFronts);
+    }
     let front = options.front.or(deployed_front).unwrap_or(Front::Rest);
     if front == Front::FunctionUrl && options.auth == Some(Auth::ApiKey) {
         return Err(Refusal::ApiKeyOnFunctionUrl);
@@ -498,9 +511,11 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         let parts = Parts { account, changes, advisories, role_arn, table_switch };
         return Ok(url_front.plan(parts));
     }
-    let url_action = match &deployed.function_url {
-        Some(_) => Action::Delete("--front rest replaces it".into()),
-        None => Action::Absent,
+    let public_left = function.is_some_and(|function| function.public_statements > 0);
+    let url_action = match (&deployed.function_url, public_left) {
+        (Some(_), _) => Action::Delete("--front rest replaces it".into()),
+        (None, true) => Action::Delete("its public statements are left behind".into()),
+        (None, false) => Action::Absent,
     };
     change(Resource::FunctionUrl, &stack.name, url_action, front_moves);
 
@@ -689,6 +704,7 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
         table_switch,
         front,
         function_url: deployed.function_url.clone(),
+        front_moves,
     })
 }
 
@@ -727,7 +743,8 @@ impl UrlFront<'_> {
                 if url.auth_type != auth_type {
                     diffs.push(diff(Field::Method, &url.auth_type, auth_type));
                 }
-                if function.is_none_or(|function| function.public_url != public) {
+                let wanted_statements = if public { 2 } else { 0 };
+                if function.is_none_or(|function| function.public_statements != wanted_statements) {
                     let wording = |public| if public { "public" } else { "signed callers only" };
                     diffs.push(diff(Field::Statement, wording(!public), wording(public)));
                 }
@@ -783,6 +800,7 @@ impl UrlFront<'_> {
             table_switch,
             front: Front::FunctionUrl,
             function_url: deployed.function_url.clone(),
+            front_moves: self.front_moves,
         }
     }
 }

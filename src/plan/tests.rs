@@ -127,7 +127,7 @@ fn healthy() -> Deployed {
             ready: true,
             reserved_concurrency: None,
             permission: Some(permission(&stack.source_arn(&account, API))),
-            public_url: false,
+            public_statements: 0,
         }),
         table: Some(table(TABLE)),
         counters: None,
@@ -946,4 +946,28 @@ fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
     assert_eq!(*back.action(Resource::Api), Action::Create);
     assert!(back.change(Resource::Api).breaking, "a new URL for callers");
     assert_eq!(back.wanted.auth, Auth::Iam, "iam goes along to the REST front");
+}
+
+#[test]
+fn both_fronts_deployed_is_refused_until_told_which_to_keep() {
+    use crate::cli::Front;
+    use crate::resources::function_url::UrlState;
+    let mut deployed = healthy();
+    deployed.function_url =
+        Some(UrlState { url: "https://x.lambda-url.us-east-1.on.aws/".into(), auth_type: "AWS_IAM".into() });
+    assert_eq!(install(&request(&options()), &deployed).expect_err("which one?"), Refusal::BothFronts);
+    let rest = plan_with(&deployed, &DeployOptions { front: Some(Front::Rest), auth: Some(Auth::ApiKey), ..options() });
+    assert!(matches!(rest.action(Resource::FunctionUrl), Action::Delete(_)));
+}
+
+#[test]
+fn a_public_statement_left_behind_is_removed_on_the_rest_front() {
+    let mut deployed = healthy();
+    function_mut(&mut deployed).public_statements = 1;
+    let plan = planned(&deployed);
+    assert!(
+        matches!(plan.action(Resource::FunctionUrl), Action::Delete(_)),
+        "{:?}",
+        plan.action(Resource::FunctionUrl)
+    );
 }

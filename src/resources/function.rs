@@ -49,8 +49,10 @@ pub struct FunctionState {
     pub reserved_concurrency: Option<i32>,
     /// The statement with [`PERMISSION_SID`] in the function's resource policy.
     pub permission: Option<serde_json::Value>,
-    /// Its policy lets anyone call its URL (`--front function-url --auth none`).
-    pub public_url: bool,
+    /// How many of the two statements that let anyone call its URL (`--front
+    /// function-url --auth none`) its policy has: 2 when public, 0 when not, 1 after a
+    /// half-done change.
+    pub public_statements: u8,
 }
 
 impl FunctionState {
@@ -97,7 +99,8 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionSt
         .unwrap_or_default();
     let statement = |sid: &str| statements.iter().find(|statement| statement["Sid"] == sid);
     let permission = statement(PERMISSION_SID).cloned();
-    let public_url = statement(PUBLIC_URL_SID).is_some() && statement(PUBLIC_INVOKE_SID).is_some();
+    let public_statements =
+        u8::from(statement(PUBLIC_URL_SID).is_some()) + u8::from(statement(PUBLIC_INVOKE_SID).is_some());
     let tagged = Stack::tagged_map(stack_name, function.tags());
     let concurrency = found("lambda:GetFunctionConcurrency", concurrency, NOT_FOUND)?;
     let reserved_concurrency = concurrency.and_then(|concurrency| concurrency.reserved_concurrent_executions());
@@ -127,7 +130,7 @@ pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionSt
             && config.last_update_status() != Some(&LastUpdateStatus::InProgress),
         reserved_concurrency,
         permission,
-        public_url,
+        public_statements,
     }))
 }
 

@@ -11,6 +11,7 @@
 //! public statements.
 
 use aws_sdk_lambda::Client;
+use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::types::FunctionUrlAuthType;
 
 use crate::aws::{AwsError, Operation, found, gone, has_code};
@@ -65,7 +66,8 @@ pub async fn delete(client: &Client, stack_name: &str) -> Result<bool, AwsError>
     gone("lambda:DeleteFunctionUrlConfig", deleted, NOT_FOUND)
 }
 
-/// Lets anyone call the URL (`--auth none`); a statement there already is kept.
+/// Lets anyone call the URL (`--auth none`); a statement there already is kept. The
+/// caller has waited for the function to be ready (no update in progress).
 pub async fn allow_public(client: &Client, stack: &Stack) -> Result<(), AwsError> {
     let url = client
         .add_permission()
@@ -98,16 +100,22 @@ pub async fn remove_public(client: &Client, stack: &Stack) -> Result<(), AwsErro
     Ok(())
 }
 
+fn already_exists<E: ProvideErrorMetadata, R>(error: &aws_sdk_lambda::error::SdkError<E, R>) -> bool {
+    error.message().is_some_and(|message| message.contains("already exists"))
+}
+
 fn tolerate_existing<T, E, R>(
     operation: &'static str,
     result: Result<T, aws_sdk_lambda::error::SdkError<E, R>>,
 ) -> Result<(), AwsError>
 where
-    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    // Lambda answers ResourceConflictException both for a statement id there already
+    // (fine: the statement is ours) and for an update in progress (not fine).
     match result {
-        Err(error) if has_code(&error, &["ResourceConflictException"]) => Ok(()),
+        Err(error) if has_code(&error, &["ResourceConflictException"]) && already_exists(&error) => Ok(()),
         result => result.map(|_| ()).op(operation),
     }
 }

@@ -12,7 +12,7 @@ use aws_sigv4::http_request::SigningSettings;
 use serde_json::{Value, json};
 
 use crate::support::LambdaStack;
-use crate::support::rest_api::{EXECUTE_API, IamCaller, MethodAuth};
+use crate::support::rest_api::{EXECUTE_API, IamCaller, MethodAuth, sign_as_client};
 
 const KEY: &str = "k3y-0f-the-stage-usage-plan-0123456789";
 
@@ -48,18 +48,7 @@ fn sign_request(
     service: &str,
     at: SystemTime,
 ) {
-    sign_with_settings(request, credentials, region, service, at, SigningSettings::default());
-}
-
-fn sign_with_settings(
-    request: &mut reqwest::Request,
-    credentials: &Credentials,
-    region: &str,
-    service: &str,
-    at: SystemTime,
-    settings: SigningSettings,
-) {
-    crate::support::rest_api::sign_as_client(request, credentials, region, service, at, settings);
+    sign_as_client(request, credentials, region, service, at, SigningSettings::default());
 }
 
 /// A request signed now by `caller`, as `counterctl` signs for a REST API.
@@ -192,7 +181,7 @@ async fn the_iam_front_refuses_a_request_whose_body_or_query_changed_after_signi
     let mut request = body.build().unwrap();
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
-    sign_with_settings(&mut request, &caller.credentials(), &caller.region, EXECUTE_API, SystemTime::now(), settings);
+    sign_as_client(&mut request, &caller.credentials(), &caller.region, EXECUTE_API, SystemTime::now(), settings);
     assert!(request.headers().contains_key("x-amz-content-sha256"));
     *request.body_mut() = Some("tampered".into());
     let message = refused(execute(&stack, request).await);

@@ -108,3 +108,31 @@ async fn moving_rest_to_function_url_and_back_leaves_no_orphan() {
     let (_, mutations) = stack.mutations_of(stack.install()).await;
     assert_eq!(mutations, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn moving_a_public_function_url_to_rest_leaves_no_public_access() {
+    let stack = Deployment::new().await;
+    stack.run("install", &["--front", "function-url", "--auth", "none"]).await.ok();
+    let public = ["counterctl-function-url-public", "counterctl-function-url-public-invoke"];
+    assert_eq!(statement_ids(&stack).await, public);
+    stack.run("install", &["--front", "rest", "--yes"]).await.ok();
+    assert_eq!(url_config(&stack).await, None);
+    assert_eq!(statement_ids(&stack).await, ["counterctl-apigateway-invoke"], "no public statement is left");
+    stack.run("status", &[]).await.ok();
+}
+
+#[tokio::test]
+async fn a_stack_with_both_fronts_asks_which_to_keep() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    // As a move to a function URL interrupted before the API was deleted leaves it.
+    let create = stack.lambda().create_function_url_config().function_name(&stack.name);
+    create.auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::AwsIam).send().await.unwrap();
+    let (run, mutations) = stack.mutations_of(stack.run("install", &["--yes"])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("hint: pass --front function-url or --front rest"), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+    stack.run("install", &["--front", "rest", "--yes"]).await.ok();
+    assert_eq!(url_config(&stack).await, None);
+    assert!(stack.api_id().await.is_some());
+}
