@@ -137,6 +137,8 @@ async fn counterctl_increment_with_auth_iam_signs_for_lambda_at_a_function_url_h
     );
     let unsigned = counterctl_through(&stack, &["increment", "tenants", "--url", &url], secret).await;
     assert_eq!(unsigned.code, 2, "{}", unsigned.stderr);
+    assert!(unsigned.stderr.contains("answered 403: Forbidden"), "the URL refused it: {}", unsigned.stderr);
+    assert!(unsigned.stderr.contains("pass --auth iam"), "{}", unsigned.stderr);
     assert_eq!(stack.stored("tenants").await, Some(2), "refused calls move nothing");
 }
 
