@@ -6,11 +6,15 @@
 //!    ┌ table
 //!    ├ log group
 //!    ├ role ┬ policy
-//!    │      └ function ──────────────────────────┬ permission
+//!    │      └ function ──────────────────────────┬ permission (REST) or function URL
 //!    ├ API (created: settle a race) ─────────────┘
 //!    │   └ route → integration → stage ┬ usage plan ─ duplicates
 //!    └──────────────────── API key ────┘
+//!    then: a table switch (alone), and the old front's removal (make before break)
 //! ```
+//!
+//! With `--front function-url` the REST branch does nothing; the function URL follows
+//! the function, and the REST front's resources go once it is up.
 //!
 //! Two installs of one stack at the same time: both may create an API. After creating
 //! one, install waits [`SETTLE`] and lists the stack's APIs; the oldest (by API
