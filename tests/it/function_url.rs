@@ -166,3 +166,15 @@ async fn a_counter_name_with_a_space_and_a_plus_round_trips_through_a_function_u
         (Some(2), None, None)
     );
 }
+
+#[tokio::test]
+async fn counterctl_increment_calls_a_public_function_url_without_signing() {
+    let stack = FunctionUrlStack::start(1, AuthType::None).await;
+    let url = stack.front.aws_url();
+    let secret = IamCaller::for_tests().secret_access_key;
+    let increment = ["increment", "visits", "--url", &url];
+    assert_eq!(counterctl_through(&stack, &increment, &secret).await.ok().stdout, "1\n");
+    let get = ["get", "visits", "--url", &url, "--output", "json"];
+    assert_eq!(counterctl_through(&stack, &get, &secret).await.ok().json(), json!({"counter": "visits", "value": 1}));
+    assert_eq!(stack.stored("visits").await, Some(1));
+}
