@@ -525,8 +525,10 @@ async fn apply_stage(clients: &Clients, plan: &Plan, api_id: &str) -> anyhow::Re
         let deploy = api::deploy(&clients.apigateway, api_id, &plan.stack.stage, &plan.deployment);
         deploy.await.context("deploying the API to the stage")?;
     }
-    // With IAM the stage throttles callers, in place of a usage plan.
-    if plan.wanted.auth == crate::cli::Auth::Iam && (created || action.touches(Field::Throttle)) {
+    // With IAM the stage throttles callers, in place of a usage plan (and a throttle left
+    // from IAM follows the wanted one).
+    let iam = plan.wanted.auth == crate::cli::Auth::Iam;
+    if (iam && created) || action.touches(Field::Throttle) {
         let throttle = api::throttle_stage(&clients.apigateway, api_id, &plan.stack.stage, plan.wanted.throttle);
         throttle.await.context("throttling the stage")?;
     }

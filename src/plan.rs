@@ -593,7 +593,10 @@ pub fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refus
             if live.deployment.as_deref() != Some(deployment.as_str()) || route_replaced || integration_changes {
                 diffs.push(diff(Field::Deployment, live.deployment.as_deref().unwrap_or("none"), &deployment));
             }
-            if wanted.auth == Auth::Iam && live.throttle != Some(wanted.throttle) {
+            // With IAM the stage throttles; a stage throttle left from IAM is kept equal to
+            // the wanted one, so it never caps callers below what the usage plan allows.
+            let throttles = wanted.auth == Auth::Iam || live.throttle.is_some();
+            if throttles && live.throttle != Some(wanted.throttle) {
                 let current = live.throttle.map_or("none".to_owned(), throttle_wording);
                 diffs.push(diff(Field::Throttle, current, throttle_wording(wanted.throttle)));
             }

@@ -971,3 +971,13 @@ fn a_public_statement_left_behind_is_removed_on_the_rest_front() {
         plan.action(Resource::FunctionUrl)
     );
 }
+
+#[test]
+fn a_stage_throttle_left_from_iam_follows_the_wanted_throttle() {
+    let mut deployed = healthy();
+    stage_mut(&mut deployed).throttle = Some(Throttle { rate: 50.0, burst: 100 });
+    assert!(planned(&deployed).up_to_date(), "equal to the usage plan's: nothing to do");
+    let plan = plan_with(&deployed, &DeployOptions { rate_limit: Some(200.0), ..options() });
+    assert_eq!(fields(plan.action(Resource::Stage)), vec![Field::Throttle], "it would cap callers at 50");
+    assert!(plan.action(Resource::UsagePlan).touches(Field::Throttle));
+}

@@ -131,3 +131,31 @@ async fn increment_sends_the_key_a_key_front_requires() {
     assert!(missing.stderr.contains("--auth api-key needs the key"), "{}", missing.stderr);
     assert_eq!(last_value(&stack, "orders").await.as_deref(), Some("1"));
 }
+
+#[tokio::test]
+async fn after_leaving_iam_the_stage_throttle_follows_the_usage_plan() {
+    let stack = Deployment::new().await;
+    stack.run("install", &["--rate-limit", "20", "--burst-limit", "40"]).await.ok();
+    // The stage throttle an earlier `--auth iam` left. (Set by hand: moto, unlike API
+    // Gateway, drops a stage's method settings when a deployment replaces the stage.)
+    let apigateway = stack.apigateway();
+    let api_id = stack.api_id().await.unwrap();
+    let patch = |path: &str, value: &str| {
+        aws_sdk_apigateway::types::PatchOperation::builder()
+            .op(aws_sdk_apigateway::types::Op::Replace)
+            .path(path)
+            .value(value)
+            .build()
+    };
+    let left = apigateway.update_stage().rest_api_id(&api_id).stage_name("prod");
+    let left = left.patch_operations(patch("/*/*/throttling/rateLimit", "20"));
+    left.patch_operations(patch("/*/*/throttling/burstLimit", "40")).send().await.unwrap();
+    stack.run("status", &[]).await.ok();
+    stack.run("install", &["--rate-limit", "200"]).await.ok();
+    let stage = apigateway.get_stage().rest_api_id(&api_id).stage_name("prod").send().await.unwrap();
+    assert_eq!(stage_throttle(&stage), Some((200.0, 40)), "the stage does not cap callers below the plan");
+    let plans = apigateway.get_usage_plans().send().await.unwrap();
+    let plan = plans.items().iter().find(|plan| plan.name() == Some(&stack.name)).unwrap();
+    assert_eq!((plan.throttle().unwrap().rate_limit(), plan.throttle().unwrap().burst_limit()), (200.0, 40));
+    stack.run("status", &[]).await.ok();
+}
