@@ -132,19 +132,19 @@ async fn apply_rest(
                 let key = progress.step(plan.change(Resource::ApiKey), apply_key(clients, plan));
                 let ((), key) = tokio::try_join!(stage, key)?;
                 // AWS refuses a key in two usage plans of one stage: duplicates go first.
-                remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
+                delete_planned(clients, plan, progress, Resource::UsagePlan).await?;
                 let usage_plan = apply_usage_plan(clients, plan, &api_id, &key);
                 progress.step(plan.change(Resource::UsagePlan), usage_plan).await?;
-                remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
+                delete_planned(clients, plan, progress, Resource::ApiKey).await?;
                 Some(key.id)
             } else {
                 // The stage stops asking for a key first; only then do keys and plans go.
                 stage.await?;
-                remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
-                remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
+                delete_planned(clients, plan, progress, Resource::UsagePlan).await?;
+                delete_planned(clients, plan, progress, Resource::ApiKey).await?;
                 None
             };
-            remove_duplicates(clients, plan, progress, Resource::Api).await?;
+            delete_planned(clients, plan, progress, Resource::Api).await?;
             Ok(RestApplied { api_id, key_id })
         }
         Race::Lost(api_id) => {
@@ -212,8 +212,8 @@ async fn remove_function_url(clients: &Clients, plan: &Plan) -> anyhow::Result<(
 /// `--front function-url`: the REST front's usage plans, keys, permission and APIs go,
 /// in that order.
 async fn remove_rest(clients: &Clients, plan: &Plan, progress: &Progress) -> anyhow::Result<()> {
-    remove_duplicates(clients, plan, progress, Resource::UsagePlan).await?;
-    remove_duplicates(clients, plan, progress, Resource::ApiKey).await?;
+    delete_planned(clients, plan, progress, Resource::UsagePlan).await?;
+    delete_planned(clients, plan, progress, Resource::ApiKey).await?;
     if matches!(plan.action(Resource::Permission), Action::Delete(_)) {
         let remove = async {
             function::remove_permission(&clients.lambda, &plan.stack).await.context("removing the API's permission")?;
@@ -221,7 +221,7 @@ async fn remove_rest(clients: &Clients, plan: &Plan, progress: &Progress) -> any
         };
         progress.step(plan.change(Resource::Permission), remove).await?;
     }
-    remove_duplicates(clients, plan, progress, Resource::Api).await
+    delete_planned(clients, plan, progress, Resource::Api).await
 }
 
 /// A note when the table turned out to exist already.
@@ -581,13 +581,9 @@ async fn apply_usage_plan(clients: &Clients, plan: &Plan, api_id: &str, key: &Ke
 }
 
 /// Deletes what the plan marks for deletion of one kind: duplicates of the stack's API,
-/// key or usage plan, or with `--auth none` the stack's keys and usage plans.
-async fn remove_duplicates(
-    clients: &Clients,
-    plan: &Plan,
-    progress: &Progress,
-    resource: Resource,
-) -> anyhow::Result<()> {
+/// key or usage plan; with no key wanted (`--auth iam|none`) the stack's keys and usage
+/// plans; with a function URL also its APIs.
+async fn delete_planned(clients: &Clients, plan: &Plan, progress: &Progress, resource: Resource) -> anyhow::Result<()> {
     let client = &clients.apigateway;
     let deletions = plan.changes.iter().filter(|change| change.resource == resource);
     for change in deletions.filter(|change| matches!(change.action, Action::Delete(_))) {

@@ -95,12 +95,6 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    for change in changes.iter().filter(|change| matches!(change.action, Action::Retain(_))) {
-        if !json && change.resource != Resource::Table {
-            out(Wording::Done.line(change))?;
-        }
-    }
-
     let table_kept = deployed.table.is_some() && !deletes_table;
     if json {
         out(serde_json::to_string_pretty(&UninstallResult { changes: &changes, table_kept, warnings: &warnings })?)?;
