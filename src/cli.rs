@@ -24,6 +24,9 @@ pub enum Command {
     Uninstall(UninstallArgs),
     /// Serve the same counter API on this machine, on an embedded durable store.
     Serve(ServeArgs),
+    /// List, raise, export or import counters, in the stack's table or a serve data
+    /// directory. Counters are only ever raised: nothing lowers, resets or deletes one.
+    Counters(CountersArgs),
 }
 
 /// Where and as whom to talk to AWS.
@@ -375,6 +378,101 @@ pub struct ServeArgs {
     /// directory, e.g. ~/.local/share/counterctl].
     #[arg(long, env = "COUNTERCTL_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub output: OutputOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct CountersArgs {
+    #[command(subcommand)]
+    pub command: CountersCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CountersCommand {
+    /// Print every counter and its value, sorted by name.
+    List(ListCountersArgs),
+    /// Raise a counter to at least a value (creating it); never lowers it.
+    Set(SetCounterArgs),
+    /// Write every counter as JSON lines, {"counter":NAME,"value":N}, sorted by name.
+    Export(ExportCountersArgs),
+    /// Raise each counter of a JSON-lines file to at least its value (as `set` does).
+    /// The whole input is checked before anything is written; running it again changes
+    /// nothing.
+    Import(ImportCountersArgs),
+}
+
+impl CountersCommand {
+    pub fn store(&self) -> &CounterStoreOptions {
+        match self {
+            Self::List(args) => &args.store,
+            Self::Set(args) => &args.store,
+            Self::Export(args) => &args.store,
+            Self::Import(args) => &args.store,
+        }
+    }
+}
+
+/// Where the counters are: the AWS stack's table (read directly through DynamoDB with
+/// your credentials), or a `counterctl serve` data directory.
+#[derive(Debug, Clone, Args)]
+pub struct CounterStoreOptions {
+    /// A `counterctl serve` data directory instead of the AWS stack's table; serve may be
+    /// running on it or not.
+    #[arg(long, value_name = "DIR", conflicts_with = "table")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The stack whose table holds the counters (its function's table, else the table its
+    /// uninstall kept).
+    #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter", value_parser = stack_name)]
+    pub name: String,
+    /// DynamoDB table holding the counters [default: the stack's].
+    #[arg(long, value_parser = table_name)]
+    pub table: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ListCountersArgs {
+    /// Only counters whose name starts with this.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    #[command(flatten)]
+    pub store: CounterStoreOptions,
+    #[command(flatten)]
+    pub output: OutputOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct SetCounterArgs {
+    /// Counter name.
+    pub counter: String,
+    /// The value the counter must have at least: the last ID already in use, so the next
+    /// increment hands out the one after it.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub at_least: i64,
+    #[command(flatten)]
+    pub store: CounterStoreOptions,
+    #[command(flatten)]
+    pub output: OutputOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportCountersArgs {
+    /// Where to write; `-` for stdout. A file is written whole or not at all.
+    #[arg(value_name = "FILE|-", default_value = "-")]
+    pub file: std::path::PathBuf,
+    #[command(flatten)]
+    pub store: CounterStoreOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportCountersArgs {
+    /// JSON lines as `export` writes them; `-` for stdin.
+    #[arg(value_name = "FILE|-", default_value = "-")]
+    pub file: std::path::PathBuf,
+    #[command(flatten)]
+    pub store: CounterStoreOptions,
     #[command(flatten)]
     pub output: OutputOptions,
 }

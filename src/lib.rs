@@ -1,10 +1,12 @@
 //! The counterctl CLI: one module per concern.
 
+pub mod admin_socket;
 pub mod apply;
 pub mod aws;
 pub mod bundle;
 pub mod call;
 pub mod cli;
+pub mod counters;
 pub mod deployed;
 pub mod install;
 pub mod local_store;
@@ -31,5 +33,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => call::get(args).await,
         Command::Uninstall(args) => uninstall::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Counters(args) => counters::run(args).await,
     }
 }

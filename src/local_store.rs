@@ -16,14 +16,14 @@
 //! forgotten 24 hours after its first use. Requests with one key are applied one after the
 //! other by the single committer, so no request ever waits for another one's key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use counter_function::dynamo::IdempotencyTimings;
-use counter_function::store::{CounterStore, Increment, StoreError};
+use counter_function::store::{CounterAdmin, CounterStore, Increment, Raised, StoreError};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -60,10 +60,7 @@ const SCHEMA: &str = "
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error(
-        "{} is in use by another `counterctl serve` ({holder}); stop that one, or pass another --data-dir",
-        data_dir.display()
-    )]
+    #[error("{} is in use by {holder}; wait for it to end or stop it, or pass another --data-dir", data_dir.display())]
     InUse { data_dir: PathBuf, holder: String },
     #[error("could not create or lock {}", path.display())]
     Io {
@@ -104,10 +101,11 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
 }
 
 impl LocalStore {
-    /// Locks `data_dir` (creating it) and opens or creates its database.
-    pub fn open(data_dir: &Path) -> Result<(Self, Committer), OpenError> {
+    /// Locks `data_dir` (creating it) and opens or creates its database; `user` (a
+    /// command) is named to whoever tries next while this one holds it.
+    pub fn open(data_dir: &Path, user: &str) -> Result<(Self, Committer), OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::Io { path: data_dir.to_owned(), source })?;
-        let lock = lock_data_dir(data_dir)?;
+        let lock = lock_data_dir(data_dir, user)?;
         let database = open_database(&database_path(data_dir))?;
         let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
         Ok((Self { jobs }, Committer { database, queue, lock }))
@@ -139,11 +137,21 @@ impl CounterStore for LocalStore {
     }
 }
 
+impl CounterAdmin for LocalStore {
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.submit(|reply| Job::List { prefix: prefix.to_owned(), reply }).await
+    }
+
+    async fn raise(&self, counter: &str, at_least: i64) -> Result<Raised, StoreError> {
+        self.submit(|reply| Job::Raise { counter: counter.to_owned(), at_least, reply }).await
+    }
+}
+
 fn committer_stopped() -> StoreError {
     StoreError::Database("the database committer has stopped".into())
 }
 
-fn lock_data_dir(data_dir: &Path) -> Result<File, OpenError> {
+fn lock_data_dir(data_dir: &Path, user: &str) -> Result<File, OpenError> {
     let path = data_dir.join(LOCK_FILE);
     let io_error = |source| OpenError::Io { path: path.clone(), source };
     let mut file =
@@ -152,7 +160,7 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, OpenError> {
         Ok(()) => {
             // Who holds it, for the error message of the next one that tries.
             file.set_len(0).map_err(io_error)?;
-            write!(file, "process {}", std::process::id()).map_err(io_error)?;
+            write!(file, "{user} (process {})", std::process::id()).map_err(io_error)?;
             Ok(file)
         }
         Err(TryLockError::WouldBlock) => {
@@ -205,12 +213,23 @@ enum Job {
         counter: String,
         reply: oneshot::Sender<Result<Option<i64>, StoreError>>,
     },
+    Raise {
+        counter: String,
+        at_least: i64,
+        reply: oneshot::Sender<Result<Raised, StoreError>>,
+    },
+    List {
+        prefix: String,
+        reply: oneshot::Sender<Result<Vec<(String, i64)>, StoreError>>,
+    },
 }
 
 /// A job's result, held back until its transaction is committed.
 enum Answer {
     Increment(oneshot::Sender<Result<i64, StoreError>>, Result<i64, StoreError>),
     Value(oneshot::Sender<Result<Option<i64>, StoreError>>, Result<Option<i64>, StoreError>),
+    Raise(oneshot::Sender<Result<Raised, StoreError>>, Result<Raised, StoreError>),
+    List(oneshot::Sender<Result<Vec<(String, i64)>, StoreError>>, Result<Vec<(String, i64)>, StoreError>),
 }
 
 /// Hands a requester its answer; one that has gone away (its client disconnected)
@@ -226,6 +245,8 @@ impl Job {
                 Answer::Increment(reply, batch.increment(&counter, count, idempotency_key.as_deref()))
             }
             Self::Value { counter, reply } => Answer::Value(reply, batch.value(&counter)),
+            Self::Raise { counter, at_least, reply } => Answer::Raise(reply, batch.raise(&counter, at_least)),
+            Self::List { prefix, reply } => Answer::List(reply, batch.list(&prefix)),
         }
     }
 
@@ -233,6 +254,8 @@ impl Job {
         match self {
             Self::Increment { reply: to, .. } => reply(to, Err(database(error))),
             Self::Value { reply: to, .. } => reply(to, Err(database(error))),
+            Self::Raise { reply: to, .. } => reply(to, Err(database(error))),
+            Self::List { reply: to, .. } => reply(to, Err(database(error))),
         }
     }
 }
@@ -242,6 +265,8 @@ impl Answer {
         match self {
             Self::Increment(to, result) => reply(to, result),
             Self::Value(to, result) => reply(to, result),
+            Self::Raise(to, result) => reply(to, result),
+            Self::List(to, result) => reply(to, result),
         }
     }
 
@@ -250,6 +275,8 @@ impl Answer {
         match self {
             Self::Increment(to, _) => reply(to, Err(database(error))),
             Self::Value(to, _) => reply(to, Err(database(error))),
+            Self::Raise(to, _) => reply(to, Err(database(error))),
+            Self::List(to, _) => reply(to, Err(database(error))),
         }
     }
 }
@@ -365,6 +392,49 @@ impl Batch<'_> {
 
     fn value(&mut self, counter: &str) -> Result<Option<i64>, StoreError> {
         Ok(self.counter(counter)?.value)
+    }
+
+    /// Between this batch's increments, so one before it is below `at_least` (it is
+    /// raised past) and one after it is above.
+    fn raise(&mut self, counter: &str, at_least: i64) -> Result<Raised, StoreError> {
+        let before = self.counter(counter)?.value;
+        match before {
+            Some(value) if value >= at_least => Ok(Raised { before, after: value }),
+            _ => {
+                self.counters.insert(counter.to_owned(), Counter { value: Some(at_least), changed: true });
+                Ok(Raised { before, after: at_least })
+            }
+        }
+    }
+
+    /// The counters as committed, with what this batch changed so far.
+    fn list(&mut self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        // A range of the primary key: names sort bytewise (BINARY), so those with the
+        // prefix are the run of names from it on that start with it.
+        let mut listed: BTreeMap<String, i64> = self
+            .database
+            .prepare_cached("SELECT name, value FROM counters WHERE name >= ?1 ORDER BY name")
+            .and_then(|mut select| {
+                let rows = select.query_map([prefix], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+                let mut listed = BTreeMap::new();
+                for row in rows {
+                    let (name, value) = row?;
+                    if !name.starts_with(prefix) {
+                        break;
+                    }
+                    listed.insert(name, value);
+                }
+                Ok(listed)
+            })
+            .map_err(|error| database(&error))?;
+        for (name, counter) in &self.counters {
+            if let Counter { value: Some(value), changed: true } = counter
+                && name.starts_with(prefix)
+            {
+                listed.insert(name.clone(), *value);
+            }
+        }
+        Ok(listed.into_iter().collect())
     }
 
     fn counter(&mut self, name: &str) -> Result<Counter, StoreError> {

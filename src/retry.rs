@@ -64,6 +64,14 @@ impl Backoff {
         give_up_after: Duration::from_secs(5),
     };
 
+    /// A DynamoDB write throttled (a partition past its rate, an on-demand table scaling
+    /// up), after the SDK's own attempts: capacity usually follows within a minute.
+    pub const THROTTLED: Self = Self {
+        first: Duration::from_millis(100),
+        longest: Duration::from_secs(5),
+        give_up_after: Duration::from_secs(120),
+    };
+
     /// Runs `attempt` until it succeeds, fails with an error `retryable` rejects, or
     /// the time is up (then the last error is returned).
     pub async fn retry<T, E, F, Fut>(&self, attempt: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>

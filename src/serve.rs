@@ -20,6 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::admin_socket;
 use crate::cli::{OutputFormat, ServeArgs};
 use crate::local_store::{self, LocalStore};
 
@@ -30,10 +31,10 @@ const STAGE_PREFIX: &str = "/prod";
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long a stop waits for requests in flight; a client that never finishes sending its
 /// request must not keep the server from stopping.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long accepting pauses after an error such as running out of file descriptors,
 /// giving open connections time to close.
-const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = match args.data_dir {
@@ -42,12 +43,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     // Taken before anything is served, so a stop request is never missed.
     let stop_signals = StopSignals::install().context("could not install the SIGINT and SIGTERM handlers")?;
-    let (store, committer) = LocalStore::open(&data_dir).context("could not open the counter database")?;
+    let (store, committer) =
+        LocalStore::open(&data_dir, "`counterctl serve`").context("could not open the counter database")?;
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
     let address = listener.local_addr().context("could not read the address the server listens on")?;
     announce(args.output.output, address, &local_store::database_path(&data_dir));
 
+    let admin = match admin_socket::bind(&data_dir) {
+        Ok(listener) => Some(tokio::spawn(admin_socket::serve(listener, store.clone()))),
+        // Such as a path longer than a socket address holds: serving matters more.
+        Err(error) => {
+            eprintln!(
+                "counterctl serve: could not listen on {} ({error}); `counterctl counters --data-dir` \
+                 can use this data directory only while serve is stopped",
+                admin_socket::socket_path(&data_dir).display()
+            );
+            None
+        }
+    };
     let committer = tokio::spawn(committer.run());
     let connections = GracefulShutdown::new();
     // No header read timeout: hyper's timer would cost a wakeup per request, and a client
@@ -70,7 +84,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(connections.watch(connection));
     }
     drop(listener);
-    // The committer ends once the connections' handles are gone too.
+    // The committer ends once the connections' handles are gone too. A raise cut off
+    // here was committed or not, as a crash would leave it; raising again is harmless.
+    if let Some(admin) = admin {
+        admin.abort();
+        let _ = admin.await;
+        let _ = std::fs::remove_file(admin_socket::socket_path(&data_dir));
+    }
     drop(store);
     tokio::select! {
         () = connections.shutdown() => {}

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use crate::store::{CounterStore, Increment, StoreError};
+use crate::store::{CounterAdmin, CounterStore, Increment, Raised, StoreError};
 use crate::validate::RESERVED_PREFIX;
 
 /// The table the original service used; `TABLE_NAME` overrides it.
@@ -267,6 +268,75 @@ impl CounterStore for DynamoStore {
             .await
             .map_err(|error| classify("GetItem", error))?;
         integer(output.item.as_ref(), LAST_VALUE)
+    }
+}
+
+impl CounterAdmin for DynamoStore {
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .projection_expression("#id, #value")
+            .expression_attribute_names("#id", ID)
+            .expression_attribute_names("#value", LAST_VALUE);
+        if !prefix.is_empty() {
+            scan = scan
+                .filter_expression("begins_with(#id, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()));
+        }
+        let mut pages = scan.into_paginator().send();
+        let mut counters = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(|error| classify("Scan", error))?.items() {
+                let Some(AttributeValue::S(name)) = item.get(ID) else { continue };
+                if name.starts_with(RESERVED_PREFIX) {
+                    continue;
+                }
+                // An item without a value was never incremented, as `value` reports it;
+                // one whose value is not an integer stops the listing rather than being
+                // left out of an export.
+                let value = integer(Some(item), LAST_VALUE)
+                    .map_err(|error| StoreError::Database(format!("counter {name:?}: {error}")))?;
+                if let Some(value) = value {
+                    counters.push((name.clone(), value));
+                }
+            }
+        }
+        counters.sort_unstable();
+        Ok(counters)
+    }
+
+    async fn raise(&self, counter: &str, at_least: i64) -> Result<Raised, StoreError> {
+        // One conditional write: it and any `ADD` are serialized by DynamoDB on the item.
+        // On a failed condition the item comes back with the error
+        // (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html#DDB-UpdateItem-request-ReturnValuesOnConditionCheckFailure).
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(counter.to_owned()))
+            .update_expression("SET #value = :target")
+            .condition_expression("attribute_not_exists(#value) OR #value < :target")
+            .expression_attribute_names("#value", LAST_VALUE)
+            .expression_attribute_values(":target", AttributeValue::N(at_least.to_string()))
+            .return_values(ReturnValue::UpdatedOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(Raised { before: integer(output.attributes.as_ref(), LAST_VALUE)?, after: at_least }),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let value = integer(failed.item.as_ref(), LAST_VALUE)?.ok_or_else(|| {
+                        StoreError::Database(format!("UpdateItem failed its condition and returned no {LAST_VALUE}"))
+                    })?;
+                    Ok(Raised { before: Some(value), after: value })
+                }
+                _ => Err(classify("UpdateItem", error)),
+            },
+        }
     }
 }
 

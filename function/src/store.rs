@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use serde::{Deserialize, Serialize};
+
 /// One increment request, already validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Increment<'a> {
@@ -21,6 +23,28 @@ pub trait CounterStore: Send + Sync {
     /// The counter's current value from a strongly consistent read; `None` when it was
     /// never incremented.
     fn value(&self, counter: &str) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+}
+
+/// What raising a counter found, and left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Raised {
+    /// Its value before; `None` when it did not exist.
+    pub before: Option<i64>,
+    /// Its value after: the target, or the higher value it already had.
+    pub after: i64,
+}
+
+/// What `counterctl counters` needs of a store besides the API's calls. Nothing here can
+/// lower a counter: that would hand out its values again.
+pub trait CounterAdmin: Send + Sync {
+    /// Every counter whose name starts with `prefix`, sorted by name (bytewise, as UTF-8);
+    /// the store's own records are never among them.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+
+    /// Raises `counter` to `at_least` when it is lower or missing, atomically with respect
+    /// to increments: one running at the same moment gets a value above `at_least` or
+    /// below the old value.
+    fn raise(&self, counter: &str, at_least: i64) -> impl Future<Output = Result<Raised, StoreError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]

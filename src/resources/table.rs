@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     PointInTimeRecoveryStatus, ScalarAttributeType, Select, TableDescription, TableStatus, Tag,
     TimeToLiveSpecification, TimeToLiveStatus,
 };
-use counter_function::dynamo::EXPIRES_AT;
-use counter_function::validate::RESERVED_PREFIX;
+use counter_function::dynamo::{DynamoStore, EXPIRES_AT, IdempotencyTimings};
+use counter_function::store::{CounterAdmin, StoreError};
 
 use super::Error;
 use crate::aws::Account;
@@ -19,7 +19,6 @@ use crate::retry::Backoff;
 use crate::stack::{KEPT_BY_TAG, Stack};
 
 const KEY: &str = "id";
-const VALUE: &str = "lastValue";
 /// The key schema counterctl's function reads and writes.
 pub const COUNTER_KEY_SCHEMA: &str = "id HASH (S)";
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
@@ -211,33 +210,11 @@ pub async fn count_items(client: &Client, table: &str) -> Result<u64, AwsError> 
     Ok(items)
 }
 
-/// Every counter and its last value, from a strongly consistent Scan; the function's
-/// own records (idempotency keys, under [`RESERVED_PREFIX`]) are left out.
-pub async fn counters(client: &Client, table: &str) -> Result<BTreeMap<String, i64>, AwsError> {
-    let mut pages = client
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .projection_expression("#id, #value")
-        .expression_attribute_names("#id", KEY)
-        .expression_attribute_names("#value", VALUE)
-        .into_paginator()
-        .send();
-    let mut counters = BTreeMap::new();
-    while let Some(page) = pages.next().await {
-        for item in page.op("dynamodb:Scan")?.items() {
-            let Some(AttributeValue::S(name)) = item.get(KEY) else { continue };
-            if name.starts_with(RESERVED_PREFIX) {
-                continue;
-            }
-            let value = match item.get(VALUE) {
-                Some(AttributeValue::N(number)) => number.parse().unwrap_or(i64::MAX),
-                _ => 0,
-            };
-            counters.insert(name.clone(), value);
-        }
-    }
-    Ok(counters)
+/// Every counter and its last value, from a strongly consistent Scan, as `counters list`
+/// reads them.
+pub async fn counters(client: &Client, table: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+    let store = DynamoStore::new(client.clone(), table, IdempotencyTimings::default());
+    Ok(store.list("").await?.into_iter().collect())
 }
 
 /// The tables in this region that hold stack `stack_name`'s counters by their tags: made

@@ -8,6 +8,7 @@ mod asset;
 mod cli_calls;
 mod cli_errors;
 mod concurrency;
+mod counters;
 mod events;
 mod front_auth;
 mod fronts;

@@ -153,7 +153,7 @@ async fn a_second_serve_on_the_same_data_dir_is_refused() {
     assert!(!second.status.success());
     let error = String::from_utf8(second.stderr).unwrap();
     assert!(error.contains(&data_dir.path().display().to_string()), "{error}");
-    assert!(error.contains("in use by another `counterctl serve`"), "{error}");
+    assert!(error.contains("is in use by `counterctl serve`"), "{error}");
     assert!(error.contains(&format!("process {}", first.pid())), "names the one holding it: {error}");
     assert!(second.stdout.is_empty(), "it announced nothing");
 

@@ -4,6 +4,7 @@
 pub mod aws_proxy;
 pub mod backend;
 pub mod cli;
+pub mod counters;
 pub mod function;
 pub mod function_url;
 pub mod rest_api;

@@ -1,0 +1,538 @@
+//! `counterctl counters`: list, raise, export and import counters, in the stack's DynamoDB
+//! table or in a `serve` data directory, with the same semantics on both. A counter is only
+//! ever raised: lowering, resetting or deleting one would hand out its IDs again, so there
+//! is no command for it (start a new counter name instead).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use counter_function::api::CurrentValue;
+use counter_function::dynamo::{DynamoStore, IdempotencyTimings};
+use counter_function::store::{CounterAdmin, Raised, StoreError};
+use counter_function::validate;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+
+use crate::admin_socket::AdminClient;
+use crate::aws::Account;
+use crate::cli::{CounterStoreOptions, CountersArgs, CountersCommand, OutputFormat};
+use crate::deployed::Clients;
+use crate::local_store::{self, LocalStore, OpenError};
+use crate::progress::out;
+use crate::resources::function;
+use crate::resources::table::{self, COUNTER_KEY_SCHEMA};
+use crate::retry::Backoff;
+
+/// Raises in flight at once during an import: enough to fill serve's commit batches and to
+/// hide DynamoDB's latency, few enough to stay under a new on-demand table's write rate.
+const IMPORT_CONCURRENCY: usize = 32;
+/// How long to keep trying a data directory whose serve is starting or stopping (a stop
+/// waits up to its grace period for HTTP clients after closing the admin socket).
+const SERVE_WAIT: Duration = Duration::from_secs(crate::serve::SHUTDOWN_GRACE.as_secs() + 5);
+
+/// Where the command works.
+enum Store {
+    Table(DynamoStore),
+    /// The data directory's database, opened here: serve is not running on it.
+    Local {
+        store: LocalStore,
+        committer: tokio::task::JoinHandle<()>,
+    },
+    /// Through the admin socket of the serve running on the data directory.
+    Serve(AdminClient),
+}
+
+/// What to do, with its input already checked: nothing is opened or locked for input that
+/// would be refused.
+enum Work {
+    List { prefix: String, format: OutputFormat },
+    Set { counter: String, at_least: i64, format: OutputFormat },
+    Export { file: PathBuf },
+    Import { source: String, wanted: BTreeMap<String, i64>, format: OutputFormat },
+}
+
+pub async fn run(args: CountersArgs) -> anyhow::Result<ExitCode> {
+    let command = args.command;
+    let work = match &command {
+        CountersCommand::List(args) => Work::List { prefix: args.prefix.clone(), format: args.output.output },
+        CountersCommand::Set(args) => {
+            checked_name(&args.counter).map_err(|reason| {
+                anyhow::anyhow!("{reason}\nhint: counter names are what the HTTP API accepts; nothing was changed")
+            })?;
+            Work::Set { counter: args.counter.clone(), at_least: args.at_least, format: args.output.output }
+        }
+        CountersCommand::Export(args) => Work::Export { file: args.file.clone() },
+        CountersCommand::Import(args) => {
+            let (source, wanted) = read_import(&args.file)?;
+            Work::Import { source, wanted, format: args.output.output }
+        }
+    };
+    // Reading a data directory that holds no database would create an empty one.
+    let reads_only = matches!(work, Work::List { .. } | Work::Export { .. });
+    match open(command.store(), reads_only).await? {
+        Store::Table(store) => execute(&store, work).await,
+        Store::Serve(client) => execute(&client, work).await,
+        Store::Local { store, committer } => {
+            let result = execute(&store, work).await;
+            // The committer closes the database (and unlocks the directory) once the last
+            // handle is gone, after committing everything it acknowledged.
+            drop(store);
+            committer.await.context("the database committer crashed")?;
+            result
+        }
+    }
+}
+
+async fn execute(store: &impl CounterAdmin, work: Work) -> anyhow::Result<ExitCode> {
+    match work {
+        Work::List { prefix, format } => list(store, &prefix, format).await,
+        Work::Set { counter, at_least, format } => set(store, &counter, at_least, format).await,
+        Work::Export { file } => export(store, &file).await,
+        Work::Import { source, wanted, format } => import(store, &source, &wanted, format).await,
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open(options: &CounterStoreOptions, reads_only: bool) -> anyhow::Result<Store> {
+    match &options.data_dir {
+        Some(data_dir) => open_data_dir(data_dir, reads_only).await,
+        None => open_table(options).await.map(Store::Table),
+    }
+}
+
+/// Opens the data directory's database, or, while a serve holds it, connects to that serve.
+async fn open_data_dir(data_dir: &Path, reads_only: bool) -> anyhow::Result<Store> {
+    if reads_only && !local_store::database_path(data_dir).exists() {
+        bail!(
+            "there is no counter database in {}\nhint: pass the --data-dir that `counterctl serve` uses",
+            data_dir.display()
+        );
+    }
+    // A mistyped directory must not become a new, empty store that `set` reports success on.
+    if !data_dir.is_dir() {
+        bail!(
+            "there is no directory {}\nhint: pass the --data-dir that `counterctl serve` uses, \
+             or create the directory to start a new store there",
+            data_dir.display()
+        );
+    }
+    let give_up_at = Instant::now() + SERVE_WAIT;
+    loop {
+        match LocalStore::open(data_dir, "`counterctl counters`") {
+            Ok((store, committer)) => {
+                // The committer blocks its thread for each commit.
+                let runtime = tokio::runtime::Handle::current();
+                let committer = tokio::task::spawn_blocking(move || runtime.block_on(committer.run()));
+                return Ok(Store::Local { store, committer });
+            }
+            Err(in_use @ OpenError::InUse { .. }) => match AdminClient::connect(data_dir).await {
+                Ok(client) => return Ok(Store::Serve(client)),
+                // A serve that is starting has the lock before its socket; one that is
+                // stopping, the other way round.
+                Err(_) if Instant::now() < give_up_at => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(error) => {
+                    return Err(in_use).with_context(|| {
+                        format!(
+                            "no `counterctl serve` answered on {} ({error})\n\
+                             hint: run the command again once the one holding the directory has ended",
+                            crate::admin_socket::socket_path(data_dir).display()
+                        )
+                    });
+                }
+            },
+            Err(error) => return Err(error).context("opening the counter database"),
+        }
+    }
+}
+
+async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore> {
+    let clients = Clients::connect(&options.aws).await?;
+    let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
+    let table = match &options.table {
+        Some(table) => table.clone(),
+        None => stack_table(&clients, &options.name, &region).await?,
+    };
+    let state = table::read(&clients.dynamodb, &table, &options.name).await.context("reading the table")?;
+    match state {
+        None => bail!("there is no table {table} in {region}\nhint: check --table, --name and --region"),
+        Some(state) if state.key_schema != COUNTER_KEY_SCHEMA => bail!(
+            "table {table} does not hold counters: its key is {}, not {COUNTER_KEY_SCHEMA}\nhint: check --table",
+            state.key_schema
+        ),
+        Some(_) => Ok(DynamoStore::new(clients.dynamodb, table, IdempotencyTimings::default())),
+    }
+}
+
+/// The table of stack `name`, as install finds it: its function's, else the one its
+/// uninstall kept.
+async fn stack_table(clients: &Clients, name: &str, region: &str) -> anyhow::Result<String> {
+    if let Some(function) = function::read(&clients.lambda, name).await.context("reading the function")? {
+        return Ok(function.table().to_owned());
+    }
+    let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
+    let tables =
+        table::stack_tables(&clients.dynamodb, &account, name).await.context("looking for the stack's tables")?;
+    match tables.as_slice() {
+        [table] => Ok(table.clone()),
+        [] => bail!(
+            "no stack {name} in {region}: no function {name}, and no table tagged as its own\n\
+             hint: pass --table (the original service's is AtomicCounters), --name or --region"
+        ),
+        several => bail!(
+            "stack {name} has no function, and several tables hold its counters: {}\nhint: pass --table",
+            several.join(", ")
+        ),
+    }
+}
+
+async fn list(store: &impl CounterAdmin, prefix: &str, format: OutputFormat) -> anyhow::Result<()> {
+    let counters = store.list(prefix).await.context("listing the counters")?;
+    match format {
+        OutputFormat::Json => {
+            for (counter, value) in &counters {
+                out(export_line(counter, *value))?;
+            }
+        }
+        OutputFormat::Text if counters.is_empty() => eprintln!("no counters"),
+        OutputFormat::Text => {
+            let name_width = counters.iter().map(|(name, _)| name.chars().count()).max().unwrap_or(0).max(7);
+            let value_width = counters.iter().map(|(_, value)| value.to_string().len()).max().unwrap_or(0).max(5);
+            out(format!("{:<name_width$}  {:>value_width$}", "COUNTER", "VALUE"))?;
+            for (counter, value) in &counters {
+                out(format!("{counter:<name_width$}  {value:>value_width$}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What raising did to a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Created,
+    Raised,
+    Unchanged,
+}
+
+impl Change {
+    fn of(raised: &Raised) -> Self {
+        match raised.before {
+            None => Self::Created,
+            Some(before) if before < raised.after => Self::Raised,
+            Some(_) => Self::Unchanged,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Raised => "raised",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// `set --output json`: the counter line of `list`, and what happened.
+#[derive(serde::Serialize)]
+struct SetLine<'a> {
+    counter: &'a str,
+    value: i64,
+    change: &'static str,
+}
+
+async fn set(store: &impl CounterAdmin, counter: &str, at_least: i64, format: OutputFormat) -> anyhow::Result<()> {
+    let raised = raise(store, counter, at_least).await.with_context(|| format!("raising counter {counter:?}"))?;
+    let change = Change::of(&raised);
+    match format {
+        OutputFormat::Json => {
+            let line = SetLine { counter, value: raised.after, change: change.name() };
+            out(serde_json::to_string(&line).expect("a line serializes"))?;
+        }
+        OutputFormat::Text => {
+            let what = match (change, raised.before) {
+                (Change::Raised, Some(before)) => format!("raised from {before}"),
+                (Change::Unchanged, _) => format!("unchanged: already at least {at_least}"),
+                _ => "created".to_owned(),
+            };
+            out(format!("{counter} = {} ({what})", raised.after))?;
+        }
+    }
+    Ok(())
+}
+
+/// One raise, retried while the store is throttled: raising to a value twice is the same
+/// as once.
+async fn raise(store: &impl CounterAdmin, counter: &str, at_least: i64) -> Result<Raised, StoreError> {
+    Backoff::THROTTLED.retry(|| store.raise(counter, at_least), |error| matches!(error, StoreError::Throttled(_))).await
+}
+
+fn export_line(counter: &str, value: i64) -> String {
+    let line = CurrentValue { counter: counter.into(), value };
+    serde_json::to_string(&line).expect("a counter serializes")
+}
+
+async fn export(store: &impl CounterAdmin, file: &Path) -> anyhow::Result<()> {
+    let counters = store.list("").await.context("reading the counters")?;
+    let mut lines = String::new();
+    for (counter, value) in &counters {
+        lines.push_str(&export_line(counter, *value));
+        lines.push('\n');
+    }
+    if file == Path::new("-") {
+        return Ok(std::io::stdout().lock().write_all(lines.as_bytes())?);
+    }
+    write_whole(file, lines.as_bytes())?;
+    out(format!("exported {} to {}", counters_count(counters.len()), file.display()))?;
+    Ok(())
+}
+
+/// Writes `file` so that it holds either its old content or all of `content`, even after a
+/// crash or power loss: written aside, flushed to disk, renamed over, and the rename
+/// flushed too.
+fn write_whole(file: &Path, content: &[u8]) -> anyhow::Result<()> {
+    let mut aside = file.as_os_str().to_owned();
+    aside.push(format!(".partial-{}", std::process::id()));
+    let aside = PathBuf::from(aside);
+    let written = (|| {
+        let mut partial = std::fs::File::create(&aside)?;
+        partial.write_all(content)?;
+        partial.sync_all()?;
+        std::fs::rename(&aside, file)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&aside);
+        return Err(error).with_context(|| format!("writing {}", file.display()));
+    }
+    let directory = file.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .with_context(|| format!("flushing the rename of {} to disk", file.display()))
+}
+
+fn counters_count(count: usize) -> String {
+    format!("{count} counter{}", if count == 1 { "" } else { "s" })
+}
+
+/// What an import did, by counter.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+struct Tally {
+    created: usize,
+    raised: usize,
+    unchanged: usize,
+}
+
+impl Tally {
+    fn count(&mut self, change: Change) {
+        match change {
+            Change::Created => self.created += 1,
+            Change::Raised => self.raised += 1,
+            Change::Unchanged => self.unchanged += 1,
+        }
+    }
+}
+
+/// The import's input, read whole and checked: where it came from, and its counters.
+fn read_import(file: &Path) -> anyhow::Result<(String, BTreeMap<String, i64>)> {
+    let (source, input) = if file == Path::new("-") {
+        let mut input = Vec::new();
+        std::io::stdin().read_to_end(&mut input).context("reading stdin")?;
+        ("stdin".to_owned(), input)
+    } else {
+        let input = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        (file.display().to_string(), input)
+    };
+    let wanted = parse_import(&input).map_err(|bad| {
+        anyhow::anyhow!("{source}, {bad}\nhint: no counter was changed; fix the line and run it again")
+    })?;
+    Ok((source, wanted))
+}
+
+async fn import(
+    store: &impl CounterAdmin,
+    source: &str,
+    wanted: &BTreeMap<String, i64>,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let bar = progress_bar(wanted.len());
+    let mut tally = Tally::default();
+    let mut raises = futures_util::stream::iter(wanted)
+        .map(|(counter, value)| async move { (counter, raise(store, counter, *value).await) })
+        .buffer_unordered(IMPORT_CONCURRENCY);
+    while let Some((counter, result)) = raises.next().await {
+        match result {
+            Ok(raised) => tally.count(Change::of(&raised)),
+            Err(error) => {
+                bar.abandon();
+                return Err(error).with_context(|| {
+                    format!(
+                        "raising counter {counter:?}, after {} of {} counters; importing again is safe, \
+                         it raises only what is still lower",
+                        tally.created + tally.raised + tally.unchanged,
+                        wanted.len()
+                    )
+                });
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    match format {
+        OutputFormat::Json => out(serde_json::to_string(&tally).expect("a tally serializes"))?,
+        OutputFormat::Text => out(format!(
+            "imported {} from {source}: {} created, {} raised, {} unchanged",
+            counters_count(wanted.len()),
+            tally.created,
+            tally.raised,
+            tally.unchanged
+        ))?,
+    }
+    Ok(())
+}
+
+/// A bar on a terminal's stderr, nothing elsewhere.
+fn progress_bar(length: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(length as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40.cyan} {pos}/{len} counters ({per_sec}, {eta} left)")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+/// A line of an import that is not a counter.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct BadLine {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The counters of an import, each with the highest value any of its lines gives; blank
+/// lines are skipped. The first bad line fails the whole input.
+pub fn parse_import(input: &[u8]) -> Result<BTreeMap<String, i64>, BadLine> {
+    let mut wanted = BTreeMap::new();
+    for (index, bytes) in input.split(|byte| *byte == b'\n').enumerate() {
+        let bad = |reason| BadLine { line: index + 1, reason };
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8".to_owned()))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let (counter, value) = parse_line(text).map_err(bad)?;
+        let highest = wanted.entry(counter).or_insert(value);
+        *highest = value.max(*highest);
+    }
+    Ok(wanted)
+}
+
+/// One line of an import: exactly these two fields, each once.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    counter: Value,
+    value: Value,
+}
+
+fn parse_line(text: &str) -> Result<(String, i64), String> {
+    let shape = r#"expected {"counter":"NAME","value":N}"#;
+    // A struct would also be read from an array of its fields.
+    if !text.trim_start().starts_with('{') {
+        return Err(format!("not a JSON object; {shape}"));
+    }
+    let line: Line = serde_json::from_str(text).map_err(|error| {
+        // serde_json places the error within the line ("at line 1 column 9"); the line
+        // number that matters is the input's, which the caller adds.
+        let error = error.to_string();
+        let reason = error.rsplit_once(" at line ").map_or(error.as_str(), |(reason, _)| reason);
+        format!("{reason}; {shape}")
+    })?;
+    let Value::String(counter) = line.counter else {
+        return Err(format!("\"counter\" is {}, not a string", line.counter));
+    };
+    let value = match &line.value {
+        Value::Number(number) => number.as_i64(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("\"value\" is {}, not a 64-bit integer", line.value))?;
+    checked_name(&counter)?;
+    Ok((counter, value))
+}
+
+/// The rules the API applies to a counter name.
+pub fn checked_name(counter: &str) -> Result<&str, String> {
+    if counter.is_empty() {
+        return Err("the counter name is empty".to_owned());
+    }
+    validate::counter_name(counter).map_err(|invalid| format!("counter {counter:?}: {invalid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_keeps_the_highest_value_of_each_counter_and_skips_blank_lines() {
+        let input = "{\"counter\":\"b\",\"value\":5}\n\n{\"counter\":\"a\",\"value\":-3}\n  \n{\"counter\":\"b\",\"value\":2}\n";
+        let wanted = parse_import(input.as_bytes()).unwrap();
+        assert_eq!(wanted, BTreeMap::from([("a".to_owned(), -3), ("b".to_owned(), 5)]));
+    }
+
+    #[test]
+    fn an_import_accepts_the_extremes_of_a_64_bit_integer() {
+        let input =
+            format!("{{\"counter\":\"max\",\"value\":{}}}\n{{\"counter\":\"min\",\"value\":{}}}", i64::MAX, i64::MIN);
+        let wanted = parse_import(input.as_bytes()).unwrap();
+        assert_eq!(wanted["max"], i64::MAX);
+        assert_eq!(wanted["min"], i64::MIN);
+    }
+
+    #[test]
+    fn a_bad_line_fails_the_import_with_its_number() {
+        let good = r#"{"counter":"ok","value":1}"#;
+        let cases = [
+            ("not json", "not a JSON object"),
+            ("[1,2]", "not a JSON object"),
+            ("{\"counter\":", "EOF while parsing"),
+            (r#"{"value":1}"#, "missing field `counter`"),
+            (r#"{"counter":"x"}"#, "missing field `value`"),
+            (r#"{"counter":"x","value":1,"counter":"y"}"#, "duplicate field `counter`"),
+            (r#"{"counter":7,"value":1}"#, "not a string"),
+            (r#"{"counter":"x","value":1.5}"#, "not a 64-bit integer"),
+            (r#"{"counter":"x","value":1e3}"#, "not a 64-bit integer"),
+            (r#"{"counter":"x","value":"5"}"#, "not a 64-bit integer"),
+            (r#"{"counter":"x","value":9223372036854775808}"#, "not a 64-bit integer"),
+            (r#"{"counter":"x","value":null}"#, "not a 64-bit integer"),
+            (r#"{"counter":"x","value":1,"extra":true}"#, "unknown field `extra`"),
+            (r#"{"counter":"","value":1}"#, "empty"),
+            (r#"{"counter":"_counterctl#idempotency#k","value":1}"#, "reserved"),
+            (r#"{"counter":"tab\there","value":1}"#, "control characters"),
+        ];
+        for (bad, says) in cases {
+            let input = format!("{good}\n\n{bad}\n{good}\n");
+            let error = parse_import(input.as_bytes()).unwrap_err();
+            assert_eq!(error.line, 3, "{bad}");
+            assert!(error.reason.contains(says), "{bad}: {}", error.reason);
+            assert!(!error.reason.contains("column"), "no position within the line: {}", error.reason);
+        }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_fails_the_import_with_its_number() {
+        let input = b"{\"counter\":\"a\",\"value\":1}\n{\"counter\":\"\xff\",\"value\":1}\n";
+        assert_eq!(parse_import(input), Err(BadLine { line: 2, reason: "not UTF-8".to_owned() }));
+    }
+
+    #[test]
+    fn changes_are_told_apart_by_the_value_before() {
+        assert_eq!(Change::of(&Raised { before: None, after: 5 }), Change::Created);
+        assert_eq!(Change::of(&Raised { before: Some(2), after: 5 }), Change::Raised);
+        assert_eq!(Change::of(&Raised { before: Some(9), after: 9 }), Change::Unchanged);
+    }
+}
