@@ -9,6 +9,13 @@
 # Installs redis-server, redis-tools and wrk from Debian's packages when missing (root).
 # The machine may be shared, so each measurement alternates the two systems for a few
 # rounds and reports medians.
+#
+# serve runs as in production: with an API key (`--api-key-file`; every request sends
+# `x-api-key`) and its header and idle timeouts on (they always are).
+# COUNTERCTL_BENCH_API_KEY= (empty) runs it without a key, to measure what the key check
+# costs, or to measure a build from before keys existed (COUNTERCTL_BENCH_BINARY; the
+# timeouts cannot be turned off, so their cost is measured against such a build).
+# COUNTERCTL_BENCH_ACCESS_LOG=1 adds --access-log, written to a file in the work dir.
 # Usage: scripts/bench-serve.sh [SECONDS_PER_RUN [ROUNDS]]   (default 10 s, 3 rounds)
 source "$(dirname "$0")/lib.sh"
 cd "$repo_root"
@@ -53,7 +60,20 @@ wait_for_port() {
     return 1
 }
 
-"$counterctl" serve --listen "127.0.0.1:$serve_port" --data-dir "$work/serve" >"$work/serve.log" 2>&1 &
+api_key="${COUNTERCTL_BENCH_API_KEY-bench-0123456789abcdef0123456789}"
+serve_options=()
+if [[ -n $api_key ]]; then
+    if [[ ! $api_key =~ ^[A-Za-z0-9._-]+$ ]]; then
+        echo "COUNTERCTL_BENCH_API_KEY: use letters, digits and . _ - (it goes into wrk's Lua script)" >&2
+        exit 2
+    fi
+    printf '%s\n' "$api_key" >"$work/api-key"
+    serve_options+=(--api-key-file "$work/api-key")
+fi
+if [[ -n ${COUNTERCTL_BENCH_ACCESS_LOG:-} ]]; then
+    serve_options+=(--access-log)
+fi
+"$counterctl" serve --listen "127.0.0.1:$serve_port" --data-dir "$work/serve" "${serve_options[@]}" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 pids+=("$serve_pid")
 redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$work" --save '' \
@@ -63,9 +83,10 @@ pids+=("$redis_pid")
 wait_for_port "$serve_port"
 wait_for_port "$redis_port"
 
-cat >"$work/increment.lua" <<'EOF'
+cat >"$work/increment.lua" <<EOF
 wrk.method = "POST"
 wrk.path = "/counter/increment?counter=bench"
+$([[ -n $api_key ]] && echo "wrk.headers[\"x-api-key\"] = \"$api_key\"")
 EOF
 
 # usage: cpu_ticks PID -> user and system CPU time of the process so far, in clock ticks
@@ -144,4 +165,5 @@ for clients in 1 50; do
     awk -v c="$clients" -v s="${serve_rps[$clients]}" -v r="${redis_rps[$clients]}" \
         'BEGIN { printf "throughput ratio counterctl/redis at %s clients: %.2f\n", c, s / r }'
 done
-echo "counter after the runs: $(curl -s "http://127.0.0.1:$serve_port/counter/value?counter=bench")"
+echo "serve: $([[ -n $api_key ]] && echo "with an API key" || echo "without an API key")$([[ -n ${COUNTERCTL_BENCH_ACCESS_LOG:-} ]] && echo ", --access-log: $(wc -l <"$work/serve.log") lines")"
+echo "counter after the runs: $(curl -s -H "x-api-key: $api_key" "http://127.0.0.1:$serve_port/counter/value?counter=bench")"

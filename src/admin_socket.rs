@@ -9,7 +9,7 @@
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use counter_function::store::{CounterAdmin, Raised, StoreError};
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::counters::checked_name;
@@ -25,6 +26,9 @@ use crate::serve::ACCEPT_BACKOFF;
 
 /// The socket, inside the data directory.
 pub const SOCKET_FILE: &str = "admin.sock";
+/// Admin connections open at once: an import keeps up to 32; past this, accepting
+/// pauses (they count against serve's reserve of file descriptors).
+const MAX_CONNECTIONS: usize = 32;
 /// How long a request may take: listing a million counters takes seconds; a serve that
 /// was stopped (SIGSTOP) must not hang the command.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,12 +79,18 @@ pub fn bind(data_dir: &Path) -> std::io::Result<Listener> {
 /// them their handles on the store.
 pub async fn serve(listener: Listener, store: LocalStore) {
     let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = Arc::clone(&slots).acquire_owned().await.expect("never closed");
         tokio::select! {
             accepted = listener.socket.accept() => match accepted {
                 Ok((stream, _)) => {
                     if stream.peer_cred().is_ok_and(|peer| peer.uid() == listener.owner) {
-                        connections.spawn(answer_connection(stream, store.clone()));
+                        let store = store.clone();
+                        connections.spawn(async move {
+                            let _slot = slot;
+                            answer_connection(stream, store).await;
+                        });
                     }
                 }
                 Err(error) => {

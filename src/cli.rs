@@ -371,13 +371,40 @@ pub struct UninstallArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on; port 0 picks a free one.
+    /// Address and port to listen on; port 0 picks a free one. Any address but loopback
+    /// needs an API key, or --no-auth.
     #[arg(long, env = "COUNTERCTL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
     /// Directory of the counter database [default: counterctl under the user's data
     /// directory, e.g. ~/.local/share/counterctl].
     #[arg(long, env = "COUNTERCTL_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Require this key in `x-api-key` on every request but GET /healthz: 20-128
+    /// printable ASCII characters, no spaces (e.g. `openssl rand -hex 20`). Prefer
+    /// --api-key-file: a command line is visible to other users of the machine.
+    #[arg(long, env = "COUNTERCTL_SERVE_API_KEY", hide_env_values = true, value_parser = api_key)]
+    pub api_key: Option<String>,
+    /// Read the API key from this file (surrounding whitespace ignored).
+    #[arg(long, value_name = "PATH", conflicts_with = "api_key")]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// Serve a non-loopback address without an API key (when something in front of
+    /// serve decides who may call).
+    #[arg(long, conflicts_with_all = ["api_key", "api_key_file"])]
+    pub no_auth: bool,
+    /// Close a connection whose request (headers and body) has not arrived this many
+    /// seconds after its first byte, or after the connection opened.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub header_timeout: u64,
+    /// Close a keep-alive connection after this many seconds without a request.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout: u64,
+    /// Most connections open at once; past it, new ones wait to be accepted [default: the
+    /// open-files limit, raised to its maximum, less 64].
+    #[arg(long, value_name = "N", value_parser = positive_count)]
+    pub max_connections: Option<usize>,
+    /// Print one JSON line per request on stderr, with the Lambda function's log fields.
+    #[arg(long)]
+    pub access_log: bool,
     #[command(flatten)]
     pub output: OutputOptions,
 }
@@ -475,4 +502,21 @@ pub struct ImportCountersArgs {
     pub store: CounterStoreOptions,
     #[command(flatten)]
     pub output: OutputOptions,
+}
+
+/// An API key for `serve`: 20-128 printable ASCII characters without spaces, as API
+/// Gateway's own keys.
+pub fn api_key(value: &str) -> Result<String, String> {
+    if (20..=128).contains(&value.len()) && value.bytes().all(|byte| byte.is_ascii_graphic()) {
+        Ok(value.to_owned())
+    } else {
+        Err("an API key is 20-128 printable ASCII characters without spaces (e.g. `openssl rand -hex 20`)".to_owned())
+    }
+}
+
+fn positive_count(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(count) if count >= 1 => Ok(count),
+        _ => Err(format!("{value:?} is not a positive whole number")),
+    }
 }

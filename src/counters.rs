@@ -127,7 +127,7 @@ async fn open_data_dir(data_dir: &Path, reads_only: bool) -> anyhow::Result<Stor
             Ok((store, committer)) => {
                 // The committer blocks its thread for each commit.
                 let runtime = tokio::runtime::Handle::current();
-                let committer = tokio::task::spawn_blocking(move || runtime.block_on(committer.run()));
+                let committer = tokio::task::spawn_blocking(move || runtime.block_on(committer.run(|_, _, _| {})));
                 return Ok(Store::Local { store, committer });
             }
             Err(in_use @ OpenError::InUse { .. }) => match AdminClient::connect(data_dir).await {

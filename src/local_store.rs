@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use counter_function::dynamo::IdempotencyTimings;
 use counter_function::store::{CounterAdmin, CounterStore, Increment, Raised, StoreError};
@@ -283,8 +283,10 @@ impl Answer {
 
 impl Committer {
     /// Commits batches until every [`LocalStore`] handle is gone and the last batch is
-    /// committed; then closes the database and unlocks the data directory.
-    pub async fn run(self) {
+    /// committed; then closes the database and unlocks the data directory. `committed`
+    /// hears of each batch: its number of jobs, how long it took (fsync included), and
+    /// whether it was committed.
+    pub async fn run(self, mut committed: impl FnMut(usize, Duration, bool)) {
         let Self { database, mut queue, lock } = self;
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
@@ -295,29 +297,37 @@ impl Committer {
             {
                 jobs.push(job);
             }
-            commit_batch(&database, jobs.drain(..));
+            let (size, started) = (jobs.len(), Instant::now());
+            let succeeded = commit_batch(&database, jobs.drain(..));
+            committed(size, started.elapsed(), succeeded);
         }
         drop(database);
         drop(lock);
     }
 }
 
-/// Applies `jobs` in one transaction and answers them once it is durable.
-fn commit_batch(database: &Connection, jobs: impl Iterator<Item = Job>) {
+/// Applies `jobs` in one transaction and answers them once it is durable; false when it
+/// failed (and they were answered with the error).
+fn commit_batch(database: &Connection, jobs: impl Iterator<Item = Job>) -> bool {
     // BEGIN and COMMIT are prepared once, like every statement here, not parsed per batch.
     if let Err(error) = database.prepare_cached("BEGIN IMMEDIATE").and_then(|mut begin| begin.execute([])) {
-        return jobs.for_each(|job| job.fail(&error));
+        jobs.for_each(|job| job.fail(&error));
+        return false;
     }
     let mut batch = Batch { database, now: unix_secs(), counters: HashMap::new() };
     let answers: Vec<Answer> = jobs.map(|job| job.apply(&mut batch)).collect();
     match batch.commit() {
-        Ok(()) => answers.into_iter().for_each(Answer::send),
+        Ok(()) => {
+            answers.into_iter().for_each(Answer::send);
+            true
+        }
         Err(error) => {
             // A failed COMMIT may have ended the transaction already.
             if !database.is_autocommit() {
                 let _ = database.execute_batch("ROLLBACK");
             }
             answers.into_iter().for_each(|answer| answer.fail(&error));
+            false
         }
     }
 }

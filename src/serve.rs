@@ -1,34 +1,59 @@
 //! `counterctl serve`: the Lambda function's HTTP API, answered by the same code
 //! (`counter_function::api`), on this machine, with counters in a local database.
 
+mod connections;
+mod metrics;
+
 use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use counter_function::api::{self, ApiRequest};
+use counter_function::api::{self, ApiRequest, INCREMENT_PATH, VALUE_PATH};
+use counter_function::store::CounterStore;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::CONNECTION;
+use hyper::header::{CONNECTION, CONTENT_TYPE};
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::gauge::Gauge;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
 
 use crate::admin_socket;
 use crate::cli::{OutputFormat, ServeArgs};
 use crate::local_store::{self, LocalStore};
+use connections::{Deadlines, Watch, Watched};
+use metrics::Metrics;
 
 /// An AWS install's invoke URL ends in this stage; the same paths work below it here, so
 /// URLs copied from one work against the other.
 const STAGE_PREFIX: &str = "/prod";
 /// The API reads no body; a client may send a small one, which is read and dropped.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// For load balancers and orchestrators: answered without a key.
+const HEALTH_PATH: &str = "/healthz";
+/// Prometheus's scrape target.
+const METRICS_PATH: &str = "/metrics";
+/// Read by `/healthz` through the committer: under the reserved prefix, so no counter
+/// has this name.
+const HEALTH_PROBE: &str = "_counterctl#health";
+const CONTENT_TYPE_JSON: &str = "application/json";
+/// The header API Gateway reads the key from.
+const API_KEY_HEADER: &str = "x-api-key";
+/// File descriptors kept free of connections: the database and its log, the lock, the
+/// listening sockets, admin connections, the runtime's own.
+const RESERVED_DESCRIPTORS: u64 = 64;
 /// How long a stop waits for requests in flight; a client that never finishes sending its
 /// request must not keep the server from stopping.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -37,19 +62,36 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = match args.data_dir {
-        Some(data_dir) => data_dir,
+    let data_dir = match &args.data_dir {
+        Some(data_dir) => data_dir.clone(),
         None => default_data_dir()?,
     };
+    let api_key = api_key(&args)?;
+    if api_key.is_none() && !args.listen.ip().to_canonical().is_loopback() {
+        if !args.no_auth {
+            anyhow::bail!(
+                "refusing to serve on {} without an API key: anyone who can reach it could use up IDs\n\
+                 hint: pass --api-key-file PATH (or --api-key KEY, or set COUNTERCTL_SERVE_API_KEY), \
+                 or --no-auth if something in front of it decides who may call",
+                args.listen
+            );
+        }
+        eprintln!(
+            "counterctl serve: warning: serving on {} with --no-auth: anyone who can reach it can use up IDs",
+            args.listen
+        );
+    }
+    if args.access_log {
+        counter_function::logging::init_with(std::io::stderr);
+    }
     // Taken before anything is served, so a stop request is never missed.
     let stop_signals = StopSignals::install().context("could not install the SIGINT and SIGTERM handlers")?;
+    let max_connections = max_connections(args.max_connections);
     let (store, committer) =
         LocalStore::open(&data_dir, "`counterctl serve`").context("could not open the counter database")?;
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
     let address = listener.local_addr().context("could not read the address the server listens on")?;
-    announce(args.output.output, address, &local_store::database_path(&data_dir));
-
     let admin = match admin_socket::bind(&data_dir) {
         Ok(listener) => Some(tokio::spawn(admin_socket::serve(listener, store.clone()))),
         // Such as a path longer than a socket address holds: serving matters more.
@@ -62,26 +104,57 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let committer = tokio::spawn(committer.run());
+    let limits = Limits {
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_connections,
+        api_key: api_key.is_some(),
+    };
+    announce(args.output.output, address, &local_store::database_path(&data_dir), &limits);
+
+    let metrics = Arc::new(Metrics::new());
+    let committer = {
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(committer.run(move |batch_size, took, succeeded| metrics.committed(batch_size, took, succeeded)))
+    };
+    let deadlines = Deadlines::new(limits.header_timeout, limits.idle_timeout);
+    let sweeper = tokio::spawn(Arc::clone(&deadlines).sweep());
+    let shared = Arc::new(Shared { store, access_log: args.access_log, api_key, metrics, deadlines });
+    let slots = Arc::new(Semaphore::new(max_connections));
     let connections = GracefulShutdown::new();
-    // No header read timeout: hyper's timer would cost a wakeup per request, and a client
-    // that never finishes its request delays a stop by SHUTDOWN_GRACE at most.
+    // No hyper timers: they would cost a wakeup per request (see `connections`).
     let http = hyper::server::conn::http1::Builder::new();
     let stop = stop_signals.received();
     tokio::pin!(stop);
     loop {
+        // Past the cap, new clients wait in the listen backlog until a connection ends.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("never closed"),
+            () = &mut stop => break,
+        };
         let stream = tokio::select! {
             stream = accept(&listener) => stream,
             () = &mut stop => break,
         };
         // Each answer is one write: Nagle's algorithm would only delay it.
         let _ = stream.set_nodelay(true);
-        let store = store.clone();
-        let service = service_fn(move |request| answer(store.clone(), request));
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        // A connection ends with an error when its client goes away mid-request; the
-        // request was not answered, which is all that client can learn anyway.
-        tokio::spawn(connections.watch(connection));
+        let watch = shared.deadlines.watch();
+        let io = TokioIo::new(Watched::new(stream, Arc::clone(&watch), Arc::clone(&shared.deadlines)));
+        let service = {
+            let (shared, watch) = (Arc::clone(&shared), Arc::clone(&watch));
+            service_fn(move |request| answer(Arc::clone(&shared), Arc::clone(&watch), request))
+        };
+        let connection = connections.watch(http.serve_connection(io, service));
+        let open = OpenConnection::new(&shared.metrics.open_connections);
+        tokio::spawn(async move {
+            let _held = (slot, open);
+            // A connection ends with an error when its client goes away mid-request; the
+            // request was not answered, which is all that client can learn anyway.
+            tokio::select! {
+                _ = connection => {}
+                () = watch.closed() => {}
+            }
+        });
     }
     drop(listener);
     // The committer ends once the connections' handles are gone too. A raise cut off
@@ -91,7 +164,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = admin.await;
         let _ = std::fs::remove_file(admin_socket::socket_path(&data_dir));
     }
-    drop(store);
+    drop(shared);
+    // The sweeper keeps closing stalled clients meanwhile.
     tokio::select! {
         () = connections.shutdown() => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
@@ -103,10 +177,94 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
+    sweeper.abort();
     // Every request has been answered; the committer closes the database and unlocks the dir.
     committer.await.context("the database committer crashed; what it had not acknowledged was not kept")?;
     eprintln!("counterctl serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What every connection shares.
+struct Shared {
+    store: LocalStore,
+    /// `--access-log`: each request gets an id of its own, as on Lambda.
+    access_log: bool,
+    api_key: Option<ApiKey>,
+    metrics: Arc<Metrics>,
+    deadlines: Arc<Deadlines>,
+}
+
+/// What serve enforces, as announced.
+struct Limits {
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+    api_key: bool,
+}
+
+/// The key callers must send, kept as its SHA-256 so that comparing takes the same time
+/// whatever was sent (length included).
+struct ApiKey {
+    digest: [u8; 32],
+}
+
+impl ApiKey {
+    fn new(key: &str) -> Self {
+        Self { digest: Sha256::digest(key.as_bytes()).into() }
+    }
+
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        headers.get(API_KEY_HEADER).is_some_and(|sent| Sha256::digest(sent.as_bytes()).ct_eq(&self.digest).into())
+    }
+}
+
+/// `--api-key`, `--api-key-file` or `COUNTERCTL_SERVE_API_KEY`.
+fn api_key(args: &ServeArgs) -> anyhow::Result<Option<ApiKey>> {
+    if let Some(key) = &args.api_key {
+        return Ok(Some(ApiKey::new(key)));
+    }
+    let Some(path) = &args.api_key_file else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the API key from {}", path.display()))?;
+    let key = crate::cli::api_key(text.trim())
+        .map_err(|rule| anyhow::anyhow!("the API key in {}: {rule}", path.display()))?;
+    Ok(Some(ApiKey::new(&key)))
+}
+
+/// `--max-connections`, else what the open-files limit allows, with room for the
+/// database's files, the listening sockets and the admin connections.
+fn max_connections(asked: Option<usize>) -> usize {
+    // The soft limit is raised to the hard one, as Go's runtime does at start.
+    let limit = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024);
+    let allowed = usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS)).unwrap_or(usize::MAX).max(1);
+    match asked {
+        Some(asked) if asked > allowed => {
+            eprintln!(
+                "counterctl serve: warning: --max-connections {asked} is more than the open-files limit \
+                 ({limit}) allows; past about {allowed} connections, accepting pauses until some close"
+            );
+            asked
+        }
+        Some(asked) => asked,
+        None => allowed,
+    }
+}
+
+/// Counts a connection in the `open_connections` gauge while it lives.
+struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 async fn accept(listener: &TcpListener) -> TcpStream {
@@ -137,40 +295,115 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// Says where the server is. A closed stdout does not stop the server.
-fn announce(format: OutputFormat, address: SocketAddr, database: &Path) {
+fn announce(format: OutputFormat, address: SocketAddr, database: &Path, limits: &Limits) {
     let url = format!("http://{address}");
+    let (key_header, key_note) = if limits.api_key { (" -H 'x-api-key: KEY'", " --api-key KEY") } else { ("", "") };
     let announcement = match format {
         OutputFormat::Json => serde_json::json!({ "url": url, "database": database }).to_string(),
         OutputFormat::Text => format!(
             "Serving the counter API at {url} (also below {url}{STAGE_PREFIX}, like an AWS install)\n\
              Counters are kept in {}\n\
-             Try it:\n  curl -X POST '{url}/counter/increment?counter=mycounter'\n  \
-             counterctl increment mycounter --url {url}\n\
+             Requests must arrive within {}s, idle connections close after {}s, at most {} connections{}\n\
+             Try it:\n  curl -X POST{key_header} '{url}/counter/increment?counter=mycounter'\n  \
+             counterctl increment mycounter --url {url}{key_note}\n\
              Stop with Ctrl-C.",
-            database.display()
+            database.display(),
+            limits.header_timeout.as_secs(),
+            limits.idle_timeout.as_secs(),
+            limits.max_connections,
+            if limits.api_key { "; calls need the API key (x-api-key)" } else { "" },
         ),
     };
     let _ = crate::progress::out(announcement);
 }
 
-async fn answer(store: LocalStore, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The route a request is counted under: a fixed string, whatever the client sent.
+fn route_of(path: &str) -> &'static str {
+    [INCREMENT_PATH, VALUE_PATH, HEALTH_PATH, METRICS_PATH]
+        .into_iter()
+        .find(|route| *route == path)
+        .unwrap_or("unknown")
+}
+
+async fn answer(
+    shared: Arc<Shared>,
+    watch: Arc<Watch>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    // Only a log line shows it: without one, no id is made.
+    let request_id = if shared.access_log { Uuid::new_v4().to_string() } else { String::new() };
     let (parts, body) = request.into_parts();
+    let path = path_below_stage(parts.uri.path());
     // A request whose body is malformed or too large is refused before it can count,
     // with a bare status like hyper's own refusals (bad request line, huge headers).
-    if let Err(error) = Limited::new(body, MAX_BODY_BYTES).collect().await {
-        let status =
-            if error.is::<LengthLimitError>() { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
-        let refusal = Response::builder().status(status).header(CONNECTION, "close").body(Full::default());
-        return Ok(refusal.expect("a status and a static header make a valid response"));
-    }
-    let request = ApiRequest {
-        request_id: "local",
-        method: &parts.method,
-        path: path_below_stage(parts.uri.path()),
-        query: parts.uri.query(),
-        headers: &parts.headers,
+    let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Err(error) => {
+            let status =
+                if error.is::<LengthLimitError>() { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+            let refusal = Response::builder().status(status).header(CONNECTION, "close").body(Full::default());
+            (refusal.expect("a status and a static header make a valid response"), Logged::No)
+        }
+        Ok(_) => {
+            shared.deadlines.answering(&watch);
+            respond(&shared, &parts, path, &request_id).await
+        }
     };
-    Ok(api::handle(&store, &request).await.map(Full::from))
+    let (response, logged) = response;
+    let route = route_of(path);
+    let status = response.status().as_u16();
+    if logged == Logged::No {
+        // The API's log line, for what serve answers itself.
+        let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(request_id, method = %parts.method, route, idempotent = false, status, duration_ms, "request");
+    }
+    shared.metrics.answered(route, status);
+    shared.deadlines.answered(&watch);
+    Ok(response)
+}
+
+/// Whether the API logged its line about a request (with `--access-log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Logged {
+    Yes,
+    No,
+}
+
+/// Answers a request that has fully arrived.
+async fn respond(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    path: &str,
+    request_id: &str,
+) -> (Response<Full<Bytes>>, Logged) {
+    let reads = parts.method == Method::GET || parts.method == Method::HEAD;
+    // Load balancers ask without a key.
+    if path == HEALTH_PATH && reads {
+        let health = match shared.store.value(HEALTH_PROBE).await {
+            Ok(_) => response(StatusCode::OK, CONTENT_TYPE_JSON, r#"{"status":"ok"}"#.into()),
+            Err(_) => {
+                response(StatusCode::SERVICE_UNAVAILABLE, CONTENT_TYPE_JSON, r#"{"status":"unavailable"}"#.into())
+            }
+        };
+        return (health, Logged::No);
+    }
+    if let Some(key) = &shared.api_key
+        && !key.admits(&parts.headers)
+    {
+        // API Gateway's answer to a missing or wrong key.
+        return (response(StatusCode::FORBIDDEN, CONTENT_TYPE_JSON, r#"{"message":"Forbidden"}"#.into()), Logged::No);
+    }
+    if path == METRICS_PATH && reads {
+        return (response(StatusCode::OK, metrics::CONTENT_TYPE, shared.metrics.exposition()), Logged::No);
+    }
+    let request =
+        ApiRequest { request_id, method: &parts.method, path, query: parts.uri.query(), headers: &parts.headers };
+    (api::handle(&shared.store, &request).await.map(Full::from), Logged::Yes)
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let response = Response::builder().status(status).header(CONTENT_TYPE, content_type).body(Full::from(body));
+    response.expect("a status and a static header make a valid response")
 }
 
 fn path_below_stage(path: &str) -> &str {
@@ -199,7 +432,34 @@ impl StopSignals {
 
 #[cfg(test)]
 mod tests {
-    use super::path_below_stage;
+    use super::*;
+
+    #[test]
+    fn the_health_probe_is_no_counter() {
+        assert!(HEALTH_PROBE.starts_with(counter_function::validate::RESERVED_PREFIX));
+    }
+
+    #[test]
+    fn routes_are_counted_under_fixed_names() {
+        assert_eq!(route_of("/counter/increment"), "/counter/increment");
+        assert_eq!(route_of("/healthz"), "/healthz");
+        assert_eq!(route_of("/metrics"), "/metrics");
+        assert_eq!(route_of("/anything/else"), "unknown");
+    }
+
+    #[test]
+    fn only_the_exact_api_key_is_admitted() {
+        let key = ApiKey::new("k3y-that-is-long-enough-20");
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(API_KEY_HEADER, value.parse().unwrap());
+            headers
+        };
+        assert!(key.admits(&with("k3y-that-is-long-enough-20")));
+        assert!(!key.admits(&with("k3y-that-is-long-enough-2")));
+        assert!(!key.admits(&with("k3y-that-is-long-enough-200")));
+        assert!(!key.admits(&HeaderMap::new()));
+    }
 
     #[test]
     fn the_prod_stage_prefix_is_optional() {

@@ -19,6 +19,7 @@ mod install;
 mod install_faults;
 mod lifecycle;
 mod serve;
+mod serve_service;
 mod storage;
 mod support;
 mod uninstall;

@@ -56,6 +56,18 @@ pub fn serve_command(data_dir: &Path) -> Command {
     command
 }
 
+/// `counterctl serve --listen LISTEN --output json --data-dir DIR`, not yet started.
+pub fn serve_command_on(listen: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_counterctl"));
+    command
+        .args(["serve", "--listen", listen, "--output", "json", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("COUNTERCTL_LISTEN")
+        .env_remove("COUNTERCTL_DATA_DIR")
+        .env_remove("COUNTERCTL_SERVE_API_KEY");
+    command
+}
+
 /// A running `counterctl serve`.
 pub struct Serve {
     /// The root URL it printed, e.g. `http://127.0.0.1:PORT`.
@@ -83,6 +95,17 @@ impl Serve {
     /// A server on `data_dir`, which outlives it (to start another one on it).
     pub async fn start_in(data_dir: &Path) -> Self {
         Self::start_command(serve_command(data_dir)).await
+    }
+
+    /// A server on a data directory of its own, started with `args` after the usual ones
+    /// (e.g. `--api-key KEY`), as [`serve_command_on`] makes them.
+    pub async fn start_with(args: &[&str]) -> Self {
+        let data_dir = DataDir::new();
+        let mut command = serve_command_on("127.0.0.1:0", data_dir.path());
+        command.args(args);
+        let mut serve = Self::start_command(command).await;
+        serve._own_data_dir = Some(data_dir);
+        serve
     }
 
     /// Starts `command` (from `counterctl_serve`) and waits for its announcement: one line
@@ -134,6 +157,32 @@ impl Serve {
         match tokio::time::timeout(PATIENCE, stdout.next_line()).await {
             Ok(Ok(Some(line))) => line,
             _ => panic!("serve did not announce its URL ({:?}); stderr: {}", self.child.try_wait(), self.stderr()),
+        }
+    }
+
+    /// The `HOST:PORT` to connect to, on loopback (a server listening on all addresses,
+    /// `0.0.0.0`, is reached at 127.0.0.1).
+    pub fn address(&self) -> String {
+        let address = self.url.strip_prefix("http://").expect("an http URL");
+        let address = address.split('/').next().unwrap();
+        match address.strip_prefix("0.0.0.0:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => address.to_owned(),
+        }
+    }
+
+    /// Waits until what the server wrote to stderr contains `text` (ignoring case), and
+    /// returns it; panics after [`PATIENCE`].
+    pub async fn stderr_containing(&self, text: &str) -> String {
+        let text = text.to_lowercase();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let stderr = self.stderr();
+            if stderr.to_lowercase().contains(&text) {
+                return stderr;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "stderr never said {text:?}: {stderr}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -227,4 +276,97 @@ pub async fn raw_request(url: &str, request: Vec<u8>) -> RawResponse {
     let status =
         head.split(' ').nth(1).and_then(|status| status.parse().ok()).unwrap_or_else(|| panic!("no status: {head}"));
     RawResponse { status, head: head.to_owned(), body: body.to_owned() }
+}
+
+/// Runs a `counterctl serve` command that is expected to exit on its own (refused
+/// options), and returns what it did; panics if it is still running after [`PATIENCE`]
+/// (it started serving).
+pub async fn serve_until_exit(mut command: Command) -> super::cli::Run {
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    let output = tokio::time::timeout(PATIENCE, command.output())
+        .await
+        .expect("counterctl serve exits instead of serving")
+        .expect("counterctl runs");
+    super::cli::Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// One HTTP/1.1 connection kept open across requests, spoken byte for byte, so that a test
+/// knows which connection each request used and when the server closes it.
+pub struct HttpConnection {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl HttpConnection {
+    /// Connects to `address` (`HOST:PORT`).
+    pub async fn open(address: &str) -> Self {
+        let stream = tokio::net::TcpStream::connect(address).await.expect("the server accepts connections");
+        Self { stream: BufReader::new(stream) }
+    }
+
+    /// Sends one request with `headers` and no body, and reads its answer (which must have a
+    /// `Content-Length`). An error means the server closed the connection.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<RawResponse> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let mut request = format!("{method} {path_and_query} HTTP/1.1\r\nHost: localhost\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let status = head.split(' ').nth(1).and_then(|status| status.parse().ok());
+        let status = status.unwrap_or_else(|| panic!("not an HTTP response: {head:?}"));
+        let length = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no Content-Length: {head:?}"));
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await?;
+        let body = String::from_utf8(body).expect("a UTF-8 body");
+        Ok(RawResponse { status, head: head.trim_end().to_owned(), body })
+    }
+
+    /// Waits up to `patience` for the server to close the connection (end of stream or a
+    /// reset) and says whether it did; panics if the server sends anything instead.
+    pub async fn closed_within(&mut self, patience: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(patience, self.stream.read(&mut byte)).await {
+            Err(_) => false,
+            Ok(Ok(0)) => true,
+            Ok(Err(error)) if is_closed(&error) => true,
+            Ok(Err(error)) => panic!("reading from the server failed: {error}"),
+            Ok(Ok(_)) => panic!("the server sent something unasked: {:?}", String::from_utf8_lossy(&byte)),
+        }
+    }
+}
+
+/// Whether an I/O error means the peer closed the connection.
+pub fn is_closed(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(error.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
 }
