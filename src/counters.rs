@@ -157,12 +157,11 @@ async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore
         Some(table) => table.clone(),
         None => stack_table(&clients, &options.name, &region).await?,
     };
-    let state = table::read(&clients.dynamodb, &table, &options.name).await.context("reading the table")?;
-    match state {
+    let key_schema = table::read_key_schema(&clients.dynamodb, &table).await.context("reading the table")?;
+    match key_schema {
         None => bail!("there is no table {table} in {region}\nhint: check --table, --name and --region"),
-        Some(state) if state.key_schema != COUNTER_KEY_SCHEMA => bail!(
-            "table {table} does not hold counters: its key is {}, not {COUNTER_KEY_SCHEMA}\nhint: check --table",
-            state.key_schema
+        Some(key_schema) if key_schema != COUNTER_KEY_SCHEMA => bail!(
+            "table {table} does not hold counters: its key is {key_schema}, not {COUNTER_KEY_SCHEMA}\nhint: check --table"
         ),
         Some(_) => Ok(DynamoStore::new(clients.dynamodb, table, IdempotencyTimings::default())),
     }
@@ -171,8 +170,8 @@ async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore
 /// The table of stack `name`, as install finds it: its function's, else the one its
 /// uninstall kept.
 async fn stack_table(clients: &Clients, name: &str, region: &str) -> anyhow::Result<String> {
-    if let Some(function) = function::read(&clients.lambda, name).await.context("reading the function")? {
-        return Ok(function.table().to_owned());
+    if let Some(table) = function::read_table(&clients.lambda, name).await.context("reading the function")? {
+        return Ok(table);
     }
     let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
     let tables =

@@ -330,8 +330,8 @@ async fn answer(
     watch: Arc<Watch>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let started = Instant::now();
-    // Only a log line shows it: without one, no id is made.
+    // Only a log line shows them: without one, neither is taken.
+    let started = shared.access_log.then(Instant::now);
     let request_id = if shared.access_log { Uuid::new_v4().to_string() } else { String::new() };
     let (parts, body) = request.into_parts();
     let path = path_below_stage(parts.uri.path());
@@ -352,7 +352,7 @@ async fn answer(
     let (response, logged) = response;
     let route = route_of(path);
     let status = response.status().as_u16();
-    if logged == Logged::No {
+    if let (Some(started), Logged::No) = (started, logged) {
         // The API's log line, for what serve answers itself.
         let duration_ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::info!(request_id, method = %parts.method, route, idempotent = false, status, duration_ms, "request");

@@ -59,8 +59,25 @@ impl FunctionState {
     /// The table the function reads and writes: `TABLE_NAME`, else the function's default
     /// (the original service's table).
     pub fn table(&self) -> &str {
-        self.variables.get(TABLE_VARIABLE).filter(|table| !table.is_empty()).map_or(DEFAULT_TABLE, String::as_str)
+        table_in(self.variables.get(TABLE_VARIABLE))
     }
+}
+
+/// The table a function with this `TABLE_NAME` uses: the function's default when it has
+/// none.
+fn table_in(variable: Option<&String>) -> &str {
+    variable.filter(|table| !table.is_empty()).map_or(DEFAULT_TABLE, String::as_str)
+}
+
+/// The table the function uses ([`FunctionState::table`]), from its configuration alone;
+/// `None` when there is no such function.
+pub async fn read_table(client: &Client, stack_name: &str) -> Result<Option<String>, AwsError> {
+    let configuration = client.get_function_configuration().function_name(stack_name).send().await;
+    let Some(configuration) = found("lambda:GetFunctionConfiguration", configuration, NOT_FOUND)? else {
+        return Ok(None);
+    };
+    let variables = configuration.environment().and_then(|environment| environment.variables());
+    Ok(Some(table_in(variables.and_then(|variables| variables.get(TABLE_VARIABLE))).to_owned()))
 }
 
 /// What the function should run: the zip and its instruction set.

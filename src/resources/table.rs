@@ -51,8 +51,7 @@ pub enum Ttl {
 
 /// Reads the table, its tags, backups and TTL; `None` when there is no such table.
 pub async fn read(client: &Client, name: &str, stack_name: &str) -> Result<Option<TableState>, AwsError> {
-    let output = found("dynamodb:DescribeTable", client.describe_table().table_name(name).send().await, NOT_FOUND)?;
-    let Some(description) = output.and_then(|output| output.table) else {
+    let Some(description) = describe(client, name).await? else {
         return Ok(None);
     };
     let arn = description.table_arn().unwrap_or_default();
@@ -83,6 +82,17 @@ pub async fn read(client: &Client, name: &str, stack_name: &str) -> Result<Optio
         point_in_time_recovery,
         ttl,
     }))
+}
+
+/// The table's key schema, e.g. `id HASH (S)`, from DescribeTable alone; `None` when there
+/// is no such table.
+pub async fn read_key_schema(client: &Client, name: &str) -> Result<Option<String>, AwsError> {
+    Ok(describe(client, name).await?.as_ref().map(key_schema))
+}
+
+async fn describe(client: &Client, name: &str) -> Result<Option<TableDescription>, AwsError> {
+    let output = found("dynamodb:DescribeTable", client.describe_table().table_name(name).send().await, NOT_FOUND)?;
+    Ok(output.and_then(|output| output.table))
 }
 
 fn key_schema(description: &TableDescription) -> String {
