@@ -17,6 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde_json::Value;
 
+use super::LoopbackServer;
+
 /// An error response to inject.
 #[derive(Debug, Clone)]
 pub struct Fault {
@@ -53,7 +55,7 @@ struct Shared {
 pub struct AwsProxy {
     pub url: String,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
+    _server: LoopbackServer,
 }
 
 impl AwsProxy {
@@ -73,10 +75,8 @@ impl AwsProxy {
             .fallback(forward)
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, shared, server }
+        let server = LoopbackServer::start(app).await;
+        Self { url: format!("http://{}", server.address), shared, _server: server }
     }
 
     /// The actions seen so far, in order, e.g. `UpdateItem`.
@@ -150,12 +150,6 @@ pub fn is_mutating(action: &str) -> bool {
 fn matches(pattern: &str, action: &str) -> bool {
     let (pattern, action): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), action.split('/').collect());
     pattern.len() == action.len() && pattern.iter().zip(&action).all(|(p, a)| *p == "*" || p == a)
-}
-
-impl Drop for AwsProxy {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 /// The action a request calls: JSON protocols name it in `X-Amz-Target`, query

@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 use super::function::Function;
 use super::rest_api::{IamCaller, verify_sigv4};
 use super::runtime_api::Outcome;
-use super::{create_counter_table, dynamodb, moto_url, unique_name};
+use super::{LoopbackServer, create_counter_table, dynamodb, moto_url, unique_name};
 
 /// The service name requests to a Function URL are signed for.
 pub const LAMBDA: &str = "lambda";
@@ -69,7 +69,7 @@ pub struct FunctionUrl {
     /// sent straight to it, and the proxy for requests to [`Self::aws_url`].
     pub url: String,
     region: String,
-    server: tokio::task::JoinHandle<()>,
+    _server: LoopbackServer,
 }
 
 struct Front {
@@ -90,11 +90,8 @@ impl FunctionUrl {
         let domain = format!("{URL_ID}.lambda-url.{region}.on.aws");
         let front = Arc::new(Front { function, auth, domain, requests: AtomicU64::new(0) });
         let app = axum::Router::new().fallback(forward).with_state(front);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
-        Self { url, region, server }
+        let server = LoopbackServer::start(app).await;
+        Self { url: format!("http://{}", server.address), region, _server: server }
     }
 
     /// The Function URL's own address, `http://ID.lambda-url.REGION.on.aws` (plain http,
@@ -107,12 +104,6 @@ impl FunctionUrl {
     /// The stand-in as an HTTP proxy, for `HTTP_PROXY`.
     pub fn proxy(&self) -> &str {
         &self.url
-    }
-}
-
-impl Drop for FunctionUrl {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

@@ -112,6 +112,29 @@ impl LambdaStack {
     }
 }
 
+/// An axum app on a free loopback port, stopped when dropped: the stand-ins' server.
+pub struct LoopbackServer {
+    pub address: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LoopbackServer {
+    /// Serves `app`, with the peer's address for the fronts that put it in their events.
+    pub async fn start(app: axum::Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let task = tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+        Self { address, task }
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Sends a request and returns its status and JSON body.
 pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.expect("the API answers");

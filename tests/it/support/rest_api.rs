@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::LoopbackServer;
 use super::function::Function;
 use super::runtime_api::Outcome;
 
@@ -100,7 +101,7 @@ impl IamCaller {
 pub struct RestApi {
     /// The invoke URL, e.g. `http://127.0.0.1:PORT/prod`.
     pub url: String,
-    server: tokio::task::JoinHandle<()>,
+    _server: LoopbackServer,
 }
 
 struct Front {
@@ -113,17 +114,8 @@ impl RestApi {
     /// for nothing).
     pub async fn start_with_auth(function: Arc<Function>, auth: MethodAuth) -> Self {
         let app = axum::Router::new().fallback(forward).with_state(Arc::new(Front { function, auth }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/{STAGE}", listener.local_addr().unwrap());
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
-        Self { url, server }
-    }
-}
-
-impl Drop for RestApi {
-    fn drop(&mut self) {
-        self.server.abort();
+        let server = LoopbackServer::start(app).await;
+        Self { url: format!("http://{}/{STAGE}", server.address), _server: server }
     }
 }
 

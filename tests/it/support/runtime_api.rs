@@ -15,6 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
+
+use super::LoopbackServer;
 use tokio::sync::{mpsc, oneshot};
 
 pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -43,7 +45,7 @@ pub struct RuntimeApi {
     pub address: SocketAddr,
     submit: mpsc::UnboundedSender<Invocation>,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
+    _server: LoopbackServer,
 }
 
 impl RuntimeApi {
@@ -62,10 +64,8 @@ impl RuntimeApi {
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { address, submit, shared, server }
+        let server = LoopbackServer::start(app).await;
+        Self { address: server.address, submit, shared, _server: server }
     }
 
     /// Invokes the function with `event`, as Lambda's Invoke API would.
@@ -85,12 +85,6 @@ impl RuntimeApi {
 
     pub fn init_errors(&self) -> Vec<Value> {
         self.shared.init_errors.lock().unwrap().clone()
-    }
-}
-
-impl Drop for RuntimeApi {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
