@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use counter_function::store::{CounterAdmin, Raised, StoreError};
+use counter_function::validate;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -20,9 +21,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::counters::checked_name;
 use crate::local_store::{self, LocalStore};
-use crate::serve::ACCEPT_BACKOFF;
+use crate::retry::ACCEPT_BACKOFF;
 
 /// The socket, inside the data directory.
 pub const SOCKET_FILE: &str = "admin.sock";
@@ -217,4 +217,12 @@ impl CounterAdmin for AdminClient {
             other => Err(unexpected(&other)),
         }
     }
+}
+
+/// The rules the API applies to a counter name.
+pub fn checked_name(counter: &str) -> Result<&str, String> {
+    if counter.is_empty() {
+        return Err("the counter name is empty".to_owned());
+    }
+    validate::counter_name(counter).map_err(|invalid| format!("counter {counter:?}: {invalid}"))
 }

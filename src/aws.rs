@@ -24,16 +24,10 @@ pub enum SetupError {
     NoCredentials(String),
 }
 
-/// Attempts per SDK call for throttling and transient errors.
-const SDK_ATTEMPTS: u32 = 5;
-
 /// Loads the SDK configuration and checks that a region and credentials are there, so a
 /// missing one fails before anything is read or created.
 pub async fn load_config(options: &AwsOptions) -> Result<SdkConfig, SetupError> {
-    // The SDK retries throttling 3 times by default
-    // (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html); API
-    // Gateway's per-account quotas (see `resources::api`) need more patience than that.
-    let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS);
+    let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(crate::retry::SDK_ATTEMPTS);
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
     if let Some(profile) = &options.profile {
         loader = loader.profile_name(profile);
@@ -54,6 +48,33 @@ pub async fn load_config(options: &AwsOptions) -> Result<SdkConfig, SetupError> 
         .await
         .map_err(|error| SetupError::NoCredentials(DisplayErrorContext(error).to_string()))?;
     Ok(config)
+}
+
+/// One client per service, from one configuration.
+pub struct Clients {
+    pub(crate) config: SdkConfig,
+    pub(crate) dynamodb: aws_sdk_dynamodb::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) lambda: aws_sdk_lambda::Client,
+    pub(crate) logs: aws_sdk_cloudwatchlogs::Client,
+    pub(crate) apigateway: aws_sdk_apigateway::Client,
+}
+
+impl Clients {
+    pub fn new(config: SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            apigateway: aws_sdk_apigateway::Client::new(&config),
+            config,
+        }
+    }
+
+    pub async fn connect(options: &AwsOptions) -> anyhow::Result<Self> {
+        Ok(Self::new(load_config(options).await?))
+    }
 }
 
 /// Who and where the installer is: everything ARNs are made of.

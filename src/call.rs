@@ -8,10 +8,14 @@ use anyhow::Context;
 use counter_function::api::{ApiError, CurrentValue, ErrorBody, INCREMENT_PATH, Incremented, VALUE_PATH};
 use serde::de::DeserializeOwned;
 
+use crate::aws::Clients;
 use crate::cli::{Auth, AwsOptions, EndpointOptions, GetArgs, IncrementArgs, OutputFormat, StackOptions};
-use crate::deployed::Clients;
 use crate::progress::out;
-use crate::resources::{api, auth};
+use crate::resources::api::{self, choose_api};
+use crate::resources::api_key::{self, choose_key};
+use crate::resources::routes::AWS_IAM;
+use crate::resources::stage::deployed_stage;
+use crate::resources::usage_plan::{self, choose_usage_plan};
 use crate::retry::{Backoff, Retry};
 
 /// API Gateway gives up on an integration after 29 s.
@@ -142,7 +146,7 @@ pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result
     };
     if let Some(url) = url {
         let credential = match url.auth_type.as_str() {
-            api::AWS_IAM => {
+            AWS_IAM => {
                 Credential::Iam { region, service: "lambda", credentials: caller_credentials(&clients.config).await? }
             }
             _ => Credential::None,
@@ -151,24 +155,24 @@ pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result
     }
     let (apis, usage_plans) =
         tokio::try_join!(async { api::list(client, &stack.name).await.context("looking for the API") }, async {
-            auth::usage_plans(client, &stack.name).await.context("looking for the usage plan")
+            usage_plan::read(client, &stack.name).await.context("looking for the usage plan")
         },)?;
-    let Some(chosen) = crate::plan::choose_api(&apis, &usage_plans) else {
+    let Some(chosen) = choose_api(&apis, &usage_plans) else {
         return Err(CallError::NoApi { name: stack.name.clone(), region }.into());
     };
     let detail = api::detail(client, &chosen.id).await.context("reading the API's routes")?;
-    let stage = stack.stage.clone().unwrap_or_else(|| crate::plan::deployed_stage(&detail));
+    let stage = stack.stage.clone().unwrap_or_else(|| deployed_stage(&detail));
     let credential = match detail.method {
-        Some(method) if method.authorization == api::AWS_IAM => Credential::Iam {
+        Some(method) if method.authorization == AWS_IAM => Credential::Iam {
             region: region.clone(),
             service: "execute-api",
             credentials: caller_credentials(&clients.config).await?,
         },
         Some(method) if method.key_required => {
-            let keys = auth::keys(client, &stack.name).await.context("looking for the API key")?;
-            let usage_plan = crate::plan::choose_usage_plan(&usage_plans, Some(&chosen.id));
-            let key = match crate::plan::choose_key(&keys, usage_plan) {
-                Some(key) => auth::key_value(client, &key.id).await.context("reading the API key")?,
+            let keys = api_key::read(client, &stack.name).await.context("looking for the API key")?;
+            let usage_plan = choose_usage_plan(&usage_plans, Some(&chosen.id));
+            let key = match choose_key(&keys, usage_plan.map_or(&[], |plan| &plan.key_ids)) {
+                Some(key) => api_key::key_value(client, &key.id).await.context("reading the API key")?,
                 None => None,
             };
             key.map_or(Credential::None, Credential::ApiKey)

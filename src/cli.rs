@@ -113,6 +113,17 @@ pub enum Auth {
     None,
 }
 
+impl Auth {
+    /// The option's value, as typed.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api-key",
+            Self::Iam => "iam",
+            Self::None => "none",
+        }
+    }
+}
+
 /// What callers reach the function through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Front {

@@ -18,10 +18,10 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use crate::admin_socket::AdminClient;
+use crate::admin_socket::{AdminClient, checked_name};
 use crate::aws::Account;
+use crate::aws::Clients;
 use crate::cli::{CounterStoreOptions, CountersArgs, CountersCommand, OutputFormat};
-use crate::deployed::Clients;
 use crate::local_store::{self, LocalStore, OpenError};
 use crate::progress::out;
 use crate::resources::function;
@@ -33,7 +33,7 @@ use crate::retry::Backoff;
 const IMPORT_CONCURRENCY: usize = 32;
 /// How long to keep trying a data directory whose serve is starting or stopping (a stop
 /// waits up to its grace period for HTTP clients after closing the admin socket).
-const SERVE_WAIT: Duration = Duration::from_secs(crate::serve::SHUTDOWN_GRACE.as_secs() + 5);
+const SERVE_WAIT: Duration = Duration::from_secs(local_store::SHUTDOWN_GRACE.as_secs() + 5);
 
 /// Where the command works.
 enum Store {
@@ -462,14 +462,6 @@ fn parse_line(text: &str) -> Result<(String, i64), String> {
     .ok_or_else(|| format!("\"value\" is {}, not a 64-bit integer", line.value))?;
     checked_name(&counter)?;
     Ok((counter, value))
-}
-
-/// The rules the API applies to a counter name.
-pub fn checked_name(counter: &str) -> Result<&str, String> {
-    if counter.is_empty() {
-        return Err("the counter name is empty".to_owned());
-    }
-    validate::counter_name(counter).map_err(|invalid| format!("counter {counter:?}: {invalid}"))
 }
 
 #[cfg(test)]

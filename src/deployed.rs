@@ -1,112 +1,77 @@
 //! The read phase: every resource of a stack as deployed, each read once, concurrently.
 
 use anyhow::Context;
-use aws_config::SdkConfig;
 
-use crate::aws::{self, Account};
-use crate::plan;
-use crate::resources::api::{self, ApiDetail, ApiSummary};
-use crate::resources::auth::{self, KeyState, UsagePlanState};
+use crate::aws::{Account, Clients};
+use crate::resources::api::{self, ApiDetail, ApiSummary, choose_api};
+use crate::resources::api_key::{self, KeyState};
 use crate::resources::function::{self, FunctionState};
 use crate::resources::function_url::{self, UrlState};
 use crate::resources::log_group::{self, LogGroupState};
 use crate::resources::role::{self, RoleState};
-use crate::resources::table::{self, TableState};
-
-/// One client per service, from one configuration.
-pub struct Clients {
-    pub config: SdkConfig,
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub iam: aws_sdk_iam::Client,
-    pub lambda: aws_sdk_lambda::Client,
-    pub logs: aws_sdk_cloudwatchlogs::Client,
-    pub apigateway: aws_sdk_apigateway::Client,
-}
-
-impl Clients {
-    pub fn new(config: SdkConfig) -> Self {
-        Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
-            iam: aws_sdk_iam::Client::new(&config),
-            lambda: aws_sdk_lambda::Client::new(&config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
-            apigateway: aws_sdk_apigateway::Client::new(&config),
-            config,
-        }
-    }
-
-    pub async fn connect(options: &crate::cli::AwsOptions) -> anyhow::Result<Self> {
-        Ok(Self::new(aws::load_config(options).await?))
-    }
-}
-
-/// A switch of table asked for: every counter of the current table and of the new one.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Counters {
-    pub current: std::collections::BTreeMap<String, i64>,
-    pub new: std::collections::BTreeMap<String, i64>,
-}
+use crate::resources::table::{self, Counters, TableState, table_name};
+use crate::resources::usage_plan::{self, UsagePlanState};
 
 /// Everything of one stack as it is in AWS.
 #[derive(Debug, Clone)]
-pub struct Deployed {
-    pub account: Account,
-    pub function: Option<FunctionState>,
+pub(crate) struct Deployed {
+    pub(crate) account: Account,
+    pub(crate) function: Option<FunctionState>,
     /// The function's URL (`--front function-url`).
-    pub function_url: Option<UrlState>,
-    /// The table the stack uses ([`plan::table_name`]).
-    pub table: Option<TableState>,
+    pub(crate) function_url: Option<UrlState>,
+    /// The table the stack uses ([`table_name`]).
+    pub(crate) table: Option<TableState>,
     /// Read only when `--table` names another table than the function's.
-    pub counters: Option<Counters>,
+    pub(crate) counters: Option<Counters>,
     /// With no function and no `--table`: the tables whose tags say they hold the
     /// stack's counters (made for it, or kept by its uninstall).
-    pub kept_tables: Vec<String>,
-    pub role: Option<RoleState>,
-    pub log_group: Option<LogGroupState>,
+    pub(crate) kept_tables: Vec<String>,
+    pub(crate) role: Option<RoleState>,
+    pub(crate) log_group: Option<LogGroupState>,
     /// Every API named after the stack.
-    pub apis: Vec<ApiSummary>,
-    /// The routes and stages of the API [`plan::choose_api`] picks.
-    pub api: Option<ApiDetail>,
-    pub keys: Vec<KeyState>,
-    pub usage_plans: Vec<UsagePlanState>,
+    pub(crate) apis: Vec<ApiSummary>,
+    /// The routes and stages of the API [`choose_api`] picks.
+    pub(crate) api: Option<ApiDetail>,
+    pub(crate) keys: Vec<KeyState>,
+    pub(crate) usage_plans: Vec<UsagePlanState>,
 }
 
 /// What to read: the stack's name, and the table asked for.
-pub struct Target<'a> {
-    pub name: &'a str,
-    pub table: Option<&'a str>,
+pub(crate) struct Target<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) table: Option<&'a str>,
     /// Read the counters of both tables when `table` differs from the deployed one.
-    pub compare_counters: bool,
+    pub(crate) compare_counters: bool,
 }
 
-pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
+pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
     let name = target.name;
-    let log_group_name = format!("/aws/lambda/{name}");
+    let log_group_name = crate::stack::log_group_of(name);
     let (account, (function, function_url, table, counters), role, log_group, (apis, api, keys, usage_plans)) = tokio::try_join!(
         async { Account::of_caller(&clients.config).await.context("checking the credentials") },
         async {
             // The table is read alongside the function, as the one asked for or else the
             // default; only if the function names another one is that read after it.
-            let guess = plan::table_name(target.table, None);
+            let guess = table_name(target.table, None);
             let (function, function_url, guessed) = tokio::try_join!(
                 async { function::read(&clients.lambda, name).await.context("reading the function") },
                 async { function_url::read(&clients.lambda, name).await.context("reading the function's URL") },
                 async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
             )?;
             let deployed_table = function.as_ref().map(FunctionState::table);
-            let table_name = plan::table_name(target.table, function.as_ref());
+            let stack_table = table_name(target.table, deployed_table);
             let table = async {
-                if table_name == guess {
+                if stack_table == guess {
                     return anyhow::Ok(guessed);
                 }
-                table::read(&clients.dynamodb, &table_name, name).await.context("reading the table")
+                table::read(&clients.dynamodb, &stack_table, name).await.context("reading the table")
             };
             let counters = async {
                 match deployed_table {
-                    Some(current) if target.compare_counters && current != table_name => {
+                    Some(current) if target.compare_counters && current != stack_table => {
                         let (current, new) = tokio::try_join!(
                             table::counters(&clients.dynamodb, current),
-                            table::counters(&clients.dynamodb, &table_name)
+                            table::counters(&clients.dynamodb, &stack_table)
                         )
                         .context("reading the counters of both tables")?;
                         anyhow::Ok(Some(Counters { current, new }))
@@ -131,7 +96,7 @@ pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Depl
             let apis_and_detail = async {
                 let apis = api::list(&clients.apigateway, name).await.context("listing the APIs")?;
                 let single = apis.iter().filter(|api| api.tagged).count() <= 1;
-                let early = match plan::choose_api(&apis, &[]).filter(|_| single) {
+                let early = match choose_api(&apis, &[]).filter(|_| single) {
                     Some(chosen) => Some((chosen.id.clone(), detail(chosen.id.clone()).await?)),
                     None => None,
                 };
@@ -139,10 +104,10 @@ pub async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Depl
             };
             let ((apis, early), keys, usage_plans) = tokio::try_join!(
                 apis_and_detail,
-                async { auth::keys(&clients.apigateway, name).await.context("listing the API keys") },
-                async { auth::usage_plans(&clients.apigateway, name).await.context("listing the usage plans") },
+                async { api_key::read(&clients.apigateway, name).await.context("listing the API keys") },
+                async { usage_plan::read(&clients.apigateway, name).await.context("listing the usage plans") },
             )?;
-            let api = match (plan::choose_api(&apis, &usage_plans), early) {
+            let api = match (choose_api(&apis, &usage_plans), early) {
                 (Some(chosen), Some((id, detail))) if chosen.id == id => Some(detail),
                 (Some(chosen), _) => Some(detail(chosen.id.clone()).await?),
                 (None, _) => None,

@@ -1,25 +1,26 @@
 //! `counterctl install`: read what is deployed, plan, confirm what breaks callers, apply,
 //! report. `--dry-run` stops after printing the plan.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::apply::apply;
+use crate::aws::Clients;
 use crate::bundle::Codes;
-use crate::cli::{Auth, InstallArgs, OutputFormat};
-use crate::deployed::{self, Clients, Deployed, Target};
-use crate::plan::{self, Change, Plan, Request};
-use crate::progress::{Progress, Wording, out};
-use crate::resources::auth;
+use crate::change::Change;
+use crate::cli::{Auth, Front, InstallArgs, OutputFormat};
+use crate::deployed::{self, Deployed, Target};
+use crate::plan::{self, Plan, Request};
+use crate::progress::{Progress, Wording, ask, out};
+use crate::resources::api_key;
 
 #[derive(Serialize)]
 struct InstallResult<'a> {
     dry_run: bool,
     up_to_date: bool,
-    changes: &'a [Change],
+    changes: Vec<Change>,
     advisories: &'a [String],
     url: Option<String>,
     auth: &'static str,
@@ -29,7 +30,7 @@ struct InstallResult<'a> {
 }
 
 /// Reads the stack and plans `args` over it; shared with `status`.
-pub async fn read_and_plan(
+pub(crate) async fn read_and_plan(
     clients: &Clients,
     stack: &crate::cli::StackOptions,
     deploy: &crate::cli::DeployOptions,
@@ -51,20 +52,12 @@ pub async fn read_and_plan(
     Ok((deployed, plan))
 }
 
-pub fn auth_name(auth: Auth) -> &'static str {
-    match auth {
-        Auth::ApiKey => "api-key",
-        Auth::Iam => "iam",
-        Auth::None => "none",
-    }
-}
-
-pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let json = args.output.output == OutputFormat::Json;
     let (_, plan) = read_and_plan(&clients, &args.stack, &args.deploy, args.switch_table).await?;
     let throttled = args.deploy.rate_limit.is_some() || args.deploy.burst_limit.is_some();
-    if plan.front == crate::cli::Front::FunctionUrl && throttled {
+    if plan.front() == Front::FunctionUrl && throttled {
         eprintln!(
             "warning: a function URL has no throttle: --rate-limit and --burst-limit do nothing there; cap it with --max-concurrency"
         );
@@ -72,7 +65,7 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     if plan.wanted.auth == Auth::None {
         eprintln!("warning: --auth none: anyone who finds the URL can call it and burn IDs");
     }
-    let auth = auth_name(plan.wanted.auth);
+    let auth = plan.wanted.auth.name();
     if args.dry_run {
         let url = plan.deployed_url();
         if json {
@@ -80,7 +73,7 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             let result = InstallResult {
                 dry_run: true,
                 up_to_date: plan.up_to_date(),
-                changes: &plan.changes,
+                changes: plan.changes(),
                 advisories: &plan.advisories,
                 url,
                 auth,
@@ -94,7 +87,7 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         if plan.front_moves {
             out("The new front's URL is known once install makes it; callers of the old URL must move to it.")?;
         }
-        let planned = plan.changes.iter().filter(|change| change.action.changes()).count();
+        let planned = plan.changes().iter().filter(|change| change.changes()).count();
         match planned {
             0 => out("Dry run: everything is up to date.")?,
             _ => out(format!("Dry run: {planned} change(s) planned; nothing was changed."))?,
@@ -109,7 +102,7 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let applied = apply(&clients, &plan, &Progress::new(json)).await?;
     let url = applied.url.trim_end_matches('/').to_owned();
     let api_key = match (&applied.key_id, args.show_api_key) {
-        (Some(key_id), true) => auth::key_value(&clients.apigateway, key_id).await.context("reading the API key")?,
+        (Some(key_id), true) => api_key::key_value(&clients.apigateway, key_id).await.context("reading the API key")?,
         _ => None,
     };
     let curl = curl_command(&url, &plan, api_key.as_deref());
@@ -117,7 +110,7 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         let result = InstallResult {
             dry_run: false,
             up_to_date: plan.up_to_date(),
-            changes: &plan.changes,
+            changes: plan.changes(),
             advisories: &plan.advisories,
             url: Some(url),
             auth,
@@ -142,8 +135,8 @@ pub async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints each change of the plan, then its advisories.
-pub fn print_plan(plan: &Plan, wording: Wording) -> std::io::Result<()> {
-    for change in &plan.changes {
+pub(crate) fn print_plan(plan: &Plan, wording: Wording) -> std::io::Result<()> {
+    for change in &plan.changes() {
         out(wording.line(change))?;
     }
     for advisory in &plan.advisories {
@@ -153,18 +146,16 @@ pub fn print_plan(plan: &Plan, wording: Wording) -> std::io::Result<()> {
 }
 
 /// Asks before changes that break callers; refuses when there is no terminal to ask on.
-fn confirm(plan: &Plan, breaking: &[&Change]) -> anyhow::Result<()> {
+fn confirm(plan: &Plan, breaking: &[Change]) -> anyhow::Result<()> {
     let lines: Vec<String> = breaking.iter().map(|change| format!("  {}", Wording::Plan.line(change))).collect();
     let what = format!("These changes break existing callers of stack {}:\n{}", plan.stack.name, lines.join("\n"));
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!("{what}\nrefusing without confirmation, and there is no terminal to ask on\nhint: pass --yes");
-    }
-    print_plan(plan, Wording::Plan)?;
-    print!("{what}\nApply them? [y/N] ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+    let refusal =
+        format!("{what}\nrefusing without confirmation, and there is no terminal to ask on\nhint: pass --yes");
+    let answer = ask(&refusal, || {
+        print_plan(plan, Wording::Plan)?;
+        Ok(format!("{what}\nApply them? [y/N]"))
+    })?;
+    if !matches!(answer.as_str(), "y" | "Y" | "yes") {
         anyhow::bail!("cancelled; nothing was changed");
     }
     Ok(())

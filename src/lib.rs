@@ -1,23 +1,29 @@
 //! The counterctl CLI: one module per concern.
 
-pub mod admin_socket;
-pub mod apply;
+//!
+//! The library exposes what the binary and the integration tests use: [`run`], the
+//! command line ([`cli`]), the AWS clients ([`aws::Clients`]) and endpoint discovery
+//! ([`call`]). Everything else is crate-private; ARCHITECTURE.md maps it.
+
+mod admin_socket;
+mod apply;
 pub mod aws;
-pub mod bundle;
+mod bundle;
 pub mod call;
+mod change;
 pub mod cli;
-pub mod counters;
-pub mod deployed;
-pub mod install;
-pub mod local_store;
-pub mod plan;
-pub mod progress;
-pub mod resources;
-pub mod retry;
-pub mod serve;
-pub mod stack;
-pub mod status;
-pub mod uninstall;
+mod counters;
+mod deployed;
+mod install;
+mod local_store;
+mod plan;
+mod progress;
+mod resources;
+mod retry;
+mod serve;
+mod stack;
+mod status;
+mod uninstall;
 
 use std::process::ExitCode;
 

@@ -33,6 +33,9 @@ pub const DATABASE_FILE: &str = "counters.sqlite3";
 /// Held (`flock`) by the one process serving a data directory; the kernel releases it
 /// when that process ends, however it ends.
 pub const LOCK_FILE: &str = "serve.lock";
+/// How long a stopping serve waits for requests in flight before it lets go of the data
+/// directory; a client that never finishes sending its request must not keep it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Most requests in one transaction: bounds how long the first of them waits.
 const MAX_BATCH: usize = 1024;
 /// Requests that may wait for the committer; past that, new ones wait to be queued.

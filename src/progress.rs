@@ -3,12 +3,12 @@
 //! not pass through here: the caller reports from the plan and what apply returned.
 
 use std::future::Future;
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::plan::{Action, Change};
+use crate::change::{Action, Change, Diff};
 
 /// How a change is worded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub enum Wording {
 impl Wording {
     /// The line's leading symbol: ✓ for done or fine, +/~/- for planned changes, ✗ for
     /// a status that needs install.
-    pub fn mark(self, action: &Action) -> &'static str {
+    pub fn mark(self, action: &Action<Vec<Diff>>) -> &'static str {
         match (self, action) {
             (Self::Done, _) => "✓",
             (_, action) if !action.changes() => "✓",
@@ -43,8 +43,8 @@ impl Wording {
         text
     }
 
-    pub fn describe_action(self, action: &Action) -> String {
-        let diffs = |diffs: &[crate::plan::Diff]| diffs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    pub fn describe_action(self, action: &Action<Vec<Diff>>) -> String {
+        let diffs = |diffs: &[Diff]| diffs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         match (self, action) {
             (Self::Done, Action::Create) => "created".into(),
             (Self::Done, Action::Update(d)) => format!("updated: {}", diffs(d)),
@@ -86,6 +86,21 @@ pub fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{line}")
 }
 
+/// Asks a question on the terminal and returns the answer, trimmed; `question` prints
+/// what comes before it and returns it. Without a terminal to ask on, fails with
+/// `refusal`.
+pub(crate) fn ask(refusal: &str, question: impl FnOnce() -> std::io::Result<String>) -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{refusal}");
+    }
+    let question = question()?;
+    print!("{question} ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim().to_owned())
+}
+
 pub struct Progress {
     /// `None` for plain lines; spinners only on a terminal.
     bars: Option<MultiProgress>,
@@ -99,7 +114,7 @@ impl Progress {
     }
 
     /// Shows `change` while `work` carries it out, and its outcome when done.
-    pub async fn step<T>(&self, change: &Change, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    pub async fn step<T>(&self, change: Change, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
         let work = async { work.await.map(|value| (value, None)) };
         self.step_noting(change, work).await
     }
@@ -109,7 +124,7 @@ impl Progress {
     /// planned outcome, and goes no further.
     pub async fn step_noting<T>(
         &self,
-        change: &Change,
+        change: Change,
         work: impl Future<Output = anyhow::Result<(T, Option<String>)>>,
     ) -> anyhow::Result<T> {
         let started = Instant::now();
@@ -129,7 +144,7 @@ impl Progress {
         let (mark, text) = match &result {
             Ok((_, Some(note))) => ("✓", format!("{note} ({elapsed})")),
             Ok((_, None)) => {
-                (Wording::Done.mark(&change.action), format!("{} ({elapsed})", Wording::Done.describe(change)))
+                (Wording::Done.mark(&change.action), format!("{} ({elapsed})", Wording::Done.describe(&change)))
             }
             Err(_) => ("✗", format!("failed ({elapsed})")),
         };

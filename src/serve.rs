@@ -32,7 +32,8 @@ use uuid::Uuid;
 
 use crate::admin_socket;
 use crate::cli::{OutputFormat, ServeArgs};
-use crate::local_store::{self, LocalStore};
+use crate::local_store::{self, LocalStore, SHUTDOWN_GRACE};
+use crate::retry::ACCEPT_BACKOFF;
 use connections::{Deadlines, Watch, Watched};
 use metrics::Metrics;
 
@@ -54,12 +55,6 @@ const API_KEY_HEADER: &str = "x-api-key";
 /// File descriptors kept free of connections: the database and its log, the lock, the
 /// listening sockets, admin connections, the runtime's own.
 const RESERVED_DESCRIPTORS: u64 = 64;
-/// How long a stop waits for requests in flight; a client that never finishes sending its
-/// request must not keep the server from stopping.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long accepting pauses after an error such as running out of file descriptors,
-/// giving open connections time to close.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = match &args.data_dir {

@@ -22,7 +22,7 @@ pub const PROXY_PATH: &str = "/{proxy+}";
 const TRUST_POLICY: &str = include_str!("../assets/trust-policy.json");
 
 /// The names of one deployment's resources.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stack {
     /// Function, role, API, API key and usage plan name.
     pub name: String,
@@ -55,8 +55,9 @@ impl Stack {
         format!("{REGION_POLICY_PREFIX}{region}")
     }
 
+    /// The log group Lambda writes the function's logs to.
     pub fn log_group(&self) -> String {
-        format!("/aws/lambda/{}", self.name)
+        log_group_of(&self.name)
     }
 
     pub fn table_arn(&self, account: &Account) -> String {
@@ -68,7 +69,7 @@ impl Stack {
     }
 
     pub fn log_group_arn(&self, account: &Account) -> String {
-        account.arn("logs", &format!("log-group:/aws/lambda/{}", self.name))
+        account.arn("logs", &format!("log-group:{}", self.log_group()))
     }
 
     /// The Lambda proxy integration's URI.
@@ -191,6 +192,28 @@ pub fn policy_regions(policy: &serde_json::Value) -> std::collections::BTreeSet<
         resource => vec![resource.clone()],
     });
     resources.filter_map(|resource| Some(resource.as_str()?.split(':').nth(3)?.to_owned())).collect()
+}
+
+/// Of the resources of one kind named after the stack, the stack's own: a tagged one
+/// (one in use, else the first by `order`), else the first untagged one by `order`,
+/// which install adopts.
+pub(crate) fn choose<'a, T, K: Ord>(
+    items: &'a [T],
+    tagged: impl Fn(&T) -> bool,
+    in_use: impl Fn(&T) -> bool,
+    order: impl Fn(&T) -> K,
+) -> Option<&'a T> {
+    let tagged: Vec<&T> = items.iter().filter(|item| tagged(item)).collect();
+    if tagged.is_empty() {
+        return items.iter().min_by_key(|item| order(item));
+    }
+    let in_use = tagged.iter().copied().filter(|item| in_use(item)).min_by_key(|item| order(item));
+    in_use.or_else(|| tagged.into_iter().min_by_key(|item| order(item)))
+}
+
+/// The log group of function `name`: where Lambda writes its logs.
+pub(crate) fn log_group_of(name: &str) -> String {
+    format!("/aws/lambda/{name}")
 }
 
 /// The URL of an API's stage.

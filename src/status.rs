@@ -7,17 +7,18 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{Auth, OutputFormat, StatusArgs};
-use crate::deployed::Clients;
+use crate::aws::Clients;
+use crate::change::Change;
+use crate::cli::{Auth, Front, OutputFormat, StatusArgs};
 use crate::install::{print_plan, read_and_plan};
-use crate::plan::Change;
+use crate::plan::{FrontPlan, Keys};
 use crate::progress::{Wording, out};
-use crate::resources::auth;
+use crate::resources::api_key;
 
 #[derive(Serialize)]
 struct StatusResult<'a> {
     healthy: bool,
-    resources: &'a [Change],
+    resources: Vec<Change>,
     advisories: &'a [String],
     url: Option<String>,
     /// The deployed function's CodeSha256, and the one install would deploy.
@@ -27,15 +28,16 @@ struct StatusResult<'a> {
     api_key: Option<String>,
 }
 
-pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let (deployed, plan) = read_and_plan(&clients, &args.stack, &args.deploy, false).await?;
     if args.caller_policy {
-        let policy = match (plan.front, &plan.api, &plan.function_url) {
-            (crate::cli::Front::FunctionUrl, _, Some(_)) => {
+        let url_deployed = matches!(&plan.front, FrontPlan::FunctionUrl(url) if url.deployed.is_some());
+        let policy = match (plan.front(), plan.api_id()) {
+            (Front::FunctionUrl, _) if url_deployed => {
                 crate::stack::function_url_caller_policy(&plan.stack, &plan.account)
             }
-            (crate::cli::Front::Rest, Some(api), _) => crate::stack::caller_policy(&plan.stack, &plan.account, &api.id),
+            (Front::Rest, Some(api_id)) => crate::stack::caller_policy(&plan.stack, &plan.account, api_id),
             _ => {
                 anyhow::bail!("stack {} has nothing to call yet\nhint: run `counterctl install` first", plan.stack.name)
             }
@@ -48,16 +50,23 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let healthy = plan.up_to_date();
     let deployed_code_sha256 = deployed.function.as_ref().map(|function| function.code_sha256.clone());
-    let bundled_code_sha256 = plan.wanted.code.sha256.clone();
+    let bundled_code_sha256 = plan.wanted.function.code.sha256.clone();
     let url = plan.deployed_url();
-    let api_key = match (&plan.key, args.show_api_key) {
-        (Some(key), true) => auth::key_value(&clients.apigateway, &key.id).await.context("reading the API key")?,
+    let key = match &plan.front {
+        FrontPlan::Rest(rest) => match &rest.keys {
+            Keys::Wanted { key, .. } => key.key.as_ref(),
+            Keys::Unwanted { .. } => None,
+        },
+        FrontPlan::FunctionUrl(_) => None,
+    };
+    let api_key = match (key, args.show_api_key) {
+        (Some(key), true) => api_key::key_value(&clients.apigateway, &key.id).await.context("reading the API key")?,
         _ => None,
     };
     if args.output.output == OutputFormat::Json {
         let result = StatusResult {
             healthy,
-            resources: &plan.changes,
+            resources: plan.changes(),
             advisories: &plan.advisories,
             url,
             deployed_code_sha256,

@@ -4,17 +4,18 @@
 //! counters stay unless `--delete-data`; the role stays while another region's function
 //! uses it.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::aws::Clients;
+use crate::change::{Change, Delete, Deletion};
 use crate::cli::{OutputFormat, UninstallArgs};
-use crate::deployed::{self, Clients, Deployed, Target};
-use crate::plan::{self, Action, Change, Resource};
-use crate::progress::{Progress, Wording, out};
-use crate::resources::{api, auth, function, log_group, role, table};
+use crate::deployed::{self, Target};
+use crate::plan;
+use crate::progress::{Progress, Wording, ask, out};
+use crate::resources::table;
 
 const DUPLICATES_WARNING: &str = "Counters restarted in a new table would hand out IDs that were already issued.";
 
@@ -26,15 +27,17 @@ struct UninstallResult<'a> {
     warnings: &'a [String],
 }
 
-pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let json = args.output.output == OutputFormat::Json;
     let name = &args.stack.name;
     let target = Target { name, table: args.stack.table.as_deref(), compare_counters: false };
     let deployed = deployed::read(&clients, &target).await?;
-    let table_name = plan::table_name(args.stack.table.as_deref(), deployed.function.as_ref());
-    let changes = plan::uninstall(name, &deployed, &table_name, args.delete_data);
-    let deletes_table = changes.iter().any(|c| c.resource == Resource::Table && matches!(c.action, Action::Delete(_)));
+    let function_table = deployed.function.as_ref().map(|function| function.table());
+    let table_name = table::table_name(args.stack.table.as_deref(), function_table);
+    let teardown = plan::uninstall(name, &deployed, &table_name, args.delete_data);
+    let changes = teardown.changes();
+    let deletes_table = teardown.table.deletes();
     let items = if deletes_table {
         Some(table::count_items(&clients.dynamodb, &table_name).await.context("counting the table's items")?)
     } else {
@@ -50,7 +53,7 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
             out(format!("table {table_name} and its counters are kept (delete them with --delete-data)"))?;
         }
     }
-    let anything_to_delete = changes.iter().any(|change| change.action.changes());
+    let anything_to_delete = changes.iter().any(|change| change.changes());
     if !anything_to_delete {
         if !json {
             out(format!("Nothing of stack {name} is left to delete."))?;
@@ -72,29 +75,23 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     // The usage plans first (AWS refuses to delete a usage plan while it has stages, and
     // without one no key is accepted), then keys and APIs, so nothing calls a
     // half-deleted stack; the function before its role; the data last.
-    let order = [
-        Resource::UsagePlan,
-        Resource::ApiKey,
-        Resource::Api,
-        Resource::Function,
-        Resource::LogGroup,
-        Resource::Policy,
-        Resource::Role,
-        Resource::Table,
-    ];
     let mut warnings = Vec::new();
-    for resource in order {
-        for change in changes.iter().filter(|change| change.resource == resource && change.action.changes()) {
-            let step = async {
-                let kept = delete(&clients, &deployed, name, change).await?;
-                let note = kept.as_ref().map(|reason| format!("kept: {reason}"));
-                Ok((kept, note))
-            };
-            if let Some(kept) = progress.step_noting(change, step).await? {
-                warnings.push(format!("{} {}: kept: {kept}", change.resource.label(), change.name));
-            }
-        }
+    for deletion in &teardown.usage_plans {
+        warnings.extend(deleted(&clients, deletion, &progress).await?);
     }
+    for deletion in &teardown.keys {
+        warnings.extend(deleted(&clients, deletion, &progress).await?);
+    }
+    for deletion in &teardown.apis {
+        warnings.extend(deleted(&clients, deletion, &progress).await?);
+    }
+    warnings.extend(deleted(&clients, &teardown.function, &progress).await?);
+    warnings.extend(deleted(&clients, &teardown.log_group, &progress).await?);
+    for deletion in &teardown.policies {
+        warnings.extend(deleted(&clients, deletion, &progress).await?);
+    }
+    warnings.extend(deleted(&clients, &teardown.role, &progress).await?);
+    warnings.extend(deleted(&clients, &teardown.table, &progress).await?);
     let table_kept = deployed.table.is_some() && !deletes_table;
     if json {
         out(serde_json::to_string_pretty(&UninstallResult { changes: &changes, table_kept, warnings: &warnings })?)?;
@@ -110,67 +107,26 @@ pub async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Carries out one planned deletion; `Some(reason)` when AWS refused it and the resource
-/// is kept.
-async fn delete(
+/// Carries out one planned deletion; what AWS refused to delete, as a warning.
+async fn deleted<T: Delete>(
     clients: &Clients,
-    deployed: &Deployed,
-    stack_name: &str,
-    change: &Change,
+    deletion: &Deletion<T>,
+    progress: &Progress,
 ) -> anyhow::Result<Option<String>> {
-    let apigateway = &clients.apigateway;
-    let name = change.name.as_str();
-    match change.resource {
-        Resource::Api => {
-            api::delete(apigateway, name).await.context("deleting the API")?;
-        }
-        Resource::UsagePlan => {
-            if let Some(plan) = deployed.usage_plans.iter().find(|plan| plan.id == name) {
-                auth::delete_usage_plan(apigateway, plan).await.context("deleting the usage plan")?;
-            }
-        }
-        Resource::ApiKey => {
-            auth::delete_key(apigateway, name).await.context("deleting the API key")?;
-        }
-        Resource::Function => {
-            function::delete(&clients.lambda, name).await.context("deleting the function")?;
-        }
-        Resource::LogGroup => {
-            log_group::delete(&clients.logs, name).await.context("deleting the log group")?;
-        }
-        Resource::Policy => {
-            role::delete_policy(&clients.iam, stack_name, name).await.context("deleting this region's policy")?;
-        }
-        Resource::Role => {
-            let Some(state) = &deployed.role else { return Ok(None) };
-            return role::delete(&clients.iam, name, state).await.context("deleting the role");
-        }
-        Resource::Table => {
-            table::delete(&clients.dynamodb, name).await.context("deleting the table")?;
-        }
-        Resource::Permission | Resource::Route | Resource::Integration | Resource::Stage | Resource::FunctionUrl => {}
-    }
-    Ok(None)
+    let kept = deletion.apply(clients, progress).await?;
+    let row = &deletion.row;
+    Ok((!kept.is_empty()).then(|| format!("{} {}: kept: {}", row.resource.label(), row.name, kept.join("; "))))
 }
 
 /// Asks on the terminal; refuses when there is none to ask on.
 fn confirm(table: &str, delete_data: bool) -> anyhow::Result<()> {
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!("uninstall needs confirmation and there is no terminal to ask on\nhint: pass --yes");
-    }
-    let mut answer = String::new();
-    let mut ask = |question: &str| -> anyhow::Result<String> {
-        print!("{question} ");
-        std::io::stdout().flush()?;
-        answer.clear();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        Ok(answer.trim().to_owned())
-    };
+    let refusal = "uninstall needs confirmation and there is no terminal to ask on\nhint: pass --yes";
     if delete_data {
-        if ask(&format!("Type the table name ({table}) to delete it and its counters:"))? != table {
+        let question = format!("Type the table name ({table}) to delete it and its counters:");
+        if ask(refusal, || Ok(question))? != table {
             anyhow::bail!("the name did not match; nothing was deleted");
         }
-    } else if !matches!(ask("Delete these? [y/N]")?.as_str(), "y" | "Y" | "yes") {
+    } else if !matches!(ask(refusal, || Ok("Delete these? [y/N]".to_owned()))?.as_str(), "y" | "Y" | "yes") {
         anyhow::bail!("cancelled; nothing was deleted");
     }
     Ok(())

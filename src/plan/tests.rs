@@ -3,13 +3,95 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+
 use super::*;
-use crate::deployed::Counters;
-use crate::resources::api::{MethodState, StageState};
+use crate::change::{Diff, Field};
+use crate::cli::{Architecture, DeployOptions};
+use crate::resources::api::{ApiDetail, ApiSummary, choose_api};
+use crate::resources::api_key::KeyState;
+use crate::resources::apigateway::Throttle;
+use crate::resources::function::{Code, FunctionState, TABLE_VARIABLE};
 use crate::resources::log_group::LogGroupState;
+use crate::resources::permission::permits;
 use crate::resources::role::RoleState;
-use crate::resources::table::TableState;
-use crate::stack::PERMISSION_SID;
+use crate::resources::role::other_regions;
+use crate::resources::routes::MethodState;
+use crate::resources::stage::{DEFAULT_STAGE, StageState, deployment_description};
+use crate::resources::table::{COUNTER_KEY_SCHEMA, Counters, TableState, Ttl, table_name};
+use crate::stack::{LEGACY_POLICY_NAME, PERMISSION_SID};
+
+/// The first row of `resource` in the plan.
+fn change(plan: &Plan, resource: Resource) -> Change {
+    plan.changes().into_iter().find(|change| change.resource == resource).expect("every resource is planned")
+}
+
+fn action(plan: &Plan, resource: Resource) -> Action<Vec<Diff>> {
+    change(plan, resource).action
+}
+
+fn rest(plan: &Plan) -> &RestPlan {
+    match &plan.front {
+        FrontPlan::Rest(rest) => rest,
+        FrontPlan::FunctionUrl(_) => panic!("the REST front is planned"),
+    }
+}
+
+/// The ids of the APIs the plan deletes.
+fn duplicate_apis(plan: &Plan) -> Vec<String> {
+    let deletions = match &plan.front {
+        FrontPlan::Rest(rest) => &rest.api.duplicates,
+        FrontPlan::FunctionUrl(url) => &url.apis,
+    };
+    deletions.iter().flat_map(|deletion| deletion.targets.iter().map(|api| api.0.clone())).collect()
+}
+
+/// The ids of the keys the plan deletes.
+fn duplicate_keys(plan: &Plan) -> Vec<String> {
+    let ids = |deletions: &[&Deletion<KeyId>]| {
+        deletions.iter().flat_map(|deletion| deletion.targets.iter().map(|key| key.0.clone())).collect()
+    };
+    match &plan.front {
+        FrontPlan::Rest(rest) => match &rest.keys {
+            Keys::Wanted { key, .. } => ids(&key.duplicates.iter().collect::<Vec<_>>()),
+            Keys::Unwanted { keys, .. } => ids(&[keys]),
+        },
+        FrontPlan::FunctionUrl(url) => ids(&[&url.keys]),
+    }
+}
+
+/// The usage plans the plan deletes.
+fn duplicate_usage_plans(plan: &Plan) -> Vec<UsagePlanState> {
+    let all = |deletions: &[&Deletion<UsagePlanState>]| {
+        deletions.iter().flat_map(|deletion| deletion.targets.iter().cloned()).collect()
+    };
+    match &plan.front {
+        FrontPlan::Rest(rest) => match &rest.keys {
+            Keys::Wanted { usage_plan, .. } => all(&usage_plan.duplicates.iter().collect::<Vec<_>>()),
+            Keys::Unwanted { usage_plans, .. } => all(&[usage_plans]),
+        },
+        FrontPlan::FunctionUrl(url) => all(&[&url.usage_plans]),
+    }
+}
+
+/// Whether a shown change has a difference in `field`.
+fn touches(action: &Action<Vec<Diff>>, field: Field) -> bool {
+    action.change().is_some_and(|diffs| diffs.iter().any(|diff| diff.field == field))
+}
+
+fn kept_key(plan: &Plan) -> Option<&KeyState> {
+    match &rest(plan).keys {
+        Keys::Wanted { key, .. } => key.key.as_ref(),
+        Keys::Unwanted { .. } => None,
+    }
+}
+
+fn kept_usage_plan(plan: &Plan) -> Option<&UsagePlanState> {
+    match &rest(plan).keys {
+        Keys::Wanted { usage_plan, .. } => usage_plan.usage_plan.as_ref(),
+        Keys::Unwanted { .. } => None,
+    }
+}
 
 const NAME: &str = "AtomicCounter";
 const TABLE: &str = "Counters";
@@ -110,7 +192,7 @@ fn healthy() -> Deployed {
     let stack = stack();
     let role_arn = crate::resources::role::arn(NAME, &account);
     let uri = stack.integration_uri(&account);
-    assert!(function::permits(&permission(&stack.source_arn(&account, API)), &stack.source_arn(&account, API)));
+    assert!(permits(&permission(&stack.source_arn(&account, API)), &stack.source_arn(&account, API)));
     Deployed {
         function_url: None,
         function: Some(FunctionState {
@@ -169,7 +251,7 @@ fn healthy() -> Deployed {
 }
 
 /// The fields an action's diffs touch (none for an action without diffs).
-fn fields(action: &Action) -> Vec<Field> {
+fn fields(action: &Action<Vec<Diff>>) -> Vec<Field> {
     match action {
         Action::Update(diffs) | Action::Adopt(diffs) => diffs.iter().map(|diff| diff.field).collect(),
         _ => Vec::new(),
@@ -186,7 +268,7 @@ fn named<'a>(changes: &'a [Change], resource: Resource, name: &str) -> &'a Chang
 
 /// The resources a plan writes.
 fn changing(plan: &Plan) -> Vec<(Resource, String)> {
-    plan.changes.iter().filter(|change| change.action.changes()).map(|c| (c.resource, c.name.clone())).collect()
+    plan.changes().iter().filter(|change| change.action.changes()).map(|c| (c.resource, c.name.clone())).collect()
 }
 
 fn function_mut(deployed: &mut Deployed) -> &mut FunctionState {
@@ -211,18 +293,20 @@ fn with_table<'a>(options: &'a DeployOptions, table: &'a str, switch_table: bool
 fn a_healthy_stack_with_no_options_plans_no_change() {
     let plan = planned(&healthy());
     assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
-    for change in &plan.changes {
+    for change in &plan.changes() {
         // The other front's resource is absent, as it should be.
         let expected = if change.resource == Resource::FunctionUrl { Action::Absent } else { Action::Keep };
         assert_eq!(change.action, expected, "{change:?}");
     }
-    let resources: BTreeSet<Resource> = plan.changes.iter().map(|change| change.resource).collect();
+    let resources: BTreeSet<Resource> = plan.changes().iter().map(|change| change.resource).collect();
     assert_eq!(resources.len(), 13, "every resource is planned: {resources:?}");
     assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
-    assert!(plan.duplicate_apis.is_empty() && plan.duplicate_keys.is_empty() && plan.duplicate_usage_plans.is_empty());
-    assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some(API));
-    assert_eq!(plan.key.as_ref().map(|key| key.id.as_str()), Some(KEY));
-    assert_eq!(plan.usage_plan.as_ref().map(|plan| plan.id.as_str()), Some(PLAN));
+    assert!(
+        duplicate_apis(&plan).is_empty() && duplicate_keys(&plan).is_empty() && duplicate_usage_plans(&plan).is_empty()
+    );
+    assert_eq!(plan.api_id(), Some(API));
+    assert_eq!(kept_key(&plan).map(|key| key.id.as_str()), Some(KEY));
+    assert_eq!(kept_usage_plan(&plan).map(|plan| plan.id.as_str()), Some(PLAN));
 }
 
 // 2.
@@ -246,13 +330,12 @@ fn options_not_given_keep_what_is_deployed() {
     let plan = planned(&deployed);
     assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
     assert_eq!(plan.wanted.auth, Auth::None);
-    assert_eq!(plan.wanted.architecture, Architecture::Arm64);
-    assert_eq!(plan.wanted.code.architecture, aws_sdk_lambda::types::Architecture::Arm64);
-    assert_eq!(plan.wanted.memory_mb, 512);
-    assert_eq!(plan.wanted.timeout_seconds, 60);
+    assert_eq!(plan.wanted.function.code.architecture, aws_sdk_lambda::types::Architecture::Arm64);
+    assert_eq!(plan.wanted.function.memory_mb, 512);
+    assert_eq!(plan.wanted.function.timeout_seconds, 60);
     assert_eq!(plan.wanted.log_retention_days, Some(90));
-    assert_eq!(*plan.action(Resource::ApiKey), Action::Absent);
-    assert_eq!(*plan.action(Resource::UsagePlan), Action::Absent);
+    assert_eq!(action(&plan, Resource::ApiKey), Action::Absent);
+    assert_eq!(action(&plan, Resource::UsagePlan), Action::Absent);
 }
 
 #[test]
@@ -278,12 +361,12 @@ fn an_option_given_changes_only_its_field() {
     let options = DeployOptions { memory: Some(256), ..options() };
     let plan = plan_with(&healthy(), &options);
     assert_eq!(
-        *plan.action(Resource::Function),
+        action(&plan, Resource::Function),
         Action::Update(vec![Diff { field: Field::Memory, from: "128 MB".into(), to: "256 MB".into() }])
     );
     assert_eq!(changing(&plan), vec![(Resource::Function, NAME.to_owned())]);
-    assert_eq!(plan.wanted.memory_mb, 256);
-    assert_eq!(plan.wanted.timeout_seconds, 15);
+    assert_eq!(plan.wanted.function.memory_mb, 256);
+    assert_eq!(plan.wanted.function.timeout_seconds, 15);
 }
 
 // 4.
@@ -339,11 +422,11 @@ fn switching_to_a_table_whose_counters_are_all_level_or_ahead_is_planned() {
     });
     let plan = install(&with_table(&options, "Other", true), &deployed).expect("every counter is level or ahead");
     assert_eq!(plan.stack.table, "Other");
-    let Action::Update(diffs) = plan.action(Resource::Function) else {
-        panic!("the function is not updated: {:?}", plan.action(Resource::Function));
+    let Action::Update(diffs) = action(&plan, Resource::Function) else {
+        panic!("the function is not updated: {:?}", action(&plan, Resource::Function));
     };
-    assert_eq!(diffs, &vec![Diff { field: Field::TableName, from: TABLE.into(), to: "Other".into() }]);
-    assert!(plan.action(Resource::Policy).touches(Field::Document), "the policy grants the new table");
+    assert_eq!(diffs, vec![Diff { field: Field::TableName, from: TABLE.into(), to: "Other".into() }]);
+    assert!(touches(&action(&plan, Resource::Policy), Field::Document), "the policy grants the new table");
 }
 
 #[test]
@@ -351,13 +434,13 @@ fn no_table_option_keeps_the_functions_table() {
     let plan = planned(&healthy());
     assert_eq!(plan.stack.table, TABLE);
     assert_ne!(plan.stack.table, counter_function::dynamo::DEFAULT_TABLE);
-    assert_eq!(plan.change(Resource::Table).name, TABLE);
-    assert!(!plan.action(Resource::Function).touches(Field::TableName));
+    assert_eq!(change(&plan, Resource::Table).name, TABLE);
+    assert!(!touches(&action(&plan, Resource::Function), Field::TableName));
 
     let mut deployed = healthy();
     function_mut(&mut deployed).variables.insert(TABLE_VARIABLE.into(), "X".into());
-    assert_eq!(table_name(None, deployed.function.as_ref()), "X");
-    assert_eq!(table_name(Some("Asked"), deployed.function.as_ref()), "Asked");
+    assert_eq!(table_name(None, deployed.function.as_ref().map(FunctionState::table)), "X");
+    assert_eq!(table_name(Some("Asked"), deployed.function.as_ref().map(FunctionState::table)), "Asked");
     assert_eq!(table_name(None, None), "AtomicCounters");
 }
 
@@ -378,8 +461,8 @@ fn an_adopted_table_gets_ttl_and_only_advice_about_protection() {
     table.tagged = false;
     table.ttl = Ttl::Off;
     let plan = planned(&deployed);
-    assert!(matches!(plan.action(Resource::Table), Action::Adopt(_)), "{:?}", plan.action(Resource::Table));
-    assert_eq!(fields(plan.action(Resource::Table)), vec![Field::Ttl]);
+    assert!(matches!(action(&plan, Resource::Table), Action::Adopt(_)), "{:?}", action(&plan, Resource::Table));
+    assert_eq!(fields(&action(&plan, Resource::Table)), vec![Field::Ttl]);
     assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
 
     let mut deployed = healthy();
@@ -388,15 +471,15 @@ fn an_adopted_table_gets_ttl_and_only_advice_about_protection() {
     table.deletion_protection = false;
     table.point_in_time_recovery = false;
     let plan = planned(&deployed);
-    assert_eq!(*plan.action(Resource::Table), Action::Adopt(Vec::new()));
-    assert!(!plan.action(Resource::Table).changes());
+    assert_eq!(action(&plan, Resource::Table), Action::Adopt(Vec::new()));
+    assert!(!action(&plan, Resource::Table).changes());
     assert_eq!(plan.advisories.len(), 2, "{:?}", plan.advisories);
     assert!(plan.advisories.iter().any(|advice| advice.contains("deletion protection")), "{:?}", plan.advisories);
     assert!(plan.advisories.iter().any(|advice| advice.contains("point-in-time recovery")), "{:?}", plan.advisories);
 
     let options = DeployOptions { protect_table: true, ..options() };
     let plan = plan_with(&deployed, &options);
-    assert_eq!(fields(plan.action(Resource::Table)), vec![Field::DeletionProtection, Field::PointInTimeRecovery]);
+    assert_eq!(fields(&action(&plan, Resource::Table)), vec![Field::DeletionProtection, Field::PointInTimeRecovery]);
     assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
 }
 
@@ -407,8 +490,8 @@ fn a_tagged_table_always_gets_its_protections_back() {
     table.deletion_protection = false;
     table.point_in_time_recovery = false;
     let plan = planned(&deployed);
-    assert!(matches!(plan.action(Resource::Table), Action::Update(_)), "{:?}", plan.action(Resource::Table));
-    assert_eq!(fields(plan.action(Resource::Table)), vec![Field::DeletionProtection, Field::PointInTimeRecovery]);
+    assert!(matches!(action(&plan, Resource::Table), Action::Update(_)), "{:?}", action(&plan, Resource::Table));
+    assert_eq!(fields(&action(&plan, Resource::Table)), vec![Field::DeletionProtection, Field::PointInTimeRecovery]);
 }
 
 // 6.
@@ -417,18 +500,18 @@ fn a_tagged_table_always_gets_its_protections_back() {
 fn an_auth_change_is_marked_breaking() {
     let auth_none = DeployOptions { auth: Some(Auth::None), ..options() };
     let plan = plan_with(&healthy(), &auth_none);
-    let route = plan.change(Resource::Route);
-    assert!(route.action.touches(Field::Method), "{route:?}");
+    let route = change(&plan, Resource::Route);
+    assert!(touches(&route.action, Field::Method), "{route:?}");
     assert!(route.breaking, "{route:?}");
-    let key = plan.change(Resource::ApiKey);
+    let key = change(&plan, Resource::ApiKey);
     assert!(matches!(key.action, Action::Delete(_)) && key.breaking, "{key:?}");
-    let usage_plan = plan.change(Resource::UsagePlan);
+    let usage_plan = change(&plan, Resource::UsagePlan);
     assert!(matches!(usage_plan.action, Action::Delete(_)) && usage_plan.breaking, "{usage_plan:?}");
-    assert_eq!(plan.duplicate_keys, vec![KEY.to_owned()]);
-    assert_eq!(plan.duplicate_usage_plans.iter().map(|plan| plan.id.as_str()).collect::<Vec<_>>(), vec![PLAN]);
+    assert_eq!(duplicate_keys(&plan), vec![KEY.to_owned()]);
+    assert_eq!(duplicate_usage_plans(&plan).iter().map(|plan| plan.id.as_str()).collect::<Vec<_>>(), vec![PLAN]);
     let breaking: Vec<Resource> = plan.breaking().iter().map(|change| change.resource).collect();
     assert_eq!(breaking, vec![Resource::Route, Resource::ApiKey, Resource::UsagePlan]);
-    assert!(plan.action(Resource::Stage).touches(Field::Deployment), "the new auth is deployed");
+    assert!(touches(&action(&plan, Resource::Stage), Field::Deployment), "the new auth is deployed");
 
     assert!(plan_with(&healthy(), &options()).breaking().is_empty());
 }
@@ -443,7 +526,7 @@ fn requiring_a_key_where_none_was_is_breaking_too() {
     deployed.usage_plans.clear();
     let options = DeployOptions { auth: Some(Auth::ApiKey), ..options() };
     let plan = plan_with(&deployed, &options);
-    assert!(plan.change(Resource::Route).breaking);
+    assert!(change(&plan, Resource::Route).breaking);
     assert!(!plan.breaking().is_empty());
 }
 
@@ -455,11 +538,11 @@ fn a_change_never_deployed_is_deployed() {
         let mut deployed = healthy();
         stage_mut(&mut deployed).deployment = Some(description.clone());
         let plan = planned(&deployed);
-        let expected = Diff { field: Field::Deployment, from: description.clone(), to: plan.deployment.clone() };
-        assert_eq!(*plan.action(Resource::Stage), Action::Update(vec![expected]));
-        assert_eq!(plan.change(Resource::Stage).name, "prod", "the stage of the counterctl deployment is kept");
-        assert_eq!(*plan.action(Resource::Route), Action::Keep);
-        assert_eq!(*plan.action(Resource::Integration), Action::Keep);
+        let expected = Diff { field: Field::Deployment, from: description.clone(), to: rest(&plan).deployment.clone() };
+        assert_eq!(action(&plan, Resource::Stage), Action::Update(vec![expected]));
+        assert_eq!(change(&plan, Resource::Stage).name, "prod", "the stage of the counterctl deployment is kept");
+        assert_eq!(action(&plan, Resource::Route), Action::Keep);
+        assert_eq!(action(&plan, Resource::Integration), Action::Keep);
         assert_eq!(changing(&plan), vec![(Resource::Stage, "prod".to_owned())]);
     }
 }
@@ -472,19 +555,19 @@ fn of_two_tagged_apis_the_one_in_use_is_kept_and_the_other_deleted() {
     // The usage plan serves API (the newer one).
     deployed.apis = vec![api(API, true, 2_000), api("api0", true, 1_000)];
     let plan = planned(&deployed);
-    assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some(API));
-    assert_eq!(plan.duplicate_apis, vec!["api0".to_owned()]);
-    assert_eq!(plan.change(Resource::Api).name, NAME);
-    assert_eq!(*plan.action(Resource::Api), Action::Keep);
-    assert!(matches!(named(&plan.changes, Resource::Api, "api0").action, Action::Delete(_)));
-    assert!(!plan.changes.iter().any(|change| change.resource == Resource::Api && change.name == API));
+    assert_eq!(plan.api_id(), Some(API));
+    assert_eq!(duplicate_apis(&plan), vec!["api0".to_owned()]);
+    assert_eq!(change(&plan, Resource::Api).name, NAME);
+    assert_eq!(action(&plan, Resource::Api), Action::Keep);
+    assert!(matches!(named(&plan.changes(), Resource::Api, "api0").action, Action::Delete(_)));
+    assert!(!plan.changes().iter().any(|change| change.resource == Resource::Api && change.name == API));
 
     // No usage plan: the oldest is kept.
     deployed.usage_plans.clear();
     let plan = planned(&deployed);
-    assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some("api0"));
-    assert_eq!(plan.duplicate_apis, vec![API.to_owned()]);
-    assert!(matches!(named(&plan.changes, Resource::Api, API).action, Action::Delete(_)));
+    assert_eq!(plan.api_id(), Some("api0"));
+    assert_eq!(duplicate_apis(&plan), vec![API.to_owned()]);
+    assert!(matches!(named(&plan.changes(), Resource::Api, API).action, Action::Delete(_)));
 }
 
 #[test]
@@ -515,18 +598,18 @@ fn of_two_tagged_keys_the_one_in_the_plan_is_kept_else_the_oldest() {
     // The usage plan holds KEY (the newer one).
     deployed.keys = vec![key(KEY, true, 2_000), key("key0", true, 1_000)];
     let plan = planned(&deployed);
-    assert_eq!(plan.key.as_ref().map(|key| key.id.as_str()), Some(KEY));
-    assert_eq!(plan.duplicate_keys, vec!["key0".to_owned()]);
-    assert_eq!(*plan.action(Resource::ApiKey), Action::Keep);
-    assert!(matches!(named(&plan.changes, Resource::ApiKey, "key0").action, Action::Delete(_)));
-    assert!(!named(&plan.changes, Resource::ApiKey, "key0").breaking);
+    assert_eq!(kept_key(&plan).map(|key| key.id.as_str()), Some(KEY));
+    assert_eq!(duplicate_keys(&plan), vec!["key0".to_owned()]);
+    assert_eq!(action(&plan, Resource::ApiKey), Action::Keep);
+    assert!(matches!(named(&plan.changes(), Resource::ApiKey, "key0").action, Action::Delete(_)));
+    assert!(!named(&plan.changes(), Resource::ApiKey, "key0").breaking);
 
     deployed.usage_plans[0].key_ids.clear();
     let plan = planned(&deployed);
-    assert_eq!(plan.key.as_ref().map(|key| key.id.as_str()), Some("key0"));
-    assert_eq!(plan.duplicate_keys, vec![KEY.to_owned()]);
-    assert!(matches!(named(&plan.changes, Resource::ApiKey, KEY).action, Action::Delete(_)));
-    assert!(plan.action(Resource::UsagePlan).touches(Field::Key), "the kept key goes into the usage plan");
+    assert_eq!(kept_key(&plan).map(|key| key.id.as_str()), Some("key0"));
+    assert_eq!(duplicate_keys(&plan), vec![KEY.to_owned()]);
+    assert!(matches!(named(&plan.changes(), Resource::ApiKey, KEY).action, Action::Delete(_)));
+    assert!(touches(&action(&plan, Resource::UsagePlan), Field::Key), "the kept key goes into the usage plan");
 }
 
 // 9.
@@ -536,11 +619,11 @@ fn an_untagged_api_named_after_the_stack_is_adopted() {
     let mut deployed = healthy();
     deployed.apis = vec![api(API, false, 1_000)];
     let plan = planned(&deployed);
-    assert_eq!(plan.api.as_ref().map(|api| api.id.as_str()), Some(API));
-    assert!(matches!(plan.action(Resource::Api), Action::Adopt(_)), "{:?}", plan.action(Resource::Api));
-    assert_eq!(fields(plan.action(Resource::Api)), vec![Field::Tags]);
-    assert!(plan.duplicate_apis.is_empty());
-    assert_eq!(*plan.action(Resource::Route), Action::Keep, "its routes are used as they are");
+    assert_eq!(plan.api_id(), Some(API));
+    assert!(matches!(action(&plan, Resource::Api), Action::Adopt(_)), "{:?}", action(&plan, Resource::Api));
+    assert_eq!(fields(&action(&plan, Resource::Api)), vec![Field::Tags]);
+    assert!(duplicate_apis(&plan).is_empty());
+    assert_eq!(action(&plan, Resource::Route), Action::Keep, "its routes are used as they are");
 }
 
 #[test]
@@ -548,10 +631,10 @@ fn an_untagged_role_is_adopted() {
     let mut deployed = healthy();
     deployed.role.as_mut().expect("healthy has a role").tagged = false;
     let plan = planned(&deployed);
-    assert!(matches!(plan.action(Resource::Role), Action::Adopt(_)), "{:?}", plan.action(Resource::Role));
-    assert_eq!(fields(plan.action(Resource::Role)), vec![Field::Tags]);
+    assert!(matches!(action(&plan, Resource::Role), Action::Adopt(_)), "{:?}", action(&plan, Resource::Role));
+    assert_eq!(fields(&action(&plan, Resource::Role)), vec![Field::Tags]);
     assert_eq!(plan.role_arn, deployed.role.as_ref().map(|role| role.arn.clone()).unwrap_or_default());
-    assert_eq!(*plan.action(Resource::Policy), Action::Keep);
+    assert_eq!(action(&plan, Resource::Policy), Action::Keep);
 }
 
 // 10.
@@ -573,9 +656,9 @@ fn another_regions_policies_are_left_alone() {
     let mut deployed = healthy();
     deployed.role = Some(role_with(&[("counterctl-eu-west-1", europe.clone()), (LEGACY_POLICY_NAME, europe.clone())]));
     let plan = planned(&deployed);
-    assert_eq!(*plan.action(Resource::Policy), Action::Create);
-    assert_eq!(plan.change(Resource::Policy).name, "counterctl-us-east-1");
-    assert!(!plan.action(Resource::Policy).touches(Field::LegacyPolicy));
+    assert_eq!(action(&plan, Resource::Policy), Action::Create);
+    assert_eq!(change(&plan, Resource::Policy).name, "counterctl-us-east-1");
+    assert!(!touches(&action(&plan, Resource::Policy), Field::LegacyPolicy));
     let role = deployed.role.as_ref().expect("a role");
     assert_eq!(other_regions(role, "us-east-1"), vec!["eu-west-1".to_owned()]);
     assert_eq!(other_regions(role, "eu-west-1"), Vec::<String>::new());
@@ -589,7 +672,7 @@ fn another_regions_policies_are_left_alone() {
         (LEGACY_POLICY_NAME, europe),
     ]));
     let plan = planned(&deployed);
-    assert_eq!(*plan.action(Resource::Policy), Action::Keep);
+    assert_eq!(action(&plan, Resource::Policy), Action::Keep);
 }
 
 #[test]
@@ -598,7 +681,7 @@ fn a_legacy_policy_of_this_region_only_is_replaced() {
     let mut deployed = healthy();
     deployed.role = Some(role_with(&[("counterctl-us-east-1", here.clone()), (LEGACY_POLICY_NAME, here.clone())]));
     let plan = planned(&deployed);
-    assert_eq!(fields(plan.action(Resource::Policy)), vec![Field::LegacyPolicy]);
+    assert_eq!(fields(&action(&plan, Resource::Policy)), vec![Field::LegacyPolicy]);
 
     // A legacy policy naming two regions belongs to both: left alone.
     let mut both = here.clone();
@@ -606,7 +689,7 @@ fn a_legacy_policy_of_this_region_only_is_replaced() {
         serde_json::json!([stack().table_arn(&account()), stack().table_arn(&account_in("eu-west-1")),]);
     deployed.role = Some(role_with(&[("counterctl-us-east-1", here), (LEGACY_POLICY_NAME, both)]));
     let plan = planned(&deployed);
-    assert_eq!(*plan.action(Resource::Policy), Action::Keep);
+    assert_eq!(action(&plan, Resource::Policy), Action::Keep);
 }
 
 #[test]
@@ -616,12 +699,12 @@ fn a_role_with_only_the_legacy_policy_of_this_region_gets_the_region_policy_and_
     let mut deployed = healthy();
     deployed.role = Some(role_with(&[(LEGACY_POLICY_NAME, here)]));
     let plan = planned(&deployed);
-    let action = plan.action(Resource::Policy);
+    let action = action(&plan, Resource::Policy);
     assert!(
-        *action == Action::Create || action.touches(Field::Document),
+        action == Action::Create || touches(&action, Field::Document),
         "this region's policy is written: {action:?}"
     );
-    assert!(action.touches(Field::LegacyPolicy), "the legacy policy is deleted in the same run: {action:?}");
+    assert!(touches(&action, Field::LegacyPolicy), "the legacy policy is deleted in the same run: {action:?}");
 }
 
 // 11.
@@ -630,7 +713,7 @@ fn a_role_with_only_the_legacy_policy_of_this_region_gets_the_region_policy_and_
 fn uninstall_deletes_only_tagged_resources() {
     let mut deployed = healthy();
     deployed.apis = vec![api(API, true, 1_000), api("api2", false, 500)];
-    let changes = uninstall(NAME, &deployed, TABLE, false);
+    let changes = uninstall(NAME, &deployed, TABLE, false).changes();
     assert!(matches!(named(&changes, Resource::Api, API).action, Action::Delete(_)));
     assert!(matches!(named(&changes, Resource::Api, "api2").action, Action::Retain(_)));
     assert!(matches!(named(&changes, Resource::Function, NAME).action, Action::Delete(_)));
@@ -645,7 +728,7 @@ fn uninstall_deletes_only_tagged_resources() {
     deployed.keys[0].tagged = false;
     deployed.usage_plans[0].tagged = false;
     deployed.role.as_mut().expect("a role").tagged = false;
-    let changes = uninstall(NAME, &deployed, TABLE, false);
+    let changes = uninstall(NAME, &deployed, TABLE, false).changes();
     for (resource, name) in [
         (Resource::Function, NAME),
         (Resource::LogGroup, "/aws/lambda/AtomicCounter"),
@@ -663,7 +746,7 @@ fn uninstall_keeps_a_role_another_region_uses_and_deletes_this_regions_policy() 
     let mut deployed = healthy();
     let role = deployed.role.as_mut().expect("a role");
     role.inline.insert("counterctl-eu-west-1".into(), Some(stack().role_policy(&account_in("eu-west-1"))));
-    let changes = uninstall(NAME, &deployed, TABLE, false);
+    let changes = uninstall(NAME, &deployed, TABLE, false).changes();
     let Action::Retain(reason) = &named(&changes, Resource::Role, NAME).action else {
         panic!("the role is not kept: {changes:#?}");
     };
@@ -676,7 +759,7 @@ fn uninstall_keeps_a_role_another_region_uses_and_deletes_this_regions_policy() 
 fn uninstall_deletes_the_table_only_with_delete_data_and_only_when_tagged() {
     let mut deployed = healthy();
     let table_action = |deployed: &Deployed, delete_data: bool| {
-        named(&uninstall(NAME, deployed, TABLE, delete_data), Resource::Table, TABLE).action.clone()
+        named(&uninstall(NAME, deployed, TABLE, delete_data).changes(), Resource::Table, TABLE).action.clone()
     };
     assert!(matches!(table_action(&deployed, false), Action::Retain(_)));
     assert!(matches!(table_action(&deployed, true), Action::Delete(_)));
@@ -708,8 +791,8 @@ fn a_missing_log_group_is_created_with_the_default_retention() {
     let mut deployed = healthy();
     deployed.log_group = None;
     let plan = planned(&deployed);
-    assert_eq!(*plan.action(Resource::LogGroup), Action::Create);
-    assert_eq!(plan.change(Resource::LogGroup).name, "/aws/lambda/AtomicCounter");
+    assert_eq!(action(&plan, Resource::LogGroup), Action::Create);
+    assert_eq!(change(&plan, Resource::LogGroup).name, "/aws/lambda/AtomicCounter");
     assert_eq!(plan.wanted.log_retention_days, Some(30));
 }
 
@@ -718,7 +801,7 @@ fn a_log_group_keeping_logs_forever_is_left_so_with_advice() {
     let mut deployed = healthy();
     deployed.log_group = Some(LogGroupState { retention_days: None, tagged: true });
     let plan = planned(&deployed);
-    assert_eq!(*plan.action(Resource::LogGroup), Action::Keep);
+    assert_eq!(action(&plan, Resource::LogGroup), Action::Keep);
     assert_eq!(plan.wanted.log_retention_days, None);
     assert_eq!(plan.advisories.len(), 1, "{:?}", plan.advisories);
     assert!(plan.advisories[0].contains("forever"), "{:?}", plan.advisories);
@@ -729,7 +812,7 @@ fn a_retention_given_updates_the_log_group() {
     let options = DeployOptions { log_retention_days: Some(7), ..options() };
     let plan = plan_with(&healthy(), &options);
     assert_eq!(
-        *plan.action(Resource::LogGroup),
+        action(&plan, Resource::LogGroup),
         Action::Update(vec![Diff { field: Field::Retention, from: "30 days".into(), to: "7 days".into() }])
     );
     assert_eq!(changing(&plan), vec![(Resource::LogGroup, "/aws/lambda/AtomicCounter".to_owned())]);
@@ -767,7 +850,7 @@ fn ttl_on_another_attribute_is_advised_not_changed() {
     let mut deployed = healthy();
     deployed.table.as_mut().expect("a table").ttl = Ttl::Other("ENABLED on `ttl`".into());
     let plan = planned(&deployed);
-    assert_eq!(*plan.action(Resource::Table), Action::Keep);
+    assert_eq!(action(&plan, Resource::Table), Action::Keep);
     assert!(plan.advisories.iter().any(|advice| advice.contains("TTL ENABLED on `ttl`")), "{:?}", plan.advisories);
 }
 
@@ -779,9 +862,9 @@ fn a_table_switch_stops_callers_so_it_is_breaking() {
     deployed.counters =
         Some(Counters { current: BTreeMap::from([("a".into(), 5)]), new: BTreeMap::from([("a".into(), 5)]) });
     let plan = install(&with_table(&options, "Other", true), &deployed).expect("level counters");
-    assert_eq!(plan.table_switch.as_deref(), Some(TABLE));
-    assert!(plan.change(Resource::Function).breaking);
-    assert!(planned(&healthy()).table_switch.is_none());
+    assert_eq!(plan.function.table_switch.as_deref(), Some(TABLE));
+    assert!(change(&plan, Resource::Function).breaking);
+    assert!(planned(&healthy()).function.table_switch.is_none());
 }
 
 #[test]
@@ -789,7 +872,7 @@ fn uninstall_keeps_a_role_that_has_policies_counterctl_did_not_write() {
     let mut deployed = healthy();
     let role = deployed.role.as_mut().expect("a role");
     role.inline.insert("lambda-logs".into(), None);
-    let changes = uninstall(NAME, &deployed, TABLE, false);
+    let changes = uninstall(NAME, &deployed, TABLE, false).changes();
     let Action::Retain(reason) = &named(&changes, Resource::Role, NAME).action else { panic!("{changes:?}") };
     assert!(reason.contains("lambda-logs"), "{reason}");
     assert!(matches!(named(&changes, Resource::Policy, "counterctl-us-east-1").action, Action::Delete(_)));
@@ -797,12 +880,12 @@ fn uninstall_keeps_a_role_that_has_policies_counterctl_did_not_write() {
     let mut deployed = healthy();
     let wildcard = serde_json::json!({"Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]});
     deployed.role.as_mut().expect("a role").inline.insert(LEGACY_POLICY_NAME.into(), Some(wildcard));
-    let changes = uninstall(NAME, &deployed, TABLE, false);
+    let changes = uninstall(NAME, &deployed, TABLE, false).changes();
     assert!(matches!(named(&changes, Resource::Role, NAME).action, Action::Retain(_)), "a wildcard names no region");
 
     let mut deployed = healthy();
     deployed.role.as_mut().expect("a role").instance_profiles = vec!["profile".into()];
-    let changes = uninstall(NAME, &deployed, TABLE, false);
+    let changes = uninstall(NAME, &deployed, TABLE, false).changes();
     assert!(matches!(named(&changes, Resource::Role, NAME).action, Action::Retain(_)));
 }
 
@@ -823,9 +906,9 @@ fn a_function_left_refusing_every_invocation_is_let_run_again() {
     let mut deployed = healthy();
     function_mut(&mut deployed).reserved_concurrency = Some(0);
     let plan = planned(&deployed);
-    assert_eq!(fields(plan.action(Resource::Function)), vec![Field::Concurrency]);
+    assert_eq!(fields(&action(&plan, Resource::Function)), vec![Field::Concurrency]);
     function_mut(&mut deployed).reserved_concurrency = Some(10);
-    assert_eq!(*planned(&deployed).action(Resource::Function), Action::Keep, "a reserved concurrency of 10 is kept");
+    assert_eq!(action(&planned(&deployed), Resource::Function), Action::Keep, "a reserved concurrency of 10 is kept");
 }
 
 #[test]
@@ -843,19 +926,19 @@ fn during_a_switch_the_policy_grants_both_tables() {
 fn iam_auth_signs_the_method_drops_key_and_usage_plan_and_throttles_the_stage() {
     let options = DeployOptions { auth: Some(Auth::Iam), ..options() };
     let plan = plan_with(&healthy(), &options);
-    assert_eq!(fields(plan.action(Resource::Route)), vec![Field::Method]);
-    assert!(plan.change(Resource::Route).breaking, "callers must sign from now on");
-    assert!(matches!(plan.action(Resource::ApiKey), Action::Delete(_)));
-    assert!(matches!(plan.action(Resource::UsagePlan), Action::Delete(_)));
-    let stage = fields(plan.action(Resource::Stage));
+    assert_eq!(fields(&action(&plan, Resource::Route)), vec![Field::Method]);
+    assert!(change(&plan, Resource::Route).breaking, "callers must sign from now on");
+    assert!(matches!(action(&plan, Resource::ApiKey), Action::Delete(_)));
+    assert!(matches!(action(&plan, Resource::UsagePlan), Action::Delete(_)));
+    let stage = fields(&action(&plan, Resource::Stage));
     assert!(stage.contains(&Field::Deployment) && stage.contains(&Field::Throttle), "{stage:?}");
     assert_eq!(
         plan.wanted.throttle,
         Throttle { rate: 50.0, burst: 100 },
         "the usage plan's throttle moves to the stage"
     );
-    assert!(plan.deployment.starts_with("counterctl "));
-    assert_ne!(plan.deployment, planned(&healthy()).deployment);
+    assert!(rest(&plan).deployment.starts_with("counterctl "));
+    assert_ne!(rest(&plan).deployment, rest(&planned(&healthy())).deployment);
 }
 
 #[test]
@@ -875,21 +958,21 @@ fn a_deployed_iam_stack_keeps_iam_and_its_stage_throttle() {
     assert_eq!(plan.wanted.auth, Auth::Iam);
     assert_eq!(plan.wanted.throttle, Throttle { rate: 7.0, burst: 9 });
     let plan = plan_with(&deployed, &DeployOptions { rate_limit: Some(8.0), ..options() });
-    assert_eq!(fields(plan.action(Resource::Stage)), vec![Field::Throttle]);
+    assert_eq!(fields(&action(&plan, Resource::Stage)), vec![Field::Throttle]);
 }
 
 #[test]
 fn max_concurrency_is_set_kept_and_removed() {
     use crate::cli::MaxConcurrency;
     let plan = plan_with(&healthy(), &DeployOptions { max_concurrency: Some(MaxConcurrency::Limit(5)), ..options() });
-    assert_eq!(fields(plan.action(Resource::Function)), vec![Field::Concurrency]);
-    assert_eq!(plan.wanted.max_concurrency, Some(5));
+    assert_eq!(fields(&action(&plan, Resource::Function)), vec![Field::Concurrency]);
+    assert_eq!(plan.wanted.function.max_concurrency, Some(5));
     let mut deployed = healthy();
     function_mut(&mut deployed).reserved_concurrency = Some(5);
     assert!(planned(&deployed).up_to_date(), "not given, the deployed cap is kept");
     let plan = plan_with(&deployed, &DeployOptions { max_concurrency: Some(MaxConcurrency::Off), ..options() });
-    assert_eq!(fields(plan.action(Resource::Function)), vec![Field::Concurrency]);
-    assert_eq!(plan.wanted.max_concurrency, None);
+    assert_eq!(fields(&action(&plan, Resource::Function)), vec![Field::Concurrency]);
+    assert_eq!(plan.wanted.function.max_concurrency, None);
 }
 
 // Issue 9: the function URL front.
@@ -898,16 +981,16 @@ fn max_concurrency_is_set_kept_and_removed() {
 fn a_function_url_front_signs_by_default_and_replaces_the_rest_api() {
     use crate::cli::Front;
     let plan = plan_with(&healthy(), &DeployOptions { front: Some(Front::FunctionUrl), ..options() });
-    assert_eq!(plan.front, Front::FunctionUrl);
+    assert_eq!(plan.front(), Front::FunctionUrl);
     assert_eq!(plan.wanted.auth, Auth::Iam, "the deployed api-key cannot go along: iam");
-    assert_eq!(*plan.action(Resource::FunctionUrl), Action::Create);
-    assert!(plan.change(Resource::FunctionUrl).breaking, "callers get a new URL");
-    assert!(matches!(named(&plan.changes, Resource::Api, API).action, Action::Delete(_)));
-    assert!(named(&plan.changes, Resource::Api, API).breaking);
-    assert!(matches!(plan.action(Resource::Permission), Action::Delete(_)));
-    assert!(matches!(plan.action(Resource::ApiKey), Action::Delete(_)));
-    assert!(matches!(plan.action(Resource::UsagePlan), Action::Delete(_)));
-    assert_eq!(plan.duplicate_apis, vec![API.to_owned()]);
+    assert_eq!(action(&plan, Resource::FunctionUrl), Action::Create);
+    assert!(change(&plan, Resource::FunctionUrl).breaking, "callers get a new URL");
+    assert!(matches!(named(&plan.changes(), Resource::Api, API).action, Action::Delete(_)));
+    assert!(named(&plan.changes(), Resource::Api, API).breaking);
+    assert!(matches!(action(&plan, Resource::Permission), Action::Delete(_)));
+    assert!(matches!(action(&plan, Resource::ApiKey), Action::Delete(_)));
+    assert!(matches!(action(&plan, Resource::UsagePlan), Action::Delete(_)));
+    assert_eq!(duplicate_apis(&plan), vec![API.to_owned()]);
     assert_eq!(plan.signing_service(), "lambda");
 }
 
@@ -932,19 +1015,19 @@ fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
     deployed.function_url =
         Some(UrlState { url: "https://x.lambda-url.us-east-1.on.aws/".into(), auth_type: "AWS_IAM".into() });
     let plan = planned(&deployed);
-    assert_eq!(plan.front, Front::FunctionUrl, "the deployed front is kept");
+    assert_eq!(plan.front(), Front::FunctionUrl, "the deployed front is kept");
     assert!(plan.up_to_date(), "{:?}", changing(&plan));
     assert_eq!(plan.deployed_url().as_deref(), Some("https://x.lambda-url.us-east-1.on.aws/"));
 
     let public = plan_with(&deployed, &DeployOptions { auth: Some(Auth::None), ..options() });
-    let fields = fields(public.action(Resource::FunctionUrl));
+    let fields = fields(&action(&public, Resource::FunctionUrl));
     assert_eq!(fields, vec![Field::Method, Field::Statement], "NONE, and the public statements");
-    assert!(public.change(Resource::FunctionUrl).breaking);
+    assert!(change(&public, Resource::FunctionUrl).breaking);
 
     let back = plan_with(&deployed, &DeployOptions { front: Some(Front::Rest), ..options() });
-    assert!(matches!(back.action(Resource::FunctionUrl), Action::Delete(_)));
-    assert_eq!(*back.action(Resource::Api), Action::Create);
-    assert!(back.change(Resource::Api).breaking, "a new URL for callers");
+    assert!(matches!(action(&back, Resource::FunctionUrl), Action::Delete(_)));
+    assert_eq!(action(&back, Resource::Api), Action::Create);
+    assert!(change(&back, Resource::Api).breaking, "a new URL for callers");
     assert_eq!(back.wanted.auth, Auth::Iam, "iam goes along to the REST front");
 }
 
@@ -957,7 +1040,7 @@ fn both_fronts_deployed_is_refused_until_told_which_to_keep() {
         Some(UrlState { url: "https://x.lambda-url.us-east-1.on.aws/".into(), auth_type: "AWS_IAM".into() });
     assert_eq!(install(&request(&options()), &deployed).expect_err("which one?"), Refusal::BothFronts);
     let rest = plan_with(&deployed, &DeployOptions { front: Some(Front::Rest), auth: Some(Auth::ApiKey), ..options() });
-    assert!(matches!(rest.action(Resource::FunctionUrl), Action::Delete(_)));
+    assert!(matches!(action(&rest, Resource::FunctionUrl), Action::Delete(_)));
 }
 
 #[test]
@@ -966,9 +1049,9 @@ fn a_public_statement_left_behind_is_removed_on_the_rest_front() {
     function_mut(&mut deployed).public_statements = 1;
     let plan = planned(&deployed);
     assert!(
-        matches!(plan.action(Resource::FunctionUrl), Action::Delete(_)),
+        matches!(action(&plan, Resource::FunctionUrl), Action::Delete(_)),
         "{:?}",
-        plan.action(Resource::FunctionUrl)
+        action(&plan, Resource::FunctionUrl)
     );
 }
 
@@ -978,6 +1061,6 @@ fn a_stage_throttle_left_from_iam_follows_the_wanted_throttle() {
     stage_mut(&mut deployed).throttle = Some(Throttle { rate: 50.0, burst: 100 });
     assert!(planned(&deployed).up_to_date(), "equal to the usage plan's: nothing to do");
     let plan = plan_with(&deployed, &DeployOptions { rate_limit: Some(200.0), ..options() });
-    assert_eq!(fields(plan.action(Resource::Stage)), vec![Field::Throttle], "it would cap callers at 50");
-    assert!(plan.action(Resource::UsagePlan).touches(Field::Throttle));
+    assert_eq!(fields(&action(&plan, Resource::Stage)), vec![Field::Throttle], "it would cap callers at 50");
+    assert!(touches(&action(&plan, Resource::UsagePlan), Field::Throttle));
 }

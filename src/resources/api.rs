@@ -1,69 +1,172 @@
-//! The REST API in front of the function: one `{proxy+}` resource whose `ANY` method is
-//! a Lambda proxy integration, deployed to the stage.
+//! The REST API in front of the function (`--front rest`, the default): one API named
+//! after the stack, chosen among duplicates, made or adopted, and read with its routes
+//! ([`super::routes`]) and stages ([`super::stage`]).
 //!
 //! API Gateway limits some control-plane calls per account, whatever the API
 //! (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html, "These
-//! quotas can't be increased"): CreateDeployment "1 request every 5 seconds per
-//! account", DeleteRestApi 1 every 30 s. Those calls wait out throttling with backoff
-//! sized to their quota.
+//! quotas can't be increased"): DeleteRestApi 1 every 30 s. That call waits out
+//! throttling with backoff sized to its quota.
+//!
+//! Two installs of one stack at the same time: both may create an API. After creating
+//! one, install waits [`SETTLE`] and lists the stack's APIs; the oldest (by API
+//! Gateway's creation time, then id) wins, and the loser deletes its own API and leaves
+//! the key and usage plan to the winner. The wait is longer than the creation time's
+//! resolution (1 s), so of two APIs created in the same second each run sees both and
+//! both pick the same one; of two created in different seconds, the later run sees the
+//! earlier and yields.
 
+use std::time::Duration;
+
+use anyhow::Context;
 use aws_sdk_apigateway::Client;
-use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Resource};
+use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Resource as ApiResource};
 
-use super::Error;
-use crate::aws::{AwsError, Operation, found, gone, has_code};
+use super::apigateway::{NOT_FOUND, THROTTLED, Throttle, tag};
+use super::routes::{METHOD, MethodState};
+use super::stage::StageState;
+use super::usage_plan::UsagePlanState;
+use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
+use crate::change::{Action, Delete, Deletion, Diff, Field, Planned, Resource, diff};
 use crate::retry::Backoff;
-use crate::stack::{PROXY_PATH, Stack};
+use crate::stack::{PROXY_PATH, Stack, choose};
 
-const NOT_FOUND: &[&str] = &["NotFoundException"];
-pub const METHOD: &str = "ANY";
-pub const THROTTLED: &[&str] = &["TooManyRequestsException"];
-/// What the description of each deployment counterctl makes starts with.
-pub const DEPLOYMENT_PREFIX: &str = "counterctl ";
+/// How long after creating an API install looks for a concurrent install's.
+pub(crate) const SETTLE: Duration = Duration::from_millis(1500);
 
 /// One REST API named after the stack.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiSummary {
-    pub id: String,
-    pub tagged: bool,
+pub(crate) struct ApiSummary {
+    pub(crate) id: String,
+    pub(crate) tagged: bool,
     /// Seconds since the epoch.
-    pub created: i64,
+    pub(crate) created: i64,
 }
 
 /// The chosen API's routes and stages.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ApiDetail {
-    pub root_id: String,
-    pub proxy_id: Option<String>,
-    pub method: Option<MethodState>,
-    pub stages: Vec<StageState>,
+pub(crate) struct ApiDetail {
+    pub(crate) root_id: String,
+    pub(crate) proxy_id: Option<String>,
+    pub(crate) method: Option<MethodState>,
+    pub(crate) stages: Vec<StageState>,
 }
 
-/// The `ANY` method of `{proxy+}`.
+impl ApiDetail {
+    pub(crate) fn stage(&self, name: &str) -> Option<&StageState> {
+        self.stages.iter().find(|stage| stage.name == name)
+    }
+}
+
+/// The chosen API, as apply needs it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MethodState {
-    pub authorization: String,
-    pub key_required: bool,
-    /// The AWS_PROXY POST integration's URI; `None` when there is no such integration.
-    pub integration_uri: Option<String>,
+pub(crate) struct ApiTarget {
+    pub(crate) id: String,
+    pub(crate) detail: ApiDetail,
 }
 
+/// Of the APIs named after the stack, the one the stack uses: a tagged one (the one a
+/// usage plan of the stack serves, else the oldest), else the oldest untagged one, which
+/// install adopts.
+pub(crate) fn choose_api<'a>(apis: &'a [ApiSummary], usage_plans: &[UsagePlanState]) -> Option<&'a ApiSummary> {
+    let in_use = |api: &ApiSummary| usage_plans.iter().any(|plan| plan.tagged && plan.serves(&api.id));
+    choose(apis, |api| api.tagged, in_use, |api| (api.created, api.id.clone()))
+}
+
+/// The stack's API: kept, adopted (tagged) or created, and its tagged duplicates deleted.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StageState {
-    pub name: String,
-    /// The description of the deployment the stage serves.
-    pub deployment: Option<String>,
-    /// The throttle of every method (`*/*` method settings), if set.
-    pub throttle: Option<crate::resources::auth::Throttle>,
+pub(crate) struct ApiPlan {
+    pub(crate) planned: Planned<Vec<Diff>>,
+    /// The API kept; `None` when it is created.
+    pub(crate) target: Option<ApiTarget>,
+    pub(crate) duplicates: Vec<Deletion<ApiId>>,
 }
 
-/// Method authorization for callers signing with SigV4.
-pub const AWS_IAM: &str = "AWS_IAM";
-/// Method authorization for everyone else (with or without an API key).
-pub const NO_AUTHORIZATION: &str = "NONE";
+pub(crate) fn plan(
+    apis: &[ApiSummary],
+    chosen: Option<&ApiSummary>,
+    detail: Option<&ApiDetail>,
+    stack_name: &str,
+) -> ApiPlan {
+    let target = chosen.zip(detail).map(|(api, detail)| ApiTarget { id: api.id.clone(), detail: detail.clone() });
+    let action = match chosen {
+        None => Action::Create,
+        Some(api) if api.tagged => Action::Keep,
+        Some(_) => Action::Adopt(vec![diff(Field::Tags, "none", "counterctl")]),
+    };
+    let duplicates = match chosen {
+        Some(chosen) if chosen.tagged => apis
+            .iter()
+            .filter(|api| api.tagged && api.id != chosen.id)
+            .map(|api| {
+                let reason = format!("a duplicate of the stack's API {}", chosen.id);
+                Deletion::of(Resource::Api, &api.id, vec![ApiId(api.id.clone())], reason)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    ApiPlan { planned: Planned::new(Resource::Api, stack_name, action), target, duplicates }
+}
+
+/// Every tagged API of the stack, deleted for `reason` (a row each), or one absent row.
+pub(crate) fn unwanted(apis: &[ApiSummary], stack_name: &str, reason: &str, breaking: bool) -> Vec<Deletion<ApiId>> {
+    let deletions: Vec<Deletion<ApiId>> = apis
+        .iter()
+        .filter(|api| api.tagged)
+        .map(|api| Deletion::of(Resource::Api, &api.id, vec![ApiId(api.id.clone())], reason).breaking_if(breaking))
+        .collect();
+    if deletions.is_empty() {
+        return vec![Deletion::of(Resource::Api, stack_name, Vec::new(), reason)];
+    }
+    deletions
+}
+
+/// The API the stack ends up with: this run's, or the one a concurrent install made
+/// that won.
+pub(crate) enum Race {
+    Won(String),
+    Lost(String),
+}
+
+/// Makes the API (settling a race with a concurrent install) or tags the one adopted.
+/// `connect` puts the routes on a new API while the race settles.
+pub(crate) async fn apply<F: Future<Output = anyhow::Result<()>>>(
+    client: &Client,
+    stack: &Stack,
+    plan: &ApiPlan,
+    progress: &crate::progress::Progress,
+    connect: impl FnOnce(String, ApiDetail) -> F,
+) -> anyhow::Result<Race> {
+    let Some(target) = plan.target.as_ref().filter(|_| plan.planned.action != Action::Create) else {
+        let create = async { create(client, stack).await.context("creating the API") };
+        let (created, detail) = progress.step(plan.planned.row(), create).await?;
+        let settle = async {
+            tokio::time::sleep(SETTLE).await;
+            let apis = list(client, &stack.name).await.context("listing the APIs")?;
+            let oldest = apis.iter().filter(|api| api.tagged).min_by_key(|api| (api.created, api.id.clone()));
+            anyhow::Ok(oldest.map_or_else(|| created.id.clone(), |api| api.id.clone()))
+        };
+        let (routes, winner) = tokio::join!(connect(created.id.clone(), detail), settle);
+        let winner = winner?;
+        if winner != created.id {
+            delete(client, &created.id).await.context("deleting the API a concurrent install made too")?;
+            return Ok(Race::Lost(winner));
+        }
+        routes?;
+        return Ok(Race::Won(created.id));
+    };
+    let retag = async {
+        if let Action::Adopt(_) = plan.planned.action {
+            tag(client, stack, &format!("/restapis/{}", target.id)).await.context("tagging the API")?;
+        }
+        anyhow::Ok(())
+    };
+    progress.step(plan.planned.row(), retag).await?;
+    connect(target.id.clone(), target.detail.clone()).await?;
+    Ok(Race::Won(target.id.clone()))
+}
 
 /// Every API named `stack_name`.
-pub async fn list(client: &Client, stack_name: &str) -> Result<Vec<ApiSummary>, AwsError> {
+pub(crate) async fn list(client: &Client, stack_name: &str) -> Result<Vec<ApiSummary>, AwsError> {
     let mut pages = client.get_rest_apis().limit(500).into_paginator().send();
     let mut apis = Vec::new();
     while let Some(page) = pages.next().await {
@@ -81,7 +184,7 @@ pub async fn list(client: &Client, stack_name: &str) -> Result<Vec<ApiSummary>, 
 }
 
 /// The API's `{proxy+}` method and its stages with their deployments' descriptions.
-pub async fn detail(client: &Client, api_id: &str) -> Result<ApiDetail, AwsError> {
+pub(crate) async fn detail(client: &Client, api_id: &str) -> Result<ApiDetail, AwsError> {
     let (resources, stages) = tokio::join!(resources(client, api_id), async {
         client.get_stages().rest_api_id(api_id).send().await.op("apigateway:GetStages")
     });
@@ -116,7 +219,7 @@ pub async fn detail(client: &Client, api_id: &str) -> Result<ApiDetail, AwsError
             None => None,
         };
         let every_method = stage.method_settings().and_then(|settings| settings.get("*/*"));
-        let throttle = every_method.map(|settings| crate::resources::auth::Throttle {
+        let throttle = every_method.map(|settings| Throttle {
             rate: settings.throttling_rate_limit(),
             burst: settings.throttling_burst_limit(),
         });
@@ -129,7 +232,7 @@ pub async fn detail(client: &Client, api_id: &str) -> Result<ApiDetail, AwsError
     Ok(detail)
 }
 
-async fn resources(client: &Client, api_id: &str) -> Result<Vec<Resource>, AwsError> {
+pub(crate) async fn resources(client: &Client, api_id: &str) -> Result<Vec<ApiResource>, AwsError> {
     let mut pages = client.get_resources().rest_api_id(api_id).embed("methods").limit(500).into_paginator().send();
     let mut resources = Vec::new();
     while let Some(page) = pages.next().await {
@@ -139,7 +242,7 @@ async fn resources(client: &Client, api_id: &str) -> Result<Vec<Resource>, AwsEr
 }
 
 /// Creates the API; returns it and its routes (just the root).
-pub async fn create(client: &Client, stack: &Stack) -> Result<(ApiSummary, ApiDetail), AwsError> {
+async fn create(client: &Client, stack: &Stack) -> Result<(ApiSummary, ApiDetail), AwsError> {
     let created = client
         .create_rest_api()
         .name(&stack.name)
@@ -158,113 +261,21 @@ pub async fn create(client: &Client, stack: &Stack) -> Result<(ApiSummary, ApiDe
     Ok((summary, detail))
 }
 
-pub async fn tag(client: &Client, stack: &Stack, api_id: &str) -> Result<(), AwsError> {
-    let region = client.config().region().map(ToString::to_string).unwrap_or_default();
-    let arn = format!("arn:{}:apigateway:{region}::/restapis/{api_id}", crate::aws::partition_of(&region));
-    client.tag_resource().resource_arn(arn).set_tags(Some(stack.tags())).send().await.op("apigateway:TagResource")?;
-    Ok(())
-}
-
-/// Makes `{proxy+}` under the root; an existing one (a concurrent install made it) is
-/// used.
-pub async fn create_proxy(client: &Client, api_id: &str, root_id: &str) -> Result<String, AwsError> {
-    let created = client.create_resource().rest_api_id(api_id).parent_id(root_id).path_part("{proxy+}").send().await;
-    match created {
-        Err(error) if has_code(&error, &["ConflictException"]) => {
-            let resources = resources(client, api_id).await?;
-            let proxy = resources.iter().find(|resource| resource.path() == Some(PROXY_PATH));
-            Ok(proxy.and_then(|proxy| proxy.id()).unwrap_or_default().to_owned())
-        }
-        created => Ok(created.op("apigateway:CreateResource")?.id.unwrap_or_default()),
-    }
-}
-
-/// Puts the `ANY` method, replacing one that is there (PutMethod does not update a
-/// method in place; a replaced method loses its integration).
-pub async fn put_method(
-    client: &Client,
-    api_id: &str,
-    resource_id: &str,
-    replace: bool,
-    (authorization, key_required): (&str, bool),
-) -> Result<(), AwsError> {
-    if replace {
-        let deleted =
-            client.delete_method().rest_api_id(api_id).resource_id(resource_id).http_method(METHOD).send().await;
-        gone("apigateway:DeleteMethod", deleted, NOT_FOUND)?;
-    }
-    client
-        .put_method()
-        .rest_api_id(api_id)
-        .resource_id(resource_id)
-        .http_method(METHOD)
-        .authorization_type(authorization)
-        .api_key_required(key_required)
-        .send()
-        .await
-        .op("apigateway:PutMethod")?;
-    Ok(())
-}
-
-pub async fn put_integration(client: &Client, api_id: &str, resource_id: &str, uri: &str) -> Result<(), AwsError> {
-    client
-        .put_integration()
-        .rest_api_id(api_id)
-        .resource_id(resource_id)
-        .http_method(METHOD)
-        .r#type(IntegrationType::AwsProxy)
-        .integration_http_method("POST")
-        .uri(uri)
-        .send()
-        .await
-        .op("apigateway:PutIntegration")?;
-    Ok(())
-}
-
-/// Deploys the API to the stage with `description` (which carries the fingerprint of
-/// what is deployed), waiting out CreateDeployment's one call per 5 s.
-pub async fn deploy(client: &Client, api_id: &str, stage: &str, description: &str) -> Result<(), Error> {
-    Backoff::QUOTA_5_SECONDS
-        .retry(
-            || client.create_deployment().rest_api_id(api_id).stage_name(stage).description(description).send(),
-            |error| has_code(error, THROTTLED),
-        )
-        .await
-        .op("apigateway:CreateDeployment")?;
-    Ok(())
-}
-
-/// Throttles every method of the stage (`*/*` method settings), as `--auth iam` does in
-/// place of a usage plan.
-pub async fn throttle_stage(
-    client: &Client,
-    api_id: &str,
-    stage: &str,
-    throttle: crate::resources::auth::Throttle,
-) -> Result<(), AwsError> {
-    let patch = |path: &str, value: String| {
-        aws_sdk_apigateway::types::PatchOperation::builder()
-            .op(aws_sdk_apigateway::types::Op::Replace)
-            .path(path)
-            .value(value)
-            .build()
-    };
-    client
-        .update_stage()
-        .rest_api_id(api_id)
-        .stage_name(stage)
-        .patch_operations(patch("/*/*/throttling/rateLimit", throttle.rate.to_string()))
-        .patch_operations(patch("/*/*/throttling/burstLimit", throttle.burst.to_string()))
-        .send()
-        .await
-        .op("apigateway:UpdateStage")?;
-    Ok(())
-}
-
 /// Deletes the API, waiting out DeleteRestApi's one call per 30 s per account.
-pub async fn delete(client: &Client, api_id: &str) -> Result<bool, AwsError> {
+async fn delete(client: &Client, api_id: &str) -> Result<bool, AwsError> {
     let result = Backoff::QUOTA_30_SECONDS
         .retry(|| client.delete_rest_api().rest_api_id(api_id).send(), |error| has_code(error, THROTTLED))
         .await;
     gone("apigateway:DeleteRestApi", result, NOT_FOUND)
+}
+
+/// An API, by id, to delete.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ApiId(pub(crate) String);
+
+impl Delete for ApiId {
+    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
+        delete(&clients.apigateway, &self.0).await.context("deleting an API")?;
+        Ok(None)
+    }
 }

@@ -17,9 +17,12 @@ use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, LastUpdateS
 
 use counter_function::dynamo::DEFAULT_TABLE;
 
-use super::Error;
+use anyhow::Context;
+
 use super::function_url::{PUBLIC_INVOKE_SID, PUBLIC_URL_SID};
-use crate::aws::{AwsError, Operation, found, gone, has_code};
+use super::{Error, role, table};
+use crate::aws::{Account, AwsError, Clients, Operation, found, gone, has_code};
+use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, diff};
 use crate::retry::Backoff;
 use crate::stack::{PERMISSION_SID, Stack};
 
@@ -27,7 +30,6 @@ const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 pub const HANDLER: &str = "bootstrap";
 pub const RUNTIME: Runtime = Runtime::Providedal2023;
 pub const TABLE_VARIABLE: &str = "TABLE_NAME";
-pub const API_GATEWAY: &str = "apigateway.amazonaws.com";
 
 /// The function as deployed.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,10 +266,9 @@ pub async fn tag(client: &Client, stack: &Stack, arn: &str) -> Result<(), Error>
 }
 
 /// Waits until the function is not Pending and no update is InProgress.
-pub async fn wait_ready(client: &Client, name: &str) -> Result<(), Error> {
-    let backoff = Backoff::POLL;
-    let settled = backoff
-        .poll(|| async {
+pub(crate) async fn wait_ready(client: &Client, name: &str) -> Result<(), Error> {
+    Backoff::POLL
+        .poll(&format!("function {name}"), || async {
             let config = client
                 .get_function_configuration()
                 .function_name(name)
@@ -284,67 +285,243 @@ pub async fn wait_ready(client: &Client, name: &str) -> Result<(), Error> {
             let updating = config.last_update_status() == Some(&LastUpdateStatus::InProgress);
             Ok(!pending && !updating)
         })
-        .await?;
-    if !settled {
-        return Err(Error::Timeout { what: format!("function {name}"), seconds: backoff.give_up_after.as_secs() });
-    }
-    Ok(())
+        .await
 }
 
-/// Whether a permission statement lets API Gateway invoke the function from exactly
-/// `source_arn`.
-pub fn permits(statement: &serde_json::Value, source_arn: &str) -> bool {
-    statement["Effect"] == "Allow"
-        && statement["Action"] == "lambda:InvokeFunction"
-        && statement["Principal"]["Service"] == API_GATEWAY
-        && statement["Condition"]["ArnLike"]["AWS:SourceArn"] == source_arn
-}
-
-/// Lets API Gateway invoke the function from `source_arn`; the caller has waited for
-/// [`wait_ready`]. Real AWS refuses a duplicate statement id (ResourceConflictException),
-/// which a concurrent install or a lost answer can cause: then the statement there is
-/// read, and replaced only if it differs.
-pub async fn add_permission(client: &Client, stack: &Stack, source_arn: &str) -> Result<(), Error> {
-    let add = || {
-        client
-            .add_permission()
-            .function_name(&stack.name)
-            .statement_id(PERMISSION_SID)
-            .action("lambda:InvokeFunction")
-            .principal(API_GATEWAY)
-            .source_arn(source_arn)
-            .send()
-    };
-    match add().await {
-        Err(error) if has_code(&error, &["ResourceConflictException"]) => {
-            let current = read(client, &stack.name).await?.and_then(|function| function.permission);
-            if current.is_some_and(|statement| permits(&statement, source_arn)) {
-                return Ok(());
-            }
-            remove_permission(client, stack).await?;
-            add().await.op("lambda:AddPermission")?;
-        }
-        added => {
-            added.op("lambda:AddPermission")?;
-        }
-    }
-    Ok(())
-}
-
-/// `false` when there was no such permission (or no function).
-pub async fn remove_permission(client: &Client, stack: &Stack) -> Result<bool, Error> {
-    wait_ready_if_there(client, &stack.name).await?;
-    let removed = client.remove_permission().function_name(&stack.name).statement_id(PERMISSION_SID).send().await;
-    Ok(gone("lambda:RemovePermission", removed, NOT_FOUND)?)
-}
-
-pub async fn delete(client: &Client, stack_name: &str) -> Result<bool, AwsError> {
+async fn delete(client: &Client, stack_name: &str) -> Result<bool, AwsError> {
     gone("lambda:DeleteFunction", client.delete_function().function_name(stack_name).send().await, NOT_FOUND)
 }
 
-async fn wait_ready_if_there(client: &Client, name: &str) -> Result<(), Error> {
+pub(crate) async fn wait_ready_if_there(client: &Client, name: &str) -> Result<(), Error> {
     match wait_ready(client, name).await {
         Err(Error::Aws(error)) if error.code.as_deref() == Some("ResourceNotFoundException") => Ok(()),
         result => result,
+    }
+}
+
+/// What the function should be, as install resolved it from the options and what is
+/// deployed.
+#[derive(Debug, Clone)]
+pub(crate) struct FunctionSettings {
+    pub(crate) code: Code,
+    pub(crate) memory_mb: i32,
+    pub(crate) timeout_seconds: i32,
+    /// The function's reserved concurrency; `None`: unreserved.
+    pub(crate) max_concurrency: Option<i32>,
+}
+
+/// What changes on the function, one field per kind of call.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct FunctionChange {
+    /// UpdateFunctionCode.
+    pub(crate) code: Option<Diff>,
+    /// One UpdateFunctionConfiguration: memory, timeout, role, runtime, handler, table.
+    pub(crate) configuration: Vec<Diff>,
+    /// PutFunctionConcurrency or DeleteFunctionConcurrency.
+    pub(crate) concurrency: Option<Diff>,
+    pub(crate) tags: Option<Diff>,
+}
+
+impl Changes for FunctionChange {
+    fn diffs(&self) -> Vec<Diff> {
+        let mut diffs: Vec<Diff> = self.code.iter().cloned().collect();
+        diffs.extend(self.configuration.iter().cloned());
+        diffs.extend([&self.concurrency, &self.tags].into_iter().flatten().cloned());
+        diffs
+    }
+}
+
+/// What the function should be: its settings, role and table.
+pub(crate) struct FunctionTarget<'a> {
+    pub(crate) stack: &'a Stack,
+    pub(crate) settings: &'a FunctionSettings,
+    pub(crate) role_arn: &'a str,
+}
+
+/// The function as found (at the read, or after a lost answer) against its target; a
+/// function on another table is refused, never repointed.
+pub(crate) fn plan_found(function: &FunctionState, target: &FunctionTarget<'_>) -> Action<FunctionChange> {
+    let (stack, settings) = (target.stack, target.settings);
+    let architecture = settings.code.architecture.as_str();
+    let code = (function.code_sha256 != settings.code.sha256 || function.architecture != architecture).then(|| {
+        diff(
+            Field::Code,
+            format!("{} {}", function.code_sha256, function.architecture),
+            format!("{} {architecture}", settings.code.sha256),
+        )
+    });
+    let variable = function.variables.get(TABLE_VARIABLE).filter(|table| !table.is_empty());
+    let configuration = [
+        (Field::Memory, format!("{} MB", function.memory_mb), format!("{} MB", settings.memory_mb)),
+        (Field::Timeout, format!("{} s", function.timeout_seconds), format!("{} s", settings.timeout_seconds)),
+        (Field::Role, function.role.clone(), target.role_arn.to_owned()),
+        (Field::Runtime, function.runtime.clone(), RUNTIME.as_str().to_owned()),
+        (Field::Handler, function.handler.clone(), HANDLER.to_owned()),
+        (Field::TableName, variable.map_or("unset", String::as_str).to_owned(), stack.table.clone()),
+    ];
+    let configuration =
+        configuration.into_iter().filter(|(_, from, to)| from != to).map(|(field, from, to)| diff(field, from, to));
+    let wording = |reserved: Option<i32>| match reserved {
+        None => "unreserved".to_owned(),
+        Some(0) => "0 (every invocation refused, as an interrupted table switch leaves it)".to_owned(),
+        Some(reserved) => reserved.to_string(),
+    };
+    let change = FunctionChange {
+        code,
+        configuration: configuration.collect(),
+        concurrency: (function.reserved_concurrency != settings.max_concurrency).then(|| {
+            diff(Field::Concurrency, wording(function.reserved_concurrency), wording(settings.max_concurrency))
+        }),
+        tags: (!function.tagged).then(|| diff(Field::Tags, "none", "counterctl")),
+    };
+    Action::found(change, !function.tagged)
+}
+
+/// The function: created, or brought to its target. Switching tables stops the function
+/// while the counters are compared again, so it breaks callers for that while.
+pub(crate) fn plan(
+    function: Option<&FunctionState>,
+    target: &FunctionTarget<'_>,
+    table_switch: bool,
+) -> Planned<FunctionChange> {
+    let action = function.map_or(Action::Create, |function| plan_found(function, target));
+    Planned::new(Resource::Function, &target.stack.name, action).breaking_if(table_switch)
+}
+
+/// The function's plan with what apply needs of the read.
+#[derive(Debug, Clone)]
+pub(crate) struct FunctionPlan {
+    pub(crate) planned: Planned<FunctionChange>,
+    /// As read; `None` when it is created.
+    pub(crate) deployed: Option<FunctionState>,
+    /// The table the function moves away from (`--switch-table`).
+    pub(crate) table_switch: Option<String>,
+}
+
+fn configuration<'a>(plan: &FunctionPlan, target: &FunctionTarget<'a>) -> Configuration<'a> {
+    let mut variables = plan.deployed.as_ref().map(|function| function.variables.clone()).unwrap_or_default();
+    variables.insert(TABLE_VARIABLE.to_owned(), target.stack.table.clone());
+    Configuration {
+        role: target.role_arn,
+        memory_mb: target.settings.memory_mb,
+        timeout_seconds: target.settings.timeout_seconds,
+        variables,
+    }
+}
+
+/// Creates the function or applies its change; a note when it turned out to exist
+/// already (the answer to an earlier create was lost).
+pub(crate) async fn apply(
+    clients: &Clients,
+    account: &Account,
+    plan: &FunctionPlan,
+    target: &FunctionTarget<'_>,
+) -> anyhow::Result<((), Option<String>)> {
+    let (client, stack, settings) = (&clients.lambda, target.stack, target.settings);
+    let configuration = configuration(plan, target);
+    let mut action = plan.planned.action.clone();
+    let mut note = None;
+    if action == Action::Create {
+        if create(client, stack, &settings.code, &configuration).await.context("creating the function")? {
+            if settings.max_concurrency.is_some() {
+                let set = set_concurrency(client, stack, settings.max_concurrency);
+                set.await.context("setting the function's reserved concurrency")?;
+            }
+            return Ok(((), None));
+        }
+        // Created by a run whose answer was lost: planned by the same rule as one read,
+        // and never pointed at another table than the one it has.
+        let found = read(client, &stack.name).await.context("reading the function")?;
+        let found = found.context("the function exists and then does not: run install again")?;
+        if found.table() != stack.table {
+            let refusal = Refusal::TableSwitch { current: found.table().to_owned(), asked: stack.table.clone() };
+            return Err(anyhow::Error::new(refusal).context("a function of this name appeared since it was read"));
+        }
+        action = plan_found(&found, target);
+        note = Some(format!(
+            "adopted: it existed already (ResourceConflictException); {}",
+            crate::progress::Wording::Done.describe_action(&action.shown())
+        ));
+    }
+    if let Some(current) = &plan.table_switch {
+        switch_table(clients, (stack, account), plan, current, &configuration).await?;
+    }
+    if let Some(FunctionChange { code, configuration: configured, concurrency, tags }) = action.change() {
+        if code.is_some() {
+            update_code(client, stack, &settings.code).await.context("updating the function's code")?;
+        }
+        // A table switch has set the configuration already.
+        if !configured.is_empty() && plan.table_switch.is_none() {
+            let update = update_configuration(client, stack, &configuration);
+            update.await.context("updating the function's configuration")?;
+        }
+        if concurrency.is_some() {
+            let set = set_concurrency(client, stack, settings.max_concurrency);
+            set.await.context("setting the function's reserved concurrency")?;
+        }
+        if tags.is_some() {
+            let arn = plan.deployed.as_ref().map_or_else(|| stack.function_arn(account), |f| f.arn.clone());
+            tag(client, stack, &arn).await.context("tagging the function")?;
+        }
+    }
+    // What comes next (the permission) is a call on the function too.
+    let was_ready = plan.deployed.as_ref().is_none_or(|function| function.ready);
+    if action.changes() || !was_ready {
+        wait_ready(client, &stack.name).await.context("waiting for the function to be ready")?;
+    }
+    Ok(((), note))
+}
+
+/// Points the function at another table without a counter going backwards: invocations
+/// stop (reserved concurrency 0), those in flight get the function's timeout to finish,
+/// both tables are compared again, and only then is the configuration updated and the
+/// function let run again. Any failure lets it run again on its old table.
+async fn switch_table(
+    clients: &Clients,
+    (stack, account): (&Stack, &Account),
+    plan: &FunctionPlan,
+    current: &str,
+    configuration: &Configuration<'_>,
+) -> anyhow::Result<()> {
+    let client = &clients.lambda;
+    let deployed = plan.deployed.as_ref().context("a table switch needs the deployed function")?;
+    set_concurrency(client, stack, Some(0)).await.context("stopping invocations for the table switch")?;
+    let switched = async {
+        tokio::time::sleep(std::time::Duration::from_secs(u64::try_from(deployed.timeout_seconds).unwrap_or(0) + 1))
+            .await;
+        let (current_counters, new_counters) = tokio::try_join!(
+            table::counters(&clients.dynamodb, current),
+            table::counters(&clients.dynamodb, &stack.table)
+        )
+        .context("reading the counters of both tables again")?;
+        let counters = table::Counters { current: current_counters, new: new_counters };
+        table::refuse_counters_behind(current, &stack.table, &counters)?;
+        update_configuration(client, stack, configuration).await.context("switching the table")?;
+        let switched = wait_ready(client, &stack.name).await;
+        switched.with_context(|| format!("waiting for the switch; the function may already use {}", stack.table))?;
+        // Only the new table from now on.
+        role::narrow_policy(&clients.iam, stack, account).await.context("narrowing the role's policy")?;
+        anyhow::Ok(())
+    };
+    let switched = tokio::select! {
+        switched = switched => switched,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted: the table switch was abandoned")),
+    };
+    // As it was, but never left refusing every invocation.
+    let reserved = deployed.reserved_concurrency.filter(|reserved| *reserved > 0);
+    let resumed = set_concurrency(client, stack, reserved).await;
+    switched?;
+    resumed.context("letting the function run again after the table switch")?;
+    Ok(())
+}
+
+/// The function of stack `name`, to delete (with its resource policy).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FunctionName(pub(crate) String);
+
+impl Delete for FunctionName {
+    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
+        delete(&clients.lambda, &self.0).await.context("deleting the function")?;
+        Ok(None)
     }
 }

@@ -10,34 +10,46 @@
 //! policy is always in effect and must grant public access", so install adds both as
 //! public statements.
 
+use anyhow::Context;
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::types::FunctionUrlAuthType;
 
-use crate::aws::{AwsError, Operation, found, gone, has_code};
+use super::function::FunctionState;
+use super::routes::{AWS_IAM, method_authorization};
+use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
+use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
+use crate::cli::Auth;
 use crate::stack::Stack;
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 /// The public statements of `--auth none`: the URL, and the invocation behind it.
-pub const PUBLIC_URL_SID: &str = "counterctl-function-url-public";
-pub const PUBLIC_INVOKE_SID: &str = "counterctl-function-url-public-invoke";
+pub(crate) const PUBLIC_URL_SID: &str = "counterctl-function-url-public";
+pub(crate) const PUBLIC_INVOKE_SID: &str = "counterctl-function-url-public-invoke";
 
 /// The function's URL as deployed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct UrlState {
-    pub url: String,
+pub(crate) struct UrlState {
+    pub(crate) url: String,
     /// `AWS_IAM` or `NONE`.
-    pub auth_type: String,
+    pub(crate) auth_type: String,
 }
 
-pub async fn read(client: &Client, stack_name: &str) -> Result<Option<UrlState>, AwsError> {
+impl UrlState {
+    /// The auth callers of this URL need.
+    pub(crate) fn auth(&self) -> Auth {
+        if self.auth_type == AWS_IAM { Auth::Iam } else { Auth::None }
+    }
+}
+
+pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<UrlState>, AwsError> {
     let config = client.get_function_url_config().function_name(stack_name).send().await;
     Ok(found("lambda:GetFunctionUrlConfig", config, NOT_FOUND)?
         .map(|config| UrlState { url: config.function_url, auth_type: config.auth_type.as_str().to_owned() }))
 }
 
 /// Creates the URL (one made by a concurrent install is updated instead); returns it.
-pub async fn create(client: &Client, stack: &Stack, auth_type: &str) -> Result<String, AwsError> {
+async fn create(client: &Client, stack: &Stack, auth_type: &str) -> Result<String, AwsError> {
     let created = client
         .create_function_url_config()
         .function_name(&stack.name)
@@ -50,7 +62,7 @@ pub async fn create(client: &Client, stack: &Stack, auth_type: &str) -> Result<S
     }
 }
 
-pub async fn update(client: &Client, stack: &Stack, auth_type: &str) -> Result<String, AwsError> {
+async fn update(client: &Client, stack: &Stack, auth_type: &str) -> Result<String, AwsError> {
     let updated = client
         .update_function_url_config()
         .function_name(&stack.name)
@@ -61,14 +73,14 @@ pub async fn update(client: &Client, stack: &Stack, auth_type: &str) -> Result<S
     Ok(updated.function_url)
 }
 
-pub async fn delete(client: &Client, stack_name: &str) -> Result<bool, AwsError> {
+async fn delete(client: &Client, stack_name: &str) -> Result<bool, AwsError> {
     let deleted = client.delete_function_url_config().function_name(stack_name).send().await;
     gone("lambda:DeleteFunctionUrlConfig", deleted, NOT_FOUND)
 }
 
 /// Lets anyone call the URL (`--auth none`); a statement there already is kept. The
 /// caller has waited for the function to be ready (no update in progress).
-pub async fn allow_public(client: &Client, stack: &Stack) -> Result<(), AwsError> {
+async fn allow_public(client: &Client, stack: &Stack) -> Result<(), AwsError> {
     let url = client
         .add_permission()
         .function_name(&stack.name)
@@ -92,7 +104,7 @@ pub async fn allow_public(client: &Client, stack: &Stack) -> Result<(), AwsError
 }
 
 /// Takes the public statements away again.
-pub async fn remove_public(client: &Client, stack: &Stack) -> Result<(), AwsError> {
+async fn remove_public(client: &Client, stack: &Stack) -> Result<(), AwsError> {
     for sid in [PUBLIC_URL_SID, PUBLIC_INVOKE_SID] {
         let removed = client.remove_permission().function_name(&stack.name).statement_id(sid).send().await;
         gone("lambda:RemovePermission", removed, NOT_FOUND)?;
@@ -117,5 +129,100 @@ where
     match result {
         Err(error) if has_code(&error, &["ResourceConflictException"]) && already_exists(&error) => Ok(()),
         result => result.map(|_| ()).op(operation),
+    }
+}
+
+/// What changes on the function's URL.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct UrlChange {
+    /// UpdateFunctionUrlConfig.
+    pub(crate) auth_type: Option<Diff>,
+    /// The public statements added (`--auth none`) or removed.
+    pub(crate) public: Option<Diff>,
+}
+
+impl Changes for UrlChange {
+    fn diffs(&self) -> Vec<Diff> {
+        [&self.auth_type, &self.public].into_iter().flatten().cloned().collect()
+    }
+}
+
+/// The URL with the auth type of `auth`, public (both statements) only with `none`.
+/// `breaking`: callers move here from the REST front, or their auth changes.
+pub(crate) fn plan(
+    url: Option<&UrlState>,
+    function: Option<&FunctionState>,
+    auth: Auth,
+    (stack_name, breaking): (&str, bool),
+) -> Planned<UrlChange> {
+    let auth_type = method_authorization(auth);
+    let public = auth == Auth::None;
+    let action = match url {
+        None => Action::Create,
+        Some(url) => {
+            let wanted_statements = if public { 2 } else { 0 };
+            let wording = |public| if public { "public" } else { "signed callers only" };
+            let change = UrlChange {
+                auth_type: (url.auth_type != auth_type).then(|| diff(Field::Method, &url.auth_type, auth_type)),
+                public: function
+                    .is_none_or(|function| function.public_statements != wanted_statements)
+                    .then(|| diff(Field::Statement, wording(!public), wording(public))),
+            };
+            Action::found(change, false)
+        }
+    };
+    Planned::new(Resource::FunctionUrl, stack_name, action).breaking_if(breaking)
+}
+
+/// Makes or updates the URL; returns its address.
+pub(crate) async fn apply(
+    client: &Client,
+    stack: &Stack,
+    (planned, deployed): (&Planned<UrlChange>, Option<&UrlState>),
+    auth: Auth,
+) -> anyhow::Result<String> {
+    let auth_type = method_authorization(auth);
+    let (update_auth, set_public) = match planned.action.change() {
+        Some(UrlChange { auth_type, public }) => (auth_type.is_some(), public.is_some()),
+        None => (false, planned.action == Action::Create),
+    };
+    let url = match deployed {
+        None => create(client, stack, auth_type).await.context("creating the function URL")?,
+        Some(_) if update_auth => {
+            update(client, stack, auth_type).await.context("setting the function URL's auth type")?
+        }
+        Some(url) => url.url.clone(),
+    };
+    if set_public {
+        if auth == Auth::None {
+            allow_public(client, stack).await.context("letting anyone call the function URL")?;
+        } else {
+            remove_public(client, stack).await.context("ending public access to the function URL")?;
+        }
+    }
+    Ok(url)
+}
+
+/// On the REST front: the URL goes, and any public statement left behind.
+pub(crate) fn unwanted(url: Option<&UrlState>, function: Option<&FunctionState>, stack: &Stack) -> Deletion<Url> {
+    let public_left = function.is_some_and(|function| function.public_statements > 0);
+    let reason = match (url, public_left) {
+        (Some(_), _) => "--front rest replaces it",
+        (None, _) => "its public statements are left behind",
+    };
+    let targets = (url.is_some() || public_left).then(|| Url(stack.clone()));
+    Deletion::of(Resource::FunctionUrl, &stack.name, targets.into_iter().collect(), reason)
+}
+
+/// The stack's function URL and its public statements, to delete.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Url(Stack);
+
+impl Delete for Url {
+    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
+        let (client, stack) = (&clients.lambda, &self.0);
+        delete(client, &stack.name).await.context("deleting the function URL")?;
+        remove_public(client, stack).await.context("removing the function URL's public access")?;
+        Ok(None)
     }
 }

@@ -1,22 +1,24 @@
 //! The function's log group `/aws/lambda/NAME`, made by install with a retention: one
 //! Lambda makes by itself keeps logs forever.
 
+use anyhow::Context;
 use aws_sdk_cloudwatchlogs::Client;
 
-use crate::aws::{AwsError, Operation, found, gone, has_code};
+use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
+use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Resource, diff};
 use crate::stack::Stack;
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 
 /// The log group as deployed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogGroupState {
+pub(crate) struct LogGroupState {
     /// `None`: logs are kept forever.
-    pub retention_days: Option<i32>,
-    pub tagged: bool,
+    pub(crate) retention_days: Option<i32>,
+    pub(crate) tagged: bool,
 }
 
-pub async fn read(client: &Client, stack_name: &str, name: &str) -> Result<Option<LogGroupState>, AwsError> {
+pub(crate) async fn read(client: &Client, stack_name: &str, name: &str) -> Result<Option<LogGroupState>, AwsError> {
     let mut pages = client.describe_log_groups().log_group_name_prefix(name).into_paginator().send();
     let mut group = None;
     while let Some(page) = pages.next().await {
@@ -38,7 +40,7 @@ pub async fn read(client: &Client, stack_name: &str, name: &str) -> Result<Optio
 
 /// Creates the log group, tagged; `false` when it exists already (a lost answer, or
 /// Lambda made it a moment ago).
-pub async fn create(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
+async fn create(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
     let create = client.create_log_group().log_group_name(stack.log_group()).set_tags(Some(stack.tags()));
     match create.send().await {
         Err(error) if has_code(&error, &["ResourceAlreadyExistsException"]) => Ok(false),
@@ -46,19 +48,96 @@ pub async fn create(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
     }
 }
 
-pub async fn set_retention(client: &Client, stack: &Stack, days: i32) -> Result<(), AwsError> {
+async fn set_retention(client: &Client, stack: &Stack, days: i32) -> Result<(), AwsError> {
     let put = client.put_retention_policy().log_group_name(stack.log_group()).retention_in_days(days);
     put.send().await.op("logs:PutRetentionPolicy")?;
     Ok(())
 }
 
-pub async fn tag(client: &Client, stack: &Stack) -> Result<(), AwsError> {
+async fn tag(client: &Client, stack: &Stack) -> Result<(), AwsError> {
     #[allow(deprecated, reason = "TagResource needs the ARN without `:*`; this takes the name")]
     let tag = client.tag_log_group().log_group_name(stack.log_group()).set_tags(Some(stack.tags()));
     tag.send().await.op("logs:TagLogGroup")?;
     Ok(())
 }
 
-pub async fn delete(client: &Client, name: &str) -> Result<bool, AwsError> {
+async fn delete(client: &Client, name: &str) -> Result<bool, AwsError> {
     gone("logs:DeleteLogGroup", client.delete_log_group().log_group_name(name).send().await, NOT_FOUND)
+}
+
+/// What changes on the log group.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct LogGroupChange {
+    pub(crate) retention: Option<Diff>,
+    pub(crate) tags: Option<Diff>,
+}
+
+impl Changes for LogGroupChange {
+    fn diffs(&self) -> Vec<Diff> {
+        [&self.retention, &self.tags].into_iter().flatten().cloned().collect()
+    }
+}
+
+fn days(retention: Option<i32>) -> String {
+    retention.map_or_else(|| "forever".to_owned(), |days| format!("{days} days"))
+}
+
+/// The log group: the retention wanted (`None`: forever, as found), and the stack's tag.
+pub(crate) fn plan(
+    group: Option<&LogGroupState>,
+    stack: &Stack,
+    retention_days: Option<i32>,
+    advisories: &mut Vec<String>,
+) -> Planned<LogGroupChange> {
+    let action = match group {
+        None => Action::Create,
+        Some(group) => {
+            if group.retention_days.is_none() && retention_days.is_none() {
+                advisories
+                    .push(format!("log group {} keeps logs forever (set --log-retention-days)", stack.log_group()));
+            }
+            let change = LogGroupChange {
+                retention: (group.retention_days != retention_days)
+                    .then(|| diff(Field::Retention, days(group.retention_days), days(retention_days))),
+                tags: (!group.tagged).then(|| diff(Field::Tags, "none", "counterctl")),
+            };
+            Action::found(change, false)
+        }
+    };
+    Planned::new(Resource::LogGroup, stack.log_group(), action)
+}
+
+pub(crate) async fn apply(
+    client: &Client,
+    stack: &Stack,
+    planned: &Planned<LogGroupChange>,
+    retention_days: Option<i32>,
+) -> anyhow::Result<()> {
+    let created = planned.action == Action::Create;
+    // One that appeared since the read (Lambda makes it on a first invocation) is tagged.
+    let appeared = created && !create(client, stack).await.context("creating the log group")?;
+    let (retention, tags) = match planned.action.change() {
+        Some(LogGroupChange { retention, tags }) => (retention.is_some(), tags.is_some()),
+        None => (false, false),
+    };
+    if (created || retention)
+        && let Some(days) = retention_days
+    {
+        set_retention(client, stack, days).await.context("setting the log retention")?;
+    }
+    if tags || appeared {
+        tag(client, stack).await.context("tagging the log group")?;
+    }
+    Ok(())
+}
+
+/// A log group, by name, to delete.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogGroupName(pub(crate) String);
+
+impl Delete for LogGroupName {
+    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
+        delete(&clients.logs, &self.0).await.context("deleting the log group")?;
+        Ok(None)
+    }
 }

@@ -12,13 +12,21 @@ use aws_sdk_dynamodb::types::{
 use counter_function::dynamo::{DynamoStore, EXPIRES_AT, IdempotencyTimings};
 use counter_function::store::{CounterAdmin, StoreError};
 
+use anyhow::Context;
+
 use super::Error;
-use crate::aws::Account;
-use crate::aws::{AwsError, Operation, found, gone, has_code};
+use crate::aws::{Account, AwsError, Clients, Operation, found, gone, has_code};
+use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, diff};
 use crate::retry::Backoff;
 use crate::stack::{KEPT_BY_TAG, Stack};
 
 const KEY: &str = "id";
+
+/// The table a stack uses: the one asked for, else the deployed function's, else the
+/// original service's.
+pub(crate) fn table_name(given: Option<&str>, function_table: Option<&str>) -> String {
+    given.or(function_table).unwrap_or(counter_function::dynamo::DEFAULT_TABLE).to_owned()
+}
 /// The key schema counterctl's function reads and writes.
 pub const COUNTER_KEY_SCHEMA: &str = "id HASH (S)";
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
@@ -151,31 +159,25 @@ pub async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
 /// (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DeleteTable.html:
 /// "If a table is in CREATING or UPDATING states, then DynamoDB returns a
 /// ResourceInUseException").
-pub async fn wait_active(client: &Client, table: &str) -> Result<(), Error> {
-    let backoff = Backoff::POLL;
-    let active = backoff
-        .poll(|| async {
+pub(crate) async fn wait_active(client: &Client, table: &str) -> Result<(), Error> {
+    Backoff::POLL
+        .poll(&format!("table {table} becoming ACTIVE"), || async {
             let output =
                 found("dynamodb:DescribeTable", client.describe_table().table_name(table).send().await, NOT_FOUND)?;
             let status = output.and_then(|output| output.table).and_then(|table| table.table_status);
-            Ok::<_, AwsError>(status == Some(TableStatus::Active))
+            Ok::<_, Error>(status == Some(TableStatus::Active))
         })
-        .await?;
-    if active {
-        Ok(())
-    } else {
-        Err(Error::Timeout { what: format!("table {table} becoming ACTIVE"), seconds: backoff.give_up_after.as_secs() })
-    }
+        .await
 }
 
-pub async fn set_deletion_protection(client: &Client, table: &str, on: bool) -> Result<(), Error> {
+async fn set_deletion_protection(client: &Client, table: &str, on: bool) -> Result<(), Error> {
     let update = client.update_table().table_name(table).deletion_protection_enabled(on).send().await;
     update.op("dynamodb:UpdateTable")?;
     wait_active(client, table).await
 }
 
 /// Right after CreateTable AWS may still refuse this for a few seconds.
-pub async fn enable_point_in_time_recovery(client: &Client, table: &str) -> Result<(), AwsError> {
+async fn enable_point_in_time_recovery(client: &Client, table: &str) -> Result<(), AwsError> {
     Backoff::ABOUT_TWO_MINUTES
         .retry(
             || {
@@ -197,7 +199,7 @@ pub async fn enable_point_in_time_recovery(client: &Client, table: &str) -> Resu
     Ok(())
 }
 
-pub async fn enable_ttl(client: &Client, table: &str) -> Result<(), AwsError> {
+async fn enable_ttl(client: &Client, table: &str) -> Result<(), AwsError> {
     client
         .update_time_to_live()
         .table_name(table)
@@ -273,11 +275,142 @@ pub async fn mark_kept(client: &Client, table: &TableState, stack_name: &str) ->
 
 /// Deletes the table and its data: deletion protection off first, then, once the table
 /// is ACTIVE again, DeleteTable. `false` when it was already gone.
-pub async fn delete(client: &Client, table: &str) -> Result<bool, Error> {
+async fn delete(client: &Client, table: &str) -> Result<bool, Error> {
     let unprotect = client.update_table().table_name(table).deletion_protection_enabled(false).send().await;
     if !gone("dynamodb:UpdateTable", unprotect, NOT_FOUND)? {
         return Ok(false);
     }
     wait_active(client, table).await?;
     Ok(gone("dynamodb:DeleteTable", client.delete_table().table_name(table).send().await, NOT_FOUND)?)
+}
+
+/// A switch of table asked for: every counter of the current table and of the new one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Counters {
+    pub(crate) current: BTreeMap<String, i64>,
+    pub(crate) new: BTreeMap<String, i64>,
+}
+
+/// Refuses a switch from table `current` to `new` when any counter would go backwards:
+/// lower in the new table, or missing there (it would restart at 1).
+pub(crate) fn refuse_counters_behind(current: &str, new: &str, counters: &Counters) -> Result<(), Refusal> {
+    let behind: Vec<String> = counters
+        .current
+        .iter()
+        .filter(|(name, value)| counters.new.get(*name).copied().unwrap_or(0) < **value)
+        .map(|(name, value)| format!("{name} ({value} → {})", counters.new.get(name).copied().unwrap_or(0)))
+        .collect();
+    if behind.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal::CountersBehind {
+        current: current.to_owned(),
+        asked: new.to_owned(),
+        count: behind.len(),
+        examples: behind.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// What changes on the table.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct TableChange {
+    pub(crate) deletion_protection: Option<Diff>,
+    pub(crate) point_in_time_recovery: Option<Diff>,
+    pub(crate) ttl: Option<Diff>,
+}
+
+impl Changes for TableChange {
+    fn diffs(&self) -> Vec<Diff> {
+        [&self.deletion_protection, &self.point_in_time_recovery, &self.ttl].into_iter().flatten().cloned().collect()
+    }
+}
+
+/// The table: refused with another key schema; protections always on a table
+/// counterctl made, on another only with `--protect-table` (else advised); TTL on
+/// `expires_at` wherever DynamoDB allows it.
+pub(crate) fn plan(
+    table: Option<&TableState>,
+    name: &str,
+    protect_table: bool,
+    advisories: &mut Vec<String>,
+) -> Result<Planned<TableChange>, Refusal> {
+    let Some(table) = table else {
+        return Ok(Planned::new(Resource::Table, name, Action::Create));
+    };
+    if table.key_schema != COUNTER_KEY_SCHEMA {
+        return Err(Refusal::TableKeySchema { table: table.name.clone(), found: table.key_schema.clone() });
+    }
+    let protect = table.tagged || protect_table;
+    let mut protection = |on: bool, field, what| match (on, protect) {
+        (true, _) => None,
+        (false, true) => Some(diff(field, "off", "on")),
+        (false, false) => {
+            advisories.push(format!("table {} has no {what} (turn it on with --protect-table)", table.name));
+            None
+        }
+    };
+    let deletion_protection = protection(table.deletion_protection, Field::DeletionProtection, "deletion protection");
+    let point_in_time_recovery =
+        protection(table.point_in_time_recovery, Field::PointInTimeRecovery, "point-in-time recovery");
+    let ttl = match &table.ttl {
+        Ttl::OnExpiresAt => None,
+        Ttl::Off => Some(diff(Field::Ttl, "off", format!("on `{EXPIRES_AT}`"))),
+        Ttl::Other(ttl) => {
+            advisories.push(format!(
+                "table {} has TTL {ttl}, so idempotency records never expire (DynamoDB allows one TTL attribute; \
+                 counterctl leaves it)",
+                table.name
+            ));
+            None
+        }
+    };
+    let change = TableChange { deletion_protection, point_in_time_recovery, ttl };
+    Ok(Planned::new(Resource::Table, name, Action::found(change, !table.tagged)))
+}
+
+/// Creates the table or applies its change; a note when it turned out to exist already.
+pub(crate) async fn apply(
+    client: &Client,
+    stack: &Stack,
+    planned: &Planned<TableChange>,
+) -> anyhow::Result<((), Option<String>)> {
+    let name = stack.table.as_str();
+    if planned.action == Action::Create {
+        if create(client, stack).await.context("creating the table")? {
+            enable_point_in_time_recovery(client, name).await.context("turning on point-in-time recovery")?;
+            enable_ttl(client, name).await.context("turning on TTL")?;
+            return Ok(((), None));
+        }
+        // Made since the read (by a run interrupted a moment ago, or by hand): its data
+        // is used as it is, and the next run's plan reads and completes it.
+        return Ok(((), Some("adopted: it was made since it was read; run install again to complete it".into())));
+    }
+    let Some(TableChange { deletion_protection, point_in_time_recovery, ttl }) = planned.action.change() else {
+        return Ok(((), None));
+    };
+    if planned.changes() {
+        // Updates are refused while the table is CREATING or UPDATING.
+        wait_active(client, name).await.context("waiting for the table to be ACTIVE")?;
+    }
+    if deletion_protection.is_some() {
+        set_deletion_protection(client, name, true).await.context("turning on deletion protection")?;
+    }
+    if point_in_time_recovery.is_some() {
+        enable_point_in_time_recovery(client, name).await.context("turning on point-in-time recovery")?;
+    }
+    if ttl.is_some() {
+        enable_ttl(client, name).await.context("turning on TTL")?;
+    }
+    Ok(((), None))
+}
+
+/// A table, by name, to delete with its data.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TableName(pub(crate) String);
+
+impl Delete for TableName {
+    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
+        delete(&clients.dynamodb, &self.0).await.context("deleting the table")?;
+        Ok(None)
+    }
 }

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Response, Uri};
+use counterctl::aws::Clients;
 use counterctl::call::{Credential, Endpoint, discover};
 use counterctl::cli::StackOptions;
-use counterctl::deployed::Clients;
 
 use crate::support::LambdaStack;
 use crate::support::cli::{Deployment, clean_environment, counterctl, counterctl_with_env};

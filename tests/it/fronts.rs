@@ -1,9 +1,9 @@
 //! `--front function-url`: the function's own URL in place of the REST API, and moving a
 //! live stack between the two fronts.
 
+use counterctl::aws::Clients;
 use counterctl::call::{Credential, discover};
 use counterctl::cli::StackOptions;
-use counterctl::deployed::Clients;
 
 use crate::support::cli::{Deployment, REGION};
 

@@ -1,0 +1,347 @@
+//! The vocabulary of a plan: what happens to one resource, typed by that resource's own
+//! change, and the row it is shown and reported as.
+//!
+//! Each resource module has its change type (e.g. [`crate::resources::function`]'s
+//! `FunctionChange { code, configuration, concurrency, tags }`): the plan fills it, apply
+//! destructures it whole, so a difference that nobody applies does not compile. For the
+//! display and `--output json`, a change is flattened into [`Diff`]s.
+
+use std::fmt;
+use std::future::Future;
+
+use serde::Serialize;
+
+use crate::aws::Clients;
+use crate::progress::Progress;
+
+/// Why install refuses, before any write.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error(
+        "table {table} exists with key schema {found}, not the counter layout (key `id`, type S)\n\
+         hint: pass --table NAME to use another table; counterctl changes nothing in this one"
+    )]
+    TableKeySchema { table: String, found: String },
+    #[error(
+        "the function uses table {current}; --table {asked} would point it at another table, and every counter \
+         not in that table would restart at 1 and hand out IDs already issued\n\
+         hint: leave out --table to keep {current}; to move the counters on purpose, copy them into {asked} first \
+         and pass --switch-table"
+    )]
+    TableSwitch { current: String, asked: String },
+    #[error(
+        "refusing to switch from table {current} to {asked}: {count} counter(s) would go backwards: {examples}\n\
+         hint: copy the counters into {asked} (at least their current values) and run again, or leave out --table"
+    )]
+    CountersBehind { current: String, asked: String, count: usize, examples: String },
+    #[error(
+        "stack {stack} has no function, and its counters are in table(s) {tables}, kept by an uninstall; \
+         another table would restart every counter at 1 and hand out IDs already issued\n\
+         hint: pass --table with that table to pick its counters up again (or --table NEW to start new \
+         sequences on purpose)"
+    )]
+    KeptTable { stack: String, tables: String },
+    #[error(
+        "--auth api-key does not go with --front function-url: a Function URL has no API keys\n\
+         hint: use --auth iam (callers sign with SigV4; the default there) or --front rest"
+    )]
+    ApiKeyOnFunctionUrl,
+    #[error(
+        "the stack has both a function URL and a REST API (a move between them did not finish)\n\
+         hint: pass --front function-url or --front rest to say which to keep; the other is deleted"
+    )]
+    BothFronts,
+}
+
+/// One resource of the stack, in the order the plan lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Resource {
+    Table,
+    LogGroup,
+    Role,
+    Policy,
+    Function,
+    FunctionUrl,
+    Permission,
+    Api,
+    Route,
+    Integration,
+    Stage,
+    ApiKey,
+    UsagePlan,
+}
+
+impl Resource {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Table => "table",
+            Self::LogGroup => "log group",
+            Self::Role => "role",
+            Self::Policy => "policy",
+            Self::Function => "function",
+            Self::FunctionUrl => "function url",
+            Self::Permission => "permission",
+            Self::Api => "api",
+            Self::Route => "route",
+            Self::Integration => "integration",
+            Self::Stage => "stage",
+            Self::ApiKey => "api key",
+            Self::UsagePlan => "usage plan",
+        }
+    }
+}
+
+/// The field a shown difference is about (display and JSON only: apply reads the typed
+/// change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Field {
+    Code,
+    Memory,
+    Timeout,
+    Role,
+    Runtime,
+    Handler,
+    TableName,
+    Tags,
+    Trust,
+    Document,
+    LegacyPolicy,
+    DeletionProtection,
+    PointInTimeRecovery,
+    Ttl,
+    Retention,
+    Method,
+    Integration,
+    Deployment,
+    Enabled,
+    Stage,
+    Throttle,
+    Key,
+    Statement,
+    Concurrency,
+}
+
+impl Field {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Code => "code",
+            Self::Memory => "memory",
+            Self::Timeout => "timeout",
+            Self::Role => "role",
+            Self::Runtime => "runtime",
+            Self::Handler => "handler",
+            Self::TableName => crate::resources::function::TABLE_VARIABLE,
+            Self::Tags => "tags",
+            Self::Trust => "trust policy",
+            Self::Document => "document",
+            Self::LegacyPolicy => "policy",
+            Self::DeletionProtection => "deletion protection",
+            Self::PointInTimeRecovery => "point-in-time recovery",
+            Self::Ttl => "TTL",
+            Self::Retention => "retention",
+            Self::Method => "method",
+            Self::Integration => "integration",
+            Self::Deployment => "deployment",
+            Self::Enabled => "enabled",
+            Self::Stage => "stage",
+            Self::Throttle => "throttle",
+            Self::Key => "key",
+            Self::Statement => "statement",
+            Self::Concurrency => "reserved concurrency",
+        }
+    }
+}
+
+/// One field's difference: `field from → to`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Diff {
+    pub(crate) field: Field,
+    pub(crate) from: String,
+    pub(crate) to: String,
+}
+
+impl fmt::Display for Diff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} → {}", self.field.label(), self.from, self.to)
+    }
+}
+
+pub(crate) fn diff(field: Field, from: impl fmt::Display, to: impl fmt::Display) -> Diff {
+    Diff { field, from: from.to_string(), to: to.to_string() }
+}
+
+/// A resource's typed change, as the differences it shows.
+pub(crate) trait Changes {
+    fn diffs(&self) -> Vec<Diff>;
+}
+
+impl Changes for Vec<Diff> {
+    fn diffs(&self) -> Vec<Diff> {
+        self.clone()
+    }
+}
+
+/// The change of a resource that is only ever kept, made or deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Nothing {}
+
+impl Changes for Nothing {
+    fn diffs(&self) -> Vec<Diff> {
+        match *self {}
+    }
+}
+
+/// What happens to a resource; `C` is the resource's typed change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", content = "details", rename_all = "snake_case")]
+pub(crate) enum Action<C> {
+    /// As wanted already.
+    Keep,
+    Create,
+    Update(C),
+    /// Found, not made by counterctl, and taken over with these changes.
+    Adopt(C),
+    /// Deleted, for this reason.
+    Delete(String),
+    /// Left as it is, for this reason (not the stack's, or kept on purpose).
+    Retain(String),
+    /// Not there, and should not be.
+    Absent,
+}
+
+impl<C: Changes> Action<C> {
+    /// A found resource's action: its change, adopted when counterctl did not make it.
+    pub(crate) fn found(change: C, adopted: bool) -> Self {
+        match (adopted, change.diffs().is_empty()) {
+            (true, _) => Self::Adopt(change),
+            (false, true) => Self::Keep,
+            (false, false) => Self::Update(change),
+        }
+    }
+
+    /// Whether applying it writes anything.
+    pub(crate) fn changes(&self) -> bool {
+        match self {
+            Self::Create | Self::Delete(_) => true,
+            Self::Update(change) | Self::Adopt(change) => !change.diffs().is_empty(),
+            Self::Keep | Self::Retain(_) | Self::Absent => false,
+        }
+    }
+
+    /// The typed change of a found resource, if it has one.
+    pub(crate) fn change(&self) -> Option<&C> {
+        match self {
+            Self::Update(change) | Self::Adopt(change) => Some(change),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn shown(&self) -> Action<Vec<Diff>> {
+        match self {
+            Self::Keep => Action::Keep,
+            Self::Create => Action::Create,
+            Self::Update(change) => Action::Update(change.diffs()),
+            Self::Adopt(change) => Action::Adopt(change.diffs()),
+            Self::Delete(reason) => Action::Delete(reason.clone()),
+            Self::Retain(reason) => Action::Retain(reason.clone()),
+            Self::Absent => Action::Absent,
+        }
+    }
+}
+
+/// One resource's planned action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Planned<C> {
+    pub(crate) resource: Resource,
+    /// The resource's name (or id, for duplicates).
+    pub(crate) name: String,
+    #[serde(flatten)]
+    pub(crate) action: Action<C>,
+    /// Existing callers stop working (a change of auth, the API key deleted).
+    pub(crate) breaking: bool,
+}
+
+/// A planned action as shown and reported.
+pub(crate) type Change = Planned<Vec<Diff>>;
+
+impl<C: Changes> Planned<C> {
+    pub(crate) fn new(resource: Resource, name: impl Into<String>, action: Action<C>) -> Self {
+        Self { resource, name: name.into(), action, breaking: false }
+    }
+
+    pub(crate) fn breaking_if(mut self, breaking: bool) -> Self {
+        self.breaking = breaking;
+        self
+    }
+
+    pub(crate) fn changes(&self) -> bool {
+        self.action.changes()
+    }
+
+    pub(crate) fn row(&self) -> Change {
+        Planned {
+            resource: self.resource,
+            name: self.name.clone(),
+            action: self.action.shown(),
+            breaking: self.breaking,
+        }
+    }
+}
+
+/// Something a deletion can delete: it says with which calls.
+pub(crate) trait Delete: Sync {
+    /// Deletes it; `Some(reason)` when AWS refused and it is kept.
+    fn delete(&self, clients: &Clients) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
+}
+
+/// A planned deletion and exactly what it deletes: the row says why, `targets` what.
+/// Planned as absent it has no targets.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Deletion<T> {
+    pub(crate) row: Planned<Nothing>,
+    pub(crate) targets: Vec<T>,
+}
+
+impl<T> Deletion<T> {
+    /// Deletes `targets` for `reason`, shown as one row named `name`; absent when there
+    /// is nothing to delete.
+    pub(crate) fn of(resource: Resource, name: impl Into<String>, targets: Vec<T>, reason: impl Into<String>) -> Self {
+        let action = if targets.is_empty() { Action::Absent } else { Action::Delete(reason.into()) };
+        Self { row: Planned::new(resource, name, action), targets }
+    }
+
+    /// Nothing to delete, with a reason to show (not the stack's, or kept on purpose).
+    pub(crate) fn retained(resource: Resource, name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { row: Planned::new(resource, name, Action::Retain(reason.into())), targets: Vec::new() }
+    }
+
+    pub(crate) fn breaking_if(mut self, breaking: bool) -> Self {
+        self.row.breaking = breaking;
+        self
+    }
+
+    pub(crate) fn deletes(&self) -> bool {
+        !self.targets.is_empty()
+    }
+}
+
+impl<T: Delete> Deletion<T> {
+    /// Deletes every target under one progress step; returns the reasons AWS gave for
+    /// what it kept.
+    pub(crate) async fn apply(&self, clients: &Clients, progress: &Progress) -> anyhow::Result<Vec<String>> {
+        if !self.deletes() {
+            return Ok(Vec::new());
+        }
+        let work = async {
+            let mut kept = Vec::new();
+            for target in &self.targets {
+                kept.extend(target.delete(clients).await?);
+            }
+            let note = (!kept.is_empty()).then(|| format!("kept: {}", kept.join("; ")));
+            anyhow::Ok((kept, note))
+        };
+        progress.step_noting(self.row.row(), work).await
+    }
+}

@@ -1,0 +1,146 @@
+//! Resolving what was asked for against what is deployed: an option not given keeps
+//! what is deployed, and a default applies only to what does not exist yet. The table
+//! is never switched implicitly, nor while counters would go backwards.
+
+use crate::change::Refusal;
+use crate::cli::{Architecture, Auth, DeployOptions, Front, MaxConcurrency, Settings};
+use crate::deployed::Deployed;
+use crate::resources::api::choose_api;
+use crate::resources::apigateway::Throttle;
+use crate::resources::function::{Code, FunctionSettings};
+use crate::resources::stage::{DEFAULT_STAGE, deployed_stage};
+use crate::resources::table::{refuse_counters_behind, table_name};
+use crate::resources::usage_plan::choose_usage_plan;
+use crate::stack::Stack;
+
+/// What is asked for.
+pub(crate) struct Request<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) table: Option<&'a str>,
+    pub(crate) stage: Option<&'a str>,
+    pub(crate) switch_table: bool,
+    pub(crate) options: &'a DeployOptions,
+    /// The code to deploy for each instruction set.
+    pub(crate) code: &'a dyn Fn(Architecture) -> Code,
+}
+
+/// The settings the plan deploys.
+#[derive(Debug, Clone)]
+pub(crate) struct Wanted {
+    pub(crate) auth: Auth,
+    pub(crate) function: FunctionSettings,
+    pub(crate) throttle: Throttle,
+    /// `None`: an existing log group that keeps logs forever, left so.
+    pub(crate) log_retention_days: Option<i32>,
+    pub(crate) protect_table: bool,
+}
+
+/// The request resolved: names, settings, and where callers are and go.
+pub(crate) struct Resolved {
+    pub(crate) stack: Stack,
+    pub(crate) wanted: Wanted,
+    pub(crate) front: Front,
+    /// The auth callers use now, if anything is deployed.
+    pub(crate) deployed_auth: Option<Auth>,
+    /// Callers move to another front, at another URL.
+    pub(crate) front_moves: bool,
+    /// The table the function moves away from (`--switch-table`).
+    pub(crate) table_switch: Option<String>,
+}
+
+pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Resolved, Refusal> {
+    let defaults = Settings::DEFAULT;
+    let options = request.options;
+    let function = deployed.function.as_ref();
+
+    // The table: never switched implicitly, never to one whose counters are behind, and
+    // never a new one while the stack's counters are in a table an uninstall kept.
+    let table = table_name(request.table, function.map(|function| function.table()));
+    let table_switch = function.map(|function| function.table()).filter(|current| *current != table).map(str::to_owned);
+    if let Some(current) = &table_switch {
+        match (&deployed.counters, request.switch_table) {
+            (Some(counters), true) => refuse_counters_behind(current, &table, counters)?,
+            _ => return Err(Refusal::TableSwitch { current: current.clone(), asked: table }),
+        }
+    }
+    if !deployed.kept_tables.is_empty() && !deployed.kept_tables.contains(&table) {
+        return Err(Refusal::KeptTable { stack: request.name.to_owned(), tables: deployed.kept_tables.join(", ") });
+    }
+
+    let stage = request
+        .stage
+        .map(str::to_owned)
+        .unwrap_or_else(|| deployed.api.as_ref().map_or_else(|| DEFAULT_STAGE.to_owned(), deployed_stage));
+    let stack = Stack { name: request.name.to_owned(), table, stage };
+
+    let chosen_api = choose_api(&deployed.apis, &deployed.usage_plans);
+    // The front callers use now, and the auth it has.
+    let deployed_front = match (&deployed.function_url, chosen_api) {
+        (Some(_), _) => Some(Front::FunctionUrl),
+        (None, Some(_)) => Some(Front::Rest),
+        (None, None) => None,
+    };
+    // Both fronts at once: a move between them was interrupted, and which one callers use
+    // is not for install to guess (it would delete the other).
+    let tagged_api = deployed.apis.iter().any(|api| api.tagged);
+    if options.front.is_none() && deployed.function_url.is_some() && tagged_api {
+        return Err(Refusal::BothFronts);
+    }
+    let front = options.front.or(deployed_front).unwrap_or(Front::Rest);
+    if front == Front::FunctionUrl && options.auth == Some(Auth::ApiKey) {
+        return Err(Refusal::ApiKeyOnFunctionUrl);
+    }
+    let rest_auth = deployed.api.as_ref().and_then(|api| api.method.as_ref()).map(|method| method.auth());
+    let deployed_auth = deployed.function_url.as_ref().map(|url| url.auth()).or(rest_auth);
+    // A Function URL has no keys: moving there without --auth signs with IAM.
+    let kept_auth = deployed_auth.filter(|auth| !(front == Front::FunctionUrl && *auth == Auth::ApiKey));
+    let default_auth = if front == Front::FunctionUrl { Auth::Iam } else { defaults.auth };
+    let auth = options.auth.or(kept_auth).unwrap_or(default_auth);
+    let deployed_architecture = function
+        .map(|function| if function.architecture == "arm64" { Architecture::Arm64 } else { Architecture::X86_64 });
+    let architecture = options.architecture.or(deployed_architecture).unwrap_or(defaults.architecture);
+    let chosen_plan = choose_usage_plan(&deployed.usage_plans, chosen_api.map(|api| api.id.as_str()));
+    // The throttle deployed where this auth keeps it (the usage plan's, or with IAM the
+    // stage's), else where the auth before it kept it: a change of auth keeps the rate.
+    let plan_throttle = chosen_plan.and_then(|plan| plan.throttle);
+    let stage_throttle = deployed.api.as_ref().and_then(|api| api.stage(&stack.stage)).and_then(|stage| stage.throttle);
+    let deployed_throttle = match auth {
+        Auth::Iam => stage_throttle.or(plan_throttle),
+        _ => plan_throttle.or(stage_throttle),
+    };
+    let throttle = Throttle {
+        rate: options.rate_limit.or(deployed_throttle.map(|t| t.rate)).unwrap_or(defaults.rate_limit),
+        burst: options.burst_limit.or(deployed_throttle.map(|t| t.burst)).unwrap_or(defaults.burst_limit),
+    };
+    let log_retention_days = match (&deployed.log_group, options.log_retention_days) {
+        (_, Some(days)) => Some(days),
+        (Some(group), None) => group.retention_days,
+        (None, None) => Some(defaults.log_retention_days),
+    };
+    let function_settings = FunctionSettings {
+        code: (request.code)(architecture),
+        memory_mb: options.memory.or(function.map(|f| f.memory_mb)).unwrap_or(defaults.memory),
+        timeout_seconds: options.timeout.or(function.map(|f| f.timeout_seconds)).unwrap_or(defaults.timeout),
+        // A reserved concurrency of 0 refuses every invocation: only an interrupted table
+        // switch leaves that, and it is not kept.
+        max_concurrency: options.max_concurrency.map_or_else(
+            || function.and_then(|f| f.reserved_concurrency).filter(|reserved| *reserved > 0),
+            MaxConcurrency::reserved,
+        ),
+    };
+    let wanted = Wanted {
+        auth,
+        function: function_settings,
+        throttle,
+        log_retention_days,
+        protect_table: options.protect_table,
+    };
+    Ok(Resolved {
+        stack,
+        wanted,
+        front,
+        deployed_auth,
+        front_moves: deployed_front.is_some_and(|deployed| deployed != front),
+        table_switch,
+    })
+}

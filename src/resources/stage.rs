@@ -1,0 +1,152 @@
+//! The API's stage: the deployment it serves (fingerprinted, so one never deployed is
+//! seen) and, with `--auth iam`, the throttle of every method.
+//!
+//! CreateDeployment is limited to "1 request every 5 seconds per account"
+//! (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html): it waits
+//! out throttling with backoff sized to that quota.
+
+use anyhow::Context;
+use aws_sdk_apigateway::Client;
+use sha2::{Digest, Sha256};
+
+use super::Error;
+use super::api::{ApiDetail, ApiTarget};
+use super::apigateway::{THROTTLED, Throttle, throttle_wording};
+use crate::aws::{AwsError, Operation, has_code};
+use crate::change::{Action, Changes, Diff, Field, Planned, Resource, diff};
+use crate::cli::Auth;
+use crate::retry::Backoff;
+use crate::stack::Stack;
+
+/// The stage of the original service, and of a new install.
+pub(crate) const DEFAULT_STAGE: &str = "prod";
+/// What the description of each deployment counterctl makes starts with.
+pub(crate) const DEPLOYMENT_PREFIX: &str = "counterctl ";
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StageState {
+    pub(crate) name: String,
+    /// The description of the deployment the stage serves.
+    pub(crate) deployment: Option<String>,
+    /// The throttle of every method (`*/*` method settings), if set.
+    pub(crate) throttle: Option<Throttle>,
+}
+
+/// The stage an API serves the stack on: the one a counterctl deployment is on, else the
+/// default.
+pub(crate) fn deployed_stage(api: &ApiDetail) -> String {
+    let by_counterctl =
+        api.stages.iter().find(|stage| stage.deployment.as_deref().is_some_and(|d| d.starts_with("counterctl")));
+    by_counterctl.map_or_else(|| DEFAULT_STAGE.to_owned(), |stage| stage.name.clone())
+}
+
+/// The description of a deployment of this API: a fingerprint of what callers see (auth
+/// and integration), so a change that was never deployed (throttled, interrupted) is
+/// seen and deployed by the next run.
+pub(crate) fn deployment_description(authorization: &str, key_required: bool, integration_uri: &str) -> String {
+    let fingerprint = Sha256::digest(format!(
+        "ANY {PROXY} {authorization} key={key_required} {integration_uri}",
+        PROXY = crate::stack::PROXY_PATH
+    ));
+    let hex: String = fingerprint.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    format!("{DEPLOYMENT_PREFIX}{hex}")
+}
+
+/// What changes on the stage.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct StageChange {
+    pub(crate) deployment: Option<Diff>,
+    pub(crate) throttle: Option<Diff>,
+}
+
+impl Changes for StageChange {
+    fn diffs(&self) -> Vec<Diff> {
+        [&self.deployment, &self.throttle].into_iter().flatten().cloned().collect()
+    }
+}
+
+/// The stage, deploying `deployment` (and again when the route or integration changed).
+pub(crate) fn plan(
+    api: Option<&ApiTarget>,
+    stage: &str,
+    (deployment, routes_change): (&str, bool),
+    auth: Auth,
+    throttle: Throttle,
+) -> Planned<StageChange> {
+    let live = api.and_then(|api| api.detail.stage(stage));
+    let action = match live {
+        None => Action::Create,
+        Some(live) => {
+            let redeploy = live.deployment.as_deref() != Some(deployment) || routes_change;
+            // With IAM the stage throttles; a stage throttle left from IAM is kept equal to
+            // the wanted one, so it never caps callers below what the usage plan allows.
+            let throttles = auth == Auth::Iam || live.throttle.is_some();
+            let change = StageChange {
+                deployment: redeploy
+                    .then(|| diff(Field::Deployment, live.deployment.as_deref().unwrap_or("none"), deployment)),
+                throttle: (throttles && live.throttle != Some(throttle))
+                    .then(|| diff(Field::Throttle, throttle_wording(live.throttle), throttle)),
+            };
+            Action::found(change, false)
+        }
+    };
+    Planned::new(Resource::Stage, stage, action)
+}
+
+pub(crate) async fn apply(
+    client: &Client,
+    stack: &Stack,
+    api_id: &str,
+    planned: &Planned<StageChange>,
+    (deployment, auth, throttle): (&str, Auth, Throttle),
+) -> anyhow::Result<()> {
+    let created = planned.action == Action::Create;
+    let (redeploy, rethrottle) = match planned.action.change() {
+        Some(StageChange { deployment, throttle }) => (deployment.is_some(), throttle.is_some()),
+        None => (false, false),
+    };
+    if created || redeploy {
+        deploy(client, api_id, &stack.stage, deployment).await.context("deploying the API to the stage")?;
+    }
+    // With IAM the stage throttles callers, in place of a usage plan (and a throttle left
+    // from IAM follows the wanted one).
+    if (created && auth == Auth::Iam) || rethrottle {
+        throttle_stage(client, api_id, &stack.stage, throttle).await.context("throttling the stage")?;
+    }
+    Ok(())
+}
+
+/// Deploys the API to the stage with `description` (which carries the fingerprint of
+/// what is deployed), waiting out CreateDeployment's one call per 5 s.
+async fn deploy(client: &Client, api_id: &str, stage: &str, description: &str) -> Result<(), Error> {
+    Backoff::QUOTA_5_SECONDS
+        .retry(
+            || client.create_deployment().rest_api_id(api_id).stage_name(stage).description(description).send(),
+            |error| has_code(error, THROTTLED),
+        )
+        .await
+        .op("apigateway:CreateDeployment")?;
+    Ok(())
+}
+
+/// Throttles every method of the stage (`*/*` method settings), as `--auth iam` does in
+/// place of a usage plan.
+async fn throttle_stage(client: &Client, api_id: &str, stage: &str, throttle: Throttle) -> Result<(), AwsError> {
+    let patch = |path: &str, value: String| {
+        aws_sdk_apigateway::types::PatchOperation::builder()
+            .op(aws_sdk_apigateway::types::Op::Replace)
+            .path(path)
+            .value(value)
+            .build()
+    };
+    client
+        .update_stage()
+        .rest_api_id(api_id)
+        .stage_name(stage)
+        .patch_operations(patch("/*/*/throttling/rateLimit", throttle.rate.to_string()))
+        .patch_operations(patch("/*/*/throttling/burstLimit", throttle.burst.to_string()))
+        .send()
+        .await
+        .op("apigateway:UpdateStage")?;
+    Ok(())
+}
