@@ -25,7 +25,7 @@ use crate::local_store::{self, LocalStore};
 use crate::retry::ACCEPT_BACKOFF;
 
 /// The socket, inside the data directory.
-pub const SOCKET_FILE: &str = "admin.sock";
+pub(crate) const SOCKET_FILE: &str = "admin.sock";
 /// Admin connections open at once: an import keeps up to 32; past this, accepting
 /// pauses (they count against serve's reserve of file descriptors).
 const MAX_CONNECTIONS: usize = 32;
@@ -48,19 +48,19 @@ enum Reply {
     Failed(String),
 }
 
-pub fn socket_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_FILE)
 }
 
 /// The socket, listening, and the user it answers.
-pub struct Listener {
+pub(crate) struct Listener {
     socket: UnixListener,
     owner: u32,
 }
 
 /// Listens on the data directory's socket. The caller holds the directory's lock, so a
 /// socket file found there was left by a process that ended without removing it.
-pub fn bind(data_dir: &Path) -> std::io::Result<Listener> {
+pub(crate) fn bind(data_dir: &Path) -> std::io::Result<Listener> {
     let path = socket_path(data_dir);
     match std::fs::remove_file(&path) {
         Err(error) if error.kind() != ErrorKind::NotFound => return Err(error),
@@ -77,7 +77,7 @@ pub fn bind(data_dir: &Path) -> std::io::Result<Listener> {
 
 /// Answers connections until dropped; dropping it drops every connection too, and with
 /// them their handles on the store.
-pub async fn serve(listener: Listener, store: LocalStore) {
+pub(crate) async fn serve(listener: Listener, store: LocalStore) {
     let mut connections = JoinSet::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -133,7 +133,7 @@ fn to_line(message: &impl Serialize) -> Vec<u8> {
 
 /// A running serve's store, through its admin socket. Connections are kept for reuse, one
 /// per request in flight.
-pub struct AdminClient {
+pub(crate) struct AdminClient {
     path: PathBuf,
     /// The user the serve must run as: the database file's owner.
     owner: u32,
@@ -170,7 +170,7 @@ impl Connection {
 
 impl AdminClient {
     /// Connects to the serve holding `data_dir`; an error when none answers there.
-    pub async fn connect(data_dir: &Path) -> std::io::Result<Self> {
+    pub(crate) async fn connect(data_dir: &Path) -> std::io::Result<Self> {
         let path = socket_path(data_dir);
         let owner = std::fs::metadata(local_store::database_path(data_dir))?.uid();
         let first = Connection::open(&path, owner).await?;
@@ -220,7 +220,7 @@ impl CounterAdmin for AdminClient {
 }
 
 /// The rules the API applies to a counter name.
-pub fn checked_name(counter: &str) -> Result<&str, String> {
+pub(crate) fn checked_name(counter: &str) -> Result<&str, String> {
     if counter.is_empty() {
         return Err("the counter name is empty".to_owned());
     }

@@ -86,7 +86,7 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     // The old front goes once the new one is up.
     match (&plan.front, rest) {
         (FrontPlan::Rest(front), Some(rest)) => {
-            front.function_url.apply(clients, progress).await?;
+            progress.delete(clients, &front.function_url).await?;
             let url = stack.invoke_url(&plan.account.region, &rest.api_id);
             Ok(Applied { url, key_id: rest.key_id })
         }
@@ -121,7 +121,7 @@ async fn apply_rest(
     let (client, stack, auth) = (&clients.apigateway, &plan.stack, plan.wanted.auth);
     let integration_uri = stack.integration_uri(&plan.account);
     let connect = |api_id: String, detail: api::ApiDetail| async move {
-        let route = routes::apply_route(client, (&api_id, &detail), &rest.route, auth);
+        let route = routes::apply_route(client, (&api_id, &detail.root_id), detail.route(), &rest.route, auth);
         let resource_id = progress.step(rest.route.row(), route).await?;
         let integration =
             routes::apply_integration(client, (&api_id, &resource_id), &rest.integration, &integration_uri);
@@ -138,26 +138,26 @@ async fn apply_rest(
                     let ((), made) = tokio::try_join!(stage, made)?;
                     // AWS refuses a key in two usage plans of one stage: duplicates go first.
                     for duplicate in &usage_plan.duplicates {
-                        duplicate.apply(clients, progress).await?;
+                        progress.delete(clients, duplicate).await?;
                     }
                     let ids = (api_id.as_str(), made.id.as_str());
                     let apply = usage_plan::apply(client, stack, usage_plan, plan.wanted.throttle, ids);
                     progress.step(usage_plan.planned.row(), apply).await?;
                     for duplicate in &key.duplicates {
-                        duplicate.apply(clients, progress).await?;
+                        progress.delete(clients, duplicate).await?;
                     }
                     Some(made.id)
                 }
                 Keys::Unwanted { keys, usage_plans } => {
                     // The stage stops asking for a key first; only then do keys and plans go.
                     stage.await?;
-                    usage_plans.apply(clients, progress).await?;
-                    keys.apply(clients, progress).await?;
+                    progress.delete(clients, usage_plans).await?;
+                    progress.delete(clients, keys).await?;
                     None
                 }
             };
             for duplicate in &rest.api.duplicates {
-                duplicate.apply(clients, progress).await?;
+                progress.delete(clients, duplicate).await?;
             }
             Ok(RestApplied { api_id, key_id })
         }
@@ -207,11 +207,11 @@ async fn connect_function(
 /// `--front function-url`: the REST front's usage plans, keys, permission and APIs go,
 /// in that order.
 async fn remove_rest(clients: &Clients, front: &UrlPlan, progress: &Progress) -> anyhow::Result<()> {
-    front.usage_plans.apply(clients, progress).await?;
-    front.keys.apply(clients, progress).await?;
-    front.permission.apply(clients, progress).await?;
+    progress.delete(clients, &front.usage_plans).await?;
+    progress.delete(clients, &front.keys).await?;
+    progress.delete(clients, &front.permission).await?;
     for api in &front.apis {
-        api.apply(clients, progress).await?;
+        progress.delete(clients, api).await?;
     }
     Ok(())
 }

@@ -16,16 +16,16 @@ const X86_64_ZIP: &[u8] = include_bytes!("../assets/bootstrap-x86_64.zip");
 const ARM64_ZIP: &[u8] = include_bytes!("../assets/bootstrap-arm64.zip");
 
 /// The code for each instruction set: the bundled builds, or the one zip given.
-pub struct Codes {
+pub(crate) struct Codes {
     given: Option<Arc<Vec<u8>>>,
 }
 
 impl Codes {
-    pub fn load(zip_path: Option<&Path>) -> anyhow::Result<Self> {
+    pub(crate) fn load(zip_path: Option<&Path>) -> anyhow::Result<Self> {
         Ok(Self { given: zip_path.map(read_zip).transpose()?.map(Arc::new) })
     }
 
-    pub fn code(&self, architecture: Architecture) -> Code {
+    pub(crate) fn code(&self, architecture: Architecture) -> Code {
         let zip = match (&self.given, architecture) {
             (Some(zip), _) => Arc::clone(zip),
             (None, Architecture::X86_64) => Arc::new(X86_64_ZIP.to_vec()),

@@ -161,7 +161,7 @@ pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result
         return Err(CallError::NoApi { name: stack.name.clone(), region }.into());
     };
     let detail = api::detail(client, &chosen.id).await.context("reading the API's routes")?;
-    let stage = stack.stage.clone().unwrap_or_else(|| deployed_stage(&detail));
+    let stage = stack.stage.clone().unwrap_or_else(|| deployed_stage(&detail.stages));
     let credential = match detail.method {
         Some(method) if method.authorization == AWS_IAM => Credential::Iam {
             region: region.clone(),

@@ -12,7 +12,6 @@ use std::future::Future;
 use serde::Serialize;
 
 use crate::aws::Clients;
-use crate::progress::Progress;
 
 /// Why install refuses, before any write.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -132,7 +131,7 @@ impl Field {
             Self::Role => "role",
             Self::Runtime => "runtime",
             Self::Handler => "handler",
-            Self::TableName => crate::resources::function::TABLE_VARIABLE,
+            Self::TableName => crate::stack::TABLE_VARIABLE,
             Self::Tags => "tags",
             Self::Trust => "trust policy",
             Self::Document => "document",
@@ -324,24 +323,5 @@ impl<T> Deletion<T> {
 
     pub(crate) fn deletes(&self) -> bool {
         !self.targets.is_empty()
-    }
-}
-
-impl<T: Delete> Deletion<T> {
-    /// Deletes every target under one progress step; returns the reasons AWS gave for
-    /// what it kept.
-    pub(crate) async fn apply(&self, clients: &Clients, progress: &Progress) -> anyhow::Result<Vec<String>> {
-        if !self.deletes() {
-            return Ok(Vec::new());
-        }
-        let work = async {
-            let mut kept = Vec::new();
-            for target in &self.targets {
-                kept.extend(target.delete(clients).await?);
-            }
-            let note = (!kept.is_empty()).then(|| format!("kept: {}", kept.join("; ")));
-            anyhow::Ok((kept, note))
-        };
-        progress.step_noting(self.row.row(), work).await
     }
 }

@@ -13,7 +13,6 @@ use anyhow::{Context, bail};
 use counter_function::api::CurrentValue;
 use counter_function::dynamo::{DynamoStore, IdempotencyTimings};
 use counter_function::store::{CounterAdmin, Raised, StoreError};
-use counter_function::validate;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
@@ -56,7 +55,7 @@ enum Work {
     Import { source: String, wanted: BTreeMap<String, i64>, format: OutputFormat },
 }
 
-pub async fn run(args: CountersArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: CountersArgs) -> anyhow::Result<ExitCode> {
     let command = args.command;
     let work = match &command {
         CountersCommand::List(args) => Work::List { prefix: args.prefix.clone(), format: args.output.output },
@@ -409,14 +408,14 @@ fn progress_bar(length: usize) -> ProgressBar {
 /// A line of an import that is not a counter.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
-pub struct BadLine {
+pub(crate) struct BadLine {
     pub line: usize,
     pub reason: String,
 }
 
 /// The counters of an import, each with the highest value any of its lines gives; blank
 /// lines are skipped. The first bad line fails the whole input.
-pub fn parse_import(input: &[u8]) -> Result<BTreeMap<String, i64>, BadLine> {
+pub(crate) fn parse_import(input: &[u8]) -> Result<BTreeMap<String, i64>, BadLine> {
     let mut wanted = BTreeMap::new();
     for (index, bytes) in input.split(|byte| *byte == b'\n').enumerate() {
         let bad = |reason| BadLine { line: index + 1, reason };

@@ -29,13 +29,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 /// The database, inside the data directory.
-pub const DATABASE_FILE: &str = "counters.sqlite3";
+pub(crate) const DATABASE_FILE: &str = "counters.sqlite3";
 /// Held (`flock`) by the one process serving a data directory; the kernel releases it
 /// when that process ends, however it ends.
-pub const LOCK_FILE: &str = "serve.lock";
+pub(crate) const LOCK_FILE: &str = "serve.lock";
 /// How long a stopping serve waits for requests in flight before it lets go of the data
 /// directory; a client that never finishes sending its request must not keep it.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Most requests in one transaction: bounds how long the first of them waits.
 const MAX_BATCH: usize = 1024;
 /// Requests that may wait for the committer; past that, new ones wait to be queued.
@@ -62,7 +62,7 @@ const SCHEMA: &str = "
 ";
 
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     #[error("{} is in use by {holder}; wait for it to end or stop it, or pass another --data-dir", data_dir.display())]
     InUse { data_dir: PathBuf, holder: String },
     #[error("could not create or lock {}", path.display())]
@@ -85,28 +85,28 @@ pub enum OpenError {
 
 /// The handle requests go through; cheap to share.
 #[derive(Clone)]
-pub struct LocalStore {
+pub(crate) struct LocalStore {
     jobs: mpsc::Sender<Job>,
 }
 
 /// Owns the database and commits what the [`LocalStore`] handles queue. Its
 /// [`run`](Self::run) blocks its thread for each commit, so it belongs on a runtime whose
 /// thread does nothing that cannot wait for a commit (serve's single-threaded one).
-pub struct Committer {
+pub(crate) struct Committer {
     database: Connection,
     queue: mpsc::Receiver<Job>,
     /// Released only after the database is closed, so that another process can take over.
     lock: File,
 }
 
-pub fn database_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DATABASE_FILE)
 }
 
 impl LocalStore {
     /// Locks `data_dir` (creating it) and opens or creates its database; `user` (a
     /// command) is named to whoever tries next while this one holds it.
-    pub fn open(data_dir: &Path, user: &str) -> Result<(Self, Committer), OpenError> {
+    pub(crate) fn open(data_dir: &Path, user: &str) -> Result<(Self, Committer), OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::Io { path: data_dir.to_owned(), source })?;
         let lock = lock_data_dir(data_dir, user)?;
         let database = open_database(&database_path(data_dir))?;
@@ -289,7 +289,7 @@ impl Committer {
     /// committed; then closes the database and unlocks the data directory. `committed`
     /// hears of each batch: its number of jobs, how long it took (fsync included), and
     /// whether it was committed.
-    pub async fn run(self, mut committed: impl FnMut(usize, Duration, bool)) {
+    pub(crate) async fn run(self, mut committed: impl FnMut(usize, Duration, bool)) {
         let Self { database, mut queue, lock } = self;
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {

@@ -74,7 +74,7 @@ pub(crate) struct RestPlan {
 #[derive(Debug, Clone)]
 pub(crate) enum Keys {
     /// `--auth api-key`: the stack's key in its usage plan.
-    Wanted { key: KeyPlan, usage_plan: UsagePlanPlan },
+    Wanted { key: Box<KeyPlan>, usage_plan: Box<UsagePlanPlan> },
     /// Callers send no key: the stack's keys and usage plans go.
     Unwanted { keys: Deletion<KeyId>, usage_plans: Deletion<UsagePlanState> },
 }
@@ -239,13 +239,23 @@ fn rest_front(
     let api_id = api.target.as_ref().map(|api| api.id.as_str());
     let permission = permission::plan(deployed.function.as_ref(), function_created, api_id, (stack, account));
     let integration_uri = stack.integration_uri(account);
-    let (route, integration) =
-        routes::plan(api.target.as_ref(), wanted.auth, callers.deployed_auth, &integration_uri, &stack.name);
+    let (route, integration) = routes::plan(
+        api.target.as_ref().map(|api| api.detail.route()),
+        wanted.auth,
+        callers.deployed_auth,
+        &integration_uri,
+        &stack.name,
+    );
     let key_required = wanted.auth == Auth::ApiKey;
     let deployment = stage::deployment_description(method_authorization(wanted.auth), key_required, &integration_uri);
     let routes_change = route.changes() || integration.changes();
-    let stage =
-        stage::plan(api.target.as_ref(), &stack.stage, (&deployment, routes_change), wanted.auth, wanted.throttle);
+    let stage = stage::plan(
+        api.target.as_ref().and_then(|api| api.detail.stage(&stack.stage)),
+        &stack.stage,
+        (&deployment, routes_change),
+        wanted.auth,
+        wanted.throttle,
+    );
     let keys = if key_required {
         let chosen_plan = usage_plan::choose_usage_plan(&deployed.usage_plans, chosen.map(|api| api.id.as_str()));
         let key = api_key::plan(&deployed.keys, chosen_plan.map_or(&[], |plan| &plan.key_ids), &stack.name);
@@ -256,7 +266,7 @@ fn rest_front(
             key_id: key.key.as_ref().map(|key| key.id.as_str()),
         };
         let usage_plan = usage_plan::plan(chosen_plan, &deployed.usage_plans, &target);
-        Keys::Wanted { key, usage_plan }
+        Keys::Wanted { key: Box::new(key), usage_plan: Box::new(usage_plan) }
     } else {
         let reason = format!("--auth {}: callers no longer send a key", wanted.auth.name());
         Keys::Unwanted {

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::change::{Action, Change, Diff};
+use crate::aws::Clients;
+use crate::change::{Action, Change, Delete, Deletion, Diff};
 
 /// How a change is worded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wording {
+pub(crate) enum Wording {
     /// What was done: "created", "updated: …".
     Done,
     /// `--dry-run`: "would create", "would update: …".
@@ -24,7 +25,7 @@ pub enum Wording {
 impl Wording {
     /// The line's leading symbol: ✓ for done or fine, +/~/- for planned changes, ✗ for
     /// a status that needs install.
-    pub fn mark(self, action: &Action<Vec<Diff>>) -> &'static str {
+    pub(crate) fn mark(self, action: &Action<Vec<Diff>>) -> &'static str {
         match (self, action) {
             (Self::Done, _) => "✓",
             (_, action) if !action.changes() => "✓",
@@ -35,7 +36,7 @@ impl Wording {
         }
     }
 
-    pub fn describe(self, change: &Change) -> String {
+    pub(crate) fn describe(self, change: &Change) -> String {
         let mut text = self.describe_action(&change.action);
         if change.breaking && change.action.changes() {
             text.push_str(" [breaks existing callers]");
@@ -43,7 +44,7 @@ impl Wording {
         text
     }
 
-    pub fn describe_action(self, action: &Action<Vec<Diff>>) -> String {
+    pub(crate) fn describe_action(self, action: &Action<Vec<Diff>>) -> String {
         let diffs = |diffs: &[Diff]| diffs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         match (self, action) {
             (Self::Done, Action::Create) => "created".into(),
@@ -69,7 +70,7 @@ impl Wording {
     }
 
     /// One line for a change: mark, resource, name, description.
-    pub fn line(self, change: &Change) -> String {
+    pub(crate) fn line(self, change: &Change) -> String {
         format!(
             "{} {:<11} {:<32} {}",
             self.mark(&change.action),
@@ -82,7 +83,7 @@ impl Wording {
 
 /// Writes a line to stdout; an error (a closed pipe) goes back to the caller, which ends
 /// quietly on it.
-pub fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
+pub(crate) fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{line}")
 }
 
@@ -101,20 +102,24 @@ pub(crate) fn ask(refusal: &str, question: impl FnOnce() -> std::io::Result<Stri
     Ok(answer.trim().to_owned())
 }
 
-pub struct Progress {
+pub(crate) struct Progress {
     /// `None` for plain lines; spinners only on a terminal.
     bars: Option<MultiProgress>,
     quiet: bool,
 }
 
 impl Progress {
-    pub fn new(json: bool) -> Self {
+    pub(crate) fn new(json: bool) -> Self {
         let bars = (!json && std::io::stdout().is_terminal()).then(MultiProgress::new);
         Self { bars, quiet: json }
     }
 
     /// Shows `change` while `work` carries it out, and its outcome when done.
-    pub async fn step<T>(&self, change: Change, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    pub(crate) async fn step<T>(
+        &self,
+        change: Change,
+        work: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
         let work = async { work.await.map(|value| (value, None)) };
         self.step_noting(change, work).await
     }
@@ -122,7 +127,7 @@ impl Progress {
     /// As [`step`](Self::step), for work that may find AWS otherwise than the plan read
     /// it (a resource made since by an interrupted run): its note is shown instead of the
     /// planned outcome, and goes no further.
-    pub async fn step_noting<T>(
+    pub(crate) async fn step_noting<T>(
         &self,
         change: Change,
         work: impl Future<Output = anyhow::Result<(T, Option<String>)>>,
@@ -162,5 +167,26 @@ impl Progress {
             None => {}
         }
         result.map(|(value, _)| value)
+    }
+
+    /// Carries out a deletion, every target under one step; returns the reasons AWS
+    /// gave for what it kept.
+    pub(crate) async fn delete<T: Delete>(
+        &self,
+        clients: &Clients,
+        deletion: &Deletion<T>,
+    ) -> anyhow::Result<Vec<String>> {
+        if !deletion.deletes() {
+            return Ok(Vec::new());
+        }
+        let work = async {
+            let mut kept = Vec::new();
+            for target in &deletion.targets {
+                kept.extend(target.delete(clients).await?);
+            }
+            let note = (!kept.is_empty()).then(|| format!("kept: {}", kept.join("; ")));
+            anyhow::Ok((kept, note))
+        };
+        self.step_noting(deletion.row.row(), work).await
     }
 }

@@ -56,7 +56,7 @@ const API_KEY_HEADER: &str = "x-api-key";
 /// listening sockets, admin connections, the runtime's own.
 const RESERVED_DESCRIPTORS: u64 = 64;
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let data_dir = match &args.data_dir {
         Some(data_dir) => data_dir.clone(),
         None => default_data_dir()?,

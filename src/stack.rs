@@ -4,26 +4,32 @@ use std::collections::HashMap;
 
 use crate::aws::Account;
 
+/// The function's environment variable naming its table.
+pub(crate) const TABLE_VARIABLE: &str = "TABLE_NAME";
+/// The public statements of `--front function-url --auth none` in the function's
+/// resource policy: the URL, and the invocation behind it.
+pub(crate) const PUBLIC_URL_SID: &str = "counterctl-function-url-public";
+pub(crate) const PUBLIC_INVOKE_SID: &str = "counterctl-function-url-public-invoke";
 /// Statement id of the permission that lets API Gateway invoke the function.
-pub const PERMISSION_SID: &str = "counterctl-apigateway-invoke";
+pub(crate) const PERMISSION_SID: &str = "counterctl-apigateway-invoke";
 /// The role's inline policy before policies were per region (the name the original
 /// manual setup used).
-pub const LEGACY_POLICY_NAME: &str = "dynamodb-atomiccounters";
+pub(crate) const LEGACY_POLICY_NAME: &str = "dynamodb-atomiccounters";
 /// IAM is global and one role serves the stack's function in every region, so each
 /// region gets its own inline policy, named by this prefix and the region.
-pub const REGION_POLICY_PREFIX: &str = "counterctl-";
-pub const MANAGED_BY: (&str, &str) = ("managed-by", "counterctl");
-pub const STACK_TAG: &str = "counterctl:stack";
+pub(crate) const REGION_POLICY_PREFIX: &str = "counterctl-";
+pub(crate) const MANAGED_BY: (&str, &str) = ("managed-by", "counterctl");
+pub(crate) const STACK_TAG: &str = "counterctl:stack";
 /// Set by uninstall on the table it keeps: where stack NAME's counters are.
-pub const KEPT_BY_TAG: &str = "counterctl:kept-by";
+pub(crate) const KEPT_BY_TAG: &str = "counterctl:kept-by";
 /// The only resource of the API; every path below the stage goes to the function.
-pub const PROXY_PATH: &str = "/{proxy+}";
+pub(crate) const PROXY_PATH: &str = "/{proxy+}";
 
 const TRUST_POLICY: &str = include_str!("../assets/trust-policy.json");
 
 /// The names of one deployment's resources.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Stack {
+pub(crate) struct Stack {
     /// Function, role, API, API key and usage plan name.
     pub name: String,
     pub table: String,
@@ -32,48 +38,48 @@ pub struct Stack {
 
 impl Stack {
     /// `managed-by=counterctl` and `counterctl:stack=NAME`.
-    pub fn tags(&self) -> HashMap<String, String> {
+    pub(crate) fn tags(&self) -> HashMap<String, String> {
         Self::tags_of(&self.name)
     }
 
-    pub fn tags_of(name: &str) -> HashMap<String, String> {
+    pub(crate) fn tags_of(name: &str) -> HashMap<String, String> {
         HashMap::from([(MANAGED_BY.0.into(), MANAGED_BY.1.into()), (STACK_TAG.into(), name.to_owned())])
     }
 
     /// Whether one tag is stack `name`'s tag.
-    pub fn is_stack_tag(name: &str, key: &str, value: &str) -> bool {
+    pub(crate) fn is_stack_tag(name: &str, key: &str, value: &str) -> bool {
         key == STACK_TAG && value == name
     }
 
     /// Whether a tag map carries stack `name`'s tag.
-    pub fn tagged_map(name: &str, tags: Option<&HashMap<String, String>>) -> bool {
+    pub(crate) fn tagged_map(name: &str, tags: Option<&HashMap<String, String>>) -> bool {
         tags.and_then(|tags| tags.get(STACK_TAG)).is_some_and(|value| value == name)
     }
 
     /// The inline policy this region's function gets.
-    pub fn region_policy_name(region: &str) -> String {
+    pub(crate) fn region_policy_name(region: &str) -> String {
         format!("{REGION_POLICY_PREFIX}{region}")
     }
 
     /// The log group Lambda writes the function's logs to.
-    pub fn log_group(&self) -> String {
+    pub(crate) fn log_group(&self) -> String {
         log_group_of(&self.name)
     }
 
-    pub fn table_arn(&self, account: &Account) -> String {
+    pub(crate) fn table_arn(&self, account: &Account) -> String {
         account.arn("dynamodb", &format!("table/{}", self.table))
     }
 
-    pub fn function_arn(&self, account: &Account) -> String {
+    pub(crate) fn function_arn(&self, account: &Account) -> String {
         account.arn("lambda", &format!("function:{}", self.name))
     }
 
-    pub fn log_group_arn(&self, account: &Account) -> String {
+    pub(crate) fn log_group_arn(&self, account: &Account) -> String {
         account.arn("logs", &format!("log-group:{}", self.log_group()))
     }
 
     /// The Lambda proxy integration's URI.
-    pub fn integration_uri(&self, account: &Account) -> String {
+    pub(crate) fn integration_uri(&self, account: &Account) -> String {
         format!(
             "arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{}/invocations",
             account.partition,
@@ -83,28 +89,28 @@ impl Stack {
     }
 
     /// Any stage, method and path of this API, and nothing else.
-    pub fn source_arn(&self, account: &Account, api_id: &str) -> String {
+    pub(crate) fn source_arn(&self, account: &Account, api_id: &str) -> String {
         account.arn("execute-api", &format!("{api_id}/*"))
     }
 
-    pub fn invoke_url(&self, region: &str, api_id: &str) -> String {
+    pub(crate) fn invoke_url(&self, region: &str, api_id: &str) -> String {
         invoke_url(region, api_id, &self.stage)
     }
 
-    pub fn trust_policy() -> serde_json::Value {
+    pub(crate) fn trust_policy() -> serde_json::Value {
         serde_json::from_str(TRUST_POLICY).expect("assets/trust-policy.json is JSON")
     }
 
     /// Least privilege: the DynamoDB actions the function calls, on this table only,
     /// and writing to this function's log group, which install makes (so no
     /// `logs:CreateLogGroup`).
-    pub fn role_policy(&self, account: &Account) -> serde_json::Value {
+    pub(crate) fn role_policy(&self, account: &Account) -> serde_json::Value {
         self.role_policy_with(account, None)
     }
 
     /// During a table switch: [`role_policy`](Self::role_policy) granting `previous`
     /// table too, so the function can use whichever table it is on.
-    pub fn role_policy_with(&self, account: &Account, previous: Option<&str>) -> serde_json::Value {
+    pub(crate) fn role_policy_with(&self, account: &Account, previous: Option<&str>) -> serde_json::Value {
         let log_group = self.log_group_arn(account);
         let tables = match previous {
             None => serde_json::json!(self.table_arn(account)),
@@ -136,7 +142,7 @@ impl Stack {
 /// iam`: invoke exactly the two routes of this API's stage
 /// (https://docs.aws.amazon.com/apigateway/latest/developerguide/arn-format-reference.html:
 /// `arn:PARTITION:execute-api:REGION:ACCOUNT:API-ID/STAGE/METHOD/PATH`).
-pub fn caller_policy(stack: &Stack, account: &Account, api_id: &str) -> serde_json::Value {
+pub(crate) fn caller_policy(stack: &Stack, account: &Account, api_id: &str) -> serde_json::Value {
     let route =
         |method: &str, path: &str| account.arn("execute-api", &format!("{api_id}/{}/{method}{path}", stack.stage));
     serde_json::json!({
@@ -157,7 +163,7 @@ pub fn caller_policy(stack: &Stack, account: &Account, api_id: &str) -> serde_js
 /// --auth iam`: both permissions a function URL now takes
 /// (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html), on this function only,
 /// the second only for invocations through its URL.
-pub fn function_url_caller_policy(stack: &Stack, account: &Account) -> serde_json::Value {
+pub(crate) fn function_url_caller_policy(stack: &Stack, account: &Account) -> serde_json::Value {
     let function = stack.function_arn(account);
     serde_json::json!({
         "Version": "2012-10-17",
@@ -182,7 +188,7 @@ pub fn function_url_caller_policy(stack: &Stack, account: &Account) -> serde_jso
 
 /// The regions whose resources a policy document grants: the region field of every ARN
 /// in its `Resource`s (`arn:PARTITION:SERVICE:REGION:...`).
-pub fn policy_regions(policy: &serde_json::Value) -> std::collections::BTreeSet<String> {
+pub(crate) fn policy_regions(policy: &serde_json::Value) -> std::collections::BTreeSet<String> {
     let statements = match &policy["Statement"] {
         serde_json::Value::Array(statements) => statements.clone(),
         statement => vec![statement.clone()],
@@ -197,12 +203,12 @@ pub fn policy_regions(policy: &serde_json::Value) -> std::collections::BTreeSet<
 /// Of the resources of one kind named after the stack, the stack's own: a tagged one
 /// (one in use, else the first by `order`), else the first untagged one by `order`,
 /// which install adopts.
-pub(crate) fn choose<'a, T, K: Ord>(
-    items: &'a [T],
+pub(crate) fn choose<T, K: Ord>(
+    items: &[T],
     tagged: impl Fn(&T) -> bool,
     in_use: impl Fn(&T) -> bool,
     order: impl Fn(&T) -> K,
-) -> Option<&'a T> {
+) -> Option<&T> {
     let tagged: Vec<&T> = items.iter().filter(|item| tagged(item)).collect();
     if tagged.is_empty() {
         return items.iter().min_by_key(|item| order(item));
@@ -217,13 +223,13 @@ pub(crate) fn log_group_of(name: &str) -> String {
 }
 
 /// The URL of an API's stage.
-pub fn invoke_url(region: &str, api_id: &str, stage: &str) -> String {
+pub(crate) fn invoke_url(region: &str, api_id: &str, stage: &str) -> String {
     let domain = if crate::aws::partition_of(region) == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" };
     format!("https://{api_id}.execute-api.{region}.{domain}/{stage}")
 }
 
 /// A policy document as IAM returns it: URL-encoded JSON.
-pub fn decode_policy(document: &str) -> Option<serde_json::Value> {
+pub(crate) fn decode_policy(document: &str) -> Option<serde_json::Value> {
     serde_json::from_str(document).ok().or_else(|| {
         let decoded = percent_encoding::percent_decode_str(document).decode_utf8().ok()?;
         serde_json::from_str(&decoded).ok()

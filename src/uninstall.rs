@@ -113,7 +113,7 @@ async fn deleted<T: Delete>(
     deletion: &Deletion<T>,
     progress: &Progress,
 ) -> anyhow::Result<Option<String>> {
-    let kept = deletion.apply(clients, progress).await?;
+    let kept = progress.delete(clients, deletion).await?;
     let row = &deletion.row;
     Ok((!kept.is_empty()).then(|| format!("{} {}: kept: {}", row.resource.label(), row.name, kept.join("; "))))
 }

@@ -11,7 +11,7 @@ use crate::cli::{Architecture, DeployOptions};
 use crate::resources::api::{ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::KeyState;
 use crate::resources::apigateway::Throttle;
-use crate::resources::function::{Code, FunctionState, TABLE_VARIABLE};
+use crate::resources::function::{Code, FunctionState};
 use crate::resources::log_group::LogGroupState;
 use crate::resources::permission::permits;
 use crate::resources::role::RoleState;
@@ -19,7 +19,7 @@ use crate::resources::role::other_regions;
 use crate::resources::routes::MethodState;
 use crate::resources::stage::{DEFAULT_STAGE, StageState, deployment_description};
 use crate::resources::table::{COUNTER_KEY_SCHEMA, Counters, TableState, Ttl, table_name};
-use crate::stack::{LEGACY_POLICY_NAME, PERMISSION_SID};
+use crate::stack::{LEGACY_POLICY_NAME, PERMISSION_SID, TABLE_VARIABLE};
 
 /// The first row of `resource` in the plan.
 fn change(plan: &Plan, resource: Resource) -> Change {
@@ -190,7 +190,7 @@ fn key(id: &str, tagged: bool, created: i64) -> KeyState {
 fn healthy() -> Deployed {
     let account = account();
     let stack = stack();
-    let role_arn = crate::resources::role::arn(NAME, &account);
+    let role_arn = role::arn(NAME, &account);
     let uri = stack.integration_uri(&account);
     assert!(permits(&permission(&stack.source_arn(&account, API)), &stack.source_arn(&account, API)));
     Deployed {
@@ -641,7 +641,7 @@ fn an_untagged_role_is_adopted() {
 
 fn role_with(inline: &[(&str, serde_json::Value)]) -> RoleState {
     RoleState {
-        arn: crate::resources::role::arn(NAME, &account()),
+        arn: role::arn(NAME, &account()),
         tagged: true,
         trust_ok: true,
         inline: inline.iter().map(|(name, document)| ((*name).to_owned(), Some(document.clone()))).collect(),

@@ -67,10 +67,9 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
         return Err(Refusal::KeptTable { stack: request.name.to_owned(), tables: deployed.kept_tables.join(", ") });
     }
 
-    let stage = request
-        .stage
-        .map(str::to_owned)
-        .unwrap_or_else(|| deployed.api.as_ref().map_or_else(|| DEFAULT_STAGE.to_owned(), deployed_stage));
+    let stage = request.stage.map(str::to_owned).unwrap_or_else(|| {
+        deployed.api.as_ref().map_or_else(|| DEFAULT_STAGE.to_owned(), |api| deployed_stage(&api.stages))
+    });
     let stack = Stack { name: request.name.to_owned(), table, stage };
 
     let chosen_api = choose_api(&deployed.apis, &deployed.usage_plans);

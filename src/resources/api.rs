@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aws_sdk_apigateway::Client;
-use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Resource as ApiResource};
+use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType};
 
 use super::apigateway::{NOT_FOUND, THROTTLED, Throttle, tag};
-use super::routes::{METHOD, MethodState};
+use super::routes::{METHOD, MethodState, RouteRead, resources};
 use super::stage::StageState;
 use super::usage_plan::UsagePlanState;
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
@@ -54,6 +54,10 @@ pub(crate) struct ApiDetail {
 impl ApiDetail {
     pub(crate) fn stage(&self, name: &str) -> Option<&StageState> {
         self.stages.iter().find(|stage| stage.name == name)
+    }
+
+    pub(crate) fn route(&self) -> RouteRead<'_> {
+        RouteRead { proxy_id: self.proxy_id.as_deref(), method: self.method.as_ref() }
     }
 }
 
@@ -230,15 +234,6 @@ pub(crate) async fn detail(client: &Client, api_id: &str) -> Result<ApiDetail, A
         });
     }
     Ok(detail)
-}
-
-pub(crate) async fn resources(client: &Client, api_id: &str) -> Result<Vec<ApiResource>, AwsError> {
-    let mut pages = client.get_resources().rest_api_id(api_id).embed("methods").limit(500).into_paginator().send();
-    let mut resources = Vec::new();
-    while let Some(page) = pages.next().await {
-        resources.extend(page.op("apigateway:GetResources")?.items().iter().cloned());
-    }
-    Ok(resources)
 }
 
 /// Creates the API; returns it and its routes (just the root).

@@ -1,5 +1,4 @@
-//! The Lambda function running the bundled bootstrap, and the permission that lets this
-//! stack's API invoke it.
+//! The Lambda function running the bundled bootstrap, and a switch of the table it uses.
 //!
 //! Lambda rejects calls on a function that is Pending, or whose last update is still
 //! InProgress (https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html: "Any
@@ -19,21 +18,19 @@ use counter_function::dynamo::DEFAULT_TABLE;
 
 use anyhow::Context;
 
-use super::function_url::{PUBLIC_INVOKE_SID, PUBLIC_URL_SID};
 use super::{Error, role, table};
 use crate::aws::{Account, AwsError, Clients, Operation, found, gone, has_code};
 use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, diff};
 use crate::retry::Backoff;
-use crate::stack::{PERMISSION_SID, Stack};
+use crate::stack::{PERMISSION_SID, PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack, TABLE_VARIABLE};
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
-pub const HANDLER: &str = "bootstrap";
-pub const RUNTIME: Runtime = Runtime::Providedal2023;
-pub const TABLE_VARIABLE: &str = "TABLE_NAME";
+pub(crate) const HANDLER: &str = "bootstrap";
+pub(crate) const RUNTIME: Runtime = Runtime::Providedal2023;
 
 /// The function as deployed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FunctionState {
+pub(crate) struct FunctionState {
     pub arn: String,
     pub code_sha256: String,
     /// `x86_64` or `arm64`.
@@ -60,7 +57,7 @@ pub struct FunctionState {
 impl FunctionState {
     /// The table the function reads and writes: `TABLE_NAME`, else the function's default
     /// (the original service's table).
-    pub fn table(&self) -> &str {
+    pub(crate) fn table(&self) -> &str {
         table_in(self.variables.get(TABLE_VARIABLE))
     }
 }
@@ -73,7 +70,7 @@ fn table_in(variable: Option<&String>) -> &str {
 
 /// The table the function uses ([`FunctionState::table`]), from its configuration alone;
 /// `None` when there is no such function.
-pub async fn read_table(client: &Client, stack_name: &str) -> Result<Option<String>, AwsError> {
+pub(crate) async fn read_table(client: &Client, stack_name: &str) -> Result<Option<String>, AwsError> {
     let configuration = client.get_function_configuration().function_name(stack_name).send().await;
     let Some(configuration) = found("lambda:GetFunctionConfiguration", configuration, NOT_FOUND)? else {
         return Ok(None);
@@ -84,7 +81,7 @@ pub async fn read_table(client: &Client, stack_name: &str) -> Result<Option<Stri
 
 /// What the function should run: the zip and its instruction set.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Code {
+pub(crate) struct Code {
     pub zip: std::sync::Arc<Vec<u8>>,
     pub sha256: String,
     pub architecture: Architecture,
@@ -92,7 +89,7 @@ pub struct Code {
 
 /// The function's configuration as install sets it.
 #[derive(Debug, Clone)]
-pub struct Configuration<'a> {
+pub(crate) struct Configuration<'a> {
     pub role: &'a str,
     pub memory_mb: i32,
     pub timeout_seconds: i32,
@@ -100,7 +97,7 @@ pub struct Configuration<'a> {
 }
 
 /// Reads the function and its permission statement.
-pub async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionState>, AwsError> {
+pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionState>, AwsError> {
     // GetFunctionConcurrency, not GetFunction's `Concurrency`: that one is left out by
     // moto when the reserved concurrency is 0, the value a stopped function has.
     let (function, policy, concurrency) = tokio::join!(
@@ -162,7 +159,7 @@ fn role_not_yet_assumable<E: ProvideErrorMetadata, R>(error: &aws_sdk_lambda::er
 
 /// Creates the function; `false` when it exists already (a create whose answer was
 /// lost): the caller then brings that one up to date.
-pub async fn create(
+pub(crate) async fn create(
     client: &Client,
     stack: &Stack,
     code: &Code,
@@ -204,7 +201,7 @@ fn updating<E: ProvideErrorMetadata, R>(error: &aws_sdk_lambda::error::SdkError<
     error.code() == Some("ResourceConflictException")
 }
 
-pub async fn update_code(client: &Client, stack: &Stack, code: &Code) -> Result<(), Error> {
+pub(crate) async fn update_code(client: &Client, stack: &Stack, code: &Code) -> Result<(), Error> {
     wait_ready(client, &stack.name).await?;
     let update = || {
         client
@@ -220,7 +217,7 @@ pub async fn update_code(client: &Client, stack: &Stack, code: &Code) -> Result<
 
 /// Sets the whole configuration. A role given to the function a moment ago may not be
 /// assumable yet, as on CreateFunction: waited out the same way.
-pub async fn update_configuration(
+pub(crate) async fn update_configuration(
     client: &Client,
     stack: &Stack,
     configuration: &Configuration<'_>,
@@ -245,7 +242,7 @@ pub async fn update_configuration(
 
 /// Sets the function's reserved concurrency (`None`: unreserved); 0 refuses every
 /// invocation.
-pub async fn set_concurrency(client: &Client, stack: &Stack, reserved: Option<i32>) -> Result<(), AwsError> {
+pub(crate) async fn set_concurrency(client: &Client, stack: &Stack, reserved: Option<i32>) -> Result<(), AwsError> {
     match reserved {
         Some(reserved) => {
             let put = client.put_function_concurrency().function_name(&stack.name);
@@ -259,7 +256,7 @@ pub async fn set_concurrency(client: &Client, stack: &Stack, reserved: Option<i3
     Ok(())
 }
 
-pub async fn tag(client: &Client, stack: &Stack, arn: &str) -> Result<(), Error> {
+pub(crate) async fn tag(client: &Client, stack: &Stack, arn: &str) -> Result<(), Error> {
     wait_ready(client, &stack.name).await?;
     client.tag_resource().resource(arn).set_tags(Some(stack.tags())).send().await.op("lambda:TagResource")?;
     Ok(())

@@ -20,12 +20,9 @@ use super::routes::{AWS_IAM, method_authorization};
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
 use crate::cli::Auth;
-use crate::stack::Stack;
+use crate::stack::{PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack};
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
-/// The public statements of `--auth none`: the URL, and the invocation behind it.
-pub(crate) const PUBLIC_URL_SID: &str = "counterctl-function-url-public";
-pub(crate) const PUBLIC_INVOKE_SID: &str = "counterctl-function-url-public-invoke";
 
 /// The function's URL as deployed.
 #[derive(Debug, Clone, PartialEq)]

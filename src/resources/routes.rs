@@ -3,9 +3,8 @@
 
 use anyhow::Context;
 use aws_sdk_apigateway::Client;
-use aws_sdk_apigateway::types::IntegrationType;
+use aws_sdk_apigateway::types::{IntegrationType, Resource as ApiResource};
 
-use super::api::{ApiTarget, resources};
 use super::apigateway::NOT_FOUND;
 use crate::aws::{AwsError, Operation, gone, has_code};
 use crate::change::{Action, Changes, Diff, Field, Planned, Resource, diff};
@@ -75,19 +74,26 @@ impl Changes for IntegrationChange {
     }
 }
 
+/// The route of an API as read: `{proxy+}`'s id and its method.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteRead<'a> {
+    pub(crate) proxy_id: Option<&'a str>,
+    pub(crate) method: Option<&'a MethodState>,
+}
+
 /// The route and the integration of the API kept (`None`: a new API).
 pub(crate) fn plan(
-    api: Option<&ApiTarget>,
+    api: Option<RouteRead<'_>>,
     auth: Auth,
     deployed_auth: Option<Auth>,
     integration_uri: &str,
     stack_name: &str,
 ) -> (Planned<RouteChange>, Planned<IntegrationChange>) {
-    let method = api.and_then(|api| api.detail.method.as_ref());
+    let method = api.and_then(|api| api.method);
     let wanted = (method_authorization(auth), auth == Auth::ApiKey);
     let route = match (api, method) {
         (None, _) => Action::Create,
-        (Some(api), _) if api.detail.proxy_id.is_none() => Action::Create,
+        (Some(api), _) if api.proxy_id.is_none() => Action::Create,
         (Some(_), None) => Action::Update(RouteChange { method: diff(Field::Method, "none", auth_wording(auth)) }),
         (Some(_), Some(method)) if (method.authorization.as_str(), method.key_required) != wanted => {
             let deployed = deployed_auth.map_or("other", auth_wording);
@@ -112,13 +118,14 @@ pub(crate) fn plan(
 /// Makes `{proxy+}` if needed and puts its method with `auth`; returns the route's id.
 pub(crate) async fn apply_route(
     client: &Client,
-    (api_id, detail): (&str, &super::api::ApiDetail),
+    (api_id, root_id): (&str, &str),
+    route: RouteRead<'_>,
     planned: &Planned<RouteChange>,
     auth: Auth,
 ) -> anyhow::Result<String> {
-    let resource_id = match &detail.proxy_id {
-        Some(id) => id.clone(),
-        None => create_proxy(client, api_id, &detail.root_id).await.context("creating {proxy+}")?,
+    let resource_id = match route.proxy_id {
+        Some(id) => id.to_owned(),
+        None => create_proxy(client, api_id, root_id).await.context("creating {proxy+}")?,
     };
     // Created, or its method replaced: `RouteChange` is that one call.
     if planned.changes() {
@@ -126,7 +133,7 @@ pub(crate) async fn apply_route(
             client,
             api_id,
             &resource_id,
-            detail.method.is_some(),
+            route.method.is_some(),
             (method_authorization(auth), auth == Auth::ApiKey),
         );
         put.await.context("putting the ANY method")?;
@@ -201,4 +208,14 @@ async fn put_integration(client: &Client, api_id: &str, resource_id: &str, uri: 
         .await
         .op("apigateway:PutIntegration")?;
     Ok(())
+}
+
+/// Every resource (path) of the API, with its methods.
+pub(crate) async fn resources(client: &Client, api_id: &str) -> Result<Vec<ApiResource>, AwsError> {
+    let mut pages = client.get_resources().rest_api_id(api_id).embed("methods").limit(500).into_paginator().send();
+    let mut resources = Vec::new();
+    while let Some(page) = pages.next().await {
+        resources.extend(page.op("apigateway:GetResources")?.items().iter().cloned());
+    }
+    Ok(resources)
 }

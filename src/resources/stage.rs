@@ -10,7 +10,6 @@ use aws_sdk_apigateway::Client;
 use sha2::{Digest, Sha256};
 
 use super::Error;
-use super::api::{ApiDetail, ApiTarget};
 use super::apigateway::{THROTTLED, Throttle, throttle_wording};
 use crate::aws::{AwsError, Operation, has_code};
 use crate::change::{Action, Changes, Diff, Field, Planned, Resource, diff};
@@ -34,9 +33,9 @@ pub(crate) struct StageState {
 
 /// The stage an API serves the stack on: the one a counterctl deployment is on, else the
 /// default.
-pub(crate) fn deployed_stage(api: &ApiDetail) -> String {
+pub(crate) fn deployed_stage(stages: &[StageState]) -> String {
     let by_counterctl =
-        api.stages.iter().find(|stage| stage.deployment.as_deref().is_some_and(|d| d.starts_with("counterctl")));
+        stages.iter().find(|stage| stage.deployment.as_deref().is_some_and(|d| d.starts_with("counterctl")));
     by_counterctl.map_or_else(|| DEFAULT_STAGE.to_owned(), |stage| stage.name.clone())
 }
 
@@ -65,15 +64,15 @@ impl Changes for StageChange {
     }
 }
 
-/// The stage, deploying `deployment` (and again when the route or integration changed).
+/// The stage, as found on the API kept (`live`), deploying `deployment` (and again when
+/// the route or integration changed).
 pub(crate) fn plan(
-    api: Option<&ApiTarget>,
+    live: Option<&StageState>,
     stage: &str,
     (deployment, routes_change): (&str, bool),
     auth: Auth,
     throttle: Throttle,
 ) -> Planned<StageChange> {
-    let live = api.and_then(|api| api.detail.stage(stage));
     let action = match live {
         None => Action::Create,
         Some(live) => {

@@ -28,12 +28,12 @@ pub(crate) fn table_name(given: Option<&str>, function_table: Option<&str>) -> S
     given.or(function_table).unwrap_or(counter_function::dynamo::DEFAULT_TABLE).to_owned()
 }
 /// The key schema counterctl's function reads and writes.
-pub const COUNTER_KEY_SCHEMA: &str = "id HASH (S)";
+pub(crate) const COUNTER_KEY_SCHEMA: &str = "id HASH (S)";
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 
 /// The table as deployed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TableState {
+pub(crate) struct TableState {
     pub name: String,
     pub arn: String,
     /// e.g. `id HASH (S)`.
@@ -47,7 +47,7 @@ pub struct TableState {
 
 /// The table's TTL as it concerns the idempotency records.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Ttl {
+pub(crate) enum Ttl {
     /// On (or being turned on) for `expires_at`.
     OnExpiresAt,
     /// Off: install turns it on.
@@ -58,7 +58,7 @@ pub enum Ttl {
 }
 
 /// Reads the table, its tags, backups and TTL; `None` when there is no such table.
-pub async fn read(client: &Client, name: &str, stack_name: &str) -> Result<Option<TableState>, AwsError> {
+pub(crate) async fn read(client: &Client, name: &str, stack_name: &str) -> Result<Option<TableState>, AwsError> {
     let Some(description) = describe(client, name).await? else {
         return Ok(None);
     };
@@ -94,7 +94,7 @@ pub async fn read(client: &Client, name: &str, stack_name: &str) -> Result<Optio
 
 /// The table's key schema, e.g. `id HASH (S)`, from DescribeTable alone; `None` when there
 /// is no such table.
-pub async fn read_key_schema(client: &Client, name: &str) -> Result<Option<String>, AwsError> {
+pub(crate) async fn read_key_schema(client: &Client, name: &str) -> Result<Option<String>, AwsError> {
     Ok(describe(client, name).await?.as_ref().map(key_schema))
 }
 
@@ -121,7 +121,7 @@ fn key_schema(description: &TableDescription) -> String {
 
 /// Creates the table, tagged and protected, and waits until it is ACTIVE; `false` when
 /// it turned out to exist already (a run interrupted a moment ago made it).
-pub async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
+pub(crate) async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
     let tags = stack
         .tags()
         .into_iter()
@@ -213,7 +213,7 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<(), AwsError> {
 }
 
 /// How many items the table holds, counted exactly (a Scan of keys only).
-pub async fn count_items(client: &Client, table: &str) -> Result<u64, AwsError> {
+pub(crate) async fn count_items(client: &Client, table: &str) -> Result<u64, AwsError> {
     let mut pages = client.scan().table_name(table).select(Select::Count).into_paginator().send();
     let mut items = 0u64;
     while let Some(page) = pages.next().await {
@@ -224,7 +224,7 @@ pub async fn count_items(client: &Client, table: &str) -> Result<u64, AwsError> 
 
 /// Every counter and its last value, from a strongly consistent Scan, as `counters list`
 /// reads them.
-pub async fn counters(client: &Client, table: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+pub(crate) async fn counters(client: &Client, table: &str) -> Result<BTreeMap<String, i64>, StoreError> {
     let store = DynamoStore::new(client.clone(), table, IdempotencyTimings::default());
     Ok(store.list("").await?.into_iter().collect())
 }
@@ -232,7 +232,11 @@ pub async fn counters(client: &Client, table: &str) -> Result<BTreeMap<String, i
 /// The tables in this region that hold stack `stack_name`'s counters by their tags: made
 /// by counterctl for it, or kept by its uninstall. A table whose tags cannot be read
 /// (access denied, being deleted) is not counted.
-pub async fn stack_tables(client: &Client, account: &Account, stack_name: &str) -> Result<Vec<String>, AwsError> {
+pub(crate) async fn stack_tables(
+    client: &Client,
+    account: &Account,
+    stack_name: &str,
+) -> Result<Vec<String>, AwsError> {
     let mut pages = client.list_tables().into_paginator().send();
     let mut names = Vec::new();
     while let Some(page) = pages.next().await {
@@ -267,7 +271,7 @@ pub async fn stack_tables(client: &Client, account: &Account, stack_name: &str) 
 }
 
 /// Marks a table uninstall keeps as holding stack `stack_name`'s counters.
-pub async fn mark_kept(client: &Client, table: &TableState, stack_name: &str) -> Result<(), AwsError> {
+pub(crate) async fn mark_kept(client: &Client, table: &TableState, stack_name: &str) -> Result<(), AwsError> {
     let tag = Tag::builder().key(KEPT_BY_TAG).value(stack_name).build().expect("key and value set");
     client.tag_resource().resource_arn(&table.arn).tags(tag).send().await.op("dynamodb:TagResource")?;
     Ok(())

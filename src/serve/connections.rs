@@ -32,7 +32,7 @@ const IDLE: u64 = 2;
 const PHASE_SHIFT: u32 = 62;
 const SINCE_MASK: u64 = (1 << PHASE_SHIFT) - 1;
 
-pub struct Deadlines {
+pub(super) struct Deadlines {
     started: Instant,
     header_timeout: u64,
     idle_timeout: u64,
@@ -40,13 +40,13 @@ pub struct Deadlines {
 }
 
 /// One connection's phase, and how to close it.
-pub struct Watch {
+pub(super) struct Watch {
     state: AtomicU64,
     closing: Notify,
 }
 
 impl Deadlines {
-    pub fn new(header_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
+    pub(super) fn new(header_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             started: Instant::now(),
             header_timeout: header_timeout.as_secs(),
@@ -62,24 +62,24 @@ impl Deadlines {
 
     /// Starts watching a new connection: its first request is due within the header
     /// timeout.
-    pub fn watch(&self) -> Arc<Watch> {
+    pub(super) fn watch(&self) -> Arc<Watch> {
         let watch = Arc::new(Watch { state: AtomicU64::new(state(RECEIVING, self.now())), closing: Notify::new() });
         self.watched.lock().expect("never poisoned").push(Arc::downgrade(&watch));
         watch
     }
 
     /// Marks that the request being answered has fully arrived.
-    pub fn answering(&self, watch: &Watch) {
+    pub(super) fn answering(&self, watch: &Watch) {
         watch.state.store(state(ANSWERING, 0), Ordering::Relaxed);
     }
 
     /// Marks that the connection's request is answered: it is idle until the next one.
-    pub fn answered(&self, watch: &Watch) {
+    pub(super) fn answered(&self, watch: &Watch) {
         watch.state.store(state(IDLE, self.now()), Ordering::Relaxed);
     }
 
     /// Closes the connections past their deadline, once a second, forever.
-    pub async fn sweep(self: Arc<Self>) {
+    pub(super) async fn sweep(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(SWEEP_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -111,7 +111,7 @@ impl Deadlines {
 
 impl Watch {
     /// Resolves when the sweeper closes the connection.
-    pub async fn closed(&self) {
+    pub(super) async fn closed(&self) {
         self.closing.notified().await;
     }
 }
@@ -121,14 +121,14 @@ fn state(phase: u64, since: u64) -> u64 {
 }
 
 /// A client's stream that tells its [`Watch`] when a new request starts arriving.
-pub struct Watched {
+pub(super) struct Watched {
     stream: TcpStream,
     watch: Arc<Watch>,
     deadlines: Arc<Deadlines>,
 }
 
 impl Watched {
-    pub fn new(stream: TcpStream, watch: Arc<Watch>, deadlines: Arc<Deadlines>) -> Self {
+    pub(super) fn new(stream: TcpStream, watch: Arc<Watch>, deadlines: Arc<Deadlines>) -> Self {
         Self { stream, watch, deadlines }
     }
 }

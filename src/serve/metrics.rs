@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// What Prometheus expects the exposition to be labelled with.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
@@ -20,7 +20,7 @@ struct RequestLabels {
     status: u16,
 }
 
-pub struct Metrics {
+pub(super) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     /// The two answers nearly every request gets, looked up once.
@@ -34,7 +34,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut registry = Registry::with_prefix("counterctl");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "Requests answered, by route and status", requests.clone());
@@ -69,7 +69,7 @@ impl Metrics {
         }
     }
 
-    pub fn answered(&self, route: &'static str, status: u16) {
+    pub(super) fn answered(&self, route: &'static str, status: u16) {
         match (route, status) {
             (INCREMENT_PATH, 200) => self.increments.inc(),
             (VALUE_PATH, 200) => self.values.inc(),
@@ -77,7 +77,7 @@ impl Metrics {
         };
     }
 
-    pub fn committed(&self, batch_size: usize, took: Duration, succeeded: bool) {
+    pub(super) fn committed(&self, batch_size: usize, took: Duration, succeeded: bool) {
         if !succeeded {
             self.commit_failures.inc();
             return;
@@ -87,7 +87,7 @@ impl Metrics {
         self.commit_seconds.observe(took.as_secs_f64());
     }
 
-    pub fn exposition(&self) -> String {
+    pub(super) fn exposition(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text

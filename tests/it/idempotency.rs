@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::backend::on_both_backends;
 use crate::support::{Backend, LambdaStack, send};
 
-pub async fn post_with_key(api: &impl Backend, path: &str, key: &str) -> (u16, Value) {
+pub(crate) async fn post_with_key(api: &impl Backend, path: &str, key: &str) -> (u16, Value) {
     send(api.http().post(api.url(path)).header("Idempotency-Key", key)).await
 }
 

@@ -21,7 +21,7 @@ use super::LoopbackServer;
 
 /// An error response to inject.
 #[derive(Debug, Clone)]
-pub struct Fault {
+pub(crate) struct Fault {
     pub status: u16,
     /// The AWS error code, e.g. `ProvisionedThroughputExceededException`.
     pub code: String,
@@ -29,7 +29,7 @@ pub struct Fault {
 }
 
 impl Fault {
-    pub fn new(status: u16, code: &str, message: &str) -> Self {
+    pub(crate) fn new(status: u16, code: &str, message: &str) -> Self {
         Self { status, code: code.into(), message: message.into() }
     }
 }
@@ -52,14 +52,14 @@ struct Shared {
     checked_writes: tokio::sync::Mutex<()>,
 }
 
-pub struct AwsProxy {
+pub(crate) struct AwsProxy {
     pub url: String,
     shared: Arc<Shared>,
     _server: LoopbackServer,
 }
 
 impl AwsProxy {
-    pub async fn start(upstream: &str) -> Self {
+    pub(crate) async fn start(upstream: &str) -> Self {
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::new(),
@@ -80,18 +80,18 @@ impl AwsProxy {
     }
 
     /// The actions seen so far, in order, e.g. `UpdateItem`.
-    pub fn actions(&self) -> Vec<String> {
+    pub(crate) fn actions(&self) -> Vec<String> {
         self.shared.actions.lock().unwrap().clone()
     }
 
     /// The actions seen so far that change something (not Get/List/Describe).
-    pub fn mutating_actions(&self) -> Vec<String> {
+    pub(crate) fn mutating_actions(&self) -> Vec<String> {
         self.actions().into_iter().filter(|action| is_mutating(action)).collect()
     }
 
     /// Answers the next `times` requests for `action` with `fault`. In `action`, `*`
     /// stands for one path segment, e.g. `DELETE /restapis/*`.
-    pub fn inject(&self, action: &str, fault: Fault, times: usize) {
+    pub(crate) fn inject(&self, action: &str, fault: Fault, times: usize) {
         self.shared.faults.lock().unwrap().insert(action.to_owned(), (fault, times));
     }
 
@@ -106,42 +106,42 @@ impl AwsProxy {
     /// are patched and counted; moto's errors pass through as they are. A patched answer
     /// that is not JSON (IAM's and STS's XML) becomes a 502 naming the action, so a
     /// misdirected patch fails loudly. A later call for the same pattern replaces this one.
-    pub fn patch_response(&self, action: &str, patch: Value, times: usize) {
+    pub(crate) fn patch_response(&self, action: &str, patch: Value, times: usize) {
         self.shared.patches.lock().unwrap().insert(action.to_owned(), (patch, times));
     }
 
     /// How many of the actions seen so far match `action_pattern` (`*` = one path segment).
-    pub fn count(&self, action_pattern: &str) -> usize {
+    pub(crate) fn count(&self, action_pattern: &str) -> usize {
         self.actions().iter().filter(|action| matches(action_pattern, action)).count()
     }
 
     /// Where the first action matching `action_pattern` is among the actions seen so far.
-    pub fn position(&self, action_pattern: &str) -> Option<usize> {
+    pub(crate) fn position(&self, action_pattern: &str) -> Option<usize> {
         self.actions().iter().position(|action| matches(action_pattern, action))
     }
 
     /// Where the last action matching `action_pattern` is among the actions seen so far,
     /// e.g. to show that the last poll came before the first write.
-    pub fn last_position(&self, action_pattern: &str) -> Option<usize> {
+    pub(crate) fn last_position(&self, action_pattern: &str) -> Option<usize> {
         self.actions().iter().rposition(|action| matches(action_pattern, action))
     }
 
     /// Waits until every request forwarded so far has been answered by moto.
-    pub async fn settle(&self) {
+    pub(crate) async fn settle(&self) {
         while self.shared.in_flight.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
     /// Mimics AWS's round trips (the install bench measures the critical path with it).
-    pub fn set_latency(&self, latency: Duration) {
+    pub(crate) fn set_latency(&self, latency: Duration) {
         *self.shared.latency.lock().unwrap() = latency;
     }
 }
 
 /// Whether an action changes something: reads are Get/List/Describe calls, or GET for
 /// REST protocols.
-pub fn is_mutating(action: &str) -> bool {
+pub(crate) fn is_mutating(action: &str) -> bool {
     let read_prefixes = ["Get", "List", "Describe", "Scan", "GET "];
     !read_prefixes.iter().any(|prefix| action.starts_with(prefix))
 }

@@ -11,7 +11,7 @@ use super::serve::Serve;
 use super::{LambdaStack, send};
 
 /// A running counter API, whichever backend answers it, and plain HTTP to it.
-pub trait Backend: Send + Sync + 'static {
+pub(crate) trait Backend: Send + Sync + 'static {
     /// What the API's paths go after: the stage URL (`http://127.0.0.1:PORT/prod`) of
     /// API Gateway, the root URL of a Function URL or of `serve`.
     fn base_url(&self) -> &str;
@@ -55,7 +55,7 @@ pub trait Backend: Send + Sync + 'static {
 
 /// `clients` tasks each increment `counter` `per_client` times at once; asserts that every
 /// value is unique, each client's values increase, and together they are 1..=total.
-pub async fn assert_unique_gapless_increments(
+pub(crate) async fn assert_unique_gapless_increments(
     api: std::sync::Arc<impl Backend>,
     counter: &'static str,
     clients: usize,

@@ -11,38 +11,38 @@ use serde_json::Value;
 use super::aws_proxy::AwsProxy;
 use super::{moto_url, unique_name};
 
-pub const REGION: &str = "us-east-1";
+pub(crate) const REGION: &str = "us-east-1";
 /// moto's account.
-pub const ACCOUNT: &str = "123456789012";
+pub(crate) const ACCOUNT: &str = "123456789012";
 /// The role's inline policy for [`REGION`].
-pub const REGION_POLICY: &str = "counterctl-us-east-1";
+pub(crate) const REGION_POLICY: &str = "counterctl-us-east-1";
 
 /// What one counterctl process did.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Run {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == 0
     }
 
     /// Panics with the output unless the process exited 0.
-    pub fn ok(self) -> Self {
+    pub(crate) fn ok(self) -> Self {
         assert!(self.success(), "counterctl exited {}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
         self
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|_| panic!("stdout is not JSON: {}", self.stdout))
     }
 }
 
 /// An environment with credentials for moto and nothing from this machine's AWS setup.
-pub fn clean_environment() -> Vec<(&'static str, String)> {
+pub(crate) fn clean_environment() -> Vec<(&'static str, String)> {
     let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("empty-home");
     std::fs::create_dir_all(&home).unwrap();
     vec![
@@ -58,7 +58,7 @@ pub fn clean_environment() -> Vec<(&'static str, String)> {
 }
 
 /// Runs counterctl with exactly `env` as its environment.
-pub async fn counterctl_with_env(args: &[&str], env: &[(&str, String)]) -> Run {
+pub(crate) async fn counterctl_with_env(args: &[&str], env: &[(&str, String)]) -> Run {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_counterctl"))
         .args(args)
         .env_clear()
@@ -74,12 +74,12 @@ pub async fn counterctl_with_env(args: &[&str], env: &[(&str, String)]) -> Run {
     }
 }
 
-pub async fn counterctl(args: &[&str]) -> Run {
+pub(crate) async fn counterctl(args: &[&str]) -> Run {
     counterctl_with_env(args, &clean_environment()).await
 }
 
 /// One stack with names no other test uses, installed through its own proxy.
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub proxy: AwsProxy,
     pub name: String,
     pub table: String,
@@ -87,7 +87,7 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let proxy = AwsProxy::start(&moto_url()).await;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
@@ -99,77 +99,77 @@ impl Deployment {
     }
 
     /// Runs `counterctl COMMAND [args]` for this stack through the proxy.
-    pub async fn run(&self, command: &str, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, command: &str, args: &[&str]) -> Run {
         let mut all = vec![command, "--endpoint-url", &self.proxy.url, "--region", REGION];
         all.extend(["--name", &self.name, "--table", &self.table]);
         all.extend(args);
         counterctl(&all).await
     }
 
-    pub async fn install(&self) -> Run {
+    pub(crate) async fn install(&self) -> Run {
         self.run("install", &[]).await.ok()
     }
 
     /// The mutating AWS actions `work` made.
-    pub async fn mutations_of<T>(&self, work: impl Future<Output = T>) -> (T, Vec<String>) {
+    pub(crate) async fn mutations_of<T>(&self, work: impl Future<Output = T>) -> (T, Vec<String>) {
         let before = self.proxy.actions().len();
         let result = work.await;
         let actions = self.proxy.actions()[before..].to_vec();
         (result, actions.into_iter().filter(|action| super::aws_proxy::is_mutating(action)).collect())
     }
 
-    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+    pub(crate) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.aws)
     }
 
-    pub fn iam(&self) -> aws_sdk_iam::Client {
+    pub(crate) fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.aws)
     }
 
     /// Removes the API Gateway permission from the function behind counterctl's back.
-    pub async fn delete_permission(&self) {
+    pub(crate) async fn delete_permission(&self) {
         let remove = self.lambda().remove_permission().function_name(&self.name);
         remove.statement_id("counterctl-apigateway-invoke").send().await.unwrap();
     }
 
     /// Deletes the role's inline policy behind counterctl's back.
-    pub async fn delete_inline_policy(&self) {
+    pub(crate) async fn delete_inline_policy(&self) {
         let delete = self.iam().delete_role_policy().role_name(&self.name).policy_name(REGION_POLICY);
         delete.send().await.unwrap();
     }
 
-    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+    pub(crate) fn lambda(&self) -> aws_sdk_lambda::Client {
         aws_sdk_lambda::Client::new(&self.aws)
     }
 
-    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+    pub(crate) fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
         aws_sdk_cloudwatchlogs::Client::new(&self.aws)
     }
 
-    pub fn apigateway(&self) -> aws_sdk_apigateway::Client {
+    pub(crate) fn apigateway(&self) -> aws_sdk_apigateway::Client {
         aws_sdk_apigateway::Client::new(&self.aws)
     }
 
     /// The id of the API named after this stack, if there is one.
-    pub async fn api_id(&self) -> Option<String> {
+    pub(crate) async fn api_id(&self) -> Option<String> {
         let apis = self.apigateway().get_rest_apis().limit(500).send().await.unwrap();
         apis.items().iter().find(|api| api.name() == Some(&self.name)).and_then(|api| api.id.clone())
     }
 
-    pub async fn table_exists(&self) -> bool {
+    pub(crate) async fn table_exists(&self) -> bool {
         self.dynamodb().describe_table().table_name(&self.table).send().await.is_ok()
     }
 
-    pub async fn function_exists(&self) -> bool {
+    pub(crate) async fn function_exists(&self) -> bool {
         self.lambda().get_function().function_name(&self.name).send().await.is_ok()
     }
 
-    pub async fn role_exists(&self) -> bool {
+    pub(crate) async fn role_exists(&self) -> bool {
         self.iam().get_role().role_name(&self.name).send().await.is_ok()
     }
 
     /// The function's resource policy statements.
-    pub async fn permission_statements(&self) -> Vec<Value> {
+    pub(crate) async fn permission_statements(&self) -> Vec<Value> {
         match self.lambda().get_policy().function_name(&self.name).send().await {
             Ok(policy) => {
                 let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();

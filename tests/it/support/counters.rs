@@ -13,19 +13,19 @@ use super::serve::{DataDir, Serve};
 use super::{Backend, LambdaStack, moto_url};
 
 /// `counterctl counters …` with the options that select one store.
-pub struct Counters {
+pub(crate) struct Counters {
     target: Vec<String>,
     env: Vec<(&'static str, String)>,
 }
 
 impl Counters {
     /// The DynamoDB table `table` in moto.
-    pub fn table(table: &str) -> Self {
+    pub(crate) fn table(table: &str) -> Self {
         Self::table_at(table, &moto_url())
     }
 
     /// The DynamoDB table `table`, reached at `endpoint` (a proxy in front of moto).
-    pub fn table_at(table: &str, endpoint: &str) -> Self {
+    pub(crate) fn table_at(table: &str, endpoint: &str) -> Self {
         let mut env = clean_environment();
         env.push(("AWS_ENDPOINT_URL", endpoint.to_owned()));
         env.push(("AWS_REGION", "us-east-1".to_owned()));
@@ -33,7 +33,7 @@ impl Counters {
     }
 
     /// The `serve` data directory `dir`.
-    pub fn data_dir(dir: &Path) -> Self {
+    pub(crate) fn data_dir(dir: &Path) -> Self {
         Self { target: vec!["--data-dir".into(), dir.display().to_string()], env: clean_environment() }
     }
 
@@ -52,13 +52,13 @@ impl Counters {
     }
 
     /// `counterctl counters SUBCOMMAND ARGS… TARGET`, stdin empty.
-    pub async fn run(&self, subcommand: &str, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, subcommand: &str, args: &[&str]) -> Run {
         let output = self.command(subcommand, args).stdin(Stdio::null()).output().await.expect("counterctl runs");
         to_run(output)
     }
 
     /// As [`run`](Self::run), with `input` on stdin.
-    pub async fn run_with_stdin(&self, subcommand: &str, args: &[&str], input: impl AsRef<[u8]>) -> Run {
+    pub(crate) async fn run_with_stdin(&self, subcommand: &str, args: &[&str], input: impl AsRef<[u8]>) -> Run {
         let mut child = self.command(subcommand, args).stdin(Stdio::piped()).spawn().expect("counterctl starts");
         let mut stdin = child.stdin.take().unwrap();
         let input = input.as_ref().to_vec();
@@ -73,34 +73,34 @@ impl Counters {
     }
 
     /// `list --output json [ARGS…]`, which must succeed: (name, value) in the printed order.
-    pub async fn list_with(&self, args: &[&str]) -> Vec<(String, i64)> {
+    pub(crate) async fn list_with(&self, args: &[&str]) -> Vec<(String, i64)> {
         let mut all = vec!["--output", "json"];
         all.extend(args);
         json_lines(&self.run("list", &all).await.ok().stdout)
     }
 
     /// Every counter, as `list --output json` prints them.
-    pub async fn list(&self) -> Vec<(String, i64)> {
+    pub(crate) async fn list(&self) -> Vec<(String, i64)> {
         self.list_with(&[]).await
     }
 
     /// `set NAME --at-least N --output json`, which must succeed; what it printed.
-    pub async fn set(&self, name: &str, at_least: i64) -> Value {
+    pub(crate) async fn set(&self, name: &str, at_least: i64) -> Value {
         self.run("set", &[name, "--at-least", &at_least.to_string(), "--output", "json"]).await.ok().json()
     }
 
     /// `export` to stdout, which must succeed; what it printed.
-    pub async fn export(&self) -> String {
+    pub(crate) async fn export(&self) -> String {
         self.run("export", &[]).await.ok().stdout
     }
 
     /// `import --output json` with `input` on stdin (not checked).
-    pub async fn import(&self, input: impl AsRef<[u8]>) -> Run {
+    pub(crate) async fn import(&self, input: impl AsRef<[u8]>) -> Run {
         self.run_with_stdin("import", &["--output", "json"], input).await
     }
 
     /// `import --output json FILE` (not checked).
-    pub async fn import_file(&self, file: &Path) -> Run {
+    pub(crate) async fn import_file(&self, file: &Path) -> Run {
         self.run("import", &[&file.display().to_string(), "--output", "json"]).await
     }
 }
@@ -114,7 +114,7 @@ fn to_run(output: std::process::Output) -> Run {
 }
 
 /// `{"counter":NAME,"value":N}` lines, as `list --output json` and `export` print them.
-pub fn json_lines(text: &str) -> Vec<(String, i64)> {
+pub(crate) fn json_lines(text: &str) -> Vec<(String, i64)> {
     text.lines()
         .map(|line| {
             let object: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line:?}"));
@@ -128,7 +128,7 @@ pub fn json_lines(text: &str) -> Vec<(String, i64)> {
 }
 
 /// Import input: one `{"counter":NAME,"value":N}` line per pair.
-pub fn import_lines<'a>(counters: impl IntoIterator<Item = (&'a str, i64)>) -> String {
+pub(crate) fn import_lines<'a>(counters: impl IntoIterator<Item = (&'a str, i64)>) -> String {
     counters
         .into_iter()
         .map(|(name, value)| format!("{}\n", serde_json::json!({"counter": name, "value": value})))
@@ -136,7 +136,7 @@ pub fn import_lines<'a>(counters: impl IntoIterator<Item = (&'a str, i64)>) -> S
 }
 
 /// Owned pairs, to compare with what [`Counters::list`] returns.
-pub fn pairs<'a>(counters: impl IntoIterator<Item = (&'a str, i64)>) -> Vec<(String, i64)> {
+pub(crate) fn pairs<'a>(counters: impl IntoIterator<Item = (&'a str, i64)>) -> Vec<(String, i64)> {
     counters.into_iter().map(|(name, value)| (name.to_owned(), value)).collect()
 }
 
@@ -152,7 +152,7 @@ enum Kind {
 
 /// One store of counters: `counterctl counters` for it, and for the AWS and `serve` kinds
 /// the counter API on it (as a [`Backend`]).
-pub struct Store {
+pub(crate) struct Store {
     pub cli: Counters,
     kind: Kind,
 }
@@ -160,27 +160,27 @@ pub struct Store {
 impl Store {
     /// A table behind the real function and API Gateway, in `environments` execution
     /// environments.
-    pub async fn aws(environments: usize) -> Self {
+    pub(crate) async fn aws(environments: usize) -> Self {
         let stack = LambdaStack::start(environments).await;
         Self { cli: Counters::table(&stack.table), kind: Kind::Aws(stack) }
     }
 
     /// `serve` running on a data directory of its own.
-    pub async fn serve() -> Self {
+    pub(crate) async fn serve() -> Self {
         let dir = DataDir::new();
         let serve = Box::new(Serve::start_in(dir.path()).await);
         Self { cli: Counters::data_dir(dir.path()), kind: Kind::Serve { serve, _dir: dir } }
     }
 
     /// An empty data directory, with no `serve`.
-    pub fn data_dir() -> Self {
+    pub(crate) fn data_dir() -> Self {
         let dir = DataDir::new();
         std::fs::create_dir_all(dir.path()).unwrap();
         Self { cli: Counters::data_dir(dir.path()), kind: Kind::DataDir { _dir: dir } }
     }
 
     /// Another store of the same kind, empty.
-    pub async fn another(&self) -> Self {
+    pub(crate) async fn another(&self) -> Self {
         match self.kind {
             Kind::Aws(_) => Self::aws(1).await,
             Kind::Serve { .. } => Self::serve().await,
@@ -190,7 +190,7 @@ impl Store {
 
     /// Makes a new counter `name` with value `value` (≥ 1): through the counter API
     /// (`count=value`) where the store has one, else with `counters set`.
-    pub async fn seed(&self, name: &str, value: i64) {
+    pub(crate) async fn seed(&self, name: &str, value: i64) {
         if matches!(self.kind, Kind::DataDir { .. }) {
             let set = self.cli.set(name, value).await;
             assert_eq!((set["value"].as_i64(), set["change"].as_str()), (Some(value), Some("created")), "{set}");
@@ -202,7 +202,7 @@ impl Store {
     }
 
     /// Seeds each (name, value).
-    pub async fn seed_all<'a>(&self, counters: impl IntoIterator<Item = (&'a str, i64)>) {
+    pub(crate) async fn seed_all<'a>(&self, counters: impl IntoIterator<Item = (&'a str, i64)>) {
         for (name, value) in counters {
             self.seed(name, value).await;
         }

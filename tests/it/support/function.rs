@@ -14,7 +14,7 @@ use super::runtime_api::{Outcome, RuntimeApi};
 
 /// The bootstrap from the x86_64 zip counterctl embeds, extracted once per test run, or
 /// the binary `COUNTERCTL_BOOTSTRAP` names (to compare builds; CI never sets it).
-pub fn bootstrap_path() -> &'static Path {
+pub(crate) fn bootstrap_path() -> &'static Path {
     static BOOTSTRAP: OnceLock<PathBuf> = OnceLock::new();
     BOOTSTRAP.get_or_init(|| {
         if let Ok(path) = std::env::var("COUNTERCTL_BOOTSTRAP") {
@@ -30,7 +30,7 @@ pub fn bootstrap_path() -> &'static Path {
 }
 
 /// One function: its Runtime API and the execution environments (processes) polling it.
-pub struct Function {
+pub(crate) struct Function {
     pub runtime: RuntimeApi,
     environments: Mutex<Vec<Child>>,
     logs: Arc<Mutex<Vec<String>>>,
@@ -39,7 +39,7 @@ pub struct Function {
 impl Function {
     /// Starts `environments` bootstraps for `table`, with DynamoDB at `endpoint`, and
     /// waits until each has initialized (polled for its first invocation).
-    pub async fn start(table: &str, endpoint: &str, environments: usize) -> Self {
+    pub(crate) async fn start(table: &str, endpoint: &str, environments: usize) -> Self {
         let runtime = RuntimeApi::start().await;
         let logs = Arc::new(Mutex::new(Vec::new()));
         let mut polls = runtime.next_polls();
@@ -52,18 +52,18 @@ impl Function {
         Self { runtime, environments: Mutex::new(children), logs }
     }
 
-    pub async fn invoke(&self, event: Value) -> Outcome {
+    pub(crate) async fn invoke(&self, event: Value) -> Outcome {
         self.runtime.invoke(event).await
     }
 
     /// Everything the environments wrote to stdout and stderr so far, a line each.
-    pub fn logs(&self) -> Vec<String> {
+    pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
 
     /// CPU time (user + system) the environments used so far, from /proc.
     #[allow(dead_code, reason = "for benches/function.rs, which shares this module")]
-    pub fn cpu_time(&self) -> Duration {
+    pub(crate) fn cpu_time(&self) -> Duration {
         // Linux reports it in clock ticks of 1/100 s (USER_HZ).
         const TICKS_PER_SECOND: u64 = 100;
         let ticks: u64 = self
@@ -83,13 +83,13 @@ impl Function {
     }
 
     /// Whether every environment is still running.
-    pub fn all_running(&self) -> bool {
+    pub(crate) fn all_running(&self) -> bool {
         self.environments.lock().unwrap().iter_mut().all(|child| matches!(child.try_wait(), Ok(None)))
     }
 }
 
 /// Lambda's environment for a `provided.al2023` function, plus the DynamoDB endpoint.
-pub fn lambda_environment(runtime_api: &str, table: &str, endpoint: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn lambda_environment(runtime_api: &str, table: &str, endpoint: &str) -> Vec<(&'static str, String)> {
     let task_root = bootstrap_path().parent().unwrap().display().to_string();
     vec![
         ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
@@ -116,7 +116,12 @@ pub fn lambda_environment(runtime_api: &str, table: &str, endpoint: &str) -> Vec
     ]
 }
 
-pub fn spawn_environment(runtime: &RuntimeApi, table: &str, endpoint: &str, logs: &Arc<Mutex<Vec<String>>>) -> Child {
+pub(crate) fn spawn_environment(
+    runtime: &RuntimeApi,
+    table: &str,
+    endpoint: &str,
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> Child {
     let environment = lambda_environment(&runtime.address.to_string(), table, endpoint);
     let mut child = Command::new(bootstrap_path())
         .current_dir(bootstrap_path().parent().unwrap())

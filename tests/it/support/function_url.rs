@@ -36,13 +36,13 @@ use super::runtime_api::Outcome;
 use super::{LoopbackServer, create_counter_table, dynamodb, moto_url, unique_name};
 
 /// The service name requests to a Function URL are signed for.
-pub const LAMBDA: &str = "lambda";
+pub(crate) const LAMBDA: &str = "lambda";
 
 /// The URL id, the first label of the Function URL's host (32 lowercase letters and digits).
-pub const URL_ID: &str = "c0unterct1f0nct10nur1standin0000";
+pub(crate) const URL_ID: &str = "c0unterct1f0nct10nur1standin0000";
 
 /// The account that owns the function.
-pub const ACCOUNT: &str = "123456789012";
+pub(crate) const ACCOUNT: &str = "123456789012";
 
 /// The `Message` of a Function URL's 403 to a request it does not let through (a capital
 /// `M`, unlike API Gateway's `message`). AWS's Function URL pages do not print the body;
@@ -52,11 +52,11 @@ pub const ACCOUNT: &str = "123456789012";
 /// `{"Message":"Forbidden"}`). Some signature errors get a message of their own (an invalid
 /// token: https://github.com/jamesmbourne/aws4-axios/issues/1553); the stand-in answers
 /// every refusal with this one.
-pub const FORBIDDEN_MESSAGE: &str = "Forbidden. For troubleshooting Function URL authorization issues, see: https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html";
+pub(crate) const FORBIDDEN_MESSAGE: &str = "Forbidden. For troubleshooting Function URL authorization issues, see: https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html";
 
 /// The Function URL's auth type.
 #[derive(Clone, Debug, Default)]
-pub enum AuthType {
+pub(crate) enum AuthType {
     /// `NONE`: anyone may call.
     #[default]
     None,
@@ -64,7 +64,7 @@ pub enum AuthType {
     AwsIam(IamCaller),
 }
 
-pub struct FunctionUrl {
+pub(crate) struct FunctionUrl {
     /// Where the stand-in listens, `http://127.0.0.1:PORT`: the Function URL for requests
     /// sent straight to it, and the proxy for requests to [`Self::aws_url`].
     pub url: String,
@@ -82,7 +82,7 @@ struct Front {
 impl FunctionUrl {
     /// A Function URL for `function` with auth type `auth`, in `us-east-1` (or the IAM
     /// caller's region).
-    pub async fn start(function: Arc<Function>, auth: AuthType) -> Self {
+    pub(crate) async fn start(function: Arc<Function>, auth: AuthType) -> Self {
         let region = match &auth {
             AuthType::AwsIam(caller) => caller.region.clone(),
             AuthType::None => "us-east-1".to_owned(),
@@ -97,12 +97,12 @@ impl FunctionUrl {
     /// The Function URL's own address, `http://ID.lambda-url.REGION.on.aws` (plain http,
     /// so a client sends its requests to the proxy in absolute form, readable here).
     /// Reached only through [`Self::proxy`].
-    pub fn aws_url(&self) -> String {
+    pub(crate) fn aws_url(&self) -> String {
         format!("http://{URL_ID}.lambda-url.{}.on.aws", self.region)
     }
 
     /// The stand-in as an HTTP proxy, for `HTTP_PROXY`.
-    pub fn proxy(&self) -> &str {
+    pub(crate) fn proxy(&self) -> &str {
         &self.url
     }
 }
@@ -281,7 +281,7 @@ fn http_response(response: &Value) -> Option<Response<Body>> {
 /// Signs `request` with SigV4 as a client does, for `service` in `caller`'s region at `at`:
 /// adds `x-amz-date`, `authorization` and, for temporary credentials,
 /// `x-amz-security-token`. The host signed is the URL's.
-pub fn sign_request(request: &mut reqwest::Request, caller: &IamCaller, service: &str, at: SystemTime) {
+pub(crate) fn sign_request(request: &mut reqwest::Request, caller: &IamCaller, service: &str, at: SystemTime) {
     let settings = aws_sigv4::http_request::SigningSettings::default();
     super::rest_api::sign_as_client(request, &caller.credentials(), &caller.region, service, at, settings);
 }
@@ -289,7 +289,7 @@ pub fn sign_request(request: &mut reqwest::Request, caller: &IamCaller, service:
 /// The deployment with a Function URL instead of the REST API: a table, the shipped
 /// function in `environments` execution environments, and the Function URL in front. Its
 /// HTTP helpers come with [`super::Backend`], which calls the stand-in directly.
-pub struct FunctionUrlStack {
+pub(crate) struct FunctionUrlStack {
     pub table: String,
     pub dynamodb: Client,
     /// In front of the function, which it keeps running.
@@ -298,7 +298,7 @@ pub struct FunctionUrlStack {
 }
 
 impl FunctionUrlStack {
-    pub async fn start(environments: usize, auth: AuthType) -> Self {
+    pub(crate) async fn start(environments: usize, auth: AuthType) -> Self {
         let dynamodb = dynamodb(&moto_url()).await;
         let table = unique_name("counters");
         create_counter_table(&dynamodb, &table).await;
@@ -310,7 +310,7 @@ impl FunctionUrlStack {
     }
 
     /// The counter's stored `lastValue`, read directly from DynamoDB; `None` before it exists.
-    pub async fn stored(&self, counter: &str) -> Option<i64> {
+    pub(crate) async fn stored(&self, counter: &str) -> Option<i64> {
         let key = AttributeValue::S(counter.to_owned());
         let item = self.dynamodb.get_item().table_name(&self.table).key("id", key).send().await.unwrap().item?;
         Some(item["lastValue"].as_n().expect("lastValue is a number").parse().unwrap())

@@ -1,18 +1,18 @@
 //! What the tests run against: moto (DynamoDB) on loopback, the shipped bootstrap behind a
 //! Lambda Runtime API, and API Gateway's REST front; and `counterctl serve`.
 
-pub mod aws_proxy;
-pub mod backend;
-pub mod cli;
-pub mod counters;
-pub mod function;
-pub mod function_url;
-pub mod rest_api;
-pub mod runtime_api;
-pub mod serve;
-pub mod tcp_proxy;
+pub(crate) mod aws_proxy;
+pub(crate) mod backend;
+pub(crate) mod cli;
+pub(crate) mod counters;
+pub(crate) mod function;
+pub(crate) mod function_url;
+pub(crate) mod rest_api;
+pub(crate) mod runtime_api;
+pub(crate) mod serve;
+pub(crate) mod tcp_proxy;
 
-pub use backend::Backend;
+pub(crate) use backend::Backend;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,23 +28,23 @@ use serde_json::Value;
 use function::Function;
 use rest_api::{MethodAuth, RestApi};
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The moto server started by `scripts/test.sh`.
-pub fn moto_url() -> String {
+pub(crate) fn moto_url() -> String {
     std::env::var("COUNTERCTL_TEST_MOTO_URL")
         .expect("COUNTERCTL_TEST_MOTO_URL is not set: run the tests with scripts/test.sh, which starts moto")
 }
 
 /// A name no other test in this run uses.
-pub fn unique_name(prefix: &str) -> String {
+pub(crate) fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-pub async fn dynamodb(endpoint: &str) -> Client {
+pub(crate) async fn dynamodb(endpoint: &str) -> Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
@@ -55,7 +55,7 @@ pub async fn dynamodb(endpoint: &str) -> Client {
 }
 
 /// A table in the original service's layout: key `id` (S).
-pub async fn create_counter_table(client: &Client, name: &str) {
+pub(crate) async fn create_counter_table(client: &Client, name: &str) {
     client
         .create_table()
         .table_name(name)
@@ -72,7 +72,7 @@ pub async fn create_counter_table(client: &Client, name: &str) {
 /// The whole deployment as `counterctl install` makes it: a table, the shipped function
 /// in `environments` execution environments, and the REST API in front. Its HTTP helpers
 /// come with [`Backend`].
-pub struct LambdaStack {
+pub(crate) struct LambdaStack {
     pub table: String,
     pub dynamodb: Client,
     pub function: Arc<Function>,
@@ -81,18 +81,18 @@ pub struct LambdaStack {
 }
 
 impl LambdaStack {
-    pub async fn start(environments: usize) -> Self {
+    pub(crate) async fn start(environments: usize) -> Self {
         Self::start_with_endpoint(&moto_url(), environments).await
     }
 
     /// As `start`, with the function reaching DynamoDB at `function_endpoint`.
-    pub async fn start_with_endpoint(function_endpoint: &str, environments: usize) -> Self {
+    pub(crate) async fn start_with_endpoint(function_endpoint: &str, environments: usize) -> Self {
         Self::start_front(function_endpoint, environments, MethodAuth::none()).await
     }
 
     /// As `start`, behind a REST API whose method requires what `auth` says: an API key,
     /// or SigV4 signatures (`AWS_IAM`).
-    pub async fn start_with_auth(environments: usize, auth: MethodAuth) -> Self {
+    pub(crate) async fn start_with_auth(environments: usize, auth: MethodAuth) -> Self {
         Self::start_front(&moto_url(), environments, auth).await
     }
 
@@ -106,21 +106,21 @@ impl LambdaStack {
     }
 
     /// The table's item with this `id`, read directly from DynamoDB.
-    pub async fn item(&self, id: &str) -> Option<HashMap<String, AttributeValue>> {
+    pub(crate) async fn item(&self, id: &str) -> Option<HashMap<String, AttributeValue>> {
         let key = AttributeValue::S(id.to_owned());
         self.dynamodb.get_item().table_name(&self.table).key("id", key).send().await.unwrap().item
     }
 }
 
 /// An axum app on a free loopback port, stopped when dropped: the stand-ins' server.
-pub struct LoopbackServer {
+pub(crate) struct LoopbackServer {
     pub address: std::net::SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl LoopbackServer {
     /// Serves `app`, with the peer's address for the fronts that put it in their events.
-    pub async fn start(app: axum::Router) -> Self {
+    pub(crate) async fn start(app: axum::Router) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -136,7 +136,7 @@ impl Drop for LoopbackServer {
 }
 
 /// Sends a request and returns its status and JSON body.
-pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.expect("the API answers");
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();

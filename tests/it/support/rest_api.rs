@@ -26,18 +26,18 @@ use super::LoopbackServer;
 use super::function::Function;
 use super::runtime_api::Outcome;
 
-pub const STAGE: &str = "prod";
+pub(crate) const STAGE: &str = "prod";
 
 /// The service name requests to the REST API are signed for.
-pub const EXECUTE_API: &str = "execute-api";
+pub(crate) const EXECUTE_API: &str = "execute-api";
 
 /// How far `X-Amz-Date` may be from the front's clock, either way.
-pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// What the deployed `{proxy+}` method requires of a caller, as its method settings say.
 /// The default requires nothing (`authorizationType: NONE`, no API key).
 #[derive(Clone, Debug, Default)]
-pub struct MethodAuth {
+pub(crate) struct MethodAuth {
     /// `authorizationType: AWS_IAM`: requests must be SigV4-signed by these credentials.
     pub iam: Option<IamCaller>,
     /// `apiKeyRequired: true`, with the one key the stage's usage plan holds.
@@ -46,17 +46,17 @@ pub struct MethodAuth {
 
 impl MethodAuth {
     /// `authorizationType: NONE`, no API key: anyone may call.
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self::default()
     }
 
     /// `apiKeyRequired: true`: `x-api-key` must equal `key`.
-    pub fn api_key(key: impl Into<String>) -> Self {
+    pub(crate) fn api_key(key: impl Into<String>) -> Self {
         Self { iam: None, api_key: Some(key.into()) }
     }
 
     /// `authorizationType: AWS_IAM`: only `caller`'s SigV4-signed requests get through.
-    pub fn aws_iam(caller: IamCaller) -> Self {
+    pub(crate) fn aws_iam(caller: IamCaller) -> Self {
         Self { iam: Some(caller), api_key: None }
     }
 }
@@ -64,7 +64,7 @@ impl MethodAuth {
 /// The one IAM identity allowed to invoke an `AWS_IAM` method, and the API's region
 /// (which a request's credential scope must name). Test credentials only.
 #[derive(Clone, Debug)]
-pub struct IamCaller {
+pub(crate) struct IamCaller {
     pub access_key_id: String,
     pub secret_access_key: String,
     /// Temporary credentials' token: requests must then carry it in `x-amz-security-token`.
@@ -73,7 +73,7 @@ pub struct IamCaller {
 }
 
 impl IamCaller {
-    pub fn new(
+    pub(crate) fn new(
         access_key_id: impl Into<String>,
         secret_access_key: impl Into<String>,
         session_token: Option<String>,
@@ -88,17 +88,17 @@ impl IamCaller {
     }
 
     /// Long-term test credentials in `us-east-1`.
-    pub fn for_tests() -> Self {
+    pub(crate) fn for_tests() -> Self {
         Self::new("AKIDCOUNTERCTLTEST", "counterctl/test/wJalrXUtnFEMIK7MDENGbPxRfiCY", None, "us-east-1")
     }
 
     /// The credentials, for signing as this caller.
-    pub fn credentials(&self) -> Credentials {
+    pub(crate) fn credentials(&self) -> Credentials {
         Credentials::new(&self.access_key_id, &self.secret_access_key, self.session_token.clone(), None, "tests")
     }
 }
 
-pub struct RestApi {
+pub(crate) struct RestApi {
     /// The invoke URL, e.g. `http://127.0.0.1:PORT/prod`.
     pub url: String,
     _server: LoopbackServer,
@@ -112,7 +112,7 @@ struct Front {
 impl RestApi {
     /// A front for `function` whose method requires what `auth` says ([`MethodAuth::none`]
     /// for nothing).
-    pub async fn start_with_auth(function: Arc<Function>, auth: MethodAuth) -> Self {
+    pub(crate) async fn start_with_auth(function: Arc<Function>, auth: MethodAuth) -> Self {
         let app = axum::Router::new().fallback(forward).with_state(Arc::new(Front { function, auth }));
         let server = LoopbackServer::start(app).await;
         Self { url: format!("http://{}/{STAGE}", server.address), _server: server }
@@ -172,7 +172,7 @@ async fn forward(
 /// A 403 API Gateway answers itself: its `x-amzn-ErrorType` and message. Also why
 /// [`verify_sigv4`] refused a request.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub error_type: &'static str,
     pub message: String,
 }
@@ -269,7 +269,7 @@ fn parse_authorization(header: &str) -> Result<Authorization<'_>, Refusal> {
 /// again with `caller`'s secret at the request's `X-Amz-Date`. `uri` may be in origin form
 /// (`/path?query`) or, as a request to a proxy arrives, absolute form; only its path and
 /// query count. Returns the caller's access key id.
-pub fn verify_sigv4(
+pub(crate) fn verify_sigv4(
     caller: &IamCaller,
     service: &str,
     method: &Method,
@@ -418,7 +418,7 @@ fn recompute_signature(
 }
 
 /// `X-Amz-Date`'s form: `20261124T100000Z`.
-pub fn format_amz_date(time: SystemTime) -> String {
+pub(crate) fn format_amz_date(time: SystemTime) -> String {
     let seconds = time.duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
     let (days, second_of_day) = (seconds / 86_400, seconds % 86_400);
     let (year, month, day) = civil_from_days(i64::try_from(days).unwrap());
@@ -469,7 +469,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// The event API Gateway sends for `{proxy+}` under stage `prod`. `proxy` is the path
 /// below the stage without its leading slash; headers and query pairs in request order.
-pub fn rest_event(
+pub(crate) fn rest_event(
     method: &Method,
     proxy: &str,
     query: &[(String, String)],
@@ -579,7 +579,7 @@ fn gateway_error(status: StatusCode, message: &str) -> Response<Body> {
 /// Signs `request` with SigV4 as a client does, for `service` in `region` at `at`: adds
 /// `x-amz-date`, `authorization` and, for temporary credentials, `x-amz-security-token`.
 /// The host signed is the URL's.
-pub fn sign_as_client(
+pub(crate) fn sign_as_client(
     request: &mut reqwest::Request,
     credentials: &Credentials,
     region: &str,

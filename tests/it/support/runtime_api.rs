@@ -19,11 +19,11 @@ use serde_json::Value;
 use super::LoopbackServer;
 use tokio::sync::{mpsc, oneshot};
 
-pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const FUNCTION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How an invocation ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Response(Value),
     Error { error_type: Option<String>, body: Value },
 }
@@ -41,7 +41,7 @@ struct Shared {
     request_ids: AtomicU64,
 }
 
-pub struct RuntimeApi {
+pub(crate) struct RuntimeApi {
     pub address: SocketAddr,
     submit: mpsc::UnboundedSender<Invocation>,
     shared: Arc<Shared>,
@@ -49,7 +49,7 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let (submit, queue) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             queue: tokio::sync::Mutex::new(queue),
@@ -69,7 +69,7 @@ impl RuntimeApi {
     }
 
     /// Invokes the function with `event`, as Lambda's Invoke API would.
-    pub async fn invoke(&self, event: Value) -> Outcome {
+    pub(crate) async fn invoke(&self, event: Value) -> Outcome {
         let (outcome, answer) = oneshot::channel();
         self.submit.send(Invocation { event, outcome }).expect("runtime API is running");
         tokio::time::timeout(FUNCTION_TIMEOUT, answer)
@@ -79,11 +79,11 @@ impl RuntimeApi {
     }
 
     /// Counts `invocation/next` polls: a bootstrap is initialized when it first polls.
-    pub fn next_polls(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn next_polls(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.next_polls.subscribe()
     }
 
-    pub fn init_errors(&self) -> Vec<Value> {
+    pub(crate) fn init_errors(&self) -> Vec<Value> {
         self.shared.init_errors.lock().unwrap().clone()
     }
 }

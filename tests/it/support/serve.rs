@@ -18,17 +18,17 @@ use super::unique_name;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A data directory under the target directory, removed when dropped.
-pub struct DataDir(PathBuf);
+pub(crate) struct DataDir(PathBuf);
 
 impl DataDir {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("serve-data"));
         // A directory left by an earlier run whose process had the same id.
         let _ = std::fs::remove_dir_all(&path);
         Self(path)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -40,7 +40,7 @@ impl Drop for DataDir {
 }
 
 /// `counterctl serve --listen 127.0.0.1:0 --output json`, not yet started.
-pub fn counterctl_serve() -> Command {
+pub(crate) fn counterctl_serve() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_counterctl"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--output", "json"])
@@ -50,14 +50,14 @@ pub fn counterctl_serve() -> Command {
 }
 
 /// `counterctl serve --listen 127.0.0.1:0 --output json --data-dir DIR`, not yet started.
-pub fn serve_command(data_dir: &Path) -> Command {
+pub(crate) fn serve_command(data_dir: &Path) -> Command {
     let mut command = counterctl_serve();
     command.arg("--data-dir").arg(data_dir);
     command
 }
 
 /// `counterctl serve --listen LISTEN --output json --data-dir DIR`, not yet started.
-pub fn serve_command_on(listen: &str, data_dir: &Path) -> Command {
+pub(crate) fn serve_command_on(listen: &str, data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_counterctl"));
     command
         .args(["serve", "--listen", listen, "--output", "json", "--data-dir"])
@@ -69,7 +69,7 @@ pub fn serve_command_on(listen: &str, data_dir: &Path) -> Command {
 }
 
 /// A running `counterctl serve`.
-pub struct Serve {
+pub(crate) struct Serve {
     /// The root URL it printed, e.g. `http://127.0.0.1:PORT`.
     pub url: String,
     /// The database file it printed (with `--output json`).
@@ -85,7 +85,7 @@ pub struct Serve {
 
 impl Serve {
     /// A server on a data directory of its own.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let data_dir = DataDir::new();
         let mut serve = Self::start_in(data_dir.path()).await;
         serve._own_data_dir = Some(data_dir);
@@ -93,13 +93,13 @@ impl Serve {
     }
 
     /// A server on `data_dir`, which outlives it (to start another one on it).
-    pub async fn start_in(data_dir: &Path) -> Self {
+    pub(crate) async fn start_in(data_dir: &Path) -> Self {
         Self::start_command(serve_command(data_dir)).await
     }
 
     /// A server on a data directory of its own, started with `args` after the usual ones
     /// (e.g. `--api-key KEY`), as [`serve_command_on`] makes them.
-    pub async fn start_with(args: &[&str]) -> Self {
+    pub(crate) async fn start_with(args: &[&str]) -> Self {
         let data_dir = DataDir::new();
         let mut command = serve_command_on("127.0.0.1:0", data_dir.path());
         command.args(args);
@@ -110,7 +110,7 @@ impl Serve {
 
     /// Starts `command` (from `counterctl_serve`) and waits for its announcement: one line
     /// of JSON on stdout with the URL and the database.
-    pub async fn start_command(command: Command) -> Self {
+    pub(crate) async fn start_command(command: Command) -> Self {
         let (mut serve, mut stdout) = Self::spawn(command);
         let line = serve.next_line(&mut stdout).await;
         let announcement: Value = serde_json::from_str(&line).expect("the announcement is JSON");
@@ -122,7 +122,7 @@ impl Serve {
 
     /// Starts `command` without `--output json` and returns the server with what it
     /// printed for people, up to its last line ("Stop with Ctrl-C.").
-    pub async fn start_with_text_output(command: Command) -> (Self, String) {
+    pub(crate) async fn start_with_text_output(command: Command) -> (Self, String) {
         let (mut serve, mut stdout) = Self::spawn(command);
         let mut text = String::new();
         while !text.contains("Ctrl-C") {
@@ -162,7 +162,7 @@ impl Serve {
 
     /// The `HOST:PORT` to connect to, on loopback (a server listening on all addresses,
     /// `0.0.0.0`, is reached at 127.0.0.1).
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         let address = self.url.strip_prefix("http://").expect("an http URL");
         let address = address.split('/').next().unwrap();
         match address.strip_prefix("0.0.0.0:") {
@@ -173,7 +173,7 @@ impl Serve {
 
     /// Waits until what the server wrote to stderr contains `text` (ignoring case), and
     /// returns it; panics after [`PATIENCE`].
-    pub async fn stderr_containing(&self, text: &str) -> String {
+    pub(crate) async fn stderr_containing(&self, text: &str) -> String {
         let text = text.to_lowercase();
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
@@ -186,17 +186,17 @@ impl Serve {
         }
     }
 
-    pub fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.id().expect("still running")).unwrap())
     }
 
     /// What the server wrote to stderr so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Sends `signal` and waits for the process to end and for all it wrote to stderr.
-    pub async fn stop(&mut self, signal: Signal) -> ExitStatus {
+    pub(crate) async fn stop(&mut self, signal: Signal) -> ExitStatus {
         kill(self.pid(), signal).expect("the server can be signalled");
         let status = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
@@ -209,7 +209,7 @@ impl Serve {
     }
 
     /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
@@ -232,7 +232,7 @@ fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<Stri
 
 /// What came back for a raw request: the status and the body, as far as they arrived.
 #[derive(Debug)]
-pub struct RawResponse {
+pub(crate) struct RawResponse {
     pub status: u16,
     pub head: String,
     pub body: String,
@@ -241,7 +241,7 @@ pub struct RawResponse {
 /// Sends `request` byte for byte on a new connection and reads the answer until the
 /// server closes the connection. Reading runs alongside writing: a server refusing a
 /// request may answer and close before it was all sent.
-pub async fn raw_request(url: &str, request: Vec<u8>) -> RawResponse {
+pub(crate) async fn raw_request(url: &str, request: Vec<u8>) -> RawResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let address = url.strip_prefix("http://").expect("an http URL");
@@ -281,7 +281,7 @@ pub async fn raw_request(url: &str, request: Vec<u8>) -> RawResponse {
 /// Runs a `counterctl serve` command that is expected to exit on its own (refused
 /// options), and returns what it did; panics if it is still running after [`PATIENCE`]
 /// (it started serving).
-pub async fn serve_until_exit(mut command: Command) -> super::cli::Run {
+pub(crate) async fn serve_until_exit(mut command: Command) -> super::cli::Run {
     command.stdin(Stdio::null()).kill_on_drop(true);
     let output = tokio::time::timeout(PATIENCE, command.output())
         .await
@@ -296,20 +296,20 @@ pub async fn serve_until_exit(mut command: Command) -> super::cli::Run {
 
 /// One HTTP/1.1 connection kept open across requests, spoken byte for byte, so that a test
 /// knows which connection each request used and when the server closes it.
-pub struct HttpConnection {
-    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+pub(crate) struct HttpConnection {
+    stream: BufReader<tokio::net::TcpStream>,
 }
 
 impl HttpConnection {
     /// Connects to `address` (`HOST:PORT`).
-    pub async fn open(address: &str) -> Self {
+    pub(crate) async fn open(address: &str) -> Self {
         let stream = tokio::net::TcpStream::connect(address).await.expect("the server accepts connections");
         Self { stream: BufReader::new(stream) }
     }
 
     /// Sends one request with `headers` and no body, and reads its answer (which must have a
     /// `Content-Length`). An error means the server closed the connection.
-    pub async fn request(
+    pub(crate) async fn request(
         &mut self,
         method: &str,
         path_and_query: &str,
@@ -351,7 +351,7 @@ impl HttpConnection {
 
     /// Waits up to `patience` for the server to close the connection (end of stream or a
     /// reset) and says whether it did; panics if the server sends anything instead.
-    pub async fn closed_within(&mut self, patience: Duration) -> bool {
+    pub(crate) async fn closed_within(&mut self, patience: Duration) -> bool {
         use tokio::io::AsyncReadExt;
 
         let mut byte = [0u8; 1];
@@ -366,7 +366,7 @@ impl HttpConnection {
 }
 
 /// Whether an I/O error means the peer closed the connection.
-pub fn is_closed(error: &std::io::Error) -> bool {
+pub(crate) fn is_closed(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     matches!(error.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
 }

@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub struct TcpProxy {
+pub(crate) struct TcpProxy {
     pub address: SocketAddr,
     up: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl TcpProxy {
-    pub async fn start(upstream: SocketAddr) -> Self {
+    pub(crate) async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (up, watcher) = watch::channel(true);
@@ -38,12 +38,12 @@ impl TcpProxy {
         Self { address, up, server }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
     /// Cuts every open connection and drops new ones until `set_up(true)`.
-    pub fn set_up(&self, up: bool) {
+    pub(crate) fn set_up(&self, up: bool) {
         self.up.send_replace(up);
     }
 }
