@@ -311,6 +311,11 @@ impl<T> Deletion<T> {
         Self { row: Planned::new(resource, name, action), targets }
     }
 
+    /// Nothing there to delete.
+    pub(crate) fn absent(resource: Resource, name: impl Into<String>) -> Self {
+        Self { row: Planned::new(resource, name, Action::Absent), targets: Vec::new() }
+    }
+
     /// Nothing to delete, with a reason to show (not the stack's, or kept on purpose).
     pub(crate) fn retained(resource: Resource, name: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { row: Planned::new(resource, name, Action::Retain(reason.into())), targets: Vec::new() }

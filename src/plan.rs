@@ -17,7 +17,7 @@ use crate::change::{Action, Change, Deletion, Nothing, Planned, Refusal, Resourc
 use crate::cli::{Auth, Front};
 use crate::deployed::Deployed;
 use crate::resources::api::{self, ApiId, ApiPlan};
-use crate::resources::api_key::{self, KeyId, KeyPlan};
+use crate::resources::api_key::{self, KeyId, KeyPlan, KeyState};
 use crate::resources::function::{self, FunctionName, FunctionPlan, FunctionTarget};
 use crate::resources::function_url::{self, Url, UrlChange, UrlState};
 use crate::resources::log_group::{self, LogGroupChange, LogGroupName};
@@ -142,6 +142,17 @@ impl Plan {
         match self.front {
             FrontPlan::Rest(_) => Front::Rest,
             FrontPlan::FunctionUrl(_) => Front::FunctionUrl,
+        }
+    }
+
+    /// The API key callers send, if the stack has one yet.
+    pub(crate) fn key(&self) -> Option<&KeyState> {
+        match &self.front {
+            FrontPlan::Rest(rest) => match &rest.keys {
+                Keys::Wanted { key, .. } => key.key.as_ref(),
+                Keys::Unwanted { .. } => None,
+            },
+            FrontPlan::FunctionUrl(_) => None,
         }
     }
 
@@ -359,7 +370,7 @@ pub(crate) fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_dat
         .map(|api| tagged(Resource::Api, &api.id, api.tagged, ApiId(api.id.clone()), "uninstall"))
         .collect();
     let function = match &deployed.function {
-        None => Deletion::of(Resource::Function, name, Vec::new(), ""),
+        None => Deletion::absent(Resource::Function, name),
         Some(function) => {
             let reason = "uninstall, with its API Gateway permission";
             tagged(Resource::Function, name, function.tagged, FunctionName(name.to_owned()), reason)
@@ -367,7 +378,7 @@ pub(crate) fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_dat
     };
     let log_group_name = crate::stack::log_group_of(name);
     let log_group = match &deployed.log_group {
-        None => Deletion::of(Resource::LogGroup, &log_group_name, Vec::new(), ""),
+        None => Deletion::absent(Resource::LogGroup, &log_group_name),
         Some(group) => {
             let target = LogGroupName(log_group_name.clone());
             tagged(Resource::LogGroup, &log_group_name, group.tagged, target, "uninstall")
@@ -375,7 +386,7 @@ pub(crate) fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_dat
     };
     let (policies, role) = role::plan_teardown(deployed.role.as_ref(), name, &deployed.account.region);
     let table = match (&deployed.table, delete_data) {
-        (None, _) => Deletion::of(Resource::Table, table, Vec::new(), ""),
+        (None, _) => Deletion::absent(Resource::Table, table),
         (Some(_), false) => {
             Deletion::retained(Resource::Table, table, "kept with its counters (delete it with --delete-data)")
         }

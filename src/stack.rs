@@ -217,6 +217,20 @@ pub(crate) fn choose<T, K: Ord>(
     in_use.or_else(|| tagged.into_iter().min_by_key(|item| order(item)))
 }
 
+/// The other tagged resources of one kind, when the stack's own (`chosen`) is tagged:
+/// duplicates, to delete. An untagged one chosen is adopted, and nothing else is touched.
+pub(crate) fn duplicates<'a, T>(
+    items: &'a [T],
+    chosen: Option<&T>,
+    tagged: impl Fn(&T) -> bool,
+    id: impl Fn(&T) -> &str,
+) -> Vec<&'a T> {
+    match chosen {
+        Some(chosen) if tagged(chosen) => items.iter().filter(|item| tagged(item) && id(item) != id(chosen)).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The log group of function `name`: where Lambda writes its logs.
 pub(crate) fn log_group_of(name: &str) -> String {
     format!("/aws/lambda/{name}")

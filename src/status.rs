@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::aws::Clients;
 use crate::change::Change;
-use crate::cli::{Auth, Front, OutputFormat, StatusArgs};
+use crate::cli::{Auth, OutputFormat, StatusArgs};
 use crate::install::{print_plan, read_and_plan};
-use crate::plan::{FrontPlan, Keys};
+use crate::plan::FrontPlan;
 use crate::progress::{Wording, out};
 use crate::resources::api_key;
 
@@ -32,12 +32,11 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let (deployed, plan) = read_and_plan(&clients, &args.stack, &args.deploy, false).await?;
     if args.caller_policy {
-        let url_deployed = matches!(&plan.front, FrontPlan::FunctionUrl(url) if url.deployed.is_some());
-        let policy = match (plan.front(), plan.api_id()) {
-            (Front::FunctionUrl, _) if url_deployed => {
+        let policy = match (&plan.front, plan.api_id()) {
+            (FrontPlan::FunctionUrl(url), _) if url.deployed.is_some() => {
                 crate::stack::function_url_caller_policy(&plan.stack, &plan.account)
             }
-            (Front::Rest, Some(api_id)) => crate::stack::caller_policy(&plan.stack, &plan.account, api_id),
+            (FrontPlan::Rest(_), Some(api_id)) => crate::stack::caller_policy(&plan.stack, &plan.account, api_id),
             _ => {
                 anyhow::bail!("stack {} has nothing to call yet\nhint: run `counterctl install` first", plan.stack.name)
             }
@@ -52,14 +51,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let deployed_code_sha256 = deployed.function.as_ref().map(|function| function.code_sha256.clone());
     let bundled_code_sha256 = plan.wanted.function.code.sha256.clone();
     let url = plan.deployed_url();
-    let key = match &plan.front {
-        FrontPlan::Rest(rest) => match &rest.keys {
-            Keys::Wanted { key, .. } => key.key.as_ref(),
-            Keys::Unwanted { .. } => None,
-        },
-        FrontPlan::FunctionUrl(_) => None,
-    };
-    let api_key = match (key, args.show_api_key) {
+    let api_key = match (plan.key(), args.show_api_key) {
         (Some(key), true) => api_key::key_value(&clients.apigateway, &key.id).await.context("reading the API key")?,
         _ => None,
     };

@@ -79,13 +79,6 @@ fn touches(action: &Action<Vec<Diff>>, field: Field) -> bool {
     action.change().is_some_and(|diffs| diffs.iter().any(|diff| diff.field == field))
 }
 
-fn kept_key(plan: &Plan) -> Option<&KeyState> {
-    match &rest(plan).keys {
-        Keys::Wanted { key, .. } => key.key.as_ref(),
-        Keys::Unwanted { .. } => None,
-    }
-}
-
 fn kept_usage_plan(plan: &Plan) -> Option<&UsagePlanState> {
     match &rest(plan).keys {
         Keys::Wanted { usage_plan, .. } => usage_plan.usage_plan.as_ref(),
@@ -305,7 +298,7 @@ fn a_healthy_stack_with_no_options_plans_no_change() {
         duplicate_apis(&plan).is_empty() && duplicate_keys(&plan).is_empty() && duplicate_usage_plans(&plan).is_empty()
     );
     assert_eq!(plan.api_id(), Some(API));
-    assert_eq!(kept_key(&plan).map(|key| key.id.as_str()), Some(KEY));
+    assert_eq!(plan.key().map(|key| key.id.as_str()), Some(KEY));
     assert_eq!(kept_usage_plan(&plan).map(|plan| plan.id.as_str()), Some(PLAN));
 }
 
@@ -598,7 +591,7 @@ fn of_two_tagged_keys_the_one_in_the_plan_is_kept_else_the_oldest() {
     // The usage plan holds KEY (the newer one).
     deployed.keys = vec![key(KEY, true, 2_000), key("key0", true, 1_000)];
     let plan = planned(&deployed);
-    assert_eq!(kept_key(&plan).map(|key| key.id.as_str()), Some(KEY));
+    assert_eq!(plan.key().map(|key| key.id.as_str()), Some(KEY));
     assert_eq!(duplicate_keys(&plan), vec!["key0".to_owned()]);
     assert_eq!(action(&plan, Resource::ApiKey), Action::Keep);
     assert!(matches!(named(&plan.changes(), Resource::ApiKey, "key0").action, Action::Delete(_)));
@@ -606,7 +599,7 @@ fn of_two_tagged_keys_the_one_in_the_plan_is_kept_else_the_oldest() {
 
     deployed.usage_plans[0].key_ids.clear();
     let plan = planned(&deployed);
-    assert_eq!(kept_key(&plan).map(|key| key.id.as_str()), Some("key0"));
+    assert_eq!(plan.key().map(|key| key.id.as_str()), Some("key0"));
     assert_eq!(duplicate_keys(&plan), vec![KEY.to_owned()]);
     assert!(matches!(named(&plan.changes(), Resource::ApiKey, KEY).action, Action::Delete(_)));
     assert!(touches(&action(&plan, Resource::UsagePlan), Field::Key), "the kept key goes into the usage plan");

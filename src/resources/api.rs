@@ -26,9 +26,9 @@ use super::routes::{METHOD, MethodState, RouteRead, resources};
 use super::stage::StageState;
 use super::usage_plan::UsagePlanState;
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
-use crate::change::{Action, Delete, Deletion, Diff, Field, Planned, Resource, diff};
+use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
 use crate::retry::Backoff;
-use crate::stack::{PROXY_PATH, Stack, choose};
+use crate::stack::{PROXY_PATH, Stack, choose, duplicates};
 
 /// How long after creating an API install looks for a concurrent install's.
 pub(crate) const SETTLE: Duration = Duration::from_millis(1500);
@@ -76,10 +76,22 @@ pub(crate) fn choose_api<'a>(apis: &'a [ApiSummary], usage_plans: &[UsagePlanSta
     choose(apis, |api| api.tagged, in_use, |api| (api.created, api.id.clone()))
 }
 
+/// The API adopted: it gets the stack's tags.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ApiChange {
+    pub(crate) tags: Diff,
+}
+
+impl Changes for ApiChange {
+    fn diffs(&self) -> Vec<Diff> {
+        vec![self.tags.clone()]
+    }
+}
+
 /// The stack's API: kept, adopted (tagged) or created, and its tagged duplicates deleted.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ApiPlan {
-    pub(crate) planned: Planned<Vec<Diff>>,
+    pub(crate) planned: Planned<ApiChange>,
     /// The API kept; `None` when it is created.
     pub(crate) target: Option<ApiTarget>,
     pub(crate) duplicates: Vec<Deletion<ApiId>>,
@@ -95,19 +107,15 @@ pub(crate) fn plan(
     let action = match chosen {
         None => Action::Create,
         Some(api) if api.tagged => Action::Keep,
-        Some(_) => Action::Adopt(vec![diff(Field::Tags, "none", "counterctl")]),
+        Some(_) => Action::Adopt(ApiChange { tags: diff(Field::Tags, "none", "counterctl") }),
     };
-    let duplicates = match chosen {
-        Some(chosen) if chosen.tagged => apis
-            .iter()
-            .filter(|api| api.tagged && api.id != chosen.id)
-            .map(|api| {
-                let reason = format!("a duplicate of the stack's API {}", chosen.id);
-                Deletion::of(Resource::Api, &api.id, vec![ApiId(api.id.clone())], reason)
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let duplicates = duplicates(apis, chosen, |api| api.tagged, |api| &api.id)
+        .into_iter()
+        .map(|api| {
+            let reason = format!("a duplicate of the stack's API {}", chosen.map_or("", |chosen| chosen.id.as_str()));
+            Deletion::of(Resource::Api, &api.id, vec![ApiId(api.id.clone())], reason)
+        })
+        .collect();
     ApiPlan { planned: Planned::new(Resource::Api, stack_name, action), target, duplicates }
 }
 
@@ -119,7 +127,7 @@ pub(crate) fn unwanted(apis: &[ApiSummary], stack_name: &str, reason: &str, brea
         .map(|api| Deletion::of(Resource::Api, &api.id, vec![ApiId(api.id.clone())], reason).breaking_if(breaking))
         .collect();
     if deletions.is_empty() {
-        return vec![Deletion::of(Resource::Api, stack_name, Vec::new(), reason)];
+        return vec![Deletion::absent(Resource::Api, stack_name)];
     }
     deletions
 }
@@ -159,7 +167,7 @@ pub(crate) async fn apply<F: Future<Output = anyhow::Result<()>>>(
         return Ok(Race::Won(created.id));
     };
     let retag = async {
-        if let Action::Adopt(_) = plan.planned.action {
+        if let Some(ApiChange { tags: _ }) = plan.planned.action.change() {
             tag(client, stack, &format!("/restapis/{}", target.id)).await.context("tagging the API")?;
         }
         anyhow::Ok(())

@@ -8,7 +8,7 @@ use aws_sdk_apigateway::types::Op;
 use super::apigateway::{NOT_FOUND, patch, tag};
 use crate::aws::{AwsError, Clients, Operation, gone};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
-use crate::stack::{Stack, choose};
+use crate::stack::{Stack, choose, duplicates};
 
 /// One API key named after the stack.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,17 +84,13 @@ pub(crate) fn plan(keys: &[KeyState], in_plan: &[String], stack_name: &str) -> K
             Action::found(change, !key.tagged)
         }
     };
-    let duplicates = match key {
-        Some(chosen) if chosen.tagged => keys
-            .iter()
-            .filter(|other| other.tagged && other.id != chosen.id)
-            .map(|other| {
-                let reason = "a duplicate of the stack's API key";
-                Deletion::of(Resource::ApiKey, &other.id, vec![KeyId(other.id.clone())], reason)
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let duplicates = duplicates(keys, key, |key| key.tagged, |key| &key.id)
+        .into_iter()
+        .map(|other| {
+            let reason = "a duplicate of the stack's API key";
+            Deletion::of(Resource::ApiKey, &other.id, vec![KeyId(other.id.clone())], reason)
+        })
+        .collect();
     KeyPlan { planned: Planned::new(Resource::ApiKey, stack_name, action), key: key.cloned(), duplicates }
 }
 

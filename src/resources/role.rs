@@ -322,7 +322,7 @@ pub(crate) fn plan_teardown(
 ) -> (Vec<Deletion<RolePolicy>>, Deletion<Role>) {
     let not_ours = "not made by counterctl (no counterctl:stack tag): left alone";
     let role_state = match role {
-        None => return (Vec::new(), Deletion::of(Resource::Role, name, Vec::new(), "")),
+        None => return (Vec::new(), Deletion::absent(Resource::Role, name)),
         Some(role) if !role.tagged => return (Vec::new(), Deletion::retained(Resource::Role, name, not_ours)),
         Some(role) => role,
     };

@@ -13,7 +13,7 @@ use super::apigateway::{NOT_FOUND, THROTTLED, Throttle, patch, tag, throttle_wor
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
 use crate::retry::Backoff;
-use crate::stack::{Stack, choose};
+use crate::stack::{Stack, choose, duplicates};
 
 /// One usage plan named after the stack.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,17 +128,13 @@ pub(crate) fn plan(
             Action::found(change, !plan.tagged)
         }
     };
-    let duplicates = match chosen {
-        Some(chosen) if chosen.tagged => all
-            .iter()
-            .filter(|other| other.tagged && other.id != chosen.id)
-            .map(|other| {
-                let reason = "a duplicate of the stack's usage plan";
-                Deletion::of(Resource::UsagePlan, &other.id, vec![other.clone()], reason)
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let duplicates = duplicates(all, chosen, |plan| plan.tagged, |plan| &plan.id)
+        .into_iter()
+        .map(|other| {
+            let reason = "a duplicate of the stack's usage plan";
+            Deletion::of(Resource::UsagePlan, &other.id, vec![other.clone()], reason)
+        })
+        .collect();
     UsagePlanPlan {
         planned: Planned::new(Resource::UsagePlan, &target.stack.name, action),
         usage_plan: chosen.cloned(),
