@@ -27,7 +27,7 @@ use crate::resources::function::FunctionTarget;
 use crate::resources::{
     api_key, function, function_url, log_group, permission, role, routes, stage, table, usage_plan,
 };
-use crate::retry::{Backoff, TimedOut};
+use crate::retry::{self, TimedOut};
 use crate::stack::Stack;
 
 /// Where the applied stack is.
@@ -225,22 +225,19 @@ async fn wait_for_winner(
     key_required: bool,
 ) -> anyhow::Result<Option<String>> {
     let client = &clients.apigateway;
-    let key_id = std::sync::Mutex::new(None);
-    let ready = Backoff::POLL
+    // Settled: `Some` of the key callers send (`None` without keys).
+    let ready = retry::POLL
         .poll("the concurrent install", || async {
             let detail = api::detail(client, api_id).await?;
             if detail.stage(&stack.stage).is_none() {
-                return Ok::<_, anyhow::Error>(false);
+                return Ok::<_, anyhow::Error>(None);
             }
             if !key_required {
-                return Ok(true);
+                return Ok(Some(None));
             }
             let plans = usage_plan::read(client, &stack.name).await?;
             let serving = plans.iter().find(|plan| plan.tagged && plan.serves(api_id));
-            let key = serving.and_then(|plan| plan.key_ids.first().cloned());
-            let found = key.is_some();
-            *key_id.lock().expect("not poisoned") = key;
-            Ok(found)
+            Ok(serving.and_then(|plan| plan.key_ids.first().cloned()).map(Some))
         })
         .await;
     if ready.as_ref().is_err_and(|error| error.downcast_ref::<TimedOut>().is_some()) {
@@ -250,6 +247,5 @@ async fn wait_for_winner(
             stack.name
         );
     }
-    ready.context("waiting for the concurrent install")?;
-    Ok(key_id.into_inner().expect("not poisoned"))
+    ready.context("waiting for the concurrent install")
 }

@@ -216,6 +216,43 @@ where
     found(operation, result, not_found).map(|output| output.is_some())
 }
 
+/// What a create call found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Made<T> {
+    /// Made by this call.
+    Created(T),
+    /// There already: made by a run whose answer was lost, a concurrent install, or
+    /// since it was read. The caller adopts it.
+    Existed,
+}
+
+impl<T> Made<T> {
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Made<U> {
+        match self {
+            Self::Created(output) => Made::Created(f(output)),
+            Self::Existed => Made::Existed,
+        }
+    }
+}
+
+/// The output of a create call, `Existed` when the service says it exists already (an
+/// error with one of `exists`).
+pub(crate) fn made<T, E, R>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, R>>,
+    exists: &[&str],
+) -> Result<Made<T>, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => Ok(Made::Created(output)),
+        Err(error) if has_code(&error, exists) => Ok(Made::Existed),
+        Err(error) => Err(AwsError::new(operation, error)),
+    }
+}
+
 /// Extension to name the operation when an SDK call fails.
 pub trait Operation<T> {
     fn op(self, operation: &'static str) -> Result<T, AwsError>;

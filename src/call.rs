@@ -16,7 +16,7 @@ use crate::resources::api_key::{self, choose_key};
 use crate::resources::routes::AWS_IAM;
 use crate::resources::stage::deployed_stage;
 use crate::resources::usage_plan::{self, choose_usage_plan};
-use crate::retry::{Backoff, Retry};
+use crate::retry::{self, Retry};
 
 /// API Gateway gives up on an integration after 29 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -214,7 +214,7 @@ impl CounterApi {
         self.call(reqwest::Method::GET, VALUE_PATH, &[("counter", counter.to_owned())], None).await
     }
 
-    /// One call, retried by the project's backoff ([`Backoff::CALL`]) on connection
+    /// One call, retried by the project's backoff ([`retry::CALL`]) on connection
     /// errors, throttling and server errors, and on `409 idempotency_key_in_progress`
     /// after its `Retry-After`.
     async fn call<T: DeserializeOwned>(
@@ -232,7 +232,7 @@ impl CounterApi {
             query.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect();
         let target = if encoded.is_empty() { url.clone() } else { format!("{url}?{}", encoded.join("&")) };
         let attempt = || self.attempt(method.clone(), &url, &target, idempotency_key);
-        Backoff::CALL.retry_as(attempt, retry).await
+        retry::CALL.retry_as(attempt, retry).await
     }
 
     async fn attempt<T: DeserializeOwned>(

@@ -25,7 +25,7 @@ use crate::local_store::{self, LocalStore, OpenError};
 use crate::progress::out;
 use crate::resources::function;
 use crate::resources::table::{self, COUNTER_KEY_SCHEMA};
-use crate::retry::Backoff;
+use crate::retry;
 
 /// Raises in flight at once during an import: enough to fill serve's commit batches and to
 /// hide DynamoDB's latency, few enough to stay under a new on-demand table's write rate.
@@ -266,7 +266,7 @@ async fn set(store: &impl CounterAdmin, counter: &str, at_least: i64, format: Ou
 /// One raise, retried while the store is throttled: raising to a value twice is the same
 /// as once.
 async fn raise(store: &impl CounterAdmin, counter: &str, at_least: i64) -> Result<Raised, StoreError> {
-    Backoff::THROTTLED.retry(|| store.raise(counter, at_least), |error| matches!(error, StoreError::Throttled(_))).await
+    retry::THROTTLED.retry(|| store.raise(counter, at_least), |error| matches!(error, StoreError::Throttled(_))).await
 }
 
 fn export_line(counter: &str, value: i64) -> String {

@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use counter_function::dynamo::IdempotencyTimings;
-use counter_function::store::{CounterAdmin, CounterStore, Increment, Raised, StoreError};
+use counter_function::store::{self, CounterAdmin, CounterStore, Increment, Raised, StoreError};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -317,7 +317,8 @@ fn commit_batch(database: &Connection, jobs: impl Iterator<Item = Job>) -> bool 
         jobs.for_each(|job| job.fail(&error));
         return false;
     }
-    let mut batch = Batch { database, now: unix_secs(), counters: HashMap::new() };
+    let now = i64::try_from(store::unix_secs()).unwrap_or(i64::MAX);
+    let mut batch = Batch { database, now, counters: HashMap::new() };
     let answers: Vec<Answer> = jobs.map(|job| job.apply(&mut batch)).collect();
     match batch.commit() {
         Ok(()) => {
@@ -498,9 +499,4 @@ fn database(error: &rusqlite::Error) -> StoreError {
 /// How long an idempotency key is remembered: the same as on AWS.
 fn retention_secs() -> i64 {
     i64::try_from(IdempotencyTimings::default().retention.as_secs()).unwrap_or(i64::MAX)
-}
-
-fn unix_secs() -> i64 {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
 }

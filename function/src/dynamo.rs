@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use crate::store::{CounterAdmin, CounterStore, Increment, Raised, StoreError};
+use crate::retry::{Backoff, TimedOut};
+use crate::store::{CounterAdmin, CounterStore, Increment, Raised, StoreError, since_epoch, unix_secs};
 use crate::validate::RESERVED_PREFIX;
 
 /// The table the original service used; `TABLE_NAME` overrides it.
@@ -96,9 +97,9 @@ impl DynamoStore {
     async fn idempotent_increment(&self, request: &Increment<'_>, key: &str) -> Result<i64, StoreError> {
         let record_id = format!("{RESERVED_PREFIX}idempotency#{key}");
         let owner = owner_token();
-        let give_up_at = Instant::now() + self.timings.wait;
-        let mut pause = Duration::from_millis(10);
-        loop {
+        // Another request holds the key: its answer is waited for, up to `timings.wait`.
+        let waiting = Backoff::new(Duration::from_millis(10), Duration::from_millis(200), self.timings.wait);
+        let answered = waiting.poll("the idempotency key's first request", || async {
             let claim = match self.claim_new(&record_id, request, &owner).await? {
                 Claim::Won => Claim::Won,
                 Claim::Lost => match self.read_record(&record_id).await? {
@@ -106,26 +107,25 @@ impl DynamoStore {
                     None => Claim::Lost,
                     Some(record) if record.expires_at < unix_secs() => Claim::Lost,
                     Some(record) if record.counter != request.counter || record.count != request.count => {
-                        return Err(StoreError::IdempotencyKeyReused { counter: record.counter, count: record.count });
+                        let reused = StoreError::IdempotencyKeyReused { counter: record.counter, count: record.count };
+                        return Err(reused.into());
                     }
-                    Some(KeyRecord { new_value: Some(value), .. }) => return Ok(value),
+                    Some(KeyRecord { new_value: Some(value), .. }) => return Ok(Some(value)),
                     Some(record) if record.lease_until_ms < unix_millis() => {
                         self.take_over(&record_id, &record.owner, &owner).await?
                     }
                     Some(_) => Claim::Lost,
                 },
             };
-            if let Claim::Won = claim
-                && let Some(value) = self.complete(&record_id, request, &owner).await?
-            {
-                return Ok(value);
+            match claim {
+                Claim::Won => Ok(self.complete(&record_id, request, &owner).await?),
+                Claim::Lost => Ok(None),
             }
-            if Instant::now() >= give_up_at {
-                return Err(StoreError::IdempotencyKeyInProgress);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(200));
-        }
+        });
+        answered.await.map_err(|waited| match waited {
+            Waited::Store(error) => error,
+            Waited::TimedOut => StoreError::IdempotencyKeyInProgress,
+        })
     }
 
     /// Creates the key's record, owned by `owner`, unless a live one exists.
@@ -384,19 +384,30 @@ fn string(item: Option<&HashMap<String, AttributeValue>>, name: &str) -> Result<
     }
 }
 
+/// Why waiting for an idempotency key's answer ended without it.
+enum Waited {
+    Store(StoreError),
+    /// The request holding the key did not answer in time.
+    TimedOut,
+}
+
+impl From<StoreError> for Waited {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl From<TimedOut> for Waited {
+    fn from(_: TimedOut) -> Self {
+        Self::TimedOut
+    }
+}
+
 /// A token no other request, in this or any other process, will hold.
 fn owner_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let process_salt = RandomState::new().hash_one(std::process::id());
     format!("{process_salt:016x}-{}-{}", unix_millis(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn since_epoch() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
-fn unix_secs() -> u64 {
-    since_epoch().as_secs()
 }
 
 fn unix_millis() -> u64 {

@@ -9,5 +9,6 @@ pub mod api;
 pub mod dynamo;
 pub mod lambda;
 pub mod logging;
+pub mod retry;
 pub mod store;
 pub mod validate;

@@ -1,6 +1,7 @@
 //! What the API needs from a place that keeps counters.
 
 use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,16 @@ pub trait CounterAdmin: Send + Sync {
     /// to increments: one running at the same moment gets a value above `at_least` or
     /// below the old value.
     fn raise(&self, counter: &str, at_least: i64) -> impl Future<Output = Result<Raised, StoreError>> + Send;
+}
+
+/// The time since the epoch, by the clock idempotency records expire by.
+pub fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Seconds since the epoch (`expires_at`), in both stores.
+pub fn unix_secs() -> u64 {
+    since_epoch().as_secs()
 }
 
 #[derive(Debug, thiserror::Error)]

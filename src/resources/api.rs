@@ -27,7 +27,7 @@ use super::stage::StageState;
 use super::usage_plan::UsagePlanState;
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
-use crate::retry::Backoff;
+use crate::retry;
 use crate::stack::{PROXY_PATH, Stack, choose, duplicates};
 
 /// How long after creating an API install looks for a concurrent install's.
@@ -266,7 +266,7 @@ async fn create(client: &Client, stack: &Stack) -> Result<(ApiSummary, ApiDetail
 
 /// Deletes the API, waiting out DeleteRestApi's one call per 30 s per account.
 async fn delete(client: &Client, api_id: &str) -> Result<bool, AwsError> {
-    let result = Backoff::QUOTA_30_SECONDS
+    let result = retry::QUOTA_30_SECONDS
         .retry(|| client.delete_rest_api().rest_api_id(api_id).send(), |error| has_code(error, THROTTLED))
         .await;
     gone("apigateway:DeleteRestApi", result, NOT_FOUND)

@@ -19,9 +19,9 @@ use counter_function::dynamo::DEFAULT_TABLE;
 use anyhow::Context;
 
 use super::{Error, role, table};
-use crate::aws::{Account, AwsError, Clients, Operation, found, gone, has_code};
+use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, made};
 use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, diff};
-use crate::retry::Backoff;
+use crate::retry;
 use crate::stack::{PERMISSION_SID, PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack, TABLE_VARIABLE};
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
@@ -157,14 +157,14 @@ fn role_not_yet_assumable<E: ProvideErrorMetadata, R>(error: &aws_sdk_lambda::er
         && error.message().is_some_and(|message| message.contains("cannot be assumed by Lambda"))
 }
 
-/// Creates the function; `false` when it exists already (a create whose answer was
+/// Creates the function; `Existed` when it exists already (a create whose answer was
 /// lost): the caller then brings that one up to date.
-pub(crate) async fn create(
+async fn create(
     client: &Client,
     stack: &Stack,
     code: &Code,
     configuration: &Configuration<'_>,
-) -> Result<bool, Error> {
+) -> Result<Made<()>, Error> {
     let create = || {
         client
             .create_function()
@@ -182,12 +182,12 @@ pub(crate) async fn create(
             .send()
     };
     // A role created seconds ago is not yet assumable by Lambda.
-    match Backoff::ABOUT_TWO_MINUTES.retry(create, role_not_yet_assumable).await {
-        Err(error) if has_code(&error, &["ResourceConflictException"]) => return Ok(false),
-        created => created.op("lambda:CreateFunction")?,
-    };
+    let created = retry::ABOUT_TWO_MINUTES.retry(create, role_not_yet_assumable).await;
+    if let Made::Existed = made("lambda:CreateFunction", created, &["ResourceConflictException"])? {
+        return Ok(Made::Existed);
+    }
     wait_ready(client, &stack.name).await?;
-    Ok(true)
+    Ok(Made::Created(()))
 }
 
 fn environment(configuration: &Configuration<'_>) -> Environment {
@@ -211,7 +211,7 @@ pub(crate) async fn update_code(client: &Client, stack: &Stack, code: &Code) -> 
             .architectures(code.architecture.clone())
             .send()
     };
-    Backoff::POLL.retry(update, updating).await.op("lambda:UpdateFunctionCode")?;
+    retry::POLL.retry(update, updating).await.op("lambda:UpdateFunctionCode")?;
     Ok(())
 }
 
@@ -236,7 +236,7 @@ pub(crate) async fn update_configuration(
             .send()
     };
     let retryable = |error: &_| role_not_yet_assumable(error) || updating(error);
-    Backoff::ABOUT_TWO_MINUTES.retry(update, retryable).await.op("lambda:UpdateFunctionConfiguration")?;
+    retry::ABOUT_TWO_MINUTES.retry(update, retryable).await.op("lambda:UpdateFunctionConfiguration")?;
     Ok(())
 }
 
@@ -264,7 +264,7 @@ pub(crate) async fn tag(client: &Client, stack: &Stack, arn: &str) -> Result<(),
 
 /// Waits until the function is not Pending and no update is InProgress.
 pub(crate) async fn wait_ready(client: &Client, name: &str) -> Result<(), Error> {
-    Backoff::POLL
+    retry::POLL
         .poll(&format!("function {name}"), || async {
             let config = client
                 .get_function_configuration()
@@ -280,7 +280,7 @@ pub(crate) async fn wait_ready(client: &Client, name: &str) -> Result<(), Error>
             }
             let pending = config.state() == Some(&State::Pending);
             let updating = config.last_update_status() == Some(&LastUpdateStatus::InProgress);
-            Ok(!pending && !updating)
+            Ok((!pending && !updating).then_some(()))
         })
         .await
 }
@@ -419,7 +419,8 @@ pub(crate) async fn apply(
     let mut action = plan.planned.action.clone();
     let mut note = None;
     if action == Action::Create {
-        if create(client, stack, &settings.code, &configuration).await.context("creating the function")? {
+        let made = create(client, stack, &settings.code, &configuration).await.context("creating the function")?;
+        if made == Made::Created(()) {
             if settings.max_concurrency.is_some() {
                 let set = set_concurrency(client, stack, settings.max_concurrency);
                 set.await.context("setting the function's reserved concurrency")?;

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use aws_sdk_cloudwatchlogs::Client;
 
-use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
+use crate::aws::{AwsError, Clients, Made, Operation, found, gone, made};
 use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Resource, diff};
 use crate::stack::Stack;
 
@@ -38,14 +38,12 @@ pub(crate) async fn read(client: &Client, stack_name: &str, name: &str) -> Resul
     Ok(Some(LogGroupState { retention_days: group.retention_in_days(), tagged }))
 }
 
-/// Creates the log group, tagged; `false` when it exists already (a lost answer, or
+/// Creates the log group, tagged; `Existed` when it exists already (a lost answer, or
 /// Lambda made it a moment ago).
-async fn create(client: &Client, stack: &Stack) -> Result<bool, AwsError> {
+async fn create(client: &Client, stack: &Stack) -> Result<Made<()>, AwsError> {
     let create = client.create_log_group().log_group_name(stack.log_group()).set_tags(Some(stack.tags()));
-    match create.send().await {
-        Err(error) if has_code(&error, &["ResourceAlreadyExistsException"]) => Ok(false),
-        created => created.map(|_| true).op("logs:CreateLogGroup"),
-    }
+    let made = made("logs:CreateLogGroup", create.send().await, &["ResourceAlreadyExistsException"])?;
+    Ok(made.map(drop))
 }
 
 async fn set_retention(client: &Client, stack: &Stack, days: i32) -> Result<(), AwsError> {
@@ -115,7 +113,7 @@ pub(crate) async fn apply(
 ) -> anyhow::Result<()> {
     let created = planned.action == Action::Create;
     // One that appeared since the read (Lambda makes it on a first invocation) is tagged.
-    let appeared = created && !create(client, stack).await.context("creating the log group")?;
+    let appeared = created && create(client, stack).await.context("creating the log group")? == Made::Existed;
     let (retention, tags) = match planned.action.change() {
         Some(LogGroupChange { retention, tags }) => (retention.is_some(), tags.is_some()),
         None => (false, false),

@@ -9,7 +9,7 @@ use anyhow::Context;
 use aws_sdk_iam::Client;
 use aws_sdk_iam::types::Tag;
 
-use crate::aws::{Account, AwsError, Clients, Operation, found, gone, has_code};
+use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, has_code, made};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
 use crate::stack::{LEGACY_POLICY_NAME, REGION_POLICY_PREFIX, Stack, decode_policy, policy_regions};
 
@@ -104,9 +104,9 @@ fn tags(stack: &Stack) -> Vec<Tag> {
         .collect()
 }
 
-/// Makes the role with Lambda's trust policy; `None` when it exists already (a create
-/// whose answer was lost): the caller adopts it.
-async fn create(client: &Client, stack: &Stack) -> Result<Option<String>, AwsError> {
+/// Makes the role with Lambda's trust policy and returns its ARN; `Existed` when it
+/// exists already (a create whose answer was lost): the caller adopts it.
+async fn create(client: &Client, stack: &Stack) -> Result<Made<Option<String>>, AwsError> {
     let created = client
         .create_role()
         .role_name(&stack.name)
@@ -115,10 +115,8 @@ async fn create(client: &Client, stack: &Stack) -> Result<Option<String>, AwsErr
         .set_tags(Some(tags(stack)))
         .send()
         .await;
-    match created {
-        Err(error) if has_code(&error, &["EntityAlreadyExists", "EntityAlreadyExistsException"]) => Ok(None),
-        created => Ok(created.op("iam:CreateRole")?.role.map(|role| role.arn)),
-    }
+    let made = made("iam:CreateRole", created, &["EntityAlreadyExists", "EntityAlreadyExistsException"])?;
+    Ok(made.map(|output| output.role.map(|role| role.arn)))
 }
 
 async fn update_trust(client: &Client, stack: &Stack) -> Result<(), AwsError> {
@@ -261,7 +259,7 @@ pub(crate) async fn apply_role(
     role_arn: &str,
 ) -> anyhow::Result<(String, Option<String>)> {
     if planned.action == Action::Create {
-        if let Some(arn) = create(client, stack).await.context("creating the role")? {
+        if let Made::Created(Some(arn)) = create(client, stack).await.context("creating the role")? {
             return Ok((arn, None));
         }
         // Made by a run whose answer was lost: adopted, made Lambda's, tagged.

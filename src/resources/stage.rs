@@ -14,7 +14,7 @@ use super::apigateway::{THROTTLED, Throttle, throttle_wording};
 use crate::aws::{AwsError, Operation, has_code};
 use crate::change::{Action, Changes, Diff, Field, Planned, Resource, diff};
 use crate::cli::Auth;
-use crate::retry::Backoff;
+use crate::retry;
 use crate::stack::Stack;
 
 /// The stage of the original service, and of a new install.
@@ -118,7 +118,7 @@ pub(crate) async fn apply(
 /// Deploys the API to the stage with `description` (which carries the fingerprint of
 /// what is deployed), waiting out CreateDeployment's one call per 5 s.
 async fn deploy(client: &Client, api_id: &str, stage: &str, description: &str) -> Result<(), Error> {
-    Backoff::QUOTA_5_SECONDS
+    retry::QUOTA_5_SECONDS
         .retry(
             || client.create_deployment().rest_api_id(api_id).stage_name(stage).description(description).send(),
             |error| has_code(error, THROTTLED),

@@ -15,9 +15,9 @@ use counter_function::store::{CounterAdmin, StoreError};
 use anyhow::Context;
 
 use super::Error;
-use crate::aws::{Account, AwsError, Clients, Operation, found, gone, has_code};
+use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, has_code, made};
 use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, diff};
-use crate::retry::Backoff;
+use crate::retry;
 use crate::stack::{KEPT_BY_TAG, Stack};
 
 const KEY: &str = "id";
@@ -119,9 +119,9 @@ fn key_schema(description: &TableDescription) -> String {
     keys.join(", ")
 }
 
-/// Creates the table, tagged and protected, and waits until it is ACTIVE; `false` when
-/// it turned out to exist already (a run interrupted a moment ago made it).
-pub(crate) async fn create(client: &Client, stack: &Stack) -> Result<bool, Error> {
+/// Creates the table, tagged and protected, and waits until it is ACTIVE, whether this
+/// call made it or it existed already (a run interrupted a moment ago made it).
+async fn create(client: &Client, stack: &Stack) -> Result<Made<()>, Error> {
     let tags = stack
         .tags()
         .into_iter()
@@ -143,15 +143,9 @@ pub(crate) async fn create(client: &Client, stack: &Stack) -> Result<bool, Error
         .set_tags(Some(tags))
         .send()
         .await;
-    let created = match output {
-        Err(error) if has_code(&error, &["ResourceInUseException"]) => false,
-        output => {
-            output.op("dynamodb:CreateTable")?;
-            true
-        }
-    };
+    let made = made("dynamodb:CreateTable", output, &["ResourceInUseException"])?;
     wait_active(client, &stack.table).await?;
-    Ok(created)
+    Ok(made.map(drop))
 }
 
 /// Waits until the table is ACTIVE: DynamoDB refuses UpdateTable, UpdateTimeToLive and
@@ -160,12 +154,12 @@ pub(crate) async fn create(client: &Client, stack: &Stack) -> Result<bool, Error
 /// "If a table is in CREATING or UPDATING states, then DynamoDB returns a
 /// ResourceInUseException").
 pub(crate) async fn wait_active(client: &Client, table: &str) -> Result<(), Error> {
-    Backoff::POLL
+    retry::POLL
         .poll(&format!("table {table} becoming ACTIVE"), || async {
             let output =
                 found("dynamodb:DescribeTable", client.describe_table().table_name(table).send().await, NOT_FOUND)?;
             let status = output.and_then(|output| output.table).and_then(|table| table.table_status);
-            Ok::<_, Error>(status == Some(TableStatus::Active))
+            Ok::<_, Error>((status == Some(TableStatus::Active)).then_some(()))
         })
         .await
 }
@@ -178,7 +172,7 @@ async fn set_deletion_protection(client: &Client, table: &str, on: bool) -> Resu
 
 /// Right after CreateTable AWS may still refuse this for a few seconds.
 async fn enable_point_in_time_recovery(client: &Client, table: &str) -> Result<(), AwsError> {
-    Backoff::ABOUT_TWO_MINUTES
+    retry::ABOUT_TWO_MINUTES
         .retry(
             || {
                 client
@@ -380,7 +374,7 @@ pub(crate) async fn apply(
 ) -> anyhow::Result<((), Option<String>)> {
     let name = stack.table.as_str();
     if planned.action == Action::Create {
-        if create(client, stack).await.context("creating the table")? {
+        if let Made::Created(()) = create(client, stack).await.context("creating the table")? {
             enable_point_in_time_recovery(client, name).await.context("turning on point-in-time recovery")?;
             enable_ttl(client, name).await.context("turning on TTL")?;
             return Ok(((), None));

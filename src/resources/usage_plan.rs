@@ -12,7 +12,7 @@ use super::Error;
 use super::apigateway::{NOT_FOUND, THROTTLED, Throttle, patch, tag, throttle_wording};
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
-use crate::retry::Backoff;
+use crate::retry;
 use crate::stack::{Stack, choose, duplicates};
 
 /// One usage plan named after the stack.
@@ -201,7 +201,7 @@ async fn create(client: &Client, stack: &Stack, api_id: &str, throttle: Throttle
 
 /// One UpdateUsagePlan call, waiting out its quota.
 async fn update(client: &Client, plan_id: &str, patches: Vec<PatchOperation>) -> Result<(), Error> {
-    Backoff::QUOTA_20_SECONDS
+    retry::QUOTA_20_SECONDS
         .retry(
             || client.update_usage_plan().usage_plan_id(plan_id).set_patch_operations(Some(patches.clone())).send(),
             |error| has_code(error, THROTTLED),
@@ -234,7 +234,7 @@ impl Delete for UsagePlanState {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
         let client = &clients.apigateway;
         for (api_id, stage) in &self.stages {
-            let detach = Backoff::QUOTA_20_SECONDS
+            let detach = retry::QUOTA_20_SECONDS
                 .retry(
                     || {
                         client
