@@ -1,6 +1,8 @@
 //! Figures for the shipped bootstrap (GUIDE.md, "Figures"): zip and binary size, init time
 //! (process spawn to its first `invocation/next`), and warm request time through the
-//! Runtime API against moto, beside moto's own UpdateItem time from the same run.
+//! Runtime API against moto, beside moto's own UpdateItem time from the same run; then
+//! one client's IDs per second through the REST front, plain increments against an ID
+//! pool (`counterctl-client`).
 //!
 //! Run with `scripts/bench-function.sh` (starts moto). `COUNTERCTL_BOOTSTRAP=PATH`
 //! measures another build of the bootstrap instead of the shipped one.
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::Method;
 
+use counterctl_client::{Auth, Client, Endpoint, PoolOptions, Pools};
 use support::function::{Function, bootstrap_path, spawn_environment};
 use support::rest_api::rest_event;
 use support::runtime_api::{Outcome, RuntimeApi};
@@ -22,6 +25,8 @@ use support::runtime_api::{Outcome, RuntimeApi};
 const INIT_RUNS: usize = 30;
 const WARMUP: usize = 50;
 const REQUESTS: usize = 1000;
+/// How long one client takes IDs each way through the REST front.
+const CLIENT_RUN: Duration = Duration::from_secs(5);
 
 struct Summary {
     median: Duration,
@@ -111,4 +116,35 @@ async fn main() {
     println!("moto UpdateItem from the SDK, same run:               median {}, p99 {}", ms(moto.median), ms(moto.p99));
     println!("handler + Runtime API share (median difference): {}", ms(request.median.saturating_sub(moto.median)));
     println!("bootstrap CPU time per warm request (user + system): {}", ms(cpu_per_request));
+
+    // One client through the REST front: plain increments, then a pool's IDs.
+    let stack = support::LambdaStack::start(1).await;
+    let started = Instant::now();
+    let mut plain = 0_u64;
+    while started.elapsed() < CLIENT_RUN {
+        let (status, _) =
+            support::send(stack.http.post(format!("{}/counter/increment?counter=plain", stack.api.url))).await;
+        assert_eq!(status, 200);
+        plain += 1;
+    }
+    let plain_rate = plain as f64 / started.elapsed().as_secs_f64();
+    let pools = Pools::new(Client::new(Endpoint::new(&stack.api.url, Auth::None).unwrap()), PoolOptions::default());
+    let pool = pools.get("pooled");
+    let started = Instant::now();
+    let mut pooled = 0_u64;
+    while started.elapsed() < CLIENT_RUN {
+        // A pool that outruns its fetches while its blocks grow waits, or says so.
+        if pool.next().await.is_ok() {
+            pooled += 1;
+        }
+    }
+    let pooled_rate = pooled as f64 / started.elapsed().as_secs_f64();
+    let fetched = pools.stats().blocks_fetched;
+    println!("one client through the REST front, {} s each:", CLIENT_RUN.as_secs());
+    println!("  plain increments: {plain_rate:.0} IDs/s ({plain} requests)");
+    println!(
+        "  Pool::next():     {pooled_rate:.0} IDs/s ({pooled} IDs from {fetched} block fetches, {:.1} fetches per million IDs; {:.0}x)",
+        fetched as f64 * 1e6 / pooled as f64,
+        pooled_rate / plain_rate
+    );
 }

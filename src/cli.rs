@@ -386,10 +386,18 @@ pub struct ServeArgs {
     /// needs an API key, or --no-auth.
     #[arg(long, env = "COUNTERCTL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Directory of the counter database [default: counterctl under the user's data
-    /// directory, e.g. ~/.local/share/counterctl].
-    #[arg(long, env = "COUNTERCTL_DATA_DIR")]
+    /// Directory of the counter database [env: COUNTERCTL_DATA_DIR] [default: counterctl
+    /// under the user's data directory, e.g. ~/.local/share/counterctl]. Not with
+    /// --upstream.
+    #[arg(long, conflicts_with = "upstream")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Hand out IDs from blocks reserved at this counter API instead of a local
+    /// database: an AWS stack's invoke URL or function URL, or another serve. A local
+    /// ID cache (a sidecar) for callers in any language.
+    #[arg(long, value_name = "URL", env = "COUNTERCTL_UPSTREAM")]
+    pub upstream: Option<String>,
+    #[command(flatten)]
+    pub upstream_options: UpstreamOptions,
     /// Require this key in `x-api-key` on every request but GET /healthz: 20-128
     /// printable ASCII characters, no spaces (e.g. `openssl rand -hex 20`). Prefer
     /// --api-key-file: a command line is visible to other users of the machine.
@@ -418,6 +426,51 @@ pub struct ServeArgs {
     pub access_log: bool,
     #[command(flatten)]
     pub output: OutputOptions,
+}
+
+/// How `serve --upstream` reaches its upstream and sizes its blocks.
+#[derive(Debug, Clone, Args)]
+#[group(requires = "upstream", multiple = true)]
+pub struct UpstreamOptions {
+    /// How to call the upstream: `api-key` sends its key as x-api-key, `iam` signs with
+    /// SigV4 as the AWS chain's identity (--profile; for `lambda` at a function URL, else
+    /// `execute-api`; the region from the host, else --region) [default: api-key when a
+    /// key is given, else none].
+    #[arg(long, value_enum)]
+    pub upstream_auth: Option<UpstreamAuth>,
+    /// Read the upstream's API key from this file (surrounding whitespace ignored); else
+    /// from COUNTERCTL_UPSTREAM_API_KEY.
+    #[arg(long, value_name = "PATH")]
+    pub upstream_api_key_file: Option<std::path::PathBuf>,
+    /// How long a block of IDs should last at the rate they are taken: longer means
+    /// fewer upstream writes and a longer upstream outage ridden out, shorter a smaller
+    /// gap of unused IDs when serve stops [default: 60].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub block_seconds: Option<u64>,
+    /// The smallest block, and the first one's size [default: 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub min_block: Option<u32>,
+    /// The largest block [default: 1000000, the API's largest count].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_block: Option<u32>,
+    /// AWS region to sign for when the upstream's host names none, with iam [default:
+    /// AWS_REGION, else the profile's].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Named profile from ~/.aws/config to sign as, with iam [default: AWS_PROFILE].
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+/// How `serve --upstream` authenticates to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamAuth {
+    /// Nothing (the upstream lets anyone call).
+    None,
+    /// The upstream's API key, as x-api-key.
+    ApiKey,
+    /// A SigV4 signature by the AWS chain's identity.
+    Iam,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! The CLI's side of the one retry policy ([`counter_function::retry`]): the schedules
-//! of its waits and the SDK's attempts.
+//! of its waits and the SDK's attempts. Calls to the counter API are retried by
+//! `counterctl-client`, by the same policy.
 //!
 //! The budget of a call is stated here and nowhere else: the SDK makes up to
 //! [`SDK_ATTEMPTS`] attempts of each call (its own standard backoff between them), and
@@ -9,7 +10,7 @@
 
 use std::time::Duration;
 
-pub(crate) use counter_function::retry::{Backoff, Retry, TimedOut};
+pub(crate) use counter_function::retry::{Backoff, TimedOut};
 
 /// Attempts the SDK makes of each AWS call for throttling and transient errors: its
 /// default is 3 (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html),
@@ -43,11 +44,6 @@ const fn quota(period: Duration) -> Backoff {
 /// Polling a resource until it settles (a table becoming ACTIVE, a function update).
 pub(crate) const POLL: Backoff =
     Backoff::new(Duration::from_millis(250), Duration::from_secs(2), Duration::from_secs(300));
-
-/// A call to the counter API (`counterctl increment` / `get`): connection errors,
-/// throttling and server errors usually pass within a second or two.
-pub(crate) const CALL: Backoff =
-    Backoff::new(Duration::from_millis(200), Duration::from_secs(2), Duration::from_secs(5));
 
 /// A DynamoDB write throttled (a partition past its rate, an on-demand table scaling
 /// up), after the SDK's own attempts: capacity usually follows within a minute.

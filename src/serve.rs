@@ -3,18 +3,19 @@
 
 mod connections;
 mod metrics;
+mod upstream;
 
 use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use counter_function::api::{self, ApiRequest, INCREMENT_PATH, VALUE_PATH};
-use counter_function::store::CounterStore;
+use counter_function::store::{CounterStore, StoreError};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONNECTION, CONTENT_TYPE};
@@ -36,6 +37,7 @@ use crate::local_store::{self, LocalStore, SHUTDOWN_GRACE};
 use crate::retry::ACCEPT_BACKOFF;
 use connections::{Deadlines, Watch, Watched};
 use metrics::Metrics;
+use upstream::Upstream;
 
 /// An AWS install's invoke URL ends in this stage; the same paths work below it here, so
 /// URLs copied from one work against the other.
@@ -57,10 +59,6 @@ const API_KEY_HEADER: &str = "x-api-key";
 const RESERVED_DESCRIPTORS: u64 = 64;
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = match &args.data_dir {
-        Some(data_dir) => data_dir.clone(),
-        None => default_data_dir()?,
-    };
     let api_key = api_key(&args)?;
     if api_key.is_none() && !args.listen.ip().to_canonical().is_loopback() {
         if !args.no_auth {
@@ -78,43 +76,44 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if args.access_log {
         counter_function::logging::init_with(std::io::stderr);
+    } else if args.upstream.is_some() {
+        // What goes wrong upstream is logged either way.
+        counter_function::logging::init_at(std::io::stderr, tracing::level_filters::LevelFilter::WARN);
     }
     // Taken before anything is served, so a stop request is never missed.
     let stop_signals = StopSignals::install().context("could not install the SIGINT and SIGTERM handlers")?;
     let max_connections = max_connections(args.max_connections);
-    let (store, committer) =
-        LocalStore::open(&data_dir, "`counterctl serve`").context("could not open the counter database")?;
+    let metrics = Arc::new(Metrics::new());
+    let (backend, mut local) = match &args.upstream {
+        Some(url) => {
+            let upstream = Arc::new(Upstream::connect(url, &args.upstream_options).await?);
+            metrics.watch_upstream(Arc::clone(&upstream));
+            (Backend::Upstream(upstream), None)
+        }
+        None => {
+            let (store, local) = Local::open(&args, &metrics)?;
+            (Backend::Local(store), Some(local))
+        }
+    };
     let listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
     let address = listener.local_addr().context("could not read the address the server listens on")?;
-    let admin = match admin_socket::bind(&data_dir) {
-        Ok(listener) => Some(tokio::spawn(admin_socket::serve(listener, store.clone()))),
-        // Such as a path longer than a socket address holds: serving matters more.
-        Err(error) => {
-            eprintln!(
-                "counterctl serve: could not listen on {} ({error}); `counterctl counters --data-dir` \
-                 can use this data directory only while serve is stopped",
-                admin_socket::socket_path(&data_dir).display()
-            );
-            None
-        }
-    };
     let limits = Limits {
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_connections,
         api_key: api_key.is_some(),
     };
-    announce(args.output.output, address, &local_store::database_path(&data_dir), &limits);
-
-    let metrics = Arc::new(Metrics::new());
-    let committer = {
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(committer.run(move |batch_size, took, succeeded| metrics.committed(batch_size, took, succeeded)))
+    let source = match (&backend, &local) {
+        (Backend::Upstream(upstream), _) => Source::Upstream(upstream.url().to_owned()),
+        (Backend::Local(_), Some(local)) => Source::Database(local_store::database_path(&local.data_dir)),
+        (Backend::Local(_), None) => unreachable!("a local store comes with its data directory"),
     };
+    announce(args.output.output, address, &source, &limits);
+
     let deadlines = Deadlines::new(limits.header_timeout, limits.idle_timeout);
     let sweeper = tokio::spawn(Arc::clone(&deadlines).sweep());
-    let shared = Arc::new(Shared { store, access_log: args.access_log, api_key, metrics, deadlines });
+    let shared = Arc::new(Shared { backend, access_log: args.access_log, api_key, metrics, deadlines });
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = GracefulShutdown::new();
     // No hyper timers: they would cost a wakeup per request (see `connections`).
@@ -152,12 +151,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         });
     }
     drop(listener);
-    // The committer ends once the connections' handles are gone too. A raise cut off
-    // here was committed or not, as a crash would leave it; raising again is harmless.
-    if let Some(admin) = admin {
-        admin.abort();
-        let _ = admin.await;
-        let _ = std::fs::remove_file(admin_socket::socket_path(&data_dir));
+    if let Some(local) = &mut local {
+        local.stop_admin().await;
     }
     drop(shared);
     // The sweeper keeps closing stalled clients meanwhile.
@@ -173,15 +168,92 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     sweeper.abort();
-    // Every request has been answered; the committer closes the database and unlocks the dir.
-    committer.await.context("the database committer crashed; what it had not acknowledged was not kept")?;
+    if let Some(local) = local {
+        // Every request has been answered; the committer closes the database and unlocks the dir.
+        local.committer.await.context("the database committer crashed; what it had not acknowledged was not kept")?;
+    }
     eprintln!("counterctl serve: stopped");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where serve's counters are: its own database, or an upstream's blocks.
+enum Backend {
+    Local(LocalStore),
+    Upstream(Arc<Upstream>),
+}
+
+impl CounterStore for Backend {
+    async fn increment(&self, request: &counter_function::store::Increment<'_>) -> Result<i64, StoreError> {
+        match self {
+            Self::Local(store) => store.increment(request).await,
+            Self::Upstream(upstream) => upstream.increment(request).await,
+        }
+    }
+
+    async fn value(&self, counter: &str) -> Result<Option<i64>, StoreError> {
+        match self {
+            Self::Local(store) => store.value(counter).await,
+            Self::Upstream(upstream) => upstream.value(counter).await,
+        }
+    }
+}
+
+/// What a local database brings besides its store: its directory, the admin socket for
+/// `counterctl counters`, and the committer that writes batches.
+struct Local {
+    data_dir: PathBuf,
+    admin: Option<tokio::task::JoinHandle<()>>,
+    committer: tokio::task::JoinHandle<()>,
+}
+
+impl Local {
+    fn open(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<(LocalStore, Self)> {
+        let data_dir =
+            match args.data_dir.clone().or_else(|| std::env::var_os("COUNTERCTL_DATA_DIR").map(PathBuf::from)) {
+                Some(data_dir) => data_dir,
+                None => default_data_dir()?,
+            };
+        let (store, committer) =
+            LocalStore::open(&data_dir, "`counterctl serve`").context("could not open the counter database")?;
+        let admin = match admin_socket::bind(&data_dir) {
+            Ok(listener) => Some(tokio::spawn(admin_socket::serve(listener, store.clone()))),
+            // Such as a path longer than a socket address holds: serving matters more.
+            Err(error) => {
+                eprintln!(
+                    "counterctl serve: could not listen on {} ({error}); `counterctl counters --data-dir` \
+                     can use this data directory only while serve is stopped",
+                    admin_socket::socket_path(&data_dir).display()
+                );
+                None
+            }
+        };
+        let metrics = Arc::clone(metrics);
+        let committer = tokio::spawn(
+            committer.run(move |batch_size, took, succeeded| metrics.committed(batch_size, took, succeeded)),
+        );
+        Ok((store, Self { data_dir, admin, committer }))
+    }
+
+    /// The committer ends once the connections' handles are gone too. A raise cut off
+    /// here was committed or not, as a crash would leave it; raising again is harmless.
+    async fn stop_admin(&mut self) {
+        if let Some(admin) = self.admin.take() {
+            admin.abort();
+            let _ = admin.await;
+            let _ = std::fs::remove_file(admin_socket::socket_path(&self.data_dir));
+        }
+    }
+}
+
+/// What serve hands out from, as announced.
+enum Source {
+    Database(PathBuf),
+    Upstream(String),
+}
+
 /// What every connection shares.
 struct Shared {
-    store: LocalStore,
+    backend: Backend,
     /// `--access-log`: each request gets an id of its own, as on Lambda.
     access_log: bool,
     api_key: Option<ApiKey>,
@@ -290,19 +362,26 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// Says where the server is. A closed stdout does not stop the server.
-fn announce(format: OutputFormat, address: SocketAddr, database: &Path, limits: &Limits) {
+fn announce(format: OutputFormat, address: SocketAddr, source: &Source, limits: &Limits) {
     let url = format!("http://{address}");
     let (key_header, key_note) = if limits.api_key { (" -H 'x-api-key: KEY'", " --api-key KEY") } else { ("", "") };
     let announcement = match format {
-        OutputFormat::Json => serde_json::json!({ "url": url, "database": database }).to_string(),
+        OutputFormat::Json => match source {
+            Source::Database(database) => serde_json::json!({ "url": url, "database": database }),
+            Source::Upstream(upstream) => serde_json::json!({ "url": url, "upstream": upstream }),
+        }
+        .to_string(),
         OutputFormat::Text => format!(
             "Serving the counter API at {url} (also below {url}{STAGE_PREFIX}, like an AWS install)\n\
-             Counters are kept in {}\n\
+             {}\n\
              Requests must arrive within {}s, idle connections close after {}s, at most {} connections{}\n\
              Try it:\n  curl -X POST{key_header} '{url}/counter/increment?counter=mycounter'\n  \
              counterctl increment mycounter --url {url}{key_note}\n\
              Stop with Ctrl-C.",
-            database.display(),
+            match source {
+                Source::Database(database) => format!("Counters are kept in {}", database.display()),
+                Source::Upstream(upstream) => format!("IDs come from blocks reserved at {upstream}"),
+            },
             limits.header_timeout.as_secs(),
             limits.idle_timeout.as_secs(),
             limits.max_connections,
@@ -374,13 +453,7 @@ async fn respond(
     let reads = parts.method == Method::GET || parts.method == Method::HEAD;
     // Load balancers ask without a key.
     if path == HEALTH_PATH && reads {
-        let health = match shared.store.value(HEALTH_PROBE).await {
-            Ok(_) => response(StatusCode::OK, CONTENT_TYPE_JSON, r#"{"status":"ok"}"#.into()),
-            Err(_) => {
-                response(StatusCode::SERVICE_UNAVAILABLE, CONTENT_TYPE_JSON, r#"{"status":"unavailable"}"#.into())
-            }
-        };
-        return (health, Logged::No);
+        return (health(&shared.backend).await, Logged::No);
     }
     if let Some(key) = &shared.api_key
         && !key.admits(&parts.headers)
@@ -393,7 +466,25 @@ async fn respond(
     }
     let request =
         ApiRequest { request_id, method: &parts.method, path, query: parts.uri.query(), headers: &parts.headers };
-    (api::handle(&shared.store, &request).await.map(Full::from), Logged::Yes)
+    (api::handle(&shared.backend, &request).await.map(Full::from), Logged::Yes)
+}
+
+/// 200 while IDs can be handed out; upstream, whether the upstream answers too.
+async fn health(backend: &Backend) -> Response<Full<Bytes>> {
+    let (ok, body) = match backend {
+        Backend::Local(store) => {
+            let ok = store.value(HEALTH_PROBE).await.is_ok();
+            (ok, serde_json::json!({ "status": if ok { "ok" } else { "unavailable" } }))
+        }
+        Backend::Upstream(upstream) => {
+            let health = upstream.health().await;
+            let status = if health.ok { "ok" } else { "unavailable" };
+            let reachable = if health.reachable { "reachable" } else { "unreachable" };
+            (health.ok, serde_json::json!({ "status": status, "upstream": reachable }))
+        }
+    };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    response(status, CONTENT_TYPE_JSON, body.to_string())
 }
 
 fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

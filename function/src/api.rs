@@ -84,6 +84,11 @@ pub enum ApiError {
     Throttled,
     #[error("the counter could not be read or written")]
     Storage,
+    #[error("the upstream counter API cannot be reached and this server holds no IDs for the counter; retry shortly")]
+    UpstreamUnavailable { retry_after: std::time::Duration },
+    /// The upstream's own refusal, answered as it was given.
+    #[error("{}", description.as_deref().unwrap_or("refused by the upstream counter API"))]
+    Upstream { status: StatusCode, code: String, description: Option<String> },
     #[error(
         "this function answers HTTP events (API Gateway REST or HTTP API, Function URLs, ALB); \
          the payload was not one"
@@ -104,10 +109,12 @@ impl ApiError {
             Self::IdempotencyKeyReused(_) | Self::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { status, .. } => *status,
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             Self::CounterNotSpecified => "counter_not_specified",
             Self::InvalidCounterName(_) => "invalid_counter_name",
@@ -121,12 +128,18 @@ impl ApiError {
             Self::Throttled => "throttled",
             Self::Storage => "error_incrementing_probably_database_error",
             Self::UnsupportedEvent => "unsupported_event",
+            Self::UpstreamUnavailable { .. } => "upstream_unavailable",
+            Self::Upstream { code, .. } => code,
         }
     }
 
     pub fn into_response(self) -> Response<String> {
         // Clients of the original service compare the 404 body byte for byte.
-        let description = (!matches!(self, Self::NotFound)).then(|| self.to_string());
+        let description = match &self {
+            Self::NotFound => None,
+            Self::Upstream { description, .. } => description.clone(),
+            _ => Some(self.to_string()),
+        };
         let body = ErrorBody { error_code: Cow::Borrowed(self.code()), error_description: description };
         let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
@@ -137,6 +150,11 @@ impl ApiError {
             }
             Self::Throttled | Self::IdempotencyKeyInProgress => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::UpstreamUnavailable { retry_after } => {
+                // Whole seconds (RFC 9110), rounded up and at least 1.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
             _ => {}
         }
@@ -151,6 +169,12 @@ impl From<StoreError> for ApiError {
             StoreError::IdempotencyKeyInProgress => Self::IdempotencyKeyInProgress,
             StoreError::Throttled(_) => Self::Throttled,
             StoreError::Database(_) => Self::Storage,
+            StoreError::Unavailable { retry_after, .. } => Self::UpstreamUnavailable { retry_after },
+            StoreError::Refused { status, code, description } => Self::Upstream {
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                code,
+                description,
+            },
         }
     }
 }
@@ -285,6 +309,7 @@ async fn value<S: CounterStore + ?Sized>(
 }
 
 fn store_error(error: StoreError) -> ApiError {
+    // An unavailable upstream is logged where it fails, once per attempt, not per request.
     if let StoreError::Throttled(_) | StoreError::Database(_) = error {
         tracing::error!(error = %error, "storage failed");
     }
@@ -417,6 +442,25 @@ mod tests {
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         assert!(!response.body().contains("ProvisionedThroughput"), "no internals leak");
+
+        let unavailable = StoreError::Unavailable {
+            reason: "connection refused".into(),
+            retry_after: std::time::Duration::from_millis(1500),
+        };
+        let response = ApiError::from(unavailable).into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert!(response.body().starts_with(r#"{"error_code":"upstream_unavailable""#));
+        assert!(!response.body().contains("refused"), "no internals leak");
+
+        let refused = StoreError::Refused {
+            status: 409,
+            code: "idempotency_key_reused".into(),
+            description: Some("first".into()),
+        };
+        let response = ApiError::from(refused).into_response();
+        assert_eq!(response.status(), 409);
+        assert_eq!(response.body(), r#"{"error_code":"idempotency_key_reused","error_description":"first"}"#);
 
         let storage = ApiError::from(StoreError::Database("secret internals".into())).into_response();
         assert_eq!(storage.status(), 500);

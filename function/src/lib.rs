@@ -6,8 +6,11 @@
 //! function uses; `lambda` turns Lambda events into API requests and back.
 
 pub mod api;
+#[cfg(feature = "lambda")]
 pub mod dynamo;
+#[cfg(feature = "lambda")]
 pub mod lambda;
+#[cfg(feature = "lambda")]
 pub mod logging;
 pub mod retry;
 pub mod store;

@@ -15,10 +15,18 @@ pub fn init_with<W>(writer: W)
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
+    init_at(writer, LevelFilter::INFO);
+}
+
+/// As [`init_with`], at `default` unless the environment names a level.
+pub fn init_at<W>(writer: W, default: LevelFilter)
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
     let level = ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
         .iter()
         .find_map(|name| std::env::var(name).ok()?.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::INFO);
+        .unwrap_or(default);
     tracing_subscriber::fmt()
         .json()
         .with_writer(writer)

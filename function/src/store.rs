@@ -68,4 +68,11 @@ pub enum StoreError {
     Throttled(String),
     #[error("database error: {0}")]
     Database(String),
+    /// A store reached over the network (a sidecar's upstream counter API) cannot hand
+    /// out values now; try again after `retry_after`.
+    #[error("the upstream counter API is unavailable: {reason}")]
+    Unavailable { reason: String, retry_after: Duration },
+    /// The upstream counter API refused the request itself: its answer, passed on.
+    #[error("the upstream counter API answered {status} {code}")]
+    Refused { status: u16, code: String, description: Option<String> },
 }

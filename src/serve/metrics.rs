@@ -1,14 +1,21 @@
 //! `GET /metrics`: what serve has done, in the OpenMetrics text format Prometheus scrapes.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use counter_function::api::{INCREMENT_PATH, VALUE_PATH};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use super::upstream::Upstream;
 
 /// What Prometheus expects the exposition to be labelled with.
 pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -21,7 +28,8 @@ struct RequestLabels {
 }
 
 pub(super) struct Metrics {
-    registry: Registry,
+    /// Locked only to add the upstream's collector and to encode.
+    registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     /// The two answers nearly every request gets, looked up once.
     increments: Counter,
@@ -57,7 +65,7 @@ impl Metrics {
         let answered = |route| requests.get_or_create(&RequestLabels { route, status: 200 }).clone();
         let (increments, values) = (answered(INCREMENT_PATH), answered(VALUE_PATH));
         Self {
-            registry,
+            registry: Mutex::new(registry),
             requests,
             increments,
             values,
@@ -87,9 +95,44 @@ impl Metrics {
         self.commit_seconds.observe(took.as_secs_f64());
     }
 
+    /// Adds the upstream's figures (`serve --upstream`): blocks fetched, upstream errors
+    /// and IDs buffered, over all counters (a counter's name is never a label).
+    pub(super) fn watch_upstream(&self, upstream: Arc<Upstream>) {
+        self.registry.lock().expect("never poisoned").register_collector(Box::new(UpstreamFigures(upstream)));
+    }
+
     pub(super) fn exposition(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        let registry = self.registry.lock().expect("never poisoned");
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String cannot fail");
         text
+    }
+}
+
+/// The pools' figures, read when scraped.
+#[derive(Clone)]
+struct UpstreamFigures(Arc<Upstream>);
+
+impl std::fmt::Debug for UpstreamFigures {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("UpstreamFigures")
+    }
+}
+
+impl Collector for UpstreamFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let blocks = ConstCounter::new(stats.blocks_fetched);
+        let errors = ConstCounter::new(stats.upstream_errors);
+        let buffered = ConstGauge::new(i64::try_from(stats.buffered).unwrap_or(i64::MAX));
+        let figures: [(&str, &str, &dyn EncodeMetric); 3] = [
+            ("upstream_blocks_fetched", "Blocks of IDs reserved at the upstream", &blocks),
+            ("upstream_errors", "Upstream calls that failed or answered what could not be right", &errors),
+            ("ids_buffered", "IDs held in blocks, ready to hand out", &buffered),
+        ];
+        for (name, help, figure) in figures {
+            figure.encode(encoder.encode_descriptor(name, help, None, figure.metric_type())?)?;
+        }
+        Ok(())
     }
 }

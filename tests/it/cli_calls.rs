@@ -7,8 +7,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Response, Uri};
 use counterctl::aws::Clients;
-use counterctl::call::{Credential, Endpoint, discover};
+use counterctl::call::discover;
 use counterctl::cli::StackOptions;
+use counterctl_client::{Auth, SigningService};
 
 use crate::support::LambdaStack;
 use crate::support::cli::{Deployment, clean_environment, counterctl, counterctl_with_env};
@@ -167,7 +168,8 @@ async fn the_url_and_api_key_are_discovered_from_the_stack() {
     let key = keys.items().iter().find(|key| key.name() == Some(&stack.name)).unwrap().value().unwrap().to_owned();
     let url = format!("https://{api_id}.execute-api.us-east-1.amazonaws.com/prod");
     let discovered = discover(&clients, &stack).await.unwrap();
-    assert_eq!(discovered, Endpoint { url: url.clone(), credential: Credential::ApiKey(key.clone()) });
+    assert_eq!(discovered.url(), url);
+    assert!(matches!(discovered.auth(), Auth::ApiKey(sent) if *sent == key), "{:?}", discovered.auth());
     let shown = deployment.run("status", &["--show-api-key", "--output", "json"]).await.ok().json();
     assert_eq!(shown["api_key"], key.as_str());
     let install = deployment.run("install", &["--show-api-key"]).await.ok();
@@ -178,13 +180,18 @@ async fn the_url_and_api_key_are_discovered_from_the_stack() {
     );
 
     deployment.run("install", &["--auth", "none", "--yes"]).await.ok();
-    assert_eq!(discover(&clients, &stack).await.unwrap(), Endpoint { url: url.clone(), credential: Credential::None });
+    let discovered = discover(&clients, &stack).await.unwrap();
+    assert_eq!(discovered.url(), url);
+    assert!(matches!(discovered.auth(), Auth::None), "{:?}", discovered.auth());
 
     // With IAM the caller signs as itself: the credentials it has, for execute-api.
     deployment.run("install", &["--auth", "iam", "--yes"]).await.ok();
-    let Credential::Iam { region, service, credentials } = discover(&clients, &stack).await.unwrap().credential else {
+    let Auth::Iam(signer) = discover(&clients, &stack).await.unwrap().auth().clone() else {
         panic!("an IAM stack is called with a signature");
     };
-    assert_eq!((region.as_str(), service), ("us-east-1", "execute-api"));
-    assert_eq!(credentials.access_key_id(), aws_sdk_dynamodb::config::Credentials::for_tests().access_key_id());
+    assert_eq!((signer.region(), signer.service()), ("us-east-1", SigningService::ExecuteApi));
+    assert_eq!(
+        signer.credentials().await.unwrap().access_key_id(),
+        aws_sdk_dynamodb::config::Credentials::for_tests().access_key_id()
+    );
 }

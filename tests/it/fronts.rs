@@ -2,8 +2,9 @@
 //! live stack between the two fronts.
 
 use counterctl::aws::Clients;
-use counterctl::call::{Credential, discover};
+use counterctl::call::discover;
 use counterctl::cli::StackOptions;
+use counterctl_client::{Auth, SigningService};
 
 use crate::support::cli::{Deployment, REGION};
 
@@ -54,8 +55,12 @@ async fn a_function_url_front_signs_with_iam_and_makes_no_rest_api() {
 
     let options = StackOptions { name: stack.name.clone(), table: Some(stack.table.clone()), stage: None };
     let endpoint = discover(&Clients::new(stack.aws.clone()), &options).await.unwrap();
-    assert_eq!(endpoint.url, url.trim_end_matches('/'));
-    assert!(matches!(endpoint.credential, Credential::Iam { service: "lambda", .. }), "{:?}", endpoint.credential);
+    assert_eq!(endpoint.url(), url.trim_end_matches('/'));
+    assert!(
+        matches!(endpoint.auth(), Auth::Iam(signer) if signer.service() == SigningService::Lambda),
+        "{:?}",
+        endpoint.auth()
+    );
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub(crate) mod rest_api;
 pub(crate) mod runtime_api;
 pub(crate) mod serve;
 pub(crate) mod tcp_proxy;
+pub(crate) mod upstreams;
 
 pub(crate) use backend::Backend;
 

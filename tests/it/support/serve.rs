@@ -68,6 +68,17 @@ pub(crate) fn serve_command_on(listen: &str, data_dir: &Path) -> Command {
     command
 }
 
+/// `counterctl serve --listen 127.0.0.1:0 --output json --upstream URL`, not yet
+/// started, with exactly `env` as its environment (no key or AWS setup of this machine).
+pub(crate) fn sidecar_command(upstream: &str, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_counterctl"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--output", "json", "--upstream", upstream])
+        .env_clear()
+        .envs(env.iter().map(|(key, value)| (key, value)));
+    command
+}
+
 /// A running `counterctl serve`.
 pub(crate) struct Serve {
     /// The root URL it printed, e.g. `http://127.0.0.1:PORT`.
@@ -115,7 +126,8 @@ impl Serve {
         let line = serve.next_line(&mut stdout).await;
         let announcement: Value = serde_json::from_str(&line).expect("the announcement is JSON");
         serve.url = announcement["url"].as_str().expect("the announcement has the url").to_owned();
-        serve.database = PathBuf::from(announcement["database"].as_str().expect("the announcement has the database"));
+        // A sidecar (`--upstream`) announces its upstream instead.
+        serve.database = announcement["database"].as_str().map(PathBuf::from).unwrap_or_default();
         keep_reading(stdout);
         serve
     }

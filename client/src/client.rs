@@ -1,0 +1,287 @@
+//! One counter API at one endpoint: the calls, retried by the project's one policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use counter_function::api::{
+    ApiError, CurrentValue, ErrorBody, IDEMPOTENCY_KEY_HEADER, INCREMENT_PATH, Incremented, VALUE_PATH,
+};
+use counter_function::retry::{Backoff, Retry};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, causes};
+use crate::signer::Signer;
+
+/// API Gateway gives up on an integration after 29 s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The header API Gateway (and `counterctl serve`) read the API key from.
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// How a call is retried: connection errors, throttling and server errors usually pass
+/// within a second or two.
+pub(crate) const CALL: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(2), Duration::from_secs(5));
+
+/// What a call carries to be let in.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Nothing: the front lets anyone call (or something in front of it decides).
+    None,
+    /// An API key, sent as `x-api-key` (API Gateway's usage plans, `counterctl serve`).
+    ApiKey(String),
+    /// A SigV4 signature (`--auth iam` stacks: `execute-api`, or `lambda` for a function URL).
+    Iam(Signer),
+}
+
+/// Where a counter API is and how to call it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    url: reqwest::Url,
+    auth: Auth,
+}
+
+impl Endpoint {
+    /// The API below `url` (an invoke URL such as
+    /// `https://ID.execute-api.REGION.amazonaws.com/prod`, a function URL, or
+    /// `http://127.0.0.1:8080` for `counterctl serve`), called with `auth`.
+    pub fn new(url: &str, auth: Auth) -> Result<Self, Error> {
+        let invalid = |reason: &str| Error::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
+        let parsed = reqwest::Url::parse(url).map_err(|error| invalid(&error.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(invalid("it needs http:// or https:// and a host, e.g. http://127.0.0.1:8080"));
+        }
+        Ok(Self { url: parsed, auth })
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn url(&self) -> &str {
+        self.url.as_str().trim_end_matches('/')
+    }
+
+    /// How calls are let in.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+}
+
+/// A client of the counter API. Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: Endpoint,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the API at `endpoint`, with a 30 s timeout per request (API
+    /// Gateway's own integration limit is 29 s).
+    pub fn new(endpoint: Endpoint) -> Self {
+        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().expect("a TLS backend");
+        Self::with_http(endpoint, http)
+    }
+
+    /// A client that sends through `http` (its timeouts, proxy and TLS settings).
+    pub fn with_http(endpoint: Endpoint, http: reqwest::Client) -> Self {
+        Self { inner: Arc::new(Inner { endpoint, http }) }
+    }
+
+    /// Where it calls.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// `POST /counter/increment`: reserves `count` consecutive values (one when `None`)
+    /// and answers the last, and with `count` the first. Retries reuse
+    /// `idempotency_key`, so a retried request that had in fact succeeded answers its
+    /// first values instead of taking others.
+    ///
+    /// Retried on connection errors, throttling and server errors for about 5 s, and on
+    /// `409 idempotency_key_in_progress` after its `Retry-After`.
+    pub async fn increment(
+        &self,
+        counter: &str,
+        count: Option<u32>,
+        idempotency_key: &str,
+    ) -> Result<Incremented<'static>, Error> {
+        CALL.retry_as(|| self.increment_once(counter, count, idempotency_key), Error::retry).await
+    }
+
+    /// `GET /counter/value`: the counter's current value, the highest value it has
+    /// reserved. `404 counter_not_found` when it was never incremented.
+    pub async fn value(&self, counter: &str) -> Result<CurrentValue<'static>, Error> {
+        let query = [("counter", counter)];
+        CALL.retry_as(|| self.call(reqwest::Method::GET, VALUE_PATH, &query, None), Error::retry).await
+    }
+
+    /// One attempt of [`increment`](Self::increment), not retried.
+    pub(crate) async fn increment_once(
+        &self,
+        counter: &str,
+        count: Option<u32>,
+        idempotency_key: &str,
+    ) -> Result<Incremented<'static>, Error> {
+        let count = count.map(|count| count.to_string());
+        let mut query = vec![("counter", counter)];
+        if let Some(count) = &count {
+            query.push(("count", count));
+        }
+        self.call(reqwest::Method::POST, INCREMENT_PATH, &query, Some(idempotency_key)).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        idempotency_key: Option<&str>,
+    ) -> Result<T, Error> {
+        let url = format!("{}{path}", self.inner.endpoint.url());
+        // Percent-encoded by hand: a space as %20 and `+` as %2B, never `+` for a space
+        // (which form encoding writes), so a signature means one thing to the signer and
+        // to AWS.
+        let encoded: Vec<String> =
+            query.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect();
+        let target = if encoded.is_empty() { url.clone() } else { format!("{url}?{}", encoded.join("&")) };
+        let mut request = self.inner.http.request(method, &target);
+        if let Some(key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY_HEADER, key);
+        }
+        if let Auth::ApiKey(key) = &self.inner.endpoint.auth {
+            request = request.header(API_KEY_HEADER, key);
+        }
+        let mut request =
+            request.build().map_err(|error| Error::InvalidUrl { url: target, reason: error.to_string() })?;
+        // Signed anew for each attempt: a signature carries its time.
+        let signer = match &self.inner.endpoint.auth {
+            Auth::Iam(signer) => Some((signer, signer.sign(&mut request).await?)),
+            _ => None,
+        };
+        let response = match self.inner.http.execute(request).await {
+            Ok(response) => response,
+            Err(error) => return Err(Error::Unreachable { url, reason: causes(&error) }),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.parse().ok())
+            .map(Duration::from_secs);
+        let body = match response.text().await {
+            Ok(body) => body,
+            Err(error) => return Err(Error::Unreachable { url, reason: causes(&error) }),
+        };
+        match (interpret(&url, status, &body, retry_after), signer) {
+            (Err(Error::Forbidden { status, message }), Some((signer, access_key))) => {
+                Err(Error::SignatureRefused { status, message, access_key, action: signer.service().invoke_action() })
+            }
+            (outcome, _) => outcome,
+        }
+    }
+}
+
+/// RFC 3986 unreserved characters stay, everything else is percent-encoded.
+fn encode(text: &str) -> String {
+    const RESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
+}
+
+impl Error {
+    /// Whether and when a failed call is made again.
+    pub(crate) fn retry(&self) -> Retry {
+        match self {
+            Self::Unreachable { .. } => Retry::Backoff,
+            // A 409 that asks to come back after its `Retry-After`.
+            Self::Service { code, retry_after, .. } if code == ApiError::IdempotencyKeyInProgress.code() => {
+                retry_after.map_or(Retry::Backoff, Retry::After)
+            }
+            Self::Service { status, retry_after, .. } if *status == 429 || *status >= 500 => {
+                retry_after.map_or(Retry::Backoff, Retry::After)
+            }
+            Self::Unexpected { status, .. } if *status == 429 || *status >= 500 => Retry::Backoff,
+            Self::Service { .. }
+            | Self::Unexpected { .. }
+            | Self::Forbidden { .. }
+            | Self::SignatureRefused { .. }
+            | Self::Signing(_)
+            | Self::Credentials(_)
+            | Self::InvalidUrl { .. } => Retry::No,
+        }
+    }
+}
+
+/// The answer as the API's own types: the body on 200, the `error_code` otherwise, API
+/// Gateway's own `{"message": …}` on a refused 403.
+fn interpret<T: DeserializeOwned>(
+    url: &str,
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+) -> Result<T, Error> {
+    let unexpected = || Error::Unexpected { url: url.to_owned(), status, body: body.chars().take(200).collect() };
+    if status == 200 {
+        return serde_json::from_str(body).map_err(|_| unexpected());
+    }
+    if let Ok(error) = serde_json::from_str::<ErrorBody<'_>>(body) {
+        return Err(Error::Service {
+            status,
+            code: error.error_code.into_owned(),
+            description: error.error_description.unwrap_or_else(|| "no description".to_owned()),
+            retry_after,
+        });
+    }
+    // API Gateway says `message`, a Function URL `Message`.
+    #[derive(serde::Deserialize)]
+    struct GatewayMessage {
+        #[serde(alias = "Message")]
+        message: String,
+    }
+    match serde_json::from_str::<GatewayMessage>(body) {
+        Ok(gateway) if status == 403 => Err(Error::Forbidden { status, message: gateway.message }),
+        _ => Err(unexpected()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connection_errors_throttling_server_errors_and_keys_in_progress_are_retried() {
+        let url = "http://127.0.0.1:8080/counter/increment";
+        let answer = |status, body: &str, after| interpret::<CurrentValue<'static>>(url, status, body, after);
+        let retry_of = |status, body: &str| answer(status, body, None).unwrap_err().retry();
+        assert_eq!(retry_of(429, r#"{"error_code":"throttled","error_description":"retry"}"#), Retry::Backoff);
+        assert_eq!(retry_of(500, r#"{"error_code":"error_incrementing_probably_database_error"}"#), Retry::Backoff);
+        assert_eq!(retry_of(502, r#"{"message":"Internal server error"}"#), Retry::Backoff);
+        assert_eq!(Error::Unreachable { url: url.into(), reason: "refused".into() }.retry(), Retry::Backoff);
+        assert_eq!(retry_of(400, r#"{"error_code":"invalid_count","error_description":"no"}"#), Retry::No);
+        assert_eq!(retry_of(403, r#"{"message":"Forbidden"}"#), Retry::No);
+        assert_eq!(retry_of(409, r#"{"error_code":"idempotency_key_reused"}"#), Retry::No);
+        let in_progress = r#"{"error_code":"idempotency_key_in_progress","error_description":"wait"}"#;
+        let after = Some(Duration::from_secs(1));
+        assert_eq!(answer(409, in_progress, after).unwrap_err().retry(), Retry::After(Duration::from_secs(1)));
+        assert_eq!(answer(200, r#"{"counter":"a","value":3}"#, None).unwrap().value, 3);
+        assert!(matches!(answer(200, r#"{"counter":"a"}"#, None), Err(Error::Unexpected { .. })));
+    }
+
+    #[test]
+    fn an_endpoint_needs_a_scheme_and_a_host() {
+        for bad in ["127.0.0.1:8080", "localhost", "ftp://host/x", "http://"] {
+            assert!(matches!(Endpoint::new(bad, Auth::None), Err(Error::InvalidUrl { .. })), "{bad}");
+        }
+        let endpoint = Endpoint::new("https://abc.execute-api.eu-west-1.amazonaws.com/prod/", Auth::None).unwrap();
+        assert_eq!(endpoint.url(), "https://abc.execute-api.eu-west-1.amazonaws.com/prod");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded_for_signing() {
+        assert_eq!(encode("a b+c/é"), "a%20b%2Bc%2F%C3%A9");
+        assert_eq!(encode("A-z_0.9~"), "A-z_0.9~");
+    }
+}

@@ -1,0 +1,51 @@
+//! # counterctl-client
+//!
+//! The client of the counter API that [counterctl](https://github.com/) deploys on AWS
+//! (API Gateway or a function URL in front of a Lambda function and a DynamoDB table)
+//! or serves on one machine (`counterctl serve`):
+//!
+//! - [`Client`]: the API's calls, `POST /counter/increment` and `GET /counter/value`,
+//!   with an API key or SigV4 ([`Signer`]), retried by one backoff policy, answering
+//!   the API's own types.
+//! - [`Pool`]: unique IDs of one counter from blocks reserved with one upstream write
+//!   each, double-buffered, so that taking an ID is one atomic add and does not wait on
+//!   the network. [`Pools`] keeps one per counter.
+//!
+//! ```no_run
+//! use counterctl_client::{Auth, Client, Endpoint, Pool, PoolOptions};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let endpoint = Endpoint::new("http://127.0.0.1:8080", Auth::None)?;
+//! let pool = Pool::new(Client::new(endpoint), "tenants", PoolOptions::default());
+//! let tenant_id = pool.next().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## What a pool promises
+//! - A value is never handed out twice: not by one pool, nor across pools and processes.
+//! - Values are increasing within one pool. Across pools they only trend upward, because
+//!   two pools interleave.
+//! - Values a pool still held when its process ended are never handed out: a gap of at
+//!   most two blocks per pool per counter.
+//! - An upstream answer that cannot be right (another counter, another count, a range
+//!   overlapping one already received) is refused, and nothing from it is handed out.
+//!
+//! ## Features
+//! - `aws-config`: [`Signer::from_environment`] and [`Signer::from_config`], credentials
+//!   from the AWS default chain. Without it the crate builds no AWS SDK service crate.
+
+#![warn(missing_docs)]
+
+mod client;
+mod cursor;
+mod error;
+mod ledger;
+mod pool;
+mod signer;
+
+pub use client::{Auth, Client, Endpoint};
+pub use counter_function::api::{CurrentValue, Incremented};
+pub use counter_function::validate::MAX_COUNT;
+pub use error::Error;
+pub use pool::{Pool, PoolError, PoolOptions, PoolStats, Pools};
+pub use signer::{Signer, SigningService};

@@ -1,0 +1,624 @@
+//! ID pools: unique IDs handed out from blocks reserved upstream with one write each.
+//!
+//! A [`Pool`] holds the block it hands out from and, fetched in the background while that
+//! one still has most of its values left, the next (a double buffer). Handing out an ID
+//! is one atomic add on the current block; the network is only waited on when both
+//! blocks are spent, which in steady state does not happen.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use counter_function::api::Incremented;
+use counter_function::retry::{Backoff, Retry};
+use counter_function::validate::MAX_COUNT;
+use tokio::sync::Notify;
+
+use crate::client::Client;
+use crate::cursor::{Claimed, Cursor};
+use crate::error::Error;
+use crate::ledger::{Ledger, Overlap};
+
+/// The next block is fetched once this share of the current one is handed out, leaving
+/// the rest (80%) to hand out while it comes (tinyid loads at 20%, Leaf at 10%).
+const REFILL_SHARE: f64 = 0.2;
+
+/// A block fetch that fails is tried again by this schedule, for as long as the pool
+/// lives: the first pauses are short, as most outages are.
+const FETCH: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5), Duration::from_secs(3600));
+
+/// What a caller is told to wait before trying again when a pool is dry: about when its
+/// next fetch attempt is due.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How a pool sizes its blocks and how long it waits for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    block_duration: Duration,
+    min_block: u32,
+    max_block: u32,
+    max_wait: Duration,
+}
+
+impl Default for PoolOptions {
+    /// Blocks that last about 60 s, of 10 to 1,000,000 IDs; a dry pool waits up to 5 s.
+    fn default() -> Self {
+        Self {
+            block_duration: Duration::from_secs(60),
+            min_block: 10,
+            max_block: MAX_COUNT,
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PoolOptions {
+    /// How long a block should last at the rate IDs are taken. Longer blocks mean fewer
+    /// upstream writes and a longer outage ridden out; shorter ones a smaller gap when
+    /// the process ends.
+    pub fn block_duration(mut self, duration: Duration) -> Self {
+        self.block_duration = duration.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The smallest block (the first is this size): at least 1, at most the largest.
+    pub fn min_block(mut self, size: u32) -> Self {
+        self.min_block = size.clamp(1, MAX_COUNT);
+        self.max_block = self.max_block.max(self.min_block);
+        self
+    }
+
+    /// The largest block: at most the API's `MAX_COUNT`, 1,000,000.
+    pub fn max_block(mut self, size: u32) -> Self {
+        self.max_block = size.clamp(1, MAX_COUNT);
+        self.min_block = self.min_block.min(self.max_block);
+        self
+    }
+
+    /// How long [`Pool::next`] waits for a block when it holds none and the upstream has
+    /// not failed yet (at start, or when IDs are taken faster than blocks arrive).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// The size of the next block, from the one before: what lasts
+    /// [`block_duration`](Self::block_duration) at the rate its first IDs were taken,
+    /// at most twice the one before (a burst does not reserve a million IDs at once),
+    /// between the smallest and the largest.
+    fn next_block(&self, previous: u32, handed: u64, elapsed: Duration) -> u32 {
+        if previous == 0 {
+            return self.min_block;
+        }
+        let rate = handed as f64 / elapsed.as_secs_f64().max(0.001);
+        let wanted = (rate * self.block_duration.as_secs_f64()).ceil().min(f64::from(MAX_COUNT)) as u32;
+        let ceiling = previous.saturating_mul(2).clamp(self.min_block, self.max_block);
+        wanted.clamp(self.min_block, ceiling)
+    }
+}
+
+/// Why a pool gave no IDs.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolError {
+    /// The pool holds no IDs of the counter and its upstream cannot give more now (it
+    /// failed, or answered what cannot be right). The pool keeps trying by itself.
+    #[error("no IDs of counter {counter:?} are held and the upstream cannot give more now: {reason}")]
+    Unavailable {
+        /// The pool's counter.
+        counter: String,
+        /// What the upstream's last attempt failed with.
+        reason: String,
+    },
+    /// The upstream refused the request itself (such as an `Idempotency-Key` first used
+    /// with another count): trying again will not help.
+    #[error(transparent)]
+    Refused(Error),
+    /// A `count` outside 1 to [`MAX_COUNT`].
+    #[error("count must be a whole number from 1 to {MAX_COUNT}")]
+    InvalidCount,
+}
+
+impl PoolError {
+    /// How long to wait before asking again.
+    pub fn retry_after(&self) -> Duration {
+        RETRY_AFTER
+    }
+}
+
+/// Counts kept across the pools of one [`Pools`].
+#[derive(Debug, Default)]
+struct Stats {
+    blocks_fetched: AtomicU64,
+    upstream_errors: AtomicU64,
+}
+
+/// Hands out unique IDs of one counter from blocks it reserves upstream.
+///
+/// What it promises:
+/// - **Unique.** No value is handed out twice: not by this pool, nor by any other pool,
+///   process or client of the same upstream counter, since each block is reserved there
+///   with one atomic write.
+/// - **Increasing within the pool.** A call that starts after another returned gets a
+///   higher value. Across pools values only trend upward: two pools hand out from their
+///   own blocks, so their values interleave.
+/// - **Gaps, never repeats.** Values a pool held when its process ended (at most its
+///   two blocks) are never handed out by anyone.
+/// - **No hang.** When the upstream fails, the pool hands out what it holds; once that
+///   is spent, calls fail at once with [`PoolError::Unavailable`] until the upstream
+///   answers again, which the pool notices by itself.
+///
+/// Clones share the pool. It must be made inside a Tokio runtime, which runs its fetches;
+/// any thread may take IDs.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Itself, for the fetches it starts.
+    me: Weak<Inner>,
+    counter: String,
+    client: Client,
+    options: PoolOptions,
+    runtime: tokio::runtime::Handle,
+    /// The block handed out from; replaced whole when spent.
+    current: Cursor,
+    state: Mutex<State>,
+    /// Woken when a fetch ends, well or not.
+    fetched: Notify,
+    stats: Arc<Stats>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The next block, fetched and waiting for the current one to be spent.
+    buffered: Option<RangeInclusive<i64>>,
+    fetching: bool,
+    /// What the last fetch attempt failed with, until one succeeds.
+    failure: Option<String>,
+    /// The current block's generation, and since when it is current.
+    generation: u64,
+    since: Option<Instant>,
+    ledger: Ledger,
+}
+
+impl Pool {
+    /// A pool of `counter`'s IDs from the API `client` calls.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn new(client: Client, counter: impl Into<String>, options: PoolOptions) -> Self {
+        Self::with_stats(client, counter.into(), options, Arc::default())
+    }
+
+    fn with_stats(client: Client, counter: String, options: PoolOptions, stats: Arc<Stats>) -> Self {
+        let inner = |me: &Weak<Inner>| Inner {
+            me: me.clone(),
+            counter,
+            client,
+            options,
+            runtime: tokio::runtime::Handle::current(),
+            current: Cursor::new(),
+            state: Mutex::default(),
+            fetched: Notify::new(),
+            stats,
+        };
+        Self { inner: Arc::new_cyclic(inner) }
+    }
+
+    /// The counter it hands out IDs of.
+    pub fn counter(&self) -> &str {
+        &self.inner.counter
+    }
+
+    /// The next ID. In steady state it is one atomic add and never waits; it waits for a
+    /// block only when the pool holds none and the upstream has not failed (at start, or
+    /// when IDs go faster than blocks come), at most the options' `max_wait`.
+    pub async fn next(&self) -> Result<i64, PoolError> {
+        loop {
+            match self.inner.claim_one() {
+                Ok(value) => return Ok(value),
+                Err(generation) => self.inner.refill(generation).await?,
+            }
+        }
+    }
+
+    /// The next ID if the pool holds one, without waiting (for a caller that is not
+    /// async, or that prefers to do something else when the pool is dry).
+    pub fn try_next(&self) -> Option<i64> {
+        loop {
+            match self.inner.claim_one() {
+                Ok(value) => return Some(value),
+                Err(generation) => {
+                    let mut state = self.inner.lock();
+                    if !self.inner.switch(&mut state, generation) {
+                        self.inner.current.settle(generation);
+                        self.inner.start_fetch(&mut state);
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `count` consecutive IDs: from the current block when they fit, else reserved
+    /// straight from the upstream (so they are above the pool's current block).
+    pub async fn take(&self, count: u32) -> Result<RangeInclusive<i64>, PoolError> {
+        if !(1..=MAX_COUNT).contains(&count) {
+            return Err(PoolError::InvalidCount);
+        }
+        loop {
+            match self.inner.current.claim(count) {
+                Claimed::Taken { range, refill } => {
+                    if refill {
+                        self.inner.start_fetch(&mut self.inner.lock());
+                    }
+                    return Ok(range);
+                }
+                Claimed::Spent(generation) => self.inner.refill(generation).await?,
+                Claimed::TooFew => return self.inner.reserve(Some(count), None).await.map(|answer| answer.range),
+            }
+        }
+    }
+
+    /// Passes a caller's keyed increment to the upstream unchanged, so the key means the
+    /// same there as from any other client: `count` values (one when `None`) the first
+    /// time, the same answer on every retry. The answer is checked as blocks are.
+    pub async fn increment_with_key(&self, count: Option<u32>, key: &str) -> Result<Incremented<'static>, PoolError> {
+        if count.is_some_and(|count| !(1..=MAX_COUNT).contains(&count)) {
+            return Err(PoolError::InvalidCount);
+        }
+        self.inner.reserve(count, Some(key)).await.map(|answer| answer.body)
+    }
+
+    /// IDs held: what is left of the current block, and the next block's.
+    pub fn buffered(&self) -> u64 {
+        let buffered = self.inner.lock().buffered.as_ref().map_or(0, range_len);
+        let (current, taken) = self.inner.current.current();
+        u64::from(current.size - taken) + buffered
+    }
+
+    /// Whether the upstream's last answer to this pool was a failure.
+    pub fn failing(&self) -> bool {
+        self.inner.lock().failure.is_some()
+    }
+}
+
+/// What a reservation answered, checked.
+struct Reserved {
+    range: RangeInclusive<i64>,
+    body: Incremented<'static>,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("a pool's state is never left half-changed")
+    }
+
+    /// One value from the current block: the hot path. `Err` names the spent block.
+    fn claim_one(&self) -> Result<i64, u64> {
+        let (value, refill) = self.current.claim_one()?;
+        if refill {
+            self.start_fetch(&mut self.lock());
+        }
+        Ok(value)
+    }
+
+    /// Replaces the spent block of `generation` with the buffered one; `false` when
+    /// there is none. `true` too when another caller replaced it already.
+    fn switch(&self, state: &mut State, generation: u64) -> bool {
+        if state.generation != generation {
+            return true;
+        }
+        let Some(range) = state.buffered.take() else { return false };
+        state.generation += 1;
+        state.since = Some(Instant::now());
+        self.current.install(state.generation, &range, REFILL_SHARE);
+        true
+    }
+
+    /// Waits until the spent block of `generation` is replaced, fetching one if need be;
+    /// fails at once while the upstream is failing.
+    async fn refill(&self, generation: u64) -> Result<(), PoolError> {
+        let deadline = tokio::time::Instant::now() + self.options.max_wait;
+        loop {
+            let mut fetched = pin!(self.fetched.notified());
+            // Registered before the state is read, so no wake-up is missed.
+            fetched.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if self.switch(&mut state, generation) {
+                    return Ok(());
+                }
+                if let Some(failure) = &state.failure {
+                    self.current.settle(generation);
+                    return Err(self.unavailable(failure.clone()));
+                }
+                self.start_fetch(&mut state);
+            }
+            if tokio::time::timeout_at(deadline, fetched).await.is_err() {
+                let waited = self.options.max_wait.as_secs_f64();
+                return Err(self.unavailable(format!("no block arrived within {waited} s")));
+            }
+        }
+    }
+
+    /// Starts fetching the next block unless one is buffered or on its way.
+    fn start_fetch(&self, state: &mut State) {
+        if state.fetching || state.buffered.is_some() {
+            return;
+        }
+        state.fetching = true;
+        let (current, taken) = self.current.current();
+        let elapsed = state.since.map_or(Duration::ZERO, |since| since.elapsed());
+        let size = self.options.next_block(current.size, u64::from(taken), elapsed);
+        // The fetch holds the pool weakly: dropping the last handle ends it.
+        self.runtime.spawn(fetch(self.me.clone(), size));
+    }
+
+    fn unavailable(&self, reason: String) -> PoolError {
+        PoolError::Unavailable { counter: self.counter.clone(), reason }
+    }
+
+    /// Reserves `count` values straight from the upstream (with a new key), or passes a
+    /// caller's keyed request on; the answer is checked before anything is handed out.
+    async fn reserve(&self, count: Option<u32>, key: Option<&str>) -> Result<Reserved, PoolError> {
+        let high_when_sent = key.is_none().then(|| self.lock().ledger.high());
+        let fresh_key;
+        let sent_key = match key {
+            Some(key) => key,
+            None => {
+                fresh_key = new_key();
+                &fresh_key
+            }
+        };
+        let answer = self.client.increment(&self.counter, count, sent_key).await.map_err(|error| {
+            self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            match error {
+                Error::Service { status, .. } if (400..500).contains(&status) && status != 429 => {
+                    PoolError::Refused(error)
+                }
+                error => self.unavailable(error.to_string()),
+            }
+        })?;
+        let range = check(&self.counter, count, &answer)
+            .and_then(|range| self.admit(range, high_when_sent, key))
+            .map_err(|wrong| {
+                self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                self.unavailable(wrong)
+            })?;
+        Ok(Reserved { range, body: answer })
+    }
+
+    /// Records a range received, unless it overlaps what was received before.
+    fn admit(
+        &self,
+        range: RangeInclusive<i64>,
+        high_when_sent: Option<i64>,
+        key: Option<&str>,
+    ) -> Result<RangeInclusive<i64>, String> {
+        self.lock().ledger.admit(range.clone(), high_when_sent, key).map_err(|overlap: Overlap| {
+            let reason = format!("refused the upstream's answer: {overlap}");
+            tracing::error!(counter = self.counter, %reason, "wrong upstream answer");
+            reason
+        })?;
+        Ok(range)
+    }
+}
+
+/// Fetches one block of `size`, trying until it arrives or the pool is dropped. Every
+/// attempt of one reservation sends the same `Idempotency-Key`, so an attempt whose
+/// answer was lost is answered with its block when tried again, rather than wasting it;
+/// a new key is taken only after an answer that was refused.
+async fn fetch(pool: Weak<Inner>, size: u32) {
+    /// Why an attempt got no block.
+    enum Failed {
+        Call(Error),
+        Wrong(String),
+        Dropped,
+    }
+    let order = Mutex::new(None::<(String, i64)>);
+    loop {
+        let attempt = || async {
+            let pool = pool.upgrade().ok_or(Failed::Dropped)?;
+            let (key, high_when_sent) = order
+                .lock()
+                .expect("never poisoned")
+                .get_or_insert_with(|| (new_key(), pool.lock().ledger.high()))
+                .clone();
+            let answer = pool.client.increment_once(&pool.counter, Some(size), &key).await.map_err(Failed::Call)?;
+            let range = check(&pool.counter, Some(size), &answer)
+                .and_then(|range| pool.admit(range, Some(high_when_sent), None))
+                .map_err(|reason| {
+                    // The same key would be answered the same again.
+                    *order.lock().expect("never poisoned") = None;
+                    Failed::Wrong(reason)
+                })?;
+            Ok::<_, Failed>((pool, range))
+        };
+        let failed = |failure: &Failed| {
+            let (reason, retry) = match failure {
+                Failed::Dropped => return Retry::No,
+                // Another attempt of this key is still being answered: not a failure.
+                Failed::Call(error) if error.code() == Some("idempotency_key_in_progress") => {
+                    return error.retry();
+                }
+                Failed::Call(error) => (error.to_string(), error.retry()),
+                Failed::Wrong(reason) => (reason.clone(), Retry::Backoff),
+            };
+            if let Some(pool) = pool.upgrade() {
+                tracing::warn!(counter = pool.counter, %reason, "fetching a block failed; retrying");
+                pool.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                pool.lock().failure = Some(reason);
+                pool.fetched.notify_waiters();
+            }
+            // Every failure is tried again: the pool recovers by itself.
+            if let Retry::After(after) = retry { Retry::After(after) } else { Retry::Backoff }
+        };
+        match FETCH.retry_as(attempt, failed).await {
+            Ok((pool, range)) => {
+                let mut state = pool.lock();
+                state.buffered = Some(range);
+                state.fetching = false;
+                state.failure = None;
+                pool.stats.blocks_fetched.fetch_add(1, Ordering::Relaxed);
+                drop(state);
+                pool.fetched.notify_waiters();
+                return;
+            }
+            Err(Failed::Dropped) => return,
+            // The schedule gave up: start it again.
+            Err(Failed::Call(_) | Failed::Wrong(_)) => {}
+        }
+    }
+}
+
+/// The range an answer reserved, if it is the answer to what was asked.
+fn check(counter: &str, count: Option<u32>, answer: &Incremented<'_>) -> Result<RangeInclusive<i64>, String> {
+    let wrong = |what: String| {
+        let reason = format!("refused the upstream's answer: {what}");
+        tracing::error!(counter, %reason, "wrong upstream answer");
+        reason
+    };
+    if answer.counter != counter {
+        return Err(wrong(format!("it is for counter {:?}, not {counter:?}", answer.counter)));
+    }
+    if answer.count != count {
+        let shown = |count: Option<u32>| count.map_or_else(|| "none".to_owned(), |count| count.to_string());
+        return Err(wrong(format!("its count is {}, not {}", shown(answer.count), shown(count))));
+    }
+    let size = i64::from(count.unwrap_or(1));
+    let first = match (count, answer.first_value) {
+        (Some(_), Some(first)) => first,
+        (None, None) => answer.new_value,
+        (_, first) => return Err(wrong(format!("its first_value is {first:?}"))),
+    };
+    if first < 1 || answer.new_value.checked_sub(first) != Some(size - 1) {
+        return Err(wrong(format!("{first}-{} is not {size} values from 1 up", answer.new_value)));
+    }
+    Ok(first..=answer.new_value)
+}
+
+fn range_len(range: &RangeInclusive<i64>) -> u64 {
+    u64::try_from(range.end() - range.start() + 1).unwrap_or(0)
+}
+
+fn new_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The pools of one upstream, one per counter, made on first use.
+#[derive(Debug)]
+pub struct Pools {
+    client: Client,
+    options: PoolOptions,
+    pools: RwLock<HashMap<String, Pool>>,
+    stats: Arc<Stats>,
+}
+
+/// What a [`Pools`] has done, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Blocks reserved upstream.
+    pub blocks_fetched: u64,
+    /// Upstream calls that failed or answered what could not be right.
+    pub upstream_errors: u64,
+    /// IDs held across the pools, ready to hand out.
+    pub buffered: u64,
+    /// Pools whose last upstream answer was a failure.
+    pub failing: usize,
+}
+
+impl Pools {
+    /// Pools of the API `client` calls, each with `options`.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn new(client: Client, options: PoolOptions) -> Self {
+        let _ = tokio::runtime::Handle::current();
+        Self { client, options, pools: RwLock::default(), stats: Arc::default() }
+    }
+
+    /// The pool of `counter`, made on first use.
+    pub fn get(&self, counter: &str) -> Pool {
+        if let Some(pool) = self.pools.read().expect("never poisoned").get(counter) {
+            return pool.clone();
+        }
+        let mut pools = self.pools.write().expect("never poisoned");
+        let pool = pools.entry(counter.to_owned()).or_insert_with(|| {
+            Pool::with_stats(self.client.clone(), counter.to_owned(), self.options, Arc::clone(&self.stats))
+        });
+        pool.clone()
+    }
+
+    /// The client the pools reserve blocks with.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// What the pools have done, and hold.
+    pub fn stats(&self) -> PoolStats {
+        let pools = self.pools.read().expect("never poisoned");
+        PoolStats {
+            blocks_fetched: self.stats.blocks_fetched.load(Ordering::Relaxed),
+            upstream_errors: self.stats.upstream_errors.load(Ordering::Relaxed),
+            buffered: pools.values().map(Pool::buffered).sum(),
+            failing: pools.values().filter(|pool| pool.failing()).count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_lasts_the_target_time_at_the_rate_ids_are_taken() {
+        let options = PoolOptions::default();
+        // 1,000 IDs a second for 60 s, from a block big enough to allow it.
+        assert_eq!(options.next_block(40_000, 1_000, Duration::from_secs(1)), 60_000);
+        // Slower: a smaller block, never below the smallest.
+        assert_eq!(options.next_block(40_000, 10, Duration::from_secs(1)), 600);
+        assert_eq!(options.next_block(40_000, 1, Duration::from_secs(100)), 10);
+        // The first block has nothing to go by.
+        assert_eq!(options.next_block(0, 0, Duration::ZERO), 10);
+    }
+
+    #[test]
+    fn a_block_at_most_doubles_and_never_passes_the_largest() {
+        let options = PoolOptions::default();
+        assert_eq!(options.next_block(100, 1_000_000, Duration::from_millis(1)), 200);
+        assert_eq!(options.next_block(900_000, 1_000_000, Duration::from_millis(1)), MAX_COUNT);
+        let capped = PoolOptions::default().max_block(500);
+        assert_eq!(capped.next_block(400, 1_000_000, Duration::from_millis(1)), 500);
+    }
+
+    #[test]
+    fn options_keep_the_smallest_block_within_the_largest() {
+        let options = PoolOptions::default().max_block(5).min_block(50);
+        assert_eq!((options.min_block, options.max_block), (50, 50));
+        let options = PoolOptions::default().min_block(0).max_block(u32::MAX);
+        assert_eq!((options.min_block, options.max_block), (1, MAX_COUNT));
+    }
+
+    #[test]
+    fn only_the_answer_to_what_was_asked_is_taken() {
+        let answer = |counter: &str, new_value, first_value, count| Incremented {
+            counter: counter.to_owned().into(),
+            new_value,
+            first_value,
+            count,
+        };
+        assert_eq!(check("a", Some(10), &answer("a", 20, Some(11), Some(10))), Ok(11..=20));
+        assert_eq!(check("a", None, &answer("a", 5, None, None)), Ok(5..=5));
+        assert!(check("a", Some(10), &answer("b", 20, Some(11), Some(10))).is_err(), "another counter");
+        assert!(check("a", Some(10), &answer("a", 20, Some(16), Some(5))).is_err(), "another count");
+        assert!(check("a", Some(10), &answer("a", 20, Some(12), Some(10))).is_err(), "a range of another size");
+        assert!(check("a", Some(10), &answer("a", 20, None, Some(10))).is_err(), "no first value");
+        assert!(check("a", Some(10), &answer("a", 5, Some(-4), Some(10))).is_err(), "values below 1");
+    }
+}
