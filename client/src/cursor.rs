@@ -5,8 +5,9 @@
 //! (low 32 bits). Each generation's bounds sit in a small ring of slots, written before
 //! the generation is published and guarded like a seqlock: a reader that finds its slot
 //! reused (it stalled while several blocks were spent) drops the value it claimed, a
-//! gap, and claims again. Offsets past the end are settled back by the slow path, so
-//! failing callers cannot carry the offset into the generation bits.
+//! gap, and claims again. A claim that finds the block spent brings the offset back to
+//! its end, so callers that keep finding it spent cannot carry the offset into the
+//! generation bits.
 
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering, fence};
@@ -73,7 +74,12 @@ impl Cursor {
                 Some(bounds) if offset < bounds.size => {
                     return Ok((bounds.first + i64::from(offset), offset == bounds.refill_at));
                 }
-                Some(_) => return Err(generation),
+                Some(bounds) => {
+                    // Past the end the add is undone, so however often callers find the
+                    // block spent, the offset stays within a few of its end.
+                    self.settle_at(generation, bounds.size);
+                    return Err(generation);
+                }
                 // The slot was reused: the value claimed is dropped.
                 None => {}
             }
@@ -145,13 +151,11 @@ impl Cursor {
         self.word.store(pack(generation, 0), Ordering::Release);
     }
 
-    /// Brings a spent block's offset back to its end, so callers that keep finding it
-    /// spent never carry the offset into the generation.
-    pub(crate) fn settle(&self, generation: u64) {
-        let Some(bounds) = self.bounds(generation) else { return };
+    /// Brings a spent block's offset back to its end `size`.
+    fn settle_at(&self, generation: u64, size: u32) {
         let _ = self.word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
             let (current, offset) = unpack(word);
-            (current == generation && offset > bounds.size).then(|| pack(generation, bounds.size))
+            (current == generation && offset > size).then(|| pack(generation, size))
         });
     }
 }
@@ -182,13 +186,18 @@ mod tests {
     }
 
     #[test]
-    fn a_spent_block_settles_back_to_its_end() {
+    fn claims_on_a_spent_block_never_move_its_offset_past_the_end() {
         let cursor = Cursor::new();
         cursor.install(1, &(1..=2), 0.2);
         for _ in 0..10 {
             let _ = cursor.claim_one();
         }
-        cursor.settle(1);
+        assert_eq!(unpack(cursor.word.load(Ordering::Relaxed)), (1, 2));
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| (0..100_000).for_each(|_| assert_eq!(cursor.claim_one(), Err(1))));
+            }
+        });
         assert_eq!(unpack(cursor.word.load(Ordering::Relaxed)), (1, 2));
     }
 

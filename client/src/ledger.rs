@@ -75,7 +75,11 @@ impl Ledger {
             self.recent.pop_front();
         }
         self.recent.push_back(Received { range, key: key.map(str::to_owned) });
-        self.high = self.high.max(last);
+        // A keyed answer may be a replay from any time, so it sets no floor: one that
+        // could not be right must not make every later block look wrong.
+        if key.is_none() {
+            self.high = self.high.max(last);
+        }
         Ok(())
     }
 }
@@ -109,6 +113,15 @@ mod tests {
             ledger.admit(15..=24, Some(sent_at), None),
             Err(Overlap::Overlaps { first: 15, last: 24, other_first: 21, other_last: 30 })
         );
+    }
+
+    #[test]
+    fn a_keyed_answer_sets_no_floor_for_later_blocks() {
+        let mut ledger = Ledger::default();
+        ledger.admit(1_000..=1_004, None, Some("k1")).unwrap();
+        assert_eq!(ledger.high(), 0);
+        ledger.admit(1..=10, Some(ledger.high()), None).unwrap();
+        assert!(ledger.admit(1_002..=1_011, Some(ledger.high()), None).is_err(), "it still may not overlap");
     }
 
     #[test]

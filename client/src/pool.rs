@@ -141,9 +141,12 @@ struct Stats {
 /// - **Unique.** No value is handed out twice: not by this pool, nor by any other pool,
 ///   process or client of the same upstream counter, since each block is reserved there
 ///   with one atomic write.
-/// - **Increasing within the pool.** A call that starts after another returned gets a
-///   higher value. Across pools values only trend upward: two pools hand out from their
-///   own blocks, so their values interleave.
+/// - **Increasing within the pool.** A [`next`](Pool::next) (or a [`take`](Pool::take)
+///   served from the block) that starts after another returned gets a higher value. A
+///   `take` too large for the current block is reserved straight from the upstream, so
+///   it lies above the pool's blocks and later values from them are lower. Across pools
+///   values only trend upward: two pools hand out from their own blocks, so their values
+///   interleave.
 /// - **Gaps, never repeats.** Values a pool held when its process ended (at most its
 ///   two blocks) are never handed out by anyone.
 /// - **No hang.** When the upstream fails, the pool hands out what it holds; once that
@@ -236,7 +239,6 @@ impl Pool {
                 Err(generation) => {
                     let mut state = self.inner.lock();
                     if !self.inner.switch(&mut state, generation) {
-                        self.inner.current.settle(generation);
                         self.inner.start_fetch(&mut state);
                         return None;
                     }
@@ -335,7 +337,6 @@ impl Inner {
                     return Ok(());
                 }
                 if let Some(failure) = &state.failure {
-                    self.current.settle(generation);
                     return Err(self.unavailable(failure.clone()));
                 }
                 self.start_fetch(&mut state);
@@ -366,8 +367,16 @@ impl Inner {
 
     /// Reserves `count` values straight from the upstream (with a new key), or passes a
     /// caller's keyed request on; the answer is checked before anything is handed out.
+    /// While the upstream is failing it fails at once, and a call takes at most the
+    /// options' `max_wait`.
     async fn reserve(&self, count: Option<u32>, key: Option<&str>) -> Result<Reserved, PoolError> {
-        let high_when_sent = key.is_none().then(|| self.lock().ledger.high());
+        let high_when_sent = {
+            let state = self.lock();
+            if let Some(failure) = &state.failure {
+                return Err(self.unavailable(failure.clone()));
+            }
+            key.is_none().then(|| state.ledger.high())
+        };
         let fresh_key;
         let sent_key = match key {
             Some(key) => key,
@@ -376,7 +385,15 @@ impl Inner {
                 &fresh_key
             }
         };
-        let answer = self.client.increment(&self.counter, count, sent_key).await.map_err(|error| {
+        let call = self.client.increment(&self.counter, count, sent_key);
+        let answer = match tokio::time::timeout(self.options.max_wait, call).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let waited = self.options.max_wait.as_secs_f64();
+                return Err(self.unavailable(format!("the upstream did not answer within {waited} s")));
+            }
+        };
+        let answer = answer.map_err(|error| {
             self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
             match error {
                 Error::Service { status, .. } if (400..500).contains(&status) && status != 429 => {
@@ -413,7 +430,8 @@ impl Inner {
 /// Fetches one block of `size`, trying until it arrives or the pool is dropped. Every
 /// attempt of one reservation sends the same `Idempotency-Key`, so an attempt whose
 /// answer was lost is answered with its block when tried again, rather than wasting it;
-/// a new key is taken only after an answer that was refused.
+/// a new key is taken only after an answer the same key would get again (refused by the
+/// checks, not the API's, or a 4xx refusal).
 async fn fetch(pool: Weak<Inner>, size: u32) {
     /// Why an attempt got no block.
     enum Failed {
@@ -430,7 +448,17 @@ async fn fetch(pool: Weak<Inner>, size: u32) {
                 .expect("never poisoned")
                 .get_or_insert_with(|| (new_key(), pool.lock().ledger.high()))
                 .clone();
-            let answer = pool.client.increment_once(&pool.counter, Some(size), &key).await.map_err(Failed::Call)?;
+            let answer = pool.client.increment_once(&pool.counter, Some(size), &key).await.map_err(|error| {
+                // What the same key would be answered again: a body that is not the
+                // API's, or a refusal of the request itself.
+                let permanent = matches!(&error, Error::Unexpected { status: 200, .. })
+                    || matches!(&error, Error::Service { status: 400..=499, code, .. }
+                        if *code != "throttled" && *code != "idempotency_key_in_progress");
+                if permanent {
+                    *order.lock().expect("never poisoned") = None;
+                }
+                Failed::Call(error)
+            })?;
             let range = check(&pool.counter, Some(size), &answer)
                 .and_then(|range| pool.admit(range, Some(high_when_sent), None))
                 .map_err(|reason| {

@@ -252,33 +252,38 @@ async fn a_block_fetch_whose_answer_was_lost_gets_the_same_block_when_retried() 
 
 #[tokio::test]
 async fn wrong_upstream_answers_are_refused_and_nothing_from_them_is_handed_out() {
-    for (wrong, said) in [
-        (Wrong::NotJson, "unexpected body"),
-        (Wrong::AnotherCounter, "someone-else"),
-        (Wrong::AnotherCount, "its count is 11, not 10"),
-    ] {
+    let cases: [(Wrong, &[&str]); 3] = [
+        (Wrong::NotJson, &["unexpected body"]),
+        (Wrong::AnotherCounter, &["someone-else"]),
+        // The keyed request's answer, then the block's.
+        (Wrong::AnotherCount, &["its count is 2, not none", "its count is 11, not 10"]),
+    ];
+    for (wrong, said) in cases {
         let upstream = WrongUpstream::start(wrong).await;
         let sidecar = sidecar(&upstream.url, &["--min-block", "10", "--max-block", "10"]).await;
+        // A keyed request goes to the upstream as it is; its answer is checked alike.
+        let keyed = sidecar.http.post(format!("{}/counter/increment?counter=c", sidecar.url));
+        let response = keyed.header("Idempotency-Key", "k-1").send().await.unwrap();
+        assert_eq!(response.status(), 503, "{wrong:?}");
         let (values, refusal) = increments_until_refused(&sidecar, "c", 5).await;
         assert_eq!(values, [] as [i64; 0], "{wrong:?}");
         let (status, body) = refusal.unwrap();
         assert_eq!((status, body["error_code"].as_str()), (503, Some("upstream_unavailable")), "{wrong:?}: {body}");
-        sidecar.stderr_containing(said).await;
-        if wrong != Wrong::NotJson {
-            // Straight from the upstream, and keyed requests passed through: checked alike.
-            let (status, _) = sidecar.post("/counter/increment?counter=c&count=500").await;
-            assert_eq!(status, 503, "{wrong:?}");
-            let keyed = sidecar.http.post(format!("{}/counter/increment?counter=c", sidecar.url));
-            let response = keyed.header("Idempotency-Key", "k-1").send().await.unwrap();
-            assert_eq!(response.status(), 503, "{wrong:?}");
+        for said in said {
+            sidecar.stderr_containing(said).await;
         }
     }
 
-    // Right at first, then a range overlapping the first block.
+    // Right at first (the block 1-10), then ranges overlapping it.
     let upstream = WrongUpstream::start(Wrong::Overlapping).await;
     let sidecar = sidecar(&upstream.url, &["--min-block", "10", "--max-block", "10"]).await;
+    assert_eq!(sidecar.increment("c").await, 1);
+    // Too large for the block, so straight from the upstream: 5-504 is refused.
+    let (status, _) = sidecar.post("/counter/increment?counter=c&count=500").await;
+    assert_eq!(status, 503);
+    sidecar.stderr_containing("refused the upstream's answer: the range 5-504 is not above 10").await;
     let (values, refusal) = increments_until_refused(&sidecar, "c", 50).await;
-    assert_eq!(values, (1..=10).collect::<Vec<_>>());
+    assert_eq!(values, (2..=10).collect::<Vec<_>>());
     assert_eq!(refusal.unwrap().0, 503);
     sidecar.stderr_containing("refused the upstream's answer: the range 5-14 is not above 10").await;
 }
