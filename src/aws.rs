@@ -57,6 +57,7 @@ pub struct Clients {
     pub(crate) iam: aws_sdk_iam::Client,
     pub(crate) lambda: aws_sdk_lambda::Client,
     pub(crate) logs: aws_sdk_cloudwatchlogs::Client,
+    pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
     pub(crate) apigateway: aws_sdk_apigateway::Client,
 }
 
@@ -67,6 +68,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(&config),
             lambda: aws_sdk_lambda::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             apigateway: aws_sdk_apigateway::Client::new(&config),
             config,
         }

@@ -27,6 +27,8 @@ pub enum Command {
     /// List, raise, export or import counters, in the stack's table or a serve data
     /// directory. Counters are only ever raised: nothing lowers, resets or deletes one.
     Counters(CountersArgs),
+    /// Print the function's log lines, oldest first (`--follow` for new ones).
+    Logs(LogsArgs),
 }
 
 /// Where and as whom to talk to AWS.
@@ -305,6 +307,14 @@ pub struct StatusArgs {
     /// stack with --auth iam: execute-api:Invoke on its two routes.
     #[arg(long)]
     pub caller_policy: bool,
+    /// Print only the stack's metrics over --since: the function's invocations, errors,
+    /// throttles and duration, the front's requests, 4xx, 5xx and latency, the table's
+    /// write units and throttled updates.
+    #[arg(long, conflicts_with = "caller_policy")]
+    pub metrics: bool,
+    /// With --metrics, the window, e.g. 15m, 1h, 2d.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration, requires = "metrics")]
+    pub since: std::time::Duration,
     #[command(flatten)]
     pub output: OutputOptions,
 }
@@ -359,6 +369,27 @@ pub struct GetArgs {
     pub aws: AwsOptions,
     #[command(flatten)]
     pub stack: StackOptions,
+    #[command(flatten)]
+    pub output: OutputOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Lines from this long ago on, e.g. 10m, 2h, 1d.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub since: std::time::Duration,
+    /// Keep printing new lines as they arrive, until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only lines matching this CloudWatch Logs filter pattern, e.g. ERROR or
+    /// '{ $.counter = "tenants" }'.
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsOptions,
+    #[command(flatten)]
+    pub stack: StackOptions,
+    /// `json` prints the function's JSON lines unchanged.
     #[command(flatten)]
     pub output: OutputOptions,
 }
@@ -576,6 +607,12 @@ pub fn api_key(value: &str) -> Result<String, String> {
     } else {
         Err("an API key is 20-128 printable ASCII characters without spaces (e.g. `openssl rand -hex 20`)".to_owned())
     }
+}
+
+/// A duration such as `90s`, `10m`, `2h` or `1d 12h`.
+fn duration(value: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(value)
+        .map_err(|error| format!("{value:?} is not a duration such as 10m, 2h or 1d: {error}"))
 }
 
 fn positive_count(value: &str) -> Result<usize, String> {

@@ -16,6 +16,8 @@ mod counters;
 mod deployed;
 mod install;
 mod local_store;
+mod logs;
+mod metrics;
 mod plan;
 mod progress;
 mod resources;
@@ -40,5 +42,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Uninstall(args) => uninstall::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Counters(args) => counters::run(args).await,
+        Command::Logs(args) => logs::run(args).await,
     }
 }

@@ -11,6 +11,7 @@ use crate::aws::Clients;
 use crate::change::Change;
 use crate::cli::{Auth, OutputFormat, StatusArgs};
 use crate::install::{print_plan, read_and_plan};
+use crate::metrics::{Front, Subject};
 use crate::plan::FrontPlan;
 use crate::progress::{Wording, out};
 use crate::resources::api_key;
@@ -45,6 +46,18 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             eprintln!("note: stack {} does not use --auth iam; this policy takes effect once it does", plan.stack.name);
         }
         out(serde_json::to_string_pretty(&policy)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.metrics {
+        let front = match &plan.front {
+            FrontPlan::FunctionUrl(url) if url.deployed.is_some() => Front::FunctionUrl,
+            FrontPlan::Rest(_) if plan.api_id().is_some() => {
+                Front::Rest { api: plan.stack.name.clone(), stage: plan.stack.stage.clone() }
+            }
+            _ => Front::None,
+        };
+        let subject = Subject { function: plan.stack.name.clone(), table: plan.stack.table.clone(), front };
+        crate::metrics::print(&clients.cloudwatch, &subject, args.since, args.output.output).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let healthy = plan.up_to_date();

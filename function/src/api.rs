@@ -226,6 +226,8 @@ struct RequestFacts {
     counter: Option<String>,
     count: Option<u32>,
     idempotent: bool,
+    /// The value answered: the last reserved, or the counter's current value.
+    value: Option<i64>,
 }
 
 /// Answers one request, and logs one line about it.
@@ -247,6 +249,7 @@ pub async fn handle<S: CounterStore + ?Sized>(store: &S, request: &ApiRequest<'_
         counter = facts.counter.as_deref(),
         count = facts.count,
         idempotent = facts.idempotent,
+        value = facts.value,
         status = response.status().as_u16(),
         duration_ms = started.elapsed().as_secs_f64() * 1e3,
         "request"
@@ -283,6 +286,7 @@ async fn increment<S: CounterStore + ?Sized>(
 
     let increment = Increment { counter: &counter, count: count.unwrap_or(1), idempotency_key };
     let new_value = store.increment(&increment).await.map_err(store_error)?;
+    facts.value = Some(new_value);
     Ok(match count {
         None => {
             let body = Incremented { counter: Cow::Borrowed(&counter), new_value, first_value: None, count: None };
@@ -303,7 +307,10 @@ async fn value<S: CounterStore + ?Sized>(
 ) -> Result<Response<String>, ApiError> {
     let counter = required_counter(request, facts)?;
     match store.value(&counter).await.map_err(store_error)? {
-        Some(value) => Ok(json_response(StatusCode::OK, &CurrentValue { counter: Cow::Borrowed(&counter), value })),
+        Some(value) => {
+            facts.value = Some(value);
+            Ok(json_response(StatusCode::OK, &CurrentValue { counter: Cow::Borrowed(&counter), value }))
+        }
         None => Err(ApiError::CounterNotFound(counter)),
     }
 }

@@ -187,6 +187,7 @@ async fn each_request_logs_one_json_line_without_header_values() {
     assert_eq!(line["count"], 7);
     assert_eq!(line["idempotent"], true);
     assert_eq!(line["status"], 200);
+    assert!(line["value"].as_i64().is_some_and(|value| value >= 7), "the last value reserved: {line}");
     assert!(line["duration_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
     assert_eq!(line["level"], "INFO");
     for line in function.logs() {

@@ -19,6 +19,8 @@ mod idempotency;
 mod install;
 mod install_faults;
 mod lifecycle;
+mod logs;
+mod metrics;
 mod serve;
 mod serve_service;
 mod sidecar;
