@@ -1,6 +1,6 @@
 //! # counterctl-client
 //!
-//! The client of the counter API that [counterctl](https://github.com/) deploys on AWS
+//! The client of the counter API that counterctl deploys on AWS
 //! (API Gateway or a function URL in front of a Lambda function and a DynamoDB table)
 //! or serves on one machine (`counterctl serve`):
 //!
@@ -31,7 +31,7 @@
 //!   overlapping one already received) is refused, and nothing from it is handed out.
 //!
 //! ## Features
-//! - `aws-config`: [`Signer::from_environment`] and [`Signer::from_config`], credentials
+//! - `aws-config`: `Signer::from_environment` and `Signer::from_config`, credentials
 //!   from the AWS default chain. Without it the crate builds no AWS SDK service crate.
 
 #![warn(missing_docs)]
