@@ -342,8 +342,8 @@ pub struct EndpointOptions {
 pub struct IncrementArgs {
     /// Counter name.
     pub counter: String,
-    /// Reserve this many consecutive values at once; prints FIRST-LAST.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Reserve this many consecutive values at once, 1 to 1,000,000; prints FIRST-LAST.
+    #[arg(long, value_parser = count)]
     pub count: Option<u32>,
     /// Makes retries safe: the same key always answers the same value [default: a new
     /// random key, reused by this command's own retries].
@@ -415,7 +415,7 @@ pub struct UninstallArgs {
 pub struct ServeArgs {
     /// Address and port to listen on; port 0 picks a free one. Any address but loopback
     /// needs an API key, or --no-auth.
-    #[arg(long, env = "COUNTERCTL_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "COUNTERCTL_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_address)]
     pub listen: std::net::SocketAddr,
     /// Directory of the counter database [env: COUNTERCTL_DATA_DIR] [default: counterctl
     /// under the user's data directory, e.g. ~/.local/share/counterctl]. Not with
@@ -571,7 +571,7 @@ pub struct SetCounterArgs {
     pub counter: String,
     /// The value the counter must have at least: the last ID already in use, so the next
     /// increment hands out the one after it.
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = at_least)]
     pub at_least: i64,
     #[command(flatten)]
     pub store: CounterStoreOptions,
@@ -606,6 +606,39 @@ pub fn api_key(value: &str) -> Result<String, String> {
         Ok(value.to_owned())
     } else {
         Err("an API key is 20-128 printable ASCII characters without spaces (e.g. `openssl rand -hex 20`)".to_owned())
+    }
+}
+
+/// `--count`: what the API takes, 1 to its `MAX_COUNT`.
+fn count(value: &str) -> Result<u32, String> {
+    let max = counter_function::validate::MAX_COUNT;
+    match value.parse::<u32>() {
+        Ok(count @ 1..) if count <= max => Ok(count),
+        _ => Err(format!("{value:?} is not a whole number from 1 to {max}")),
+    }
+}
+
+/// `--at-least`: IDs are 1, 2, 3, …, so a counter holds at least 1.
+fn at_least(value: &str) -> Result<i64, String> {
+    match value.parse::<i64>() {
+        Ok(at_least @ 1..) => Ok(at_least),
+        _ => Err(format!(
+            "{value:?} is not a whole number of 1 or more: IDs are 1, 2, 3, …, and a counter holds the last one in use"
+        )),
+    }
+}
+
+/// `--listen`: an IP address and port, or a host name that resolves to one
+/// (`localhost:8080`: its first address).
+fn listen_address(value: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(address) = value.parse() {
+        return Ok(address);
+    }
+    let shape = "an ADDRESS:PORT such as 127.0.0.1:8080, [::1]:8080 or localhost:8080";
+    match value.to_socket_addrs() {
+        Ok(mut addresses) => addresses.next().ok_or_else(|| format!("{value:?} resolves to no address; {shape}")),
+        Err(error) => Err(format!("{value:?} is not {shape} ({error})")),
     }
 }
 

@@ -459,6 +459,9 @@ fn parse_line(text: &str) -> Result<(String, i64), String> {
         _ => None,
     }
     .ok_or_else(|| format!("\"value\" is {}, not a 64-bit integer", line.value))?;
+    if value < 1 {
+        return Err(format!("\"value\" is {value}: IDs are 1, 2, 3, …, so a counter holds at least 1"));
+    }
     checked_name(&counter)?;
     Ok((counter, value))
 }
@@ -469,18 +472,18 @@ mod tests {
 
     #[test]
     fn an_import_keeps_the_highest_value_of_each_counter_and_skips_blank_lines() {
-        let input = "{\"counter\":\"b\",\"value\":5}\n\n{\"counter\":\"a\",\"value\":-3}\n  \n{\"counter\":\"b\",\"value\":2}\n";
+        let input =
+            "{\"counter\":\"b\",\"value\":5}\n\n{\"counter\":\"a\",\"value\":3}\n  \n{\"counter\":\"b\",\"value\":2}\n";
         let wanted = parse_import(input.as_bytes()).unwrap();
-        assert_eq!(wanted, BTreeMap::from([("a".to_owned(), -3), ("b".to_owned(), 5)]));
+        assert_eq!(wanted, BTreeMap::from([("a".to_owned(), 3), ("b".to_owned(), 5)]));
     }
 
     #[test]
-    fn an_import_accepts_the_extremes_of_a_64_bit_integer() {
-        let input =
-            format!("{{\"counter\":\"max\",\"value\":{}}}\n{{\"counter\":\"min\",\"value\":{}}}", i64::MAX, i64::MIN);
+    fn an_import_accepts_1_to_the_largest_64_bit_integer() {
+        let input = format!("{{\"counter\":\"max\",\"value\":{}}}\n{{\"counter\":\"min\",\"value\":1}}", i64::MAX);
         let wanted = parse_import(input.as_bytes()).unwrap();
         assert_eq!(wanted["max"], i64::MAX);
-        assert_eq!(wanted["min"], i64::MIN);
+        assert_eq!(wanted["min"], 1);
     }
 
     #[test]
@@ -498,6 +501,8 @@ mod tests {
             (r#"{"counter":"x","value":1e3}"#, "not a 64-bit integer"),
             (r#"{"counter":"x","value":"5"}"#, "not a 64-bit integer"),
             (r#"{"counter":"x","value":9223372036854775808}"#, "not a 64-bit integer"),
+            (r#"{"counter":"x","value":0}"#, "at least 1"),
+            (r#"{"counter":"x","value":-5}"#, "at least 1"),
             (r#"{"counter":"x","value":null}"#, "not a 64-bit integer"),
             (r#"{"counter":"x","value":1,"extra":true}"#, "unknown field `extra`"),
             (r#"{"counter":"","value":1}"#, "empty"),

@@ -455,6 +455,11 @@ async fn respond(
     if path == HEALTH_PATH && reads {
         return (health(&shared.backend).await, Logged::No);
     }
+    // serve's own routes take GET (and HEAD), as the errors table says of every route.
+    if (path == HEALTH_PATH || path == METRICS_PATH) && !reads {
+        let refusal = api::ApiError::MethodNotAllowed { allow: Method::GET }.into_response();
+        return (refusal.map(Full::from), Logged::No);
+    }
     if let Some(key) = &shared.api_key
         && !key.admits(&parts.headers)
     {

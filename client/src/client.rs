@@ -46,10 +46,13 @@ impl Endpoint {
     /// `https://ID.execute-api.REGION.amazonaws.com/prod`, a function URL, or
     /// `http://127.0.0.1:8080` for `counterctl serve`), called with `auth`.
     pub fn new(url: &str, auth: Auth) -> Result<Self, Error> {
-        let invalid = |reason: &str| Error::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
-        let parsed = reqwest::Url::parse(url).map_err(|error| invalid(&error.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(invalid("it needs http:// or https:// and a host, e.g. http://127.0.0.1:8080"));
+        let invalid = || Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: "it needs http:// or https:// and a host, e.g. http://127.0.0.1:8080".to_owned(),
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|_| invalid())?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+            return Err(invalid());
         }
         Ok(Self { url: parsed, auth })
     }

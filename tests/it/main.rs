@@ -21,6 +21,7 @@ mod install_faults;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod newcomer;
 mod serve;
 mod serve_service;
 mod sidecar;

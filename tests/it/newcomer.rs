@@ -1,0 +1,69 @@
+//! What a newcomer meets first (issue 19's findings, one test each): input refused with
+//! the form it needs, before anything is called or written.
+
+use crate::support::Backend;
+use crate::support::cli::counterctl;
+use crate::support::counters::Counters;
+use crate::support::serve::{DataDir, Serve, serve_command_on};
+
+#[tokio::test]
+async fn a_url_without_a_scheme_is_refused_naming_the_form_it_needs() {
+    let run = counterctl(&["increment", "tenants", "--url", "127.0.0.1:8080"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("127.0.0.1:8080 is not a counter API URL: it needs http:// or https:// and a host"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("builder error"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_count_the_api_would_refuse_is_refused_before_any_call() {
+    for count in ["0", "1000001"] {
+        // Nothing listens on port 9: a call would fail otherwise.
+        let run = counterctl(&["increment", "tenants", "--url", "http://127.0.0.1:9", "--count", count]).await;
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("is not a whole number from 1 to 1000000"), "{count}: {}", run.stderr);
+        assert!(!run.stderr.contains("could not reach"), "{}", run.stderr);
+    }
+    let run = counterctl(&["increment", "tenants", "--url", "http://127.0.0.1:9", "--count", "1000000"]).await;
+    assert!(run.stderr.contains("could not reach"), "the largest count is sent: {}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_counter_below_1_is_refused_by_set_and_by_import() {
+    let dir = DataDir::new();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let counters = Counters::data_dir(dir.path());
+    for at_least in ["0", "-5"] {
+        let run = counters.run("set", &["tenants", "--at-least", at_least]).await;
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("IDs are 1, 2, 3"), "{}", run.stderr);
+    }
+    let run = counters
+        .run_with_stdin("import", &["-"], "{\"counter\":\"ok\",\"value\":4}\n{\"counter\":\"tenants\",\"value\":0}\n")
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("line 2") && run.stderr.contains("at least 1"), "{}", run.stderr);
+    let listed = counters.run("list", &[]).await;
+    assert!(listed.stderr.contains("there is no counter database"), "nothing was written: {}", listed.stderr);
+    assert_eq!(counters.set("tenants", 1).await["value"], 1, "1 is the smallest");
+    assert_eq!(counters.list().await, [("tenants".to_owned(), 1)]);
+}
+
+#[tokio::test]
+async fn serve_listens_on_a_host_name_and_answers_405_on_its_own_routes() {
+    let dir = DataDir::new();
+    let serve = Serve::start_command(serve_command_on("localhost:0", dir.path())).await;
+    assert_eq!(serve.increment("c").await, 1);
+    for path in ["/healthz", "/metrics"] {
+        let response = serve.http.post(format!("{}{path}", serve.url)).send().await.unwrap();
+        assert_eq!(response.status(), 405, "POST {path}");
+        assert_eq!(response.headers()["allow"], "GET");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error_code"], "method_not_allowed");
+    }
+    let health = serve.http.get(format!("{}/healthz", serve.url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
