@@ -431,8 +431,9 @@ pub struct ServeArgs {
     pub upstream_options: UpstreamOptions,
     /// Require this key in `x-api-key` on every request but GET /healthz: 20-128
     /// printable ASCII characters, no spaces (e.g. `openssl rand -hex 20`). Prefer
-    /// --api-key-file: a command line is visible to other users of the machine.
-    #[arg(long, env = "COUNTERCTL_SERVE_API_KEY", hide_env_values = true, value_parser = api_key)]
+    /// --api-key-file: a command line is visible to other users of the machine. Without
+    /// --api-key, --api-key-file or --no-auth: COUNTERCTL_SERVE_API_KEY.
+    #[arg(long, value_parser = api_key)]
     pub api_key: Option<String>,
     /// Read the API key from this file (surrounding whitespace ignored).
     #[arg(long, value_name = "PATH", conflicts_with = "api_key")]
@@ -540,7 +541,8 @@ impl CountersCommand {
 #[derive(Debug, Clone, Args)]
 pub struct CounterStoreOptions {
     /// A `counterctl serve` data directory instead of the AWS stack's table; serve may be
-    /// running on it or not.
+    /// running on it or not. Without --data-dir or --table: COUNTERCTL_DATA_DIR, as
+    /// serve reads it.
     #[arg(long, value_name = "DIR", conflicts_with = "table")]
     pub data_dir: Option<std::path::PathBuf>,
     /// The stack whose table holds the counters (its function's table, else the table its

@@ -98,8 +98,11 @@ async fn execute(store: &impl CounterAdmin, work: Work) -> anyhow::Result<ExitCo
 }
 
 async fn open(options: &CounterStoreOptions, reads_only: bool) -> anyhow::Result<Store> {
-    match &options.data_dir {
-        Some(data_dir) => open_data_dir(data_dir, reads_only).await,
+    // serve's data directory from the environment, unless a table is asked for.
+    let from_env = || std::env::var_os("COUNTERCTL_DATA_DIR").filter(|dir| !dir.is_empty()).map(PathBuf::from);
+    let data_dir = options.data_dir.clone().or_else(|| options.table.is_none().then(from_env).flatten());
+    match data_dir {
+        Some(data_dir) => open_data_dir(&data_dir, reads_only).await,
         None => open_table(options).await.map(Store::Table),
     }
 }

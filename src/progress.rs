@@ -11,6 +11,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::aws::Clients;
 use crate::change::{Action, Change, Delete, Deletion, Diff};
 
+/// The resource column: as wide as its longest label, `function url`.
+const LABEL_WIDTH: usize = 12;
+
 /// How a change is worded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wording {
@@ -72,7 +75,7 @@ impl Wording {
     /// One line for a change: mark, resource, name, description.
     pub(crate) fn line(self, change: &Change) -> String {
         format!(
-            "{} {:<11} {:<32} {}",
+            "{} {:<LABEL_WIDTH$} {:<32} {}",
             self.mark(&change.action),
             change.resource.label(),
             change.name,
@@ -137,7 +140,8 @@ impl Progress {
         let bar = self.bars.as_ref().map(|bars| {
             let bar = bars.add(ProgressBar::new_spinner());
             bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {prefix:<11} {msg}").expect("a valid template"),
+                ProgressStyle::with_template(&format!("{{spinner:.cyan}} {{prefix:<{LABEL_WIDTH}}} {{msg}}"))
+                    .expect("a valid template"),
             );
             bar.set_prefix(label);
             bar.set_message(format!("{} …", change.name));
@@ -157,12 +161,12 @@ impl Progress {
         match bar {
             Some(bar) => {
                 bar.set_style(ProgressStyle::with_template("{prefix} {msg}").expect("a valid template"));
-                bar.set_prefix(format!("{mark} {label:<11}"));
+                bar.set_prefix(format!("{mark} {label:<LABEL_WIDTH$}"));
                 bar.finish_with_message(line);
             }
             // Progress is best effort: a closed stdout shows up when the result is printed.
             None if !self.quiet => {
-                let _ = out(format!("{mark} {label:<11} {line}"));
+                let _ = out(format!("{mark} {label:<LABEL_WIDTH$} {line}"));
             }
             None => {}
         }
@@ -188,5 +192,38 @@ impl Progress {
             anyhow::Ok((kept, note))
         };
         self.step_noting(deletion.row.row(), work).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{Action, Nothing, Planned, Resource};
+
+    #[test]
+    fn every_resource_label_fits_its_column_so_names_line_up() {
+        let resources = [
+            Resource::Table,
+            Resource::LogGroup,
+            Resource::Role,
+            Resource::Policy,
+            Resource::Function,
+            Resource::FunctionUrl,
+            Resource::Permission,
+            Resource::Api,
+            Resource::Route,
+            Resource::Integration,
+            Resource::Stage,
+            Resource::ApiKey,
+            Resource::UsagePlan,
+        ];
+        let name_columns: Vec<usize> = resources
+            .iter()
+            .map(|resource| {
+                let line = Wording::Status.line(&Planned::new(*resource, "NAME", Action::<Nothing>::Keep).row());
+                line.find("NAME").unwrap()
+            })
+            .collect();
+        assert!(name_columns.iter().all(|column| *column == name_columns[0]), "{name_columns:?}");
     }
 }

@@ -285,16 +285,39 @@ impl ApiKey {
     }
 }
 
-/// `--api-key`, `--api-key-file` or `COUNTERCTL_SERVE_API_KEY`.
+/// `--api-key`, `--api-key-file`, else (without `--no-auth`) `COUNTERCTL_SERVE_API_KEY`:
+/// what is typed outranks the environment.
 fn api_key(args: &ServeArgs) -> anyhow::Result<Option<ApiKey>> {
+    const ENV: &str = "COUNTERCTL_SERVE_API_KEY";
+    let from_env = std::env::var(ENV).ok().filter(|key| !key.is_empty());
+    let overridden = |by: &str| {
+        if from_env.is_some() {
+            eprintln!("counterctl serve: {by} is given, so {ENV} in the environment is not used");
+        }
+    };
     if let Some(key) = &args.api_key {
+        overridden("--api-key");
         return Ok(Some(ApiKey::new(key)));
     }
-    let Some(path) = &args.api_key_file else { return Ok(None) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the API key from {}", path.display()))?;
-    let key = crate::cli::api_key(text.trim())
-        .map_err(|rule| anyhow::anyhow!("the API key in {}: {rule}", path.display()))?;
-    Ok(Some(ApiKey::new(&key)))
+    if let Some(path) = &args.api_key_file {
+        overridden("--api-key-file");
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the API key from {}", path.display()))?;
+        let key = crate::cli::api_key(text.trim())
+            .map_err(|rule| anyhow::anyhow!("the API key in {}: {rule}", path.display()))?;
+        return Ok(Some(ApiKey::new(&key)));
+    }
+    if args.no_auth {
+        overridden("--no-auth");
+        return Ok(None);
+    }
+    match from_env {
+        Some(key) => {
+            let key = crate::cli::api_key(&key).map_err(|rule| anyhow::anyhow!("the API key in {ENV}: {rule}"))?;
+            Ok(Some(ApiKey::new(&key)))
+        }
+        None => Ok(None),
+    }
 }
 
 /// `--max-connections`, else what the open-files limit allows, with room for the

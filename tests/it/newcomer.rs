@@ -67,3 +67,42 @@ async fn serve_listens_on_a_host_name_and_answers_405_on_its_own_routes() {
     let health = serve.http.get(format!("{}/healthz", serve.url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test]
+async fn a_key_flag_or_no_auth_outranks_the_key_in_the_environment() {
+    const ENV_KEY: &str = "KEY-FROM-THE-ENVIRONMENT-0123";
+    const FILE_KEY: &str = "KEY-FROM-THE-FILE-0123456789";
+    let dir = DataDir::new();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let file = dir.path().join("key");
+    std::fs::write(&file, FILE_KEY).unwrap();
+    let mut command = serve_command_on("127.0.0.1:0", dir.path());
+    command.arg("--api-key-file").arg(&file).env("COUNTERCTL_SERVE_API_KEY", ENV_KEY);
+    let mut serve = Serve::start_command(command).await;
+    let increment = |key: &str| {
+        serve.http.post(format!("{}/counter/increment?counter=k", serve.url)).header("x-api-key", key.to_owned()).send()
+    };
+    assert_eq!(increment(FILE_KEY).await.unwrap().status(), 200);
+    assert_eq!(increment(ENV_KEY).await.unwrap().status(), 403);
+    serve
+        .stderr_containing("--api-key-file is given, so COUNTERCTL_SERVE_API_KEY in the environment is not used")
+        .await;
+    serve.stop(nix::sys::signal::Signal::SIGTERM).await;
+
+    let mut command = serve_command_on("127.0.0.1:0", dir.path());
+    command.arg("--no-auth").env("COUNTERCTL_SERVE_API_KEY", ENV_KEY);
+    let serve = Serve::start_command(command).await;
+    assert_eq!(serve.increment("k").await, 2, "no key is needed");
+    serve.stderr_containing("--no-auth is given").await;
+}
+
+#[tokio::test]
+async fn counters_use_the_data_dir_serve_reads_from_the_environment() {
+    let dir = DataDir::new();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let mut env = crate::support::cli::clean_environment();
+    env.push(("COUNTERCTL_DATA_DIR", dir.path().display().to_string()));
+    let set = crate::support::cli::counterctl_with_env(&["counters", "set", "tenants", "--at-least", "3"], &env).await;
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    assert_eq!(Counters::data_dir(dir.path()).list().await, [("tenants".to_owned(), 3)]);
+}

@@ -276,10 +276,6 @@ async fn no_auth_together_with_a_key_is_a_usage_error() {
         assert_eq!(run.code, 2, "{args:?}: {run:?}");
         assert!(run.stdout.is_empty(), "{run:?}");
     }
-    let mut command = serve_command_on("127.0.0.1:0", data_dir.path());
-    command.arg("--no-auth").env("COUNTERCTL_SERVE_API_KEY", KEY);
-    let run = serve_until_exit(command).await;
-    assert_eq!(run.code, 2, "a key from the environment: {run:?}");
 }
 
 // ---------------------------------------------------------------------------------------
