@@ -10,7 +10,8 @@
 //!    ├ API (created: settle a race) ─────────────┘
 //!    │   └ route → integration → stage ┬ usage plan ─ duplicates
 //!    └──────────────────── API key ────┘
-//!    then: a table switch (alone), and the old front's removal (make before break)
+//!    then: a table switch (alone), the old front's removal (make before break), and the
+//!    alarms
 //! ```
 //!
 //! With `--front function-url` the REST branch does nothing; the function URL follows
@@ -25,7 +26,7 @@ use crate::progress::Progress;
 use crate::resources::api::{self, Race};
 use crate::resources::function::FunctionTarget;
 use crate::resources::{
-    api_key, function, function_url, log_group, permission, role, routes, stage, table, usage_plan,
+    alarms, api_key, function, function_url, log_group, permission, role, routes, stage, table, usage_plan,
 };
 use crate::retry::{self, TimedOut};
 use crate::stack::Stack;
@@ -84,18 +85,26 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
         url
     };
     // The old front goes once the new one is up.
-    match (&plan.front, rest) {
+    let applied = match (&plan.front, rest) {
         (FrontPlan::Rest(front), Some(rest)) => {
             progress.delete(clients, &front.function_url).await?;
             let url = stack.invoke_url(&plan.account.region, &rest.api_id);
-            Ok(Applied { url, key_id: rest.key_id })
+            Applied { url, key_id: rest.key_id }
         }
         (FrontPlan::FunctionUrl(front), _) => {
             remove_rest(clients, front, progress).await?;
-            Ok(Applied { url: url.context("the function URL was not made")?, key_id: None })
+            Applied { url: url.context("the function URL was not made")?, key_id: None }
         }
         (FrontPlan::Rest(_), None) => unreachable!("the REST branch returns its API or an error"),
-    }
+    };
+    // Last: they watch the function, the front and the table, whichever front it is now.
+    let alarms =
+        plan.alarms.wanted.iter().map(|(spec, planned)| {
+            progress.step(planned.row(), alarms::apply(&clients.cloudwatch, stack, planned, spec))
+        });
+    futures_util::future::try_join_all(alarms).await?;
+    progress.delete(clients, &plan.alarms.unwanted).await?;
+    Ok(applied)
 }
 
 async fn apply_function(clients: &Clients, plan: &Plan, progress: &Progress, role_arn: &str) -> anyhow::Result<()> {

@@ -69,6 +69,7 @@ pub(crate) enum Resource {
     Stage,
     ApiKey,
     UsagePlan,
+    Alarm,
 }
 
 impl Resource {
@@ -87,6 +88,7 @@ impl Resource {
             Self::Stage => "stage",
             Self::ApiKey => "api key",
             Self::UsagePlan => "usage plan",
+            Self::Alarm => "alarm",
         }
     }
 }
@@ -120,6 +122,7 @@ pub(crate) enum Field {
     Key,
     Statement,
     Concurrency,
+    Definition,
 }
 
 impl Field {
@@ -148,6 +151,7 @@ impl Field {
             Self::Throttle => "throttle",
             Self::Key => "key",
             Self::Statement => "statement",
+            Self::Definition => "definition",
             Self::Concurrency => "reserved concurrency",
         }
     }

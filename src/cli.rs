@@ -188,6 +188,22 @@ pub struct DeployOptions {
     /// both cost and DynamoDB load: a number, or `off` to remove the cap [default: off].
     #[arg(long, value_name = "N|off", value_parser = max_concurrency)]
     pub max_concurrency: Option<MaxConcurrency>,
+    /// CloudWatch alarms on the function's errors, throttles and latency, the front's
+    /// 5xx and the table's throttled updates [default: on for a new stack, else as
+    /// deployed].
+    #[arg(long, value_enum)]
+    pub alarms: Option<Switch>,
+    /// The SNS topic every alarm sends its ALARM and OK to (counterctl never deletes
+    /// it) [default: the deployed alarms' topic, else none].
+    #[arg(long, value_name = "ARN", value_parser = topic_arn)]
+    pub alarm_topic: Option<String>,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// `--max-concurrency`.
@@ -608,6 +624,22 @@ pub fn api_key(value: &str) -> Result<String, String> {
         Ok(value.to_owned())
     } else {
         Err("an API key is 20-128 printable ASCII characters without spaces (e.g. `openssl rand -hex 20`)".to_owned())
+    }
+}
+
+/// `--alarm-topic`: an SNS topic's ARN, `arn:PARTITION:sns:REGION:ACCOUNT:NAME`.
+fn topic_arn(value: &str) -> Result<String, String> {
+    let parts: Vec<&str> = value.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "sns", region, account, name]
+            if !region.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && !name.is_empty() =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err(format!("{value:?} is not an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:ops")),
     }
 }
 

@@ -10,12 +10,13 @@ mod wanted;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use wanted::{Request, Wanted};
+pub(crate) use wanted::{Alarms, Request, Wanted};
 
 use crate::aws::Account;
 use crate::change::{Action, Change, Deletion, Nothing, Planned, Refusal, Resource};
 use crate::cli::{Auth, Front};
 use crate::deployed::Deployed;
+use crate::resources::alarms::{self, AlarmChange, AlarmName, AlarmSpec};
 use crate::resources::api::{self, ApiId, ApiPlan};
 use crate::resources::api_key::{self, KeyId, KeyPlan, KeyState};
 use crate::resources::function::{self, FunctionName, FunctionPlan, FunctionTarget};
@@ -47,6 +48,14 @@ pub(crate) struct Plan {
     pub(crate) front: FrontPlan,
     /// Callers move to another front, at another URL.
     pub(crate) front_moves: bool,
+    pub(crate) alarms: AlarmsPlan,
+}
+
+/// The stack's alarms: each wanted one with its definition, and those to delete.
+#[derive(Debug, Clone)]
+pub(crate) struct AlarmsPlan {
+    pub(crate) wanted: Vec<(AlarmSpec, Planned<AlarmChange>)>,
+    pub(crate) unwanted: Deletion<AlarmName>,
 }
 
 /// What callers reach the function through.
@@ -126,6 +135,10 @@ impl Plan {
                 rows.extend([url.keys.row.row(), url.usage_plans.row.row()]);
             }
         }
+        rows.extend(self.alarms.wanted.iter().map(|(_, planned)| planned.row()));
+        if self.alarms.unwanted.deletes() {
+            rows.push(self.alarms.unwanted.row.row());
+        }
         rows.sort_by_key(|row| row.resource);
         rows
     }
@@ -198,6 +211,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         table_switch,
     };
     let callers = Callers { deployed_auth, front_moves };
+    let front_kind = front;
     let front = match front {
         Front::Rest => {
             let function_created = function.planned.action == Action::Create;
@@ -205,6 +219,26 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         }
         Front::FunctionUrl => FrontPlan::FunctionUrl(Box::new(url_front(deployed, &stack, &wanted, callers))),
     };
+    let wanted_alarms = match &wanted.alarms {
+        Alarms::On { topic } => {
+            if topic.is_none() {
+                advisories.push(format!(
+                    "the alarms of stack {} send to no topic: give --alarm-topic ARN so that someone hears of them",
+                    stack.name
+                ));
+            }
+            alarms::wanted(&stack, front_kind, wanted.function.timeout_seconds, topic.as_deref())
+        }
+        Alarms::Off => {
+            if request.options.alarms.is_none() {
+                advisories
+                    .push(format!("stack {} has no alarms: `counterctl install --alarms on` adds them", stack.name));
+            }
+            Vec::new()
+        }
+    };
+    let (planned_alarms, unwanted) = alarms::plan(&deployed.alarms, &wanted_alarms);
+    let alarms = AlarmsPlan { wanted: wanted_alarms.into_iter().zip(planned_alarms).collect(), unwanted };
     Ok(Plan {
         stack,
         account,
@@ -218,6 +252,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         function,
         front,
         front_moves,
+        alarms,
     })
 }
 
@@ -317,6 +352,7 @@ fn url_front(deployed: &Deployed, stack: &Stack, wanted: &Wanted, callers: Calle
 /// them; uninstall orders the deletions).
 #[derive(Debug, Clone)]
 pub(crate) struct Teardown {
+    pub(crate) alarms: Deletion<AlarmName>,
     pub(crate) usage_plans: Vec<Deletion<UsagePlanState>>,
     pub(crate) keys: Vec<Deletion<KeyId>>,
     pub(crate) apis: Vec<Deletion<ApiId>>,
@@ -330,6 +366,9 @@ pub(crate) struct Teardown {
 impl Teardown {
     pub(crate) fn changes(&self) -> Vec<Change> {
         let mut rows: Vec<Change> = Vec::new();
+        if self.alarms.deletes() {
+            rows.push(self.alarms.row.row());
+        }
         rows.extend(self.usage_plans.iter().map(|deletion| deletion.row.row()));
         rows.extend(self.keys.iter().map(|deletion| deletion.row.row()));
         rows.extend(self.apis.iter().map(|deletion| deletion.row.row()));
@@ -399,5 +438,6 @@ pub(crate) fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_dat
             "not made by counterctl (no counterctl:stack tag): --delete-data leaves it alone",
         ),
     };
-    Teardown { usage_plans, keys, apis, function, log_group, policies, role, table }
+    let alarms = alarms::teardown(&deployed.alarms);
+    Teardown { alarms, usage_plans, keys, apis, function, log_group, policies, role, table }
 }

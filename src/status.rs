@@ -27,6 +27,15 @@ struct StatusResult<'a> {
     bundled_code_sha256: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
+    /// Each deployed alarm's state now: `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    alarms: Vec<AlarmStateShown<'a>>,
+}
+
+#[derive(Serialize)]
+struct AlarmStateShown<'a> {
+    name: &'a str,
+    state: &'a str,
+    reason: &'a str,
 }
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -68,6 +77,11 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         (Some(key), true) => api_key::key_value(&clients.apigateway, &key.id).await.context("reading the API key")?,
         _ => None,
     };
+    let alarms: Vec<AlarmStateShown<'_>> = deployed
+        .alarms
+        .iter()
+        .map(|alarm| AlarmStateShown { name: &alarm.spec.name, state: &alarm.state, reason: &alarm.reason })
+        .collect();
     if args.output.output == OutputFormat::Json {
         let result = StatusResult {
             healthy,
@@ -77,6 +91,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             deployed_code_sha256,
             bundled_code_sha256,
             api_key,
+            alarms,
         };
         out(serde_json::to_string_pretty(&result)?)?;
     } else {
@@ -94,6 +109,10 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(key) = api_key {
             out(format!("api key     {key}"))?;
+        }
+        // Not drift, so the exit code does not change; but what a person must see.
+        for alarm in alarms.iter().filter(|alarm| alarm.state == "ALARM") {
+            out(format!("!! ALARM   {} is in ALARM: {}", alarm.name, alarm.reason))?;
         }
         out(if healthy {
             "Everything is installed as configured."

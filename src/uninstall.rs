@@ -76,6 +76,7 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     // without one no key is accepted), then keys and APIs, so nothing calls a
     // half-deleted stack; the function before its role; the data last.
     let mut warnings = Vec::new();
+    warnings.extend(deleted(&clients, &teardown.alarms, &progress).await?);
     for deletion in &teardown.usage_plans {
         warnings.extend(deleted(&clients, deletion, &progress).await?);
     }

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::change::{Diff, Field};
-use crate::cli::{Architecture, DeployOptions};
+use crate::cli::{Architecture, DeployOptions, Front};
+use crate::resources::alarms::{AlarmSpec, AlarmState};
 use crate::resources::api::{ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::KeyState;
 use crate::resources::apigateway::Throttle;
@@ -132,6 +133,8 @@ fn options() -> DeployOptions {
         log_retention_days: None,
         protect_table: false,
         max_concurrency: None,
+        alarms: None,
+        alarm_topic: None,
     }
 }
 
@@ -177,6 +180,16 @@ fn api(id: &str, tagged: bool, created: i64) -> ApiSummary {
 
 fn key(id: &str, tagged: bool, created: i64) -> KeyState {
     KeyState { id: id.into(), enabled: true, tagged, created }
+}
+
+/// The topic the healthy stack's alarms send to.
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ops";
+
+/// The alarms of a healthy stack on `front` whose function times out after `timeout`
+/// seconds, all `OK`.
+fn alarms_for(stack: &Stack, front: Front, timeout: i32) -> Vec<AlarmState> {
+    let alarm = |spec| AlarmState { spec, state: "OK".into(), reason: String::new(), tagged: true };
+    alarms::wanted(stack, front, timeout, Some(TOPIC)).into_iter().map(alarm).collect()
 }
 
 /// A fully installed, healthy stack with auth api-key, in us-east-1.
@@ -240,6 +253,7 @@ fn healthy() -> Deployed {
             key_ids: vec![KEY.into()],
         }],
         account,
+        alarms: alarms_for(&stack, Front::Rest, 15),
     }
 }
 
@@ -292,7 +306,7 @@ fn a_healthy_stack_with_no_options_plans_no_change() {
         assert_eq!(change.action, expected, "{change:?}");
     }
     let resources: BTreeSet<Resource> = plan.changes().iter().map(|change| change.resource).collect();
-    assert_eq!(resources.len(), 13, "every resource is planned: {resources:?}");
+    assert_eq!(resources.len(), 14, "every resource is planned: {resources:?}");
     assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
     assert!(
         duplicate_apis(&plan).is_empty() && duplicate_keys(&plan).is_empty() && duplicate_usage_plans(&plan).is_empty()
@@ -319,6 +333,7 @@ fn options_not_given_keep_what_is_deployed() {
     deployed.keys.clear();
     deployed.usage_plans.clear();
     deployed.log_group = Some(LogGroupState { retention_days: Some(90), tagged: true });
+    deployed.alarms = alarms_for(&stack(), Front::Rest, 60);
 
     let plan = planned(&deployed);
     assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
@@ -342,6 +357,7 @@ fn options_not_given_keep_the_deployed_throttle_and_stage() {
     let mut deployed = healthy();
     stage_mut(&mut deployed).name = "live".into();
     deployed.usage_plans[0].stages = vec![(API.into(), "live".into())];
+    deployed.alarms = alarms_for(&Stack { stage: "live".into(), ..stack() }, Front::Rest, 15);
     let plan = planned(&deployed);
     assert_eq!(plan.stack.stage, "live");
     assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
@@ -1007,6 +1023,7 @@ fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
     function_mut(&mut deployed).permission = None;
     deployed.function_url =
         Some(UrlState { url: "https://x.lambda-url.us-east-1.on.aws/".into(), auth_type: "AWS_IAM".into() });
+    deployed.alarms = alarms_for(&stack(), Front::FunctionUrl, 15);
     let plan = planned(&deployed);
     assert_eq!(plan.front(), Front::FunctionUrl, "the deployed front is kept");
     assert!(plan.up_to_date(), "{:?}", changing(&plan));
@@ -1056,4 +1073,82 @@ fn a_stage_throttle_left_from_iam_follows_the_wanted_throttle() {
     let plan = plan_with(&deployed, &DeployOptions { rate_limit: Some(200.0), ..options() });
     assert_eq!(fields(&action(&plan, Resource::Stage)), vec![Field::Throttle], "it would cap callers at 50");
     assert!(touches(&action(&plan, Resource::UsagePlan), Field::Throttle));
+}
+
+/// The planned alarms by name, with their actions.
+fn alarm_actions(plan: &Plan) -> Vec<(String, Action<Vec<Diff>>)> {
+    plan.alarms.wanted.iter().map(|(spec, planned)| (spec.name.clone(), planned.row().action)).collect()
+}
+
+#[test]
+fn a_new_stack_gets_five_alarms_on_its_own_function_front_and_table() {
+    let mut deployed = healthy();
+    deployed.function = None;
+    deployed.alarms.clear();
+    let options = DeployOptions { alarm_topic: Some(TOPIC.into()), ..options() };
+    let plan = plan_with(&deployed, &options);
+    let specs: Vec<&AlarmSpec> = plan.alarms.wanted.iter().map(|(spec, _)| spec).collect();
+    let metrics: Vec<(&str, &str, &str)> =
+        specs.iter().map(|spec| (spec.namespace.as_str(), spec.metric.as_str(), spec.statistic.as_str())).collect();
+    assert_eq!(
+        metrics,
+        [
+            ("AWS/Lambda", "Errors", "Sum"),
+            ("AWS/Lambda", "Throttles", "Sum"),
+            ("AWS/Lambda", "Duration", "p99"),
+            ("AWS/ApiGateway", "5XXError", "Sum"),
+            ("AWS/DynamoDB", "ThrottledRequests", "Sum"),
+        ]
+    );
+    assert!(specs.iter().all(|spec| spec.actions == [TOPIC] && spec.treat_missing_data == "notBreaching"));
+    assert_eq!(specs[2].threshold, 7_500.0, "half the 15 s timeout, in ms");
+    assert_eq!(specs[3].dimensions, [("ApiName".to_owned(), NAME.to_owned()), ("Stage".to_owned(), "prod".to_owned())]);
+    assert_eq!(
+        specs[4].dimensions,
+        [("Operation".to_owned(), "UpdateItem".to_owned()), ("TableName".to_owned(), plan.stack.table.clone())]
+    );
+    assert!(alarm_actions(&plan).iter().all(|(_, action)| *action == Action::Create));
+}
+
+#[test]
+fn a_deployed_stack_without_alarms_keeps_none_and_is_told_how_to_add_them() {
+    let mut deployed = healthy();
+    deployed.alarms.clear();
+    let plan = planned(&deployed);
+    assert!(plan.up_to_date(), "{:?}", changing(&plan));
+    assert!(plan.alarms.wanted.is_empty());
+    assert!(plan.advisories.iter().any(|advice| advice.contains("--alarms on")), "{:?}", plan.advisories);
+    let on = plan_with(&deployed, &DeployOptions { alarms: Some(crate::cli::Switch::On), ..options() });
+    assert_eq!(on.alarms.wanted.len(), 5);
+    assert!(on.advisories.iter().any(|advice| advice.contains("--alarm-topic")), "no topic: {:?}", on.advisories);
+}
+
+#[test]
+fn alarms_off_deletes_the_stacks_alarms_and_leaves_others_alone() {
+    let mut deployed = healthy();
+    deployed.alarms[0].tagged = false;
+    let plan = plan_with(&deployed, &DeployOptions { alarms: Some(crate::cli::Switch::Off), ..options() });
+    assert!(plan.alarms.wanted.is_empty());
+    let deleted: Vec<&str> = plan.alarms.unwanted.targets.iter().map(|alarm| alarm.0.as_str()).collect();
+    assert_eq!(deleted.len(), 4, "{deleted:?}");
+    assert!(!deleted.contains(&deployed.alarms[0].spec.name.as_str()), "an untagged alarm is not ours");
+    assert!(!plan.up_to_date());
+}
+
+#[test]
+fn options_not_given_keep_the_alarms_topic_and_a_front_switch_moves_the_front_alarm() {
+    let plan = planned(&healthy());
+    assert_eq!(plan.wanted.alarms, Alarms::On { topic: Some(TOPIC.into()) });
+    assert!(alarm_actions(&plan).iter().all(|(_, action)| *action == Action::Keep));
+
+    let moved = plan_with(&healthy(), &DeployOptions { front: Some(Front::FunctionUrl), ..options() });
+    let changed: Vec<String> =
+        alarm_actions(&moved).into_iter().filter(|(_, action)| *action != Action::Keep).map(|(name, _)| name).collect();
+    assert_eq!(changed, [format!("{NAME}-front-5xx")]);
+    let front = moved.alarms.wanted.iter().find(|(spec, _)| spec.name.ends_with("front-5xx")).unwrap();
+    assert_eq!((front.0.namespace.as_str(), front.0.metric.as_str()), ("AWS/Lambda", "Url5xxCount"));
+
+    let other_topic = "arn:aws:sns:us-east-1:123456789012:pager";
+    let retargeted = plan_with(&healthy(), &DeployOptions { alarm_topic: Some(other_topic.into()), ..options() });
+    assert!(retargeted.alarms.wanted.iter().all(|(spec, planned)| spec.actions == [other_topic] && planned.changes()));
 }

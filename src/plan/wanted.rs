@@ -3,8 +3,9 @@
 //! is never switched implicitly, nor while counters would go backwards.
 
 use crate::change::Refusal;
-use crate::cli::{Architecture, Auth, DeployOptions, Front, MaxConcurrency, Settings};
+use crate::cli::{Architecture, Auth, DeployOptions, Front, MaxConcurrency, Settings, Switch};
 use crate::deployed::Deployed;
+use crate::resources::alarms;
 use crate::resources::api::choose_api;
 use crate::resources::apigateway::Throttle;
 use crate::resources::function::{Code, FunctionSettings};
@@ -33,6 +34,14 @@ pub(crate) struct Wanted {
     /// `None`: an existing log group that keeps logs forever, left so.
     pub(crate) log_retention_days: Option<i32>,
     pub(crate) protect_table: bool,
+    pub(crate) alarms: Alarms,
+}
+
+/// The stack's alarms: none, or all of them sending to a topic (if there is one).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Alarms {
+    Off,
+    On { topic: Option<String> },
 }
 
 /// The request resolved: names, settings, and where callers are and go.
@@ -127,12 +136,24 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
             MaxConcurrency::reserved,
         ),
     };
+    // A new stack gets alarms; a deployed one keeps what it has, as every setting does.
+    let has_alarms = deployed.alarms.iter().any(|alarm| alarm.tagged);
+    let alarms_on = match options.alarms {
+        Some(switch) => switch == Switch::On,
+        None => has_alarms || function.is_none(),
+    };
+    let alarms = if alarms_on {
+        Alarms::On { topic: options.alarm_topic.clone().or_else(|| alarms::deployed_topic(&deployed.alarms)) }
+    } else {
+        Alarms::Off
+    };
     let wanted = Wanted {
         auth,
         function: function_settings,
         throttle,
         log_retention_days,
         protect_table: options.protect_table,
+        alarms,
     };
     Ok(Resolved {
         stack,

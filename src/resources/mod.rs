@@ -2,6 +2,7 @@
 //! by side: its deployed state and how it is read, its typed change and how it is
 //! planned (pure), how that change is applied, and how it is deleted.
 
+pub(crate) mod alarms;
 pub(crate) mod api;
 pub(crate) mod api_key;
 pub(crate) mod apigateway;

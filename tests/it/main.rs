@@ -3,6 +3,7 @@
 //! bootstrap served through a Lambda Runtime API and an API Gateway REST front, and
 //! `counterctl serve` as a process of its own.
 
+mod alarms;
 mod api;
 mod asset;
 mod cli_calls;
