@@ -16,7 +16,7 @@ use crate::aws::Account;
 use crate::change::{Action, Change, Deletion, Nothing, Planned, Refusal, Resource};
 use crate::cli::{Auth, Front};
 use crate::deployed::Deployed;
-use crate::resources::alarms::{self, AlarmChange, AlarmName, AlarmSpec};
+use crate::resources::alarms::{self, AlarmChange, AlarmNames, AlarmSpec};
 use crate::resources::api::{self, ApiId, ApiPlan};
 use crate::resources::api_key::{self, KeyId, KeyPlan, KeyState};
 use crate::resources::function::{self, FunctionName, FunctionPlan, FunctionTarget};
@@ -55,7 +55,7 @@ pub(crate) struct Plan {
 #[derive(Debug, Clone)]
 pub(crate) struct AlarmsPlan {
     pub(crate) wanted: Vec<(AlarmSpec, Planned<AlarmChange>)>,
-    pub(crate) unwanted: Deletion<AlarmName>,
+    pub(crate) unwanted: Deletion<AlarmNames>,
 }
 
 /// What callers reach the function through.
@@ -352,7 +352,7 @@ fn url_front(deployed: &Deployed, stack: &Stack, wanted: &Wanted, callers: Calle
 /// them; uninstall orders the deletions).
 #[derive(Debug, Clone)]
 pub(crate) struct Teardown {
-    pub(crate) alarms: Deletion<AlarmName>,
+    pub(crate) alarms: Deletion<AlarmNames>,
     pub(crate) usage_plans: Vec<Deletion<UsagePlanState>>,
     pub(crate) keys: Vec<Deletion<KeyId>>,
     pub(crate) apis: Vec<Deletion<ApiId>>,

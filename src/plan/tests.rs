@@ -1129,7 +1129,8 @@ fn alarms_off_deletes_the_stacks_alarms_and_leaves_others_alone() {
     deployed.alarms[0].tagged = false;
     let plan = plan_with(&deployed, &DeployOptions { alarms: Some(crate::cli::Switch::Off), ..options() });
     assert!(plan.alarms.wanted.is_empty());
-    let deleted: Vec<&str> = plan.alarms.unwanted.targets.iter().map(|alarm| alarm.0.as_str()).collect();
+    let deleted: Vec<&str> =
+        plan.alarms.unwanted.targets.iter().flat_map(|alarms| &alarms.0).map(String::as_str).collect();
     assert_eq!(deleted.len(), 4, "{deleted:?}");
     assert!(!deleted.contains(&deployed.alarms[0].spec.name.as_str()), "an untagged alarm is not ours");
     assert!(!plan.up_to_date());

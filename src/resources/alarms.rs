@@ -77,17 +77,17 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Vec<AlarmS
                 .cloned(),
         );
     }
-    let mut alarms = Vec::with_capacity(found.len());
-    for alarm in found {
+    // The tags of each at once: the read is on every command's critical path.
+    let tagged = found.iter().map(|alarm| async move {
         let tags = client.list_tags_for_resource().resource_arn(alarm.alarm_arn().unwrap_or_default()).send().await;
         let tags = tags.op("cloudwatch:ListTagsForResource")?;
         let tagged = tags
             .tags()
             .iter()
             .any(|tag| Stack::is_stack_tag(stack_name, tag.key().unwrap_or_default(), tag.value().unwrap_or_default()));
-        alarms.push(state_of(&alarm, tagged));
-    }
-    Ok(alarms)
+        Ok::<_, AwsError>(state_of(alarm, tagged))
+    });
+    futures_util::future::try_join_all(tagged).await
 }
 
 fn state_of(alarm: &MetricAlarm, tagged: bool) -> AlarmState {
@@ -190,21 +190,28 @@ impl Changes for AlarmChange {
     }
 }
 
-/// An alarm of the stack to delete.
+/// Alarms of the stack to delete, with one call (DeleteAlarms takes up to 100 names).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct AlarmName(pub(crate) String);
+pub(crate) struct AlarmNames(pub(crate) Vec<String>);
 
-impl Delete for AlarmName {
+impl Delete for AlarmNames {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
-        let delete = clients.cloudwatch.delete_alarms().alarm_names(&self.0).send().await;
-        delete.op("cloudwatch:DeleteAlarms").context("deleting the alarm")?;
+        let delete = clients.cloudwatch.delete_alarms().set_alarm_names(Some(self.0.clone())).send().await;
+        delete.op("cloudwatch:DeleteAlarms").context("deleting the alarms")?;
         Ok(None)
     }
 }
 
+/// One deletion of `names`, shown as one row naming them; absent when there are none.
+fn deletion(names: Vec<String>, reason: &str) -> Deletion<AlarmNames> {
+    let shown = if names.is_empty() { "alarms".to_owned() } else { names.join(", ") };
+    let targets = if names.is_empty() { Vec::new() } else { vec![AlarmNames(names)] };
+    Deletion::of(Resource::Alarm, shown, targets, reason)
+}
+
 /// The alarms: each wanted one made or brought in line, and the stack's tagged ones that
 /// are not wanted (`--alarms off`) deleted.
-pub(crate) fn plan(deployed: &[AlarmState], wanted: &[AlarmSpec]) -> (Vec<Planned<AlarmChange>>, Deletion<AlarmName>) {
+pub(crate) fn plan(deployed: &[AlarmState], wanted: &[AlarmSpec]) -> (Vec<Planned<AlarmChange>>, Deletion<AlarmNames>) {
     let planned = wanted
         .iter()
         .map(|spec| {
@@ -222,29 +229,17 @@ pub(crate) fn plan(deployed: &[AlarmState], wanted: &[AlarmSpec]) -> (Vec<Planne
             Planned::new(Resource::Alarm, &spec.name, action)
         })
         .collect();
-    let unwanted: Vec<AlarmName> = deployed
+    let unwanted: Vec<String> = deployed
         .iter()
         .filter(|alarm| alarm.tagged && !wanted.iter().any(|spec| spec.name == alarm.spec.name))
-        .map(|alarm| AlarmName(alarm.spec.name.clone()))
+        .map(|alarm| alarm.spec.name.clone())
         .collect();
-    let names = unwanted.iter().map(|alarm| alarm.0.as_str()).collect::<Vec<_>>().join(", ");
-    (
-        planned,
-        Deletion::of(
-            Resource::Alarm,
-            if names.is_empty() { "alarms".to_owned() } else { names },
-            unwanted,
-            "--alarms off",
-        ),
-    )
+    (planned, deletion(unwanted, "--alarms off"))
 }
 
 /// Every alarm of the stack, for uninstall: only those it tagged.
-pub(crate) fn teardown(deployed: &[AlarmState]) -> Deletion<AlarmName> {
-    let ours: Vec<AlarmName> =
-        deployed.iter().filter(|alarm| alarm.tagged).map(|alarm| AlarmName(alarm.spec.name.clone())).collect();
-    let names = ours.iter().map(|alarm| alarm.0.as_str()).collect::<Vec<_>>().join(", ");
-    Deletion::of(Resource::Alarm, if names.is_empty() { "alarms".to_owned() } else { names }, ours, "uninstall")
+pub(crate) fn teardown(deployed: &[AlarmState]) -> Deletion<AlarmNames> {
+    deletion(deployed.iter().filter(|alarm| alarm.tagged).map(|alarm| alarm.spec.name.clone()).collect(), "uninstall")
 }
 
 /// Makes or updates one alarm (PutMetricAlarm replaces it whole), tagged.
