@@ -152,7 +152,7 @@ impl AwsError {
                 "AWS rejected the credentials: refresh them (`aws sso login`, or check AWS_ACCESS_KEY_ID / --profile)"
             }
             "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" => {
-                "the caller may not do this: installing needs DynamoDB, IAM, Lambda and API Gateway permissions \
+                "the caller may not do this: installing needs DynamoDB, IAM, Lambda, API Gateway, CloudWatch and CloudWatch Logs permissions \
                  on these resources (or use a profile that has them, with --profile)"
             }
             "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
