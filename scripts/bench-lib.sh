@@ -35,6 +35,19 @@ ensure_bench_tools() {
     fi
 }
 
+# usage: start_redis NAME PORT DURABILITY...  (e.g. --appendonly yes --appendfsync always)
+# Starts redis-server with its data in $work/NAME, logging to $work/NAME.log; sets
+# `started_pid` and adds it to `pids`.
+start_redis() {
+    local name="$1" port="$2"
+    shift 2
+    mkdir -p "$work/$name"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$work/$name" --save '' "$@" --daemonize no \
+        >"$work/$name.log" 2>&1 &
+    started_pid=$!
+    pids+=("$started_pid")
+}
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -41,10 +41,8 @@ fi
 "$counterctl" serve --listen "127.0.0.1:$serve_port" --data-dir "$work/serve" "${serve_options[@]}" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 pids+=("$serve_pid")
-redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$work" --save '' \
-    --appendonly yes --appendfsync always --daemonize no >"$work/redis.log" 2>&1 &
-redis_pid=$!
-pids+=("$redis_pid")
+start_redis redis "$redis_port" --appendonly yes --appendfsync always
+redis_pid=$started_pid
 wait_for_port "$serve_port"
 wait_for_port "$redis_port"
 

@@ -36,15 +36,10 @@ COUNTERCTL_UPSTREAM_API_KEY="$api_key" "$counterctl" serve --listen "127.0.0.1:$
     --upstream "http://127.0.0.1:$serve_port" --api-key-file "$work/api-key" >"$work/sidecar.log" 2>&1 &
 sidecar_pid=$!
 pids+=("$sidecar_pid")
-redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$work" --save '' \
-    --appendonly yes --appendfsync always --daemonize no >"$work/redis.log" 2>&1 &
-redis_pid=$!
-pids+=("$redis_pid")
-mkdir "$work/plain"
-redis-server --bind 127.0.0.1 --port "$redis_plain_port" --dir "$work/plain" --save '' \
-    --appendonly no --daemonize no >"$work/redis-plain.log" 2>&1 &
-redis_plain_pid=$!
-pids+=("$redis_plain_pid")
+start_redis redis "$redis_port" --appendonly yes --appendfsync always
+redis_pid=$started_pid
+start_redis redis-plain "$redis_plain_port" --appendonly no
+redis_plain_pid=$started_pid
 for port in "$sidecar_port" "$redis_port" "$redis_plain_port"; do wait_for_port "$port"; done
 
 for counter in serve sidecar; do
