@@ -423,6 +423,9 @@ pub struct UninstallArgs {
     /// would repeat ones already handed out.
     #[arg(long)]
     pub delete_data: bool,
+    /// Print what would be deleted, making read calls only (Terraform's `plan -destroy`).
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub output: OutputOptions,
 }

@@ -27,6 +27,16 @@ struct UninstallResult<'a> {
     warnings: &'a [String],
 }
 
+/// `--dry-run --output json`, in install's dry-run shape.
+#[derive(Serialize)]
+struct DryRun<'a> {
+    dry_run: bool,
+    /// Nothing is left to delete.
+    up_to_date: bool,
+    changes: &'a [Change],
+    table_kept: bool,
+}
+
 pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let json = args.output.output == OutputFormat::Json;
@@ -54,6 +64,16 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let anything_to_delete = changes.iter().any(|change| change.changes());
+    if args.dry_run {
+        if json {
+            let table_kept = deployed.table.is_some() && !deletes_table;
+            let plan = DryRun { dry_run: true, up_to_date: !anything_to_delete, changes: &changes, table_kept };
+            out(serde_json::to_string_pretty(&plan)?)?;
+        } else {
+            out("Dry run: nothing was deleted.")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if !anything_to_delete {
         if !json {
             out(format!("Nothing of stack {name} is left to delete."))?;

@@ -106,3 +106,27 @@ async fn counters_use_the_data_dir_serve_reads_from_the_environment() {
     assert_eq!(set.code, 0, "{}", set.stderr);
     assert_eq!(Counters::data_dir(dir.path()).list().await, [("tenants".to_owned(), 3)]);
 }
+
+#[tokio::test]
+async fn uninstall_dry_run_shows_what_it_would_delete_and_deletes_nothing() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    deployment.install().await;
+    let (run, mutations) = deployment.mutations_of(deployment.run("uninstall", &["--dry-run"])).await;
+    let run = run.ok();
+    assert_eq!(mutations, Vec::<String>::new(), "read calls only");
+    assert!(run.stdout.contains("Dry run: nothing was deleted."), "{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(|line| line.contains("function") && line.contains(&deployment.name)),
+        "{}",
+        run.stdout
+    );
+    assert!(deployment.function_exists().await);
+
+    let json = deployment.run("uninstall", &["--dry-run", "--output", "json"]).await.ok().json();
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["up_to_date"], false);
+    assert_eq!(json["table_kept"], true);
+    let function = json["changes"].as_array().unwrap().iter().find(|change| change["resource"] == "function").unwrap();
+    assert_eq!(function["action"], "delete", "{function}");
+    assert!(deployment.function_exists().await);
+}
