@@ -411,7 +411,12 @@ pub(crate) fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_dat
     let function = match &deployed.function {
         None => Deletion::absent(Resource::Function, name),
         Some(function) => {
-            let reason = "uninstall, with its API Gateway permission";
+            // Deleting the function deletes its URL and its permission with it.
+            let reason = match (&deployed.function_url, &function.permission) {
+                (Some(_), _) => "uninstall, with its function URL",
+                (None, Some(_)) => "uninstall, with its API Gateway permission",
+                (None, None) => "uninstall",
+            };
             tagged(Resource::Function, name, function.tagged, FunctionName(name.to_owned()), reason)
         }
     };
@@ -427,7 +432,7 @@ pub(crate) fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_dat
     let table = match (&deployed.table, delete_data) {
         (None, _) => Deletion::absent(Resource::Table, table),
         (Some(_), false) => {
-            Deletion::retained(Resource::Table, table, "kept with its counters (delete it with --delete-data)")
+            Deletion::retained(Resource::Table, table, "its counters stay (delete them with --delete-data)")
         }
         (Some(found), true) if found.tagged => {
             Deletion::of(Resource::Table, table, vec![TableName(table.to_owned())], "--delete-data")

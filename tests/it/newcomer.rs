@@ -130,3 +130,18 @@ async fn uninstall_dry_run_shows_what_it_would_delete_and_deletes_nothing() {
     assert_eq!(function["action"], "delete", "{function}");
     assert!(deployment.function_exists().await);
 }
+
+#[tokio::test]
+async fn uninstall_names_what_goes_with_the_function_and_says_kept_once() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    deployment.run("install", &["--front", "function-url"]).await.ok();
+    let plan = deployment.run("uninstall", &["--dry-run"]).await.ok().stdout;
+    let function = plan.lines().find(|line| line.contains("function ") && line.contains(&deployment.name)).unwrap();
+    assert!(
+        function.ends_with("delete (uninstall, with its function URL)") || function.contains("with its function URL"),
+        "{plan}"
+    );
+    assert!(!plan.contains("API Gateway permission"), "{plan}");
+    assert!(!plan.contains("kept: kept"), "{plan}");
+    assert!(plan.contains("kept: its counters stay"), "{plan}");
+}
