@@ -649,10 +649,7 @@ fn topic_arn(value: &str) -> Result<String, String> {
 /// `--count`: what the API takes, 1 to its `MAX_COUNT`.
 fn count(value: &str) -> Result<u32, String> {
     let max = counter_function::validate::MAX_COUNT;
-    match value.parse::<u32>() {
-        Ok(count @ 1..) if count <= max => Ok(count),
-        _ => Err(format!("{value:?} is not a whole number from 1 to {max}")),
-    }
+    counter_function::validate::count(value).map_err(|_| format!("{value:?} is not a whole number from 1 to {max}"))
 }
 
 /// `--at-least`: IDs are 1, 2, 3, …, so a counter holds at least 1.

@@ -8,7 +8,7 @@ mod upstream;
 use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -301,9 +301,7 @@ fn api_key(args: &ServeArgs) -> anyhow::Result<Option<ApiKey>> {
     }
     if let Some(path) = &args.api_key_file {
         overridden("--api-key-file");
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading the API key from {}", path.display()))?;
-        let key = crate::cli::api_key(text.trim())
+        let key = crate::cli::api_key(&key_from_file(path, "the API key")?)
             .map_err(|rule| anyhow::anyhow!("the API key in {}: {rule}", path.display()))?;
         return Ok(Some(ApiKey::new(&key)));
     }
@@ -318,6 +316,13 @@ fn api_key(args: &ServeArgs) -> anyhow::Result<Option<ApiKey>> {
         }
         None => Ok(None),
     }
+}
+
+/// A key kept in a file (`--api-key-file`, `--upstream-api-key-file`), surrounding
+/// whitespace ignored; `what` names it in the error.
+fn key_from_file(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {what} from {}", path.display()))?;
+    Ok(text.trim().to_owned())
 }
 
 /// `--max-connections`, else what the open-files limit allows, with room for the

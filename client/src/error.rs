@@ -82,6 +82,12 @@ impl Error {
         }
     }
 
+    /// The API refused the request itself (a 4xx with its `error_code`, throttling
+    /// aside): the same request gets the same answer again.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Service { status: 400..=499, .. }) && self.status() != Some(429)
+    }
+
     /// The HTTP status, when there was an answer.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -47,5 +47,5 @@ pub use client::{Auth, Client, Endpoint};
 pub use counter_function::api::{CurrentValue, Incremented};
 pub use counter_function::validate::MAX_COUNT;
 pub use error::Error;
-pub use pool::{Pool, PoolError, PoolOptions, PoolStats, Pools};
+pub use pool::{Pool, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER};
 pub use signer::{Signer, SigningService};

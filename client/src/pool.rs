@@ -30,9 +30,9 @@ const REFILL_SHARE: f64 = 0.2;
 /// lives: the first pauses are short, as most outages are.
 const FETCH: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5), Duration::from_secs(3600));
 
-/// What a caller is told to wait before trying again when a pool is dry: about when its
-/// next fetch attempt is due.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// What a caller is told to wait before trying again when a pool is dry or its upstream
+/// is unavailable: about when the next fetch attempt is due.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How a pool sizes its blocks and how long it waits for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,12 +395,7 @@ impl Inner {
         };
         let answer = answer.map_err(|error| {
             self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-            match error {
-                Error::Service { status, .. } if (400..500).contains(&status) && status != 429 => {
-                    PoolError::Refused(error)
-                }
-                error => self.unavailable(error.to_string()),
-            }
+            if error.is_refusal() { PoolError::Refused(error) } else { self.unavailable(error.to_string()) }
         })?;
         let range = check(&self.counter, count, &answer)
             .and_then(|range| self.admit(range, high_when_sent, key))
@@ -452,8 +447,7 @@ async fn fetch(pool: Weak<Inner>, size: u32) {
                 // What the same key would be answered again: a body that is not the
                 // API's, or a refusal of the request itself.
                 let permanent = matches!(&error, Error::Unexpected { status: 200, .. })
-                    || matches!(&error, Error::Service { status: 400..=499, code, .. }
-                        if *code != "throttled" && *code != "idempotency_key_in_progress");
+                    || (error.is_refusal() && error.code() != Some("idempotency_key_in_progress"));
                 if permanent {
                     *order.lock().expect("never poisoned") = None;
                 }

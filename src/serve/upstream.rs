@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use counter_function::store::{CounterStore, Increment, StoreError};
-use counterctl_client::{Auth, Client, Endpoint, Error, PoolError, PoolOptions, PoolStats, Pools};
+use counterctl_client::{Auth, Client, Endpoint, Error, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER};
 
 use crate::cli::{AwsOptions, UpstreamAuth, UpstreamOptions};
 
@@ -107,9 +107,7 @@ fn upstream_key(options: &UpstreamOptions) -> anyhow::Result<Option<String>> {
         if matches!(options.upstream_auth, Some(UpstreamAuth::None | UpstreamAuth::Iam)) {
             anyhow::bail!("--upstream-api-key-file goes with --upstream-auth api-key, not another");
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the upstream's API key from {}", path.display()))?;
-        return Ok(Some(text.trim().to_owned()));
+        return super::key_from_file(path, "the upstream's API key").map(Some);
     }
     Ok(std::env::var("COUNTERCTL_UPSTREAM_API_KEY").ok().filter(|key| !key.is_empty()))
 }
@@ -136,10 +134,7 @@ impl CounterStore for Upstream {
         match self.pools.client().value(counter).await {
             Ok(answer) => Ok(Some(answer.value)),
             Err(error) if error.code() == Some("counter_not_found") => Ok(None),
-            Err(error @ Error::Service { status: 400..=499, .. }) if error.status() != Some(429) => Err(refused(error)),
-            Err(error) => {
-                Err(StoreError::Unavailable { reason: error.to_string(), retry_after: Duration::from_secs(1) })
-            }
+            Err(error) => Err(refused(error)),
         }
     }
 }
@@ -153,12 +148,13 @@ fn pool_error(error: PoolError) -> StoreError {
     }
 }
 
-/// The upstream's own refusal, answered as it was given.
+/// The upstream's own refusal, answered as it was given; any other failure makes it
+/// unavailable.
 fn refused(error: Error) -> StoreError {
     match error {
-        Error::Service { status, code, description, .. } => {
+        Error::Service { status, code, description, .. } if error.is_refusal() => {
             StoreError::Refused { status, code, description: Some(description) }
         }
-        error => StoreError::Unavailable { reason: error.to_string(), retry_after: Duration::from_secs(1) },
+        error => StoreError::Unavailable { reason: error.to_string(), retry_after: RETRY_AFTER },
     }
 }
