@@ -10,8 +10,8 @@
 //!    ├ API (created: settle a race) ─────────────┘
 //!    │   └ route → integration → stage ┬ usage plan ─ duplicates
 //!    └──────────────────── API key ────┘
-//!    then: a table switch (alone), the old front's removal (make before break), and the
-//!    alarms
+//!    then: a table switch (alone), the old front's removal (make before break), the
+//!    alarm topic and its subscription, and the alarms
 //! ```
 //!
 //! With `--front function-url` the REST branch does nothing; the function URL follows
@@ -26,7 +26,7 @@ use crate::progress::Progress;
 use crate::resources::api::{self, Race};
 use crate::resources::function::FunctionTarget;
 use crate::resources::{
-    alarms, api_key, function, function_url, log_group, permission, role, routes, stage, table, usage_plan,
+    alarms, api_key, function, function_url, log_group, permission, role, routes, stage, table, topic, usage_plan,
 };
 use crate::retry::{self, TimedOut};
 use crate::stack::Stack;
@@ -97,13 +97,25 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
         }
         (FrontPlan::Rest(_), None) => unreachable!("the REST branch returns its API or an error"),
     };
-    // Last: they watch the function, the front and the table, whichever front it is now.
+    // Last: they watch the function, the front and the table, whichever front it is now;
+    // the stack's topic first, as they send to it.
+    let topic_arn = topic::arn(&plan.account, &stack.name);
+    if let Some(planned) = &plan.topic.topic {
+        progress.step(planned.row(), topic::apply(&clients.sns, stack, planned, &topic_arn)).await?;
+    }
+    if let Some(subscription) = &plan.topic.subscription {
+        progress.step(subscription.row(), topic::subscribe(&clients.sns, subscription, &topic_arn)).await?;
+    }
     let alarms =
         plan.alarms.wanted.iter().map(|(spec, planned)| {
             progress.step(planned.row(), alarms::apply(&clients.cloudwatch, stack, planned, spec))
         });
     futures_util::future::try_join_all(alarms).await?;
     progress.delete(clients, &plan.alarms.unwanted).await?;
+    for replaced in &plan.topic.replaced {
+        progress.delete(clients, replaced).await?;
+    }
+    progress.delete(clients, &plan.topic.unwanted).await?;
     Ok(applied)
 }
 

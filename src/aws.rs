@@ -58,6 +58,7 @@ pub struct Clients {
     pub(crate) lambda: aws_sdk_lambda::Client,
     pub(crate) logs: aws_sdk_cloudwatchlogs::Client,
     pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
+    pub(crate) sns: aws_sdk_sns::Client,
     pub(crate) apigateway: aws_sdk_apigateway::Client,
 }
 
@@ -69,6 +70,7 @@ impl Clients {
             lambda: aws_sdk_lambda::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
             apigateway: aws_sdk_apigateway::Client::new(&config),
             config,
         }
@@ -152,7 +154,7 @@ impl AwsError {
                 "AWS rejected the credentials: refresh them (`aws sso login`, or check AWS_ACCESS_KEY_ID / --profile)"
             }
             "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" => {
-                "the caller may not do this: installing needs DynamoDB, IAM, Lambda, API Gateway, CloudWatch and CloudWatch Logs permissions \
+                "the caller may not do this: installing needs DynamoDB, IAM, Lambda, API Gateway, CloudWatch, CloudWatch Logs and SNS permissions \
                  on these resources (or use a profile that has them, with --profile)"
             }
             "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {

@@ -50,6 +50,11 @@ pub(crate) enum Refusal {
          hint: pass --front function-url or --front rest to say which to keep; the other is deleted"
     )]
     BothFronts,
+    #[error(
+        "--alarm-email and --alarm-topic say where the alarms send, and --alarms off removes them\n\
+         hint: leave out --alarms off, or the option that gives them somewhere to send"
+    )]
+    AlarmTargetWithoutAlarms,
 }
 
 /// One resource of the stack, in the order the plan lists them.
@@ -69,6 +74,8 @@ pub(crate) enum Resource {
     Stage,
     ApiKey,
     UsagePlan,
+    Topic,
+    Subscription,
     Alarm,
 }
 
@@ -88,6 +95,8 @@ impl Resource {
             Self::Stage => "stage",
             Self::ApiKey => "api key",
             Self::UsagePlan => "usage plan",
+            Self::Topic => "alarm topic",
+            Self::Subscription => "subscription",
             Self::Alarm => "alarm",
         }
     }

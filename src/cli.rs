@@ -193,8 +193,13 @@ pub struct DeployOptions {
     /// deployed].
     #[arg(long, value_enum)]
     pub alarms: Option<Switch>,
-    /// The SNS topic every alarm sends its ALARM and OK to (counterctl never deletes
-    /// it) [default: the deployed alarms' topic, else none].
+    /// Send every alarm's ALARM and OK to this address, through the stack's own SNS
+    /// topic NAME-alarms (made for it; AWS mails a link that must be opened first). A
+    /// new address replaces the old one [default: as deployed].
+    #[arg(long, value_name = "ADDRESS", value_parser = email, conflicts_with = "alarm_topic")]
+    pub alarm_email: Option<String>,
+    /// Send every alarm's ALARM and OK to this SNS topic instead (counterctl never
+    /// changes or deletes it) [default: as deployed, else none].
     #[arg(long, value_name = "ARN", value_parser = topic_arn)]
     pub alarm_topic: Option<String>,
 }
@@ -628,6 +633,19 @@ pub fn api_key(value: &str) -> Result<String, String> {
     } else {
         Err("an API key is 20-128 printable ASCII characters without spaces (e.g. `openssl rand -hex 20`)".to_owned())
     }
+}
+
+/// `--alarm-email`: one address, `local@domain.tld`, as SNS's email protocol takes it.
+fn email(value: &str) -> Result<String, String> {
+    let valid = value.split_once('@').is_some_and(|(local, domain)| {
+        let labels: Vec<&str> = domain.split('.').collect();
+        !local.is_empty()
+            && labels.len() >= 2
+            && labels.iter().all(|label| !label.is_empty())
+            && value.bytes().all(|byte| byte.is_ascii_graphic() && byte != b',')
+            && !domain.contains('@')
+    });
+    if valid { Ok(value.to_owned()) } else { Err(format!("{value:?} is not an email address such as ops@example.com")) }
 }
 
 /// `--alarm-topic`: an SNS topic's ARN, `arn:PARTITION:sns:REGION:ACCOUNT:NAME`.

@@ -11,6 +11,7 @@ use crate::resources::function_url::{self, UrlState};
 use crate::resources::log_group::{self, LogGroupState};
 use crate::resources::role::{self, RoleState};
 use crate::resources::table::{self, Counters, TableState, table_name};
+use crate::resources::topic::{self, TopicState};
 use crate::resources::usage_plan::{self, UsagePlanState};
 
 /// Everything of one stack as it is in AWS.
@@ -37,6 +38,8 @@ pub(crate) struct Deployed {
     pub(crate) usage_plans: Vec<UsagePlanState>,
     /// The stack's alarms by name, with their states.
     pub(crate) alarms: Vec<AlarmState>,
+    /// The stack's own alarm topic (`--alarm-email`).
+    pub(crate) topic: Option<TopicState>,
 }
 
 /// What to read: the stack's name, and the table asked for.
@@ -50,76 +53,87 @@ pub(crate) struct Target<'a> {
 pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
     let name = target.name;
     let log_group_name = crate::stack::log_group_of(name);
-    let (account, (function, function_url, table, counters), role, log_group, (apis, api, keys, usage_plans), alarms) =
-        tokio::try_join!(
-            async { Account::of_caller(&clients.config).await.context("checking the credentials") },
-            async {
-                // The table is read alongside the function, as the one asked for or else the
-                // default; only if the function names another one is that read after it.
-                let guess = table_name(target.table, None);
-                let (function, function_url, guessed) = tokio::try_join!(
-                    async { function::read(&clients.lambda, name).await.context("reading the function") },
-                    async { function_url::read(&clients.lambda, name).await.context("reading the function's URL") },
-                    async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
-                )?;
-                let deployed_table = function.as_ref().map(FunctionState::table);
-                let stack_table = table_name(target.table, deployed_table);
-                let table = async {
-                    if stack_table == guess {
-                        return anyhow::Ok(guessed);
+    let (
+        (account, topic),
+        (function, function_url, table, counters),
+        role,
+        log_group,
+        (apis, api, keys, usage_plans),
+        alarms,
+    ) = tokio::try_join!(
+        async {
+            // The topic's ARN is made of the account.
+            let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
+            let topic = topic::read(&clients.sns, &account, name).await.context("reading the alarm topic")?;
+            anyhow::Ok((account, topic))
+        },
+        async {
+            // The table is read alongside the function, as the one asked for or else the
+            // default; only if the function names another one is that read after it.
+            let guess = table_name(target.table, None);
+            let (function, function_url, guessed) = tokio::try_join!(
+                async { function::read(&clients.lambda, name).await.context("reading the function") },
+                async { function_url::read(&clients.lambda, name).await.context("reading the function's URL") },
+                async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
+            )?;
+            let deployed_table = function.as_ref().map(FunctionState::table);
+            let stack_table = table_name(target.table, deployed_table);
+            let table = async {
+                if stack_table == guess {
+                    return anyhow::Ok(guessed);
+                }
+                table::read(&clients.dynamodb, &stack_table, name).await.context("reading the table")
+            };
+            let counters = async {
+                match deployed_table {
+                    Some(current) if target.compare_counters && current != stack_table => {
+                        let (current, new) = tokio::try_join!(
+                            table::counters(&clients.dynamodb, current),
+                            table::counters(&clients.dynamodb, &stack_table)
+                        )
+                        .context("reading the counters of both tables")?;
+                        anyhow::Ok(Some(Counters { current, new }))
                     }
-                    table::read(&clients.dynamodb, &stack_table, name).await.context("reading the table")
+                    _ => Ok(None),
+                }
+            };
+            let (table, counters) = tokio::try_join!(table, counters)?;
+            anyhow::Ok((function, function_url, table, counters))
+        },
+        async {
+            let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
+            role::read(&clients.iam, name, &region).await.context("reading the role")
+        },
+        async { log_group::read(&clients.logs, name, &log_group_name).await.context("reading the log group") },
+        async {
+            let detail = |id: String| async move {
+                api::detail(&clients.apigateway, &id).await.context("reading the API's routes and stages")
+            };
+            // With one API of the stack (the usual case) its routes are read alongside
+            // the usage plans; only duplicates need the plans to tell which is in use.
+            let apis_and_detail = async {
+                let apis = api::list(&clients.apigateway, name).await.context("listing the APIs")?;
+                let single = apis.iter().filter(|api| api.tagged).count() <= 1;
+                let early = match choose_api(&apis, &[]).filter(|_| single) {
+                    Some(chosen) => Some((chosen.id.clone(), detail(chosen.id.clone()).await?)),
+                    None => None,
                 };
-                let counters = async {
-                    match deployed_table {
-                        Some(current) if target.compare_counters && current != stack_table => {
-                            let (current, new) = tokio::try_join!(
-                                table::counters(&clients.dynamodb, current),
-                                table::counters(&clients.dynamodb, &stack_table)
-                            )
-                            .context("reading the counters of both tables")?;
-                            anyhow::Ok(Some(Counters { current, new }))
-                        }
-                        _ => Ok(None),
-                    }
-                };
-                let (table, counters) = tokio::try_join!(table, counters)?;
-                anyhow::Ok((function, function_url, table, counters))
-            },
-            async {
-                let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
-                role::read(&clients.iam, name, &region).await.context("reading the role")
-            },
-            async { log_group::read(&clients.logs, name, &log_group_name).await.context("reading the log group") },
-            async {
-                let detail = |id: String| async move {
-                    api::detail(&clients.apigateway, &id).await.context("reading the API's routes and stages")
-                };
-                // With one API of the stack (the usual case) its routes are read alongside
-                // the usage plans; only duplicates need the plans to tell which is in use.
-                let apis_and_detail = async {
-                    let apis = api::list(&clients.apigateway, name).await.context("listing the APIs")?;
-                    let single = apis.iter().filter(|api| api.tagged).count() <= 1;
-                    let early = match choose_api(&apis, &[]).filter(|_| single) {
-                        Some(chosen) => Some((chosen.id.clone(), detail(chosen.id.clone()).await?)),
-                        None => None,
-                    };
-                    anyhow::Ok((apis, early))
-                };
-                let ((apis, early), keys, usage_plans) = tokio::try_join!(
-                    apis_and_detail,
-                    async { api_key::read(&clients.apigateway, name).await.context("listing the API keys") },
-                    async { usage_plan::read(&clients.apigateway, name).await.context("listing the usage plans") },
-                )?;
-                let api = match (choose_api(&apis, &usage_plans), early) {
-                    (Some(chosen), Some((id, detail))) if chosen.id == id => Some(detail),
-                    (Some(chosen), _) => Some(detail(chosen.id.clone()).await?),
-                    (None, _) => None,
-                };
-                anyhow::Ok((apis, api, keys, usage_plans))
-            },
-            async { alarms::read(&clients.cloudwatch, name).await.context("reading the alarms") },
-        )?;
+                anyhow::Ok((apis, early))
+            };
+            let ((apis, early), keys, usage_plans) = tokio::try_join!(
+                apis_and_detail,
+                async { api_key::read(&clients.apigateway, name).await.context("listing the API keys") },
+                async { usage_plan::read(&clients.apigateway, name).await.context("listing the usage plans") },
+            )?;
+            let api = match (choose_api(&apis, &usage_plans), early) {
+                (Some(chosen), Some((id, detail))) if chosen.id == id => Some(detail),
+                (Some(chosen), _) => Some(detail(chosen.id.clone()).await?),
+                (None, _) => None,
+            };
+            anyhow::Ok((apis, api, keys, usage_plans))
+        },
+        async { alarms::read(&clients.cloudwatch, name).await.context("reading the alarms") },
+    )?;
     // Only a stack with nothing to say which table is its own needs the search (it makes a
     // call per table in the region).
     let kept_tables = if function.is_none() && target.table.is_none() {
@@ -141,5 +155,6 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
         keys,
         usage_plans,
         alarms,
+        topic,
     })
 }

@@ -27,6 +27,9 @@ struct InstallResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
     curl: Option<String>,
+    /// The address AWS mailed a confirmation link to in this run (`--alarm-email`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirmation_mailed_to: Option<&'a str>,
 }
 
 /// Reads the stack and plans `args` over it; shared with `status`.
@@ -79,6 +82,7 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
                 auth,
                 api_key: None,
                 curl,
+                confirmation_mailed_to: None,
             };
             out(serde_json::to_string_pretty(&result)?)?;
             return Ok(ExitCode::SUCCESS);
@@ -116,6 +120,7 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             auth,
             api_key,
             curl: Some(curl),
+            confirmation_mailed_to: plan.topic.subscribes(),
         };
         out(serde_json::to_string_pretty(&result)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -124,6 +129,12 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         out(format!("advisory: {advisory}"))?;
     }
     out(if plan.up_to_date() { "Everything is up to date." } else { "Installed." })?;
+    if let Some(email) = plan.topic.subscribes() {
+        out(format!(
+            "AWS mailed a confirmation link to {email}: alarms reach it once the link is opened ({}).",
+            crate::resources::topic::LAPSES
+        ))?;
+    }
     out(format!("\nInvoke URL: {url}\nTry it:\n  {curl}"))?;
     if plan.wanted.auth == Auth::ApiKey && api_key.is_none() {
         out(

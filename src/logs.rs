@@ -1,66 +1,191 @@
 //! `counterctl logs`: the function's log lines from its log group, oldest first, and
-//! with `--follow` the new ones as they arrive, each printed once.
+//! with `--follow` the new ones as they arrive, each printed once: through a CloudWatch
+//! Logs live tail session where the endpoint has one, else by polling.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use aws_sdk_cloudwatchlogs::types::FilteredLogEvent;
+use aws_sdk_cloudwatchlogs::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_cloudwatchlogs::error::BoxError;
+use aws_sdk_cloudwatchlogs::types::{FilteredLogEvent, LiveTailSessionLogEvent, StartLiveTailResponseStream};
+use aws_smithy_runtime_api::client::endpoint::EndpointPrefix;
 use serde_json::Value;
 
-use crate::aws::{Clients, Operation};
+use crate::aws::{Account, AwsError, Clients, Operation};
 use crate::cli::{LogsArgs, OutputFormat};
 use crate::progress::out;
 
-/// How often `--follow` asks for new lines. FilterLogEvents is limited per account and
-/// region (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/logs/cloudwatch_limits_cwl.html),
+/// How often `--follow` asks for new lines without a live tail. FilterLogEvents is
+/// limited per account and region
+/// (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/logs/cloudwatch_limits_cwl.html),
 /// which other tools share.
 const FOLLOW_EVERY: Duration = Duration::from_secs(2);
-/// Each poll of `--follow` asks again for this much before the newest line printed:
+/// Each read of `--follow` asks again for this much before the newest line printed:
 /// a line can arrive in the log group after one with a later timestamp. What was
-/// printed already is recognised by its event id.
+/// printed already is recognised (see [`Printed`]).
 const LATE_LINES: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
-    let group = crate::stack::log_group_of(&args.stack.name);
+    let reader = Reader {
+        clients: &clients,
+        group: crate::stack::log_group_of(&args.stack.name),
+        filter: args.filter.clone(),
+        format: args.output.output,
+    };
     let since = millis(SystemTime::now() - args.since);
     let mut printed = Printed::default();
+    if !args.follow {
+        reader.print_from(since, &mut printed).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
+    let group_arn = account.arn("logs", &format!("log-group:{}", reader.group));
     let mut from = since;
+    // A session lasts up to 3 hours; each new one is started before the lines since the
+    // last are read, so that none falls between the two.
     loop {
-        let mut pages = clients
-            .logs
-            .filter_log_events()
-            .log_group_name(&group)
-            .start_time(from)
-            .set_filter_pattern(args.filter.clone())
-            .into_paginator()
-            .send();
+        let session = reader.start_live_tail(&group_arn, clients.config.endpoint_url().is_some()).await;
+        reader.print_from(from, &mut printed).await?;
+        match session {
+            Ok(stream) => reader.print_live(stream, &mut printed).await?,
+            Err(error) => {
+                // Its code and message only: the hints of a failed install do not apply.
+                let code = error.code.as_deref().unwrap_or("no answer");
+                eprintln!(
+                    "note: no live tail here ({} failed: {code}: {}); polling the log group every {} s",
+                    error.operation,
+                    error.message,
+                    FOLLOW_EVERY.as_secs()
+                );
+                return reader.poll(from, since, &mut printed).await;
+            }
+        }
+        from = printed.resume_from(from, since);
+    }
+}
+
+struct Reader<'a> {
+    clients: &'a Clients,
+    group: String,
+    filter: Option<String>,
+    format: OutputFormat,
+}
+
+type LiveTail = aws_sdk_cloudwatchlogs::primitives::event_stream::EventReceiver<
+    StartLiveTailResponseStream,
+    aws_sdk_cloudwatchlogs::types::error::StartLiveTailResponseStreamError,
+>;
+
+impl Reader<'_> {
+    /// Prints the lines from `from` (ms since the epoch) on that were not printed yet.
+    async fn print_from(&self, from: i64, printed: &mut Printed) -> anyhow::Result<()> {
+        let group = &self.group;
+        let filter = self.filter.clone();
+        let read = self.clients.logs.filter_log_events().log_group_name(group).start_time(from);
+        let mut pages = read.set_filter_pattern(filter).into_paginator().send();
         // The events come sorted by timestamp, page after page
         // (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_FilterLogEvents.html).
         while let Some(page) = pages.next().await {
             let page = page.op("logs:FilterLogEvents").with_context(|| format!("reading the log group {group}"))?;
             for event in page.events() {
                 if printed.first_time(event) {
-                    out(render(event, args.output.output))?;
+                    out(render(event, self.format))?;
                 }
             }
         }
-        if !args.follow {
-            return Ok(ExitCode::SUCCESS);
+        Ok(())
+    }
+
+    async fn start_live_tail(&self, group_arn: &str, custom_endpoint: bool) -> Result<LiveTail, AwsError> {
+        let start = self.clients.logs.start_live_tail().log_group_identifiers(group_arn);
+        let start = start.set_log_event_filter_pattern(self.filter.clone()).customize();
+        let start = if custom_endpoint { start.interceptor(NoHostPrefix) } else { start };
+        Ok(start.send().await.op("logs:StartLiveTail")?.response_stream)
+    }
+
+    /// Prints the session's lines until it ends (after 3 hours, or a failure on AWS's
+    /// side: the caller starts another).
+    async fn print_live(&self, mut stream: LiveTail, printed: &mut Printed) -> anyhow::Result<()> {
+        let mut sampled_said = false;
+        loop {
+            let update = match stream.recv().await {
+                Ok(Some(StartLiveTailResponseStream::SessionUpdate(update))) => update,
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    let error = AwsError::new("logs:StartLiveTail", error);
+                    eprintln!("note: the live tail ended ({error}); starting another");
+                    return Ok(());
+                }
+            };
+            // Past 500 lines a second a session sends a sample
+            // (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_LiveTailSessionMetadata.html).
+            let sampled = update.session_metadata().is_some_and(|metadata| metadata.sampled());
+            if sampled && !sampled_said {
+                eprintln!("note: over 500 lines a second: the live tail shows a sample of them");
+                sampled_said = true;
+            }
+            for event in update.session_results().iter().map(filtered) {
+                if printed.first_time(&event) {
+                    out(render(&event, self.format))?;
+                }
+            }
         }
-        from = printed.newest.map_or(from, |newest| newest - millis_of(LATE_LINES)).max(since);
-        printed.forget_before(from);
-        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+
+    async fn poll(&self, mut from: i64, since: i64, printed: &mut Printed) -> anyhow::Result<ExitCode> {
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            from = printed.resume_from(from, since);
+            self.print_from(from, printed).await?;
+        }
     }
 }
 
-/// The lines printed, by event id, for as long as a poll may return them again.
+/// A live tail line in the shape FilterLogEvents answers, to be recognised and rendered
+/// alike.
+fn filtered(event: &LiveTailSessionLogEvent) -> FilteredLogEvent {
+    FilteredLogEvent::builder()
+        .set_log_stream_name(event.log_stream_name().map(str::to_owned))
+        .set_timestamp(event.timestamp())
+        .set_message(event.message().map(str::to_owned))
+        .build()
+}
+
+/// StartLiveTail is served at `stream-logs.REGION.amazonaws.com`: the SDK puts `stream-`
+/// before the endpoint's host. An endpoint given with `--endpoint-url` (moto,
+/// LocalStack, a proxy) serves every operation at its own host, so there it is left off,
+/// as botocore's `inject_host_prefix=False` does.
+#[derive(Debug)]
+struct NoHostPrefix;
+
+impl Intercept for NoHostPrefix {
+    fn name(&self) -> &'static str {
+        "NoHostPrefix"
+    }
+
+    fn modify_before_retry_loop(
+        &self,
+        _context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().unset::<EndpointPrefix>();
+        Ok(())
+    }
+}
+
+/// The lines printed, for as long as a read may return them again. A line is known by
+/// its stream, timestamp and message: live tail lines have no event id, and the same
+/// line comes from FilterLogEvents and a live tail alike.
 #[derive(Default)]
 struct Printed {
-    ids: HashMap<String, i64>,
+    lines: HashSet<(String, i64, String)>,
     newest: Option<i64>,
 }
 
@@ -68,14 +193,17 @@ impl Printed {
     fn first_time(&mut self, event: &FilteredLogEvent) -> bool {
         let timestamp = event.timestamp().unwrap_or_default();
         self.newest = Some(self.newest.map_or(timestamp, |newest| newest.max(timestamp)));
-        match event.event_id() {
-            Some(id) => self.ids.insert(id.to_owned(), timestamp).is_none(),
-            None => true,
-        }
+        let stream = event.log_stream_name().unwrap_or_default().to_owned();
+        let message = event.message().unwrap_or_default().to_owned();
+        self.lines.insert((stream, timestamp, message))
     }
 
-    fn forget_before(&mut self, from: i64) {
-        self.ids.retain(|_, timestamp| *timestamp >= from);
+    /// Where the next read starts (a little before the newest line, for late ones, never
+    /// before `--since`), forgetting the lines before it.
+    fn resume_from(&mut self, from: i64, since: i64) -> i64 {
+        let from = self.newest.map_or(from, |newest| newest - millis_of(LATE_LINES)).max(since);
+        self.lines.retain(|(_, timestamp, _)| *timestamp >= from);
+        from
     }
 }
 
@@ -146,8 +274,8 @@ fn render_line(line: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn event(id: &str, timestamp: i64, message: &str) -> FilteredLogEvent {
-        FilteredLogEvent::builder().event_id(id).timestamp(timestamp).message(message).build()
+    fn event(stream: &str, timestamp: i64, message: &str) -> FilteredLogEvent {
+        FilteredLogEvent::builder().log_stream_name(stream).timestamp(timestamp).message(message).build()
     }
 
     #[test]
@@ -175,13 +303,18 @@ mod tests {
     }
 
     #[test]
-    fn a_line_is_printed_once_however_often_a_poll_returns_it() {
+    fn a_line_is_printed_once_however_often_a_read_or_a_live_tail_returns_it() {
         let mut printed = Printed::default();
         assert!(printed.first_time(&event("a", 100, "x")));
-        assert!(printed.first_time(&event("b", 200, "y")));
+        assert!(printed.first_time(&event("b", 100, "x")), "another stream's line");
+        assert!(printed.first_time(&event("a", 200, "y")));
         assert!(!printed.first_time(&event("a", 100, "x")));
+        let live = LiveTailSessionLogEvent::builder().log_stream_name("a").timestamp(200).message("y").build();
+        assert!(!printed.first_time(&filtered(&live)), "the same line from a live tail");
         assert_eq!(printed.newest, Some(200));
-        printed.forget_before(150);
-        assert!(!printed.first_time(&event("b", 200, "y")));
+        assert_eq!(printed.resume_from(0, 0), 0, "never before --since");
+        assert_eq!(printed.resume_from(0, 150), 150);
+        assert!(!printed.first_time(&event("a", 200, "y")));
+        assert_eq!(printed.lines.len(), 1, "lines before the next read are forgotten");
     }
 }

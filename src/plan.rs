@@ -27,6 +27,7 @@ use crate::resources::role::{self, PolicyChange, Role, RoleChange, RolePolicy};
 use crate::resources::routes::{self, IntegrationChange, RouteChange, method_authorization};
 use crate::resources::stage::{self, StageChange};
 use crate::resources::table::{self, TableChange, TableName};
+use crate::resources::topic::{self, Notify, TopicArn, TopicPlan};
 use crate::resources::usage_plan::{self, UsagePlanPlan, UsagePlanState, UsagePlanTarget};
 use crate::stack::{PROXY_PATH, Stack};
 
@@ -49,6 +50,8 @@ pub(crate) struct Plan {
     /// Callers move to another front, at another URL.
     pub(crate) front_moves: bool,
     pub(crate) alarms: AlarmsPlan,
+    /// The stack's own alarm topic (`--alarm-email`).
+    pub(crate) topic: TopicPlan,
 }
 
 /// The stack's alarms: each wanted one with its definition, and those to delete.
@@ -135,6 +138,7 @@ impl Plan {
                 rows.extend([url.keys.row.row(), url.usage_plans.row.row()]);
             }
         }
+        rows.extend(self.topic.rows());
         rows.extend(self.alarms.wanted.iter().map(|(_, planned)| planned.row()));
         if self.alarms.unwanted.deletes() {
             rows.push(self.alarms.unwanted.row.row());
@@ -220,13 +224,27 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         Front::FunctionUrl => FrontPlan::FunctionUrl(Box::new(url_front(deployed, &stack, &wanted, callers))),
     };
     let wanted_alarms = match &wanted.alarms {
-        Alarms::On { topic } => {
-            if topic.is_none() {
-                advisories.push(format!(
-                    "the alarms of stack {} send to no topic: give --alarm-topic ARN so that someone hears of them",
-                    stack.name
-                ));
-            }
+        Alarms::On { notify } => {
+            let topic = match notify {
+                Notify::Nobody => {
+                    advisories.push(format!(
+                        "the alarms of stack {} reach nobody: give --alarm-email ADDRESS (or --alarm-topic ARN)",
+                        stack.name
+                    ));
+                    None
+                }
+                Notify::Topic(arn) => Some(arn.clone()),
+                Notify::Email(email) => {
+                    let subscribed = deployed.topic.as_ref().is_some_and(|topic| !topic.subscriptions.is_empty());
+                    if email.is_none() && !subscribed {
+                        advisories.push(format!(
+                            "alarm topic {} has no email subscription: give --alarm-email ADDRESS",
+                            topic::name(&stack.name)
+                        ));
+                    }
+                    Some(topic::arn(&account, &stack.name))
+                }
+            };
             alarms::wanted(&stack, front_kind, wanted.function.timeout_seconds, topic.as_deref())
         }
         Alarms::Off => {
@@ -239,6 +257,11 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
     };
     let (planned_alarms, unwanted) = alarms::plan(&deployed.alarms, &wanted_alarms);
     let alarms = AlarmsPlan { wanted: wanted_alarms.into_iter().zip(planned_alarms).collect(), unwanted };
+    let notify = match &wanted.alarms {
+        Alarms::On { notify } => Some(notify),
+        Alarms::Off => None,
+    };
+    let topic = topic::plan(deployed.topic.as_ref(), &stack, notify);
     Ok(Plan {
         stack,
         account,
@@ -253,6 +276,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         front,
         front_moves,
         alarms,
+        topic,
     })
 }
 
@@ -353,6 +377,7 @@ fn url_front(deployed: &Deployed, stack: &Stack, wanted: &Wanted, callers: Calle
 #[derive(Debug, Clone)]
 pub(crate) struct Teardown {
     pub(crate) alarms: Deletion<AlarmNames>,
+    pub(crate) topic: Deletion<TopicArn>,
     pub(crate) usage_plans: Vec<Deletion<UsagePlanState>>,
     pub(crate) keys: Vec<Deletion<KeyId>>,
     pub(crate) apis: Vec<Deletion<ApiId>>,
@@ -368,6 +393,9 @@ impl Teardown {
         let mut rows: Vec<Change> = Vec::new();
         if self.alarms.deletes() {
             rows.push(self.alarms.row.row());
+        }
+        if self.topic.row.action != Action::Absent {
+            rows.push(self.topic.row.row());
         }
         rows.extend(self.usage_plans.iter().map(|deletion| deletion.row.row()));
         rows.extend(self.keys.iter().map(|deletion| deletion.row.row()));
@@ -444,5 +472,13 @@ pub(crate) fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_dat
         ),
     };
     let alarms = alarms::teardown(&deployed.alarms);
-    Teardown { alarms, usage_plans, keys, apis, function, log_group, policies, role, table }
+    let topic_name = topic::name(name);
+    let topic = match &deployed.topic {
+        None => Deletion::absent(Resource::Topic, &topic_name),
+        Some(topic) => {
+            let target = TopicArn(topic.arn.clone());
+            tagged(Resource::Topic, &topic_name, topic.tagged, target, "uninstall, with its subscriptions")
+        }
+    };
+    Teardown { alarms, topic, usage_plans, keys, apis, function, log_group, policies, role, table }
 }

@@ -29,6 +29,15 @@ struct StatusResult<'a> {
     api_key: Option<String>,
     /// Each deployed alarm's state now: `OK`, `ALARM` or `INSUFFICIENT_DATA`.
     alarms: Vec<AlarmStateShown<'a>>,
+    /// The email subscriptions of the stack's own alarm topic.
+    alarm_subscriptions: Vec<SubscriptionShown<'a>>,
+}
+
+#[derive(Serialize)]
+struct SubscriptionShown<'a> {
+    email: &'a str,
+    /// Its confirmation link has not been opened: it gets nothing yet.
+    pending: bool,
 }
 
 #[derive(Serialize)]
@@ -82,6 +91,12 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|alarm| AlarmStateShown { name: &alarm.spec.name, state: &alarm.state, reason: &alarm.reason })
         .collect();
+    let subscriptions: Vec<SubscriptionShown<'_>> = deployed
+        .topic
+        .iter()
+        .flat_map(|topic| &topic.subscriptions)
+        .map(|subscription| SubscriptionShown { email: &subscription.email, pending: subscription.pending() })
+        .collect();
     if args.output.output == OutputFormat::Json {
         let result = StatusResult {
             healthy,
@@ -92,6 +107,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             bundled_code_sha256,
             api_key,
             alarms,
+            alarm_subscriptions: subscriptions,
         };
         out(serde_json::to_string_pretty(&result)?)?;
     } else {
@@ -113,6 +129,13 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         // Not drift, so the exit code does not change; but what a person must see.
         for alarm in alarms.iter().filter(|alarm| alarm.state == "ALARM") {
             out(format!("!! ALARM   {} is in ALARM: {}", alarm.name, alarm.reason))?;
+        }
+        for subscription in subscriptions.iter().filter(|subscription| subscription.pending) {
+            out(format!(
+                "note: alarms do not reach {} yet: open the confirmation link AWS mailed to it ({})",
+                subscription.email,
+                crate::resources::topic::LAPSES
+            ))?;
         }
         out(if healthy {
             "Everything is installed as configured."

@@ -97,6 +97,7 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     // half-deleted stack; the function before its role; the data last.
     let mut warnings = Vec::new();
     warnings.extend(deleted(&clients, &teardown.alarms, &progress).await?);
+    warnings.extend(deleted(&clients, &teardown.topic, &progress).await?);
     for deletion in &teardown.usage_plans {
         warnings.extend(deleted(&clients, deletion, &progress).await?);
     }

@@ -20,6 +20,7 @@ use crate::resources::role::other_regions;
 use crate::resources::routes::MethodState;
 use crate::resources::stage::{DEFAULT_STAGE, StageState, deployment_description};
 use crate::resources::table::{COUNTER_KEY_SCHEMA, Counters, TableState, Ttl, table_name};
+use crate::resources::topic::{Subscription, TopicState};
 use crate::stack::{LEGACY_POLICY_NAME, PERMISSION_SID, TABLE_VARIABLE};
 
 /// The first row of `resource` in the plan.
@@ -134,6 +135,7 @@ fn options() -> DeployOptions {
         protect_table: false,
         max_concurrency: None,
         alarms: None,
+        alarm_email: None,
         alarm_topic: None,
     }
 }
@@ -254,6 +256,7 @@ fn healthy() -> Deployed {
         }],
         account,
         alarms: alarms_for(&stack, Front::Rest, 15),
+        topic: None,
     }
 }
 
@@ -1120,7 +1123,7 @@ fn a_deployed_stack_without_alarms_keeps_none_and_is_told_how_to_add_them() {
     assert!(plan.advisories.iter().any(|advice| advice.contains("--alarms on")), "{:?}", plan.advisories);
     let on = plan_with(&deployed, &DeployOptions { alarms: Some(crate::cli::Switch::On), ..options() });
     assert_eq!(on.alarms.wanted.len(), 5);
-    assert!(on.advisories.iter().any(|advice| advice.contains("--alarm-topic")), "no topic: {:?}", on.advisories);
+    assert!(on.advisories.iter().any(|advice| advice.contains("--alarm-email")), "no topic: {:?}", on.advisories);
 }
 
 #[test]
@@ -1139,7 +1142,7 @@ fn alarms_off_deletes_the_stacks_alarms_and_leaves_others_alone() {
 #[test]
 fn options_not_given_keep_the_alarms_topic_and_a_front_switch_moves_the_front_alarm() {
     let plan = planned(&healthy());
-    assert_eq!(plan.wanted.alarms, Alarms::On { topic: Some(TOPIC.into()) });
+    assert_eq!(plan.wanted.alarms, Alarms::On { notify: Notify::Topic(TOPIC.into()) });
     assert!(alarm_actions(&plan).iter().all(|(_, action)| *action == Action::Keep));
 
     let moved = plan_with(&healthy(), &DeployOptions { front: Some(Front::FunctionUrl), ..options() });
@@ -1152,4 +1155,124 @@ fn options_not_given_keep_the_alarms_topic_and_a_front_switch_moves_the_front_al
     let other_topic = "arn:aws:sns:us-east-1:123456789012:pager";
     let retargeted = plan_with(&healthy(), &DeployOptions { alarm_topic: Some(other_topic.into()), ..options() });
     assert!(retargeted.alarms.wanted.iter().all(|(spec, planned)| spec.actions == [other_topic] && planned.changes()));
+}
+
+/// The stack's own alarm topic, with `emails` subscribed (`None`: pending).
+fn own_topic(tagged: bool, emails: &[(&str, bool)]) -> TopicState {
+    let arn = topic::arn(&account(), NAME);
+    let subscriptions = emails
+        .iter()
+        .map(|(email, confirmed)| Subscription {
+            email: (*email).to_owned(),
+            arn: confirmed.then(|| format!("{arn}:{email}")),
+        })
+        .collect();
+    TopicState { arn, tagged, subscriptions }
+}
+
+/// A healthy stack whose alarms send to its own topic, with `emails` subscribed.
+fn healthy_with_own_topic(emails: &[(&str, bool)]) -> Deployed {
+    let mut deployed = healthy();
+    let own = own_topic(true, emails);
+    for alarm in &mut deployed.alarms {
+        alarm.spec.actions = vec![own.arn.clone()];
+    }
+    deployed.topic = Some(own);
+    deployed
+}
+
+fn topic_rows(plan: &Plan) -> Vec<(Resource, String, Action<Vec<Diff>>)> {
+    plan.topic.rows().map(|row| (row.resource, row.name, row.action)).collect()
+}
+
+#[test]
+fn alarm_email_makes_the_stacks_topic_subscribes_the_address_and_points_every_alarm_at_it() {
+    let mut deployed = healthy();
+    deployed.function = None;
+    deployed.alarms.clear();
+    let plan = plan_with(&deployed, &DeployOptions { alarm_email: Some("ops@example.com".into()), ..options() });
+    let own = topic::arn(&account(), NAME);
+    assert_eq!(
+        topic_rows(&plan),
+        [
+            (Resource::Topic, format!("{NAME}-alarms"), Action::Create),
+            (Resource::Subscription, "ops@example.com".to_owned(), Action::Create),
+        ]
+    );
+    assert_eq!(plan.topic.subscribes(), Some("ops@example.com"));
+    assert!(plan.alarms.wanted.iter().all(|(spec, _)| spec.actions == [own.clone()]));
+    assert!(!plan.advisories.iter().any(|advice| advice.contains("reach nobody")), "{:?}", plan.advisories);
+}
+
+#[test]
+fn options_not_given_keep_the_stacks_topic_and_its_subscription_so_a_rerun_writes_nothing() {
+    let deployed = healthy_with_own_topic(&[("ops@example.com", false)]);
+    let plan = planned(&deployed);
+    assert_eq!(plan.wanted.alarms, Alarms::On { notify: Notify::Email(None) });
+    assert!(plan.up_to_date(), "{:?}", changing(&plan));
+    let same = plan_with(&deployed, &DeployOptions { alarm_email: Some("ops@example.com".into()), ..options() });
+    assert!(same.up_to_date(), "the same address, still pending, is not subscribed again: {:?}", changing(&same));
+    assert_eq!(same.topic.subscribes(), None);
+}
+
+#[test]
+fn a_changed_alarm_email_replaces_a_confirmed_subscription_and_leaves_a_pending_one_to_lapse() {
+    let deployed = healthy_with_own_topic(&[("old@example.com", true), ("older@example.com", false)]);
+    let plan = plan_with(&deployed, &DeployOptions { alarm_email: Some("new@example.com".into()), ..options() });
+    let rows = topic_rows(&plan);
+    assert_eq!(rows[0], (Resource::Topic, format!("{NAME}-alarms"), Action::Keep));
+    assert_eq!(rows[1], (Resource::Subscription, "new@example.com".to_owned(), Action::Create));
+    assert_eq!(
+        rows[2],
+        (Resource::Subscription, "old@example.com".to_owned(), Action::Delete("replaced by new@example.com".into()))
+    );
+    assert!(matches!(&rows[3], (Resource::Subscription, email, Action::Retain(why))
+        if email == "older@example.com" && why.contains("48 hours")));
+    let unsubscribed: Vec<&str> =
+        plan.topic.replaced.iter().flat_map(|deletion| &deletion.targets).map(|arn| arn.0.as_str()).collect();
+    assert_eq!(unsubscribed, [format!("{}:old@example.com", topic::arn(&account(), NAME))]);
+    assert!(plan.alarms.wanted.iter().all(|(_, planned)| !planned.changes()), "the alarms keep their topic");
+}
+
+#[test]
+fn alarms_off_or_another_topic_deletes_the_stacks_own_topic_but_never_an_untagged_one() {
+    let deployed = healthy_with_own_topic(&[("ops@example.com", true)]);
+    let off = plan_with(&deployed, &DeployOptions { alarms: Some(crate::cli::Switch::Off), ..options() });
+    let own = topic::arn(&account(), NAME);
+    assert_eq!(off.topic.unwanted.targets, [TopicArn(own.clone())]);
+    let elsewhere = plan_with(&deployed, &DeployOptions { alarm_topic: Some(TOPIC.into()), ..options() });
+    assert_eq!(elsewhere.topic.unwanted.targets, [TopicArn(own)]);
+    assert!(elsewhere.alarms.wanted.iter().all(|(spec, _)| spec.actions == [TOPIC]));
+
+    let mut untagged = deployed.clone();
+    untagged.topic = Some(own_topic(false, &[]));
+    let off = plan_with(&untagged, &DeployOptions { alarms: Some(crate::cli::Switch::Off), ..options() });
+    assert!(off.topic.unwanted.targets.is_empty());
+}
+
+#[test]
+fn alarm_email_or_topic_with_alarms_off_is_refused() {
+    for options in [
+        DeployOptions {
+            alarms: Some(crate::cli::Switch::Off),
+            alarm_email: Some("ops@example.com".into()),
+            ..options()
+        },
+        DeployOptions { alarms: Some(crate::cli::Switch::Off), alarm_topic: Some(TOPIC.into()), ..options() },
+    ] {
+        let refused = install(&request(&options), &healthy()).map(|_| ()).unwrap_err();
+        assert_eq!(refused, Refusal::AlarmTargetWithoutAlarms);
+    }
+}
+
+#[test]
+fn uninstall_deletes_the_stacks_own_topic_and_leaves_one_it_did_not_make() {
+    let deployed = healthy_with_own_topic(&[("ops@example.com", true)]);
+    let teardown = uninstall(NAME, &deployed, TABLE, false);
+    assert_eq!(teardown.topic.targets, [TopicArn(topic::arn(&account(), NAME))]);
+    let mut untagged = deployed;
+    untagged.topic = Some(own_topic(false, &[]));
+    let teardown = uninstall(NAME, &untagged, TABLE, false);
+    assert!(teardown.topic.targets.is_empty());
+    assert!(matches!(teardown.topic.row.action, Action::Retain(_)));
 }

@@ -11,6 +11,7 @@ use crate::resources::apigateway::Throttle;
 use crate::resources::function::{Code, FunctionSettings};
 use crate::resources::stage::{DEFAULT_STAGE, deployed_stage};
 use crate::resources::table::{refuse_counters_behind, table_name};
+use crate::resources::topic::Notify;
 use crate::resources::usage_plan::choose_usage_plan;
 use crate::stack::Stack;
 
@@ -37,11 +38,11 @@ pub(crate) struct Wanted {
     pub(crate) alarms: Alarms,
 }
 
-/// The stack's alarms: none, or all of them sending to a topic (if there is one).
+/// The stack's alarms: none, or all of them, reaching whom `notify` says.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Alarms {
     Off,
-    On { topic: Option<String> },
+    On { notify: Notify },
 }
 
 /// The request resolved: names, settings, and where callers are and go.
@@ -142,10 +143,11 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
         Some(switch) => switch == Switch::On,
         None => has_alarms || function.is_none(),
     };
-    let alarms = if alarms_on {
-        Alarms::On { topic: options.alarm_topic.clone().or_else(|| alarms::deployed_topic(&deployed.alarms)) }
-    } else {
-        Alarms::Off
+    let given = options.alarm_email.is_some() || options.alarm_topic.is_some();
+    let alarms = match (alarms_on, given) {
+        (true, _) => Alarms::On { notify: notify(options, deployed) },
+        (false, true) => return Err(Refusal::AlarmTargetWithoutAlarms),
+        (false, false) => Alarms::Off,
     };
     let wanted = Wanted {
         auth,
@@ -163,4 +165,22 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
         front_moves: deployed_front.is_some_and(|deployed| deployed != front),
         table_switch,
     })
+}
+
+/// Who the alarms reach: as given, else as the deployed alarms do. The stack's own topic
+/// is kept while it exists, even with its alarms gone.
+fn notify(options: &DeployOptions, deployed: &Deployed) -> Notify {
+    if let Some(email) = &options.alarm_email {
+        return Notify::Email(Some(email.clone()));
+    }
+    if let Some(topic) = &options.alarm_topic {
+        return Notify::Topic(topic.clone());
+    }
+    let own = deployed.topic.as_ref();
+    match alarms::deployed_topic(&deployed.alarms) {
+        Some(topic) if own.is_some_and(|own| own.arn == topic) => Notify::Email(None),
+        Some(topic) => Notify::Topic(topic),
+        None if own.is_some_and(|own| own.tagged) => Notify::Email(None),
+        None => Notify::Nobody,
+    }
 }

@@ -14,6 +14,7 @@ pub(crate) mod role;
 pub(crate) mod routes;
 pub(crate) mod stage;
 pub(crate) mod table;
+pub(crate) mod topic;
 pub(crate) mod usage_plan;
 
 use crate::aws::AwsError;

@@ -111,3 +111,110 @@ async fn alarms_off_and_uninstall_remove_the_alarms_and_status_shows_an_alarm_wi
     deployment.run("uninstall", &["--yes"]).await.ok();
     assert_eq!(alarms(&deployment).await.len(), 0);
 }
+
+/// The stack's own alarm topic, if it exists: its ARN, its tags, and its subscriptions'
+/// (protocol, address, ARN).
+async fn own_topic(deployment: &Deployment) -> Option<(String, Vec<(String, String)>, Vec<(String, String, String)>)> {
+    let sns = aws_sdk_sns::Client::new(&deployment.aws);
+    let topics = sns.list_topics().send().await.unwrap();
+    let suffix = format!(":{}-alarms", deployment.name);
+    let arn = topics.topics().iter().filter_map(|topic| topic.topic_arn()).find(|arn| arn.ends_with(&suffix))?;
+    let tags = sns.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+    let tags = tags.tags().iter().map(|tag| (tag.key().to_owned(), tag.value().to_owned())).collect();
+    let subscriptions = sns.list_subscriptions_by_topic().topic_arn(arn).send().await.unwrap();
+    let subscriptions = subscriptions
+        .subscriptions()
+        .iter()
+        .map(|s| {
+            let field = |value: Option<&str>| value.unwrap_or_default().to_owned();
+            (field(s.protocol()), field(s.endpoint()), field(s.subscription_arn()))
+        })
+        .collect();
+    Some((arn.to_owned(), tags, subscriptions))
+}
+
+#[tokio::test]
+async fn alarm_email_makes_a_tagged_topic_with_the_subscription_and_status_shows_it_pending() {
+    let deployment = Deployment::new().await;
+    let install = deployment.run("install", &["--alarm-email", "ops@example.com"]).await.ok();
+    assert!(install.stdout.contains("AWS mailed a confirmation link to ops@example.com"), "{}", install.stdout);
+    let (arn, tags, subscriptions) = own_topic(&deployment).await.expect("the stack's topic");
+    assert_eq!(arn, format!("arn:aws:sns:us-east-1:123456789012:{}-alarms", deployment.name));
+    assert!(tags.contains(&("counterctl:stack".to_owned(), deployment.name.clone())), "{tags:?}");
+    let emails: Vec<(&str, &str)> = subscriptions.iter().map(|(p, e, _)| (p.as_str(), e.as_str())).collect();
+    assert_eq!(emails, [("email", "ops@example.com")]);
+    let alarms = alarms(&deployment).await;
+    assert_eq!(alarms.len(), 5);
+    assert!(alarms.iter().all(|alarm| alarm.alarm_actions() == [arn.clone()] && alarm.ok_actions() == [arn.clone()]));
+
+    let (run, mutations) = deployment.mutations_of(deployment.run("install", &[])).await;
+    assert!(!run.ok().stdout.contains("confirmation link"));
+    assert_eq!(mutations, Vec::<String>::new(), "a re-run keeps the topic and its subscription");
+    let again = deployment.run("install", &["--alarm-email", "ops@example.com"]);
+    let (run, mutations) = deployment.mutations_of(again).await;
+    run.ok();
+    assert_eq!(mutations, Vec::<String>::new(), "the same address is not subscribed again");
+
+    // moto confirms at once; AWS lists a subscription whose link is not opened so.
+    let confirmed = format!("<SubscriptionArn>{}</SubscriptionArn>", subscriptions[0].2);
+    let pending = "<SubscriptionArn>PendingConfirmation</SubscriptionArn>";
+    deployment.proxy.replace_in_response("ListSubscriptionsByTopic", &confirmed, pending, 1);
+    let status = deployment.run("status", &[]).await;
+    assert_eq!(status.code, 0, "a pending subscription is not drift: {}", status.stdout);
+    assert!(
+        status.stdout.contains("alarms do not reach ops@example.com yet: open the confirmation link"),
+        "{}",
+        status.stdout
+    );
+    deployment.proxy.replace_in_response("ListSubscriptionsByTopic", &confirmed, pending, 1);
+    let json = deployment.run("status", &["--output", "json"]).await.ok().json();
+    assert_eq!(json["alarm_subscriptions"], serde_json::json!([{"email": "ops@example.com", "pending": true}]));
+    let json = deployment.run("status", &["--output", "json"]).await.ok().json();
+    assert_eq!(json["alarm_subscriptions"], serde_json::json!([{"email": "ops@example.com", "pending": false}]));
+}
+
+#[tokio::test]
+async fn a_changed_alarm_email_replaces_the_subscription_and_only_the_topic_counterctl_made_is_deleted() {
+    let deployment = Deployment::new().await;
+    deployment.run("install", &["--alarm-email", "old@example.com"]).await.ok();
+    let plan = deployment.run("install", &["--alarm-email", "new@example.com", "--dry-run"]).await.ok();
+    assert!(plan.stdout.contains("would delete (replaced by new@example.com)"), "{}", plan.stdout);
+    deployment.run("install", &["--alarm-email", "new@example.com"]).await.ok();
+    let (_, _, subscriptions) = own_topic(&deployment).await.expect("the stack's topic");
+    let emails: Vec<&str> = subscriptions.iter().map(|(_, email, _)| email.as_str()).collect();
+    assert_eq!(emails, ["new@example.com"]);
+
+    // Another team's topic in place of the stack's: the stack's goes, the other stays.
+    let sns = aws_sdk_sns::Client::new(&deployment.aws);
+    let theirs = format!("{}-pager", deployment.name);
+    let theirs = sns.create_topic().name(theirs).send().await.unwrap().topic_arn().unwrap().to_owned();
+    deployment.run("install", &["--alarm-topic", &theirs]).await.ok();
+    assert_eq!(own_topic(&deployment).await, None);
+    assert!(alarms(&deployment).await.iter().all(|alarm| alarm.alarm_actions() == [theirs.clone()]));
+    deployment.run("uninstall", &["--yes"]).await.ok();
+    let attributes = sns.get_topic_attributes().topic_arn(&theirs).send().await;
+    assert!(attributes.is_ok(), "a topic given with --alarm-topic is never deleted");
+
+    deployment.run("install", &["--alarm-email", "ops@example.com"]).await.ok();
+    assert!(own_topic(&deployment).await.is_some());
+    deployment.run("install", &["--alarms", "off"]).await.ok();
+    assert_eq!(own_topic(&deployment).await, None, "--alarms off deletes the topic counterctl made");
+    deployment.run("install", &["--alarm-email", "ops@example.com", "--alarms", "on"]).await.ok();
+    let uninstall = deployment.run("uninstall", &["--yes"]).await.ok();
+    assert!(uninstall.stdout.contains("alarm topic"), "{}", uninstall.stdout);
+    assert_eq!(own_topic(&deployment).await, None, "uninstall deletes the topic counterctl made");
+}
+
+#[tokio::test]
+async fn alarm_email_is_checked_and_refused_with_alarms_off_before_any_write() {
+    let deployment = Deployment::new().await;
+    let bad = deployment.run("install", &["--alarm-email", "not-an-address"]).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("is not an email address"), "{}", bad.stderr);
+    let (refused, mutations) = deployment
+        .mutations_of(deployment.run("install", &["--alarms", "off", "--alarm-email", "ops@example.com"]))
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--alarms off removes them"), "{}", refused.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+}

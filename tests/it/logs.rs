@@ -6,9 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::ChildStdout;
 
 use crate::support::LambdaStack;
+use crate::support::aws_proxy::{Answer, Fault};
 use crate::support::cli::{Deployment, clean_environment};
 
 const STREAM: &str = "2026/12/01/[$LATEST]0123456789abcdef";
@@ -87,20 +89,30 @@ async fn logs_prints_the_functions_own_lines_in_order_and_readably() {
     assert_eq!(deployment.run("logs", &["--since", "10s"]).await.ok().stdout, "");
 }
 
-#[tokio::test]
-async fn logs_follow_prints_a_line_that_arrives_later_and_no_line_twice() {
-    let deployment = Deployment::new().await;
-    put_lines(&deployment, &["first line".to_owned()], now_millis() - 5_000).await;
+/// `counterctl logs --follow` for the stack, with its output's lines to read.
+fn follow(deployment: &Deployment) -> (tokio::process::Child, Lines<BufReader<ChildStdout>>) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_counterctl"))
         .args(["logs", "--follow", "--endpoint-url", &deployment.proxy.url, "--region", "us-east-1"])
         .args(["--name", &deployment.name])
         .env_clear()
         .envs(clean_environment())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, stdout)
+}
+
+#[tokio::test]
+async fn logs_follow_polls_without_a_live_tail_and_prints_a_line_that_arrives_later_and_no_line_twice() {
+    let deployment = Deployment::new().await;
+    // As for an identity that may not call it.
+    let denied = Fault::new(400, "AccessDeniedException", "not authorized to perform: logs:StartLiveTail");
+    deployment.proxy.inject("StartLiveTail", denied, usize::MAX);
+    put_lines(&deployment, &["first line".to_owned()], now_millis() - 5_000).await;
+    let (mut child, mut stdout) = follow(&deployment);
     let mut next_line = async || {
         tokio::time::timeout(Duration::from_secs(30), stdout.next_line()).await.expect("a line in time").unwrap()
     };
@@ -112,4 +124,61 @@ async fn logs_follow_prints_a_line_that_arrives_later_and_no_line_twice() {
     assert!(more.is_err(), "printed again: {more:?}");
     assert!(deployment.proxy.count("FilterLogEvents") >= 3, "it polled");
     child.kill().await.unwrap();
+}
+
+/// A live tail session as CloudWatch Logs streams it: its start, then one update with
+/// `lines` (stream, timestamp, message) of `group`; then it ends, as after 3 hours.
+fn live_tail_answer(group: &str, lines: &[(&str, i64, &str)]) -> Answer {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let event = |kind: &'static str, payload: Value| {
+        let message = Message::new(payload.to_string().into_bytes())
+            .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
+            .add_header(Header::new(":event-type", HeaderValue::String(kind.into())))
+            .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())));
+        let mut frame = Vec::new();
+        aws_smithy_eventstream::frame::write_message_to(&message, &mut frame).unwrap();
+        frame
+    };
+    let results: Vec<Value> = lines
+        .iter()
+        .map(|(stream, timestamp, message)| {
+            serde_json::json!({
+                "logStreamName": stream, "logGroupIdentifier": group, "message": message,
+                "timestamp": timestamp, "ingestionTime": timestamp,
+            })
+        })
+        .collect();
+    let start = serde_json::json!({"sessionId": "live-1", "requestId": "r-1", "logGroupIdentifiers": [group]});
+    let update = serde_json::json!({"sessionResults": results, "sessionMetadata": {"sampled": false}});
+    let body = [event("sessionStart", start), event("sessionUpdate", update)].concat();
+    Answer { content_type: "application/vnd.amazon.eventstream", body: body.into() }
+}
+
+#[tokio::test]
+async fn logs_follow_prints_a_live_tail_sessions_lines_once_and_polls_where_there_is_no_live_tail() {
+    let deployment = Deployment::new().await;
+    let first_at = now_millis() - 5_000;
+    put_lines(&deployment, &["first line".to_owned()], first_at).await;
+    let group = format!("arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{}", deployment.name);
+    // The session repeats the line already read from the log group, then brings a new one.
+    let live = [(STREAM, first_at, "first line"), (STREAM, first_at + 1, "live line")];
+    deployment.proxy.answer("StartLiveTail", live_tail_answer(&group, &live), 1);
+    let denied = Fault::new(400, "AccessDeniedException", "not authorized to perform: logs:StartLiveTail");
+    deployment.proxy.inject("StartLiveTail", denied, usize::MAX);
+    let (mut child, mut stdout) = follow(&deployment);
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(30), stdout.next_line()).await.expect("a line in time").unwrap()
+    };
+    assert!(next_line().await.unwrap().ends_with(" first line"));
+    assert!(next_line().await.unwrap().ends_with(" live line"));
+    // The session ended; the next one is refused, so it polls from there on.
+    put_lines(&deployment, &["polled line".to_owned()], now_millis()).await;
+    assert!(next_line().await.unwrap().ends_with(" polled line"));
+    let more = tokio::time::timeout(Duration::from_secs(5), next_line()).await;
+    assert!(more.is_err(), "printed again: {more:?}");
+    assert_eq!(deployment.proxy.count("StartLiveTail"), 2, "a new session once the first ended");
+    child.kill().await.unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).await.unwrap();
+    assert!(stderr.contains("note: no live tail here (logs:StartLiveTail failed: AccessDeniedException"), "{stderr}");
 }

@@ -34,15 +34,33 @@ impl Fault {
     }
 }
 
+/// A whole answer, given instead of moto's (for what moto does not serve).
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+/// A change to moto's answer.
+#[derive(Debug, Clone)]
+enum Patch {
+    /// Deep-merged into a JSON answer.
+    Json(Value),
+    /// Every `from` in a query/XML answer replaced by `to`.
+    Text { from: String, to: String },
+}
+
 struct Shared {
     upstream: String,
     client: reqwest::Client,
     actions: Mutex<Vec<String>>,
     /// Per action pattern: the fault and how many more requests get it.
     faults: Mutex<HashMap<String, (Fault, usize)>>,
-    /// Per action pattern: the JSON merged into moto's answer and how many more answers
+    /// Per action pattern: an answer given in moto's place, and how many more get it.
+    answers: Mutex<HashMap<String, (Answer, usize)>>,
+    /// Per action pattern: the change made to moto's answer and how many more answers
     /// get it.
-    patches: Mutex<HashMap<String, (Value, usize)>>,
+    patches: Mutex<HashMap<String, (Patch, usize)>>,
     /// Added before forwarding each request, to mimic AWS's round trips.
     latency: Mutex<Duration>,
     /// Requests forwarded to moto and not yet answered.
@@ -65,6 +83,7 @@ impl AwsProxy {
             client: reqwest::Client::new(),
             actions: Mutex::default(),
             faults: Mutex::default(),
+            answers: Mutex::default(),
             patches: Mutex::default(),
             latency: Mutex::default(),
             in_flight: AtomicUsize::new(0),
@@ -95,6 +114,14 @@ impl AwsProxy {
         self.shared.faults.lock().unwrap().insert(action.to_owned(), (fault, times));
     }
 
+    /// Answers the next `times` requests for `action` with `answer` (status 200), without
+    /// forwarding them, before any fault injected for it: what moto does not serve
+    /// faithfully, such as StartLiveTail's event stream (moto 5.2.5 streams every event
+    /// of the last log group made, whichever is asked for).
+    pub(crate) fn answer(&self, action: &str, answer: Answer, times: usize) {
+        self.shared.answers.lock().unwrap().insert(action.to_owned(), (answer, times));
+    }
+
     /// Alters moto's answer to the next `times` requests for `action` (a pattern as for
     /// [`inject`](Self::inject), named as recorded, e.g. `DescribeTable` or
     /// `GET /2015-03-31/functions/*/configuration`), to simulate what moto never says: a
@@ -107,6 +134,15 @@ impl AwsProxy {
     /// that is not JSON (IAM's and STS's XML) becomes a 502 naming the action, so a
     /// misdirected patch fails loudly. A later call for the same pattern replaces this one.
     pub(crate) fn patch_response(&self, action: &str, patch: Value, times: usize) {
+        self.shared.patches.lock().unwrap().insert(action.to_owned(), (Patch::Json(patch), times));
+    }
+
+    /// As [`patch_response`](Self::patch_response), for the query protocols' XML answers
+    /// (SNS, CloudWatch, IAM): every `from` in moto's answer becomes `to`, to simulate what
+    /// moto never says (an email subscription still `PendingConfirmation`). An answer
+    /// without `from` becomes a 502 naming the action, so a misdirected patch fails loudly.
+    pub(crate) fn replace_in_response(&self, action: &str, from: &str, to: &str, times: usize) {
+        let patch = Patch::Text { from: from.to_owned(), to: to.to_owned() };
         self.shared.patches.lock().unwrap().insert(action.to_owned(), (patch, times));
     }
 
@@ -173,6 +209,18 @@ async fn forward(
 ) -> Response<Body> {
     let action = action_of(&method, &uri, &headers, &body);
     shared.actions.lock().unwrap().push(action.clone());
+    let canned = {
+        let mut answers = shared.answers.lock().unwrap();
+        let found = answers.iter_mut().find(|(pattern, (_, remaining))| *remaining > 0 && matches(pattern, &action));
+        found.map(|(_, (answer, remaining))| {
+            *remaining -= 1;
+            answer.clone()
+        })
+    };
+    if let Some(canned) = canned {
+        let builder = Response::builder().status(StatusCode::OK).header("x-amzn-requestid", "injected-answer");
+        return builder.header("content-type", canned.content_type).body(Body::from(canned.body)).unwrap();
+    }
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
         let injected = faults.iter_mut().find(|(pattern, (_, remaining))| *remaining > 0 && matches(pattern, &action));
@@ -220,18 +268,29 @@ async fn forward(
                 let headers = upstream.headers().clone();
                 let body = upstream.bytes().await.unwrap_or_default();
                 let patch = if status.is_success() { take_patch(&shared, &action) } else { None };
+                let cannot = |why: &str| {
+                    Response::builder()
+                        .status(StatusCode::BAD_GATEWAY)
+                        .body(Body::from(format!("proxy: cannot patch {action}: {why}")))
+                        .unwrap()
+                };
                 match patch {
                     None => answer(status, &headers, body, false),
-                    Some(patch) => match serde_json::from_slice::<Value>(&body) {
+                    Some(Patch::Json(patch)) => match serde_json::from_slice::<Value>(&body) {
                         Ok(mut json) => {
                             merge(&mut json, patch);
                             answer(status, &headers, Bytes::from(json.to_string()), true)
                         }
-                        Err(_) => Response::builder()
-                            .status(StatusCode::BAD_GATEWAY)
-                            .body(Body::from(format!("proxy: cannot patch {action}: moto's answer is not JSON")))
-                            .unwrap(),
+                        Err(_) => cannot("moto's answer is not JSON"),
                     },
+                    Some(Patch::Text { from, to }) => {
+                        let text = String::from_utf8_lossy(&body);
+                        if text.contains(&from) {
+                            answer(status, &headers, Bytes::from(text.replace(&from, &to)), true)
+                        } else {
+                            cannot(&format!("moto's answer has no {from:?}"))
+                        }
+                    }
                 }
             }
             Err(error) => {
@@ -245,7 +304,7 @@ async fn forward(
 }
 
 /// The patch for `action`'s answer, if one is pending, counted off.
-fn take_patch(shared: &Shared, action: &str) -> Option<Value> {
+fn take_patch(shared: &Shared, action: &str) -> Option<Patch> {
     let mut patches = shared.patches.lock().unwrap();
     let (_, (patch, remaining)) =
         patches.iter_mut().find(|(pattern, (_, remaining))| *remaining > 0 && matches(pattern, action))?;

@@ -1,0 +1,242 @@
+//! The stack's own SNS topic for its alarms, `NAME-alarms`: made for `--alarm-email`,
+//! tagged like everything else, with that address's email subscription. A topic given
+//! with `--alarm-topic` is someone else's, and is never made, changed or deleted here.
+
+use anyhow::Context;
+use aws_sdk_sns::Client;
+use aws_sdk_sns::types::Tag;
+
+use crate::aws::{Account, AwsError, Clients, Operation, found, gone};
+use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Nothing, Planned, Resource, diff};
+use crate::stack::Stack;
+
+const NOT_FOUND: &[&str] = &["NotFound"];
+/// What ListSubscriptionsByTopic names an email subscription by until its link is
+/// opened; it has no ARN to unsubscribe it by until then.
+const PENDING: &str = "PendingConfirmation";
+/// SNS deletes a subscription left unconfirmed for 48 hours
+/// (<https://aws.amazon.com/about-aws/whats-new/2023/05/amazon-sns-automatic-deletion-unconfirmed-subscriptions/>).
+pub(crate) const LAPSES: &str = "AWS drops a subscription whose link is not opened within 48 hours";
+
+/// The stack's topic as deployed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TopicState {
+    pub(crate) arn: String,
+    pub(crate) tagged: bool,
+    /// Its email subscriptions.
+    pub(crate) subscriptions: Vec<Subscription>,
+}
+
+/// An email subscription of the stack's topic.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Subscription {
+    pub(crate) email: String,
+    /// `None` while the address has not opened the confirmation link.
+    pub(crate) arn: Option<String>,
+}
+
+impl Subscription {
+    pub(crate) fn pending(&self) -> bool {
+        self.arn.is_none()
+    }
+}
+
+pub(crate) fn name(stack: &str) -> String {
+    format!("{stack}-alarms")
+}
+
+pub(crate) fn arn(account: &Account, stack: &str) -> String {
+    account.arn("sns", &name(stack))
+}
+
+pub(crate) async fn read(client: &Client, account: &Account, stack_name: &str) -> Result<Option<TopicState>, AwsError> {
+    let arn = arn(account, stack_name);
+    let attributes = client.get_topic_attributes().topic_arn(&arn).send().await;
+    if found("sns:GetTopicAttributes", attributes, NOT_FOUND)?.is_none() {
+        return Ok(None);
+    }
+    let tagged = async {
+        let tags = client.list_tags_for_resource().resource_arn(&arn).send().await.op("sns:ListTagsForResource")?;
+        Ok::<_, AwsError>(tags.tags().iter().any(|tag| Stack::is_stack_tag(stack_name, tag.key(), tag.value())))
+    };
+    let subscriptions = async {
+        let mut pages = client.list_subscriptions_by_topic().topic_arn(&arn).into_paginator().send();
+        let mut subscriptions = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.op("sns:ListSubscriptionsByTopic")?;
+            subscriptions.extend(page.subscriptions().iter().filter(|s| s.protocol() == Some("email")).map(|s| {
+                Subscription {
+                    email: s.endpoint().unwrap_or_default().to_owned(),
+                    arn: s.subscription_arn().filter(|arn| *arn != PENDING).map(str::to_owned),
+                }
+            }));
+        }
+        Ok(subscriptions)
+    };
+    let (tagged, subscriptions) = tokio::try_join!(tagged, subscriptions)?;
+    Ok(Some(TopicState { arn, tagged, subscriptions }))
+}
+
+/// Who the alarms reach.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Notify {
+    /// Nobody: the alarms show in status and the console only.
+    Nobody,
+    /// A topic given with `--alarm-topic`.
+    Topic(String),
+    /// The stack's own topic, with this address subscribed (`--alarm-email`), or
+    /// (`None`) with the subscriptions it has.
+    Email(Option<String>),
+}
+
+/// What changes on the stack's topic.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct TopicChange {
+    pub(crate) tags: Option<Diff>,
+}
+
+impl Changes for TopicChange {
+    fn diffs(&self) -> Vec<Diff> {
+        self.tags.iter().cloned().collect()
+    }
+}
+
+/// The stack's topic and its subscriptions.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicPlan {
+    /// The topic, when the alarms send to it.
+    pub(crate) topic: Option<Planned<TopicChange>>,
+    /// The address subscribed, or to subscribe.
+    pub(crate) subscription: Option<Planned<Nothing>>,
+    /// Other addresses' subscriptions, replaced by `--alarm-email`.
+    pub(crate) replaced: Vec<Deletion<SubscriptionArn>>,
+    /// The topic when the alarms no longer send to it.
+    pub(crate) unwanted: Deletion<TopicArn>,
+}
+
+impl TopicPlan {
+    /// Its rows, in the order they apply.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = crate::change::Change> + '_ {
+        let replaced = self.replaced.iter().map(|deletion| &deletion.row);
+        let unwanted = self.unwanted.deletes().then_some(&self.unwanted.row);
+        (self.topic.iter().map(Planned::row))
+            .chain(self.subscription.iter().map(Planned::row))
+            .chain(replaced.map(Planned::row))
+            .chain(unwanted.map(Planned::row))
+    }
+
+    /// The address that AWS mails a confirmation link to in this run.
+    pub(crate) fn subscribes(&self) -> Option<&str> {
+        self.subscription.as_ref().filter(|planned| planned.action == Action::Create).map(|p| p.name.as_str())
+    }
+}
+
+/// The topic for `notify`: made and subscribed for `--alarm-email`, and deleted when the
+/// alarms no longer send to it (`--alarms off`, or `--alarm-topic` in its place). Only
+/// a topic tagged as the stack's is ever deleted.
+pub(crate) fn plan(deployed: Option<&TopicState>, stack: &Stack, notify: Option<&Notify>) -> TopicPlan {
+    let name = name(&stack.name);
+    let Some(Notify::Email(email)) = notify else {
+        let reason = if notify.is_some() { "the alarms send elsewhere" } else { "--alarms off" };
+        let targets = deployed.filter(|topic| topic.tagged).map(|topic| TopicArn(topic.arn.clone()));
+        let unwanted = Deletion::of(Resource::Topic, &name, targets.into_iter().collect(), reason);
+        return TopicPlan { topic: None, subscription: None, replaced: Vec::new(), unwanted };
+    };
+    let topic = match deployed {
+        None => Action::Create,
+        Some(topic) => {
+            let change = TopicChange { tags: (!topic.tagged).then(|| diff(Field::Tags, "none", "counterctl")) };
+            Action::found(change, false)
+        }
+    };
+    let subscriptions = deployed.map_or(&[][..], |topic| &topic.subscriptions);
+    let (subscription, replaced) = match email {
+        None => (None, Vec::new()),
+        Some(email) => {
+            let present = subscriptions.iter().any(|subscription| subscription.email.eq_ignore_ascii_case(email));
+            let action = if present { Action::Keep } else { Action::Create };
+            let replaced = subscriptions
+                .iter()
+                .filter(|subscription| !subscription.email.eq_ignore_ascii_case(email))
+                .map(|old| match &old.arn {
+                    Some(arn) => Deletion::of(
+                        Resource::Subscription,
+                        &old.email,
+                        vec![SubscriptionArn(arn.clone())],
+                        format!("replaced by {email}"),
+                    ),
+                    // Not confirmed, so it gets no alarm; and it cannot be unsubscribed.
+                    None => Deletion::retained(Resource::Subscription, &old.email, format!("pending: {LAPSES}")),
+                })
+                .collect();
+            (Some(Planned::new(Resource::Subscription, email, action)), replaced)
+        }
+    };
+    TopicPlan {
+        topic: Some(Planned::new(Resource::Topic, &name, topic)),
+        subscription,
+        replaced,
+        unwanted: Deletion::absent(Resource::Topic, name),
+    }
+}
+
+/// Makes the topic (CreateTopic answers the existing one's ARN) or tags it: before the
+/// alarms, which send to it.
+pub(crate) async fn apply(
+    client: &Client,
+    stack: &Stack,
+    planned: &Planned<TopicChange>,
+    arn: &str,
+) -> anyhow::Result<()> {
+    let tags = || {
+        let tags = stack.tags().into_iter().map(|(key, value)| Tag::builder().key(key).value(value).build());
+        tags.collect::<Result<Vec<_>, _>>().context("tagging the alarm topic")
+    };
+    match &planned.action {
+        Action::Create => {
+            let create = client.create_topic().name(name(&stack.name)).set_tags(Some(tags()?)).send().await;
+            create.op("sns:CreateTopic").context("creating the alarm topic")?;
+        }
+        Action::Update(_) | Action::Adopt(_) => {
+            let tag = client.tag_resource().resource_arn(arn).set_tags(Some(tags()?)).send().await;
+            tag.op("sns:TagResource").context("tagging the alarm topic")?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Subscribes the address; AWS mails it a link to open before anything reaches it.
+pub(crate) async fn subscribe(client: &Client, planned: &Planned<Nothing>, arn: &str) -> anyhow::Result<()> {
+    if planned.action != Action::Create {
+        return Ok(());
+    }
+    let email = &planned.name;
+    let subscribe = client.subscribe().topic_arn(arn).protocol("email").endpoint(email).send().await;
+    subscribe.op("sns:Subscribe").with_context(|| format!("subscribing {email} to the alarm topic"))?;
+    Ok(())
+}
+
+/// A subscription to remove.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SubscriptionArn(pub(crate) String);
+
+impl Delete for SubscriptionArn {
+    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
+        let unsubscribe = clients.sns.unsubscribe().subscription_arn(&self.0).send().await;
+        gone("sns:Unsubscribe", unsubscribe, NOT_FOUND).context("removing a replaced email subscription")?;
+        Ok(None)
+    }
+}
+
+/// The stack's topic, to delete with its subscriptions.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TopicArn(pub(crate) String);
+
+impl Delete for TopicArn {
+    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
+        let delete = clients.sns.delete_topic().topic_arn(&self.0).send().await;
+        gone("sns:DeleteTopic", delete, NOT_FOUND).context("deleting the alarm topic")?;
+        Ok(None)
+    }
+}
