@@ -146,7 +146,7 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints each change of the plan, then its advisories.
-pub(crate) fn print_plan(plan: &Plan, wording: Wording) -> std::io::Result<()> {
+fn print_plan(plan: &Plan, wording: Wording) -> std::io::Result<()> {
     for change in &plan.changes() {
         out(wording.line(change))?;
     }

@@ -8,9 +8,9 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::aws::Clients;
-use crate::change::Change;
+use crate::change::{Change, Resource};
 use crate::cli::{Auth, OutputFormat, StatusArgs};
-use crate::install::{print_plan, read_and_plan};
+use crate::install::read_and_plan;
 use crate::metrics::{Front, Subject};
 use crate::plan::FrontPlan;
 use crate::progress::{Wording, out};
@@ -111,7 +111,17 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         };
         out(serde_json::to_string_pretty(&result)?)?;
     } else {
-        print_plan(&plan, Wording::Status)?;
+        // Each alarm's row with its state now.
+        for change in &plan.changes() {
+            let state = alarms.iter().find(|alarm| change.resource == Resource::Alarm && alarm.name == change.name);
+            match state {
+                Some(alarm) => out(format!("{}, {}", Wording::Status.line(change), alarm.state))?,
+                None => out(Wording::Status.line(change))?,
+            }
+        }
+        for advisory in &plan.advisories {
+            out(format!("advisory: {advisory}"))?;
+        }
         let deployed = deployed_code_sha256.as_deref().unwrap_or("none");
         let comparison = if deployed == bundled_code_sha256 {
             "same as bundled".to_owned()

@@ -92,6 +92,8 @@ async fn alarms_off_and_uninstall_remove_the_alarms_and_status_shows_an_alarm_wi
         "{}",
         status.stdout
     );
+    let row = status.stdout.lines().find(|line| line.contains(&format!(" {errors} "))).unwrap_or_default();
+    assert!(row.ends_with("present, ALARM"), "each alarm's row has its state: {}", status.stdout);
     let json = deployment.run("status", &["--output", "json"]).await.ok().json();
     let states: Vec<&str> =
         json["alarms"].as_array().unwrap().iter().map(|alarm| alarm["state"].as_str().unwrap()).collect();
