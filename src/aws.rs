@@ -5,7 +5,8 @@ use std::fmt;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::ProvideCredentials;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use counterctl_client::causes;
 
 use crate::cli::AwsOptions;
 
@@ -43,10 +44,7 @@ pub async fn load_config(options: &AwsOptions) -> Result<SdkConfig, SetupError> 
         return Err(SetupError::NoRegion);
     }
     let provider = config.credentials_provider().ok_or_else(|| SetupError::NoCredentials("no provider".into()))?;
-    provider
-        .provide_credentials()
-        .await
-        .map_err(|error| SetupError::NoCredentials(DisplayErrorContext(error).to_string()))?;
+    provider.provide_credentials().await.map_err(|error| SetupError::NoCredentials(causes(&error)))?;
     Ok(config)
 }
 
@@ -128,6 +126,8 @@ pub struct AwsError {
 }
 
 impl AwsError {
+    /// The error's code and message; without a message, its causes (never its `Debug`
+    /// form, which dumps whole responses).
     pub fn new<E, R>(operation: &'static str, error: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -136,7 +136,7 @@ impl AwsError {
         let code = error.code().map(str::to_owned);
         let message = match (&error, error.message()) {
             (SdkError::ServiceError(_), Some(message)) => message.to_owned(),
-            _ => DisplayErrorContext(&error).to_string(),
+            _ => causes(&error),
         };
         Self { operation, code, message }
     }

@@ -100,8 +100,10 @@ impl Error {
     }
 }
 
-/// "error sending request: … Connection refused": an error with its causes.
-pub(crate) fn causes(error: &dyn std::error::Error) -> String {
+/// An error with its causes on one line, each by its `Display`, as in "error sending
+/// request: … Connection refused". Unlike the AWS SDK's `DisplayErrorContext`, it adds no
+/// `Debug` dump of the error.
+pub fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

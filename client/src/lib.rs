@@ -46,6 +46,6 @@ mod signer;
 pub use client::{Auth, Client, Endpoint};
 pub use counter_function::api::{CurrentValue, Incremented};
 pub use counter_function::validate::MAX_COUNT;
-pub use error::Error;
+pub use error::{Error, causes};
 pub use pool::{Pool, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER};
 pub use signer::{Signer, SigningService};

@@ -1,10 +1,10 @@
 //! What a newcomer meets first (issue 19's findings, one test each): input refused with
 //! the form it needs, before anything is called or written.
 
-use crate::support::Backend;
-use crate::support::cli::counterctl;
+use crate::support::cli::{clean_environment, counterctl, counterctl_with_env};
 use crate::support::counters::Counters;
 use crate::support::serve::{DataDir, Serve, serve_command_on};
+use crate::support::{Backend, LoopbackServer};
 
 #[tokio::test]
 async fn a_url_without_a_scheme_is_refused_naming_the_form_it_needs() {
@@ -144,4 +144,68 @@ async fn uninstall_names_what_goes_with_the_function_and_says_kept_once() {
     assert!(!plan.contains("API Gateway permission"), "{plan}");
     assert!(!plan.contains("kept: kept"), "{plan}");
     assert!(plan.contains("kept: its counters stay"), "{plan}");
+}
+
+/// The first `Debug` form in `text`, such as `ServiceError { source: …` or
+/// `ProviderError(ProviderError {`: a type name followed by ` { ` or by `(` and another.
+fn debug_dump(text: &str) -> Option<&str> {
+    let starts_type = |word: &str| word.chars().next().is_some_and(|first| first.is_ascii_uppercase());
+    let type_name_before = |at: usize| {
+        let word = text[..at].rsplit(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
+        starts_type(word).then_some(word)
+    };
+    let braces = text.match_indices(" { ").find_map(|(at, _)| type_name_before(at).map(|_| &text[at..]));
+    let parentheses = text.match_indices('(').find_map(|(at, _)| {
+        let inside = text[at + 1..].split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
+        (type_name_before(at).is_some() && starts_type(inside)).then(|| &text[at..])
+    });
+    braces.or(parentheses)
+}
+
+#[test]
+fn the_debug_dump_finder_finds_the_sdks_debug_forms_and_not_plain_messages() {
+    assert!(debug_dump("ProviderError(ProviderError { source: FailedToLoadToken(").is_some());
+    assert!(debug_dump("dispatch failure (ServiceError { source: Unhandled").is_some());
+    assert!(debug_dump("tcp connect error: Connection refused (os error 111)").is_none());
+    assert!(debug_dump("hint: pass --region (e.g. --region us-east-1)").is_none());
+}
+
+#[tokio::test]
+async fn aws_errors_show_their_causes_and_never_an_sdk_debug_dump() {
+    let env = clean_environment();
+    // Nothing listens on port 9.
+    let refused = counterctl(&["status", "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1"]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("Connection refused"), "the cause: {}", refused.stderr);
+
+    // An endpoint that answers, but not as AWS does.
+    let app = axum::Router::new().fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "<html>no such</html>") });
+    let server = LoopbackServer::start(app).await;
+    let url = format!("http://{}", server.address);
+    let not_aws = counterctl(&["status", "--endpoint-url", &url, "--region", "us-east-1"]).await;
+    assert_eq!(not_aws.code, 2, "{}", not_aws.stderr);
+
+    // A profile signed in through SSO, with no token cached: the credentials fail.
+    let home = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sso-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("config");
+    std::fs::write(
+        &config,
+        "[profile corp]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = Admin\nregion = us-east-1\n\
+         [sso-session corp]\nsso_start_url = https://example.awsapps.com/start\nsso_region = us-east-1\n",
+    )
+    .unwrap();
+    let sso_env: Vec<(&str, String)> = env
+        .iter()
+        .filter(|(key, _)| !key.starts_with("AWS_ACCESS_KEY_ID") && !key.starts_with("AWS_SECRET"))
+        .cloned()
+        .chain([("HOME", home.display().to_string()), ("AWS_CONFIG_FILE", config.display().to_string())])
+        .collect();
+    let sso = counterctl_with_env(&["status", "--profile", "corp", "--endpoint-url", &url], &sso_env).await;
+    assert_eq!(sso.code, 2, "{}", sso.stderr);
+    assert!(sso.stderr.starts_with("error: no AWS credentials were found"), "{}", sso.stderr);
+
+    for run in [&refused, &not_aws, &sso] {
+        assert_eq!(debug_dump(&run.stderr), None, "a Debug dump reached stderr: {}", run.stderr);
+    }
 }
