@@ -147,11 +147,74 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 crate::resources::topic::LAPSES
             ))?;
         }
-        out(if healthy {
-            "Everything is installed as configured."
+        if healthy {
+            out("Everything is installed as configured.")?;
         } else {
-            "Run `counterctl install` to fix what is missing or differs."
-        })?;
+            let install = install_command(std::env::args().skip(1));
+            out(format!("Run `{install}` to fix what is missing or differs."))?;
+        }
     }
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Status's own options, which install does not take; those with a value take it next
+/// or after `=`.
+const STATUS_ONLY: [(&str, bool); 5] = [
+    ("--show-api-key", false),
+    ("--caller-policy", false),
+    ("--metrics", false),
+    ("--since", true),
+    ("--output", true),
+];
+
+/// The install that fixes what status (run with `args`, the subcommand first) reports:
+/// the options it was given, as typed, without its own. A setting not given is compared
+/// as deployed, so these are exactly the ones that make the difference.
+fn install_command(args: impl Iterator<Item = String>) -> String {
+    let mut command = vec!["counterctl".to_owned(), "install".to_owned()];
+    let mut args = args.skip(1);
+    while let Some(arg) = args.next() {
+        let flag = arg.split_once('=').map_or(arg.as_str(), |(flag, _)| flag);
+        match STATUS_ONLY.iter().find(|(name, _)| *name == flag) {
+            Some((_, true)) if !arg.contains('=') => drop(args.next()),
+            Some(_) => {}
+            None => command.push(shell_quoted(&arg)),
+        }
+    }
+    command.join(" ")
+}
+
+/// `arg` as a POSIX shell reads it back.
+fn shell_quoted(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) { arg.to_owned() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(args: &[&str]) -> String {
+        install_command(args.iter().map(|arg| (*arg).to_owned()))
+    }
+
+    #[test]
+    fn the_fix_repeats_the_options_given_to_status_without_its_own() {
+        assert_eq!(command(&["status", "--memory", "256"]), "counterctl install --memory 256");
+        assert_eq!(
+            command(&[
+                "status",
+                "--output",
+                "json",
+                "--region",
+                "eu-west-1",
+                "--since=1h",
+                "--timeout=30",
+                "--show-api-key"
+            ]),
+            "counterctl install --region eu-west-1 --timeout=30"
+        );
+        assert_eq!(command(&["status"]), "counterctl install");
+        assert_eq!(command(&["status", "--name", "it's"]), "counterctl install --name 'it'\\''s'");
+    }
 }

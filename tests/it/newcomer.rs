@@ -209,3 +209,20 @@ async fn aws_errors_show_their_causes_and_never_an_sdk_debug_dump() {
         assert_eq!(debug_dump(&run.stderr), None, "a Debug dump reached stderr: {}", run.stderr);
     }
 }
+
+#[tokio::test]
+async fn status_names_the_install_that_fixes_the_difference_it_reports() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    deployment.install().await;
+    let status = deployment.run("status", &["--memory", "256", "--output", "text"]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    let hint = status.stdout.lines().find(|line| line.starts_with("Run `")).expect("a hint").to_owned();
+    let command = hint.trim_start_matches("Run `").split('`').next().unwrap();
+    assert!(command.starts_with("counterctl install ") && command.ends_with(" --memory 256"), "{hint}");
+    assert!(!command.contains("--output"), "status's own options stay out: {hint}");
+    // Exactly that command fixes it.
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    counterctl(&args).await.ok();
+    let status = deployment.run("status", &["--memory", "256"]).await;
+    assert_eq!(status.code, 0, "{}", status.stdout);
+}
