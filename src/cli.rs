@@ -48,8 +48,9 @@ pub struct AwsOptions {
 /// Which deployment: resource names, checked against AWS's naming rules before any call.
 #[derive(Debug, Clone, Args)]
 pub struct StackOptions {
-    /// Name of the function, role, log group and API: 1-64 of A-Z a-z 0-9 - _ (the
-    /// Lambda function name rules, which are also valid IAM role names).
+    /// Name of the stack: its function, role, log group, API, API key, usage plan,
+    /// alarms (NAME-…) and alarm topic (NAME-alarms) are named so. 1-64 of A-Z a-z 0-9
+    /// - _ (the Lambda function name rules, which are also valid IAM role names).
     #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter", value_parser = stack_name)]
     pub name: String,
     /// DynamoDB table holding the counters: 3-255 of A-Z a-z 0-9 _ - . [default: the
@@ -109,7 +110,8 @@ pub enum Auth {
     /// Clients send an API key (x-api-key); a usage plan throttles it.
     ApiKey,
     /// Callers sign requests with SigV4 as an IAM identity allowed `execute-api:Invoke`
-    /// (`counterctl status --caller-policy`); the stage throttles.
+    /// (REST; the stage throttles) or `lambda:InvokeFunctionUrl` and
+    /// `lambda:InvokeFunction` (function URL): `counterctl status --caller-policy`.
     Iam,
     /// Anyone who knows the URL can call it (the original service's setup).
     None,
@@ -155,29 +157,31 @@ pub struct DeployOptions {
     #[arg(long, env = "COUNTERCTL_AUTH", value_enum)]
     pub auth: Option<Auth>,
     /// Steady rate, requests per second: the usage plan's with --auth api-key, the stage's
-    /// with --auth iam [default: 50].
+    /// with --auth iam [default: as deployed, else 50].
     #[arg(long, value_parser = positive_rate)]
     pub rate_limit: Option<f64>,
     /// Burst, requests: the usage plan's with --auth api-key, the stage's with --auth iam
-    /// [default: 100].
+    /// [default: as deployed, else 100].
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     pub burst_limit: Option<i32>,
     /// Deploy this zip (with a `bootstrap` inside) instead of the bundled one.
     #[arg(long, value_name = "PATH")]
     pub function_zip: Option<std::path::PathBuf>,
-    /// The zip's instruction set [default: x86_64].
+    /// The zip's instruction set [default: as deployed, else x86_64].
     #[arg(long, value_enum)]
     pub architecture: Option<Architecture>,
-    /// Function memory in MB; CPU scales with it [default: 128].
+    /// Function memory in MB, 128-10240; CPU scales with it [default: as deployed, else
+    /// 128].
     #[arg(long, value_parser = clap::value_parser!(i32).range(128..=10240))]
     pub memory: Option<i32>,
-    /// Function timeout in seconds, at least 15: a request may wait 8 s for another with
-    /// the same Idempotency-Key, then make a 5 s DynamoDB attempt [default: 15].
+    /// Function timeout in seconds, 15-900: a request may wait 8 s for another with the
+    /// same Idempotency-Key, then make a 5 s DynamoDB attempt [default: as deployed, else
+    /// 15].
     #[arg(long, value_parser = clap::value_parser!(i32).range(15..=900))]
     pub timeout: Option<i32>,
     /// Days the function's log group keeps logs: one of CloudWatch's values (1, 3, 5, 7,
     /// 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    /// 3288, 3653) [default: 30].
+    /// 3288, 3653) [default: as deployed, else 30].
     #[arg(long, value_parser = retention_days)]
     pub log_retention_days: Option<i32>,
     /// Turn on deletion protection and point-in-time recovery on a table counterctl did
@@ -185,7 +189,8 @@ pub struct DeployOptions {
     #[arg(long)]
     pub protect_table: bool,
     /// Cap the function's concurrent executions (its reserved concurrency), which caps
-    /// both cost and DynamoDB load: a number, or `off` to remove the cap [default: off].
+    /// both cost and DynamoDB load: a number, or `off` to remove the cap [default: as
+    /// deployed, else off].
     #[arg(long, value_name = "N|off", value_parser = max_concurrency)]
     pub max_concurrency: Option<MaxConcurrency>,
     /// CloudWatch alarms on the function's errors, throttles and latency, the front's
@@ -325,7 +330,8 @@ pub struct StatusArgs {
     #[arg(long)]
     pub show_api_key: bool,
     /// Print only the least-privilege IAM policy (JSON) a calling service needs for this
-    /// stack with --auth iam: execute-api:Invoke on its two routes.
+    /// stack with --auth iam: execute-api:Invoke on its two routes, or with a function
+    /// URL lambda:InvokeFunctionUrl and lambda:InvokeFunction on its function.
     #[arg(long)]
     pub caller_policy: bool,
     /// Print only the stack's metrics over --since: the function's invocations, errors,

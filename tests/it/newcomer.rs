@@ -226,3 +226,42 @@ async fn status_names_the_install_that_fixes_the_difference_it_reports() {
     let status = deployment.run("status", &["--memory", "256"]).await;
     assert_eq!(status.code, 0, "{}", status.stdout);
 }
+
+/// The help text `counterctl COMMAND --help` gives for `option`.
+async fn help_of(command: &str, option: &str) -> String {
+    let help = counterctl(&[command, "--help"]).await.ok().stdout;
+    let heading = |line: &str| {
+        let line = line.trim_start();
+        line.starts_with("--") || (line.starts_with('-') && line.chars().nth(2) == Some(','))
+    };
+    let names_option = |line: &str| line.trim_start().split([' ', ',']).any(|word| word == option);
+    let mut lines = help.lines().skip_while(|line| !(heading(line) && names_option(line)));
+    let first = lines.next().unwrap_or_else(|| panic!("{option} is in the help: {help}"));
+    // Its text and possible values, up to the next option.
+    let text: Vec<&str> = lines.take_while(|line| !heading(line)).map(str::trim).collect();
+    format!("{first} {}", text.join(" "))
+}
+
+#[tokio::test]
+async fn help_says_an_option_not_given_keeps_what_is_deployed_and_gives_the_ranges() {
+    for (option, default) in [
+        ("--memory", "128"),
+        ("--timeout", "15"),
+        ("--rate-limit", "50"),
+        ("--burst-limit", "100"),
+        ("--architecture", "x86_64"),
+        ("--log-retention-days", "30"),
+        ("--max-concurrency", "off"),
+    ] {
+        let help = help_of("install", option).await;
+        assert!(help.contains(&format!("[default: as deployed, else {default}]")), "{help}");
+    }
+    assert!(help_of("install", "--memory").await.contains("128-10240"));
+    assert!(help_of("install", "--timeout").await.contains("15-900"));
+    let name = help_of("install", "--name").await;
+    assert!(name.contains("API key, usage plan"), "{name}");
+    let policy = help_of("status", "--caller-policy").await;
+    assert!(policy.contains("lambda:InvokeFunctionUrl"), "{policy}");
+    let auth = help_of("install", "--auth").await;
+    assert!(auth.contains("lambda:InvokeFunctionUrl"), "{auth}");
+}
