@@ -25,23 +25,33 @@ struct NoApi {
     region: String,
 }
 
+/// The key `increment` and `get` send when `--api-key` is not given.
+const API_KEY_VARIABLE: &str = "COUNTERCTL_API_KEY";
+
 /// The endpoint from the options, else the stack's invoke URL and key from AWS.
 pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &StackOptions) -> anyhow::Result<Endpoint> {
     use crate::cli::Auth as AuthOption;
+    // The variable is read here, not by clap: an --auth that sends no key outranks it.
+    let api_key =
+        options.api_key.clone().or_else(|| std::env::var(API_KEY_VARIABLE).ok().filter(|key| !key.is_empty()));
     if let Some(url) = &options.url {
-        let auth = match (options.auth, &options.api_key) {
-            (Some(AuthOption::Iam), _) => Auth::Iam(signer_for(url, aws).await?),
-            (Some(AuthOption::ApiKey) | None, Some(key)) => Auth::ApiKey(key.clone()),
-            (Some(AuthOption::ApiKey), None) => {
-                anyhow::bail!("--auth api-key needs the key\nhint: pass --api-key or set COUNTERCTL_API_KEY")
+        let auth = match (options.auth, options.api_key.is_some(), api_key) {
+            (Some(auth @ (AuthOption::None | AuthOption::Iam)), true, _) => anyhow::bail!(
+                "--auth {} sends no API key, and --api-key gives one\nhint: leave out --api-key, or --auth",
+                auth.name()
+            ),
+            (Some(AuthOption::Iam), false, _) => Auth::Iam(signer_for(url, aws).await?),
+            (Some(AuthOption::None), false, _) | (None, _, None) => Auth::None,
+            (Some(AuthOption::ApiKey) | None, _, Some(key)) => Auth::ApiKey(key),
+            (Some(AuthOption::ApiKey), _, None) => {
+                anyhow::bail!("--auth api-key needs the key\nhint: pass --api-key or set {API_KEY_VARIABLE}")
             }
-            (Some(AuthOption::None) | None, _) => Auth::None,
         };
         return Ok(Endpoint::new(url, auth)?);
     }
     let clients = Clients::connect(aws).await?;
     let endpoint = discover(&clients, stack).await?;
-    match &options.api_key {
+    match &api_key {
         Some(key) => Ok(Endpoint::new(endpoint.url(), Auth::ApiKey(key.clone()))?),
         None => Ok(endpoint),
     }
@@ -104,15 +114,20 @@ pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result
     Ok(Endpoint::new(&crate::stack::invoke_url(&region, &chosen.id, &stage), auth)?)
 }
 
-/// The client's error, with what a CLI user can do about it.
-fn explained(error: CallError) -> anyhow::Error {
+/// The client's error, with what a CLI user of `url` can do about it.
+fn explained(error: CallError, url: &str) -> anyhow::Error {
     match error {
         CallError::Unreachable { .. } => {
             anyhow::anyhow!("{error}\nhint: check --url / COUNTERCTL_URL (for `counterctl serve`, is it running?)")
         }
+        CallError::Forbidden { .. } if !on_aws(url) => anyhow::anyhow!(
+            "{error}\n\
+             hint: this server wants an API key: pass --api-key or set {API_KEY_VARIABLE} \
+             (for `counterctl serve`, the key it was started with)"
+        ),
         CallError::Forbidden { status, message } => anyhow::anyhow!(
             "API Gateway answered {status}: {message}\n\
-             hint: this API needs its key: pass --api-key or set COUNTERCTL_API_KEY \
+             hint: this API needs its key: pass --api-key or set {API_KEY_VARIABLE} \
              (`counterctl status --show-api-key` prints it), or omit --url to have it fetched; \
              a stack with --auth iam (or a function URL) takes a signature instead: pass --auth iam"
         ),
@@ -123,6 +138,13 @@ fn explained(error: CallError) -> anyhow::Error {
         ),
         error => error.into(),
     }
+}
+
+/// Whether `url` is an AWS front's (API Gateway's or a function URL's), not a server of
+/// one's own such as `counterctl serve`.
+fn on_aws(url: &str) -> bool {
+    let host = url.split("://").nth(1).unwrap_or(url).split(['/', ':', '?']).next().unwrap_or_default();
+    host.ends_with(".amazonaws.com") || host.ends_with(".on.aws") || host.ends_with(".amazonaws.com.cn")
 }
 
 fn print<T: serde::Serialize>(answer: &T, text: String, output: OutputFormat) -> anyhow::Result<ExitCode> {
@@ -136,7 +158,9 @@ fn print<T: serde::Serialize>(answer: &T, text: String, output: OutputFormat) ->
 pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
     let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
     let key = args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let answer = Client::new(endpoint).increment(&args.counter, args.count, &key).await.map_err(explained)?;
+    let url = endpoint.url().to_owned();
+    let answer = Client::new(endpoint).increment(&args.counter, args.count, &key).await;
+    let answer = answer.map_err(|error| explained(error, &url))?;
     let text = match answer.first_value {
         Some(first) => format!("{first}-{}", answer.new_value),
         None => answer.new_value.to_string(),
@@ -146,6 +170,7 @@ pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
-    let answer = Client::new(endpoint).value(&args.counter).await.map_err(explained)?;
+    let url = endpoint.url().to_owned();
+    let answer = Client::new(endpoint).value(&args.counter).await.map_err(|error| explained(error, &url))?;
     print(&answer, answer.value.to_string(), args.output.output)
 }

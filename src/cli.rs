@@ -353,9 +353,9 @@ pub struct EndpointOptions {
     /// or http://127.0.0.1:8080 [default: the stack's invoke URL, found in AWS].
     #[arg(long, env = "COUNTERCTL_URL")]
     pub url: Option<String>,
-    /// API key to send as x-api-key [default: the stack's key, fetched from API Gateway
-    /// when the stack uses keys].
-    #[arg(long, env = "COUNTERCTL_API_KEY", hide_env_values = true)]
+    /// API key to send as x-api-key. Without it: COUNTERCTL_API_KEY, else the stack's
+    /// key, fetched from API Gateway when the stack uses keys.
+    #[arg(long)]
     pub api_key: Option<String>,
     /// With --url, how to call it: `iam` signs with SigV4 (for `lambda` at a Function URL
     /// `*.lambda-url.REGION.on.aws`, else `execute-api`; the region from the host, else

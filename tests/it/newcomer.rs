@@ -265,3 +265,34 @@ async fn help_says_an_option_not_given_keeps_what_is_deployed_and_gives_the_rang
     let auth = help_of("install", "--auth").await;
     assert!(auth.contains("lambda:InvokeFunctionUrl"), "{auth}");
 }
+
+#[tokio::test]
+async fn a_403_from_serve_says_it_wants_a_key_and_a_key_is_never_dropped_silently() {
+    const KEY: &str = "SERVE-KEY-0123456789-abc";
+    let dir = DataDir::new();
+    let mut command = serve_command_on("127.0.0.1:0", dir.path());
+    command.args(["--api-key", KEY]);
+    let serve = Serve::start_command(command).await;
+    let without = counterctl(&["increment", "c", "--url", &serve.url]).await;
+    assert_eq!(without.code, 2, "{}", without.stderr);
+    assert!(without.stderr.contains("hint: this server wants an API key: pass --api-key"), "{}", without.stderr);
+    assert!(!without.stderr.contains("API Gateway"), "serve is not API Gateway: {}", without.stderr);
+
+    for auth in ["none", "iam"] {
+        let both = counterctl(&["increment", "c", "--url", &serve.url, "--auth", auth, "--api-key", KEY]).await;
+        assert_eq!(both.code, 2, "{}", both.stderr);
+        assert!(
+            both.stderr.contains(&format!("--auth {auth} sends no API key, and --api-key gives one")),
+            "{}",
+            both.stderr
+        );
+    }
+    let mut env = clean_environment();
+    env.push(("COUNTERCTL_API_KEY", KEY.to_owned()));
+    let from_env = counterctl_with_env(&["increment", "c", "--url", &serve.url], &env).await.ok();
+    assert_eq!(from_env.stdout.trim(), "1", "the key in the environment is sent");
+    let outranked = counterctl_with_env(&["increment", "c", "--url", &serve.url, "--auth", "none"], &env).await;
+    assert_eq!(outranked.code, 2, "--auth none sends no key, even one in the environment: {}", outranked.stderr);
+    let after = counterctl_with_env(&["increment", "c", "--url", &serve.url], &env).await.ok();
+    assert_eq!(after.stdout.trim(), "2", "refused calls took no ID");
+}
