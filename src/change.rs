@@ -206,8 +206,7 @@ impl Changes for Nothing {
 }
 
 /// What happens to a resource; `C` is the resource's typed change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "action", content = "details", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Action<C> {
     /// As wanted already.
     Keep,
@@ -260,6 +259,32 @@ impl<C: Changes> Action<C> {
             Self::Retain(reason) => Action::Retain(reason.clone()),
             Self::Absent => Action::Absent,
         }
+    }
+}
+
+/// In `--output json`, in install's, status's and uninstall's alike: `action`, then
+/// `details` (the changed fields, `[{field, from, to}]`) for an update or adoption, or
+/// `reason` for a deletion or a resource left as it is.
+impl<C: Serialize> Serialize for Action<C> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let name = match self {
+            Self::Keep => "keep",
+            Self::Create => "create",
+            Self::Update(_) => "update",
+            Self::Adopt(_) => "adopt",
+            Self::Delete(_) => "delete",
+            Self::Retain(_) => "retain",
+            Self::Absent => "absent",
+        };
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("action", name)?;
+        match self {
+            Self::Update(change) | Self::Adopt(change) => map.serialize_entry("details", change)?,
+            Self::Delete(reason) | Self::Retain(reason) => map.serialize_entry("reason", reason)?,
+            Self::Keep | Self::Create | Self::Absent => {}
+        }
+        map.end()
     }
 }
 

@@ -296,3 +296,22 @@ async fn a_403_from_serve_says_it_wants_a_key_and_a_key_is_never_dropped_silentl
     let after = counterctl_with_env(&["increment", "c", "--url", &serve.url], &env).await.ok();
     assert_eq!(after.stdout.trim(), "2", "refused calls took no ID");
 }
+
+#[tokio::test]
+async fn install_and_uninstall_json_give_details_as_fields_and_reasons_as_reason() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    deployment.install().await;
+    let install = deployment.run("install", &["--memory", "256", "--dry-run", "--output", "json"]).await.ok().json();
+    let function = install["changes"].as_array().unwrap().iter().find(|c| c["resource"] == "function").unwrap();
+    assert_eq!(function["action"], "update");
+    assert_eq!(function["details"], serde_json::json!([{"field": "memory", "from": "128 MB", "to": "256 MB"}]));
+    let uninstall = deployment.run("uninstall", &["--dry-run", "--output", "json"]).await.ok().json();
+    for change in uninstall["changes"].as_array().unwrap() {
+        assert!(change.get("details").is_none_or(serde_json::Value::is_array), "{change}");
+        if change["action"] == "delete" || change["action"] == "retain" {
+            assert!(change["reason"].is_string(), "{change}");
+        }
+    }
+    let table = uninstall["changes"].as_array().unwrap().iter().find(|c| c["resource"] == "table").unwrap();
+    assert_eq!(table["reason"], "its counters stay (delete them with --delete-data)");
+}
