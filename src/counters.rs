@@ -438,7 +438,8 @@ pub(crate) fn parse_import(input: &[u8]) -> Result<BTreeMap<String, i64>, BadLin
 #[serde(deny_unknown_fields)]
 struct Line {
     counter: Value,
-    value: Value,
+    /// As written, to quote it so in an error.
+    value: Box<serde_json::value::RawValue>,
 }
 
 fn parse_line(text: &str) -> Result<(String, i64), String> {
@@ -457,11 +458,9 @@ fn parse_line(text: &str) -> Result<(String, i64), String> {
     let Value::String(counter) = line.counter else {
         return Err(format!("\"counter\" is {}, not a string", line.counter));
     };
-    let value = match &line.value {
-        Value::Number(number) => number.as_i64(),
-        _ => None,
-    }
-    .ok_or_else(|| format!("\"value\" is {}, not a 64-bit integer", line.value))?;
+    // A JSON integer in range reads as an i64; anything else (1.5, 1e3, "5", null) not.
+    let written = line.value.get();
+    let value = written.parse::<i64>().map_err(|_| format!("\"value\" is {written}, not a 64-bit integer"))?;
     if value < 1 {
         return Err(format!("\"value\" is {value}: IDs are 1, 2, 3, …, so a counter holds at least 1"));
     }
@@ -501,7 +500,8 @@ mod tests {
             (r#"{"counter":"x","value":1,"counter":"y"}"#, "duplicate field `counter`"),
             (r#"{"counter":7,"value":1}"#, "not a string"),
             (r#"{"counter":"x","value":1.5}"#, "not a 64-bit integer"),
-            (r#"{"counter":"x","value":1e3}"#, "not a 64-bit integer"),
+            (r#"{"counter":"x","value":1e3}"#, "\"value\" is 1e3, not a 64-bit integer"),
+            (r#"{"counter":"x","value": 5.0 }"#, "\"value\" is 5.0, not"),
             (r#"{"counter":"x","value":"5"}"#, "not a 64-bit integer"),
             (r#"{"counter":"x","value":9223372036854775808}"#, "not a 64-bit integer"),
             (r#"{"counter":"x","value":0}"#, "at least 1"),

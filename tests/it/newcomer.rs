@@ -315,3 +315,15 @@ async fn install_and_uninstall_json_give_details_as_fields_and_reasons_as_reason
     let table = uninstall["changes"].as_array().unwrap().iter().find(|c| c["resource"] == "table").unwrap();
     assert_eq!(table["reason"], "its counters stay (delete them with --delete-data)");
 }
+
+#[tokio::test]
+async fn import_quotes_a_bad_value_as_the_line_has_it() {
+    let dir = DataDir::new();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    for written in ["1e3", "5.0", "\"7\""] {
+        let line = format!("{{\"counter\":\"x\",\"value\":{written}}}\n");
+        let import = Counters::data_dir(dir.path()).import(line).await;
+        assert_eq!(import.code, 2, "{}", import.stderr);
+        assert!(import.stderr.contains(&format!("\"value\" is {written}, not a 64-bit integer")), "{}", import.stderr);
+    }
+}
