@@ -10,8 +10,9 @@
 //!    ├ API (created: settle a race) ─────────────┘
 //!    │   └ route → integration → stage ┬ usage plan ─ duplicates
 //!    └──────────────────── API key ────┘
-//!    then: a table switch (alone), the old front's removal (make before break), the
-//!    alarm topic and its subscription, and the alarms
+//!    then: a table switch (alone), a custom domain that goes, the old front's removal
+//!    (make before break), the custom domain with its mapping and record, the alarm
+//!    topic and its subscription, and the alarms
 //! ```
 //!
 //! With `--front function-url` the REST branch does nothing; the function URL follows
@@ -26,7 +27,8 @@ use crate::progress::Progress;
 use crate::resources::api::{self, Race};
 use crate::resources::function::FunctionTarget;
 use crate::resources::{
-    alarms, api_key, function, function_url, log_group, permission, role, routes, stage, table, topic, usage_plan,
+    alarms, api_key, domain, function, function_url, log_group, permission, role, routes, stage, table, topic,
+    usage_plan,
 };
 use crate::retry::{self, TimedOut};
 use crate::stack::Stack;
@@ -38,6 +40,8 @@ pub(crate) struct Applied {
     pub(crate) url: String,
     /// The key callers send; `None` without `--auth api-key`.
     pub(crate) key_id: Option<String>,
+    /// The custom domain, and where its DNS record points (regional name, its zone).
+    pub(crate) domain: Option<(String, String, String)>,
 }
 
 pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -> anyhow::Result<Applied> {
@@ -84,16 +88,28 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     } else {
         url
     };
+    // A domain that goes, before the API it maps to.
+    for unwanted in &plan.domain.unwanted {
+        progress.delete(clients, unwanted).await?;
+    }
     // The old front goes once the new one is up.
     let applied = match (&plan.front, rest) {
         (FrontPlan::Rest(front), Some(rest)) => {
             progress.delete(clients, &front.function_url).await?;
             let url = stack.invoke_url(&plan.account.region, &rest.api_id);
-            Applied { url, key_id: rest.key_id }
+            let domain = match &plan.domain.wanted {
+                Some(parts) => {
+                    let (regional, zone) =
+                        domain::apply(clients, (stack, &plan.account), parts, &rest.api_id, progress).await?;
+                    Some((parts.wanted.name.clone(), regional, zone))
+                }
+                None => None,
+            };
+            Applied { url, key_id: rest.key_id, domain }
         }
         (FrontPlan::FunctionUrl(front), _) => {
             remove_rest(clients, front, progress).await?;
-            Applied { url: url.context("the function URL was not made")?, key_id: None }
+            Applied { url: url.context("the function URL was not made")?, key_id: None, domain: None }
         }
         (FrontPlan::Rest(_), None) => unreachable!("the REST branch returns its API or an error"),
     };

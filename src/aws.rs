@@ -57,6 +57,8 @@ pub struct Clients {
     pub(crate) logs: aws_sdk_cloudwatchlogs::Client,
     pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
     pub(crate) sns: aws_sdk_sns::Client,
+    pub(crate) acm: aws_sdk_acm::Client,
+    pub(crate) route53: aws_sdk_route53::Client,
     pub(crate) apigateway: aws_sdk_apigateway::Client,
 }
 
@@ -69,6 +71,8 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             sns: aws_sdk_sns::Client::new(&config),
+            acm: aws_sdk_acm::Client::new(&config),
+            route53: aws_sdk_route53::Client::new(&config),
             apigateway: aws_sdk_apigateway::Client::new(&config),
             config,
         }

@@ -55,6 +55,45 @@ pub(crate) enum Refusal {
          hint: leave out --alarms off, or the option that gives them somewhere to send"
     )]
     AlarmTargetWithoutAlarms,
+    #[error(
+        "--domain does not go with --front function-url: a function URL has no custom domains\n\
+         hint: put CloudFront in front of the function URL for a domain of your own, or use --front rest"
+    )]
+    DomainOnFunctionUrl,
+    #[error(
+        "stack {stack} serves custom domain {domain}, which a function URL cannot keep\n\
+         hint: pass --domain off with --front function-url to remove the domain (callers of https://{domain} stop working)"
+    )]
+    FrontSwitchWithDomain { stack: String, domain: String },
+    #[error(
+        "--certificate-arn and --hosted-zone-id belong to a custom domain, and the stack has none\n\
+         hint: pass --domain NAME with them"
+    )]
+    DomainNeedsName,
+    #[error("--domain {domain} needs a certificate\nhint: pass --certificate-arn with an ACM certificate for {domain}")]
+    DomainNeedsCertificate { domain: String },
+    #[error(
+        "certificate {arn} is not in {region}: a regional custom domain takes a certificate from its own region\n\
+         hint: request or import one in ACM in {region} (`aws acm request-certificate --region {region} …`)"
+    )]
+    CertificateRegion { arn: String, region: String },
+    #[error("ACM has no certificate {arn}\nhint: check --certificate-arn (`aws acm list-certificates`)")]
+    CertificateNotFound { arn: String },
+    #[error(
+        "certificate {arn} is {status}, not ISSUED\n\
+         hint: finish its validation in ACM (the DNS or email record it asks for), then run again"
+    )]
+    CertificateNotIssued { arn: String, status: String },
+    #[error(
+        "certificate {arn} does not cover {name}: it is for {names}\n\
+         hint: use a certificate for {name} or for its parent's wildcard"
+    )]
+    CertificateNotCovering { arn: String, name: String, names: String },
+    #[error(
+        "custom domain {name} exists and is not this stack's (it maps to {mapped_to}); counterctl never takes one over\n\
+         hint: use another --domain, or remove that domain's mappings and the domain first"
+    )]
+    DomainNotOurs { name: String, mapped_to: String },
 }
 
 /// One resource of the stack, in the order the plan lists them.
@@ -74,6 +113,9 @@ pub(crate) enum Resource {
     Stage,
     ApiKey,
     UsagePlan,
+    Domain,
+    Mapping,
+    DnsRecord,
     Topic,
     Subscription,
     Alarm,
@@ -95,6 +137,9 @@ impl Resource {
             Self::Stage => "stage",
             Self::ApiKey => "api key",
             Self::UsagePlan => "usage plan",
+            Self::Domain => "domain",
+            Self::Mapping => "mapping",
+            Self::DnsRecord => "dns record",
             Self::Topic => "alarm topic",
             Self::Subscription => "subscription",
             Self::Alarm => "alarm",
@@ -132,6 +177,10 @@ pub(crate) enum Field {
     Statement,
     Concurrency,
     Definition,
+    Certificate,
+    SecurityPolicy,
+    Zone,
+    Target,
 }
 
 impl Field {
@@ -162,6 +211,10 @@ impl Field {
             Self::Statement => "statement",
             Self::Definition => "definition",
             Self::Concurrency => "reserved concurrency",
+            Self::Certificate => "certificate",
+            Self::SecurityPolicy => "security policy",
+            Self::Zone => "hosted zone",
+            Self::Target => "target",
         }
     }
 }

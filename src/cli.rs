@@ -207,6 +207,74 @@ pub struct DeployOptions {
     /// changes or deletes it) [default: as deployed, else none].
     #[arg(long, value_name = "ARN", value_parser = topic_arn)]
     pub alarm_topic: Option<String>,
+    /// Serve the REST front at https://NAME too: a regional API Gateway custom domain
+    /// (TLS 1.2) mapped to the stack's stage; `off` removes it [default: as deployed,
+    /// else none].
+    #[arg(long, value_name = "NAME|off", value_parser = domain)]
+    pub domain: Option<DomainOption>,
+    /// The ACM certificate of --domain: in the stack's region, ISSUED, for NAME or its
+    /// parent's wildcard [default: as deployed].
+    #[arg(long, value_name = "ARN", value_parser = certificate_arn)]
+    pub certificate_arn: Option<String>,
+    /// Keep --domain's alias record in this Route 53 hosted zone (made or updated, and
+    /// waited for); without it, install prints the record to make [default: as
+    /// deployed].
+    #[arg(long, value_name = "ZONE", value_parser = hosted_zone_id)]
+    pub hosted_zone_id: Option<String>,
+}
+
+/// `--domain`: a DNS name, or `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainOption {
+    Name(String),
+    Off,
+}
+
+/// A DNS name as a custom domain takes it: 2-127 labels of 1-63 of a-z 0-9 -, not
+/// starting or ending with `-`, at most 253 characters (RFC 1035, section 2.3.1).
+fn domain(value: &str) -> Result<DomainOption, String> {
+    if value == "off" {
+        return Ok(DomainOption::Off);
+    }
+    let name = value.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = name.split('.').collect();
+    let label_ok = |label: &&str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.len() <= 253 && labels.len() >= 2 && labels.iter().all(label_ok) {
+        Ok(DomainOption::Name(name))
+    } else {
+        Err(format!("{value:?} is not a DNS name such as ids.example.com (labels of a-z 0-9 -), or `off`"))
+    }
+}
+
+/// `--certificate-arn`: `arn:PARTITION:acm:REGION:ACCOUNT:certificate/ID`.
+fn certificate_arn(value: &str) -> Result<String, String> {
+    let parts: Vec<&str> = value.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", _, "acm", region, account, resource]
+            if !region.is_empty() && account.len() == 12 && resource.starts_with("certificate/") =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err(format!(
+            "{value:?} is not an ACM certificate ARN such as arn:aws:acm:us-east-1:123456789012:certificate/ID"
+        )),
+    }
+}
+
+/// `--hosted-zone-id`: a Route 53 zone id such as Z0123456789ABCDEFGHIJ (a leading
+/// `/hostedzone/` is dropped).
+fn hosted_zone_id(value: &str) -> Result<String, String> {
+    let id = value.trim_start_matches("/hostedzone/");
+    if (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(id.to_owned())
+    } else {
+        Err(format!("{value:?} is not a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ"))
+    }
 }
 
 /// On or off.

@@ -6,6 +6,7 @@ use crate::aws::{Account, Clients};
 use crate::resources::alarms::{self, AlarmState};
 use crate::resources::api::{self, ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::{self, KeyState};
+use crate::resources::domain::{self, CertificateState, DomainState};
 use crate::resources::function::{self, FunctionState};
 use crate::resources::function_url::{self, UrlState};
 use crate::resources::log_group::{self, LogGroupState};
@@ -40,6 +41,10 @@ pub(crate) struct Deployed {
     pub(crate) alarms: Vec<AlarmState>,
     /// The stack's own alarm topic (`--alarm-email`).
     pub(crate) topic: Option<TopicState>,
+    /// The stack's custom domains, and the one `--domain` names.
+    pub(crate) domains: Vec<DomainState>,
+    /// The certificate `--certificate-arn` names.
+    pub(crate) certificate: Option<CertificateState>,
 }
 
 /// What to read: the stack's name, and the table asked for.
@@ -48,6 +53,10 @@ pub(crate) struct Target<'a> {
     pub(crate) table: Option<&'a str>,
     /// Read the counters of both tables when `table` differs from the deployed one.
     pub(crate) compare_counters: bool,
+    /// `--domain`'s name, read even when it is not the stack's.
+    pub(crate) domain: Option<&'a str>,
+    /// `--certificate-arn`, to check before anything is written.
+    pub(crate) certificate: Option<&'a str>,
 }
 
 pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
@@ -60,6 +69,7 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
         log_group,
         (apis, api, keys, usage_plans),
         alarms,
+        (domains, certificate),
     ) = tokio::try_join!(
         async {
             // The topic's ARN is made of the account.
@@ -133,6 +143,17 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
             anyhow::Ok((apis, api, keys, usage_plans))
         },
         async { alarms::read(&clients.cloudwatch, name).await.context("reading the alarms") },
+        async {
+            let domains =
+                async { domain::read(clients, name, target.domain).await.context("reading the custom domains") };
+            let certificate = async {
+                match target.certificate {
+                    Some(arn) => domain::certificate(&clients.acm, arn).await.context("reading the certificate"),
+                    None => Ok(None),
+                }
+            };
+            tokio::try_join!(domains, certificate)
+        },
     )?;
     // Only a stack with nothing to say which table is its own needs the search (it makes a
     // call per table in the region).
@@ -156,5 +177,7 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
         usage_plans,
         alarms,
         topic,
+        domains,
+        certificate,
     })
 }

@@ -27,6 +27,13 @@ struct InstallResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
     curl: Option<String>,
+    /// `https://NAME` of the custom domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_url: Option<String>,
+    /// The record the custom domain needs, when install does not keep it: `{name, type,
+    /// value, alias_hosted_zone_id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_record: Option<serde_json::Value>,
     /// The address AWS mailed a confirmation link to in this run (`--alarm-email`).
     #[serde(skip_serializing_if = "Option::is_none")]
     confirmation_mailed_to: Option<&'a str>,
@@ -40,7 +47,17 @@ pub(crate) async fn read_and_plan(
     switch_table: bool,
 ) -> anyhow::Result<(Deployed, Plan)> {
     let codes = Codes::load(deploy.function_zip.as_deref())?;
-    let target = Target { name: &stack.name, table: stack.table.as_deref(), compare_counters: switch_table };
+    let domain = match &deploy.domain {
+        Some(crate::cli::DomainOption::Name(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    let target = Target {
+        name: &stack.name,
+        table: stack.table.as_deref(),
+        compare_counters: switch_table,
+        domain,
+        certificate: deploy.certificate_arn.as_deref(),
+    };
     let deployed = deployed::read(clients, &target).await?;
     let code = |architecture| codes.code(architecture);
     let request = Request {
@@ -82,6 +99,8 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
                 auth,
                 api_key: None,
                 curl,
+                custom_url: plan.domain.deployed_url(),
+                dns_record: None,
                 confirmation_mailed_to: None,
             };
             out(serde_json::to_string_pretty(&result)?)?;
@@ -110,6 +129,10 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let curl = curl_command(&url, &plan, api_key.as_deref());
+    let record_to_make = plan.wanted.domain.as_ref().is_some_and(|wanted| wanted.zone.is_none());
+    let dns_record = applied.domain.as_ref().filter(|_| record_to_make).map(|(name, regional, zone)| {
+        serde_json::json!({"name": name, "type": "CNAME", "value": regional, "alias_hosted_zone_id": zone})
+    });
     if json {
         let result = InstallResult {
             dry_run: false,
@@ -120,6 +143,8 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             auth,
             api_key,
             curl: Some(curl),
+            custom_url: applied.domain.as_ref().map(|(name, _, _)| format!("https://{name}")),
+            dns_record,
             confirmation_mailed_to: plan.topic.subscribes(),
         };
         out(serde_json::to_string_pretty(&result)?)?;
@@ -136,6 +161,15 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         ))?;
     }
     out(format!("\nInvoke URL: {url}\nTry it:\n  {curl}"))?;
+    if let Some((name, regional, zone)) = &applied.domain {
+        out(format!("Custom domain: https://{name}"))?;
+        if record_to_make {
+            out(format!(
+                "DNS: point {name} at {regional}: a CNAME record, or in Route 53 an alias A record to it \
+                 (its hosted zone {zone}); with --hosted-zone-id ZONE install keeps that record itself."
+            ))?;
+        }
+    }
     if plan.wanted.auth == Auth::ApiKey && api_key.is_none() {
         out(
             "The API key is not shown; print it with `counterctl status --show-api-key` (or `install --show-api-key`),\n\

@@ -19,6 +19,7 @@ use crate::deployed::Deployed;
 use crate::resources::alarms::{self, AlarmChange, AlarmNames, AlarmSpec};
 use crate::resources::api::{self, ApiId, ApiPlan};
 use crate::resources::api_key::{self, KeyId, KeyPlan, KeyState};
+use crate::resources::domain::{self, DomainPlan, DomainTarget};
 use crate::resources::function::{self, FunctionName, FunctionPlan, FunctionTarget};
 use crate::resources::function_url::{self, Url, UrlChange, UrlState};
 use crate::resources::log_group::{self, LogGroupChange, LogGroupName};
@@ -52,6 +53,8 @@ pub(crate) struct Plan {
     pub(crate) alarms: AlarmsPlan,
     /// The stack's own alarm topic (`--alarm-email`).
     pub(crate) topic: TopicPlan,
+    /// The REST front's custom domain.
+    pub(crate) domain: DomainPlan,
 }
 
 /// The stack's alarms: each wanted one with its definition, and those to delete.
@@ -138,6 +141,7 @@ impl Plan {
                 rows.extend([url.keys.row.row(), url.usage_plans.row.row()]);
             }
         }
+        rows.extend(self.domain.rows());
         rows.extend(self.topic.rows());
         rows.extend(self.alarms.wanted.iter().map(|(_, planned)| planned.row()));
         if self.alarms.unwanted.deletes() {
@@ -223,6 +227,16 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         }
         Front::FunctionUrl => FrontPlan::FunctionUrl(Box::new(url_front(deployed, &stack, &wanted, callers))),
     };
+    let api_id = match &front {
+        FrontPlan::Rest(rest) => rest.api.target.as_ref().map(|api| api.id.as_str()),
+        FrontPlan::FunctionUrl(_) => None,
+    };
+    // The certificate given is checked before any write, whatever else changes.
+    if let (Some(wanted_domain), Some(_)) = (&wanted.domain, &request.options.certificate_arn) {
+        domain::check_certificate(wanted_domain, deployed.certificate.as_ref(), &account.region)?;
+    }
+    let off = if request.options.domain.is_some() { "--domain off" } else { "not the stack's domain now" };
+    let domain = domain::plan(&deployed.domains, wanted.domain.as_ref(), api_id, &stack.stage, off)?;
     let wanted_alarms = match &wanted.alarms {
         Alarms::On { notify } => {
             let topic = match notify {
@@ -277,6 +291,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         front_moves,
         alarms,
         topic,
+        domain,
     })
 }
 
@@ -378,6 +393,7 @@ fn url_front(deployed: &Deployed, stack: &Stack, wanted: &Wanted, callers: Calle
 pub(crate) struct Teardown {
     pub(crate) alarms: Deletion<AlarmNames>,
     pub(crate) topic: Deletion<TopicArn>,
+    pub(crate) domains: Vec<Deletion<DomainTarget>>,
     pub(crate) usage_plans: Vec<Deletion<UsagePlanState>>,
     pub(crate) keys: Vec<Deletion<KeyId>>,
     pub(crate) apis: Vec<Deletion<ApiId>>,
@@ -397,6 +413,7 @@ impl Teardown {
         if self.topic.row.action != Action::Absent {
             rows.push(self.topic.row.row());
         }
+        rows.extend(self.domains.iter().map(|deletion| deletion.row.row()));
         rows.extend(self.usage_plans.iter().map(|deletion| deletion.row.row()));
         rows.extend(self.keys.iter().map(|deletion| deletion.row.row()));
         rows.extend(self.apis.iter().map(|deletion| deletion.row.row()));
@@ -480,5 +497,11 @@ pub(crate) fn uninstall(name: &str, deployed: &Deployed, table: &str, delete_dat
             tagged(Resource::Topic, &topic_name, topic.tagged, target, "uninstall, with its subscriptions")
         }
     };
-    Teardown { alarms, topic, usage_plans, keys, apis, function, log_group, policies, role, table }
+    let domains = deployed
+        .domains
+        .iter()
+        .filter(|found| found.tagged)
+        .map(|found| domain::deletion(found, "uninstall"))
+        .collect();
+    Teardown { alarms, topic, domains, usage_plans, keys, apis, function, log_group, policies, role, table }
 }

@@ -22,6 +22,8 @@ struct StatusResult<'a> {
     resources: Vec<Change>,
     advisories: &'a [String],
     url: Option<String>,
+    /// `https://NAME` of the custom domain.
+    custom_url: Option<String>,
     /// The deployed function's CodeSha256, and the one install would deploy.
     deployed_code_sha256: Option<String>,
     bundled_code_sha256: String,
@@ -103,6 +105,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             resources: plan.changes(),
             advisories: &plan.advisories,
             url,
+            custom_url: plan.domain.deployed_url(),
             deployed_code_sha256,
             bundled_code_sha256,
             api_key,
@@ -132,6 +135,9 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         match url {
             Some(url) => out(format!("url         {url}"))?,
             None => out("url         none (no API)")?,
+        }
+        if let Some(custom) = plan.domain.deployed_url() {
+            out(format!("custom url  {custom}"))?;
         }
         if let Some(key) = api_key {
             out(format!("api key     {key}"))?;

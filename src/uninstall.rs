@@ -41,7 +41,8 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let json = args.output.output == OutputFormat::Json;
     let name = &args.stack.name;
-    let target = Target { name, table: args.stack.table.as_deref(), compare_counters: false };
+    let target =
+        Target { name, table: args.stack.table.as_deref(), compare_counters: false, domain: None, certificate: None };
     let deployed = deployed::read(&clients, &target).await?;
     let function_table = deployed.function.as_ref().map(|function| function.table());
     let table_name = table::table_name(args.stack.table.as_deref(), function_table);
@@ -98,6 +99,10 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let mut warnings = Vec::new();
     warnings.extend(deleted(&clients, &teardown.alarms, &progress).await?);
     warnings.extend(deleted(&clients, &teardown.topic, &progress).await?);
+    // Before the APIs they map to.
+    for domain in &teardown.domains {
+        warnings.extend(deleted(&clients, domain, &progress).await?);
+    }
     for deletion in &teardown.usage_plans {
         warnings.extend(deleted(&clients, deletion, &progress).await?);
     }

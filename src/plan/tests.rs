@@ -137,6 +137,9 @@ fn options() -> DeployOptions {
         alarms: None,
         alarm_email: None,
         alarm_topic: None,
+        domain: None,
+        certificate_arn: None,
+        hosted_zone_id: None,
     }
 }
 
@@ -257,6 +260,8 @@ fn healthy() -> Deployed {
         account,
         alarms: alarms_for(&stack, Front::Rest, 15),
         topic: None,
+        domains: Vec::new(),
+        certificate: None,
     }
 }
 

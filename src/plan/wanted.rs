@@ -3,11 +3,13 @@
 //! is never switched implicitly, nor while counters would go backwards.
 
 use crate::change::Refusal;
+use crate::cli::DomainOption;
 use crate::cli::{Architecture, Auth, DeployOptions, Front, MaxConcurrency, Settings, Switch};
 use crate::deployed::Deployed;
 use crate::resources::alarms;
 use crate::resources::api::choose_api;
 use crate::resources::apigateway::Throttle;
+use crate::resources::domain::WantedDomain;
 use crate::resources::function::{Code, FunctionSettings};
 use crate::resources::stage::{DEFAULT_STAGE, deployed_stage};
 use crate::resources::table::{refuse_counters_behind, table_name};
@@ -36,6 +38,8 @@ pub(crate) struct Wanted {
     pub(crate) log_retention_days: Option<i32>,
     pub(crate) protect_table: bool,
     pub(crate) alarms: Alarms,
+    /// The REST front's custom domain.
+    pub(crate) domain: Option<WantedDomain>,
 }
 
 /// The stack's alarms: none, or all of them, reaching whom `notify` says.
@@ -99,6 +103,7 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
     if front == Front::FunctionUrl && options.auth == Some(Auth::ApiKey) {
         return Err(Refusal::ApiKeyOnFunctionUrl);
     }
+    let domain = wanted_domain(options, deployed, &stack.name, front)?;
     let rest_auth = deployed.api.as_ref().and_then(|api| api.method.as_ref()).map(|method| method.auth());
     let deployed_auth = deployed.function_url.as_ref().map(|url| url.auth()).or(rest_auth);
     // A Function URL has no keys: moving there without --auth signs with IAM.
@@ -156,6 +161,7 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
         log_retention_days,
         protect_table: options.protect_table,
         alarms,
+        domain,
     };
     Ok(Resolved {
         stack,
@@ -183,4 +189,40 @@ fn notify(options: &DeployOptions, deployed: &Deployed) -> Notify {
         None if own.is_some_and(|own| own.tagged) => Notify::Email(None),
         None => Notify::Nobody,
     }
+}
+
+/// The custom domain: as given, else the stack's deployed one with its certificate and
+/// zone; none on a function URL, which cannot have one.
+fn wanted_domain(
+    options: &DeployOptions,
+    deployed: &Deployed,
+    stack_name: &str,
+    front: Front,
+) -> Result<Option<WantedDomain>, Refusal> {
+    let ours = deployed.domains.iter().find(|domain| domain.tagged);
+    let name = match &options.domain {
+        Some(DomainOption::Off) => return Ok(None),
+        Some(DomainOption::Name(name)) => name.clone(),
+        None => match ours {
+            Some(domain) => domain.name.clone(),
+            None if options.certificate_arn.is_some() || options.hosted_zone_id.is_some() => {
+                return Err(Refusal::DomainNeedsName);
+            }
+            None => return Ok(None),
+        },
+    };
+    if front == Front::FunctionUrl {
+        return Err(match options.domain {
+            Some(_) => Refusal::DomainOnFunctionUrl,
+            None => Refusal::FrontSwitchWithDomain { stack: stack_name.to_owned(), domain: name },
+        });
+    }
+    let same = deployed.domains.iter().find(|domain| domain.tagged && domain.name == name);
+    let certificate_arn = options
+        .certificate_arn
+        .clone()
+        .or_else(|| same.and_then(|domain| domain.certificate_arn.clone()))
+        .ok_or_else(|| Refusal::DomainNeedsCertificate { domain: name.clone() })?;
+    let zone = options.hosted_zone_id.clone().or_else(|| same.and_then(|domain| domain.zone.clone()));
+    Ok(Some(WantedDomain { name, certificate_arn, zone }))
 }

@@ -6,6 +6,7 @@ pub(crate) mod alarms;
 pub(crate) mod api;
 pub(crate) mod api_key;
 pub(crate) mod apigateway;
+pub(crate) mod domain;
 pub(crate) mod function;
 pub(crate) mod function_url;
 pub(crate) mod log_group;
