@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -107,7 +108,12 @@ impl LocalStore {
     /// Locks `data_dir` (creating it) and opens or creates its database; `user` (a
     /// command) is named to whoever tries next while this one holds it.
     pub(crate) fn open(data_dir: &Path, user: &str) -> Result<(Self, Committer), OpenError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::Io { path: data_dir.to_owned(), source })?;
+        // Only its user reads the counters (and the lock file names the holder).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|source| OpenError::Io { path: data_dir.to_owned(), source })?;
         let lock = lock_data_dir(data_dir, user)?;
         let database = open_database(&database_path(data_dir))?;
         let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);

@@ -208,13 +208,29 @@ struct Local {
 
 impl Local {
     fn open(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<(LocalStore, Self)> {
-        let data_dir =
-            match args.data_dir.clone().or_else(|| std::env::var_os("COUNTERCTL_DATA_DIR").map(PathBuf::from)) {
-                Some(data_dir) => data_dir,
-                None => default_data_dir()?,
-            };
+        let given = args.data_dir.clone().or_else(|| std::env::var_os("COUNTERCTL_DATA_DIR").map(PathBuf::from));
+        // A mistyped directory must not become a new, empty store that hands out 1 again.
+        if let Some(data_dir) = given.as_ref().filter(|data_dir| !data_dir.is_dir()) {
+            anyhow::bail!(
+                "there is no directory {}: a new one would be a new, empty store whose counters start at 1 again\n\
+                 hint: check the path (the one your counters are in); to start a new store there, create it first \
+                 (mkdir -m 700 {0})",
+                data_dir.display()
+            );
+        }
+        let data_dir = match given {
+            Some(data_dir) => data_dir,
+            None => default_data_dir()?,
+        };
+        let new = !local_store::database_path(&data_dir).exists();
         let (store, committer) =
             LocalStore::open(&data_dir, "`counterctl serve`").context("could not open the counter database")?;
+        if new {
+            eprintln!(
+                "counterctl serve: no counter database in {}: started a new, empty one (its counters start at 1)",
+                data_dir.display()
+            );
+        }
         let admin = match admin_socket::bind(&data_dir) {
             Ok(listener) => Some(tokio::spawn(admin_socket::serve(listener, store.clone()))),
             // Such as a path longer than a socket address holds: serving matters more.

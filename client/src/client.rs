@@ -54,6 +54,17 @@ impl Endpoint {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
             return Err(invalid());
         }
+        // A route given as the base would become part of every counter's name.
+        let route = [INCREMENT_PATH, VALUE_PATH].iter().any(|route| parsed.path().contains(route));
+        if route || parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(Error::InvalidUrl {
+                url: url.to_owned(),
+                reason: "give the API's base URL, without a route or query, e.g. http://127.0.0.1:8080 or \
+                         https://ID.execute-api.REGION.amazonaws.com/prod: the client adds \
+                         /counter/increment?counter=NAME"
+                    .to_owned(),
+            });
+        }
         Ok(Self { url: parsed, auth })
     }
 

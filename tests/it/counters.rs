@@ -427,15 +427,16 @@ async fn serve_hands_out_values_above_what_set_and_import_raised_while_it_ran() 
 
 #[tokio::test]
 async fn set_and_import_into_a_data_dir_that_does_not_exist_exit_2_and_create_nothing() {
-    let missing = DataDir::new();
-    let counters = Counters::data_dir(missing.path());
+    let dir = DataDir::new();
+    let missing = dir.path().join("mistyped");
+    let counters = Counters::data_dir(&missing);
     let set = counters.run("set", &["c", "--at-least", "10"]).await;
     let import = counters.run_with_stdin("import", &[], import_lines([("c", 10)])).await;
     for run in [set, import] {
         assert_eq!(run.code, 2, "{run:?}");
         assert!(run.stderr.contains("there is no directory"), "{}", run.stderr);
     }
-    assert!(!missing.path().exists(), "no directory was made");
+    assert!(!missing.exists(), "no directory was made");
 }
 
 #[tokio::test]
@@ -471,6 +472,7 @@ async fn a_data_dir_too_long_for_a_socket_is_refused_while_serve_runs_and_used_o
     let dir = DataDir::new();
     // A Unix socket's path holds at most 107 bytes.
     let long = dir.path().join("d".repeat(120));
+    std::fs::create_dir(&long).unwrap();
     let mut serve = Serve::start_in(&long).await;
     let counters = Counters::data_dir(&long);
     assert_eq!(serve.increment("c").await, 1);
@@ -556,8 +558,8 @@ async fn without_table_the_counters_are_those_of_the_deployed_functions_table() 
 #[tokio::test]
 async fn a_data_dir_and_a_table_together_are_refused_with_exit_2() {
     let dir = DataDir::new();
-    let run =
-        counterctl(&["counters", "list", "--data-dir", &dir.path().display().to_string(), "--table", "Other"]).await;
+    let missing = dir.path().join("new");
+    let run = counterctl(&["counters", "list", "--data-dir", &missing.display().to_string(), "--table", "Other"]).await;
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(!dir.path().exists(), "nothing was created");
+    assert!(!missing.exists(), "nothing was created");
 }

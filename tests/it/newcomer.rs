@@ -327,3 +327,36 @@ async fn import_quotes_a_bad_value_as_the_line_has_it() {
         assert!(import.stderr.contains(&format!("\"value\" is {written}, not a 64-bit integer")), "{}", import.stderr);
     }
 }
+
+#[tokio::test]
+async fn a_route_given_as_the_url_is_refused_and_makes_no_counter() {
+    let dir = DataDir::new();
+    let serve = Serve::start_command(serve_command_on("127.0.0.1:0", dir.path())).await;
+    for url in [
+        format!("{}/counter/increment?counter=tenants", serve.url),
+        format!("{}/counter/value", serve.url),
+        format!("{}?counter=tenants", serve.url),
+    ] {
+        let run = counterctl(&["increment", "tenants", "--url", &url]).await;
+        assert_eq!(run.code, 2, "{url}: {}", run.stderr);
+        assert!(run.stderr.contains("give the API's base URL, without a route or query"), "{}", run.stderr);
+    }
+    assert_eq!(Counters::data_dir(dir.path()).list().await, [], "no counter was made");
+}
+
+#[tokio::test]
+async fn serve_refuses_a_data_dir_that_does_not_exist_and_says_when_it_starts_a_new_store() {
+    let dir = DataDir::new();
+    let missing = dir.path().join("mistyped");
+    let run = crate::support::serve::serve_until_exit(serve_command_on("127.0.0.1:0", &missing)).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a new one would be a new, empty store whose counters start at 1 again"),
+        "{}",
+        run.stderr
+    );
+    assert!(!missing.exists(), "nothing was created");
+
+    let serve = Serve::start_command(serve_command_on("127.0.0.1:0", dir.path())).await;
+    serve.stderr_containing("started a new, empty one (its counters start at 1)").await;
+}

@@ -25,6 +25,8 @@ impl DataDir {
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("serve-data"));
         // A directory left by an earlier run whose process had the same id.
         let _ = std::fs::remove_dir_all(&path);
+        // serve refuses a data directory that does not exist.
+        std::fs::create_dir_all(&path).unwrap();
         Self(path)
     }
 
