@@ -122,8 +122,9 @@ fn explained(error: CallError, url: &str) -> anyhow::Error {
         }
         CallError::Forbidden { .. } if !on_aws(url) => anyhow::anyhow!(
             "{error}\n\
-             hint: this server wants an API key: pass --api-key or set {API_KEY_VARIABLE} \
-             (for `counterctl serve`, the key it was started with)"
+             hint: this API needs its key: pass --api-key or set {API_KEY_VARIABLE} \
+             (for `counterctl serve`, the key it was started with; for a stack, \
+             `counterctl status --show-api-key` prints it)"
         ),
         CallError::Forbidden { status, message } => anyhow::anyhow!(
             "API Gateway answered {status}: {message}\n\

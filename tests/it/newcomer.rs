@@ -275,7 +275,8 @@ async fn a_403_from_serve_says_it_wants_a_key_and_a_key_is_never_dropped_silentl
     let serve = Serve::start_command(command).await;
     let without = counterctl(&["increment", "c", "--url", &serve.url]).await;
     assert_eq!(without.code, 2, "{}", without.stderr);
-    assert!(without.stderr.contains("hint: this server wants an API key: pass --api-key"), "{}", without.stderr);
+    assert!(without.stderr.contains("hint: this API needs its key: pass --api-key"), "{}", without.stderr);
+    assert!(without.stderr.contains("for `counterctl serve`, the key it was started with"), "{}", without.stderr);
     assert!(!without.stderr.contains("API Gateway"), "serve is not API Gateway: {}", without.stderr);
 
     for auth in ["none", "iam"] {
