@@ -159,7 +159,8 @@ impl AwsError {
             }
             "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" => {
                 "the caller may not do this: installing needs DynamoDB, IAM, Lambda, API Gateway, CloudWatch, CloudWatch Logs and SNS permissions \
-                 on these resources (or use a profile that has them, with --profile)"
+                 on these resources (`counterctl status --operator-policy` prints the least-privilege policy; \
+                 or use a profile that has them, with --profile)"
             }
             "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
                 "AWS is throttling this account: wait a minute and run the command again; it resumes where it stopped"

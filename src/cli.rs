@@ -402,6 +402,11 @@ pub struct StatusArgs {
     /// URL lambda:InvokeFunctionUrl and lambda:InvokeFunction on its function.
     #[arg(long)]
     pub caller_policy: bool,
+    /// Print only the least-privilege IAM policy (JSON) an operator (a CI deploy role)
+    /// needs to run install with these options, status and uninstall for this stack in
+    /// this region; `counters` is its statement "Counters".
+    #[arg(long, conflicts_with_all = ["caller_policy", "metrics"])]
+    pub operator_policy: bool,
     /// Print only the stack's metrics over --since: the function's invocations, errors,
     /// throttles and duration, the front's requests, 4xx, 5xx and latency, the table's
     /// write units and throttled updates.

@@ -18,6 +18,7 @@ mod install;
 mod local_store;
 mod logs;
 mod metrics;
+mod operator_policy;
 mod plan;
 mod progress;
 mod resources;

@@ -68,6 +68,10 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         out(serde_json::to_string_pretty(&policy)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.operator_policy {
+        out(serde_json::to_string_pretty(&crate::operator_policy::policy(&plan))?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.metrics {
         let front = match &plan.front {
             FrontPlan::FunctionUrl(url) if url.deployed.is_some() => Front::FunctionUrl,

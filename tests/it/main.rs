@@ -24,6 +24,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod newcomer;
+mod operator_policy;
 mod serve;
 mod serve_service;
 mod sidecar;

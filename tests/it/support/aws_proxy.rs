@@ -50,10 +50,25 @@ enum Patch {
     Text { from: String, to: String },
 }
 
+/// A request as the proxy saw it, for what IAM would authorize it as.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded {
+    /// The signing name in its SigV4 credential scope: `dynamodb`, `monitoring`, `lambda`, …
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    /// JSON protocols' `X-Amz-Target`, query protocols' `Action`, else empty.
+    pub action: String,
+    /// A JSON body (long strings, such as a zip, cut short), a query protocol's form as an
+    /// object, or `null`.
+    pub body: Value,
+}
+
 struct Shared {
     upstream: String,
     client: reqwest::Client,
     actions: Mutex<Vec<String>>,
+    recorded: Mutex<Vec<Recorded>>,
     /// Per action pattern: the fault and how many more requests get it.
     faults: Mutex<HashMap<String, (Fault, usize)>>,
     /// Per action pattern: an answer given in moto's place, and how many more get it.
@@ -82,6 +97,7 @@ impl AwsProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::new(),
             actions: Mutex::default(),
+            recorded: Mutex::default(),
             faults: Mutex::default(),
             answers: Mutex::default(),
             patches: Mutex::default(),
@@ -101,6 +117,11 @@ impl AwsProxy {
     /// The actions seen so far, in order, e.g. `UpdateItem`.
     pub(crate) fn actions(&self) -> Vec<String> {
         self.shared.actions.lock().unwrap().clone()
+    }
+
+    /// Every request seen so far.
+    pub(crate) fn recorded(&self) -> Vec<Recorded> {
+        self.shared.recorded.lock().unwrap().clone()
     }
 
     /// The actions seen so far that change something (not Get/List/Describe).
@@ -200,6 +221,41 @@ fn action_of(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> St
     format!("{method} {}", uri.path())
 }
 
+fn recorded(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Recorded {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    // Credential=AKID/YYYYMMDD/REGION/SERVICE/aws4_request
+    let scope = header("authorization").split("Credential=").nth(1).unwrap_or_default();
+    let service = scope.split(['/', ',']).nth(3).unwrap_or_default().to_owned();
+    let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let (action, body) = if !header("x-amz-target").is_empty() {
+        let target = header("x-amz-target");
+        (
+            target.rsplit('.').next().unwrap_or(target).to_owned(),
+            shortened(serde_json::from_slice(body).unwrap_or(Value::Null)),
+        )
+    } else if let Some((_, action)) = form.iter().find(|(key, _)| key == "Action") {
+        (
+            action.clone(),
+            Value::Object(form.iter().map(|(key, value)| (key.clone(), Value::from(value.as_str()))).collect()),
+        )
+    } else {
+        (String::new(), shortened(serde_json::from_slice(body).unwrap_or(Value::Null)))
+    };
+    Recorded { service, method: method.to_string(), path: uri.path().to_owned(), action, body }
+}
+
+/// `value` with its long strings (a function's zip) cut short.
+fn shortened(value: Value) -> Value {
+    match value {
+        Value::String(text) if text.len() > 1024 => Value::from("…"),
+        Value::Array(items) => Value::Array(items.into_iter().map(shortened).collect()),
+        Value::Object(fields) => {
+            Value::Object(fields.into_iter().map(|(key, value)| (key, shortened(value))).collect())
+        }
+        other => other,
+    }
+}
+
 async fn forward(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -209,6 +265,7 @@ async fn forward(
 ) -> Response<Body> {
     let action = action_of(&method, &uri, &headers, &body);
     shared.actions.lock().unwrap().push(action.clone());
+    shared.recorded.lock().unwrap().push(recorded(&method, &uri, &headers, &body));
     let canned = {
         let mut answers = shared.answers.lock().unwrap();
         let found = answers.iter_mut().find(|(pattern, (_, remaining))| *remaining > 0 && matches(pattern, &action));
