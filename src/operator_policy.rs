@@ -45,6 +45,9 @@ pub(crate) fn policy(plan: &Plan) -> Value {
         // ListTables has no resource type: it is granted on `*` or not at all. Install
         // and uninstall look for the tables an uninstall kept.
         statement("FindKeptTables", &["dynamodb:ListTables"], vec!["*".to_owned()]),
+        // A kept table is known by its tag, so each table of the region is asked for its
+        // tags (only when the stack has no function and no --table is given).
+        statement("ReadTheTablesTags", &["dynamodb:ListTagsOfResource"], vec![account.arn("dynamodb", "table/*")]),
         statement(
             "Role",
             &[

@@ -89,7 +89,9 @@ async fn the_operator_policy_allows_every_call_of_a_whole_lifecycle_and_grants_n
     let managed = managed.send().await.unwrap().policy().unwrap().arn().unwrap().to_owned();
     iam.attach_role_policy().role_name(&name).policy_arn(managed).send().await.unwrap();
     deployment.run("uninstall", &["--yes"]).await.ok();
-    // Without --table, status looks for the tables an uninstall kept.
+    // Without --table, status looks for the tables an uninstall kept, among all of the
+    // region's, such as another team's.
+    crate::support::create_counter_table(&deployment.dynamodb(), &format!("{name}-other")).await;
     let kept = counterctl(&["status", "--endpoint-url", proxy, "--region", "us-east-1", "--name", &name]).await;
     assert_eq!(kept.code, 2, "the kept table is named: {}", kept.stderr);
     deployment.run("install", &[]).await.ok();
