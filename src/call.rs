@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use counter_function::api::ApiError;
 use counterctl_client::{Auth, Client, Endpoint, Error as CallError, Signer, SigningService};
 
 use crate::aws::Clients;
@@ -49,7 +50,15 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
         };
         return Ok(Endpoint::new(url, auth)?);
     }
-    let clients = Clients::connect(aws).await?;
+    let clients = Clients::connect(aws).await.map_err(|error| {
+        match error.downcast_ref::<crate::aws::SetupError>() {
+            // No AWS set up: perhaps the counters are a local serve's.
+            Some(_) => anyhow::anyhow!(
+                "{error}\nhint: for `counterctl serve`, pass --url http://127.0.0.1:8080 (or set COUNTERCTL_URL)"
+            ),
+            None => error,
+        }
+    })?;
     let endpoint = discover(&clients, stack).await?;
     match &api_key {
         Some(key) => Ok(Endpoint::new(endpoint.url(), Auth::ApiKey(key.clone()))?),
@@ -114,12 +123,18 @@ pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result
     Ok(Endpoint::new(&crate::stack::invoke_url(&region, &chosen.id, &stage), auth)?)
 }
 
-/// The client's error, with what a CLI user of `url` can do about it.
-fn explained(error: CallError, url: &str) -> anyhow::Error {
+/// The client's error, with what a CLI user calling `endpoint` can do about it.
+fn explained(error: CallError, endpoint: &Endpoint) -> anyhow::Error {
+    let (url, key_sent) = (endpoint.url(), matches!(endpoint.auth(), Auth::ApiKey(_)));
     match error {
         CallError::Unreachable { .. } => {
             anyhow::anyhow!("{error}\nhint: check --url / COUNTERCTL_URL (for `counterctl serve`, is it running?)")
         }
+        CallError::Forbidden { .. } if key_sent => anyhow::anyhow!(
+            "{error}\n\
+             hint: the API key sent (--api-key or {API_KEY_VARIABLE}) was refused: check it \
+             (for a stack, `counterctl status --show-api-key` prints its key; for `counterctl serve`, the key it was started with)"
+        ),
         CallError::Forbidden { .. } if !on_aws(url) => anyhow::anyhow!(
             "{error}\n\
              hint: this API needs its key: pass --api-key or set {API_KEY_VARIABLE} \
@@ -131,6 +146,11 @@ fn explained(error: CallError, url: &str) -> anyhow::Error {
              hint: this API needs its key: pass --api-key or set {API_KEY_VARIABLE} \
              (`counterctl status --show-api-key` prints it), or omit --url to have it fetched; \
              a stack with --auth iam (or a function URL) takes a signature instead: pass --auth iam"
+        ),
+        CallError::SignatureRefused { .. } if !on_aws(url) => anyhow::anyhow!(
+            "{error}\n\
+             hint: a server of your own such as `counterctl serve` takes an API key, not a SigV4 signature: \
+             leave out --auth iam and pass --api-key"
         ),
         CallError::SignatureRefused { status, message, access_key, action } => anyhow::anyhow!(
             "{status} for a signed call: {message}\n\
@@ -159,9 +179,9 @@ fn print<T: serde::Serialize>(answer: &T, text: String, output: OutputFormat) ->
 pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
     let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
     let key = args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let url = endpoint.url().to_owned();
-    let answer = Client::new(endpoint).increment(&args.counter, args.count, &key).await;
-    let answer = answer.map_err(|error| explained(error, &url))?;
+    let client = Client::new(endpoint);
+    let answer = client.increment(&args.counter, args.count, &key).await;
+    let answer = answer.map_err(|error| explained(error, client.endpoint()))?;
     let text = match answer.first_value {
         Some(first) => format!("{first}-{}", answer.new_value),
         None => answer.new_value.to_string(),
@@ -171,7 +191,17 @@ pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
-    let url = endpoint.url().to_owned();
-    let answer = Client::new(endpoint).value(&args.counter).await.map_err(|error| explained(error, &url))?;
+    let client = Client::new(endpoint);
+    let answer = match client.value(&args.counter).await {
+        Ok(answer) => answer,
+        // A negative answer, not an error: exit 1, as grep does for no match.
+        Err(CallError::Service { status: 404, code, description, .. })
+            if code == ApiError::CounterNotFound(String::new()).code() =>
+        {
+            eprintln!("counterctl: no counter {:?} yet ({code}: {description})", args.counter);
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => return Err(explained(error, client.endpoint())),
+    };
     print(&answer, answer.value.to_string(), args.output.output)
 }

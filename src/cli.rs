@@ -652,7 +652,8 @@ pub struct CounterStoreOptions {
     /// uninstall kept).
     #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter", value_parser = stack_name)]
     pub name: String,
-    /// DynamoDB table holding the counters [default: the stack's].
+    /// DynamoDB table holding the counters. Without it (and without a data directory):
+    /// COUNTERCTL_TABLE, else the stack's.
     #[arg(long, value_parser = table_name)]
     pub table: Option<String>,
     #[command(flatten)]

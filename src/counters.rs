@@ -152,10 +152,22 @@ async fn open_data_dir(data_dir: &Path, reads_only: bool) -> anyhow::Result<Stor
     }
 }
 
+/// The table the AWS commands use, when neither --table nor a data directory is given.
+const TABLE_VARIABLE: &str = "COUNTERCTL_TABLE";
+
 async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore> {
-    let clients = Clients::connect(&options.aws).await?;
+    let clients = Clients::connect(&options.aws).await.map_err(|error| {
+        match error.downcast_ref::<crate::aws::SetupError>() {
+            // No AWS set up: perhaps the counters are a local serve's.
+            Some(_) => anyhow::anyhow!("{error}\nhint: for a `counterctl serve` data directory, pass --data-dir DIR"),
+            None => error,
+        }
+    })?;
     let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
-    let table = match &options.table {
+    // The AWS commands' variable, read here so that --data-dir and COUNTERCTL_DATA_DIR
+    // outrank it.
+    let table = options.table.clone().or_else(|| std::env::var(TABLE_VARIABLE).ok().filter(|table| !table.is_empty()));
+    let table = match &table {
         Some(table) => table.clone(),
         None => stack_table(&clients, &options.name, &region).await?,
     };

@@ -419,8 +419,7 @@ fn announce(format: OutputFormat, address: SocketAddr, source: &Source, limits: 
             "Serving the counter API at {url} (also below {url}{STAGE_PREFIX}, like an AWS install)\n\
              {}\n\
              Requests must arrive within {}s, idle connections close after {}s, at most {} connections{}\n\
-             Try it:\n  curl -X POST{key_header} '{url}/counter/increment?counter=mycounter'\n  \
-             counterctl increment mycounter --url {url}{key_note}\n\
+             Try it:\n  curl -X POST{key_header} '{url}/counter/increment?counter=mycounter'\n  {}\n\
              Stop with Ctrl-C.",
             match source {
                 Source::Database(database) => format!("Counters are kept in {}", database.display()),
@@ -430,6 +429,14 @@ fn announce(format: OutputFormat, address: SocketAddr, source: &Source, limits: 
             limits.idle_timeout.as_secs(),
             limits.max_connections,
             if limits.api_key { "; calls need the API key (x-api-key)" } else { "" },
+            match source {
+                Source::Database(_) => format!("counterctl increment mycounter --url {url}{key_note}"),
+                // The CLI sends an Idempotency-Key, and keyed requests go to the upstream.
+                Source::Upstream(_) => {
+                    "(requests without an Idempotency-Key are served from the blocks; counterctl increment sends one)"
+                        .to_owned()
+                }
+            },
         ),
     };
     let _ = crate::progress::out(announcement);

@@ -73,6 +73,13 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.metrics {
+        // CloudWatch's periods are whole minutes, and the window is one period.
+        if args.since < std::time::Duration::from_secs(60) {
+            anyhow::bail!(
+                "--since {} is under a minute\nhint: the window is whole minutes: pass --since 1m or more",
+                humantime::format_duration(args.since)
+            );
+        }
         let front = match &plan.front {
             FrontPlan::FunctionUrl(url) if url.deployed.is_some() => Front::FunctionUrl,
             FrontPlan::Rest(_) if plan.api_id().is_some() => {

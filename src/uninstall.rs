@@ -76,10 +76,23 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !anything_to_delete {
-        if !json {
-            out(format!("Nothing of stack {name} is left to delete."))?;
+        let table_kept = deployed.table.is_some();
+        if json {
+            out(serde_json::to_string_pretty(&UninstallResult { changes: &changes, table_kept, warnings: &[] })?)?;
+        } else {
+            let region = &deployed.account.region;
+            out(match table_kept {
+                true => {
+                    format!("Nothing of stack {name} is left to delete in {region}. {}", pick_up(name, &table_name))
+                }
+                false => format!(
+                    "Nothing of stack {name} is left to delete in {region} (a typo in --name or --region finds nothing too)."
+                ),
+            })?;
         }
-    } else if !args.yes {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes {
         confirm(&table_name, deletes_table)?;
     }
 
@@ -124,14 +137,18 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         out(serde_json::to_string_pretty(&UninstallResult { changes: &changes, table_kept, warnings: &warnings })?)?;
     } else if table_kept {
         // Without the function nothing records which table the stack used: name it.
-        out(format!(
-            "Uninstalled. Table {table_name} and its counters were kept; \
-             `counterctl install --name {name} --table {table_name}` picks them up again."
-        ))?;
+        out(format!("Uninstalled. {}", pick_up(name, &table_name)))?;
     } else {
         out("Uninstalled.")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the kept counters are, and the install that picks them up again.
+fn pick_up(name: &str, table: &str) -> String {
+    format!(
+        "Table {table} and its counters were kept; `counterctl install --name {name} --table {table}` picks them up again."
+    )
 }
 
 /// Carries out one planned deletion; what AWS refused to delete, as a warning.

@@ -127,13 +127,13 @@ async fn a_retried_increment_reuses_its_key_so_no_id_is_burnt() {
 }
 
 #[tokio::test]
-async fn service_errors_show_their_code_and_exit_non_zero() {
+async fn service_errors_show_their_code_and_a_missing_counter_exits_1() {
     let stack = LambdaStack::start(1).await;
     let run = counterctl(&["get", "ghost", "--url", &stack.api.url]).await;
-    assert_ne!(run.code, 0);
+    assert_eq!(run.code, 1, "a counter not there is a negative answer: {}", run.stderr);
     assert_eq!(
         run.stderr,
-        "error: the counter API answered 404 counter_not_found: counter \"ghost\" was never incremented\n"
+        "counterctl: no counter \"ghost\" yet (counter_not_found: counter \"ghost\" was never incremented)\n"
     );
     let bad = increment(&stack.api.url, &["_counterctl#mine"]).await;
     assert_ne!(bad.code, 0);

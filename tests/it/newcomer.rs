@@ -361,3 +361,76 @@ async fn serve_refuses_a_data_dir_that_does_not_exist_and_says_when_it_starts_a_
     let serve = Serve::start_command(serve_command_on("127.0.0.1:0", dir.path())).await;
     serve.stderr_containing("started a new, empty one (its counters start at 1)").await;
 }
+
+#[tokio::test]
+async fn without_aws_the_hints_name_serves_url_and_data_dir() {
+    let env: Vec<(&str, String)> = clean_environment();
+    let increment = counterctl_with_env(&["increment", "tenants"], &env).await;
+    assert_eq!(increment.code, 2, "{}", increment.stderr);
+    assert!(
+        increment.stderr.contains("hint: for `counterctl serve`, pass --url http://127.0.0.1:8080"),
+        "{}",
+        increment.stderr
+    );
+    let set = counterctl_with_env(&["counters", "set", "tenants", "--at-least", "5"], &env).await;
+    assert_eq!(set.code, 2, "{}", set.stderr);
+    assert!(
+        set.stderr.contains("hint: for a `counterctl serve` data directory, pass --data-dir DIR"),
+        "{}",
+        set.stderr
+    );
+}
+
+#[tokio::test]
+async fn wrong_keys_and_signatures_at_serve_get_hints_that_apply() {
+    const KEY: &str = "SERVE-KEY-0123456789-xyz";
+    let dir = DataDir::new();
+    let mut command = serve_command_on("127.0.0.1:0", dir.path());
+    command.args(["--api-key", KEY]);
+    let serve = Serve::start_command(command).await;
+    let wrong = counterctl(&["increment", "c", "--url", &serve.url, "--api-key", "WRONG-KEY-0123456789-xyz"]).await;
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("the API key sent (--api-key or COUNTERCTL_API_KEY) was refused"),
+        "{}",
+        wrong.stderr
+    );
+    let signed = counterctl(&["increment", "c", "--url", &serve.url, "--auth", "iam", "--region", "us-east-1"]).await;
+    assert_eq!(signed.code, 2, "{}", signed.stderr);
+    assert!(signed.stderr.contains("takes an API key, not a SigV4 signature"), "{}", signed.stderr);
+}
+
+#[tokio::test]
+async fn status_metrics_refuses_a_window_under_a_minute() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    let run = deployment.run("status", &["--metrics", "--since", "30s"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--since 30s is under a minute"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn counters_read_the_table_the_aws_commands_use_from_the_environment() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    deployment.install().await;
+    let mut env = clean_environment();
+    env.push(("COUNTERCTL_TABLE", deployment.table.clone()));
+    let proxy = deployment.proxy.url.as_str();
+    let set = ["counters", "set", "tenants", "--at-least", "7", "--endpoint-url", proxy, "--region", "us-east-1"];
+    // Another --name: only the variable says which table.
+    let set = [&set[..], &["--name", "NoSuchStack"]].concat();
+    assert_eq!(counterctl_with_env(&set, &env).await.ok().stdout, "tenants = 7 (created)\n");
+    let list = Counters::table_at(&deployment.table, &deployment.proxy.url).list().await;
+    assert_eq!(list, [("tenants".to_owned(), 7)]);
+}
+
+#[tokio::test]
+async fn uninstall_of_a_stack_that_is_not_there_says_so() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    let run = deployment.run("uninstall", &["--yes"]).await.ok();
+    assert!(
+        run.stdout.contains(&format!("Nothing of stack {} is left to delete in us-east-1", deployment.name)),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("Uninstalled."), "{}", run.stdout);
+}
