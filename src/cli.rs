@@ -565,35 +565,36 @@ pub struct ServeArgs {
 
 /// How `serve --upstream` reaches its upstream and sizes its blocks.
 #[derive(Debug, Clone, Args)]
-#[group(requires = "upstream", multiple = true)]
+/// Each needs --upstream, and so is no option of a data directory (clap drops a
+/// `requires` when an argument conflicting with what it requires is given).
 pub struct UpstreamOptions {
     /// How to call the upstream: `api-key` sends its key as x-api-key, `iam` signs with
     /// SigV4 as the AWS chain's identity (--profile; for `lambda` at a function URL, else
     /// `execute-api`; the region from the host, else --region) [default: api-key when a
     /// key is given, else none].
-    #[arg(long, value_enum)]
+    #[arg(long, requires = "upstream", conflicts_with = "data_dir", value_enum)]
     pub upstream_auth: Option<UpstreamAuth>,
     /// Read the upstream's API key from this file (surrounding whitespace ignored); else
     /// from COUNTERCTL_UPSTREAM_API_KEY.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, requires = "upstream", conflicts_with = "data_dir", value_name = "PATH")]
     pub upstream_api_key_file: Option<std::path::PathBuf>,
     /// How long a block of IDs should last at the rate they are taken: longer means
     /// fewer upstream writes and a longer upstream outage ridden out, shorter a smaller
     /// gap of unused IDs when serve stops [default: 60].
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    #[arg(long, requires = "upstream", conflicts_with = "data_dir", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub block_seconds: Option<u64>,
     /// The smallest block, and the first one's size [default: 10].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, requires = "upstream", conflicts_with = "data_dir", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub min_block: Option<u32>,
     /// The largest block [default: 1000000, the API's largest count].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, requires = "upstream", conflicts_with = "data_dir", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_block: Option<u32>,
     /// AWS region to sign for when the upstream's host names none, with iam [default:
     /// AWS_REGION, else the profile's].
-    #[arg(long)]
+    #[arg(long, requires = "upstream", conflicts_with = "data_dir")]
     pub region: Option<String>,
     /// Named profile from ~/.aws/config to sign as, with iam [default: AWS_PROFILE].
-    #[arg(long)]
+    #[arg(long, requires = "upstream", conflicts_with = "data_dir")]
     pub profile: Option<String>,
 }
 
@@ -784,5 +785,31 @@ fn positive_count(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(count) if count >= 1 => Ok(count),
         _ => Err(format!("{value:?} is not a positive whole number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn the_upstreams_options_need_an_upstream_with_or_without_a_data_dir() {
+        for extra in [&[][..], &["--data-dir", "/tmp/counters"]] {
+            for option in [&["--block-seconds", "30"][..], &["--min-block", "5"], &["--upstream-auth", "iam"]] {
+                let args = [&["counterctl", "serve"][..], option, extra].concat();
+                let error = Cli::try_parse_from(&args).map(|_| ()).unwrap_err();
+                assert_eq!(error.exit_code(), 2, "{args:?}");
+                assert!(
+                    error.to_string().contains("--upstream") || error.to_string().contains("--data-dir"),
+                    "{error}"
+                );
+            }
+        }
+        assert!(
+            Cli::try_parse_from(["counterctl", "serve", "--upstream", "http://127.0.0.1:9", "--min-block", "5"])
+                .is_ok()
+        );
     }
 }

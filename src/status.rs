@@ -150,8 +150,10 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(custom) = plan.domain.deployed_url() {
             out(format!("custom url  {custom}"))?;
         }
-        if let Some(key) = api_key {
-            out(format!("api key     {key}"))?;
+        match (api_key, args.show_api_key) {
+            (Some(key), _) => out(format!("api key     {key}"))?,
+            (None, true) => out(format!("api key     none (--auth {}: callers send no key)", plan.wanted.auth.name()))?,
+            (None, false) => {}
         }
         // Not drift, so the exit code does not change; but what a person must see.
         for alarm in alarms.iter().filter(|alarm| alarm.state == "ALARM") {

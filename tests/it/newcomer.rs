@@ -434,3 +434,11 @@ async fn uninstall_of_a_stack_that_is_not_there_says_so() {
     );
     assert!(!run.stdout.contains("Uninstalled."), "{}", run.stdout);
 }
+
+#[tokio::test]
+async fn show_api_key_on_a_stack_without_keys_says_there_is_none() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    deployment.run("install", &["--auth", "iam"]).await.ok();
+    let status = deployment.run("status", &["--show-api-key"]).await.ok();
+    assert!(status.stdout.contains("api key     none (--auth iam: callers send no key)"), "{}", status.stdout);
+}
