@@ -43,9 +43,17 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let name = &args.stack.name;
     let target =
         Target { name, table: args.stack.table.as_deref(), compare_counters: false, domain: None, certificate: None };
-    let deployed = deployed::read(&clients, &target).await?;
+    let mut deployed = deployed::read(&clients, &target).await?;
+    // Without its function and --table, the stack's table is the one its uninstall kept.
+    let kept = match (deployed.kept_tables.as_slice(), &args.stack.table) {
+        ([kept], None) => Some(kept.clone()),
+        _ => None,
+    };
+    if let Some(kept) = &kept {
+        deployed = deployed::read(&clients, &Target { table: Some(kept), ..target }).await?;
+    }
     let function_table = deployed.function.as_ref().map(|function| function.table());
-    let table_name = table::table_name(args.stack.table.as_deref(), function_table);
+    let table_name = table::table_name(args.stack.table.as_deref().or(kept.as_deref()), function_table);
     let teardown = plan::uninstall(name, &deployed, &table_name, args.delete_data);
     let changes = teardown.changes();
     let deletes_table = teardown.table.deletes();

@@ -44,6 +44,12 @@ async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
     let again = stack.run("uninstall", &["--yes"]).await.ok();
     assert!(again.stdout.contains("is left to delete"), "a second uninstall succeeds: {}", again.stdout);
     assert!(again.stdout.contains(&format!("--table {}` picks them up again", stack.table)), "{}", again.stdout);
+    // Without --table too, it names the table it kept, not the default.
+    let proxy = stack.proxy.url.as_str();
+    let args = ["uninstall", "--yes", "--endpoint-url", proxy, "--region", "us-east-1", "--name", &stack.name];
+    let without_table = crate::support::cli::counterctl(&args).await.ok();
+    let row = without_table.stdout.lines().find(|line| line.contains(" table ")).unwrap_or_default().to_owned();
+    assert!(row.contains(&stack.table) && row.contains("its counters stay"), "{}", without_table.stdout);
 
     // A re-install without --table does not start over in a new, empty table: the
     // message names the table, and with it the counters are picked up again.
