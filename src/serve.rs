@@ -87,6 +87,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (backend, mut local) = match &args.upstream {
         Some(url) => {
             let upstream = Arc::new(Upstream::connect(url, &args.upstream_options).await?);
+            // Serving anyway: the upstream may come up, or its key be rotated, later.
+            match upstream.probe().await {
+                upstream::Reach::Refused => eprintln!(
+                    "counterctl serve: warning: the upstream {url} refuses this server (403): \
+                     check --upstream-auth and --upstream-api-key-file (or COUNTERCTL_UPSTREAM_API_KEY)"
+                ),
+                upstream::Reach::Unreachable => {
+                    eprintln!("counterctl serve: warning: the upstream {url} does not answer yet")
+                }
+                upstream::Reach::Reachable => {}
+            }
             metrics.watch_upstream(Arc::clone(&upstream));
             (Backend::Upstream(upstream), None)
         }
@@ -535,8 +546,7 @@ async fn health(backend: &Backend) -> Response<Full<Bytes>> {
         Backend::Upstream(upstream) => {
             let health = upstream.health().await;
             let status = if health.ok { "ok" } else { "unavailable" };
-            let reachable = if health.reachable { "reachable" } else { "unreachable" };
-            (health.ok, serde_json::json!({ "status": status, "upstream": reachable }))
+            (health.ok, serde_json::json!({ "status": status, "upstream": health.reach.name() }))
         }
     };
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -21,15 +21,34 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(super) struct Upstream {
     pools: Pools,
-    /// The last probe: when, and whether the upstream answered.
-    probed: Mutex<Option<(Instant, bool)>>,
+    /// The last probe: when, and what the upstream said.
+    probed: Mutex<Option<(Instant, Reach)>>,
+}
+
+/// Whether the upstream answers this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reach {
+    Reachable,
+    /// It answers, and refuses this server's key or signature (403).
+    Refused,
+    Unreachable,
+}
+
+impl Reach {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Reachable => "reachable",
+            Self::Refused => "refused",
+            Self::Unreachable => "unreachable",
+        }
+    }
 }
 
 /// What `/healthz` says.
 pub(super) struct Health {
     /// Whether IDs can be handed out: the upstream answers, or a pool holds some.
     pub ok: bool,
-    pub reachable: bool,
+    pub reach: Reach,
 }
 
 impl Upstream {
@@ -84,20 +103,25 @@ impl Upstream {
     /// IDs can be handed out.
     pub(super) async fn health(&self) -> Health {
         let recent = *self.probed.lock().expect("never poisoned");
-        let reachable = match recent {
-            Some((at, reachable)) if at.elapsed() < PROBE_EVERY => reachable,
+        let reach = match recent {
+            Some((at, reach)) if at.elapsed() < PROBE_EVERY => reach,
             _ => {
-                let answer = tokio::time::timeout(PROBE_TIMEOUT, self.pools.client().value(HEALTH_PROBE)).await;
-                let reachable = match answer {
-                    Ok(Ok(_)) => true,
-                    Ok(Err(error)) => error.code() == Some("counter_not_found"),
-                    Err(_) => false,
-                };
-                *self.probed.lock().expect("never poisoned") = Some((Instant::now(), reachable));
-                reachable
+                let reach = self.probe().await;
+                *self.probed.lock().expect("never poisoned") = Some((Instant::now(), reach));
+                reach
             }
         };
-        Health { ok: reachable || self.stats().buffered > 0, reachable }
+        Health { ok: reach == Reach::Reachable || self.stats().buffered > 0, reach }
+    }
+
+    /// Asks the upstream for a counter's value, as a caller would.
+    pub(super) async fn probe(&self) -> Reach {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.pools.client().value(HEALTH_PROBE)).await {
+            Ok(Ok(_)) => Reach::Reachable,
+            Ok(Err(error)) if error.code() == Some("counter_not_found") => Reach::Reachable,
+            Ok(Err(Error::Forbidden { .. } | Error::SignatureRefused { .. })) => Reach::Refused,
+            Ok(Err(_)) | Err(_) => Reach::Unreachable,
+        }
     }
 }
 

@@ -442,3 +442,18 @@ async fn show_api_key_on_a_stack_without_keys_says_there_is_none() {
     let status = deployment.run("status", &["--show-api-key"]).await.ok();
     assert!(status.stdout.contains("api key     none (--auth iam: callers send no key)"), "{}", status.stdout);
 }
+
+#[tokio::test]
+async fn a_sidecar_whose_upstream_refuses_its_key_says_so_and_healthz_names_it_refused() {
+    const KEY: &str = "UPSTREAM-KEY-0123456789-abc";
+    let dir = DataDir::new();
+    let mut command = serve_command_on("127.0.0.1:0", dir.path());
+    command.args(["--api-key", KEY]);
+    let upstream = Serve::start_command(command).await;
+    let sidecar =
+        Serve::start_command(crate::support::serve::sidecar_command(&upstream.url, &clean_environment())).await;
+    sidecar.stderr_containing("refuses this server (403): check --upstream-auth and --upstream-api-key-file").await;
+    let health = sidecar.http.get(format!("{}/healthz", sidecar.url)).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    assert_eq!(health.json::<serde_json::Value>().await.unwrap()["upstream"], "refused");
+}
