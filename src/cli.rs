@@ -16,7 +16,8 @@ pub enum Command {
     Install(InstallArgs),
     /// Show each resource: present, missing or different.
     Status(StatusArgs),
-    /// Increment a counter through the deployed API and print the new value.
+    /// Increment a counter through the deployed API (or `serve`, with --url) and print
+    /// the new value.
     Increment(IncrementArgs),
     /// Print a counter's current value.
     Get(GetArgs),

@@ -13,7 +13,7 @@ use crate::change::Change;
 use crate::cli::{Auth, Front, InstallArgs, OutputFormat};
 use crate::deployed::{self, Deployed, Target};
 use crate::plan::{self, Plan, Request};
-use crate::progress::{Progress, Wording, ask, out};
+use crate::progress::{Progress, WHERE, Wording, ask, out, suggested};
 use crate::resources::api_key;
 
 #[derive(Serialize)]
@@ -171,10 +171,11 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if plan.wanted.auth == Auth::ApiKey && api_key.is_none() {
-        out(
-            "The API key is not shown; print it with `counterctl status --show-api-key` (or `install --show-api-key`),\n\
-             or let `counterctl increment NAME` fetch it.",
-        )?;
+        let status = suggested("status", std::env::args().skip(2), |flag| WHERE.contains(&flag));
+        out(format!(
+            "The API key is not shown; print it with `{status} --show-api-key` (or `install --show-api-key`),\n\
+             or let `counterctl increment NAME` fetch it; `export COUNTERCTL_API_KEY=…` for the curl above."
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use crate::cli::{Auth, OutputFormat, StatusArgs};
 use crate::install::read_and_plan;
 use crate::metrics::{Front, Subject};
 use crate::plan::FrontPlan;
-use crate::progress::{Wording, out};
+use crate::progress::{Wording, out, suggested};
 use crate::resources::api_key;
 
 #[derive(Serialize)]
@@ -176,37 +176,15 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Status's own options, which install does not take; those with a value take it next
-/// or after `=`.
-const STATUS_ONLY: [(&str, bool); 5] = [
-    ("--show-api-key", false),
-    ("--caller-policy", false),
-    ("--metrics", false),
-    ("--since", true),
-    ("--output", true),
-];
+/// Status's own options, which install does not take.
+const STATUS_ONLY: [&str; 6] =
+    ["--show-api-key", "--caller-policy", "--operator-policy", "--metrics", "--since", "--output"];
 
 /// The install that fixes what status (run with `args`, the subcommand first) reports:
 /// the options it was given, as typed, without its own. A setting not given is compared
 /// as deployed, so these are exactly the ones that make the difference.
 fn install_command(args: impl Iterator<Item = String>) -> String {
-    let mut command = vec!["counterctl".to_owned(), "install".to_owned()];
-    let mut args = args.skip(1);
-    while let Some(arg) = args.next() {
-        let flag = arg.split_once('=').map_or(arg.as_str(), |(flag, _)| flag);
-        match STATUS_ONLY.iter().find(|(name, _)| *name == flag) {
-            Some((_, true)) if !arg.contains('=') => drop(args.next()),
-            Some(_) => {}
-            None => command.push(shell_quoted(&arg)),
-        }
-    }
-    command.join(" ")
-}
-
-/// `arg` as a POSIX shell reads it back.
-fn shell_quoted(arg: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) { arg.to_owned() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
+    suggested("install", args.skip(1), |flag| !STATUS_ONLY.contains(&flag))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::change::{Change, Delete, Deletion};
 use crate::cli::{OutputFormat, UninstallArgs};
 use crate::deployed::{self, Target};
 use crate::plan;
-use crate::progress::{Progress, Wording, ask, out};
+use crate::progress::{Progress, Wording, ask, out, suggested};
 use crate::resources::table;
 
 const DUPLICATES_WARNING: &str = "Counters restarted in a new table would hand out IDs that were already issued.";
@@ -154,9 +154,10 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
 
 /// Where the kept counters are, and the install that picks them up again.
 fn pick_up(name: &str, table: &str) -> String {
-    format!(
-        "Table {table} and its counters were kept; `counterctl install --name {name} --table {table}` picks them up again."
-    )
+    // Where the uninstall was told to look, then the stack and its table.
+    let aws = ["--region", "--profile", "--endpoint-url"];
+    let install = suggested("install", std::env::args().skip(2), |flag| aws.contains(&flag));
+    format!("Table {table} and its counters were kept; `{install} --name {name} --table {table}` picks them up again.")
 }
 
 /// Carries out one planned deletion; what AWS refused to delete, as a warning.

@@ -457,3 +457,14 @@ async fn a_sidecar_whose_upstream_refuses_its_key_says_so_and_healthz_names_it_r
     assert_eq!(health.status(), 503);
     assert_eq!(health.json::<serde_json::Value>().await.unwrap()["upstream"], "refused");
 }
+
+#[tokio::test]
+async fn install_names_the_status_that_shows_this_stacks_key() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    let install = deployment.run("install", &["--memory", "256"]).await.ok();
+    let status = format!(
+        "`counterctl status --endpoint-url {} --region us-east-1 --name {} --table {} --show-api-key`",
+        deployment.proxy.url, deployment.name, deployment.table
+    );
+    assert!(install.stdout.contains(&status), "the stack's options, not --memory: {}", install.stdout);
+}

@@ -53,7 +53,12 @@ async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
 
     // A re-install without --table does not start over in a new, empty table: the
     // message names the table, and with it the counters are picked up again.
-    assert!(run.stdout.contains(&format!("counterctl install --name {} --table {}", stack.name, stack.table)));
+    // It repeats where the uninstall looked (moto here).
+    let pick_up = format!(
+        "counterctl install --endpoint-url {} --region us-east-1 --name {} --table {}",
+        stack.proxy.url, stack.name, stack.table
+    );
+    assert!(run.stdout.contains(&pick_up), "{}", run.stdout);
     let args = ["install", "--endpoint-url", &stack.proxy.url, "--region", crate::support::cli::REGION];
     let refused = crate::support::cli::counterctl(&[&args[..], &["--name", &stack.name]].concat()).await;
     assert_eq!(refused.code, 2, "{}", refused.stderr);
