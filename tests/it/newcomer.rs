@@ -269,10 +269,7 @@ async fn help_says_an_option_not_given_keeps_what_is_deployed_and_gives_the_rang
 #[tokio::test]
 async fn a_403_from_serve_says_it_wants_a_key_and_a_key_is_never_dropped_silently() {
     const KEY: &str = "SERVE-KEY-0123456789-abc";
-    let dir = DataDir::new();
-    let mut command = serve_command_on("127.0.0.1:0", dir.path());
-    command.args(["--api-key", KEY]);
-    let serve = Serve::start_command(command).await;
+    let serve = Serve::start_with(&["--api-key", KEY]).await;
     let without = counterctl(&["increment", "c", "--url", &serve.url]).await;
     assert_eq!(without.code, 2, "{}", without.stderr);
     assert!(without.stderr.contains("hint: this API needs its key: pass --api-key"), "{}", without.stderr);
@@ -384,10 +381,7 @@ async fn without_aws_the_hints_name_serves_url_and_data_dir() {
 #[tokio::test]
 async fn wrong_keys_and_signatures_at_serve_get_hints_that_apply() {
     const KEY: &str = "SERVE-KEY-0123456789-xyz";
-    let dir = DataDir::new();
-    let mut command = serve_command_on("127.0.0.1:0", dir.path());
-    command.args(["--api-key", KEY]);
-    let serve = Serve::start_command(command).await;
+    let serve = Serve::start_with(&["--api-key", KEY]).await;
     let wrong = counterctl(&["increment", "c", "--url", &serve.url, "--api-key", "WRONG-KEY-0123456789-xyz"]).await;
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
     assert!(
@@ -446,10 +440,7 @@ async fn show_api_key_on_a_stack_without_keys_says_there_is_none() {
 #[tokio::test]
 async fn a_sidecar_whose_upstream_refuses_its_key_says_so_and_healthz_names_it_refused() {
     const KEY: &str = "UPSTREAM-KEY-0123456789-abc";
-    let dir = DataDir::new();
-    let mut command = serve_command_on("127.0.0.1:0", dir.path());
-    command.args(["--api-key", KEY]);
-    let upstream = Serve::start_command(command).await;
+    let upstream = Serve::start_with(&["--api-key", KEY]).await;
     let sidecar =
         Serve::start_command(crate::support::serve::sidecar_command(&upstream.url, &clean_environment())).await;
     sidecar.stderr_containing("refuses this server (403): check --upstream-auth and --upstream-api-key-file").await;
