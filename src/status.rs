@@ -8,12 +8,12 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::aws::Clients;
-use crate::change::{Change, Resource};
+use crate::change::{Change, Refusal, Resource};
 use crate::cli::{Auth, OutputFormat, StatusArgs};
 use crate::install::read_and_plan;
 use crate::metrics::{Front, Subject};
 use crate::plan::FrontPlan;
-use crate::progress::{Wording, out, suggested};
+use crate::progress::{WHERE, Wording, out, suggested};
 use crate::resources::api_key;
 
 #[derive(Serialize)]
@@ -51,7 +51,22 @@ struct AlarmStateShown<'a> {
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
-    let (deployed, plan) = read_and_plan(&clients, &args.stack, &args.deploy, false).await?;
+    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, false).await {
+        Ok(read) => read,
+        // Not drift to fix in place but a stack to install again: a negative answer.
+        Err(error) => match error.downcast_ref::<Refusal>() {
+            Some(Refusal::KeptTable { stack, tables }) if !tables.contains(", ") => {
+                let install =
+                    suggested("install", std::env::args().skip(2), |flag| WHERE.contains(&flag) && flag != "--table");
+                out(format!(
+                    "Stack {stack} is not installed; its counters are in table {tables}, kept by its uninstall.\n\
+                     Run `{install} --table {tables}` to install it again on them."
+                ))?;
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => return Err(error),
+        },
+    };
     if args.caller_policy {
         let policy = match (&plan.front, plan.api_id()) {
             (FrontPlan::FunctionUrl(url), _) if url.deployed.is_some() => {

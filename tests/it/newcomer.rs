@@ -459,3 +459,20 @@ async fn install_names_the_status_that_shows_this_stacks_key() {
     );
     assert!(install.stdout.contains(&status), "the stack's options, not --memory: {}", install.stdout);
 }
+
+#[tokio::test]
+async fn status_of_an_uninstalled_stack_names_the_install_that_picks_its_counters_up() {
+    let deployment = crate::support::cli::Deployment::new().await;
+    deployment.install().await;
+    deployment.run("uninstall", &["--yes"]).await.ok();
+    let proxy = deployment.proxy.url.as_str();
+    let args = ["status", "--endpoint-url", proxy, "--region", "us-east-1", "--name", &deployment.name];
+    let status = counterctl(&args).await;
+    assert_eq!(status.code, 1, "a negative answer, not an error: {}", status.stderr);
+    let install = format!(
+        "Run `counterctl install --endpoint-url {proxy} --region us-east-1 --name {} --table {}`",
+        deployment.name, deployment.table
+    );
+    assert!(status.stdout.contains("is not installed; its counters are in table"), "{}", status.stdout);
+    assert!(status.stdout.contains(&install), "{}", status.stdout);
+}
