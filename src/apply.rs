@@ -10,9 +10,9 @@
 //!    ├ API (created: settle a race) ─────────────┘
 //!    │   └ route → integration → stage ┬ usage plan ─ duplicates
 //!    └──────────────────── API key ────┘
-//!    then: a table switch (alone), a custom domain that goes, the old front's removal
-//!    (make before break), the custom domain with its mapping and record, the alarm
-//!    topic and its subscription, and the alarms
+//!    then: a table switch (alone), the old front's removal (make before break), the
+//!    custom domain with its mapping and record (a domain that goes after it, or before
+//!    the REST API it maps to goes), the alarm topic and its subscription, and the alarms
 //! ```
 //!
 //! With `--front function-url` the REST branch does nothing; the function URL follows
@@ -88,10 +88,6 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     } else {
         url
     };
-    // A domain that goes, before the API it maps to.
-    for unwanted in &plan.domain.unwanted {
-        progress.delete(clients, unwanted).await?;
-    }
     // The old front goes once the new one is up.
     let applied = match (&plan.front, rest) {
         (FrontPlan::Rest(front), Some(rest)) => {
@@ -105,9 +101,17 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
                 }
                 None => None,
             };
+            // A domain the stack no longer has goes once its new one is up.
+            for unwanted in &plan.domain.unwanted {
+                progress.delete(clients, unwanted).await?;
+            }
             Applied { url, key_id: rest.key_id, domain }
         }
         (FrontPlan::FunctionUrl(front), _) => {
+            // Before the API it maps to.
+            for unwanted in &plan.domain.unwanted {
+                progress.delete(clients, unwanted).await?;
+            }
             remove_rest(clients, front, progress).await?;
             Applied { url: url.context("the function URL was not made")?, key_id: None, domain: None }
         }
@@ -117,7 +121,7 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     // the stack's topic first, as they send to it.
     let topic_arn = topic::arn(&plan.account, &stack.name);
     if let Some(planned) = &plan.topic.topic {
-        progress.step(planned.row(), topic::apply(&clients.sns, stack, planned, &topic_arn)).await?;
+        progress.step(planned.row(), topic::apply(&clients.sns, stack, planned)).await?;
     }
     if let Some(subscription) = &plan.topic.subscription {
         progress.step(subscription.row(), topic::subscribe(&clients.sns, subscription, &topic_arn)).await?;

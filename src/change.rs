@@ -94,6 +94,16 @@ pub(crate) enum Refusal {
          hint: use another --domain, or remove that domain's mappings and the domain first"
     )]
     DomainNotOurs { name: String, mapped_to: String },
+    #[error(
+        "SNS topic {name} exists and is not this stack's; counterctl never takes one over\n\
+         hint: give it with --alarm-topic ARN to send the alarms there, or delete it and run again"
+    )]
+    TopicNotOurs { name: String },
+    #[error(
+        "{name} already has a DNS record in hosted zone {zone} ({found}); counterctl never overwrites one it did not make\n\
+         hint: delete that record and run again, or leave out --hosted-zone-id and point it yourself"
+    )]
+    RecordNotOurs { name: String, zone: String, found: String },
 }
 
 /// One resource of the stack, in the order the plan lists them.

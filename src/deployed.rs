@@ -6,7 +6,7 @@ use crate::aws::{Account, Clients};
 use crate::resources::alarms::{self, AlarmState};
 use crate::resources::api::{self, ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::{self, KeyState};
-use crate::resources::domain::{self, CertificateState, DomainState};
+use crate::resources::domain::{self, CertificateState, DomainState, Record};
 use crate::resources::function::{self, FunctionState};
 use crate::resources::function_url::{self, UrlState};
 use crate::resources::log_group::{self, LogGroupState};
@@ -45,6 +45,8 @@ pub(crate) struct Deployed {
     pub(crate) domains: Vec<DomainState>,
     /// The certificate `--certificate-arn` names.
     pub(crate) certificate: Option<CertificateState>,
+    /// The `A` record of the domain's name in `--hosted-zone-id`'s zone, whoever made it.
+    pub(crate) zone_record: Option<Record>,
 }
 
 /// What to read: the stack's name, and the table asked for.
@@ -57,6 +59,8 @@ pub(crate) struct Target<'a> {
     pub(crate) domain: Option<&'a str>,
     /// `--certificate-arn`, to check before anything is written.
     pub(crate) certificate: Option<&'a str>,
+    /// `--hosted-zone-id`, to see what that zone holds for the domain's name.
+    pub(crate) zone: Option<&'a str>,
 }
 
 pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
@@ -155,6 +159,15 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
             tokio::try_join!(domains, certificate)
         },
     )?;
+    // What the zone holds for the domain's name, once the name is known.
+    let named =
+        target.domain.or_else(|| domains.iter().find(|domain| domain.tagged).map(|domain| domain.name.as_str()));
+    let zone_record = match (target.zone, named) {
+        (Some(zone), Some(name)) => {
+            domain::record(&clients.route53, zone, name).await.context("reading the hosted zone's record")?
+        }
+        _ => None,
+    };
     // Only a stack with nothing to say which table is its own needs the search (it makes a
     // call per table in the region).
     let kept_tables = if function.is_none() && target.table.is_none() {
@@ -179,5 +192,6 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
         topic,
         domains,
         certificate,
+        zone_record,
     })
 }

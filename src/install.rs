@@ -57,6 +57,7 @@ pub(crate) async fn read_and_plan(
         compare_counters: switch_table,
         domain,
         certificate: deploy.certificate_arn.as_deref(),
+        zone: deploy.hosted_zone_id.as_deref(),
     };
     let deployed = deployed::read(clients, &target).await?;
     let code = |architecture| codes.code(architecture);

@@ -28,6 +28,8 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 /// a line can arrive in the log group after one with a later timestamp. What was
 /// printed already is recognised (see [`Printed`]).
 const LATE_LINES: Duration = Duration::from_secs(30);
+/// A live tail session shorter than this ended on a failure, not its 3 hours.
+const SHORT_SESSION: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
@@ -49,10 +51,18 @@ pub(crate) async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     // A session lasts up to 3 hours; each new one is started before the lines since the
     // last are read, so that none falls between the two.
     loop {
+        let started = std::time::Instant::now();
         let session = reader.start_live_tail(&group_arn, clients.config.endpoint_url().is_some()).await;
         reader.print_from(from, &mut printed).await?;
         match session {
-            Ok(stream) => reader.print_live(stream, &mut printed).await?,
+            Ok(stream) => {
+                reader.print_live(stream, &mut printed).await?;
+                // A session that ended at once is not started again at once: the reads
+                // share the account's FilterLogEvents quota.
+                if started.elapsed() < SHORT_SESSION {
+                    tokio::time::sleep(FOLLOW_EVERY).await;
+                }
+            }
             Err(error) => {
                 // Its code and message only: the hints of a failed install do not apply.
                 let code = error.code.as_deref().unwrap_or("no answer");
@@ -135,6 +145,8 @@ impl Reader<'_> {
                     out(render(&event, self.format))?;
                 }
             }
+            // A session sends only new lines: only the late ones need remembering.
+            printed.forget_before_newest();
         }
     }
 
@@ -196,6 +208,14 @@ impl Printed {
         let stream = event.log_stream_name().unwrap_or_default().to_owned();
         let message = event.message().unwrap_or_default().to_owned();
         self.lines.insert((stream, timestamp, message))
+    }
+
+    /// Forgets the lines older than the late ones, which no read returns again.
+    fn forget_before_newest(&mut self) {
+        if let Some(newest) = self.newest {
+            let from = newest - millis_of(LATE_LINES);
+            self.lines.retain(|(_, timestamp, _)| *timestamp >= from);
+        }
     }
 
     /// Where the next read starts (a little before the newest line, for late ones, never

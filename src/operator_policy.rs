@@ -151,6 +151,9 @@ pub(crate) fn policy(plan: &Plan) -> Value {
         let guessed = account.arn("dynamodb", &format!("table/{default_table}"));
         statements.push(statement("ReadTheDefaultTable", &["dynamodb:DescribeTable"], vec![guessed]));
     }
+    // Every read looks for the stack's own alarm topic.
+    let topic = crate::resources::topic::arn(account, &stack.name);
+    statements.push(statement("FindTheAlarmTopic", &["sns:GetTopicAttributes"], vec![topic]));
     statements.extend(topic_statements(plan, account, stack));
     statements.extend(domain_statements(plan, account));
     json!({ "Version": "2012-10-17", "Statement": statements })
@@ -166,7 +169,6 @@ fn topic_statements(plan: &Plan, account: &Account, stack: &Stack) -> Vec<Value>
             "Action": [
                 "sns:CreateTopic",
                 "sns:DeleteTopic",
-                "sns:GetTopicAttributes",
                 "sns:ListSubscriptionsByTopic",
                 "sns:ListTagsForResource",
                 "sns:TagResource",

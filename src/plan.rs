@@ -236,7 +236,8 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         domain::check_certificate(wanted_domain, deployed.certificate.as_ref(), &account.region)?;
     }
     let off = if request.options.domain.is_some() { "--domain off" } else { "not the stack's domain now" };
-    let domain = domain::plan(&deployed.domains, wanted.domain.as_ref(), api_id, &stack.stage, off)?;
+    let zone_record = deployed.zone_record.as_ref();
+    let domain = domain::plan(&deployed.domains, wanted.domain.as_ref(), api_id, &stack.stage, off, zone_record)?;
     let wanted_alarms = match &wanted.alarms {
         Alarms::On { notify } => {
             let topic = match notify {
@@ -275,7 +276,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         Alarms::On { notify } => Some(notify),
         Alarms::Off => None,
     };
-    let topic = topic::plan(deployed.topic.as_ref(), &stack, notify);
+    let topic = topic::plan(deployed.topic.as_ref(), &stack, notify)?;
     Ok(Plan {
         stack,
         account,

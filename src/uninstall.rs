@@ -41,8 +41,14 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let json = args.output.output == OutputFormat::Json;
     let name = &args.stack.name;
-    let target =
-        Target { name, table: args.stack.table.as_deref(), compare_counters: false, domain: None, certificate: None };
+    let target = Target {
+        name,
+        table: args.stack.table.as_deref(),
+        compare_counters: false,
+        domain: None,
+        certificate: None,
+        zone: None,
+    };
     let mut deployed = deployed::read(&clients, &target).await?;
     // Without its function and --table, the stack's table is the one its uninstall kept.
     let kept = match (deployed.kept_tables.as_slice(), &args.stack.table) {

@@ -262,6 +262,7 @@ fn healthy() -> Deployed {
         topic: None,
         domains: Vec::new(),
         certificate: None,
+        zone_record: None,
     }
 }
 
@@ -1280,4 +1281,30 @@ fn uninstall_deletes_the_stacks_own_topic_and_leaves_one_it_did_not_make() {
     let teardown = uninstall(NAME, &untagged, TABLE, false);
     assert!(teardown.topic.targets.is_empty());
     assert!(matches!(teardown.topic.row.action, Action::Retain(_)));
+}
+
+#[test]
+fn a_topic_of_that_name_the_stack_did_not_make_is_never_taken_over() {
+    let mut deployed = healthy();
+    deployed.topic = Some(own_topic(false, &[("team@example.com", true)]));
+    let options = DeployOptions { alarm_email: Some("ops@example.com".into()), ..options() };
+    let refused = install(&request(&options), &deployed).map(|_| ()).unwrap_err();
+    assert_eq!(refused, Refusal::TopicNotOurs { name: format!("{NAME}-alarms") });
+    // Given as --alarm-topic before, it stays someone's topic.
+    for alarm in &mut deployed.alarms {
+        alarm.spec.actions = vec![topic::arn(&account(), NAME)];
+    }
+    let kept = planned(&deployed);
+    assert_eq!(kept.wanted.alarms, Alarms::On { notify: Notify::Topic(topic::arn(&account(), NAME)) });
+    assert!(kept.topic.unwanted.targets.is_empty());
+}
+
+#[test]
+fn the_stacks_own_topic_deleted_by_hand_is_made_again() {
+    let mut deployed = healthy_with_own_topic(&[("ops@example.com", true)]);
+    deployed.topic = None;
+    let plan = planned(&deployed);
+    assert_eq!(plan.wanted.alarms, Alarms::On { notify: Notify::Email(None) });
+    assert_eq!(plan.topic.topic.as_ref().map(|topic| topic.action.clone()), Some(Action::Create));
+    assert!(plan.advisories.iter().any(|advice| advice.contains("has no email subscription")), "{:?}", plan.advisories);
 }

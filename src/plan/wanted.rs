@@ -150,7 +150,7 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
     };
     let given = options.alarm_email.is_some() || options.alarm_topic.is_some();
     let alarms = match (alarms_on, given) {
-        (true, _) => Alarms::On { notify: notify(options, deployed) },
+        (true, _) => Alarms::On { notify: notify(options, deployed, &stack.name) },
         (false, true) => return Err(Refusal::AlarmTargetWithoutAlarms),
         (false, false) => Alarms::Off,
     };
@@ -175,16 +175,19 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
 
 /// Who the alarms reach: as given, else as the deployed alarms do. The stack's own topic
 /// is kept while it exists, even with its alarms gone.
-fn notify(options: &DeployOptions, deployed: &Deployed) -> Notify {
+fn notify(options: &DeployOptions, deployed: &Deployed, stack_name: &str) -> Notify {
     if let Some(email) = &options.alarm_email {
         return Notify::Email(Some(email.clone()));
     }
     if let Some(topic) = &options.alarm_topic {
         return Notify::Topic(topic.clone());
     }
+    // The stack's own topic is known by its ARN, even if it was deleted since (it is
+    // made again), and only when tagged (else it is someone's given with --alarm-topic).
+    let own_arn = crate::resources::topic::arn(&deployed.account, stack_name);
     let own = deployed.topic.as_ref();
     match alarms::deployed_topic(&deployed.alarms) {
-        Some(topic) if own.is_some_and(|own| own.arn == topic) => Notify::Email(None),
+        Some(topic) if topic == own_arn && own.is_none_or(|own| own.tagged) => Notify::Email(None),
         Some(topic) => Notify::Topic(topic),
         None if own.is_some_and(|own| own.tagged) => Notify::Email(None),
         None => Notify::Nobody,

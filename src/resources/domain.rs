@@ -117,7 +117,11 @@ async fn mappings(client: &Client, name: &str) -> Result<Vec<(String, String, St
 }
 
 /// The `A` record named `name` in `zone`: the list starts at that name and type.
-async fn record(client: &aws_sdk_route53::Client, zone: &str, name: &str) -> Result<Option<Record>, AwsError> {
+pub(crate) async fn record(
+    client: &aws_sdk_route53::Client,
+    zone: &str,
+    name: &str,
+) -> Result<Option<Record>, AwsError> {
     let list = client.list_resource_record_sets().hosted_zone_id(zone).start_record_name(name);
     let list = list.start_record_type(RrType::A).max_items(1).send().await;
     let Some(sets) = found("route53:ListResourceRecordSets", list, &["NoSuchHostedZone"])? else {
@@ -236,6 +240,8 @@ pub(crate) struct DomainParts {
     pub(crate) domain: Planned<DomainChange>,
     pub(crate) mapping: Planned<MappingChange>,
     pub(crate) record: Option<Planned<RecordChange>>,
+    /// Its record in the zone it was kept in before another `--hosted-zone-id`.
+    pub(crate) moved_record: Option<Deletion<RecordTarget>>,
     /// As read; `None` when it is created.
     pub(crate) deployed: Option<DomainState>,
 }
@@ -253,6 +259,7 @@ impl DomainPlan {
         if let Some(parts) = &self.wanted {
             rows.extend([parts.domain.row(), parts.mapping.row()]);
             rows.extend(parts.record.iter().map(Planned::row));
+            rows.extend(parts.moved_record.iter().map(|deletion| deletion.row.row()));
         }
         rows.extend(self.unwanted.iter().map(|deletion| deletion.row.row()));
         rows
@@ -273,6 +280,7 @@ pub(crate) fn plan(
     api: Option<&str>,
     stage: &str,
     reason_off: &str,
+    zone_record: Option<&Record>,
 ) -> Result<DomainPlan, Refusal> {
     let unwanted = domains
         .iter()
@@ -321,64 +329,107 @@ pub(crate) fn plan(
             ),
         }),
     };
-    let record = wanted.zone.as_ref().map(|zone| {
-        let target = deployed.map(|found| found.regional_domain_name.as_str());
-        let existing =
-            deployed.filter(|found| found.zone.as_deref() == Some(zone)).and_then(|found| found.record.as_ref());
-        let action = match (existing, target) {
-            (Some(record), Some(target)) if record.alias_to.as_deref() == Some(target) => Action::Keep,
-            (Some(record), _) => Action::Update(RecordChange {
-                target: diff(
-                    Field::Target,
-                    record.alias_to.as_deref().unwrap_or("not an alias"),
-                    target.unwrap_or("the new domain"),
-                ),
-            }),
-            (None, _) => Action::Create,
-        };
-        Planned::new(Resource::DnsRecord, format!("{} in {zone}", wanted.name), action)
-    });
+    let record = wanted
+        .zone
+        .as_ref()
+        .map(|zone| {
+            let target = deployed.map(|found| found.regional_domain_name.as_str());
+            // The zone counterctl keeps the record in, or a new one: what is there now.
+            let ours = deployed.filter(|found| found.zone.as_deref() == Some(zone));
+            let existing = match ours {
+                Some(found) => found.record.as_ref(),
+                None => zone_record,
+            };
+            let action = match (existing, target) {
+                (Some(record), Some(target)) if record.alias_to.as_deref() == Some(target) => Action::Keep,
+                // Its own record, changed by hand: drift, put back.
+                (Some(record), _) if ours.is_some() => Action::Update(RecordChange {
+                    target: diff(
+                        Field::Target,
+                        record.alias_to.as_deref().unwrap_or("not an alias"),
+                        target.unwrap_or("the new domain"),
+                    ),
+                }),
+                (Some(record), _) => {
+                    let found = record.alias_to.as_deref().map_or_else(
+                        || format!("a {} record", record.set.r#type().as_str()),
+                        |alias| format!("an alias to {alias}"),
+                    );
+                    return Err(Refusal::RecordNotOurs { name: wanted.name.clone(), zone: zone.clone(), found });
+                }
+                (None, _) => Action::Create,
+            };
+            Ok(Planned::new(Resource::DnsRecord, format!("{} in {zone}", wanted.name), action))
+        })
+        .transpose()?;
+    // A record counterctl kept in another zone goes when the zone changes.
+    let moved_record = deployed
+        .filter(|found| found.zone.is_some() && found.zone != wanted.zone)
+        .and_then(|found| own_record(found).map(|record| (found, record)))
+        .map(|(found, (zone, set))| {
+            let target = RecordTarget { zone: zone.clone(), set };
+            Deletion::of(Resource::DnsRecord, format!("{} in {zone}", found.name), vec![target], "another hosted zone")
+        });
     Ok(DomainPlan {
         wanted: Some(DomainParts {
             wanted: wanted.clone(),
             domain: Planned::new(Resource::Domain, &wanted.name, domain_action),
             mapping: Planned::new(Resource::Mapping, format!("{} {ROOT}", wanted.name), mapping_action),
             record,
+            moved_record,
             deployed: deployed.cloned(),
         }),
         unwanted,
     })
 }
 
+/// The record counterctl keeps for `domain`: (zone, set), when it points at the domain.
+fn own_record(domain: &DomainState) -> Option<(String, ResourceRecordSet)> {
+    let record = domain.record.as_ref()?;
+    let zone = domain.zone.clone()?;
+    let points_here = record.alias_to.as_deref() == Some(domain.regional_domain_name.as_str());
+    points_here.then(|| (zone, record.set.clone()))
+}
+
 /// One of the stack's domains to delete, with its record when it points at the domain.
 pub(crate) fn deletion(domain: &DomainState, reason: &str) -> Deletion<DomainTarget> {
-    let record = domain
-        .record
-        .as_ref()
-        .filter(|record| record.alias_to.as_deref() == Some(domain.regional_domain_name.as_str()))
-        .zip(domain.zone.as_ref())
-        .map(|(record, zone)| (zone.clone(), record.set.clone()));
+    let record = own_record(domain).map(|(zone, set)| RecordTarget { zone, set });
     let reason = if record.is_some() { format!("{reason}, with its alias record") } else { reason.to_owned() };
     let target = DomainTarget { name: domain.name.clone(), record };
     Deletion::of(Resource::Domain, &domain.name, vec![target], reason)
 }
 
-/// A domain to delete, and the record (zone, set) that points at it.
+/// A record to delete: Route 53 deletes only an exact match, so the set as read. One
+/// changed since it was read is refused (`InvalidChangeBatch`), and the run fails: the
+/// next one reads it again.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RecordTarget {
+    pub(crate) zone: String,
+    pub(crate) set: ResourceRecordSet,
+}
+
+impl Delete for RecordTarget {
+    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
+        let change = Change::builder().action(ChangeAction::Delete).resource_record_set(self.set.clone()).build()?;
+        let batch = ChangeBatch::builder().changes(change).build()?;
+        let delete = clients.route53.change_resource_record_sets().hosted_zone_id(&self.zone).change_batch(batch);
+        gone("route53:ChangeResourceRecordSets", delete.send().await, &["NoSuchHostedZone"])
+            .context("deleting the domain's alias record")?;
+        Ok(None)
+    }
+}
+
+/// A domain to delete, and the record that points at it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DomainTarget {
     pub(crate) name: String,
-    pub(crate) record: Option<(String, ResourceRecordSet)>,
+    pub(crate) record: Option<RecordTarget>,
 }
 
 impl Delete for DomainTarget {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
-        if let Some((zone, set)) = &self.record {
-            let change = Change::builder().action(ChangeAction::Delete).resource_record_set(set.clone()).build()?;
-            let batch = ChangeBatch::builder().changes(change).build()?;
-            let delete =
-                clients.route53.change_resource_record_sets().hosted_zone_id(zone).change_batch(batch).send().await;
-            gone("route53:ChangeResourceRecordSets", delete, &["InvalidChangeBatch", "NoSuchHostedZone"])
-                .context("deleting the domain's alias record")?;
+        if let Some(record) = &self.record {
+            record.delete(clients).await?;
         }
         // Its mappings go with it.
         let delete = clients.apigateway.delete_domain_name().domain_name(&self.name).send().await;
@@ -452,12 +503,18 @@ pub(crate) async fn apply(
         .await?;
     if let (Some(planned), Some(zone)) = (&parts.record, &parts.wanted.zone) {
         let work = async {
-            match planned.changes() {
-                true => upsert_record(&clients.route53, zone, name, &regional, &regional_zone).await,
-                false => Ok(()),
-            }
+            // A new record is a CREATE, which Route 53 refuses if one appeared since.
+            let action = match &planned.action {
+                Action::Create => ChangeAction::Create,
+                Action::Update(_) => ChangeAction::Upsert,
+                _ => return Ok(()),
+            };
+            write_record(&clients.route53, (zone, name), (&regional, &regional_zone), action).await
         };
         progress.step(planned.row(), work).await?;
+    }
+    if let Some(moved) = &parts.moved_record {
+        progress.delete(clients, moved).await?;
     }
     Ok((regional, regional_zone))
 }
@@ -491,16 +548,15 @@ async fn update(
 }
 
 /// Creates or updates the alias record and waits until Route 53 has it everywhere.
-async fn upsert_record(
+async fn write_record(
     client: &aws_sdk_route53::Client,
-    zone: &str,
-    name: &str,
-    regional: &str,
-    regional_zone: &str,
+    (zone, name): (&str, &str),
+    (regional, regional_zone): (&str, &str),
+    action: ChangeAction,
 ) -> anyhow::Result<()> {
     let alias = AliasTarget::builder().hosted_zone_id(regional_zone).dns_name(regional).evaluate_target_health(false);
     let set = ResourceRecordSet::builder().name(name).r#type(RrType::A).alias_target(alias.build()?).build()?;
-    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build()?;
+    let change = Change::builder().action(action).resource_record_set(set).build()?;
     let batch = ChangeBatch::builder().comment("counterctl: the stack's custom domain").changes(change).build()?;
     let changed = client.change_resource_record_sets().hosted_zone_id(zone).change_batch(batch).send().await;
     let changed = changed.op("route53:ChangeResourceRecordSets").context("writing the domain's alias record")?;
@@ -578,7 +634,8 @@ mod tests {
     #[test]
     fn a_deployed_domain_as_wanted_is_kept_whole() {
         let domains = [deployed("ids.example.com", true, "api1")];
-        let plan = plan(&domains, Some(&wanted("ids.example.com", Some("Z1"))), Some("api1"), "prod", "off").unwrap();
+        let plan =
+            plan(&domains, Some(&wanted("ids.example.com", Some("Z1"))), Some("api1"), "prod", "off", None).unwrap();
         assert!(plan.rows().iter().all(|row| !row.changes()), "{:?}", plan.rows());
         assert_eq!(plan.deployed_url().as_deref(), Some("https://ids.example.com"));
     }
@@ -586,13 +643,14 @@ mod tests {
     #[test]
     fn a_new_api_moves_the_mapping_and_a_new_name_replaces_the_domain_and_its_record() {
         let domains = [deployed("ids.example.com", true, "old-api")];
-        let moved = plan(&domains, Some(&wanted("ids.example.com", Some("Z1"))), None, "prod", "off").unwrap();
+        let moved = plan(&domains, Some(&wanted("ids.example.com", Some("Z1"))), None, "prod", "off", None).unwrap();
         let parts = moved.wanted.unwrap();
         assert!(matches!(parts.mapping.action, Action::Update(_)));
         assert_eq!(parts.domain.action, Action::Keep);
 
         let renamed =
-            plan(&domains, Some(&wanted("new.example.com", Some("Z1"))), Some("old-api"), "prod", "gone").unwrap();
+            plan(&domains, Some(&wanted("new.example.com", Some("Z1"))), Some("old-api"), "prod", "gone", None)
+                .unwrap();
         assert_eq!(renamed.wanted.as_ref().unwrap().domain.action, Action::Create);
         let [old] = renamed.unwanted.as_slice() else { panic!("{:?}", renamed.unwanted) };
         assert_eq!(old.row.action, Action::Delete("gone, with its alias record".into()));
@@ -602,13 +660,45 @@ mod tests {
     #[test]
     fn a_domain_that_is_not_the_stacks_is_refused_and_a_record_elsewhere_is_left() {
         let theirs = [deployed("ids.example.com", false, "their-api")];
-        let refused = plan(&theirs, Some(&wanted("ids.example.com", None)), Some("api1"), "prod", "off").unwrap_err();
+        let refused =
+            plan(&theirs, Some(&wanted("ids.example.com", None)), Some("api1"), "prod", "off", None).unwrap_err();
         assert!(matches!(refused, Refusal::DomainNotOurs { ref mapped_to, .. } if mapped_to.contains("their-api")));
-        assert!(plan(&theirs, None, None, "prod", "off").unwrap().unwanted.is_empty(), "never deleted either");
+        assert!(plan(&theirs, None, None, "prod", "off", None).unwrap().unwanted.is_empty(), "never deleted either");
 
         let mut repointed = deployed("ids.example.com", true, "api1");
         repointed.record.as_mut().unwrap().alias_to = Some("elsewhere.example.net".into());
-        let off = plan(&[repointed], None, None, "prod", "--domain off").unwrap();
+        let off = plan(&[repointed], None, None, "prod", "--domain off", None).unwrap();
         assert_eq!(off.unwanted[0].targets[0].record, None, "a record that points elsewhere is not the domain's");
+    }
+
+    #[test]
+    fn a_record_counterctl_did_not_make_is_refused_and_its_own_is_put_back() {
+        let theirs = Record {
+            alias_to: None,
+            set: ResourceRecordSet::builder().name("ids.example.com").r#type(RrType::A).build().unwrap(),
+        };
+        let new = plan(&[], Some(&wanted("ids.example.com", Some("Z9"))), None, "prod", "off", Some(&theirs));
+        assert!(matches!(new, Err(Refusal::RecordNotOurs { ref zone, .. }) if zone == "Z9"), "{new:?}");
+        let free = plan(&[], Some(&wanted("ids.example.com", Some("Z9"))), None, "prod", "off", None).unwrap();
+        assert_eq!(free.wanted.unwrap().record.unwrap().action, Action::Create);
+
+        let mut repointed = deployed("ids.example.com", true, "api1");
+        repointed.record.as_mut().unwrap().alias_to = Some("elsewhere.example.net".into());
+        let fixed = plan(&[repointed], Some(&wanted("ids.example.com", Some("Z1"))), Some("api1"), "prod", "off", None);
+        assert!(
+            matches!(fixed.unwrap().wanted.unwrap().record.unwrap().action, Action::Update(_)),
+            "drift is put back"
+        );
+    }
+
+    #[test]
+    fn another_zone_moves_the_record_and_deletes_the_one_counterctl_kept() {
+        let domains = [deployed("ids.example.com", true, "api1")];
+        let moved = plan(&domains, Some(&wanted("ids.example.com", Some("Z2"))), Some("api1"), "prod", "off", None);
+        let parts = moved.unwrap().wanted.unwrap();
+        assert_eq!(parts.record.unwrap().action, Action::Create);
+        let old = parts.moved_record.expect("the old zone's record goes");
+        assert_eq!(old.targets[0].zone, "Z1");
+        assert!(matches!(parts.domain.action, Action::Update(DomainChange { zone: Some(_), .. })));
     }
 }

@@ -7,13 +7,14 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::Tag;
 
 use crate::aws::{Account, AwsError, Clients, Operation, found, gone};
-use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Nothing, Planned, Resource, diff};
+use crate::change::{Action, Delete, Deletion, Nothing, Planned, Refusal, Resource};
 use crate::stack::Stack;
 
 const NOT_FOUND: &[&str] = &["NotFound"];
-/// What ListSubscriptionsByTopic names an email subscription by until its link is
-/// opened; it has no ARN to unsubscribe it by until then.
-const PENDING: &str = "PendingConfirmation";
+/// What ListSubscriptionsByTopic names a subscription by while it is being removed. One
+/// whose link is not opened yet it names `PendingConfirmation`, and it has no ARN to
+/// unsubscribe it by until then.
+const DELETED: &str = "Deleted";
 /// SNS deletes a subscription left unconfirmed for 48 hours
 /// (<https://aws.amazon.com/about-aws/whats-new/2023/05/amazon-sns-automatic-deletion-unconfirmed-subscriptions/>).
 pub(crate) const LAPSES: &str = "AWS drops a subscription whose link is not opened within 48 hours";
@@ -64,11 +65,11 @@ pub(crate) async fn read(client: &Client, account: &Account, stack_name: &str) -
         let mut subscriptions = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.op("sns:ListSubscriptionsByTopic")?;
-            subscriptions.extend(page.subscriptions().iter().filter(|s| s.protocol() == Some("email")).map(|s| {
-                Subscription {
-                    email: s.endpoint().unwrap_or_default().to_owned(),
-                    arn: s.subscription_arn().filter(|arn| *arn != PENDING).map(str::to_owned),
-                }
+            // A subscription being removed is listed as `Deleted`: it is gone.
+            let email = page.subscriptions().iter().filter(|s| s.protocol() == Some("email"));
+            subscriptions.extend(email.filter(|s| s.subscription_arn() != Some(DELETED)).map(|s| Subscription {
+                email: s.endpoint().unwrap_or_default().to_owned(),
+                arn: s.subscription_arn().filter(|arn| arn.starts_with("arn:")).map(str::to_owned),
             }));
         }
         Ok(subscriptions)
@@ -89,23 +90,11 @@ pub(crate) enum Notify {
     Email(Option<String>),
 }
 
-/// What changes on the stack's topic.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct TopicChange {
-    pub(crate) tags: Option<Diff>,
-}
-
-impl Changes for TopicChange {
-    fn diffs(&self) -> Vec<Diff> {
-        self.tags.iter().cloned().collect()
-    }
-}
-
 /// The stack's topic and its subscriptions.
 #[derive(Debug, Clone)]
 pub(crate) struct TopicPlan {
     /// The topic, when the alarms send to it.
-    pub(crate) topic: Option<Planned<TopicChange>>,
+    pub(crate) topic: Option<Planned<Nothing>>,
     /// The address subscribed, or to subscribe.
     pub(crate) subscription: Option<Planned<Nothing>>,
     /// Other addresses' subscriptions, replaced by `--alarm-email`.
@@ -134,20 +123,26 @@ impl TopicPlan {
 /// The topic for `notify`: made and subscribed for `--alarm-email`, and deleted when the
 /// alarms no longer send to it (`--alarms off`, or `--alarm-topic` in its place). Only
 /// a topic tagged as the stack's is ever deleted.
-pub(crate) fn plan(deployed: Option<&TopicState>, stack: &Stack, notify: Option<&Notify>) -> TopicPlan {
+pub(crate) fn plan(
+    deployed: Option<&TopicState>,
+    stack: &Stack,
+    notify: Option<&Notify>,
+) -> Result<TopicPlan, Refusal> {
     let name = name(&stack.name);
     let Some(Notify::Email(email)) = notify else {
         let reason = if notify.is_some() { "the alarms send elsewhere" } else { "--alarms off" };
         let targets = deployed.filter(|topic| topic.tagged).map(|topic| TopicArn(topic.arn.clone()));
         let unwanted = Deletion::of(Resource::Topic, &name, targets.into_iter().collect(), reason);
-        return TopicPlan { topic: None, subscription: None, replaced: Vec::new(), unwanted };
+        return Ok(TopicPlan { topic: None, subscription: None, replaced: Vec::new(), unwanted });
     };
+    // Someone's own topic of that name (perhaps given with --alarm-topic before) keeps
+    // its subscriptions: it is never taken over.
+    if deployed.is_some_and(|topic| !topic.tagged) {
+        return Err(Refusal::TopicNotOurs { name });
+    }
     let topic = match deployed {
         None => Action::Create,
-        Some(topic) => {
-            let change = TopicChange { tags: (!topic.tagged).then(|| diff(Field::Tags, "none", "counterctl")) };
-            Action::found(change, false)
-        }
+        Some(_) => Action::Keep,
     };
     let subscriptions = deployed.map_or(&[][..], |topic| &topic.subscriptions);
     let (subscription, replaced) = match email {
@@ -172,37 +167,24 @@ pub(crate) fn plan(deployed: Option<&TopicState>, stack: &Stack, notify: Option<
             (Some(Planned::new(Resource::Subscription, email, action)), replaced)
         }
     };
-    TopicPlan {
+    Ok(TopicPlan {
         topic: Some(Planned::new(Resource::Topic, &name, topic)),
         subscription,
         replaced,
         unwanted: Deletion::absent(Resource::Topic, name),
-    }
+    })
 }
 
-/// Makes the topic (CreateTopic answers the existing one's ARN) or tags it: before the
+/// Makes the topic, tagged (CreateTopic answers an existing one's ARN): before the
 /// alarms, which send to it.
-pub(crate) async fn apply(
-    client: &Client,
-    stack: &Stack,
-    planned: &Planned<TopicChange>,
-    arn: &str,
-) -> anyhow::Result<()> {
-    let tags = || {
-        let tags = stack.tags().into_iter().map(|(key, value)| Tag::builder().key(key).value(value).build());
-        tags.collect::<Result<Vec<_>, _>>().context("tagging the alarm topic")
-    };
-    match &planned.action {
-        Action::Create => {
-            let create = client.create_topic().name(name(&stack.name)).set_tags(Some(tags()?)).send().await;
-            create.op("sns:CreateTopic").context("creating the alarm topic")?;
-        }
-        Action::Update(_) | Action::Adopt(_) => {
-            let tag = client.tag_resource().resource_arn(arn).set_tags(Some(tags()?)).send().await;
-            tag.op("sns:TagResource").context("tagging the alarm topic")?;
-        }
-        _ => {}
+pub(crate) async fn apply(client: &Client, stack: &Stack, planned: &Planned<Nothing>) -> anyhow::Result<()> {
+    if planned.action != Action::Create {
+        return Ok(());
     }
+    let tags = stack.tags().into_iter().map(|(key, value)| Tag::builder().key(key).value(value).build());
+    let tags = tags.collect::<Result<Vec<_>, _>>().context("tagging the alarm topic")?;
+    let create = client.create_topic().name(name(&stack.name)).set_tags(Some(tags)).send().await;
+    create.op("sns:CreateTopic").context("creating the alarm topic")?;
     Ok(())
 }
 

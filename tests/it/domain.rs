@@ -174,3 +174,25 @@ async fn a_switch_to_a_function_url_is_refused_until_the_domain_is_off() {
     deployment.run("install", &["--front", "function-url", "--domain", "off", "--yes"]).await.ok();
     assert!(domain(&deployment, &name).await.is_none());
 }
+
+#[tokio::test]
+async fn a_record_of_that_name_counterctl_did_not_make_is_refused_before_any_write() {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet};
+    let deployment = Deployment::new().await;
+    let name = domain_of(&deployment);
+    let arn = certificate(&deployment, &[&name], true).await;
+    let zone = hosted_zone(&deployment).await;
+    // The name already points at a server of someone's.
+    let set = ResourceRecordSet::builder().name(&name).r#type(RrType::A).ttl(60);
+    let set = set.resource_records(ResourceRecord::builder().value("192.0.2.10").build().unwrap()).build().unwrap();
+    let change = Change::builder().action(ChangeAction::Create).resource_record_set(set).build().unwrap();
+    let route53 = aws_sdk_route53::Client::new(&deployment.aws);
+    let batch = ChangeBatch::builder().changes(change).build().unwrap();
+    route53.change_resource_record_sets().hosted_zone_id(&zone).change_batch(batch).send().await.unwrap();
+
+    let args = ["--domain", &name, "--certificate-arn", &arn, "--hosted-zone-id", &zone];
+    let (refused, mutations) = deployment.mutations_of(deployment.run("install", &args)).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("counterctl never overwrites one it did not make"), "{}", refused.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+}

@@ -37,6 +37,18 @@ async fn the_operator_policy_allows_every_call_of_a_whole_lifecycle_and_grants_n
     let logs = deployment.logs();
     logs.create_log_group().log_group_name(format!("/aws/lambda/{name}")).send().await.unwrap();
 
+    // The policy of a stack with no options given covers what every read calls.
+    let plain = deployment.run("status", &["--operator-policy"]).await.ok().json();
+    deployment.run("status", &[]).await;
+    let reads: Vec<_> = deployment.proxy.recorded().iter().flat_map(authorizations).collect();
+    let plain_statements = plain["Statement"].as_array().unwrap();
+    let refused: Vec<String> = reads
+        .iter()
+        .filter(|read| !plain_statements.iter().any(|statement| statement_allows(statement, read)))
+        .map(|read| format!("{} on {}", read.action, read.resource))
+        .collect();
+    assert!(refused.is_empty(), "a plain stack's reads are not all allowed:\n{}", refused.join("\n"));
+
     let full = ["--alarm-email", "ops@example.com", "--domain", &domain, "--certificate-arn", &certificate];
     let full: Vec<&str> = full.iter().copied().chain(["--hosted-zone-id", zone.as_str()]).collect();
     deployment.run("install", &full).await.ok();
