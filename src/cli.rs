@@ -488,8 +488,9 @@ pub struct LogsArgs {
     pub filter: Option<String>,
     #[command(flatten)]
     pub aws: AwsOptions,
-    #[command(flatten)]
-    pub stack: StackOptions,
+    /// The stack whose function's log group (/aws/lambda/NAME) is read.
+    #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter", value_parser = stack_name)]
+    pub name: String,
     /// `json` prints the function's JSON lines unchanged.
     #[command(flatten)]
     pub output: OutputOptions,

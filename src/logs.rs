@@ -35,7 +35,7 @@ pub(crate) async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let reader = Reader {
         clients: &clients,
-        group: crate::stack::log_group_of(&args.stack.name),
+        group: crate::stack::log_group_of(&args.name),
         filter: args.filter.clone(),
         format: args.output.output,
     };

@@ -11,7 +11,7 @@ use tokio::process::ChildStdout;
 
 use crate::support::LambdaStack;
 use crate::support::aws_proxy::{Answer, Fault};
-use crate::support::cli::{Deployment, clean_environment};
+use crate::support::cli::{Deployment, Run, clean_environment, counterctl};
 
 const STREAM: &str = "2026/12/01/[$LATEST]0123456789abcdef";
 
@@ -59,7 +59,7 @@ async fn logs_prints_the_functions_own_lines_in_order_and_readably() {
     let lines = [start.clone(), requests[0].clone(), requests[1].clone()];
     put_lines(&deployment, &lines, now_millis() - 60_000).await;
 
-    let text = deployment.run("logs", &["--since", "1h"]).await.ok().stdout;
+    let text = logs(&deployment, &["--since", "1h"]).await.ok().stdout;
     let printed: Vec<&str> = text.lines().collect();
     assert_eq!(printed.len(), 3, "{text}");
     assert!(printed[0].ends_with(&start), "{text}");
@@ -78,15 +78,23 @@ async fn logs_prints_the_functions_own_lines_in_order_and_readably() {
     assert!(printed[1].contains("value=1 ") && printed[2].contains("value=2 "), "oldest first: {text}");
 
     // JSON passes the function's lines through unchanged.
-    let json = deployment.run("logs", &["--since", "1h", "--output", "json"]).await.ok().stdout;
+    let json = logs(&deployment, &["--since", "1h", "--output", "json"]).await.ok().stdout;
     let json: Vec<&str> = json.lines().collect();
     assert_eq!(json[1..], [requests[0].as_str(), requests[1].as_str()]);
     assert_eq!(serde_json::from_str::<Value>(json[0]).unwrap()["message"], start.as_str());
 
     // A filter pattern, and a window that leaves them out.
-    let filtered = deployment.run("logs", &["--since", "1h", "--filter", "START"]).await.ok().stdout;
+    let filtered = logs(&deployment, &["--since", "1h", "--filter", "START"]).await.ok().stdout;
     assert_eq!(filtered.lines().count(), 1, "{filtered}");
-    assert_eq!(deployment.run("logs", &["--since", "10s"]).await.ok().stdout, "");
+    assert_eq!(logs(&deployment, &["--since", "10s"]).await.ok().stdout, "");
+}
+
+/// `counterctl logs ARGS` for the stack, which takes its name only (no table or stage).
+async fn logs(deployment: &Deployment, args: &[&str]) -> Run {
+    let mut all = vec!["logs", "--endpoint-url", &deployment.proxy.url, "--region", "us-east-1"];
+    all.extend(["--name", &deployment.name]);
+    all.extend(args);
+    counterctl(&all).await
 }
 
 /// `counterctl logs --follow` for the stack, with its output's lines to read.
@@ -181,4 +189,14 @@ async fn logs_follow_prints_a_live_tail_sessions_lines_once_and_polls_where_ther
     let mut stderr = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).await.unwrap();
     assert!(stderr.contains("note: no live tail here (logs:StartLiveTail failed: AccessDeniedException"), "{stderr}");
+}
+
+#[tokio::test]
+async fn logs_refuses_the_options_it_would_ignore() {
+    let deployment = Deployment::new().await;
+    for option in ["--table", "--stage"] {
+        let run = logs(&deployment, &[option, "x"]).await;
+        assert_eq!(run.code, 2, "{option}: {}", run.stderr);
+        assert!(run.stderr.contains(&format!("unexpected argument '{option}'")), "{}", run.stderr);
+    }
 }
