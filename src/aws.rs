@@ -81,6 +81,15 @@ impl Clients {
     pub async fn connect(options: &AwsOptions) -> anyhow::Result<Self> {
         Ok(Self::new(load_config(options).await?))
     }
+
+    /// As [`connect`](Self::connect), for a command that may have meant a local `serve`:
+    /// with no AWS set up, the error also says how to reach that (`local`).
+    pub async fn connect_or_local(options: &AwsOptions, local: &str) -> anyhow::Result<Self> {
+        match load_config(options).await {
+            Ok(config) => Ok(Self::new(config)),
+            Err(error) => Err(anyhow::anyhow!("{error}\nhint: {local}")),
+        }
+    }
 }
 
 /// Who and where the installer is: everything ARNs are made of.

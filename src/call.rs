@@ -50,15 +50,8 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
         };
         return Ok(Endpoint::new(url, auth)?);
     }
-    let clients = Clients::connect(aws).await.map_err(|error| {
-        match error.downcast_ref::<crate::aws::SetupError>() {
-            // No AWS set up: perhaps the counters are a local serve's.
-            Some(_) => anyhow::anyhow!(
-                "{error}\nhint: for `counterctl serve`, pass --url http://127.0.0.1:8080 (or set COUNTERCTL_URL)"
-            ),
-            None => error,
-        }
-    })?;
+    let local = "for `counterctl serve`, pass --url http://127.0.0.1:8080 (or set COUNTERCTL_URL)";
+    let clients = Clients::connect_or_local(aws, local).await?;
     let endpoint = discover(&clients, stack).await?;
     match &api_key {
         Some(key) => Ok(Endpoint::new(endpoint.url(), Auth::ApiKey(key.clone()))?),
@@ -161,11 +154,10 @@ fn explained(error: CallError, endpoint: &Endpoint) -> anyhow::Error {
     }
 }
 
-/// Whether `url` is an AWS front's (API Gateway's or a function URL's), not a server of
-/// one's own such as `counterctl serve`.
+/// Whether `url` is an AWS front's (API Gateway's or a function URL's, as its host says),
+/// not a server of one's own such as `counterctl serve`.
 fn on_aws(url: &str) -> bool {
-    let host = url.split("://").nth(1).unwrap_or(url).split(['/', ':', '?']).next().unwrap_or_default();
-    host.ends_with(".amazonaws.com") || host.ends_with(".on.aws") || host.ends_with(".amazonaws.com.cn")
+    SigningService::for_url(url).1.is_some()
 }
 
 fn print<T: serde::Serialize>(answer: &T, text: String, output: OutputFormat) -> anyhow::Result<ExitCode> {

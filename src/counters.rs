@@ -156,13 +156,8 @@ async fn open_data_dir(data_dir: &Path, reads_only: bool) -> anyhow::Result<Stor
 const TABLE_VARIABLE: &str = "COUNTERCTL_TABLE";
 
 async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore> {
-    let clients = Clients::connect(&options.aws).await.map_err(|error| {
-        match error.downcast_ref::<crate::aws::SetupError>() {
-            // No AWS set up: perhaps the counters are a local serve's.
-            Some(_) => anyhow::anyhow!("{error}\nhint: for a `counterctl serve` data directory, pass --data-dir DIR"),
-            None => error,
-        }
-    })?;
+    let local = "for a `counterctl serve` data directory, pass --data-dir DIR";
+    let clients = Clients::connect_or_local(&options.aws, local).await?;
     let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
     // The AWS commands' variable, read here so that --data-dir and COUNTERCTL_DATA_DIR
     // outrank it.

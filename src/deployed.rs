@@ -159,11 +159,15 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
             tokio::try_join!(domains, certificate)
         },
     )?;
-    // What the zone holds for the domain's name, once the name is known.
+    // What the zone holds for the domain's name, once the name is known; not read again
+    // from the zone the domain's own record was read from.
     let named =
         target.domain.or_else(|| domains.iter().find(|domain| domain.tagged).map(|domain| domain.name.as_str()));
+    let read_already = |zone: &str, name: &str| {
+        domains.iter().any(|domain| domain.name == name && domain.zone.as_deref() == Some(zone))
+    };
     let zone_record = match (target.zone, named) {
-        (Some(zone), Some(name)) => {
+        (Some(zone), Some(name)) if !read_already(zone, name) => {
             domain::record(&clients.route53, zone, name).await.context("reading the hosted zone's record")?
         }
         _ => None,

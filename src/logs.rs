@@ -210,19 +210,27 @@ impl Printed {
         self.lines.insert((stream, timestamp, message))
     }
 
+    /// How far back a line can still arrive: [`LATE_LINES`] before the newest printed.
+    fn late_from(&self) -> Option<i64> {
+        self.newest.map(|newest| newest - millis_of(LATE_LINES))
+    }
+
+    fn forget_before(&mut self, from: i64) {
+        self.lines.retain(|(_, timestamp, _)| *timestamp >= from);
+    }
+
     /// Forgets the lines older than the late ones, which no read returns again.
     fn forget_before_newest(&mut self) {
-        if let Some(newest) = self.newest {
-            let from = newest - millis_of(LATE_LINES);
-            self.lines.retain(|(_, timestamp, _)| *timestamp >= from);
+        if let Some(from) = self.late_from() {
+            self.forget_before(from);
         }
     }
 
     /// Where the next read starts (a little before the newest line, for late ones, never
     /// before `--since`), forgetting the lines before it.
     fn resume_from(&mut self, from: i64, since: i64) -> i64 {
-        let from = self.newest.map_or(from, |newest| newest - millis_of(LATE_LINES)).max(since);
-        self.lines.retain(|(_, timestamp, _)| *timestamp >= from);
+        let from = self.late_from().unwrap_or(from).max(since);
+        self.forget_before(from);
         from
     }
 }

@@ -19,14 +19,13 @@ use crate::stack::Stack;
 /// The policy for `plan`'s stack, as its options are now.
 pub(crate) fn policy(plan: &Plan) -> Value {
     let (stack, account) = (&plan.stack, &plan.account);
-    let statement = |sid: &str, actions: &[&str], resources: Vec<String>| json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources });
     let table = account.arn("dynamodb", &format!("table/{}", stack.table));
     let role = crate::resources::role::arn(&stack.name, account);
     let function = stack.function_arn(account);
     let log_group = account.arn("logs", &format!("log-group:{}", stack.log_group()));
-    let apigateway = |path: &str| format!("arn:{}:apigateway:{}::{path}", account.partition, account.region);
+    let apigateway = |path: &str| apigateway_arn(account, path);
     let mut statements = vec![
-        statement(
+        allow(
             "Table",
             &[
                 "dynamodb:CreateTable",
@@ -44,11 +43,11 @@ pub(crate) fn policy(plan: &Plan) -> Value {
         ),
         // ListTables has no resource type: it is granted on `*` or not at all. Install
         // and uninstall look for the tables an uninstall kept.
-        statement("FindKeptTables", &["dynamodb:ListTables"], vec!["*".to_owned()]),
+        allow("FindKeptTables", &["dynamodb:ListTables"], vec!["*".to_owned()]),
         // A kept table is known by its tag, so each table of the region is asked for its
         // tags (only when the stack has no function and no --table is given).
-        statement("ReadTheTablesTags", &["dynamodb:ListTagsOfResource"], vec![account.arn("dynamodb", "table/*")]),
-        statement(
+        allow("ReadTheTablesTags", &["dynamodb:ListTagsOfResource"], vec![account.arn("dynamodb", "table/*")]),
+        allow(
             "Role",
             &[
                 "iam:CreateRole",
@@ -73,7 +72,7 @@ pub(crate) fn policy(plan: &Plan) -> Value {
             "Resource": [role],
             "Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
         }),
-        statement(
+        allow(
             "Function",
             &[
                 "lambda:CreateFunction",
@@ -98,7 +97,7 @@ pub(crate) fn policy(plan: &Plan) -> Value {
             ],
             vec![function.clone()],
         ),
-        statement(
+        allow(
             "LogGroup",
             &[
                 "logs:CreateLogGroup",
@@ -112,8 +111,8 @@ pub(crate) fn policy(plan: &Plan) -> Value {
             vec![log_group.clone(), format!("{log_group}:*")],
         ),
         // DescribeLogGroups has no resource type: it lists the account's log groups.
-        statement("FindTheLogGroup", &["logs:DescribeLogGroups"], vec!["*".to_owned()]),
-        statement(
+        allow("FindTheLogGroup", &["logs:DescribeLogGroups"], vec!["*".to_owned()]),
+        allow(
             "Alarms",
             &[
                 "cloudwatch:PutMetricAlarm",
@@ -125,64 +124,68 @@ pub(crate) fn policy(plan: &Plan) -> Value {
             vec![account.arn("cloudwatch", &format!("alarm:{}-*", stack.name))],
         ),
         // GetMetricData (`status --metrics`) has no resource type.
-        statement("ReadMetrics", &["cloudwatch:GetMetricData"], vec!["*".to_owned()]),
+        allow("ReadMetrics", &["cloudwatch:GetMetricData"], vec!["*".to_owned()]),
         // API Gateway authorizes by method on the resource's path; an API's id is made
         // when it is created, so the stack's are the region's `/restapis/*`.
-        statement(
+        allow(
             "ReadTheFront",
             &["apigateway:GET"],
             ["/restapis", "/restapis/*", "/apikeys", "/apikeys/*", "/usageplans", "/usageplans/*", "/domainnames"]
                 .map(apigateway)
                 .to_vec(),
         ),
-        statement(
+        allow(
             "ChangeTheFront",
             &["apigateway:POST", "apigateway:PUT", "apigateway:PATCH", "apigateway:DELETE"],
             ["/restapis", "/restapis/*", "/apikeys", "/apikeys/*", "/usageplans", "/usageplans/*", "/tags/*"]
                 .map(apigateway)
                 .to_vec(),
         ),
-        statement("Counters", &["dynamodb:Scan", "dynamodb:UpdateItem"], vec![table]),
+        allow("Counters", &["dynamodb:Scan", "dynamodb:UpdateItem"], vec![table]),
     ];
     // Without --table, a stack whose function is gone is read from the default table
     // first (the table a new stack gets).
     let default_table = counter_function::dynamo::DEFAULT_TABLE;
     if stack.table != default_table {
         let guessed = account.arn("dynamodb", &format!("table/{default_table}"));
-        statements.push(statement("ReadTheDefaultTable", &["dynamodb:DescribeTable"], vec![guessed]));
+        statements.push(allow("ReadTheDefaultTable", &["dynamodb:DescribeTable"], vec![guessed]));
     }
     // Every read looks for the stack's own alarm topic.
     let topic = crate::resources::topic::arn(account, &stack.name);
-    statements.push(statement("FindTheAlarmTopic", &["sns:GetTopicAttributes"], vec![topic]));
+    statements.push(allow("FindTheAlarmTopic", &["sns:GetTopicAttributes"], vec![topic]));
     statements.extend(topic_statements(plan, account, stack));
     statements.extend(domain_statements(plan, account));
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
+/// An API Gateway resource's ARN: its path, with no account.
+fn apigateway_arn(account: &Account, path: &str) -> String {
+    format!("arn:{}:apigateway:{}::{path}", account.partition, account.region)
+}
+
+/// A statement allowing `actions` on `resources`.
+fn allow(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
+    json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources })
+}
+
 /// The stack's own alarm topic (`--alarm-email`).
 fn topic_statements(plan: &Plan, account: &Account, stack: &Stack) -> Vec<Value> {
-    let own = matches!(&plan.wanted.alarms, Alarms::On { notify: Notify::Email(_) });
-    own.then(|| {
-        json!({
-            "Sid": "AlarmTopic",
-            "Effect": "Allow",
-            "Action": [
-                "sns:CreateTopic",
-                "sns:DeleteTopic",
-                "sns:ListSubscriptionsByTopic",
-                "sns:ListTagsForResource",
-                "sns:TagResource",
-                "sns:Subscribe",
-            ],
-            "Resource": [crate::resources::topic::arn(account, &stack.name)],
-        })
-    })
-    .into_iter()
-    // Unsubscribe has no resource type: it names a subscription, not its topic.
-    .chain(own.then(|| {
-        json!({ "Sid": "ReplaceTheSubscription", "Effect": "Allow", "Action": ["sns:Unsubscribe"], "Resource": ["*"] })
-    }))
-    .collect()
+    if !matches!(&plan.wanted.alarms, Alarms::On { notify: Notify::Email(_) }) {
+        return Vec::new();
+    }
+    let actions = [
+        "sns:CreateTopic",
+        "sns:DeleteTopic",
+        "sns:ListSubscriptionsByTopic",
+        "sns:ListTagsForResource",
+        "sns:TagResource",
+        "sns:Subscribe",
+    ];
+    vec![
+        allow("AlarmTopic", &actions, vec![crate::resources::topic::arn(account, &stack.name)]),
+        // Unsubscribe has no resource type: it names a subscription, not its topic.
+        allow("ReplaceTheSubscription", &["sns:Unsubscribe"], vec!["*".to_owned()]),
+    ]
 }
 
 /// The custom domain, its certificate and its record (`--domain`).
@@ -190,40 +193,26 @@ fn domain_statements(plan: &Plan, account: &Account) -> Vec<Value> {
     let Some(domain) = plan.wanted.domain.as_ref() else {
         return Vec::new();
     };
-    let path = |path: String| format!("arn:{}:apigateway:{}::{path}", account.partition, account.region);
+    let domain_paths =
+        ["/domainnames".to_owned(), format!("/domainnames/{}", domain.name), format!("/domainnames/{}/*", domain.name)];
     let mut statements = vec![
-        json!({
-            "Sid": "Domain",
-            "Effect": "Allow",
-            "Action": ["apigateway:POST", "apigateway:GET", "apigateway:PATCH", "apigateway:DELETE"],
-            "Resource": [
-                path("/domainnames".to_owned()),
-                path(format!("/domainnames/{}", domain.name)),
-                path(format!("/domainnames/{}/*", domain.name)),
-            ],
-        }),
-        json!({
-            "Sid": "Certificate",
-            "Effect": "Allow",
-            "Action": ["acm:DescribeCertificate"],
-            "Resource": [domain.certificate_arn],
-        }),
+        allow(
+            "Domain",
+            &["apigateway:POST", "apigateway:GET", "apigateway:PATCH", "apigateway:DELETE"],
+            domain_paths.iter().map(|path| apigateway_arn(account, path)).collect(),
+        ),
+        allow("Certificate", &["acm:DescribeCertificate"], vec![domain.certificate_arn.clone()]),
     ];
     if let Some(zone) = &domain.zone {
         let partition = &account.partition;
-        statements.push(json!({
-            "Sid": "DomainRecord",
-            "Effect": "Allow",
-            "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
-            "Resource": [format!("arn:{partition}:route53:::hostedzone/{zone}")],
-        }));
+        let records = ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"];
+        statements.push(allow("DomainRecord", &records, vec![format!("arn:{partition}:route53:::hostedzone/{zone}")]));
         // A change's id is made by the change.
-        statements.push(json!({
-            "Sid": "WaitForTheRecord",
-            "Effect": "Allow",
-            "Action": ["route53:GetChange"],
-            "Resource": [format!("arn:{partition}:route53:::change/*")],
-        }));
+        statements.push(allow(
+            "WaitForTheRecord",
+            &["route53:GetChange"],
+            vec![format!("arn:{partition}:route53:::change/*")],
+        ));
     }
     statements
 }

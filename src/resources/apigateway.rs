@@ -1,6 +1,8 @@
 //! What API Gateway's resources of the stack share: the throttle type, the error codes,
 //! tagging by path, and patch operations.
 
+use std::collections::HashMap;
+
 use aws_sdk_apigateway::Client;
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 
@@ -31,9 +33,14 @@ pub(crate) fn throttle_wording(throttle: Option<Throttle>) -> String {
 /// Tags the API Gateway resource at `path` (`/restapis/ID`, `/apikeys/ID`,
 /// `/usageplans/ID`) with the stack's tags.
 pub(crate) async fn tag(client: &Client, stack: &Stack, path: &str) -> Result<(), AwsError> {
+    tag_with(client, path, stack.tags()).await
+}
+
+/// Tags the API Gateway resource at `path` with `tags`.
+pub(crate) async fn tag_with(client: &Client, path: &str, tags: HashMap<String, String>) -> Result<(), AwsError> {
     let region = client.config().region().map(ToString::to_string).unwrap_or_default();
     let arn = format!("arn:{}:apigateway:{region}::{path}", crate::aws::partition_of(&region));
-    client.tag_resource().resource_arn(arn).set_tags(Some(stack.tags())).send().await.op("apigateway:TagResource")?;
+    client.tag_resource().resource_arn(arn).set_tags(Some(tags)).send().await.op("apigateway:TagResource")?;
     Ok(())
 }
 

@@ -12,8 +12,8 @@ use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, Op, Securit
 use aws_sdk_route53::client::Waiters;
 use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
 
-use super::apigateway::{NOT_FOUND, patch};
-use crate::aws::{Account, AwsError, Clients, Operation, found, gone};
+use super::apigateway::{NOT_FOUND, patch, tag_with};
+use crate::aws::{AwsError, Clients, Operation, found, gone};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Refusal, Resource, diff};
 use crate::stack::Stack;
 
@@ -442,7 +442,7 @@ impl Delete for DomainTarget {
 /// where the record should point (the regional domain name and its zone).
 pub(crate) async fn apply(
     clients: &Clients,
-    (stack, account): (&Stack, &Account),
+    stack: &Stack,
     parts: &DomainParts,
     api_id: &str,
     progress: &crate::progress::Progress,
@@ -473,7 +473,7 @@ pub(crate) async fn apply(
                 }
                 (action, Some(found)) => {
                     if let Some(change) = action.change() {
-                        update(clients, account, found, change, &parts.wanted).await?;
+                        update(clients, found, change, &parts.wanted).await?;
                     }
                     Ok((found.regional_domain_name.clone(), found.regional_zone_id.clone()))
                 }
@@ -521,7 +521,6 @@ pub(crate) async fn apply(
 
 async fn update(
     clients: &Clients,
-    account: &Account,
     found: &DomainState,
     change: &DomainChange,
     wanted: &WantedDomain,
@@ -539,10 +538,10 @@ async fn update(
         update.op("apigateway:UpdateDomainName").context("updating the custom domain")?;
     }
     if let (Some(_), Some(zone)) = (&change.zone, &wanted.zone) {
-        let arn = format!("arn:{}:apigateway:{}::/domainnames/{}", account.partition, account.region, found.name);
         let tags = HashMap::from([(ZONE_TAG.to_owned(), zone.clone())]);
-        let tag = clients.apigateway.tag_resource().resource_arn(arn).set_tags(Some(tags)).send().await;
-        tag.op("apigateway:TagResource").context("tagging the custom domain with its hosted zone")?;
+        tag_with(&clients.apigateway, &format!("/domainnames/{}", found.name), tags)
+            .await
+            .context("tagging the custom domain with its hosted zone")?;
     }
     Ok(())
 }
