@@ -534,6 +534,12 @@ pub struct ServeArgs {
     pub upstream: Option<String>,
     #[command(flatten)]
     pub upstream_options: UpstreamOptions,
+    /// Directory where serve remembers what it has handed out, outside the data directory
+    /// so that a data directory restored from a copy cannot take it back with it [env:
+    /// COUNTERCTL_STATE_DIR] [default: counterctl under the user's state directory, e.g.
+    /// ~/.local/state/counterctl].
+    #[arg(long, value_name = "DIR", env = "COUNTERCTL_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
     /// Require this key in `x-api-key` on every request but GET /healthz: 20-128
     /// printable ASCII characters, no spaces (e.g. `openssl rand -hex 20`). Prefer
     /// --api-key-file: a command line is visible to other users of the machine. Without

@@ -416,6 +416,19 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(data.join("counterctl"))
 }
 
+/// `--state-dir`, else `counterctl` in the user's state directory (e.g.
+/// `~/.local/state/counterctl`), else in the data directory where a system has no state
+/// directory (macOS, Windows).
+fn state_dir(args: &ServeArgs) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.state_dir {
+        return Ok(dir.clone());
+    }
+    let state = dirs::state_dir()
+        .or_else(dirs::data_dir)
+        .context("could not find your state directory (is HOME set?); pass --state-dir")?;
+    Ok(state.join("counterctl"))
+}
+
 /// Says where the server is. A closed stdout does not stop the server.
 fn announce(format: OutputFormat, address: SocketAddr, source: &Source, limits: &Limits) {
     let url = format!("http://{address}");

@@ -47,8 +47,15 @@ pub(crate) fn counterctl_serve() -> Command {
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--output", "json"])
         .env_remove("COUNTERCTL_LISTEN")
-        .env_remove("COUNTERCTL_DATA_DIR");
+        .env_remove("COUNTERCTL_DATA_DIR")
+        .env("COUNTERCTL_STATE_DIR", state_dir());
     command
+}
+
+/// The state directory every server of the tests remembers what it handed out in: under
+/// the target directory, not the user's.
+pub(crate) fn state_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-state")
 }
 
 /// `counterctl serve --listen 127.0.0.1:0 --output json --data-dir DIR`, not yet started.
@@ -66,7 +73,8 @@ pub(crate) fn serve_command_on(listen: &str, data_dir: &Path) -> Command {
         .arg(data_dir)
         .env_remove("COUNTERCTL_LISTEN")
         .env_remove("COUNTERCTL_DATA_DIR")
-        .env_remove("COUNTERCTL_SERVE_API_KEY");
+        .env_remove("COUNTERCTL_SERVE_API_KEY")
+        .env("COUNTERCTL_STATE_DIR", state_dir());
     command
 }
 
