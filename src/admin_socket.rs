@@ -36,8 +36,17 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Request {
-    List { prefix: String },
-    Raise { counter: String, at_least: i64 },
+    List {
+        prefix: String,
+    },
+    Raise {
+        counter: String,
+        at_least: i64,
+    },
+    /// The path is absolute: serve runs in another directory.
+    Backup {
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +54,7 @@ enum Request {
 enum Reply {
     Listed(Vec<(String, i64)>),
     Raised(Raised),
+    BackedUp,
     Failed(String),
 }
 
@@ -116,6 +126,7 @@ async fn answer_connection(stream: UnixStream, store: LocalStore) {
                 Ok(_) => store.raise(&counter, at_least).await.map(Reply::Raised),
                 Err(reason) => Ok(Reply::Failed(reason)),
             },
+            Ok(Request::Backup { to }) => store.backup(&to).await.map(|()| Reply::BackedUp),
             Err(error) => Ok(Reply::Failed(format!("not a request: {error}"))),
         };
         let reply = reply.unwrap_or_else(|error| Reply::Failed(error.to_string()));
@@ -201,6 +212,16 @@ impl AdminClient {
 
 fn unexpected(reply: &Reply) -> StoreError {
     StoreError::Database(format!("unexpected reply from `counterctl serve`: {reply:?}"))
+}
+
+impl AdminClient {
+    /// Has serve write a copy of its database to `to`, an absolute path.
+    pub(crate) async fn backup(&self, to: &Path) -> Result<(), StoreError> {
+        match self.call(Request::Backup { to: to.to_owned() }).await? {
+            Reply::BackedUp => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
 impl CounterAdmin for AdminClient {

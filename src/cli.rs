@@ -540,6 +540,11 @@ pub struct ServeArgs {
     /// ~/.local/state/counterctl].
     #[arg(long, value_name = "DIR", env = "COUNTERCTL_STATE_DIR")]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Serve a database restored from an older copy (or, where it is lost, a new one):
+    /// every counter is first raised past what the newer database could have handed out,
+    /// so that no ID repeats. Without it serve refuses a database that went back.
+    #[arg(long, conflicts_with = "upstream")]
+    pub restored: bool,
     /// Require this key in `x-api-key` on every request but GET /healthz: 20-128
     /// printable ASCII characters, no spaces (e.g. `openssl rand -hex 20`). Prefer
     /// --api-key-file: a command line is visible to other users of the machine. Without
@@ -635,6 +640,10 @@ pub enum CountersCommand {
     /// The whole input is checked before anything is written; running it again changes
     /// nothing.
     Import(ImportCountersArgs),
+    /// Copy a `serve` data directory's database to a file: a consistent snapshot, taken
+    /// while serve runs or not. Restore it with serve's --restored (see the GUIDE's
+    /// backups).
+    Backup(BackupCountersArgs),
 }
 
 impl CountersCommand {
@@ -644,6 +653,7 @@ impl CountersCommand {
             Self::Set(args) => &args.store,
             Self::Export(args) => &args.store,
             Self::Import(args) => &args.store,
+            Self::Backup(args) => &args.store,
         }
     }
 }
@@ -698,6 +708,15 @@ pub struct SetCounterArgs {
 pub struct ExportCountersArgs {
     /// Where to write; `-` for stdout. A file is written whole or not at all.
     #[arg(value_name = "FILE|-", default_value = "-")]
+    pub file: std::path::PathBuf,
+    #[command(flatten)]
+    pub store: CounterStoreOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupCountersArgs {
+    /// The file to write; it must not exist yet.
+    #[arg(value_name = "FILE")]
     pub file: std::path::PathBuf,
     #[command(flatten)]
     pub store: CounterStoreOptions,

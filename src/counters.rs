@@ -21,7 +21,7 @@ use crate::admin_socket::{AdminClient, checked_name};
 use crate::aws::Account;
 use crate::aws::Clients;
 use crate::cli::{CounterStoreOptions, CountersArgs, CountersCommand, OutputFormat};
-use crate::local_store::{self, LocalStore, OpenError};
+use crate::local_store::{self, LocalStore, OpenError, StoreOptions};
 use crate::progress::out;
 use crate::resources::function;
 use crate::resources::table::{self, COUNTER_KEY_SCHEMA};
@@ -70,6 +70,7 @@ pub(crate) async fn run(args: CountersArgs) -> anyhow::Result<ExitCode> {
             let (source, wanted) = read_import(&args.file)?;
             Work::Import { source, wanted, format: args.output.output }
         }
+        CountersCommand::Backup(args) => return backup(&args.store, &args.file).await,
     };
     // Reading a data directory that holds no database would create an empty one.
     let reads_only = matches!(work, Work::List { .. } | Work::Export { .. });
@@ -97,6 +98,32 @@ async fn execute(store: &impl CounterAdmin, work: Work) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// `counters backup`: a copy of a data directory's database, taken by the serve running on
+/// it or, while none does, here.
+async fn backup(options: &CounterStoreOptions, file: &Path) -> anyhow::Result<ExitCode> {
+    // Absolute: a running serve writes it, from its own working directory.
+    let file = std::path::absolute(file).with_context(|| format!("resolving {}", file.display()))?;
+    if file.exists() {
+        bail!("{} exists already\nhint: name a new file; a backup never overwrites one", file.display());
+    }
+    let copied = match open(options, true).await? {
+        Store::Table(_) => bail!(
+            "counters backup copies a `counterctl serve` data directory; a stack's table has DynamoDB's own \
+             backups (point-in-time recovery is on)\nhint: pass --data-dir DIR"
+        ),
+        Store::Serve(client) => client.backup(&file).await,
+        Store::Local { store, committer } => {
+            let copied = store.backup(&file).await;
+            drop(store);
+            committer.await.context("the database committer crashed")?;
+            copied
+        }
+    };
+    copied.context("copying the database")?;
+    out(format!("backed up the counter database to {}", file.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn open(options: &CounterStoreOptions, reads_only: bool) -> anyhow::Result<Store> {
     // serve's data directory from the environment, unless a table is asked for.
     let from_env = || std::env::var_os("COUNTERCTL_DATA_DIR").filter(|dir| !dir.is_empty()).map(PathBuf::from);
@@ -115,6 +142,12 @@ async fn open_data_dir(data_dir: &Path, reads_only: bool) -> anyhow::Result<Stor
             data_dir.display()
         );
     }
+    if data_dir.exists() && !data_dir.is_dir() {
+        bail!(
+            "{} is a file, not a directory\nhint: pass the --data-dir that `counterctl serve` uses",
+            data_dir.display()
+        );
+    }
     // A mistyped directory must not become a new, empty store that `set` reports success on.
     if !data_dir.is_dir() {
         bail!(
@@ -123,10 +156,16 @@ async fn open_data_dir(data_dir: &Path, reads_only: bool) -> anyhow::Result<Stor
             data_dir.display()
         );
     }
+    let state_dir = std::env::var_os("COUNTERCTL_STATE_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(local_store::default_state_dir)
+        .context("could not find your state directory (is HOME set?); set COUNTERCTL_STATE_DIR")?;
+    let history = StoreOptions::new(state_dir, false);
     let give_up_at = Instant::now() + SERVE_WAIT;
     loop {
-        match LocalStore::open(data_dir, "`counterctl counters`") {
-            Ok((store, committer)) => {
+        match LocalStore::open(data_dir, "`counterctl counters`", &history) {
+            Ok((store, committer, _)) => {
                 // The committer blocks its thread for each commit.
                 let runtime = tokio::runtime::Handle::current();
                 let committer = tokio::task::spawn_blocking(move || runtime.block_on(committer.run(|_, _, _| {})));

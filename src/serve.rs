@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::admin_socket;
 use crate::cli::{OutputFormat, ServeArgs};
-use crate::local_store::{self, LocalStore, SHUTDOWN_GRACE};
+use crate::local_store::{self, LocalStore, Opened, SHUTDOWN_GRACE, StoreOptions};
 use crate::retry::ACCEPT_BACKOFF;
 use connections::{Deadlines, Watch, Watched};
 use metrics::Metrics;
@@ -48,9 +48,6 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const HEALTH_PATH: &str = "/healthz";
 /// Prometheus's scrape target.
 const METRICS_PATH: &str = "/metrics";
-/// Read by `/healthz` through the committer: under the reserved prefix, so no counter
-/// has this name.
-const HEALTH_PROBE: &str = "_counterctl#health";
 const CONTENT_TYPE_JSON: &str = "application/json";
 /// The header API Gateway reads the key from.
 const API_KEY_HEADER: &str = "x-api-key";
@@ -220,6 +217,12 @@ struct Local {
 impl Local {
     fn open(args: &ServeArgs, metrics: &Arc<Metrics>) -> anyhow::Result<(LocalStore, Self)> {
         let given = args.data_dir.clone().or_else(|| std::env::var_os("COUNTERCTL_DATA_DIR").map(PathBuf::from));
+        if let Some(data_dir) = given.as_ref().filter(|data_dir| data_dir.exists() && !data_dir.is_dir()) {
+            anyhow::bail!(
+                "{} is a file, not a directory\nhint: --data-dir names the directory the counter database is in",
+                data_dir.display()
+            );
+        }
         // A mistyped directory must not become a new, empty store that hands out 1 again.
         if let Some(data_dir) = given.as_ref().filter(|data_dir| !data_dir.is_dir()) {
             anyhow::bail!(
@@ -233,14 +236,26 @@ impl Local {
             Some(data_dir) => data_dir,
             None => default_data_dir()?,
         };
-        let new = !local_store::database_path(&data_dir).exists();
-        let (store, committer) =
-            LocalStore::open(&data_dir, "`counterctl serve`").context("could not open the counter database")?;
-        if new {
-            eprintln!(
-                "counterctl serve: no counter database in {}: started a new, empty one (its counters start at 1)",
-                data_dir.display()
-            );
+        let history = StoreOptions::new(state_dir(args)?, args.restored);
+        let (store, committer, opened) = LocalStore::open(&data_dir, "`counterctl serve`", &history)
+            .context("could not open the counter database")?;
+        let shown = data_dir.display();
+        match opened {
+            Opened::New => eprintln!(
+                "counterctl serve: no counter database in {shown}: started a new, empty one (its counters start at 1)"
+            ),
+            Opened::Replaced { floor } => eprintln!(
+                "counterctl serve: --restored: started a new counter database in {shown} in place of the lost one; \
+                 every counter starts above {floor}, past anything the lost one handed out"
+            ),
+            Opened::Raised { by } => eprintln!(
+                "counterctl serve: --restored: raised every counter in {shown} by {by}, past anything the newer \
+                 database handed out; the IDs in between are skipped"
+            ),
+            Opened::Existing if args.restored => eprintln!(
+                "counterctl serve: --restored: {shown} holds this directory's newest database; nothing to raise"
+            ),
+            Opened::Existing => {}
         }
         let admin = match admin_socket::bind(&data_dir) {
             Ok(listener) => Some(tokio::spawn(admin_socket::serve(listener, store.clone()))),
@@ -416,17 +431,13 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(data.join("counterctl"))
 }
 
-/// `--state-dir`, else `counterctl` in the user's state directory (e.g.
-/// `~/.local/state/counterctl`), else in the data directory where a system has no state
-/// directory (macOS, Windows).
+/// `--state-dir` (or `COUNTERCTL_STATE_DIR`), else [`local_store::default_state_dir`].
 fn state_dir(args: &ServeArgs) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = &args.state_dir {
-        return Ok(dir.clone());
+    match &args.state_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => local_store::default_state_dir()
+            .context("could not find your state directory (is HOME set?); pass --state-dir"),
     }
-    let state = dirs::state_dir()
-        .or_else(dirs::data_dir)
-        .context("could not find your state directory (is HOME set?); pass --state-dir")?;
-    Ok(state.join("counterctl"))
 }
 
 /// Says where the server is. A closed stdout does not stop the server.
@@ -553,7 +564,7 @@ async fn respond(
 async fn health(backend: &Backend) -> Response<Full<Bytes>> {
     let (ok, body) = match backend {
         Backend::Local(store) => {
-            let ok = store.value(HEALTH_PROBE).await.is_ok();
+            let ok = store.check().await.is_ok();
             (ok, serde_json::json!({ "status": if ok { "ok" } else { "unavailable" } }))
         }
         Backend::Upstream(upstream) => {
@@ -598,11 +609,6 @@ impl StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_health_probe_is_no_counter() {
-        assert!(HEALTH_PROBE.starts_with(counter_function::validate::RESERVED_PREFIX));
-    }
 
     #[test]
     fn routes_are_counted_under_fixed_names() {

@@ -26,6 +26,7 @@ mod metrics;
 mod newcomer;
 mod operator_policy;
 mod serve;
+mod serve_history;
 mod serve_service;
 mod sidecar;
 mod storage;
