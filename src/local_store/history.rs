@@ -97,8 +97,8 @@ pub(crate) enum Refusal {
     )]
     Missing { database: PathBuf, held: Mark },
     #[error(
-        "{} is older than the database last served from it: it is {behind} counter movements \
-         behind (was it restored from a copy?), so its counters would hand out IDs again",
+        "{} is older than the database last served from it: its counters are behind by {behind} \
+         in all (was it restored from a copy?), so they would hand out IDs again",
         database.display()
     )]
     Older { database: PathBuf, behind: i64 },

@@ -137,7 +137,7 @@ async fn an_older_copy_of_the_database_file_is_refused_and_restored_raises_past_
 
     let run = refused(data_dir.path()).await;
     assert!(run.stderr.contains("older than the database last served from it"), "{}", run.stderr);
-    assert!(run.stderr.contains("107 counter movements behind"), "{}", run.stderr);
+    assert!(run.stderr.contains("behind by 107 in all"), "{}", run.stderr);
 
     let mut serve = restored(data_dir.path()).await;
     serve.stderr_containing("raised every counter").await;
@@ -162,7 +162,7 @@ async fn an_older_copy_of_the_whole_directory_is_refused() {
     std::fs::remove_dir_all(&copy).unwrap();
 
     let run = refused(data_dir.path()).await;
-    assert!(run.stderr.contains("100 counter movements behind"), "{}", run.stderr);
+    assert!(run.stderr.contains("behind by 100 in all"), "{}", run.stderr);
     let serve = restored(data_dir.path()).await;
     assert!(handed.increment(&serve, "big").await > 200);
 }
@@ -380,4 +380,33 @@ async fn a_full_disk_is_unhealthy_and_logged_and_service_resumes_once_there_is_r
         handed.increment(&serve, "full").await;
     }
     drop(serve);
+}
+
+#[tokio::test]
+async fn a_database_from_before_the_history_is_served_and_recorded() {
+    let data_dir = DataDir::new();
+    // As an earlier counterctl left it: no history, schema version 1.
+    let database = rusqlite::Connection::open(data_dir.path().join(DATABASE)).unwrap();
+    database
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+             CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY NOT NULL, counter TEXT NOT NULL,
+                 count INTEGER NOT NULL, new_value INTEGER NOT NULL, expires_at INTEGER NOT NULL) STRICT;
+             INSERT INTO counters VALUES ('tenants', 714);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    drop(database);
+    let backup = data_dir.path().join("before.sqlite3");
+    std::fs::copy(data_dir.path().join(DATABASE), &backup).unwrap();
+
+    let mut handed = HandedOut::default();
+    let mut serve = Serve::start_in(data_dir.path()).await;
+    assert_eq!(handed.increment(&serve, "tenants").await, 715);
+    assert!(serve.stop(Signal::SIGTERM).await.success());
+    // Recorded now: the same file from before is older.
+    std::fs::copy(&backup, data_dir.path().join(DATABASE)).unwrap();
+    let run = refused(data_dir.path()).await;
+    assert!(run.stderr.contains("behind by 1 in all"), "{}", run.stderr);
 }

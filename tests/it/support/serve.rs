@@ -52,10 +52,11 @@ pub(crate) fn counterctl_serve() -> Command {
     command
 }
 
-/// The state directory every server of the tests remembers what it handed out in: under
-/// the target directory, not the user's.
+/// The state directory every server of this test run remembers what it handed out in:
+/// under the target directory, not the user's, and one per run, since a data directory's
+/// name may come again in a later run (the process id is in it) and its markers must not.
 pub(crate) fn state_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-state")
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-state-{}", std::process::id()))
 }
 
 /// `counterctl serve --listen 127.0.0.1:0 --output json --data-dir DIR`, not yet started.
