@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use tokio::process::Command;
 
 use crate::support::Backend;
-use crate::support::cli::Run;
+use crate::support::cli::{Run, clean_environment, counterctl_with_env};
 use crate::support::serve::{DataDir, Serve, serve_command, serve_until_exit};
 
 const DATABASE: &str = "counters.sqlite3";
@@ -236,19 +235,11 @@ async fn a_data_dir_that_is_a_file_gets_a_clear_error() {
     assert!(run.stderr.contains("is a file, not a directory"), "{}", run.stderr);
 }
 
+/// counterctl with the tests' state directory, as the servers have it.
 async fn counterctl(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_counterctl"))
-        .args(args)
-        .env("COUNTERCTL_STATE_DIR", crate::support::serve::state_dir())
-        .env_remove("COUNTERCTL_DATA_DIR")
-        .output()
-        .await
-        .expect("counterctl runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let mut env = clean_environment();
+    env.push(("COUNTERCTL_STATE_DIR", crate::support::serve::state_dir().display().to_string()));
+    counterctl_with_env(args, &env).await
 }
 
 #[tokio::test]
