@@ -83,18 +83,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::new());
     let (backend, mut local) = match &args.upstream {
         Some(url) => {
-            let upstream = Arc::new(Upstream::connect(url, &args.upstream_options).await?);
-            // Serving anyway: the upstream may come up, or its key be rotated, later.
-            match upstream.probe().await {
-                upstream::Reach::Refused => eprintln!(
-                    "counterctl serve: warning: the upstream {url} refuses this server (403): \
-                     check --upstream-auth and --upstream-api-key-file (or COUNTERCTL_UPSTREAM_API_KEY)"
-                ),
-                upstream::Reach::Unreachable => {
-                    eprintln!("counterctl serve: warning: the upstream {url} does not answer yet")
-                }
-                upstream::Reach::Reachable => {}
-            }
+            let upstream = Arc::new(Upstream::connect(url, &args.upstream_options, &state_dir(&args)?).await?);
             metrics.watch_upstream(Arc::clone(&upstream));
             (Backend::Upstream(upstream), None)
         }
@@ -117,8 +106,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (Backend::Local(_), Some(local)) => Source::Database(local_store::database_path(&local.data_dir)),
         (Backend::Local(_), None) => unreachable!("a local store comes with its data directory"),
     };
-    announce(args.output.output, address, &source, &limits);
-
     let deadlines = Deadlines::new(limits.header_timeout, limits.idle_timeout);
     let sweeper = tokio::spawn(Arc::clone(&deadlines).sweep());
     let shared = Arc::new(Shared { backend, access_log: args.access_log, api_key, metrics, deadlines });
@@ -126,17 +113,32 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let connections = GracefulShutdown::new();
     // No hyper timers: they would cost a wakeup per request (see `connections`).
     let http = hyper::server::conn::http1::Builder::new();
-    let stop = stop_signals.received();
-    tokio::pin!(stop);
-    loop {
+    // Announced once the upstream is known not to be this server, which must be
+    // answering to tell: a probe that comes back here says so.
+    let upstream = match &shared.backend {
+        Backend::Upstream(upstream) => Some(Arc::clone(upstream)),
+        Backend::Local(_) => None,
+    };
+    let ended = async {
+        if let Some(upstream) = upstream
+            && let Err(refusal) = check_upstream(&upstream).await
+        {
+            return Ended::Refused(refusal);
+        }
+        announce(args.output.output, address, &source, &limits);
+        stop_signals.received().await;
+        Ended::Stopped
+    };
+    tokio::pin!(ended);
+    let ended = loop {
         // Past the cap, new clients wait in the listen backlog until a connection ends.
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => slot.expect("never closed"),
-            () = &mut stop => break,
+            ended = &mut ended => break ended,
         };
         let stream = tokio::select! {
             stream = accept(&listener) => stream,
-            () = &mut stop => break,
+            ended = &mut ended => break ended,
         };
         // Each answer is one write: Nagle's algorithm would only delay it.
         let _ = stream.set_nodelay(true);
@@ -157,7 +159,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 () = watch.closed() => {}
             }
         });
-    }
+    };
     drop(listener);
     if let Some(local) = &mut local {
         local.stop_admin().await;
@@ -172,7 +174,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "counterctl serve: stopped after waiting {}s for slow clients; their requests were not answered",
                 SHUTDOWN_GRACE.as_secs()
             );
-            return Ok(ExitCode::SUCCESS);
+            return match ended {
+                Ended::Stopped => Ok(ExitCode::SUCCESS),
+                Ended::Refused(refusal) => Err(refusal),
+            };
         }
     }
     sweeper.abort();
@@ -180,8 +185,49 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // Every request has been answered; the committer closes the database and unlocks the dir.
         local.committer.await.context("the database committer crashed; what it had not acknowledged was not kept")?;
     }
+    if let Ended::Refused(refusal) = ended {
+        return Err(refusal);
+    }
     eprintln!("counterctl serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why serving ended.
+enum Ended {
+    /// SIGINT or SIGTERM.
+    Stopped,
+    /// The upstream is this server.
+    Refused(anyhow::Error),
+}
+
+/// Refuses an upstream that is this server, however its URL names it (`localhost`,
+/// `127.0.0.1`, another name or address of this machine, a proxy in front): a probe
+/// carrying this server's instance id comes back here. Other findings are warnings:
+/// the upstream may come up, or its key be rotated, later.
+async fn check_upstream(upstream: &Upstream) -> anyhow::Result<()> {
+    let url = upstream.url();
+    match upstream.probe().await {
+        upstream::Reach::Itself => anyhow::bail!(
+            "--upstream {url} is this server itself (a request sent there came back here): it would forward each \
+             request to itself\n\
+             hint: give --upstream the URL of the counter API to reserve blocks at (an AWS stack's URL, or a \
+             serve --data-dir), not this server's"
+        ),
+        upstream::Reach::Sidecar => eprintln!(
+            "counterctl serve: warning: the upstream {url} is another counterctl sidecar, which refuses requests a \
+             sidecar forwards ({} {}): point --upstream at the counter API itself",
+            upstream::LOOP_STATUS,
+            upstream::LOOP_CODE
+        ),
+        upstream::Reach::Refused => eprintln!(
+            "counterctl serve: warning: the upstream {url} refuses this server (403): \
+             check --upstream-auth and --upstream-api-key-file (or COUNTERCTL_UPSTREAM_API_KEY)"
+        ),
+        upstream::Reach::Unreachable => eprintln!("counterctl serve: warning: the upstream {url} does not answer yet"),
+        upstream::Reach::Reachable => {}
+    }
+    eprintln!("counterctl serve: the ranges received are recorded in {}", upstream.ledger_path().display());
+    Ok(())
 }
 
 /// Where serve's counters are: its own database, or an upstream's blocks.
@@ -537,6 +583,16 @@ async fn respond(
     request_id: &str,
 ) -> (Response<Full<Bytes>>, Logged) {
     let reads = parts.method == Method::GET || parts.method == Method::HEAD;
+    // Before the key: a sidecar must learn that its upstream is itself, key or not.
+    if let Backend::Upstream(upstream) = &shared.backend
+        && path != HEALTH_PATH
+        && path != METRICS_PATH
+        && let Some(from) = parts.headers.get(upstream::FORWARDED_HEADER)
+    {
+        let refusal = api::ApiError::from(upstream.refuse_forwarded(from.as_bytes()));
+        tracing::warn!(description = %refusal, "refused a request another counterctl sidecar forwarded");
+        return (refusal.into_response().map(Full::from), Logged::No);
+    }
     // Load balancers ask without a key.
     if path == HEALTH_PATH && reads {
         return (health(&shared.backend).await, Logged::No);
@@ -570,7 +626,11 @@ async fn health(backend: &Backend) -> Response<Full<Bytes>> {
         Backend::Upstream(upstream) => {
             let health = upstream.health().await;
             let status = if health.ok { "ok" } else { "unavailable" };
-            (health.ok, serde_json::json!({ "status": status, "upstream": health.reach.name() }))
+            let mut body = serde_json::json!({ "status": status, "upstream": health.reach.name() });
+            if let Some(refused) = health.refused {
+                body["refused"] = refused.into();
+            }
+            (health.ok, body)
         }
     };
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

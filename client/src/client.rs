@@ -39,6 +39,8 @@ pub enum Auth {
 pub struct Endpoint {
     url: reqwest::Url,
     auth: Auth,
+    /// Sent with every call.
+    headers: reqwest::header::HeaderMap,
 }
 
 impl Endpoint {
@@ -65,7 +67,18 @@ impl Endpoint {
                     .to_owned(),
             });
         }
-        Ok(Self { url: parsed, auth })
+        Ok(Self { url: parsed, auth, headers: reqwest::header::HeaderMap::new() })
+    }
+
+    /// Sends the header `name: value` with every call (with [`Auth::Iam`] it is signed
+    /// with the rest), such as a proxy's mark on what it forwards.
+    pub fn with_header(mut self, name: &str, value: &str) -> Result<Self, Error> {
+        let invalid =
+            |error: &dyn std::fmt::Display| Error::InvalidHeader { name: name.to_owned(), reason: error.to_string() };
+        let header = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|error| invalid(&error))?;
+        let value = reqwest::header::HeaderValue::from_str(value).map_err(|error| invalid(&error))?;
+        self.headers.insert(header, value);
+        Ok(self)
     }
 
     /// The base URL, without a trailing slash.
@@ -161,7 +174,8 @@ impl Client {
         let encoded: Vec<String> =
             query.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect();
         let target = if encoded.is_empty() { url.clone() } else { format!("{url}?{}", encoded.join("&")) };
-        let mut request = self.inner.http.request(method, &target);
+        // Before signing: a signature covers every header sent.
+        let mut request = self.inner.http.request(method, &target).headers(self.inner.endpoint.headers.clone());
         if let Some(key) = idempotency_key {
             request = request.header(IDEMPOTENCY_KEY_HEADER, key);
         }
@@ -214,6 +228,8 @@ impl Error {
             Self::Service { code, retry_after, .. } if code == ApiError::IdempotencyKeyInProgress.code() => {
                 retry_after.map_or(Retry::Backoff, Retry::After)
             }
+            // A loop answers the same however often it is asked.
+            Self::Service { status: 508, .. } => Retry::No,
             Self::Service { status, retry_after, .. } if *status == 429 || *status >= 500 => {
                 retry_after.map_or(Retry::Backoff, Retry::After)
             }
@@ -224,7 +240,8 @@ impl Error {
             | Self::SignatureRefused { .. }
             | Self::Signing(_)
             | Self::Credentials(_)
-            | Self::InvalidUrl { .. } => Retry::No,
+            | Self::InvalidUrl { .. }
+            | Self::InvalidHeader { .. } => Retry::No,
         }
     }
 }
@@ -277,6 +294,7 @@ mod tests {
         assert_eq!(retry_of(400, r#"{"error_code":"invalid_count","error_description":"no"}"#), Retry::No);
         assert_eq!(retry_of(403, r#"{"message":"Forbidden"}"#), Retry::No);
         assert_eq!(retry_of(409, r#"{"error_code":"idempotency_key_reused"}"#), Retry::No);
+        assert_eq!(retry_of(508, r#"{"error_code":"upstream_loop","error_description":"loop"}"#), Retry::No);
         let in_progress = r#"{"error_code":"idempotency_key_in_progress","error_description":"wait"}"#;
         let after = Some(Duration::from_secs(1));
         assert_eq!(answer(409, in_progress, after).unwrap_err().retry(), Retry::After(Duration::from_secs(1)));

@@ -63,6 +63,14 @@ pub enum Error {
         /// The body's first 200 characters.
         body: String,
     },
+    /// A header that cannot be sent ([`Endpoint::with_header`](crate::Endpoint::with_header)).
+    #[error("the header {name:?} cannot be sent: {reason}")]
+    InvalidHeader {
+        /// The header's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Not a URL of a counter API.
     #[error("{url} is not a counter API URL: {reason}")]
     InvalidUrl {
@@ -83,9 +91,10 @@ impl Error {
     }
 
     /// The API refused the request itself (a 4xx with its `error_code`, throttling
-    /// aside): the same request gets the same answer again.
+    /// aside, or `508 Loop Detected`, a request that came back to a server it had passed
+    /// through): the same request gets the same answer again.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Service { status: 400..=499, .. }) && self.status() != Some(429)
+        matches!(self, Self::Service { status: 400..=499 | 508, .. }) && self.status() != Some(429)
     }
 
     /// The HTTP status, when there was an answer.

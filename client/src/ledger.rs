@@ -6,7 +6,9 @@
 //! be answered in any order, but never with overlapping ranges. Hence two rules:
 //! an answer to a new reservation must lie above everything received before it was
 //! sent, and no answer may overlap a range received since, except a replay of the same
-//! `Idempotency-Key`, which is the same reservation answered again.
+//! `Idempotency-Key`, which is the same reservation answered again. A third rule spans
+//! restarts: with a [`LedgerFile`](crate::LedgerFile), no answer may lie at or below what
+//! the process received before it last stopped (its floor).
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -19,6 +21,8 @@ const RECENT: usize = 4096;
 pub(crate) struct Ledger {
     /// The highest value received, 0 before any.
     high: i64,
+    /// The highest value received before this process started, as recorded on disk.
+    floor: i64,
     recent: VecDeque<Received>,
 }
 
@@ -32,6 +36,11 @@ struct Received {
 /// Why an answer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Overlap {
+    #[error(
+        "the range {first}-{last} is not above {floor}, the highest value received before this process last \
+         stopped: the upstream went back since (restored from a backup, or replaced by a new one)"
+    )]
+    WentBack { first: i64, last: i64, floor: i64 },
     #[error("the range {first}-{last} is not above {high}, which had already been received when it was asked for")]
     NotAbove { first: i64, last: i64, high: i64 },
     #[error("the range {first}-{last} overlaps {other_first}-{other_last}, already received")]
@@ -39,6 +48,12 @@ pub(crate) enum Overlap {
 }
 
 impl Ledger {
+    /// A ledger that refuses every range at or below `floor`, what was received before
+    /// this process started.
+    pub(crate) fn above(floor: i64) -> Self {
+        Self { high: floor, floor, recent: VecDeque::new() }
+    }
+
     /// What a request sent now must get values above.
     pub(crate) fn high(&self) -> i64 {
         self.high
@@ -54,6 +69,11 @@ impl Ledger {
         key: Option<&str>,
     ) -> Result<(), Overlap> {
         let (first, last) = (*range.start(), *range.end());
+        // Even a keyed replay: this process cannot tell an old reservation from the
+        // values of an upstream that went back.
+        if first <= self.floor {
+            return Err(Overlap::WentBack { first, last, floor: self.floor });
+        }
         if let Some(high) = high_when_sent
             && first <= high
         {
@@ -122,6 +142,18 @@ mod tests {
         assert_eq!(ledger.high(), 0);
         ledger.admit(1..=10, Some(ledger.high()), None).unwrap();
         assert!(ledger.admit(1_002..=1_011, Some(ledger.high()), None).is_err(), "it still may not overlap");
+    }
+
+    #[test]
+    fn a_floor_from_before_a_restart_refuses_every_range_at_or_below_it() {
+        let mut ledger = Ledger::above(100);
+        assert_eq!(ledger.high(), 100);
+        let went_back = |first, last| Err(Overlap::WentBack { first, last, floor: 100 });
+        assert_eq!(ledger.admit(1..=10, Some(ledger.high()), None), went_back(1, 10));
+        assert_eq!(ledger.admit(91..=110, Some(ledger.high()), None), went_back(91, 110));
+        assert_eq!(ledger.admit(1..=10, None, Some("k1")), went_back(1, 10), "keyed answers too");
+        ledger.admit(101..=110, Some(ledger.high()), None).unwrap();
+        ledger.admit(500..=504, None, Some("k2")).unwrap();
     }
 
     #[test]

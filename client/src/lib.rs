@@ -9,7 +9,8 @@
 //!   the API's own types.
 //! - [`Pool`]: unique IDs of one counter from blocks reserved with one upstream write
 //!   each, double-buffered, so that taking an ID is one atomic add and does not wait on
-//!   the network. [`Pools`] keeps one per counter.
+//!   the network. [`Pools`] keeps one per counter. With a [`LedgerFile`] they remember
+//!   what they received across restarts.
 //!
 //! ```no_run
 //! use counterctl_client::{Auth, Client, Endpoint, Pool, PoolOptions};
@@ -29,6 +30,10 @@
 //!   most two blocks per pool per counter.
 //! - An upstream answer that cannot be right (another counter, another count, a range
 //!   overlapping one already received) is refused, and nothing from it is handed out.
+//! - With a [`LedgerFile`] ([`Pools::with_ledger_file`]), the end of every range is on
+//!   disk before any of it is handed out, and a process started again refuses every
+//!   range at or below it: an upstream that went back (restored from a backup) is
+//!   refused instead of handing out its values again.
 //!
 //! ## Features
 //! - `aws-config`: `Signer::from_environment` and `Signer::from_config`, credentials
@@ -40,6 +45,7 @@ mod client;
 mod cursor;
 mod error;
 mod ledger;
+mod ledger_file;
 mod pool;
 mod signer;
 
@@ -47,5 +53,6 @@ pub use client::{Auth, Client, Endpoint};
 pub use counter_function::api::{CurrentValue, Incremented};
 pub use counter_function::validate::MAX_COUNT;
 pub use error::{Error, causes};
+pub use ledger_file::{LedgerFile, LedgerFileError};
 pub use pool::{Pool, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER};
 pub use signer::{Signer, SigningService};

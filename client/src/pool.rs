@@ -21,6 +21,7 @@ use crate::client::Client;
 use crate::cursor::{Claimed, Cursor};
 use crate::error::Error;
 use crate::ledger::{Ledger, Overlap};
+use crate::ledger_file::LedgerFile;
 
 /// The next block is fetched once this share of the current one is handed out, leaving
 /// the rest (80%) to hand out while it comes (tinyid loads at 20%, Leaf at 10%).
@@ -133,6 +134,7 @@ impl PoolError {
 struct Stats {
     blocks_fetched: AtomicU64,
     upstream_errors: AtomicU64,
+    answers_refused: AtomicU64,
 }
 
 /// Hands out unique IDs of one counter from blocks it reserves upstream.
@@ -149,6 +151,10 @@ struct Stats {
 ///   interleave.
 /// - **Gaps, never repeats.** Values a pool held when its process ended (at most its
 ///   two blocks) are never handed out by anyone.
+/// - **Across restarts**, with a [`LedgerFile`]: the end of every range is recorded there
+///   before any value of it is handed out, and a pool made again refuses every range at
+///   or below what it records, so an upstream that went back (restored from a backup)
+///   gets no value handed out twice.
 /// - **No hang.** When the upstream fails, the pool hands out what it holds; once that
 ///   is spent, calls fail at once with [`PoolError::Unavailable`] until the upstream
 ///   answers again, which the pool notices by itself.
@@ -174,6 +180,8 @@ struct Inner {
     /// Woken when a fetch ends, well or not.
     fetched: Notify,
     stats: Arc<Stats>,
+    /// Where the end of each range received is recorded before it is handed out.
+    ledger_file: Option<Arc<LedgerFile>>,
 }
 
 #[derive(Debug, Default)]
@@ -183,6 +191,8 @@ struct State {
     fetching: bool,
     /// What the last fetch attempt failed with, until one succeeds.
     failure: Option<String>,
+    /// Whether the last answer was refused as lying at or below the recorded floor.
+    went_back: bool,
     /// The current block's generation, and since when it is current.
     generation: u64,
     since: Option<Instant>,
@@ -195,10 +205,32 @@ impl Pool {
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn new(client: Client, counter: impl Into<String>, options: PoolOptions) -> Self {
-        Self::with_stats(client, counter.into(), options, Arc::default())
+        Self::with_stats(client, counter.into(), options, Arc::default(), None)
     }
 
-    fn with_stats(client: Client, counter: String, options: PoolOptions, stats: Arc<Stats>) -> Self {
+    /// A pool like [`new`](Self::new) that records the end of every range in `ledger`
+    /// before handing out any of it, and refuses every range at or below what `ledger`
+    /// recorded for the counter before.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn with_ledger_file(
+        client: Client,
+        counter: impl Into<String>,
+        options: PoolOptions,
+        ledger: Arc<LedgerFile>,
+    ) -> Self {
+        Self::with_stats(client, counter.into(), options, Arc::default(), Some(ledger))
+    }
+
+    fn with_stats(
+        client: Client,
+        counter: String,
+        options: PoolOptions,
+        stats: Arc<Stats>,
+        ledger_file: Option<Arc<LedgerFile>>,
+    ) -> Self {
+        let floor = ledger_file.as_ref().map_or(0, |file| file.high(&counter));
         let inner = |me: &Weak<Inner>| Inner {
             me: me.clone(),
             counter,
@@ -206,9 +238,10 @@ impl Pool {
             options,
             runtime: tokio::runtime::Handle::current(),
             current: Cursor::new(),
-            state: Mutex::default(),
+            state: Mutex::new(State { ledger: Ledger::above(floor), ..State::default() }),
             fetched: Notify::new(),
             stats,
+            ledger_file,
         };
         Self { inner: Arc::new_cyclic(inner) }
     }
@@ -287,6 +320,12 @@ impl Pool {
     /// Whether the upstream's last answer to this pool was a failure.
     pub fn failing(&self) -> bool {
         self.inner.lock().failure.is_some()
+    }
+
+    /// Whether the upstream's last answer to this pool was refused as lying at or below
+    /// what its [`LedgerFile`] recorded before: the upstream went back.
+    pub fn went_back(&self) -> bool {
+        self.inner.lock().went_back
     }
 }
 
@@ -397,28 +436,70 @@ impl Inner {
             self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
             if error.is_refusal() { PoolError::Refused(error) } else { self.unavailable(error.to_string()) }
         })?;
-        let range = check(&self.counter, count, &answer)
-            .and_then(|range| self.admit(range, high_when_sent, key))
-            .map_err(|wrong| {
-                self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                self.unavailable(wrong)
-            })?;
+        let range = self.admit(count, &answer, high_when_sent, key);
+        let range = match range {
+            Ok(range) => self.record(range).await,
+            Err(wrong) => Err(wrong),
+        };
+        let range = range.map_err(|wrong| {
+            self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            self.unavailable(wrong)
+        })?;
         Ok(Reserved { range, body: answer })
     }
 
-    /// Records a range received, unless it overlaps what was received before.
+    /// The range `answer` reserved, recorded in the ledger, unless it is not the answer
+    /// to what was asked or overlaps what was received before.
     fn admit(
         &self,
-        range: RangeInclusive<i64>,
+        count: Option<u32>,
+        answer: &Incremented<'_>,
         high_when_sent: Option<i64>,
         key: Option<&str>,
     ) -> Result<RangeInclusive<i64>, String> {
-        self.lock().ledger.admit(range.clone(), high_when_sent, key).map_err(|overlap: Overlap| {
+        let range = check(&self.counter, count, answer).inspect_err(|_| {
+            self.stats.answers_refused.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let mut state = self.lock();
+        let admitted = state.ledger.admit(range.clone(), high_when_sent, key);
+        state.went_back = matches!(admitted, Err(Overlap::WentBack { .. }));
+        drop(state);
+        admitted.map_err(|overlap: Overlap| {
+            self.stats.answers_refused.fetch_add(1, Ordering::Relaxed);
             let reason = format!("refused the upstream's answer: {overlap}");
-            tracing::error!(counter = self.counter, %reason, "wrong upstream answer");
+            match (&overlap, &self.ledger_file) {
+                (Overlap::WentBack { .. }, Some(file)) => {
+                    let recorded = file.path().display();
+                    tracing::error!(counter = self.counter, %reason, %recorded, "the upstream went back");
+                }
+                _ => tracing::error!(counter = self.counter, %reason, "wrong upstream answer"),
+            }
             reason
         })?;
         Ok(range)
+    }
+
+    /// `range` once its end is on disk in the ledger file (when there is one), so that a
+    /// process started again refuses it too; nothing of it may be handed out before.
+    async fn record(&self, range: RangeInclusive<i64>) -> Result<RangeInclusive<i64>, String> {
+        let Some(file) = &self.ledger_file else { return Ok(range) };
+        let high = *range.end();
+        if file.high(&self.counter) >= high {
+            return Ok(range);
+        }
+        let (file, counter) = (Arc::clone(file), self.counter.clone());
+        let recorded = self.runtime.spawn_blocking(move || file.record(&counter, high)).await;
+        let failed = match recorded {
+            Ok(Ok(())) => return Ok(range),
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        let reason = format!(
+            "could not record the range {}-{high} before handing it out, so none of it is: {failed}",
+            range.start()
+        );
+        tracing::error!(counter = self.counter, %reason, "recording a range failed");
+        Err(reason)
     }
 }
 
@@ -453,13 +534,16 @@ async fn fetch(pool: Weak<Inner>, size: u32) {
                 }
                 Failed::Call(error)
             })?;
-            let range = check(&pool.counter, Some(size), &answer)
-                .and_then(|range| pool.admit(range, Some(high_when_sent), None))
-                .map_err(|reason| {
-                    // The same key would be answered the same again.
-                    *order.lock().expect("never poisoned") = None;
-                    Failed::Wrong(reason)
-                })?;
+            let range = match pool.admit(Some(size), &answer, Some(high_when_sent), None) {
+                Ok(range) => pool.record(range).await,
+                Err(wrong) => Err(wrong),
+            };
+            let range = range.map_err(|reason| {
+                // The same key would be answered the same again (or its range was not
+                // recorded, and is given up: a gap).
+                *order.lock().expect("never poisoned") = None;
+                Failed::Wrong(reason)
+            })?;
             Ok::<_, Failed>((pool, range))
         };
         let failed = |failure: &Failed| {
@@ -540,6 +624,7 @@ pub struct Pools {
     options: PoolOptions,
     pools: RwLock<HashMap<String, Pool>>,
     stats: Arc<Stats>,
+    ledger_file: Option<Arc<LedgerFile>>,
 }
 
 /// What a [`Pools`] has done, for metrics.
@@ -549,10 +634,16 @@ pub struct PoolStats {
     pub blocks_fetched: u64,
     /// Upstream calls that failed or answered what could not be right.
     pub upstream_errors: u64,
+    /// Upstream answers refused by the checks: not the answer to what was asked, a range
+    /// overlapping one received, or at or below what the [`LedgerFile`] recorded.
+    pub answers_refused: u64,
     /// IDs held across the pools, ready to hand out.
     pub buffered: u64,
     /// Pools whose last upstream answer was a failure.
     pub failing: usize,
+    /// Pools whose last upstream answer lay at or below what the [`LedgerFile`] recorded
+    /// before: the upstream went back.
+    pub went_back: usize,
 }
 
 impl Pools {
@@ -562,7 +653,22 @@ impl Pools {
     /// Outside a Tokio runtime.
     pub fn new(client: Client, options: PoolOptions) -> Self {
         let _ = tokio::runtime::Handle::current();
-        Self { client, options, pools: RwLock::default(), stats: Arc::default() }
+        Self { client, options, pools: RwLock::default(), stats: Arc::default(), ledger_file: None }
+    }
+
+    /// Pools like [`new`](Self::new) whose ranges are recorded in `ledger` before any of
+    /// their values is handed out, each refusing every range at or below what `ledger`
+    /// recorded for its counter before (see [`Pool::with_ledger_file`]).
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn with_ledger_file(client: Client, options: PoolOptions, ledger: LedgerFile) -> Self {
+        Self { ledger_file: Some(Arc::new(ledger)), ..Self::new(client, options) }
+    }
+
+    /// Where the ranges are recorded, if anywhere.
+    pub fn ledger_file(&self) -> Option<&LedgerFile> {
+        self.ledger_file.as_deref()
     }
 
     /// The pool of `counter`, made on first use.
@@ -572,7 +678,14 @@ impl Pools {
         }
         let mut pools = self.pools.write().expect("never poisoned");
         let pool = pools.entry(counter.to_owned()).or_insert_with(|| {
-            Pool::with_stats(self.client.clone(), counter.to_owned(), self.options, Arc::clone(&self.stats))
+            let ledger_file = self.ledger_file.clone();
+            Pool::with_stats(
+                self.client.clone(),
+                counter.to_owned(),
+                self.options,
+                Arc::clone(&self.stats),
+                ledger_file,
+            )
         });
         pool.clone()
     }
@@ -588,8 +701,10 @@ impl Pools {
         PoolStats {
             blocks_fetched: self.stats.blocks_fetched.load(Ordering::Relaxed),
             upstream_errors: self.stats.upstream_errors.load(Ordering::Relaxed),
+            answers_refused: self.stats.answers_refused.load(Ordering::Relaxed),
             buffered: pools.values().map(Pool::buffered).sum(),
             failing: pools.values().filter(|pool| pool.failing()).count(),
+            went_back: pools.values().filter(|pool| pool.went_back()).count(),
         }
     }
 }

@@ -95,8 +95,8 @@ impl Metrics {
         self.commit_seconds.observe(took.as_secs_f64());
     }
 
-    /// Adds the upstream's figures (`serve --upstream`): blocks fetched, upstream errors
-    /// and IDs buffered, over all counters (a counter's name is never a label).
+    /// Adds the upstream's figures (`serve --upstream`): blocks fetched, upstream errors,
+    /// answers refused, counters whose upstream went back and IDs buffered, over all counters (a counter's name is never a label).
     pub(super) fn watch_upstream(&self, upstream: Arc<Upstream>) {
         self.registry.lock().expect("never poisoned").register_collector(Box::new(UpstreamFigures(upstream)));
     }
@@ -124,10 +124,23 @@ impl Collector for UpstreamFigures {
         let stats = self.0.stats();
         let blocks = ConstCounter::new(stats.blocks_fetched);
         let errors = ConstCounter::new(stats.upstream_errors);
+        let refused = ConstCounter::new(stats.answers_refused);
+        let went_back = ConstGauge::new(i64::try_from(stats.went_back).unwrap_or(i64::MAX));
         let buffered = ConstGauge::new(i64::try_from(stats.buffered).unwrap_or(i64::MAX));
-        let figures: [(&str, &str, &dyn EncodeMetric); 3] = [
+        let figures: [(&str, &str, &dyn EncodeMetric); 5] = [
             ("upstream_blocks_fetched", "Blocks of IDs reserved at the upstream", &blocks),
             ("upstream_errors", "Upstream calls that failed or answered what could not be right", &errors),
+            (
+                "upstream_answers_refused",
+                "Upstream answers refused: not what was asked, overlapping a range received, or at or below what \
+                 the sidecar's ledger recorded before it started",
+                &refused,
+            ),
+            (
+                "upstream_went_back",
+                "Counters whose upstream answered at or below what the sidecar's ledger recorded: it went back",
+                &went_back,
+            ),
             ("ids_buffered", "IDs held in blocks, ready to hand out", &buffered),
         ];
         for (name, help, figure) in figures {

@@ -2,12 +2,16 @@
 //! reserved at another counter API (an AWS stack, or another serve), one pool per
 //! counter. A store like the local one, to the API's code.
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use counter_function::store::{CounterStore, Increment, StoreError};
-use counterctl_client::{Auth, Client, Endpoint, Error, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER};
+use counterctl_client::{
+    Auth, Client, Endpoint, Error, LedgerFile, LedgerFileError, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER,
+};
+use sha2::{Digest, Sha256};
 
 use crate::cli::{AwsOptions, UpstreamAuth, UpstreamOptions};
 
@@ -19,8 +23,20 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How long `/healthz` waits for the upstream's answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The hop marker: every call a sidecar makes upstream carries it, with the sidecar's
+/// instance id, and a sidecar refuses to forward a request that carries it. So a
+/// sidecar whose upstream is itself, or two pointed at each other, answer
+/// [`LOOP_CODE`] at once instead of forwarding a request round and round.
+pub(super) const FORWARDED_HEADER: &str = "counterctl-forwarded-by";
+/// The refusal of a forwarded request: `508 Loop Detected` (RFC 5842, section 7.2).
+pub(super) const LOOP_STATUS: u16 = 508;
+pub(super) const LOOP_CODE: &str = "upstream_loop";
+
 pub(super) struct Upstream {
     pools: Pools,
+    /// Random, this process's: sent in [`FORWARDED_HEADER`], so that a request that
+    /// comes back here is known as this server's own.
+    instance: String,
     /// The last probe: when, and what the upstream said.
     probed: Mutex<Option<(Instant, Reach)>>,
 }
@@ -32,6 +48,10 @@ pub(super) enum Reach {
     /// It answers, and refuses this server's key or signature (403).
     Refused,
     Unreachable,
+    /// It is a counterctl sidecar, which refuses what another one forwards.
+    Sidecar,
+    /// It is this server.
+    Itself,
 }
 
 impl Reach {
@@ -40,20 +60,26 @@ impl Reach {
             Self::Reachable => "reachable",
             Self::Refused => "refused",
             Self::Unreachable => "unreachable",
+            Self::Sidecar => "sidecar",
+            Self::Itself => "itself",
         }
     }
 }
 
 /// What `/healthz` says.
 pub(super) struct Health {
-    /// Whether IDs can be handed out: the upstream answers, or a pool holds some.
+    /// Whether IDs can be handed out: the upstream answers, or a pool holds some, and
+    /// no pool refuses an upstream that went back.
     pub ok: bool,
     pub reach: Reach,
+    /// Why the upstream's answers are refused, when it went back.
+    pub refused: Option<String>,
 }
 
 impl Upstream {
-    /// The pools of the API at `url`, reached as `options` say.
-    pub(super) async fn connect(url: &str, options: &UpstreamOptions) -> anyhow::Result<Self> {
+    /// The pools of the API at `url`, reached as `options` say, with their ledger in
+    /// `state_dir`.
+    pub(super) async fn connect(url: &str, options: &UpstreamOptions, state_dir: &Path) -> anyhow::Result<Self> {
         let key = upstream_key(options)?;
         let auth = match (options.upstream_auth, key) {
             (Some(UpstreamAuth::ApiKey) | None, Some(key)) => Auth::ApiKey(key),
@@ -70,7 +96,10 @@ impl Upstream {
             }
             (Some(UpstreamAuth::None) | None, _) => Auth::None,
         };
-        let endpoint = Endpoint::new(url, auth).context("checking --upstream")?;
+        let instance = uuid::Uuid::new_v4().to_string();
+        let endpoint = Endpoint::new(url, auth)
+            .and_then(|endpoint| endpoint.with_header(FORWARDED_HEADER, &instance))
+            .context("checking --upstream")?;
         let mut pool_options = PoolOptions::default();
         if let Some(seconds) = options.block_seconds {
             pool_options = pool_options.block_duration(Duration::from_secs(seconds));
@@ -88,7 +117,32 @@ impl Upstream {
                 }
             }
         }
-        Ok(Self { pools: Pools::new(Client::new(endpoint), pool_options), probed: Mutex::new(None) })
+        let ledger = open_ledger(state_dir, endpoint.url())?;
+        let pools = Pools::with_ledger_file(Client::new(endpoint), pool_options, ledger);
+        Ok(Self { pools, instance, probed: Mutex::new(None) })
+    }
+
+    /// Where the ranges received are recorded.
+    pub(super) fn ledger_path(&self) -> &Path {
+        self.pools.ledger_file().expect("a sidecar's pools have a ledger").path()
+    }
+
+    /// The refusal of a request another sidecar (or this one, `from` being this
+    /// server's instance) forwarded here.
+    pub(super) fn refuse_forwarded(&self, from: &[u8]) -> StoreError {
+        let description = if from == self.instance.as_bytes() {
+            format!(
+                "this request came back to the counterctl sidecar that forwarded it (instance {}): its --upstream \
+                 is itself; give it the URL of the counter API it should reserve blocks at",
+                self.instance
+            )
+        } else {
+            "this server is a counterctl sidecar, and this request was forwarded by another one: a sidecar does \
+             not forward what a sidecar forwarded, so two pointed at each other cannot loop; point --upstream at \
+             the counter API itself (an AWS stack's URL, or serve --data-dir)"
+                .to_owned()
+        };
+        StoreError::Refused { status: LOOP_STATUS, code: LOOP_CODE.to_owned(), description: Some(description) }
     }
 
     pub(super) fn url(&self) -> &str {
@@ -111,7 +165,17 @@ impl Upstream {
                 reach
             }
         };
-        Health { ok: reach == Reach::Reachable || self.stats().buffered > 0, reach }
+        let stats = self.stats();
+        let refused = (stats.went_back > 0).then(|| {
+            format!(
+                "the upstream went back: it answered values at or below what this sidecar had received before it \
+                 last stopped (recorded in {}); it was restored from a backup, or replaced by a new one, and its \
+                 answers are refused until it is above them",
+                self.ledger_path().display()
+            )
+        });
+        let ok = refused.is_none() && (reach == Reach::Reachable || stats.buffered > 0);
+        Health { ok, reach, refused }
     }
 
     /// Asks the upstream for a counter's value, as a caller would.
@@ -120,8 +184,35 @@ impl Upstream {
             Ok(Ok(_)) => Reach::Reachable,
             Ok(Err(error)) if error.code() == Some("counter_not_found") => Reach::Reachable,
             Ok(Err(Error::Forbidden { .. } | Error::SignatureRefused { .. })) => Reach::Refused,
+            // Only this server puts its own instance in the refusal.
+            Ok(Err(Error::Service { code, description, .. })) if code == LOOP_CODE => {
+                if description.contains(&self.instance) { Reach::Itself } else { Reach::Sidecar }
+            }
             Ok(Err(_)) | Err(_) => Reach::Unreachable,
         }
+    }
+}
+
+/// The ledger of the upstream at `url`: `sidecar/HASH.json` in the state directory, HASH
+/// being the URL's, so that sidecars of different upstreams never share one.
+fn open_ledger(state_dir: &Path, url: &str) -> anyhow::Result<LedgerFile> {
+    let digest = Sha256::digest(url.as_bytes());
+    let name: String = digest[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+    let path = state_dir.join("sidecar").join(format!("{name}.json"));
+    let holder = format!("counterctl serve --upstream {url}");
+    match LedgerFile::open(&path, &holder) {
+        Ok(ledger) => Ok(ledger),
+        Err(LedgerFileError::InUse { path, holder }) => anyhow::bail!(
+            "another sidecar of {url} keeps its ledger in {} ({holder}): two on one ledger could not tell what the \
+             other handed out\n\
+             hint: give this one a state directory of its own with --state-dir DIR (or COUNTERCTL_STATE_DIR)",
+            path.display()
+        ),
+        Err(error @ LedgerFileError::Unreadable { .. }) => Err(anyhow::anyhow!(error)).context(
+            "reading the sidecar's ledger, the values it received from the upstream before; remove the file only \
+             if the upstream cannot have gone back (been restored from a backup) since this sidecar last ran",
+        ),
+        Err(error) => Err(anyhow::anyhow!(error)).context("opening the sidecar's ledger"),
     }
 }
 
@@ -172,8 +263,8 @@ fn pool_error(error: PoolError) -> StoreError {
     }
 }
 
-/// The upstream's own refusal, answered as it was given; any other failure makes it
-/// unavailable.
+/// The upstream's own refusal (a loop included), answered as it was given; any other
+/// failure makes it unavailable.
 fn refused(error: Error) -> StoreError {
     match error {
         Error::Service { status, code, description, .. } if error.is_refusal() => {

@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::support::cli::clean_environment;
 use crate::support::function_url::{AuthType, FunctionUrlStack};
 use crate::support::rest_api::{IamCaller, MethodAuth};
-use crate::support::serve::{Serve, sidecar_command};
+use crate::support::serve::{
+    DataDir, Serve, free_port, serve_command_on, serve_until_exit, sidecar_command, sidecar_command_on,
+};
 use crate::support::tcp_proxy::TcpProxy;
 use crate::support::upstreams::{LossyFront, Wrong, WrongUpstream};
 use crate::support::{Backend, LambdaStack};
@@ -330,6 +332,134 @@ async fn a_sidecar_signs_for_execute_api_and_for_a_function_url() {
     let (values, refusal) = increments_until_refused(&signed, "s", 2).await;
     assert_eq!((values, refusal), (vec![1, 2], None), "{}", signed.stderr());
     assert_eq!(url.stored("s").await, Some(10), "one block of 10 reserved at the function");
+}
+
+/// `/healthz`'s status and body.
+async fn health(serve: &Serve) -> (u16, Value) {
+    let response = serve.http.get(format!("{}/healthz", serve.url)).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// A keyed increment, passed through to the upstream: status and body.
+async fn keyed(serve: &Serve, counter: &str, key: &str) -> (u16, Value) {
+    let request = serve.http.post(format!("{}/counter/increment?counter={counter}", serve.url));
+    let response = request.header("Idempotency-Key", key).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_sidecar_restarted_in_front_of_an_upstream_that_went_back_refuses_it_and_repeats_nothing() {
+    let state = DataDir::new();
+    let state_dir = state.path().to_str().unwrap();
+    let args = ["--state-dir", state_dir, "--min-block", "10", "--max-block", "10"];
+    let mut upstream = Serve::start().await;
+    let address = upstream.address();
+    let mut first = sidecar(&upstream.url, &args).await;
+    let mut handed = Vec::new();
+    let (values, refusal) = increments_until_refused(&first, "back", 15).await;
+    assert_eq!(refusal, None);
+    handed.extend(values);
+    // A range straight from the upstream, and a keyed one passed through: recorded too.
+    let (status, body) = first.post("/counter/increment?counter=back&count=1000").await;
+    assert_eq!(status, 200, "{body}");
+    handed.extend(body["first_value"].as_i64().unwrap()..=body["new_value"].as_i64().unwrap());
+    let (status, body) = keyed(&first, "back", "before-restart").await;
+    assert_eq!(status, 200, "{body}");
+    handed.push(body["new_value"].as_i64().unwrap());
+    first.stop(Signal::SIGTERM).await;
+    upstream.stop(Signal::SIGTERM).await;
+
+    // The upstream went back: a new, empty one at the same URL hands out 1, 2, 3 again.
+    let fresh = DataDir::new();
+    let gone_back = Serve::start_command(serve_command_on(&address, fresh.path())).await;
+    let second = sidecar(&gone_back.url, &args).await;
+    let (values, refusal) = increments_until_refused(&second, "back", 20).await;
+    let (status, body) = refusal.expect("the gone-back upstream's blocks are refused");
+    assert_eq!((status, body["error_code"].as_str()), (503, Some("upstream_unavailable")), "{body}");
+    handed.extend(values);
+    let (status, body) = keyed(&second, "back", "after-restart").await;
+    assert_eq!(status, 503, "keyed requests are refused too: {body}");
+    handed.extend(body["new_value"].as_i64());
+    assert_all_unique(&[handed]);
+
+    let stderr = second.stderr_containing("the upstream went back").await;
+    assert!(stderr.contains("not above"), "{stderr}");
+    let (status, body) = health(&second).await;
+    assert_eq!(status, 503, "{body}");
+    let refused = body["refused"].as_str().unwrap_or_else(|| panic!("/healthz names the refusal: {body}"));
+    assert!(refused.contains("went back") && refused.contains(state_dir), "{refused}");
+    assert!(metric(&second, "counterctl_upstream_answers_refused_total").await >= 1);
+}
+
+#[tokio::test]
+async fn a_second_sidecar_of_one_upstream_on_one_state_dir_is_refused_with_the_holder_named() {
+    let upstream = Serve::start().await;
+    let state = DataDir::new();
+    let args = ["--state-dir", state.path().to_str().unwrap()];
+    let first = sidecar(&upstream.url, &args).await;
+    let mut command = sidecar_command(&upstream.url, &clean_environment());
+    command.args(args);
+    let run = serve_until_exit(command).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let holder = format!("process {}", first.pid());
+    assert!(run.stderr.contains(&holder) && run.stderr.contains("--state-dir"), "{}", run.stderr);
+    // Another upstream's sidecar keeps a ledger of its own there.
+    let other = Serve::start().await;
+    let beside = sidecar(&other.url, &args).await;
+    assert_eq!(increments_until_refused(&beside, "c", 2).await, (vec![1, 2], None));
+}
+
+#[tokio::test]
+async fn a_sidecar_whose_upstream_is_itself_is_refused_at_start() {
+    let port = free_port();
+    // Named otherwise than it listens: the probe that comes back tells, not the address.
+    let command =
+        sidecar_command_on(&format!("127.0.0.1:{port}"), &format!("http://localhost:{port}"), &clean_environment());
+    let run = serve_until_exit(command).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("is this server itself"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "nothing announced: {}", run.stdout);
+}
+
+#[tokio::test]
+async fn a_sidecar_that_reaches_itself_later_refuses_the_forwarded_request_instead_of_looping() {
+    let port = free_port();
+    // Down at start, so the check at start cannot see the loop; up, it leads back here.
+    let proxy = TcpProxy::start(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    proxy.set_up(false);
+    let command = sidecar_command_on(&format!("127.0.0.1:{port}"), &proxy.url(), &clean_environment());
+    let mut looped = Serve::start_command(command).await;
+    proxy.set_up(true);
+    let (status, body) = keyed(&looped, "loop", "k-1").await;
+    assert_eq!((status, body["error_code"].as_str()), (508, Some("upstream_loop")), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("its --upstream is itself"), "{body}");
+    let (values, refusal) = increments_until_refused(&looped, "loop", 3).await;
+    assert_eq!((values, refusal.map(|(status, _)| status)), (vec![], Some(503)));
+    let descriptors = std::fs::read_dir(format!("/proc/{}/fd", looped.pid())).unwrap().count();
+    assert!(descriptors < 100, "{descriptors} descriptors open");
+    assert!(looped.is_running());
+}
+
+#[tokio::test]
+async fn two_sidecars_pointed_at_each_other_fail_fast_with_the_loop_error() {
+    let (port_a, port_b) = (free_port(), free_port());
+    let url = |port| format!("http://127.0.0.1:{port}");
+    let env = clean_environment();
+    let a = Serve::start_command(sidecar_command_on(&format!("127.0.0.1:{port_a}"), &url(port_b), &env)).await;
+    let b = Serve::start_command(sidecar_command_on(&format!("127.0.0.1:{port_b}"), &url(port_a), &env)).await;
+    b.stderr_containing("is another counterctl sidecar").await;
+    let mut handed = Vec::new();
+    for sidecar in [&a, &b] {
+        let (status, body) = keyed(sidecar, "ping", "k-1").await;
+        assert_eq!((status, body["error_code"].as_str()), (508, Some("upstream_loop")), "{body}");
+        handed.extend(body["new_value"].as_i64());
+        let (values, refusal) = increments_until_refused(sidecar, "ping", 3).await;
+        assert_eq!(refusal.map(|(status, _)| status), Some(503));
+        handed.extend(values);
+        let (status, body) = health(sidecar).await;
+        assert_eq!((status, body["upstream"].as_str()), (503, Some("sidecar")), "{body}");
+    }
+    assert_eq!(handed, [] as [i64; 0], "nothing handed out");
 }
 
 #[tokio::test]

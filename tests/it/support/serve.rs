@@ -80,14 +80,28 @@ pub(crate) fn serve_command_on(listen: &str, data_dir: &Path) -> Command {
 }
 
 /// `counterctl serve --listen 127.0.0.1:0 --output json --upstream URL`, not yet
-/// started, with exactly `env` as its environment (no key or AWS setup of this machine).
+/// started, with exactly `env` as its environment (no key or AWS setup of this machine)
+/// and a state directory of its own (sidecars of one upstream refuse to share one),
+/// unless `env` or `--state-dir` gives one.
 pub(crate) fn sidecar_command(upstream: &str, env: &[(&str, String)]) -> Command {
+    sidecar_command_on("127.0.0.1:0", upstream, env)
+}
+
+/// [`sidecar_command`] listening on `listen`.
+pub(crate) fn sidecar_command_on(listen: &str, upstream: &str, env: &[(&str, String)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_counterctl"));
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--output", "json", "--upstream", upstream])
+        .args(["serve", "--listen", listen, "--output", "json", "--upstream", upstream])
         .env_clear()
+        .env("COUNTERCTL_STATE_DIR", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("sidecar-state")))
         .envs(env.iter().map(|(key, value)| (key, value)));
     command
+}
+
+/// A loopback port nothing listens on now, for a server that must know its address
+/// before it starts.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running `counterctl serve`.
