@@ -122,8 +122,8 @@ async fn answer_connection(stream: UnixStream, store: LocalStore) {
     while let Ok(Some(line)) = lines.next_line().await {
         let reply = match serde_json::from_str(&line) {
             Ok(Request::List { prefix }) => store.list(&prefix).await.map(Reply::Listed),
-            Ok(Request::Raise { counter, at_least }) => match checked_name(&counter) {
-                Ok(_) => store.raise(&counter, at_least).await.map(Reply::Raised),
+            Ok(Request::Raise { counter, at_least }) => match checked_raise(&counter, at_least) {
+                Ok(()) => store.raise(&counter, at_least).await.map(Reply::Raised),
                 Err(reason) => Ok(Reply::Failed(reason)),
             },
             Ok(Request::Backup { to }) => store.backup(&to).await.map(|()| Reply::BackedUp),
@@ -240,10 +240,35 @@ impl CounterAdmin for AdminClient {
     }
 }
 
+/// The rules `counters set` applies, again: the socket takes requests from any process of
+/// serve's user, not only from counterctl.
+fn checked_raise(counter: &str, at_least: i64) -> Result<(), String> {
+    checked_name(counter)?;
+    validate::counter_value(at_least).map_err(|invalid| format!("counter {counter:?}: {invalid}"))?;
+    Ok(())
+}
+
 /// The rules the API applies to a counter name.
 pub(crate) fn checked_name(counter: &str) -> Result<&str, String> {
     if counter.is_empty() {
         return Err("the counter name is empty".to_owned());
     }
     validate::counter_name(counter).map_err(|invalid| format!("counter {counter:?}: {invalid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raise_is_checked_by_the_rules_of_counters_set() {
+        assert_eq!(checked_raise("a", 1), Ok(()));
+        assert_eq!(checked_raise("a", validate::MAX_VALUE), Ok(()));
+        for at_least in [-100, 0, validate::MAX_VALUE + 1, i64::MAX] {
+            let refused = checked_raise("a", at_least).unwrap_err();
+            assert!(refused.contains(&format!("{at_least} is not a counter value")), "{refused}");
+        }
+        assert!(checked_raise("", 5).is_err());
+        assert!(checked_raise("_counterctl#idempotency#k", 5).is_err());
+    }
 }

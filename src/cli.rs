@@ -778,14 +778,10 @@ fn count(value: &str) -> Result<u32, String> {
     counter_function::validate::count(value).map_err(|_| format!("{value:?} is not a whole number from 1 to {max}"))
 }
 
-/// `--at-least`: IDs are 1, 2, 3, …, so a counter holds at least 1.
+/// `--at-least`: a counter value, as the API's one rule has it (`validate::counter_value`).
 fn at_least(value: &str) -> Result<i64, String> {
-    match value.parse::<i64>() {
-        Ok(at_least @ 1..) => Ok(at_least),
-        _ => Err(format!(
-            "{value:?} is not a whole number of 1 or more: IDs are 1, 2, 3, …, and a counter holds the last one in use"
-        )),
-    }
+    let parsed = value.parse::<i64>().map_err(|_| format!("{value:?} is not a whole number"))?;
+    counter_function::validate::counter_value(parsed).map_err(|invalid| invalid.to_string())
 }
 
 /// `--listen`: an IP address and port, or a host name that resolves to one

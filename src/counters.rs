@@ -507,9 +507,7 @@ fn parse_line(text: &str) -> Result<(String, i64), String> {
     // A JSON integer in range reads as an i64; anything else (1.5, 1e3, "5", null) not.
     let written = line.value.get();
     let value = written.parse::<i64>().map_err(|_| format!("\"value\" is {written}, not a 64-bit integer"))?;
-    if value < 1 {
-        return Err(format!("\"value\" is {value}: IDs are 1, 2, 3, …, so a counter holds at least 1"));
-    }
+    counter_function::validate::counter_value(value).map_err(|invalid| format!("\"value\": {invalid}"))?;
     checked_name(&counter)?;
     Ok((counter, value))
 }
@@ -527,10 +525,11 @@ mod tests {
     }
 
     #[test]
-    fn an_import_accepts_1_to_the_largest_64_bit_integer() {
-        let input = format!("{{\"counter\":\"max\",\"value\":{}}}\n{{\"counter\":\"min\",\"value\":1}}", i64::MAX);
+    fn an_import_accepts_1_to_the_largest_value_an_increment_still_fits_above() {
+        let max = counter_function::validate::MAX_VALUE;
+        let input = format!("{{\"counter\":\"max\",\"value\":{max}}}\n{{\"counter\":\"min\",\"value\":1}}");
         let wanted = parse_import(input.as_bytes()).unwrap();
-        assert_eq!(wanted["max"], i64::MAX);
+        assert_eq!(wanted["max"], max);
         assert_eq!(wanted["min"], 1);
     }
 
@@ -552,6 +551,7 @@ mod tests {
             (r#"{"counter":"x","value":9223372036854775808}"#, "not a 64-bit integer"),
             (r#"{"counter":"x","value":0}"#, "at least 1"),
             (r#"{"counter":"x","value":-5}"#, "at least 1"),
+            (r#"{"counter":"x","value":9223372036854775807}"#, "at most 9223372036853775807"),
             (r#"{"counter":"x","value":null}"#, "not a 64-bit integer"),
             (r#"{"counter":"x","value":1,"extra":true}"#, "unknown field `extra`"),
             (r#"{"counter":"","value":1}"#, "empty"),

@@ -23,6 +23,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use counter_function::dynamo::IdempotencyTimings;
@@ -150,21 +151,20 @@ pub(crate) struct Committer {
 
 /// Where the store keeps its history ([`history`]), whether a database that went back is
 /// accepted, and the clock.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct StoreOptions {
     /// Holds the markers a data directory restored whole cannot take back.
     pub(crate) state_dir: PathBuf,
     /// `--restored`: accept an older copy of the database, or its loss, and raise every
     /// counter past what was lost.
     pub(crate) restored: bool,
-    /// Seconds since the epoch by the system's clock (a seam for the tests): what
-    /// [`KeyClock`] starts from.
-    pub(crate) wall_clock: fn() -> u64,
+    /// The system's clock (a seam for the tests): what [`KeyClock`] starts from.
+    pub(crate) wall_clock: Arc<dyn store::Clock>,
 }
 
 impl StoreOptions {
     pub(crate) fn new(state_dir: PathBuf, restored: bool) -> Self {
-        Self { state_dir, restored, wall_clock: store::unix_secs }
+        Self { state_dir, restored, wall_clock: Arc::new(store::SystemClock) }
     }
 }
 
@@ -179,8 +179,8 @@ struct KeyClock {
 }
 
 impl KeyClock {
-    fn new(wall_clock: fn() -> u64, recorded: i64) -> Self {
-        let wall = i64::try_from(wall_clock()).unwrap_or(i64::MAX);
+    fn new(wall_clock: &dyn store::Clock, recorded: i64) -> Self {
+        let wall = i64::try_from(wall_clock.since_epoch().as_secs()).unwrap_or(i64::MAX);
         Self { started_at: wall.max(recorded), started: Instant::now() }
     }
 
@@ -251,7 +251,7 @@ impl LocalStore {
         };
         configure(&database, &database_path)?;
         let (mark, opened, recorded_clock) = prepare(&database, &database_path, &data_dir, &start)?;
-        let clock = KeyClock::new(options.wall_clock, recorded_clock);
+        let clock = KeyClock::new(options.wall_clock.as_ref(), recorded_clock);
         let markers = Markers::open(&data_dir, &registry, &mark)?;
         if let Start::New { replaces: Some(replaced), .. } = &start {
             // Its ceiling lives on as the new database's floor.
@@ -1030,15 +1030,15 @@ fn retention_secs() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::*;
 
-    /// The system's clock as the test sets it.
-    static WALL: AtomicU64 = AtomicU64::new(0);
+    /// The system's clock, at the second the test sets.
+    struct Wall(u64);
 
-    fn wall() -> u64 {
-        WALL.load(Ordering::SeqCst)
+    impl store::Clock for Wall {
+        fn since_epoch(&self) -> Duration {
+            Duration::from_secs(self.0)
+        }
     }
 
     struct Opened {
@@ -1048,8 +1048,8 @@ mod tests {
 
     impl Opened {
         fn at(data_dir: &Path, state_dir: &Path, clock: u64) -> Self {
-            WALL.store(clock, Ordering::SeqCst);
-            let options = StoreOptions { wall_clock: wall, ..StoreOptions::new(state_dir.to_owned(), false) };
+            let options =
+                StoreOptions { wall_clock: Arc::new(Wall(clock)), ..StoreOptions::new(state_dir.to_owned(), false) };
             let (store, committer, _) = LocalStore::open(data_dir, "a test", &options).unwrap();
             Self { store, committer: tokio::spawn(committer.run(|_, _, _| {})) }
         }

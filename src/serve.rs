@@ -112,7 +112,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = GracefulShutdown::new();
     // No hyper timers: they would cost a wakeup per request (see `connections`).
-    let http = hyper::server::conn::http1::Builder::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // A client may shut down its sending side once its request is sent and still wait for
+    // the answer (its increment is committed either way). The connection closes after that
+    // answer; one that stalls before it meets the header or idle timeout as any other.
+    http.half_close(true);
     // Announced once the upstream is known not to be this server, which must be
     // answering to tell: a probe that comes back here says so.
     let upstream = match &shared.backend {

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{CounterStore, Increment, StoreError};
-use crate::validate::{self, InvalidCount, InvalidIdempotencyKey, InvalidName};
+use crate::validate::{self, InvalidCount, InvalidIdempotencyKey, InvalidName, InvalidQuery};
 
 pub const INCREMENT_PATH: &str = "/counter/increment";
 pub const VALUE_PATH: &str = "/counter/value";
@@ -68,6 +68,10 @@ pub enum ApiError {
     InvalidCounterName(#[from] InvalidName),
     #[error("{0}")]
     InvalidCount(#[from] InvalidCount),
+    /// A query parameter that cannot be decoded: `counter` or `count`, answered with that
+    /// parameter's code.
+    #[error("the `{parameter}` query parameter cannot be read: {reason}")]
+    UndecodableParameter { parameter: Parameter, reason: InvalidQuery },
     #[error("{0}")]
     InvalidIdempotencyKey(#[from] InvalidIdempotencyKey),
     #[error("no such route")]
@@ -96,12 +100,42 @@ pub enum ApiError {
     UnsupportedEvent,
 }
 
+/// The query parameters the API reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parameter {
+    Counter,
+    Count,
+}
+
+impl Parameter {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Count => "count",
+        }
+    }
+
+    /// Its value, decoded; `None` when absent.
+    fn read(self, request: &ApiRequest<'_>) -> Result<Option<String>, ApiError> {
+        validate::query_param(request.query, self.name())
+            .transpose()
+            .map_err(|reason| ApiError::UndecodableParameter { parameter: self, reason })
+    }
+}
+
+impl std::fmt::Display for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::CounterNotSpecified
             | Self::InvalidCounterName(_)
             | Self::InvalidCount(_)
+            | Self::UndecodableParameter { .. }
             | Self::InvalidIdempotencyKey(_)
             | Self::UnsupportedEvent => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::CounterNotFound(_) => StatusCode::NOT_FOUND,
@@ -119,6 +153,8 @@ impl ApiError {
             Self::CounterNotSpecified => "counter_not_specified",
             Self::InvalidCounterName(_) => "invalid_counter_name",
             Self::InvalidCount(_) => "invalid_count",
+            Self::UndecodableParameter { parameter: Parameter::Counter, .. } => "invalid_counter_name",
+            Self::UndecodableParameter { parameter: Parameter::Count, .. } => "invalid_count",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::NotFound => "404_not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -259,11 +295,10 @@ pub async fn handle<S: CounterStore + ?Sized>(store: &S, request: &ApiRequest<'_
 
 /// The valid `counter` parameter, noted for the log line.
 fn required_counter(request: &ApiRequest<'_>, facts: &mut RequestFacts) -> Result<String, ApiError> {
-    let counter = match validate::query_param(request.query, "counter") {
+    let counter = match Parameter::Counter.read(request)? {
         None => return Err(ApiError::CounterNotSpecified),
-        Some(Ok(name)) if name.is_empty() => return Err(ApiError::CounterNotSpecified),
-        Some(Ok(name)) => validate::counter_name(&name)?.to_owned(),
-        Some(Err(_)) => return Err(InvalidName::NotUtf8.into()),
+        Some(name) if name.is_empty() => return Err(ApiError::CounterNotSpecified),
+        Some(name) => validate::counter_name(&name)?.to_owned(),
     };
     facts.counter = Some(counter.clone());
     Ok(counter)
@@ -275,10 +310,9 @@ async fn increment<S: CounterStore + ?Sized>(
     facts: &mut RequestFacts,
 ) -> Result<Response<String>, ApiError> {
     let counter = required_counter(request, facts)?;
-    let count = match validate::query_param(request.query, "count") {
+    let count = match Parameter::Count.read(request)? {
         None => None,
-        Some(Ok(raw)) => Some(validate::count(&raw)?),
-        Some(Err(_)) => return Err(InvalidCount.into()),
+        Some(raw) => Some(validate::count(&raw)?),
     };
     facts.count = count;
     let idempotency_key = validate::idempotency_key(request.headers.get_all(IDEMPOTENCY_KEY_HEADER).iter())?;
@@ -399,6 +433,12 @@ mod tests {
             (Method::POST, "/counter/increment?counter=a%0A", &[], 400, "invalid_counter_name"),
             (Method::POST, "/counter/increment?counter=a&count=0", &[], 400, "invalid_count"),
             (Method::POST, "/counter/increment?counter=a&count=%FF", &[], 400, "invalid_count"),
+            (Method::POST, "/counter/increment?counter=h%G1", &[], 400, "invalid_counter_name"),
+            (Method::POST, "/counter/increment?counter=h%", &[], 400, "invalid_counter_name"),
+            (Method::POST, "/counter/increment?counter=x%2", &[], 400, "invalid_counter_name"),
+            (Method::GET, "/counter/value?counter=h%G1", &[], 400, "invalid_counter_name"),
+            (Method::POST, "/counter/increment?counter=a&count=1%", &[], 400, "invalid_count"),
+            (Method::POST, "/counter/increment?counter=a&count=%G1", &[], 400, "invalid_count"),
             (
                 Method::POST,
                 "/counter/increment?counter=a",

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use crate::retry::{Backoff, TimedOut};
-use crate::store::{CounterAdmin, CounterStore, Increment, Raised, StoreError, since_epoch, unix_secs};
+use crate::store::{Clock, CounterAdmin, CounterStore, Increment, Raised, StoreError, SystemClock, since_epoch};
 use crate::validate::RESERVED_PREFIX;
 
 /// The table the original service used; `TABLE_NAME` overrides it.
@@ -55,13 +56,15 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     timings: IdempotencyTimings,
+    /// Dates records: their `expires_at` and leases.
+    clock: Arc<dyn Clock>,
 }
 
-/// A stored idempotency record.
+/// A stored idempotency record. Its `expires_at` is for DynamoDB's TTL alone: a record
+/// answers for its key for as long as it exists (see `idempotent_increment`).
 struct KeyRecord {
     counter: String,
     count: u32,
-    expires_at: u64,
     owner: String,
     lease_until_ms: u64,
     new_value: Option<i64>,
@@ -74,7 +77,13 @@ enum Claim {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>, timings: IdempotencyTimings) -> Self {
-        Self { client, table: table.into(), timings }
+        Self { client, table: table.into(), timings, clock: Arc::new(SystemClock) }
+    }
+
+    /// The same store, dating its records by `clock` instead of the system's.
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
     }
 
     async fn add(&self, counter: &str, count: u32) -> Result<i64, StoreError> {
@@ -94,6 +103,10 @@ impl DynamoStore {
             .ok_or_else(|| StoreError::Database(format!("UpdateItem returned no {LAST_VALUE}")))
     }
 
+    /// A key's record, once it exists, is the key's only answer until DynamoDB's TTL
+    /// deletes the row: neither its `expires_at` nor any clock makes it claimable again, so
+    /// a clock ahead or behind can never get a key a second value. A completed record
+    /// answers its value; one whose holder died is taken over when its lease ends.
     async fn idempotent_increment(&self, request: &Increment<'_>, key: &str) -> Result<i64, StoreError> {
         let record_id = format!("{RESERVED_PREFIX}idempotency#{key}");
         let owner = owner_token();
@@ -103,15 +116,14 @@ impl DynamoStore {
             let claim = match self.claim_new(&record_id, request, &owner).await? {
                 Claim::Won => Claim::Won,
                 Claim::Lost => match self.read_record(&record_id).await? {
-                    // Gone or expired since: the next claim may succeed.
+                    // Gone since (TTL, or a holder released it): the next claim may succeed.
                     None => Claim::Lost,
-                    Some(record) if record.expires_at < unix_secs() => Claim::Lost,
                     Some(record) if record.counter != request.counter || record.count != request.count => {
                         let reused = StoreError::IdempotencyKeyReused { counter: record.counter, count: record.count };
                         return Err(reused.into());
                     }
                     Some(KeyRecord { new_value: Some(value), .. }) => return Ok(Some(value)),
-                    Some(record) if record.lease_until_ms < unix_millis() => {
+                    Some(record) if record.lease_until_ms < self.now_millis() => {
                         self.take_over(&record_id, &record.owner, &owner).await?
                     }
                     Some(_) => Claim::Lost,
@@ -128,9 +140,13 @@ impl DynamoStore {
         })
     }
 
-    /// Creates the key's record, owned by `owner`, unless a live one exists.
+    /// Creates the key's record, owned by `owner`, unless one exists. An existing record is
+    /// never replaced, however old its `expires_at` looks: DynamoDB's TTL deletes expired
+    /// items within a few days, and until then they are still read
+    /// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/howitworks-ttl.html),
+    /// so the key keeps its answer at least `retention` by the writer's clock.
     async fn claim_new(&self, record_id: &str, request: &Increment<'_>, owner: &str) -> Result<Claim, StoreError> {
-        let expires_at = unix_secs() + self.timings.retention.as_secs();
+        let expires_at = self.clock.since_epoch().as_secs() + self.timings.retention.as_secs();
         let result = self
             .client
             .put_item()
@@ -141,10 +157,8 @@ impl DynamoStore {
             .item(EXPIRES_AT, AttributeValue::N(expires_at.to_string()))
             .item(OWNER, AttributeValue::S(owner.to_owned()))
             .item(LEASE_UNTIL_MS, AttributeValue::N(self.lease_end().to_string()))
-            .condition_expression("attribute_not_exists(#id) OR #expires_at < :now")
+            .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", ID)
-            .expression_attribute_names("#expires_at", EXPIRES_AT)
-            .expression_attribute_values(":now", AttributeValue::N(unix_secs().to_string()))
             .send()
             .await;
         claim_outcome("PutItem", result)
@@ -235,15 +249,23 @@ impl DynamoStore {
         Ok(Some(KeyRecord {
             counter: string(item, COUNTER)?,
             count: u32::try_from(required(COUNT)?).map_err(|_| StoreError::Database("bad count".into()))?,
-            expires_at: required(EXPIRES_AT)?.try_into().unwrap_or(0),
             owner: string(item, OWNER)?,
             lease_until_ms: required(LEASE_UNTIL_MS)?.try_into().unwrap_or(0),
             new_value: integer(item, NEW_VALUE)?,
         }))
     }
 
+    /// Leases are dated by the holder's clock and judged by the reader's: a reader whose
+    /// clock is ahead of the holder's by more than the lease takes over a live holder's key
+    /// (the holder's value then goes unused, a gap); one behind by S takes over a dead
+    /// holder's key S later (answering `409 idempotency_key_in_progress` meanwhile). Either
+    /// way the key keeps one answer: only the record's owner can store it.
     fn lease_end(&self) -> u64 {
-        unix_millis() + u64::try_from(self.timings.lease.as_millis()).unwrap_or(u64::MAX)
+        self.now_millis().saturating_add(u64::try_from(self.timings.lease.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.clock.since_epoch().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -407,9 +429,5 @@ impl From<TimedOut> for Waited {
 fn owner_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let process_salt = RandomState::new().hash_one(std::process::id());
-    format!("{process_salt:016x}-{}-{}", unix_millis(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn unix_millis() -> u64 {
-    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
+    format!("{process_salt:016x}-{}-{}", since_epoch().as_millis(), NEXT.fetch_add(1, Ordering::Relaxed))
 }

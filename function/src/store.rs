@@ -53,6 +53,23 @@ pub fn since_epoch() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
+/// The wall clock a store dates idempotency records by; a seam, so that tests can set it
+/// ahead or behind.
+pub trait Clock: Send + Sync {
+    /// The time since the Unix epoch.
+    fn since_epoch(&self) -> Duration;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn since_epoch(&self) -> Duration {
+        since_epoch()
+    }
+}
+
 /// Seconds since the epoch (`expires_at`), in both stores.
 pub fn unix_secs() -> u64 {
     since_epoch().as_secs()

@@ -12,13 +12,15 @@ pub const MAX_COUNT: u32 = 1_000_000;
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 /// Ids with this prefix belong to counterctl's own records, never to a counter.
 pub const RESERVED_PREFIX: &str = "_counterctl#";
+/// The highest value a counter may be set to (`counters set`, `counters import`, the admin
+/// socket): an increment of up to [`MAX_COUNT`] from it still fits the 64-bit integer
+/// every answer carries.
+pub const MAX_VALUE: i64 = i64::MAX - MAX_COUNT as i64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidName {
     #[error("counter names are at most {MAX_COUNTER_NAME_BYTES} bytes of UTF-8; this one has {0}")]
     TooLong(usize),
-    #[error("counter names must be valid UTF-8")]
-    NotUtf8,
     #[error("counter names must not contain control characters")]
     ControlCharacter,
     #[error("counter names must not start with {RESERVED_PREFIX:?}, which is reserved")]
@@ -30,14 +32,33 @@ pub enum InvalidName {
 pub struct InvalidCount;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0} is not a counter value: IDs are 1, 2, 3, …, so a counter holds at least 1, and at most \
+     {MAX_VALUE}, so that an increment of up to {MAX_COUNT} still fits in a 64-bit integer"
+)]
+pub struct InvalidValue(pub i64);
+
+/// Why a query parameter could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidQuery {
+    #[error("`%` must be followed by two hexadecimal digits (write a literal `%` as `%25`)")]
+    MalformedEscape,
+    #[error("it is not valid UTF-8 once percent-decoded")]
+    NotUtf8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} printable ASCII characters, sent once")]
 pub struct InvalidIdempotencyKey;
 
-/// A query parameter's value, decoded; `Err` when its bytes are not UTF-8.
-pub type QueryValue = Result<String, std::str::Utf8Error>;
+/// A query parameter's value, decoded.
+pub type QueryValue = Result<String, InvalidQuery>;
 
 /// The value of the last `name=` pair in a raw (percent-encoded, form-style) query
-/// string, as API Gateway's `queryStringParameters` keeps the last one too.
+/// string, as API Gateway's `queryStringParameters` keeps the last one too. A character
+/// beyond ASCII sent as is (valid UTF-8, which the query already is) counts as itself,
+/// as its percent-encoding would: a REST API's event carries the query decoded, so the
+/// function could not tell the two apart there.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<QueryValue> {
     query?.rsplit('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -45,9 +66,18 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<QueryValue> {
     })
 }
 
+/// Decodes one form-style component. A `%` not followed by two hexadecimal digits is
+/// refused: `percent_decode` would keep it literally, making `h%G1` a name of its own.
 fn decode_form(raw: &str) -> QueryValue {
+    let bytes = raw.as_bytes();
+    let malformed = bytes.iter().enumerate().any(|(at, &byte)| {
+        byte == b'%' && !bytes.get(at + 1..at + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(InvalidQuery::MalformedEscape);
+    }
     let spaced = raw.replace('+', " ");
-    percent_decode(spaced.as_bytes()).decode_utf8().map(|value| value.into_owned())
+    percent_decode(spaced.as_bytes()).decode_utf8().map(|value| value.into_owned()).map_err(|_| InvalidQuery::NotUtf8)
 }
 
 /// Checks a counter name that is present and not empty.
@@ -62,6 +92,14 @@ pub fn counter_name(name: &str) -> Result<&str, InvalidName> {
         return Err(InvalidName::Reserved);
     }
     Ok(name)
+}
+
+/// Checks a value a counter is set to: 1 to [`MAX_VALUE`].
+pub fn counter_value(value: i64) -> Result<i64, InvalidValue> {
+    match value {
+        1..=MAX_VALUE => Ok(value),
+        _ => Err(InvalidValue(value)),
+    }
 }
 
 /// Parses `count`: plain decimal digits, 1 to [`MAX_COUNT`].
@@ -112,7 +150,35 @@ mod tests {
 
     #[test]
     fn query_param_reports_invalid_utf8() {
-        assert!(matches!(query_param(Some("counter=%FF%FE"), "counter"), Some(Err(_))));
+        assert_eq!(query_param(Some("counter=%FF%FE"), "counter"), Some(Err(InvalidQuery::NotUtf8)));
+    }
+
+    #[test]
+    fn query_param_refuses_malformed_escapes() {
+        for query in ["counter=h%G1", "counter=h%", "counter=x%2", "counter=%%41", "counter=a%2G", "count=1%"] {
+            let name = query.split_once('=').unwrap().0;
+            assert_eq!(query_param(Some(query), name), Some(Err(InvalidQuery::MalformedEscape)), "{query}");
+        }
+        // A malformed pair of another name does not hide the one asked for.
+        assert_eq!(query_param(Some("counter=ok&other=%zz"), "counter"), Some(Ok("ok".to_owned())));
+        assert_eq!(query_param(Some("counter=100%25"), "counter"), Some(Ok("100%".to_owned())));
+    }
+
+    #[test]
+    fn query_param_takes_raw_utf8_as_its_encoding() {
+        assert_eq!(query_param(Some("counter=ünï"), "counter"), query_param(Some("counter=%C3%BCn%C3%AF"), "counter"));
+        assert_eq!(query_param(Some("counter=ünï"), "counter"), Some(Ok("ünï".to_owned())));
+    }
+
+    #[test]
+    fn counter_values_are_1_to_max_value() {
+        assert_eq!(MAX_VALUE.checked_add(i64::from(MAX_COUNT)), Some(i64::MAX), "the largest count still fits");
+        assert_eq!(counter_value(1), Ok(1));
+        assert_eq!(counter_value(MAX_VALUE), Ok(MAX_VALUE));
+        for bad in [0, -1, -100, i64::MIN, MAX_VALUE + 1, i64::MAX] {
+            assert_eq!(counter_value(bad), Err(InvalidValue(bad)), "{bad}");
+        }
+        assert!(InvalidValue(0).to_string().contains("at least 1"));
     }
 
     #[test]

@@ -140,3 +140,43 @@ on_both_backends! {
         assert_eq!(api.value(&"x".repeat(255)).await, None);
     }
 }
+
+/// `counter=h%G1`, `h%`, `x%2`: a `%` that starts no escape is refused, and no counter by
+/// those literal names is made; a character beyond ASCII sent unencoded counts as its
+/// percent-encoding. Checked on the fronts that hand the function the query as sent (a
+/// REST API hands it the parameters decoded, and API Gateway decides about escapes).
+async fn check_query_escapes(api: &impl Backend) {
+    use crate::support::serve::raw_request;
+
+    let root = api.base_url().to_owned();
+    let request = |target: &str| format!("POST {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").into_bytes();
+    for (target, code) in [
+        ("/counter/increment?counter=h%G1", "invalid_counter_name"),
+        ("/counter/increment?counter=h%", "invalid_counter_name"),
+        ("/counter/increment?counter=x%2", "invalid_counter_name"),
+        ("/counter/increment?counter=ok&count=1%", "invalid_count"),
+    ] {
+        let response = raw_request(&root, request(target)).await;
+        let body: serde_json::Value = serde_json::from_str(&response.body).expect("a JSON error");
+        assert_eq!((response.status, body["error_code"].as_str()), (400, Some(code)), "{target}: {body}");
+        assert!(body["error_description"].as_str().unwrap().contains("two hexadecimal digits"), "{body}");
+    }
+    for literal in ["h%25G1", "h%25", "x%252", "ok"] {
+        assert_eq!(api.value(literal).await, None, "{literal}: nothing was made");
+    }
+
+    let raw = raw_request(&root, request("/counter/increment?counter=ünï")).await;
+    assert_eq!((raw.status, raw.body.as_str()), (200, r#"{"counter":"ünï","new_value":1}"#));
+    assert_eq!(api.increment("%C3%BCn%C3%AF").await, 2, "the same counter as its encoding");
+}
+
+#[tokio::test]
+async fn query_escapes_on_serve() {
+    check_query_escapes(&crate::support::serve::Serve::start().await).await;
+}
+
+#[tokio::test]
+async fn query_escapes_on_a_function_url() {
+    use crate::support::function_url::{AuthType, FunctionUrlStack};
+    check_query_escapes(&FunctionUrlStack::start(1, AuthType::None).await).await;
+}

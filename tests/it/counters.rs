@@ -467,6 +467,41 @@ async fn a_data_dir_whose_serve_was_killed_is_used_without_it() {
     assert_eq!(serve.increment("c").await, 11);
 }
 
+/// Sends one request line to a running serve's admin socket, as any process of its user
+/// can, and returns the reply.
+async fn admin_request(data_dir: &std::path::Path, request: serde_json::Value) -> serde_json::Value {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let mut socket = tokio::net::UnixStream::connect(data_dir.join("admin.sock")).await.expect("serve listens");
+    socket.write_all(format!("{request}\n").as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    BufReader::new(socket).read_line(&mut reply).await.unwrap();
+    serde_json::from_str(&reply).expect("a JSON reply")
+}
+
+#[tokio::test]
+async fn the_admin_socket_refuses_values_below_1_or_above_the_maximum_and_changes_nothing() {
+    let dir = DataDir::new();
+    let serve = Serve::start_in(dir.path()).await;
+    let mut values = vec![serve.increment("bounded").await, serve.increment("bounded").await];
+    for at_least in [-100, 0, i64::MAX, counter_function::validate::MAX_VALUE + 1] {
+        let reply = admin_request(dir.path(), json!({"op": "raise", "counter": "bounded", "at_least": at_least})).await;
+        let failed = reply["failed"].as_str().unwrap_or_else(|| panic!("{at_least}: refused, not {reply}"));
+        assert!(failed.contains(&format!("{at_least} is not a counter value")), "{failed}");
+        assert_eq!(serve.value("bounded").await, Some(2), "{at_least} changed nothing");
+    }
+    values.push(serve.increment("bounded").await);
+    assert_eq!(values, [1, 2, 3], "the next increment follows on");
+
+    // The maximum leaves room for the largest count.
+    let max = counter_function::validate::MAX_VALUE;
+    let reply = admin_request(dir.path(), json!({"op": "raise", "counter": "top", "at_least": max})).await;
+    assert_eq!(reply, json!({"raised": {"before": null, "after": max}}));
+    let path = format!("/counter/increment?counter=top&count={}", counter_function::validate::MAX_COUNT);
+    let (status, body) = serve.post(&path).await;
+    assert_eq!((status, body["new_value"].as_i64()), (200, Some(i64::MAX)), "{body}");
+}
+
 #[tokio::test]
 async fn a_data_dir_too_long_for_a_socket_is_refused_while_serve_runs_and_used_once_it_stopped() {
     let dir = DataDir::new();

@@ -2,13 +2,17 @@
 //! checked on both backends; how the records are kept, on each backend's own storage
 //! (DynamoDB here, SQLite in `serve.rs`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use counter_function::dynamo::{DynamoStore, IdempotencyTimings};
+use counter_function::store::{Clock, CounterStore, Increment, since_epoch};
 use serde_json::{Value, json};
 
 use crate::support::backend::on_both_backends;
-use crate::support::{Backend, LambdaStack, send};
+use crate::support::{Backend, LambdaStack, create_counter_table, dynamodb, moto_url, send, unique_name};
 
 pub(crate) async fn post_with_key(api: &impl Backend, path: &str, key: &str) -> (u16, Value) {
     send(api.http().post(api.url(path)).header("Idempotency-Key", key)).await
@@ -100,9 +104,9 @@ async fn put_record(stack: &LambdaStack, record: KeyRecord<'_>) {
 }
 
 #[tokio::test]
-async fn an_expired_key_is_a_new_request() {
+async fn a_key_past_its_expiry_keeps_its_answer_until_ttl_deletes_the_row() {
     let stack = LambdaStack::start(1).await;
-    // Expired a minute ago, not yet removed by DynamoDB's TTL sweeper.
+    // Expired a minute ago by this clock, not yet removed by DynamoDB's TTL.
     let old = KeyRecord {
         key: "old",
         counter: "other",
@@ -112,8 +116,49 @@ async fn an_expired_key_is_a_new_request() {
         new_value: Some(99),
     };
     put_record(&stack, old).await;
+    let answer = post_with_key(&stack, "/counter/increment?counter=other", "old").await;
+    assert_eq!(answer, (200, json!({"counter": "other", "new_value": 99})));
     let (status, body) = post_with_key(&stack, "/counter/increment?counter=fresh", "old").await;
-    assert_eq!((status, body), (200, json!({"counter": "fresh", "new_value": 1})));
+    assert_eq!((status, &body["error_code"]), (409, &json!("idempotency_key_reused")), "{body}");
+    assert_eq!(stack.value("other").await, None, "no counter moved");
+    assert_eq!(stack.value("fresh").await, None, "no counter moved");
+}
+
+/// The system's clock, set ahead (positive) or behind (negative) by some seconds.
+struct Skewed(i64);
+
+impl Clock for Skewed {
+    fn since_epoch(&self) -> Duration {
+        let skew = Duration::from_secs(self.0.unsigned_abs());
+        if self.0 >= 0 { since_epoch() + skew } else { since_epoch() - skew }
+    }
+}
+
+async fn store_with_clock(client: &aws_sdk_dynamodb::Client, table: &str, skew_secs: i64) -> DynamoStore {
+    DynamoStore::new(client.clone(), table, IdempotencyTimings::default()).with_clock(Arc::new(Skewed(skew_secs)))
+}
+
+#[tokio::test]
+async fn a_key_stored_by_a_clock_2_days_behind_answers_its_first_value_to_a_clock_25_hours_ahead() {
+    const HOUR: i64 = 3600;
+    let client = dynamodb(&moto_url()).await;
+    let table = unique_name("skew");
+    create_counter_table(&client, &table).await;
+    let behind = store_with_clock(&client, &table, -48 * HOUR).await;
+    let ahead = store_with_clock(&client, &table, 25 * HOUR).await;
+    let keyed = Increment { counter: "skewed", count: 1, idempotency_key: Some("order-1") };
+    let plain = Increment { idempotency_key: None, ..keyed };
+
+    let mut handed_out = vec![ahead.increment(&plain).await.unwrap()];
+    let first = behind.increment(&keyed).await.unwrap();
+    handed_out.push(first);
+    for store in [&ahead, &behind, &ahead] {
+        assert_eq!(store.increment(&keyed).await.unwrap(), first, "the key keeps its one answer");
+    }
+    handed_out.push(ahead.increment(&plain).await.unwrap());
+    let distinct: BTreeSet<_> = handed_out.iter().collect();
+    assert_eq!(distinct.len(), handed_out.len(), "no value handed out twice: {handed_out:?}");
+    assert_eq!(ahead.value("skewed").await.unwrap(), Some(3), "the key moved the counter once");
 }
 
 #[tokio::test]

@@ -459,6 +459,41 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_the_whole_answer_and_then_the_connection_closes() {
+    let serve = Serve::start().await;
+    let mut values = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(serve.address()).await.unwrap();
+        // Keep-alive (no `Connection: close`): the server must see the half-close itself.
+        stream.write_all(b"POST /counter/increment?counter=half HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        stream.shutdown().await.expect("the sending side shuts down");
+        let mut answer = Vec::new();
+        tokio::time::timeout(GENEROUS, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server answers and then closes")
+            .unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        let body = answer.split_once("\r\n\r\n").expect("a head and a body").1;
+        let body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("a whole body: {answer:?}"));
+        values.push(body["new_value"].as_i64().expect("the value"));
+    }
+    assert_eq!(values, [1, 2, 3], "each answer carries its own committed value, none repeated");
+}
+
+#[tokio::test]
+async fn a_client_that_half_closes_inside_its_request_is_closed_after_the_header_timeout() {
+    let serve = Serve::start_with(&["--header-timeout", "1"]).await;
+    let connected = Instant::now();
+    let mut stream = TcpStream::connect(serve.address()).await.unwrap();
+    stream.write_all(PARTIAL_REQUEST).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let lived = server_closes(stream, connected).await;
+    assert!(lived >= Duration::from_secs(1), "closed after {lived:?}");
+    assert_eq!(serve.value("stalled").await, None, "the partial request was never applied");
+}
+
+#[tokio::test]
 async fn a_keep_alive_connection_making_a_request_every_300_ms_stays_open_past_the_idle_timeout() {
     let serve = Serve::start_with(&["--idle-timeout", "2", "--header-timeout", "2"]).await;
     let mut connection = HttpConnection::open(&serve.address()).await;
