@@ -41,7 +41,9 @@ pub(crate) enum Refusal {
     )]
     KeptTable { stack: String, tables: String },
     /// The stack's own records (the function's `TABLE_NAME`, the role's grant) name a
-    /// table that is gone.
+    /// table that is gone. A table deleted with point-in-time recovery on leaves a system
+    /// backup for 35 days
+    /// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/PointInTimeRecovery_Howitworks.html#howitworks-pitr-deleting-table).
     #[error(
         "table {table} of stack {stack} is gone, and its counters with it: a new, empty table would hand out \
          1, 2, 3 again, IDs already issued\n\
