@@ -3,10 +3,10 @@
 //! only orders them. Progress shows each step as it starts and ends.
 //!
 //! ```text
-//!    ┌ table
-//!    ├ log group
-//!    ├ role ┬ policy
-//!    │      └ function ──────────────────────────┬ permission (REST) or function URL
+//!    ┌ table ─────┐ (a new table, before what records it)
+//!    ├ log group  │
+//!    ├ role ──────┴ ┬ policy
+//!    │              └ function ──────────────────┬ permission (REST) or function URL
 //!    ├ API (created: settle a race) ─────────────┘
 //!    │   └ route → integration → stage ┬ usage plan ─ duplicates
 //!    └──────────────────── API key ────┘
@@ -21,6 +21,7 @@
 use anyhow::Context;
 
 use crate::aws::Clients;
+use crate::change::Action;
 use crate::cli::Auth;
 use crate::plan::{FrontPlan, Keys, Plan, RestPlan, UrlPlan};
 use crate::progress::Progress;
@@ -46,7 +47,12 @@ pub(crate) struct Applied {
 
 pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -> anyhow::Result<Applied> {
     let stack = &plan.stack;
-    let table = progress.step_noting(plan.table.row(), table::apply(&clients.dynamodb, stack, &plan.table));
+    let (table_made, table_ready) = tokio::sync::oneshot::channel::<()>();
+    let table = async {
+        progress.step_noting(plan.table.row(), table::apply(&clients.dynamodb, stack, &plan.table)).await?;
+        let _ = table_made.send(());
+        anyhow::Ok(())
+    };
     let retention = plan.wanted.log_retention_days;
     let log_group =
         progress.step(plan.log_group.row(), log_group::apply(&clients.logs, stack, &plan.log_group, retention));
@@ -57,6 +63,12 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     let function_and_front = async {
         let role = role::apply_role(&clients.iam, stack, &plan.role, &plan.role_arn);
         let role_arn = progress.step_noting(plan.role.row(), role).await?;
+        // The policy's grant and the function's TABLE_NAME are the stack's record that it
+        // has its table (`Deployed::records`): written once a new table exists, so a run
+        // whose CreateTable failed records nothing a re-run would take for a lost table.
+        if plan.table.action == Action::Create && table_ready.await.is_err() {
+            anyhow::bail!("the table was not made");
+        }
         let policy = role::apply_policy(&clients.iam, (stack, &plan.account), &plan.policy, switching_from);
         let policy = progress.step(plan.policy.row(), policy);
         if switching_from.is_some() {
@@ -159,12 +171,12 @@ async fn apply_rest(
     settled_api: tokio::sync::oneshot::Sender<String>,
 ) -> anyhow::Result<RestApplied> {
     let (client, stack, auth) = (&clients.apigateway, &plan.stack, plan.wanted.auth);
-    let integration_uri = stack.integration_uri(&plan.account);
+    let integration_uri = &stack.integration_uri(&plan.account);
     let connect = |api_id: String, detail: api::ApiDetail| async move {
         let route = routes::apply_route(client, (&api_id, &detail.root_id), detail.route(), &rest.route, auth);
         let resource_id = progress.step(rest.route.row(), route).await?;
         let integration =
-            routes::apply_integration(client, (&api_id, &resource_id), &rest.integration, &integration_uri);
+            routes::apply_integration(client, (&api_id, &resource_id), &rest.integration, integration_uri);
         progress.step(rest.integration.row(), integration).await
     };
     match api::apply(client, stack, &rest.api, progress, connect).await? {

@@ -40,6 +40,21 @@ pub(crate) enum Refusal {
          sequences on purpose)"
     )]
     KeptTable { stack: String, tables: String },
+    /// The stack's own records (the function's `TABLE_NAME`, the role's grant) name a
+    /// table that is gone. A table deleted with point-in-time recovery on leaves a system
+    /// backup for 35 days
+    /// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/PointInTimeRecovery_Howitworks.html#howitworks-pitr-deleting-table).
+    #[error(
+        "table {table} of stack {stack} is gone, and its counters with it: a new, empty table would hand out \
+         1, 2, 3 again, IDs already issued\n\
+         hint: restore it under the name {table}, then run install again: a table deleted with point-in-time \
+         recovery on (counterctl turns it on) leaves a system backup for 35 days \
+         (`aws dynamodb list-backups --table-name {table} --backup-type SYSTEM`, then \
+         `aws dynamodb restore-table-from-backup --target-table-name {table} --backup-arn ARN`), or restore a \
+         backup of your own to that name. Only if no ID from it is in use (or it was never made: a first install \
+         that failed before making it), pass --recreate-table to start every counter again at 1 in a new table"
+    )]
+    TableLost { stack: String, table: String },
     #[error(
         "--auth api-key does not go with --front function-url: a Function URL has no API keys\n\
          hint: use --auth iam (callers sign with SigV4; the default there) or --front rest"

@@ -380,6 +380,11 @@ pub struct InstallArgs {
     /// when any counter in the new table is behind the current one.
     #[arg(long)]
     pub switch_table: bool,
+    /// Make the stack's table again, new and empty, where it was deleted: every counter
+    /// starts again at 1. Destructive: asked for as a change that breaks callers (or
+    /// --yes). Restore the table under its name instead while any of its IDs is in use.
+    #[arg(long)]
+    pub recreate_table: bool,
     /// Print the API key's secret value (hidden otherwise).
     #[arg(long)]
     pub show_api_key: bool,

@@ -22,7 +22,8 @@ pub(crate) struct Deployed {
     pub(crate) function: Option<FunctionState>,
     /// The function's URL (`--front function-url`).
     pub(crate) function_url: Option<UrlState>,
-    /// The table the stack uses ([`table_name`]).
+    /// The table the stack uses ([`table_name`] of `--table`, else of what the stack's
+    /// records name: [`recorded_table`]).
     pub(crate) table: Option<TableState>,
     /// Read only when `--table` names another table than the function's.
     pub(crate) counters: Option<Counters>,
@@ -49,6 +50,37 @@ pub(crate) struct Deployed {
     pub(crate) zone_record: Option<Record>,
 }
 
+/// The table the stack's own records say it uses, records a deleted table cannot take
+/// along: the function's `TABLE_NAME`, else (the function gone too) the table this
+/// region's role policy grants, the last one during a switch (the one it moves to).
+pub(crate) fn recorded_table(
+    function: Option<&FunctionState>,
+    role: Option<&RoleState>,
+    region: &str,
+) -> Option<String> {
+    match function {
+        Some(function) => Some(function.table().to_owned()),
+        None => role.and_then(|role| role::granted_tables(role, region).pop()),
+    }
+}
+
+impl Deployed {
+    /// The table the stack's records say it uses ([`recorded_table`]).
+    pub(crate) fn recorded_table(&self) -> Option<String> {
+        recorded_table(self.function.as_ref(), self.role.as_ref(), &self.account.region)
+    }
+
+    /// Whether the stack's records name `table` as one it had: the function uses it, or
+    /// this region's role policy grants it.
+    pub(crate) fn records(&self, table: &str) -> bool {
+        self.function.as_ref().is_some_and(|function| function.table() == table)
+            || self
+                .role
+                .as_ref()
+                .is_some_and(|role| role::granted_tables(role, &self.account.region).iter().any(|t| t == table))
+    }
+}
+
 /// What to read: the stack's name, and the table asked for.
 pub(crate) struct Target<'a> {
     pub(crate) name: &'a str,
@@ -65,11 +97,11 @@ pub(crate) struct Target<'a> {
 
 pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
     let name = target.name;
+    let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
     let log_group_name = crate::stack::log_group_of(name);
     let (
         (account, topic),
-        (function, function_url, table, counters),
-        role,
+        (function, function_url, role, table, counters),
         log_group,
         (apis, api, keys, usage_plans),
         alarms,
@@ -82,16 +114,19 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
             anyhow::Ok((account, topic))
         },
         async {
-            // The table is read alongside the function, as the one asked for or else the
-            // default; only if the function names another one is that read after it.
+            // The table is read alongside the function and the role, as the one asked for
+            // or else the default; only if their records name another one is that read
+            // after them.
             let guess = table_name(target.table, None);
-            let (function, function_url, guessed) = tokio::try_join!(
+            let (function, function_url, role, guessed) = tokio::try_join!(
                 async { function::read(&clients.lambda, name).await.context("reading the function") },
                 async { function_url::read(&clients.lambda, name).await.context("reading the function's URL") },
+                async { role::read(&clients.iam, name, &region).await.context("reading the role") },
                 async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
             )?;
             let deployed_table = function.as_ref().map(FunctionState::table);
-            let stack_table = table_name(target.table, deployed_table);
+            let recorded = recorded_table(function.as_ref(), role.as_ref(), &region);
+            let stack_table = table_name(target.table, recorded.as_deref());
             let table = async {
                 if stack_table == guess {
                     return anyhow::Ok(guessed);
@@ -112,11 +147,7 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
                 }
             };
             let (table, counters) = tokio::try_join!(table, counters)?;
-            anyhow::Ok((function, function_url, table, counters))
-        },
-        async {
-            let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
-            role::read(&clients.iam, name, &region).await.context("reading the role")
+            anyhow::Ok((function, function_url, role, table, counters))
         },
         async { log_group::read(&clients.logs, name, &log_group_name).await.context("reading the log group") },
         async {

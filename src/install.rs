@@ -44,7 +44,7 @@ pub(crate) async fn read_and_plan(
     clients: &Clients,
     stack: &crate::cli::StackOptions,
     deploy: &crate::cli::DeployOptions,
-    switch_table: bool,
+    (switch_table, recreate_table): (bool, bool),
 ) -> anyhow::Result<(Deployed, Plan)> {
     let codes = Codes::load(deploy.function_zip.as_deref())?;
     let domain = match &deploy.domain {
@@ -66,6 +66,7 @@ pub(crate) async fn read_and_plan(
         table: stack.table.as_deref(),
         stage: stack.stage.as_deref(),
         switch_table,
+        recreate_table,
         options: deploy,
         code: &code,
     };
@@ -76,7 +77,8 @@ pub(crate) async fn read_and_plan(
 pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
     let json = args.output.output == OutputFormat::Json;
-    let (_, plan) = read_and_plan(&clients, &args.stack, &args.deploy, args.switch_table).await?;
+    let (_, plan) =
+        read_and_plan(&clients, &args.stack, &args.deploy, (args.switch_table, args.recreate_table)).await?;
     let throttled = args.deploy.rate_limit.is_some() || args.deploy.burst_limit.is_some();
     if plan.front() == Front::FunctionUrl && throttled {
         eprintln!(
@@ -195,7 +197,13 @@ fn print_plan(plan: &Plan, wording: Wording) -> std::io::Result<()> {
 /// Asks before changes that break callers; refuses when there is no terminal to ask on.
 fn confirm(plan: &Plan, breaking: &[Change]) -> anyhow::Result<()> {
     let lines: Vec<String> = breaking.iter().map(|change| format!("  {}", Wording::Plan.line(change))).collect();
-    let what = format!("These changes break existing callers of stack {}:\n{}", plan.stack.name, lines.join("\n"));
+    let mut what = format!("These changes break existing callers of stack {}:\n{}", plan.stack.name, lines.join("\n"));
+    if plan.table_lost {
+        what.push_str(&format!(
+            "\nTable {} is gone: the new one is empty, and every counter starts again at 1 (IDs already issued)",
+            plan.stack.table
+        ));
+    }
     let refusal =
         format!("{what}\nrefusing without confirmation, and there is no terminal to ask on\nhint: pass --yes");
     let answer = ask(&refusal, || {

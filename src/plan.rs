@@ -41,6 +41,9 @@ pub(crate) struct Plan {
     /// Worth knowing, not drift: protections a table not made by counterctl lacks.
     pub(crate) advisories: Vec<String>,
     pub(crate) table: Planned<TableChange>,
+    /// The stack's records name its table, and it is gone (planned only with
+    /// `--recreate-table`, or read-only by `status`).
+    pub(crate) table_lost: bool,
     pub(crate) log_group: Planned<LogGroupChange>,
     pub(crate) role: Planned<RoleChange>,
     /// The role's ARN, as read or as it will be made.
@@ -204,11 +207,14 @@ impl Plan {
 
 /// Plans an install (or, read-only, the status) of `request` over `deployed`.
 pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refusal> {
-    let wanted::Resolved { stack, wanted, front, deployed_auth, front_moves, table_switch } =
+    let wanted::Resolved { stack, wanted, front, deployed_auth, front_moves, table_switch, table_lost } =
         wanted::resolve(request, deployed)?;
     let account = deployed.account.clone();
     let mut advisories = Vec::new();
-    let table = table::plan(deployed.table.as_ref(), &stack.table, wanted.protect_table, &mut advisories)?;
+    // A new, empty table where the stack's is gone restarts every counter: destructive,
+    // so confirmed as a change that breaks callers.
+    let table = table::plan(deployed.table.as_ref(), &stack.table, wanted.protect_table, &mut advisories)?
+        .breaking_if(table_lost);
     let log_group = log_group::plan(deployed.log_group.as_ref(), &stack, wanted.log_retention_days, &mut advisories);
     let role_arn = deployed.role.as_ref().map_or_else(|| role::arn(&stack.name, &account), |role| role.arn.clone());
     let (role, policy) = role::plan(deployed.role.as_ref(), &stack, &account);
@@ -283,6 +289,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         wanted,
         advisories,
         table,
+        table_lost,
         log_group,
         role,
         role_arn,

@@ -20,6 +20,18 @@ pub(crate) const LEGACY_POLICY_NAME: &str = "dynamodb-atomiccounters";
 pub(crate) const REGION_POLICY_PREFIX: &str = "counterctl-";
 pub(crate) const MANAGED_BY: (&str, &str) = ("managed-by", "counterctl");
 pub(crate) const STACK_TAG: &str = "counterctl:stack";
+/// Given at create to the resources without a unique name (API, API key, usage plan):
+/// the run that made it. A create whose answer was lost and retried by the SDK makes two,
+/// and the run knows both for its own. Never compared as drift: only [`STACK_TAG`] says
+/// whose a resource is.
+pub(crate) const RUN_TAG: &str = "counterctl:run";
+
+/// This process's token, the value of its [`RUN_TAG`].
+pub(crate) fn run_token() -> &'static str {
+    static TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| uuid::Uuid::new_v4().to_string());
+    &TOKEN
+}
+
 /// Set by uninstall on the table it keeps: where stack NAME's counters are.
 pub(crate) const KEPT_BY_TAG: &str = "counterctl:kept-by";
 /// The only resource of the API; every path below the stage goes to the function.
@@ -44,6 +56,13 @@ impl Stack {
 
     pub(crate) fn tags_of(name: &str) -> HashMap<String, String> {
         HashMap::from([(MANAGED_BY.0.into(), MANAGED_BY.1.into()), (STACK_TAG.into(), name.to_owned())])
+    }
+
+    /// [`tags`](Self::tags) and this run's [`RUN_TAG`], for a create.
+    pub(crate) fn tags_of_run(&self) -> HashMap<String, String> {
+        let mut tags = self.tags();
+        tags.insert(RUN_TAG.into(), run_token().to_owned());
+        tags
     }
 
     /// Whether one tag is stack `name`'s tag.
@@ -229,6 +248,23 @@ pub(crate) fn duplicates<'a, T>(
         Some(chosen) if tagged(chosen) => items.iter().filter(|item| tagged(item) && id(item) != id(chosen)).collect(),
         _ => Vec::new(),
     }
+}
+
+/// The resources of one kind that run `run` made besides `kept`: more than one when a
+/// create's answer was lost and the SDK made it again. Resources of other runs are not
+/// among them.
+pub(crate) fn made_again<'a, T>(
+    items: &'a [T],
+    (run, kept): (&str, &str),
+    run_of: impl Fn(&T) -> Option<&str>,
+    id: impl Fn(&T) -> &str,
+) -> Vec<&'a T> {
+    items.iter().filter(|item| run_of(item) == Some(run) && id(item) != kept).collect()
+}
+
+/// The run that made a resource, from its tags ([`RUN_TAG`]).
+pub(crate) fn run_of(tags: Option<&HashMap<String, String>>) -> Option<String> {
+    tags.and_then(|tags| tags.get(RUN_TAG)).cloned()
 }
 
 /// The log group of function `name`: where Lambda writes its logs.

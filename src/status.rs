@@ -33,6 +33,10 @@ struct StatusResult<'a> {
     alarms: Vec<AlarmStateShown<'a>>,
     /// The email subscriptions of the stack's own alarm topic.
     alarm_subscriptions: Vec<SubscriptionShown<'a>>,
+    /// The stack's table is gone, and its counters with it: what was lost and the way
+    /// forward (never a plain install).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    table_lost: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -51,7 +55,9 @@ struct AlarmStateShown<'a> {
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws).await?;
-    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, false).await {
+    // A table that is gone is planned as install --recreate-table would, so the rest of
+    // the stack is still reported; the loss is reported instead of a fix.
+    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, (false, true)).await {
         Ok(read) => read,
         // Not drift to fix in place but a stack to install again: a negative answer.
         Err(error) => match error.downcast_ref::<Refusal>() {
@@ -107,6 +113,9 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let healthy = plan.up_to_date();
+    let table_lost = plan
+        .table_lost
+        .then(|| Refusal::TableLost { stack: plan.stack.name.clone(), table: plan.stack.table.clone() }.to_string());
     let deployed_code_sha256 = deployed.function.as_ref().map(|function| function.code_sha256.clone());
     let bundled_code_sha256 = plan.wanted.function.code.sha256.clone();
     let url = plan.deployed_url();
@@ -137,6 +146,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             api_key,
             alarms,
             alarm_subscriptions: subscriptions,
+            table_lost,
         };
         out(serde_json::to_string_pretty(&result)?)?;
     } else {
@@ -181,7 +191,9 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 crate::resources::topic::LAPSES
             ))?;
         }
-        if healthy {
+        if let Some(lost) = table_lost {
+            out(lost)?;
+        } else if healthy {
             out("Everything is installed as configured.")?;
         } else {
             let install = install_command(std::env::args().skip(1));

@@ -58,8 +58,10 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     if let Some(kept) = &kept {
         deployed = deployed::read(&clients, &Target { table: Some(kept), ..target }).await?;
     }
-    let function_table = deployed.function.as_ref().map(|function| function.table());
-    let table_name = table::table_name(args.stack.table.as_deref().or(kept.as_deref()), function_table);
+    // The table the stack's records name, as install reads it (the role's grant when the
+    // function is gone), so a teardown never names another.
+    let recorded = deployed.recorded_table();
+    let table_name = table::table_name(args.stack.table.as_deref().or(kept.as_deref()), recorded.as_deref());
     let teardown = plan::uninstall(name, &deployed, &table_name, args.delete_data);
     let changes = teardown.changes();
     let deletes_table = teardown.table.deletes();
@@ -110,11 +112,11 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         confirm(&table_name, deletes_table)?;
     }
 
-    // Without the function nothing says which table held the stack's counters: the table
-    // says so itself from now on, before anything is deleted.
+    // Without the function and the role's grant nothing says which table held the
+    // stack's counters: the table says so itself from now on, before anything is deleted.
     if let Some(table) = &deployed.table
         && !deletes_table
-        && deployed.function.as_ref().is_some_and(|function| function.table() == table.name)
+        && deployed.records(&table.name)
     {
         table::mark_kept(&clients.dynamodb, table, name).await.context("marking the table kept")?;
     }

@@ -144,7 +144,7 @@ fn options() -> DeployOptions {
 }
 
 fn request(options: &DeployOptions) -> Request<'_> {
-    Request { name: NAME, table: None, stage: None, switch_table: false, options, code: &code }
+    Request { name: NAME, table: None, stage: None, switch_table: false, recreate_table: false, options, code: &code }
 }
 
 fn plan_with(deployed: &Deployed, options: &DeployOptions) -> Plan {
@@ -180,11 +180,11 @@ fn table(name: &str) -> TableState {
 }
 
 fn api(id: &str, tagged: bool, created: i64) -> ApiSummary {
-    ApiSummary { id: id.into(), tagged, created }
+    ApiSummary { id: id.into(), tagged, created, run: None }
 }
 
 fn key(id: &str, tagged: bool, created: i64) -> KeyState {
-    KeyState { id: id.into(), enabled: true, tagged, created }
+    KeyState { id: id.into(), enabled: true, tagged, created, run: None }
 }
 
 /// The topic the healthy stack's alarms send to.
@@ -256,6 +256,7 @@ fn healthy() -> Deployed {
             stages: vec![(API.into(), "prod".into())],
             throttle: Some(Throttle { rate: 50.0, burst: 100 }),
             key_ids: vec![KEY.into()],
+            run: None,
         }],
         account,
         alarms: alarms_for(&stack, Front::Rest, 15),
@@ -596,6 +597,7 @@ fn the_api_chosen_is_in_use_else_the_oldest_by_creation_then_id() {
         stages: vec![(id.into(), "prod".into())],
         throttle: None,
         key_ids: Vec::new(),
+        run: None,
     };
     let chosen = |apis: &[ApiSummary], plans: &[UsagePlanState]| choose_api(apis, plans).map(|api| api.id.clone());
     let apis = [api("new", true, 300), api("b", true, 100), api("a", true, 100)];
@@ -608,6 +610,67 @@ fn the_api_chosen_is_in_use_else_the_oldest_by_creation_then_id() {
     let apis = [api("b", false, 5), api("a", false, 9)];
     assert_eq!(chosen(&apis, &[]), Some("b".into()), "else the oldest untagged one");
     assert_eq!(chosen(&[], &[]), None);
+}
+
+// Issue 24, item 8: a run knows what it created itself.
+
+/// An API of the stack made by run `run`.
+fn api_of(id: &str, created: i64, run: &str) -> ApiSummary {
+    ApiSummary { run: Some(run.into()), ..api(id, true, created) }
+}
+
+#[test]
+fn a_run_that_made_two_apis_keeps_the_older_and_deletes_the_other_at_once() {
+    // Its CreateRestApi's answer was lost and retried: `orphan` first, then `created`.
+    let (orphan, created) = (api_of("orphan", 100, "me"), api_of("created", 101, "me"));
+    let settled = api::settle(&[orphan.clone(), created.clone()], &created, "me");
+    assert_eq!(settled, api::Settled { winner: "orphan".into(), won: true, own_extras: vec!["created".into()] });
+    // Made in the same second, the id decides, as every run decides.
+    let (orphan, created) = (api_of("b", 100, "me"), api_of("a", 100, "me"));
+    let settled = api::settle(&[orphan, created.clone()], &created, "me");
+    assert_eq!(settled, api::Settled { winner: "a".into(), won: true, own_extras: vec!["b".into()] });
+}
+
+#[test]
+fn a_concurrent_installs_older_api_still_wins_and_this_run_deletes_all_of_its_own() {
+    let theirs = api_of("theirs", 99, "them");
+    let (orphan, created) = (api_of("orphan", 100, "me"), api_of("created", 101, "me"));
+    let settled = api::settle(&[theirs.clone(), orphan.clone(), created.clone()], &created, "me");
+    assert_eq!(
+        settled,
+        api::Settled { winner: "theirs".into(), won: false, own_extras: vec!["created".into(), "orphan".into()] }
+    );
+    // This run's older: it wins, and the other install's API is not this run's to delete.
+    let theirs = api_of("theirs", 102, "them");
+    let settled = api::settle(&[theirs, orphan, created.clone()], &created, "me");
+    assert_eq!(settled, api::Settled { winner: "orphan".into(), won: true, own_extras: vec!["created".into()] });
+    // Not listed yet, the API just made still counts.
+    let settled = api::settle(&[], &created, "me");
+    assert_eq!(settled, api::Settled { winner: "created".into(), won: true, own_extras: Vec::new() });
+}
+
+#[test]
+fn a_key_or_usage_plan_made_twice_by_this_run_goes_and_no_other_runs() {
+    let keys = [
+        KeyState { run: Some("me".into()), ..key("orphan", true, 100) },
+        KeyState { run: Some("me".into()), ..key("made", true, 101) },
+        KeyState { run: Some("them".into()), ..key("theirs", true, 99) },
+        key("old", true, 1),
+    ];
+    let extras = crate::stack::made_again(&keys, ("me", "made"), |key| key.run.as_deref(), |key| &key.id);
+    assert_eq!(extras.iter().map(|key| key.id.as_str()).collect::<Vec<_>>(), ["orphan"]);
+    let plans = healthy().usage_plans;
+    assert!(crate::stack::made_again(&plans, ("me", PLAN), |plan| plan.run.as_deref(), |plan| &plan.id).is_empty());
+}
+
+#[test]
+fn the_run_tag_is_not_drift() {
+    let mut deployed = healthy();
+    deployed.apis[0].run = Some("an earlier run".into());
+    deployed.keys[0].run = Some("an earlier run".into());
+    deployed.usage_plans[0].run = Some("an earlier run".into());
+    let plan = planned(&deployed);
+    assert!(plan.up_to_date(), "changes: {:#?}", changing(&plan));
 }
 
 #[test]
@@ -856,7 +919,9 @@ fn a_function_without_table_name_uses_the_default_table_and_keeps_it() {
 #[test]
 fn a_table_an_uninstall_kept_is_never_replaced_by_a_new_one() {
     let mut deployed = healthy();
+    // As uninstall leaves it: no function, no role, the table kept.
     deployed.function = None;
+    deployed.role = None;
     deployed.table = None;
     deployed.kept_tables = vec!["Counters-old".into()];
     let refused = install(&request(&options()), &deployed).expect_err("a new table would restart the counters");
@@ -911,6 +976,7 @@ fn uninstall_keeps_a_role_that_has_policies_counterctl_did_not_write() {
 fn the_table_a_stack_kept_is_accepted_and_any_other_refused() {
     let mut deployed = healthy();
     deployed.function = None;
+    deployed.role = None;
     deployed.kept_tables = vec![counter_function::dynamo::DEFAULT_TABLE.into(), "Foo".into()];
     deployed.table = Some(table(counter_function::dynamo::DEFAULT_TABLE));
     install(&request(&options()), &deployed).expect("the default table is one the stack kept");
@@ -936,6 +1002,99 @@ fn during_a_switch_the_policy_grants_both_tables() {
     assert_eq!(resources.len(), 2);
     assert!(resources[0].as_str().unwrap().ends_with("table/Old"), "{resources:?}");
     assert_eq!(stack().role_policy(&account())["Statement"][0]["Resource"], stack().table_arn(&account()));
+}
+
+// Issue 24, item 7: a stack's table that is gone is never made again empty by default.
+
+fn recreating(options: &DeployOptions) -> Request<'_> {
+    Request { recreate_table: true, ..request(options) }
+}
+
+#[test]
+fn a_table_the_function_uses_that_is_gone_is_refused_before_any_write() {
+    let mut deployed = healthy();
+    deployed.table = None;
+    let refused = install(&request(&options()), &deployed).expect_err("a new table would restart every counter");
+    assert_eq!(refused, Refusal::TableLost { stack: NAME.into(), table: TABLE.into() });
+    let message = refused.to_string();
+    assert!(message.contains("its counters with it") && message.contains("1, 2, 3 again"), "{message}");
+    assert!(message.contains("restore-table-from-backup") && message.contains("--recreate-table"), "{message}");
+}
+
+#[test]
+fn with_the_function_gone_too_the_roles_grant_still_records_the_table() {
+    let mut deployed = healthy();
+    deployed.function = None;
+    deployed.table = None;
+    let refused = install(&request(&options()), &deployed).expect_err("the role's policy names the table");
+    assert_eq!(refused, Refusal::TableLost { stack: NAME.into(), table: TABLE.into() });
+
+    // Without --table, the stack's table is the one its records name, not the default.
+    deployed.table = Some(table(TABLE));
+    assert_eq!(planned(&deployed).stack.table, TABLE);
+}
+
+#[test]
+fn recreate_table_makes_the_lost_table_as_a_change_that_breaks_callers() {
+    let mut deployed = healthy();
+    deployed.table = None;
+    let options = options();
+    let plan = install(&recreating(&options), &deployed).expect("--recreate-table accepts a new table");
+    assert!(plan.table_lost);
+    assert_eq!(action(&plan, Resource::Table), Action::Create);
+    let breaking: Vec<Resource> = plan.breaking().iter().map(|change| change.resource).collect();
+    assert_eq!(breaking, [Resource::Table]);
+    // On a stack whose table is there, the option changes nothing.
+    let plan = install(&recreating(&options), &healthy()).expect("nothing is lost");
+    assert!(!plan.table_lost && plan.up_to_date());
+}
+
+#[test]
+fn a_missing_table_nothing_records_is_made_without_refusal() {
+    // A new stack, or one whose uninstall --delete-data took role, function and table.
+    let mut deployed = healthy();
+    (deployed.function, deployed.role, deployed.table) = (None, None, None);
+    deployed.apis.clear();
+    deployed.api = None;
+    deployed.keys.clear();
+    deployed.usage_plans.clear();
+    deployed.log_group = None;
+    let plan = planned(&deployed);
+    assert_eq!(action(&plan, Resource::Table), Action::Create);
+    assert!(!plan.table_lost && !change(&plan, Resource::Table).breaking);
+    assert!(plan.breaking().is_empty());
+}
+
+#[test]
+fn a_table_restored_under_the_stacks_name_is_adopted_not_made_again() {
+    // A restore carries no tags, no TTL and no point-in-time recovery
+    // (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/pointintimerecovery_restores.html).
+    let mut deployed = healthy();
+    deployed.table = Some(TableState {
+        tagged: false,
+        deletion_protection: false,
+        point_in_time_recovery: false,
+        ttl: Ttl::Off,
+        ..table(TABLE)
+    });
+    let plan = planned(&deployed);
+    assert!(!plan.table_lost);
+    assert_eq!(fields(&action(&plan, Resource::Table)), [Field::Ttl]);
+    assert!(matches!(action(&plan, Resource::Table), Action::Adopt(_)));
+    assert!(plan.advisories.iter().any(|advice| advice.contains("--protect-table")), "{:?}", plan.advisories);
+}
+
+#[test]
+fn the_roles_grant_names_the_tables_of_its_region_the_new_one_last() {
+    let mut deployed = healthy();
+    let switching = stack().role_policy_with(&account(), Some("Old"));
+    deployed.role.as_mut().expect("a role").inline.insert("counterctl-us-east-1".into(), Some(switching));
+    let role = deployed.role.as_ref().expect("a role");
+    assert_eq!(role::granted_tables(role, "us-east-1"), ["Old", TABLE]);
+    assert!(role::granted_tables(role, "eu-west-1").is_empty(), "another region's policy is not read");
+    deployed.function = None;
+    assert_eq!(deployed.recorded_table().as_deref(), Some(TABLE));
+    assert!(deployed.records("Old") && deployed.records(TABLE) && !deployed.records("Other"));
 }
 
 // Issue 9: --auth iam.

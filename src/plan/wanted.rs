@@ -23,6 +23,8 @@ pub(crate) struct Request<'a> {
     pub(crate) table: Option<&'a str>,
     pub(crate) stage: Option<&'a str>,
     pub(crate) switch_table: bool,
+    /// `--recreate-table`: a new, empty table accepted where the stack's is gone.
+    pub(crate) recreate_table: bool,
     pub(crate) options: &'a DeployOptions,
     /// The code to deploy for each instruction set.
     pub(crate) code: &'a dyn Fn(Architecture) -> Code,
@@ -60,6 +62,8 @@ pub(crate) struct Resolved {
     pub(crate) front_moves: bool,
     /// The table the function moves away from (`--switch-table`).
     pub(crate) table_switch: Option<String>,
+    /// The stack's table is gone, and `--recreate-table` accepts a new, empty one.
+    pub(crate) table_lost: bool,
 }
 
 pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Resolved, Refusal> {
@@ -67,9 +71,14 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
     let options = request.options;
     let function = deployed.function.as_ref();
 
-    // The table: never switched implicitly, never to one whose counters are behind, and
-    // never a new one while the stack's counters are in a table an uninstall kept.
-    let table = table_name(request.table, function.map(|function| function.table()));
+    // The table: never switched implicitly, never to one whose counters are behind,
+    // never a new one while the stack's counters are in a table an uninstall kept, and
+    // never made again empty where the stack's own records say it had one.
+    let table = table_name(request.table, deployed.recorded_table().as_deref());
+    let table_lost = deployed.table.is_none() && deployed.records(&table);
+    if table_lost && !request.recreate_table {
+        return Err(Refusal::TableLost { stack: request.name.to_owned(), table });
+    }
     let table_switch = function.map(|function| function.table()).filter(|current| *current != table).map(str::to_owned);
     if let Some(current) = &table_switch {
         match (&deployed.counters, request.switch_table) {
@@ -170,6 +179,7 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
         deployed_auth,
         front_moves: deployed_front.is_some_and(|deployed| deployed != front),
         table_switch,
+        table_lost,
     })
 }
 

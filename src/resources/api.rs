@@ -10,7 +10,10 @@
 //! Two installs of one stack at the same time: both may create an API. After creating
 //! one, install waits [`SETTLE`] and lists the stack's APIs; the oldest (by API
 //! Gateway's creation time, then id) wins, and the loser deletes its own API and leaves
-//! the key and usage plan to the winner. The wait is longer than the creation time's
+//! the key and usage plan to the winner. Each run tags what it creates with its token
+//! ([`crate::stack::RUN_TAG`]), so two APIs of one run (a lost answer, retried) are told
+//! from a concurrent install's: the run keeps one and deletes the other at once
+//! ([`settle`]). The wait is longer than the creation time's
 //! resolution (1 s), so of two APIs created in the same second each run sees both and
 //! both pick the same one; of two created in different seconds, the later run sees the
 //! earlier and yields.
@@ -40,6 +43,8 @@ pub(crate) struct ApiSummary {
     pub(crate) tagged: bool,
     /// Seconds since the epoch.
     pub(crate) created: i64,
+    /// The run that made it ([`crate::stack::RUN_TAG`]).
+    pub(crate) run: Option<String>,
 }
 
 /// The chosen API's routes and stages.
@@ -132,6 +137,33 @@ pub(crate) fn unwanted(apis: &[ApiSummary], stack_name: &str, reason: &str, brea
     deletions
 }
 
+/// How the race settles for the run `run`, which made `created`: the oldest tagged API
+/// wins, as every run sees it. The run's own APIs are `created` and those with its token
+/// (a CreateRestApi whose answer was lost and retried makes two): one of them winning is
+/// this run winning, with that one; the others go at once (all of them when it lost).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settled {
+    pub(crate) winner: String,
+    pub(crate) won: bool,
+    /// This run's APIs to delete.
+    pub(crate) own_extras: Vec<String>,
+}
+
+pub(crate) fn settle(apis: &[ApiSummary], created: &ApiSummary, run: &str) -> Settled {
+    // `created` counts even before the listing shows it.
+    let candidates = apis.iter().filter(|api| api.tagged).chain(std::iter::once(created));
+    let winner = candidates.min_by_key(|api| (api.created, api.id.clone())).unwrap_or(created);
+    let ours = |api: &ApiSummary| api.id == created.id || api.run.as_deref() == Some(run);
+    let won = ours(winner);
+    let mut own_extras: Vec<String> = Vec::new();
+    for api in std::iter::once(created).chain(apis.iter().filter(|api| api.tagged && ours(api))) {
+        if (!won || api.id != winner.id) && !own_extras.contains(&api.id) {
+            own_extras.push(api.id.clone());
+        }
+    }
+    Settled { winner: winner.id.clone(), won, own_extras }
+}
+
 /// The API the stack ends up with: this run's, or the one a concurrent install made
 /// that won.
 pub(crate) enum Race {
@@ -146,7 +178,7 @@ pub(crate) async fn apply<F: Future<Output = anyhow::Result<()>>>(
     stack: &Stack,
     plan: &ApiPlan,
     progress: &crate::progress::Progress,
-    connect: impl FnOnce(String, ApiDetail) -> F,
+    connect: impl Fn(String, ApiDetail) -> F,
 ) -> anyhow::Result<Race> {
     let Some(target) = plan.target.as_ref().filter(|_| plan.planned.action != Action::Create) else {
         let create = async { create(client, stack).await.context("creating the API") };
@@ -154,14 +186,21 @@ pub(crate) async fn apply<F: Future<Output = anyhow::Result<()>>>(
         let settle = async {
             tokio::time::sleep(SETTLE).await;
             let apis = list(client, &stack.name).await.context("listing the APIs")?;
-            let oldest = apis.iter().filter(|api| api.tagged).min_by_key(|api| (api.created, api.id.clone()));
-            anyhow::Ok(oldest.map_or_else(|| created.id.clone(), |api| api.id.clone()))
+            anyhow::Ok(settle(&apis, &created, crate::stack::run_token()))
         };
-        let (routes, winner) = tokio::join!(connect(created.id.clone(), detail), settle);
-        let winner = winner?;
-        if winner != created.id {
-            delete(client, &created.id).await.context("deleting the API a concurrent install made too")?;
+        let (routes, settled) = tokio::join!(connect(created.id.clone(), detail), settle);
+        let Settled { winner, won, own_extras } = settled?;
+        for extra in &own_extras {
+            delete(client, extra).await.context("deleting an API this run made twice or lost the race with")?;
+        }
+        if !won {
             return Ok(Race::Lost(winner));
+        }
+        if winner != created.id {
+            // Made by this run's create whose answer was lost, and older: the routes go there.
+            let detail = self::detail(client, &winner).await.context("reading the API's routes and stages")?;
+            connect(winner.clone(), detail).await?;
+            return Ok(Race::Won(winner));
         }
         routes?;
         return Ok(Race::Won(created.id));
@@ -188,6 +227,7 @@ pub(crate) async fn list(client: &Client, stack_name: &str) -> Result<Vec<ApiSum
                     id: api.id().unwrap_or_default().to_owned(),
                     tagged: Stack::tagged_map(stack_name, api.tags()),
                     created: api.created_date().map_or(0, |date| date.secs()),
+                    run: crate::stack::run_of(api.tags()),
                 });
             }
         }
@@ -251,7 +291,7 @@ async fn create(client: &Client, stack: &Stack) -> Result<(ApiSummary, ApiDetail
         .name(&stack.name)
         .description("counterctl: sequential unique IDs")
         .endpoint_configuration(EndpointConfiguration::builder().types(EndpointType::Regional).build())
-        .set_tags(Some(stack.tags()))
+        .set_tags(Some(stack.tags_of_run()))
         .send()
         .await
         .op("apigateway:CreateRestApi")?;
@@ -260,7 +300,12 @@ async fn create(client: &Client, stack: &Stack) -> Result<(ApiSummary, ApiDetail
         Some(root) => ApiDetail { root_id: root.to_owned(), ..ApiDetail::default() },
         None => detail(client, &id).await?,
     };
-    let summary = ApiSummary { id, tagged: true, created: created.created_date().map_or(0, |date| date.secs()) };
+    let summary = ApiSummary {
+        id,
+        tagged: true,
+        created: created.created_date().map_or(0, |date| date.secs()),
+        run: Some(crate::stack::run_token().to_owned()),
+    };
     Ok((summary, detail))
 }
 

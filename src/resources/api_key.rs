@@ -8,7 +8,7 @@ use aws_sdk_apigateway::types::Op;
 use super::apigateway::{NOT_FOUND, patch, tag};
 use crate::aws::{AwsError, Clients, Operation, gone};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
-use crate::stack::{Stack, choose, duplicates};
+use crate::stack::{Stack, choose, duplicates, made_again};
 
 /// One API key named after the stack.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +17,8 @@ pub(crate) struct KeyState {
     pub(crate) enabled: bool,
     pub(crate) tagged: bool,
     pub(crate) created: i64,
+    /// The run that made it ([`crate::stack::RUN_TAG`]).
+    pub(crate) run: Option<String>,
 }
 
 /// Every API key named `stack_name`.
@@ -31,6 +33,7 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Vec<KeySta
                     enabled: key.enabled(),
                     tagged: Stack::tagged_map(stack_name, key.tags()),
                     created: key.created_date().map_or(0, |date| date.secs()),
+                    run: crate::stack::run_of(key.tags()),
                 });
             }
         }
@@ -101,10 +104,17 @@ pub(crate) fn unwanted(keys: &[KeyState], stack_name: &str, reason: &str) -> Del
     Deletion::of(Resource::ApiKey, stack_name, targets, reason).breaking_if(true)
 }
 
-/// Makes or completes the stack's key; returns it.
+/// Makes or completes the stack's key; returns it. A key this run made besides the one
+/// it keeps (a CreateApiKey whose answer was lost, retried) is deleted at once.
 pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &KeyPlan) -> anyhow::Result<KeyState> {
     let Some(key) = &plan.key else {
-        return create(client, stack).await.context("creating the API key");
+        let made = create(client, stack).await.context("creating the API key")?;
+        let keys = read(client, &stack.name).await.context("listing the API keys")?;
+        let run = (crate::stack::run_token(), made.id.as_str());
+        for extra in made_again(&keys, run, |key| key.run.as_deref(), |key| &key.id) {
+            delete(client, &extra.id).await.context("deleting an API key this run made twice")?;
+        }
+        return Ok(made);
     };
     if let Some(KeyChange { enabled, tags }) = plan.planned.action.change() {
         if enabled.is_some() {
@@ -123,7 +133,7 @@ async fn create(client: &Client, stack: &Stack) -> Result<KeyState, AwsError> {
         .name(&stack.name)
         .description("counterctl: the key clients send as x-api-key")
         .enabled(true)
-        .set_tags(Some(stack.tags()))
+        .set_tags(Some(stack.tags_of_run()))
         .send()
         .await
         .op("apigateway:CreateApiKey")?;
@@ -132,7 +142,12 @@ async fn create(client: &Client, stack: &Stack) -> Result<KeyState, AwsError> {
         enabled: true,
         tagged: true,
         created: key.created_date().map_or(0, |date| date.secs()),
+        run: Some(crate::stack::run_token().to_owned()),
     })
+}
+
+async fn delete(client: &Client, key_id: &str) -> Result<bool, AwsError> {
+    gone("apigateway:DeleteApiKey", client.delete_api_key().api_key(key_id).send().await, NOT_FOUND)
 }
 
 async fn enable(client: &Client, key_id: &str) -> Result<(), AwsError> {
@@ -147,8 +162,7 @@ pub(crate) struct KeyId(pub(crate) String);
 
 impl Delete for KeyId {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
-        let deleted = clients.apigateway.delete_api_key().api_key(&self.0).send().await;
-        gone("apigateway:DeleteApiKey", deleted, NOT_FOUND).context("deleting an API key")?;
+        delete(&clients.apigateway, &self.0).await.context("deleting an API key")?;
         Ok(None)
     }
 }

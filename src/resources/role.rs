@@ -201,6 +201,41 @@ fn legacy_policy_replaced(role: &RoleState, region: &str) -> bool {
     matches!(role.inline.get(LEGACY_POLICY_NAME), Some(Some(document)) if policy_regions(document) == BTreeSet::from([region.to_owned()]))
 }
 
+/// The tables in `region` that the role's counterctl policy for it grants, in the
+/// order the policy names them (during a table switch the old one, then the new one).
+/// Install writes that grant only once the table exists (`apply.rs`), and it lives
+/// outside the table: the stack's record that it had these tables.
+pub(crate) fn granted_tables(role: &RoleState, region: &str) -> Vec<String> {
+    let policies = [Stack::region_policy_name(region), LEGACY_POLICY_NAME.to_owned()];
+    let documents = policies.iter().filter_map(|name| role.inline.get(name).cloned().flatten());
+    let mut tables = Vec::new();
+    for document in documents {
+        let statements = match &document["Statement"] {
+            serde_json::Value::Array(statements) => statements.clone(),
+            statement => vec![statement.clone()],
+        };
+        for statement in statements {
+            let resources = match &statement["Resource"] {
+                serde_json::Value::Array(resources) => resources.clone(),
+                resource => vec![resource.clone()],
+            };
+            // arn:PARTITION:dynamodb:REGION:ACCOUNT:table/NAME
+            let named = resources.iter().filter_map(|resource| {
+                let parts: Vec<&str> = resource.as_str()?.splitn(6, ':').collect();
+                let name = parts.get(5)?.strip_prefix("table/")?;
+                let plain = !name.contains(['*', '?', '/']);
+                (parts.get(2) == Some(&"dynamodb") && parts.get(3) == Some(&region) && plain).then(|| name.to_owned())
+            });
+            for name in named {
+                if !tables.contains(&name) {
+                    tables.push(name);
+                }
+            }
+        }
+    }
+    tables
+}
+
 /// The regions other than `region` whose counterctl policies are on the role.
 pub(crate) fn other_regions(role: &RoleState, region: &str) -> Vec<String> {
     let mut regions = BTreeSet::new();

@@ -13,7 +13,7 @@ use super::apigateway::{NOT_FOUND, THROTTLED, Throttle, patch, tag, throttle_wor
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
 use crate::retry;
-use crate::stack::{Stack, choose, duplicates};
+use crate::stack::{Stack, choose, duplicates, made_again};
 
 /// One usage plan named after the stack.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,8 @@ pub(crate) struct UsagePlanState {
     pub(crate) stages: Vec<(String, String)>,
     pub(crate) throttle: Option<Throttle>,
     pub(crate) key_ids: Vec<String>,
+    /// The run that made it ([`crate::stack::RUN_TAG`]).
+    pub(crate) run: Option<String>,
 }
 
 impl UsagePlanState {
@@ -46,6 +48,7 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Vec<UsageP
             let keys = found("apigateway:GetUsagePlanKeys", keys, NOT_FOUND)?;
             plans.push(UsagePlanState {
                 tagged: Stack::tagged_map(stack_name, plan.tags()),
+                run: crate::stack::run_of(plan.tags()),
                 stages: plan
                     .api_stages()
                     .iter()
@@ -148,7 +151,9 @@ pub(crate) fn unwanted(plans: &[UsagePlanState], stack_name: &str, reason: &str)
     Deletion::of(Resource::UsagePlan, stack_name, targets, reason).breaking_if(true)
 }
 
-/// Makes or completes the stack's usage plan for API `api_id` and key `key_id`.
+/// Makes or completes the stack's usage plan for API `api_id` and key `key_id`. A plan
+/// this run made besides the one it keeps (a CreateUsagePlan whose answer was lost,
+/// retried) is deleted at once, before the key joins.
 pub(crate) async fn apply(
     client: &Client,
     stack: &Stack,
@@ -158,6 +163,10 @@ pub(crate) async fn apply(
 ) -> anyhow::Result<()> {
     let Some(usage_plan) = &plan.usage_plan else {
         let id = create(client, stack, api_id, throttle).await.context("creating the usage plan")?;
+        let plans = read(client, &stack.name).await.context("listing the usage plans")?;
+        for extra in made_again(&plans, (crate::stack::run_token(), &id), |plan| plan.run.as_deref(), |plan| &plan.id) {
+            delete(client, extra).await.context("deleting a usage plan this run made twice")?;
+        }
         add_key(client, &id, key_id).await.context("adding the key to the usage plan")?;
         return Ok(());
     };
@@ -192,7 +201,7 @@ async fn create(client: &Client, stack: &Stack, api_id: &str, throttle: Throttle
         .description("counterctl: throttles the API key")
         .api_stages(ApiStage::builder().api_id(api_id).stage(&stack.stage).build())
         .throttle(ThrottleSettings::builder().rate_limit(throttle.rate).burst_limit(throttle.burst).build())
-        .set_tags(Some(stack.tags()))
+        .set_tags(Some(stack.tags_of_run()))
         .send()
         .await
         .op("apigateway:CreateUsagePlan")?;
@@ -232,25 +241,29 @@ async fn add_key(client: &Client, plan_id: &str, key_id: &str) -> Result<(), Aws
 /// first (one whose API is already gone may refuse to detach; that is fine).
 impl Delete for UsagePlanState {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
-        let client = &clients.apigateway;
-        for (api_id, stage) in &self.stages {
-            let detach = retry::QUOTA_20_SECONDS
-                .retry(
-                    || {
-                        client
-                            .update_usage_plan()
-                            .usage_plan_id(&self.id)
-                            .patch_operations(patch(Op::Remove, "/apiStages", format!("{api_id}:{stage}")))
-                            .send()
-                    },
-                    |error| has_code(error, THROTTLED),
-                )
-                .await;
-            found("apigateway:UpdateUsagePlan", detach, &["NotFoundException", "BadRequestException"])
-                .context("deleting a usage plan")?;
-        }
-        let deleted = client.delete_usage_plan().usage_plan_id(&self.id).send().await;
-        gone("apigateway:DeleteUsagePlan", deleted, NOT_FOUND).context("deleting a usage plan")?;
+        delete(&clients.apigateway, self).await?;
         Ok(None)
     }
+}
+
+async fn delete(client: &Client, plan: &UsagePlanState) -> anyhow::Result<()> {
+    for (api_id, stage) in &plan.stages {
+        let detach = retry::QUOTA_20_SECONDS
+            .retry(
+                || {
+                    client
+                        .update_usage_plan()
+                        .usage_plan_id(&plan.id)
+                        .patch_operations(patch(Op::Remove, "/apiStages", format!("{api_id}:{stage}")))
+                        .send()
+                },
+                |error| has_code(error, THROTTLED),
+            )
+            .await;
+        found("apigateway:UpdateUsagePlan", detach, &["NotFoundException", "BadRequestException"])
+            .context("deleting a usage plan")?;
+    }
+    let deleted = client.delete_usage_plan().usage_plan_id(&plan.id).send().await;
+    gone("apigateway:DeleteUsagePlan", deleted, NOT_FOUND).context("deleting a usage plan")?;
+    Ok(())
 }

@@ -181,3 +181,62 @@ async fn a_table_created_since_the_first_look_is_used_not_refused() {
     assert!(stack.proxy.actions().contains(&"CreateTable".to_owned()), "install tried to create it");
     assert!(run.stdout.lines().any(|line| line.contains("table") && line.contains("adopted")), "{}", run.stdout);
 }
+
+/// The ids of the stack's APIs, keys and usage plans (named after it and tagged with it),
+/// as moto holds them.
+async fn tagged_api_resources(stack: &Deployment) -> [Vec<String>; 3] {
+    let apigateway = stack.apigateway();
+    let ours = |name: Option<&str>, tags: Option<&std::collections::HashMap<String, String>>| {
+        name == Some(stack.name.as_str())
+            && tags.and_then(|tags| tags.get("counterctl:stack")).is_some_and(|value| *value == stack.name)
+    };
+    let apis = apigateway.get_rest_apis().limit(500).send().await.unwrap();
+    let apis = apis.items().iter().filter(|api| ours(api.name(), api.tags())).filter_map(|api| api.id.clone());
+    let keys = apigateway.get_api_keys().name_query(&stack.name).limit(500).send().await.unwrap();
+    let keys = keys.items().iter().filter(|key| ours(key.name(), key.tags())).filter_map(|key| key.id.clone());
+    let plans = apigateway.get_usage_plans().limit(500).send().await.unwrap();
+    let plans = plans.items().iter().filter(|plan| ours(plan.name(), plan.tags())).filter_map(|plan| plan.id.clone());
+    [apis.collect(), keys.collect(), plans.collect()]
+}
+
+/// Install with `create`'s first answer lost after moto applied it: the SDK makes it
+/// again, and the run finds two of its own. It converges in this one run, and status
+/// right after finds nothing to fix. Returns the stack and the install's actions.
+async fn install_with_a_lost_answer_on(create: &str) -> (Deployment, Vec<String>) {
+    let stack = Deployment::new().await;
+    stack.proxy.lose_answer(create, 1);
+    let run = stack.install().await;
+    let installed = stack.proxy.actions();
+    assert_eq!(stack.proxy.count(create), 2, "applied, its answer lost, and made again: {}", run.stdout);
+    let [apis, keys, plans] = tagged_api_resources(&stack).await;
+    assert_eq!((apis.len(), keys.len(), plans.len()), (1, 1, 1), "{apis:?} {keys:?} {plans:?}");
+    assert!(run.stdout.contains(&format!("Invoke URL: https://{}.execute-api", apis[0])), "{}", run.stdout);
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 0, "{}", status.stdout);
+    (stack, installed)
+}
+
+#[tokio::test]
+async fn a_lost_create_rest_api_answer_leaves_one_api_at_once_without_waiting_for_another_install() {
+    let (stack, installed) = install_with_a_lost_answer_on("POST /restapis").await;
+    let deletions = installed.iter().filter(|action| action.starts_with("DELETE /restapis/")).count();
+    assert_eq!(deletions, 1, "its second API is deleted at once: {installed:?}");
+    // Waiting for a concurrent install's stage would read the stages again and again.
+    let stage_reads = installed.iter().filter(|action| action.ends_with("/stages")).count();
+    assert!(stage_reads <= 1, "{installed:?}");
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_lost_create_api_key_answer_leaves_one_key_and_a_clean_status() {
+    let (_, installed) = install_with_a_lost_answer_on("POST /apikeys").await;
+    assert_eq!(installed.iter().filter(|action| action.starts_with("DELETE /apikeys/")).count(), 1, "{installed:?}");
+}
+
+#[tokio::test]
+async fn a_lost_create_usage_plan_answer_leaves_one_usage_plan_and_a_clean_status() {
+    let (_, installed) = install_with_a_lost_answer_on("POST /usageplans").await;
+    let deletions = installed.iter().filter(|action| action.starts_with("DELETE /usageplans/")).count();
+    assert_eq!(deletions, 1, "{installed:?}");
+}

@@ -6,6 +6,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::support::aws_proxy::Fault;
 use crate::support::cli::{Deployment, REGION, REGION_POLICY, Run, counterctl};
+use crate::support::function::Function;
+use crate::support::rest_api::{MethodAuth, RestApi};
 
 async fn put_counter(stack: &Deployment, table: &str, name: &str, value: i64) {
     let put = stack.dynamodb().put_item().table_name(table);
@@ -506,4 +508,103 @@ async fn max_concurrency_is_set_kept_and_removed() {
     stack.run("status", &[]).await.ok();
     let zero = stack.run("install", &["--max-concurrency", "0"]).await;
     assert_eq!(zero.code, 2, "0 would refuse every call: {}", zero.stderr);
+}
+
+/// Deletes the stack's table by hand, as an operator would: deletion protection off, then
+/// DeleteTable.
+async fn delete_table_by_hand(stack: &Deployment) {
+    let dynamodb = stack.dynamodb();
+    dynamodb.update_table().table_name(&stack.table).deletion_protection_enabled(false).send().await.unwrap();
+    dynamodb.delete_table().table_name(&stack.table).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stacks_table_deleted_by_hand_is_refused_not_made_again_empty() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    put_counter(&stack, &stack.table, "tenants", 100).await;
+    delete_table_by_hand(&stack).await;
+
+    let (run, mutations) = stack.mutations_of(stack.run("install", &[])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let gone = format!("table {} of stack {} is gone, and its counters with it", stack.table, stack.name);
+    assert!(run.stderr.contains(&gone), "{}", run.stderr);
+    assert!(run.stderr.contains("restore-table-from-backup") && run.stderr.contains("--recreate-table"));
+    assert_eq!(mutations, Vec::<String>::new(), "refused before any write");
+    assert!(!stack.table_exists().await);
+
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    assert!(status.stdout.contains(&gone), "{}", status.stdout);
+    assert!(!status.stdout.contains("Run `counterctl install"), "no plain install is suggested: {}", status.stdout);
+    let json = stack.run("status", &["--output", "json"]).await.json();
+    assert_eq!(json["healthy"], false);
+    assert!(json["table_lost"].as_str().unwrap().contains(&gone), "{json}");
+
+    // With the function deleted too, the role's grant still records the table.
+    stack.lambda().delete_function().function_name(&stack.name).send().await.unwrap();
+    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &[])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&gone), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn recreate_table_makes_a_new_empty_table_only_when_confirmed() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    delete_table_by_hand(&stack).await;
+
+    let (run, mutations) = stack.mutations_of(stack.run("install", &["--recreate-table"])).await;
+    assert_eq!(run.code, 2, "no terminal to confirm on: {}", run.stderr);
+    assert!(run.stderr.contains("every counter starts again at 1") && run.stderr.contains("--yes"), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+
+    let run = stack.run("install", &["--recreate-table", "--yes"]).await.ok();
+    assert!(stack.table_exists().await, "{}", run.stdout);
+    stack.run("status", &[]).await.ok();
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_table_restored_under_its_name_is_picked_up_and_counting_goes_on_above_it() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    put_counter(&stack, &stack.table, "tenants", 100).await;
+    delete_table_by_hand(&stack).await;
+    // As restore-table-from-backup leaves it: the name, the key schema and the items, no tags.
+    crate::support::create_counter_table(&stack.dynamodb(), &stack.table).await;
+    put_counter(&stack, &stack.table, "tenants", 100).await;
+
+    let (run, mutations) = stack.mutations_of(stack.install()).await;
+    assert!(!mutations.contains(&"CreateTable".to_owned()), "{mutations:?}");
+    assert!(run.stdout.lines().any(|line| line.contains("table") && line.contains("adopted")), "{}", run.stdout);
+    stack.run("install", &["--protect-table"]).await.ok();
+    stack.run("status", &[]).await.ok();
+
+    // The deployed function's table, served by the shipped bootstrap.
+    let table = function_table(&stack).await;
+    assert_eq!(table, stack.table);
+    let function = std::sync::Arc::new(Function::start(&table, &crate::support::moto_url(), 1).await);
+    let api = RestApi::start_with_auth(function, MethodAuth::none()).await;
+    let http = reqwest::Client::new();
+    let mut values = Vec::new();
+    for _ in 0..3 {
+        let (status, body) =
+            crate::support::send(http.post(format!("{}/counter/increment?counter=tenants", api.url))).await;
+        assert_eq!(status, 200, "{body}");
+        values.push(body["new_value"].as_i64().unwrap());
+    }
+    assert_eq!(values, [101, 102, 103], "no value at or below the restored 100 again");
+}
+
+#[tokio::test]
+async fn after_uninstall_delete_data_a_new_install_makes_its_table_without_refusal() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    stack.run("uninstall", &["--delete-data", "--yes"]).await.ok();
+    assert!(!stack.table_exists().await);
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert!(mutations.contains(&"CreateTable".to_owned()), "{mutations:?}");
 }

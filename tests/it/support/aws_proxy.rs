@@ -71,6 +71,9 @@ struct Shared {
     recorded: Mutex<Vec<Recorded>>,
     /// Per action pattern: the fault and how many more requests get it.
     faults: Mutex<HashMap<String, (Fault, usize)>>,
+    /// Per action pattern: how many more requests are forwarded to moto, applied there,
+    /// and then answered with a 503 instead of moto's answer (a lost answer).
+    lost_answers: Mutex<HashMap<String, usize>>,
     /// Per action pattern: an answer given in moto's place, and how many more get it.
     answers: Mutex<HashMap<String, (Answer, usize)>>,
     /// Per action pattern: the change made to moto's answer and how many more answers
@@ -99,6 +102,7 @@ impl AwsProxy {
             actions: Mutex::default(),
             recorded: Mutex::default(),
             faults: Mutex::default(),
+            lost_answers: Mutex::default(),
             answers: Mutex::default(),
             patches: Mutex::default(),
             latency: Mutex::default(),
@@ -133,6 +137,14 @@ impl AwsProxy {
     /// stands for one path segment, e.g. `DELETE /restapis/*`.
     pub(crate) fn inject(&self, action: &str, fault: Fault, times: usize) {
         self.shared.faults.lock().unwrap().insert(action.to_owned(), (fault, times));
+    }
+
+    /// Forwards the next `times` requests for `action` to moto, which applies them, and
+    /// answers each with a 503 instead of moto's answer: a call applied whose answer was
+    /// lost, which the SDK retries (a 503 is a transient error to it). `action` as for
+    /// [`inject`](Self::inject).
+    pub(crate) fn lose_answer(&self, action: &str, times: usize) {
+        self.shared.lost_answers.lock().unwrap().insert(action.to_owned(), times);
     }
 
     /// Answers the next `times` requests for `action` with `answer` (status 200), without
@@ -303,12 +315,23 @@ async fn forward(
     if let Some(conflict) = conflict {
         return fault_response(&conflict, &headers, &body);
     }
+    let lose_answer = {
+        let mut lost = shared.lost_answers.lock().unwrap();
+        let pending = lost.iter_mut().find(|(pattern, remaining)| **remaining > 0 && matches(pattern, &action));
+        match pending {
+            Some((_, remaining)) => {
+                *remaining -= 1;
+                true
+            }
+            None => false,
+        }
+    };
     let latency = *shared.latency.lock().unwrap();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let url = format!("{}{}", shared.upstream, uri.path_and_query().map_or("/", |p| p.as_str()));
-    let mut request = shared.client.request(method, url).body(body);
+    let mut request = shared.client.request(method, url).body(body.clone());
     for (name, value) in &headers {
         if name != "host" && name != "content-length" {
             request = request.header(name, value);
@@ -357,7 +380,12 @@ async fn forward(
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         answer
     });
-    forwarded.await.unwrap()
+    let answer = forwarded.await.unwrap();
+    if lose_answer {
+        let lost = Fault::new(503, "ServiceUnavailableException", "injected: applied, and the answer lost");
+        return fault_response(&lost, &headers, &body);
+    }
+    answer
 }
 
 /// The patch for `action`'s answer, if one is pending, counted off.
