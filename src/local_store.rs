@@ -1030,28 +1030,35 @@ fn retention_secs() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
 
     /// The system's clock, at the second the test sets.
-    struct Wall(u64);
+    struct Wall(AtomicU64);
 
     impl store::Clock for Wall {
         fn since_epoch(&self) -> Duration {
-            Duration::from_secs(self.0)
+            Duration::from_secs(self.0.load(Ordering::SeqCst))
         }
     }
 
     struct Opened {
         store: LocalStore,
         committer: tokio::task::JoinHandle<()>,
+        wall: Arc<Wall>,
     }
 
     impl Opened {
         fn at(data_dir: &Path, state_dir: &Path, clock: u64) -> Self {
-            let options =
-                StoreOptions { wall_clock: Arc::new(Wall(clock)), ..StoreOptions::new(state_dir.to_owned(), false) };
+            let wall = Arc::new(Wall(AtomicU64::new(clock)));
+            let options = StoreOptions { wall_clock: wall.clone(), ..StoreOptions::new(state_dir.to_owned(), false) };
             let (store, committer, _) = LocalStore::open(data_dir, "a test", &options).unwrap();
-            Self { store, committer: tokio::spawn(committer.run(|_, _, _| {})) }
+            Self { store, committer: tokio::spawn(committer.run(|_, _, _| {})), wall }
+        }
+
+        fn set_wall(&self, clock: u64) {
+            self.wall.0.store(clock, Ordering::SeqCst);
         }
 
         async fn keyed(&self, key: &str) -> i64 {
@@ -1081,7 +1088,7 @@ mod tests {
         let behind = Opened::at(&data_dir, &state_dir, now - 48 * HOUR);
         assert_eq!(behind.keyed("written-behind").await, 2);
         // The system's clock set 25 hours ahead while it runs changes nothing.
-        WALL.store(now + 25 * HOUR, Ordering::SeqCst);
+        behind.set_wall(now + 25 * HOUR);
         assert_eq!(behind.keyed("written-behind").await, 2);
         behind.close().await;
 
