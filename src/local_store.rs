@@ -994,10 +994,16 @@ impl Batch<'_> {
         }
         drop(upsert);
         // The clock is recorded with every write, so that a restart never starts it
-        // earlier than a key's stamp.
+        // earlier than a key's stamp. The advance saturates as the markers' does: SQLite
+        // turns an integer sum that overflows into a float
+        // (https://www.sqlite.org/datatype3.html, "Storage Classes and Datatypes").
         if advanced > 0 {
             self.database
-                .prepare_cached("UPDATE history SET advance = advance + ?1, clock = max(clock, ?2)")?
+                .prepare_cached(
+                    "UPDATE history SET clock = max(clock, ?2), advance = CASE
+                        WHEN advance > 9223372036854775807 - ?1 THEN 9223372036854775807
+                        ELSE advance + ?1 END",
+                )?
                 .execute([advanced, self.now])?;
         }
         if self.checked {

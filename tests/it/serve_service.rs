@@ -482,14 +482,16 @@ async fn a_client_that_half_closes_after_its_request_gets_the_whole_answer_and_t
 }
 
 #[tokio::test]
-async fn a_client_that_half_closes_inside_its_request_is_closed_after_the_header_timeout() {
-    let serve = Serve::start_with(&["--header-timeout", "1"]).await;
+async fn a_client_that_half_closes_inside_its_request_is_closed_at_once_and_nothing_is_applied() {
+    let serve = Serve::start_with(&["--header-timeout", "30"]).await;
     let connected = Instant::now();
     let mut stream = TcpStream::connect(serve.address()).await.unwrap();
     stream.write_all(PARTIAL_REQUEST).await.unwrap();
     stream.shutdown().await.unwrap();
+    // The request can never be completed: the server closes without waiting for the
+    // header timeout.
     let lived = server_closes(stream, connected).await;
-    assert!(lived >= Duration::from_secs(1), "closed after {lived:?}");
+    assert!(lived < Duration::from_secs(30), "closed after {lived:?}");
     assert_eq!(serve.value("stalled").await, None, "the partial request was never applied");
 }
 
