@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use counter_function::api::{self, ApiRequest, INCREMENT_PATH, VALUE_PATH};
+use counter_function::api::{self, API_KEY_HEADER, ApiRequest, INCREMENT_PATH, VALUE_PATH};
 use counter_function::store::{CounterStore, StoreError};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -41,7 +41,7 @@ use upstream::Upstream;
 
 /// An AWS install's invoke URL ends in this stage; the same paths work below it here, so
 /// URLs copied from one work against the other.
-const STAGE_PREFIX: &str = "/prod";
+const STAGE: &str = "prod";
 /// The API reads no body; a client may send a small one, which is read and dropped.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// For load balancers and orchestrators: answered without a key.
@@ -49,8 +49,6 @@ const HEALTH_PATH: &str = "/healthz";
 /// Prometheus's scrape target.
 const METRICS_PATH: &str = "/metrics";
 const CONTENT_TYPE_JSON: &str = "application/json";
-/// The header API Gateway reads the key from.
-const API_KEY_HEADER: &str = "x-api-key";
 /// File descriptors kept free of connections: the database and its log, the lock, the
 /// listening sockets, admin connections, the runtime's own.
 const RESERVED_DESCRIPTORS: u64 = 64;
@@ -501,7 +499,7 @@ fn announce(format: OutputFormat, address: SocketAddr, source: &Source, limits: 
         }
         .to_string(),
         OutputFormat::Text => format!(
-            "Serving the counter API at {url} (also below {url}{STAGE_PREFIX}, like an AWS install)\n\
+            "Serving the counter API at {url} (also below {url}/{STAGE}, like an AWS install)\n\
              {}\n\
              Requests must arrive within {}s, idle connections close after {}s, at most {} connections{}\n\
              Try it:\n  curl -X POST{key_header} '{url}/counter/increment?counter=mycounter'\n  {}\n\
@@ -544,7 +542,7 @@ async fn answer(
     let started = shared.access_log.then(Instant::now);
     let request_id = if shared.access_log { Uuid::new_v4().to_string() } else { String::new() };
     let (parts, body) = request.into_parts();
-    let path = path_below_stage(parts.uri.path());
+    let path = api::path_below_stage(parts.uri.path(), STAGE);
     // A request whose body is malformed or too large is refused before it can count,
     // with a bare status like hyper's own refusals (bad request line, huge headers).
     let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
@@ -646,10 +644,6 @@ fn response(status: StatusCode, content_type: &'static str, body: String) -> Res
     response.expect("a status and a static header make a valid response")
 }
 
-fn path_below_stage(path: &str) -> &str {
-    path.strip_prefix(STAGE_PREFIX).filter(|rest| rest.starts_with('/')).unwrap_or(path)
-}
-
 /// SIGINT (Ctrl-C) and SIGTERM, the two ways to ask the server to stop.
 struct StopSignals {
     interrupt: Signal,
@@ -694,15 +688,5 @@ mod tests {
         assert!(!key.admits(&with("k3y-that-is-long-enough-2")));
         assert!(!key.admits(&with("k3y-that-is-long-enough-200")));
         assert!(!key.admits(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn the_prod_stage_prefix_is_optional() {
-        assert_eq!(path_below_stage("/counter/increment"), "/counter/increment");
-        assert_eq!(path_below_stage("/prod/counter/increment"), "/counter/increment");
-        assert_eq!(path_below_stage("/prod/"), "/");
-        // Only a whole path segment is a stage.
-        assert_eq!(path_below_stage("/product/counter/value"), "/product/counter/value");
-        assert_eq!(path_below_stage("/prod"), "/prod");
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use counter_function::api::{
-    ApiError, CurrentValue, ErrorBody, IDEMPOTENCY_KEY_HEADER, INCREMENT_PATH, Incremented, VALUE_PATH,
+    API_KEY_HEADER, ApiError, CurrentValue, ErrorBody, IDEMPOTENCY_KEY_HEADER, INCREMENT_PATH, Incremented, VALUE_PATH,
 };
 use counter_function::retry::{Backoff, Retry};
 use serde::de::DeserializeOwned;
@@ -14,9 +14,6 @@ use crate::signer::Signer;
 
 /// API Gateway gives up on an integration after 29 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The header API Gateway (and `counterctl serve`) read the API key from.
-const API_KEY_HEADER: &str = "x-api-key";
 
 /// How a call is retried: connection errors, throttling and server errors usually pass
 /// within a second or two.

@@ -15,6 +15,8 @@ pub const INCREMENT_PATH: &str = "/counter/increment";
 pub const VALUE_PATH: &str = "/counter/value";
 /// The header that makes an increment idempotent.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// The header an API key travels in, as API Gateway reads it.
+pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// An HTTP request as the API sees it.
 #[derive(Debug, Clone, Copy)]
@@ -357,10 +359,29 @@ fn store_error(error: StoreError) -> ApiError {
     error.into()
 }
 
+/// The path below a stage's prefix: the routes are the same under any stage, so
+/// `/prod/counter/value` is `/counter/value` below `prod`. Only a whole path segment is a
+/// stage: `/product/...` and `/prod` alone are left as they are.
+pub fn path_below_stage<'a>(path: &'a str, stage: &str) -> &'a str {
+    path.strip_prefix('/')
+        .and_then(|rest| rest.strip_prefix(stage))
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn a_stage_prefix_is_taken_off_only_as_a_whole_segment() {
+        assert_eq!(path_below_stage("/counter/increment", "prod"), "/counter/increment");
+        assert_eq!(path_below_stage("/prod/counter/increment", "prod"), "/counter/increment");
+        assert_eq!(path_below_stage("/prod/", "prod"), "/");
+        assert_eq!(path_below_stage("/product/counter/value", "prod"), "/product/counter/value");
+        assert_eq!(path_below_stage("/prod", "prod"), "/prod");
+    }
 
     /// Records what reaches the store; every counter answers 41 + count.
     #[derive(Default)]

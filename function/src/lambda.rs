@@ -156,11 +156,7 @@ async fn answer<S: CounterStore + ?Sized>(store: &S, request: Request) -> http::
 /// stage) is never in the path.
 fn path_below_stage<'a>(path: &'a str, stage: Option<&str>) -> &'a str {
     match stage {
-        Some(stage) if stage != "$default" => path
-            .strip_prefix('/')
-            .and_then(|rest| rest.strip_prefix(stage))
-            .filter(|rest| rest.starts_with('/'))
-            .unwrap_or(path),
+        Some(stage) if stage != "$default" => api::path_below_stage(path, stage),
         _ => path,
     }
 }
