@@ -1,4 +1,4 @@
-//! Figures for the shipped bootstrap (GUIDE.md, "Figures"): zip and binary size, init time
+//! Figures for the shipped bootstrap (docs/figures.md): zip and binary size, init time
 //! (process spawn to its first `invocation/next`), and warm request time through the
 //! Runtime API against moto, beside moto's own UpdateItem time from the same run; then
 //! one client's IDs per second through the REST front, plain increments against an ID

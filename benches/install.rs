@@ -1,4 +1,4 @@
-//! Figures for `counterctl install` against moto (GUIDE.md, "Figures"): wall time and AWS
+//! Figures for `counterctl install` against moto (docs/figures.md): wall time and AWS
 //! calls of a fresh install, a re-install and an uninstall, each through the recording
 //! proxy of the tests. Calls on the critical path are measured, not counted by hand: the
 //! proxy adds a fixed latency to every call, and the extra wall time divided by that

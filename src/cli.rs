@@ -646,8 +646,8 @@ pub enum CountersCommand {
     /// nothing.
     Import(ImportCountersArgs),
     /// Copy a `serve` data directory's database to a file: a consistent snapshot, taken
-    /// while serve runs or not. Restore it with serve's --restored (see the GUIDE's
-    /// backups).
+    /// while serve runs or not. Restore it with serve's --restored (see docs/operations.md,
+    /// "Backups of serve").
     Backup(BackupCountersArgs),
 }
 

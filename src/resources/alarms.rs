@@ -130,7 +130,7 @@ pub(crate) fn deployed_topic(alarms: &[AlarmState]) -> Option<String> {
     alarms.iter().find_map(|alarm| alarm.spec.actions.first().cloned())
 }
 
-/// The alarms a stack wants: thresholds in GUIDE.md, "Alarms".
+/// The alarms a stack wants: thresholds in docs/operations.md, "Alarms".
 pub(crate) fn wanted(stack: &Stack, front: Front, timeout_seconds: i32, topic: Option<&str>) -> Vec<AlarmSpec> {
     let [errors, throttles, latency, front_5xx, table_throttles] = names(&stack.name);
     let actions: Vec<String> = topic.map(str::to_owned).into_iter().collect();

@@ -13,7 +13,7 @@ use crate::support::repo_root;
 const REBUILD: &str = "scripts/build-function.sh";
 /// provided.al2023 ships glibc 2.34.
 const MAX_GLIBC: (u32, u32) = (2, 34);
-/// A zip larger than this slows cold starts and uploads; see GUIDE.md, "Figures".
+/// A zip larger than this slows cold starts and uploads; see docs/figures.md.
 const ZIP_BUDGET_BYTES: u64 = 2_500_000;
 
 fn manifest() -> Value {

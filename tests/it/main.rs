@@ -11,6 +11,7 @@ mod cli_errors;
 mod client_crate;
 mod concurrency;
 mod counters;
+mod docs;
 mod domain;
 mod events;
 mod front_auth;

@@ -431,7 +431,7 @@ async fn a_body_trickling_a_byte_every_300_ms_is_closed_after_the_header_timeout
 #[tokio::test]
 async fn a_partial_request_pipelined_behind_a_complete_one_is_closed_after_the_idle_timeout() {
     // The partial bytes arrive with the complete request, in one read: only hyper knows
-    // it holds them, so the connection counts as idle (GUIDE.md, `counterctl serve`).
+    // it holds them, so the connection counts as idle (docs/guide.md, `counterctl serve`).
     let serve = Serve::start_with(&["--header-timeout", "1", "--idle-timeout", "2"]).await;
     let connected = Instant::now();
     let mut stream = TcpStream::connect(serve.address()).await.unwrap();
