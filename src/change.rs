@@ -405,6 +405,72 @@ impl<C: Changes> Planned<C> {
     }
 }
 
+/// A part of a plan as shown: its rows, each resource's in the order the plan lists them.
+/// Every part of [`crate::plan::Plan`] and [`crate::plan::Teardown`] has them, and both
+/// destructure themselves where their rows are made, so a part cannot be left out.
+pub(crate) trait Rows {
+    fn rows(&self) -> RowList;
+}
+
+/// Rows, in order: taken one by one, or looked at whole (`iter`).
+#[derive(Debug, Default)]
+pub(crate) struct RowList(std::vec::IntoIter<Change>);
+
+impl RowList {
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Change> {
+        self.0.as_slice().iter()
+    }
+}
+
+impl Iterator for RowList {
+    type Item = Change;
+
+    fn next(&mut self) -> Option<Change> {
+        self.0.next()
+    }
+}
+
+impl FromIterator<Change> for RowList {
+    fn from_iter<I: IntoIterator<Item = Change>>(iter: I) -> Self {
+        Self(iter.into_iter().collect::<Vec<_>>().into_iter())
+    }
+}
+
+/// The rows of `parts`, one after the other.
+pub(crate) fn rows<const N: usize>(parts: [RowList; N]) -> RowList {
+    parts.into_iter().flatten().collect()
+}
+
+impl<C: Changes> Rows for Planned<C> {
+    fn rows(&self) -> RowList {
+        std::iter::once(self.row()).collect()
+    }
+}
+
+impl<T> Rows for Deletion<T> {
+    fn rows(&self) -> RowList {
+        std::iter::once(self.row.row()).collect()
+    }
+}
+
+impl<R: Rows> Rows for Vec<R> {
+    fn rows(&self) -> RowList {
+        self.iter().flat_map(Rows::rows).collect()
+    }
+}
+
+impl<R: Rows> Rows for Option<R> {
+    fn rows(&self) -> RowList {
+        self.iter().flat_map(Rows::rows).collect()
+    }
+}
+
+impl<R: Rows> Rows for Box<R> {
+    fn rows(&self) -> RowList {
+        R::rows(self)
+    }
+}
+
 /// Something a deletion can delete: it says with which calls.
 pub(crate) trait Delete: Sync {
     /// Deletes it; `Some(reason)` when AWS refused and it is kept.

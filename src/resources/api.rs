@@ -29,7 +29,7 @@ use super::routes::{METHOD, MethodState, RouteRead, resources};
 use super::stage::StageState;
 use super::usage_plan::UsagePlanState;
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
-use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
+use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, RowList, Rows, diff, rows};
 use crate::retry;
 use crate::stack::{PROXY_PATH, Stack, choose, duplicates};
 
@@ -100,6 +100,13 @@ pub(crate) struct ApiPlan {
     /// The API kept; `None` when it is created.
     pub(crate) target: Option<ApiTarget>,
     pub(crate) duplicates: Vec<Deletion<ApiId>>,
+}
+
+impl Rows for ApiPlan {
+    fn rows(&self) -> RowList {
+        let Self { planned, target: _, duplicates } = self;
+        rows([planned.rows(), duplicates.rows()])
+    }
 }
 
 pub(crate) fn plan(

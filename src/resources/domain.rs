@@ -14,7 +14,9 @@ use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, Res
 
 use super::apigateway::{NOT_FOUND, patch, tag_with};
 use crate::aws::{AwsError, Clients, Operation, found, gone};
-use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Refusal, Resource, diff};
+use crate::change::{
+    Action, Changes, Delete, Deletion, Diff, Field, Planned, Refusal, Resource, RowList, Rows, diff, rows,
+};
 use crate::stack::Stack;
 
 /// The tag of a domain that names the hosted zone counterctl keeps its record in.
@@ -253,18 +255,21 @@ pub(crate) struct DomainPlan {
     pub(crate) unwanted: Vec<Deletion<DomainTarget>>,
 }
 
-impl DomainPlan {
-    pub(crate) fn rows(&self) -> Vec<crate::change::Change> {
-        let mut rows = Vec::new();
-        if let Some(parts) = &self.wanted {
-            rows.extend([parts.domain.row(), parts.mapping.row()]);
-            rows.extend(parts.record.iter().map(Planned::row));
-            rows.extend(parts.moved_record.iter().map(|deletion| deletion.row.row()));
-        }
-        rows.extend(self.unwanted.iter().map(|deletion| deletion.row.row()));
-        rows
+impl Rows for DomainParts {
+    fn rows(&self) -> RowList {
+        let Self { wanted: _, domain, mapping, record, moved_record, deployed: _ } = self;
+        rows([domain.rows(), mapping.rows(), record.rows(), moved_record.rows()])
     }
+}
 
+impl Rows for DomainPlan {
+    fn rows(&self) -> RowList {
+        let Self { wanted, unwanted } = self;
+        rows([wanted.rows(), unwanted.rows()])
+    }
+}
+
+impl DomainPlan {
     /// `https://NAME`, when the stack has its domain.
     pub(crate) fn deployed_url(&self) -> Option<String> {
         let parts = self.wanted.as_ref().filter(|parts| parts.deployed.is_some())?;

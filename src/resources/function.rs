@@ -20,7 +20,7 @@ use anyhow::Context;
 
 use super::{Error, role, table};
 use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, made};
-use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, diff};
+use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, RowList, Rows, diff};
 use crate::retry;
 use crate::stack::{PERMISSION_SID, PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack, TABLE_VARIABLE};
 
@@ -393,6 +393,13 @@ pub(crate) struct FunctionPlan {
     pub(crate) deployed: Option<FunctionState>,
     /// The table the function moves away from (`--switch-table`).
     pub(crate) table_switch: Option<String>,
+}
+
+impl Rows for FunctionPlan {
+    fn rows(&self) -> RowList {
+        let Self { planned, deployed: _, table_switch: _ } = self;
+        planned.rows()
+    }
 }
 
 fn configuration<'a>(plan: &FunctionPlan, target: &FunctionTarget<'a>) -> Configuration<'a> {

@@ -7,7 +7,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::Tag;
 
 use crate::aws::{Account, AwsError, Clients, Operation, found, gone};
-use crate::change::{Action, Delete, Deletion, Nothing, Planned, Refusal, Resource};
+use crate::change::{Action, Delete, Deletion, Nothing, Planned, Refusal, Resource, RowList, Rows, rows};
 use crate::stack::Stack;
 
 const NOT_FOUND: &[&str] = &["NotFound"];
@@ -103,17 +103,16 @@ pub(crate) struct TopicPlan {
     pub(crate) unwanted: Deletion<TopicArn>,
 }
 
-impl TopicPlan {
-    /// Its rows, in the order they apply.
-    pub(crate) fn rows(&self) -> impl Iterator<Item = crate::change::Change> + '_ {
-        let replaced = self.replaced.iter().map(|deletion| &deletion.row);
-        let unwanted = self.unwanted.deletes().then_some(&self.unwanted.row);
-        (self.topic.iter().map(Planned::row))
-            .chain(self.subscription.iter().map(Planned::row))
-            .chain(replaced.map(Planned::row))
-            .chain(unwanted.map(Planned::row))
+/// Its rows, in the order they apply.
+impl Rows for TopicPlan {
+    fn rows(&self) -> RowList {
+        let Self { topic, subscription, replaced, unwanted } = self;
+        let unwanted = if unwanted.deletes() { unwanted.rows() } else { RowList::default() };
+        rows([topic.rows(), subscription.rows(), replaced.rows(), unwanted])
     }
+}
 
+impl TopicPlan {
     /// The address that AWS mails a confirmation link to in this run.
     pub(crate) fn subscribes(&self) -> Option<&str> {
         self.subscription.as_ref().filter(|planned| planned.action == Action::Create).map(|p| p.name.as_str())

@@ -11,7 +11,7 @@ use aws_sdk_apigateway::types::{ApiStage, Op, PatchOperation, ThrottleSettings};
 use super::Error;
 use super::apigateway::{NOT_FOUND, THROTTLED, Throttle, patch, tag, throttle_wording};
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
-use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
+use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, RowList, Rows, diff, rows};
 use crate::retry;
 use crate::stack::{Stack, choose, duplicates, made_again};
 
@@ -97,6 +97,13 @@ pub(crate) struct UsagePlanPlan {
     /// The plan kept; `None` when it is created.
     pub(crate) usage_plan: Option<UsagePlanState>,
     pub(crate) duplicates: Vec<Deletion<UsagePlanState>>,
+}
+
+impl Rows for UsagePlanPlan {
+    fn rows(&self) -> RowList {
+        let Self { planned, usage_plan: _, duplicates } = self;
+        rows([planned.rows(), duplicates.rows()])
+    }
 }
 
 /// What the usage plan should serve and hold.
