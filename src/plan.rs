@@ -277,7 +277,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
     };
     // The certificate given is checked before any write, whatever else changes.
     if let (Some(wanted_domain), Some(_)) = (&wanted.domain, &request.options.certificate_arn) {
-        domain::check_certificate(wanted_domain, deployed.certificate.as_ref(), &account.region)?;
+        domain::certificate::check(wanted_domain, deployed.certificate.as_ref(), &account.region)?;
     }
     let off = if request.options.domain.is_some() { "--domain off" } else { "not the stack's domain now" };
     let zone_record = deployed.zone_record.as_ref();

@@ -22,10 +22,29 @@ use crate::stack::{KEPT_BY_TAG, Stack};
 
 const KEY: &str = "id";
 
-/// The table a stack uses: the one asked for, else the deployed function's, else the
-/// original service's.
-pub(crate) fn table_name(given: Option<&str>, function_table: Option<&str>) -> String {
-    given.or(function_table).unwrap_or(counter_function::dynamo::DEFAULT_TABLE).to_owned()
+/// Which table is a stack's, the one rule of install, status, uninstall and counters:
+/// the one asked for (`--table`); else the one the stack's own records name (`recorded`:
+/// the function's `TABLE_NAME`, else this region's role policy's grant); else the one
+/// table whose tags say it holds the stack's counters (`kept`: made for it, or kept by
+/// its uninstall; looked for only when nothing else names one). `None`: nothing says
+/// which (none is kept, or several are).
+pub(crate) fn stack_table(given: Option<&str>, recorded: Option<&str>, kept: &[String]) -> Option<String> {
+    let kept = match kept {
+        [kept] => Some(kept.as_str()),
+        _ => None,
+    };
+    given.or(recorded).or(kept).map(str::to_owned)
+}
+
+/// [`stack_table`], else the original service's: the table a new stack gets.
+pub(crate) fn stack_table_or_new(given: Option<&str>, recorded: Option<&str>, kept: &[String]) -> String {
+    stack_table(given, recorded, kept).unwrap_or_else(|| counter_function::dynamo::DEFAULT_TABLE.to_owned())
+}
+
+/// [`stack_table_or_new`] before any kept table is known. Install takes a kept table up
+/// only when `--table` names it (and refuses a new one beside it).
+pub(crate) fn table_name(given: Option<&str>, recorded: Option<&str>) -> String {
+    stack_table_or_new(given, recorded, &[])
 }
 /// The key schema counterctl's function reads and writes.
 pub(crate) const COUNTER_KEY_SCHEMA: &str = "id HASH (S)";
