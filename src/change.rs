@@ -146,7 +146,40 @@ pub(crate) enum Resource {
     Alarm,
 }
 
+// Every kind is in `ALL`, in order, up to the last one.
+const _: () = {
+    assert!(Resource::ALL.len() == Resource::Alarm as usize + 1);
+    let mut i = 0;
+    while i < Resource::ALL.len() {
+        assert!(Resource::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl Resource {
+    /// Every kind, in order (a kind added last moves the check below).
+    pub(crate) const ALL: [Self; 19] = [
+        Self::Table,
+        Self::LogGroup,
+        Self::Role,
+        Self::Policy,
+        Self::Function,
+        Self::FunctionUrl,
+        Self::Permission,
+        Self::Api,
+        Self::Route,
+        Self::Integration,
+        Self::Stage,
+        Self::ApiKey,
+        Self::UsagePlan,
+        Self::Domain,
+        Self::Mapping,
+        Self::DnsRecord,
+        Self::Topic,
+        Self::Subscription,
+        Self::Alarm,
+    ];
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Table => "table",
@@ -412,11 +445,13 @@ pub(crate) trait Rows {
     fn rows(&self) -> RowList;
 }
 
-/// Rows, in order: taken one by one, or looked at whole (`iter`).
+/// Rows, in order.
 #[derive(Debug, Default)]
 pub(crate) struct RowList(std::vec::IntoIter<Change>);
 
 impl RowList {
+    /// The rows still to come, looked at without taking them (as tests do).
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> std::slice::Iter<'_, Change> {
         self.0.as_slice().iter()
     }

@@ -334,3 +334,17 @@ impl Delete for ApiId {
         Ok(None)
     }
 }
+
+/// The REST API's contract; its routes, integration and stages are paths under it.
+pub(crate) struct ApiContract;
+
+impl crate::resources::Contract for ApiContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Api;
+    type State = ApiSummary;
+    type Change = ApiChange;
+    type Target = ApiId;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        super::apigateway::grants(scope.account, &["/restapis", "/restapis/*"])
+    }
+}

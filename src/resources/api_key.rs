@@ -173,3 +173,17 @@ impl Delete for KeyId {
         Ok(None)
     }
 }
+
+/// The API key's contract.
+pub(crate) struct KeyContract;
+
+impl crate::resources::Contract for KeyContract {
+    const KIND: crate::change::Resource = crate::change::Resource::ApiKey;
+    type State = KeyState;
+    type Change = KeyChange;
+    type Target = KeyId;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        super::apigateway::grants(scope.account, &["/apikeys", "/apikeys/*"])
+    }
+}

@@ -530,3 +530,34 @@ impl Delete for FunctionName {
         Ok(None)
     }
 }
+
+/// The function's contract.
+pub(crate) struct FunctionContract;
+
+impl crate::resources::Contract for FunctionContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Function;
+    type State = FunctionState;
+    type Change = FunctionChange;
+    type Target = FunctionName;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        let function = scope.stack.function_arn(scope.account);
+        let actions = &[
+            "lambda:CreateFunction",
+            "lambda:GetFunction",
+            "lambda:GetFunctionConfiguration",
+            "lambda:UpdateFunctionCode",
+            "lambda:UpdateFunctionConfiguration",
+            "lambda:DeleteFunction",
+            "lambda:TagResource",
+            // GetFunction answers the tags only to a caller that may list them.
+            "lambda:ListTags",
+            // Its policy, read with it (the permission's statements).
+            "lambda:GetPolicy",
+            "lambda:GetFunctionConcurrency",
+            "lambda:PutFunctionConcurrency",
+            "lambda:DeleteFunctionConcurrency",
+        ];
+        vec![crate::resources::Grant::new("Function", actions, vec![function])]
+    }
+}

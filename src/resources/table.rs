@@ -46,6 +46,11 @@ pub(crate) fn stack_table_or_new(given: Option<&str>, recorded: Option<&str>, ke
 pub(crate) fn table_name(given: Option<&str>, recorded: Option<&str>) -> String {
     stack_table_or_new(given, recorded, &[])
 }
+/// Table `name`'s ARN (`*`: every table of the region).
+fn arn(account: &Account, name: &str) -> String {
+    account.arn("dynamodb", &format!("table/{name}"))
+}
+
 /// The key schema counterctl's function reads and writes.
 pub(crate) const COUNTER_KEY_SCHEMA: &str = "id HASH (S)";
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
@@ -260,7 +265,7 @@ pub(crate) async fn stack_tables(
     let mut reads = tokio::task::JoinSet::new();
     for name in names {
         let (client, slots, stack_name) = (client.clone(), std::sync::Arc::clone(&slots), stack_name.to_owned());
-        let arn = account.arn("dynamodb", &format!("table/{name}"));
+        let arn = arn(account, &name);
         reads.spawn(async move {
             let _slot = slots.acquire().await.expect("never closed");
             let tags = client.list_tags_of_resource().resource_arn(arn).send().await;
@@ -429,5 +434,57 @@ impl Delete for TableName {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
         delete(&clients.dynamodb, &self.0).await.context("deleting the table")?;
         Ok(None)
+    }
+}
+
+/// The table's contract: its counters too (`counters`).
+pub(crate) struct TableContract;
+
+impl crate::resources::Contract for TableContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Table;
+    type State = TableState;
+    type Change = TableChange;
+    type Target = TableName;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        let (stack, account) = (scope.stack, scope.account);
+        let table = stack.table_arn(account);
+        let mut grants = vec![
+            Grant::new(
+                "Table",
+                &[
+                    "dynamodb:CreateTable",
+                    "dynamodb:DescribeTable",
+                    "dynamodb:UpdateTable",
+                    "dynamodb:DeleteTable",
+                    "dynamodb:TagResource",
+                    "dynamodb:ListTagsOfResource",
+                    "dynamodb:DescribeContinuousBackups",
+                    "dynamodb:UpdateContinuousBackups",
+                    "dynamodb:DescribeTimeToLive",
+                    "dynamodb:UpdateTimeToLive",
+                ],
+                vec![table.clone()],
+            ),
+            // ListTables has no resource type: it is granted on `*` or not at all. Install
+            // and uninstall look for the tables an uninstall kept.
+            Grant::on_any("FindKeptTables", &["dynamodb:ListTables"]),
+            // A kept table is known by its tag, so each table of the region is asked for
+            // its tags (only when the stack has no function and no --table is given).
+            Grant::new("ReadTheTablesTags", &["dynamodb:ListTagsOfResource"], vec![arn(account, "*")]),
+            Grant::new("Counters", &["dynamodb:Scan", "dynamodb:UpdateItem"], vec![table]),
+        ];
+        // Without --table, a stack whose function is gone is read from the default table
+        // first (the table a new stack gets).
+        let default_table = counter_function::dynamo::DEFAULT_TABLE;
+        if stack.table != default_table {
+            grants.push(Grant::new(
+                "ReadTheDefaultTable",
+                &["dynamodb:DescribeTable"],
+                vec![arn(account, default_table)],
+            ));
+        }
+        grants
     }
 }

@@ -221,3 +221,53 @@ impl Delete for TopicArn {
         Ok(None)
     }
 }
+
+/// The alarm topic's contract.
+pub(crate) struct TopicContract;
+
+impl crate::resources::Contract for TopicContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Topic;
+    type State = TopicState;
+    type Change = Nothing;
+    type Target = TopicArn;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        let topic = arn(scope.account, &scope.stack.name);
+        // Every read looks for the stack's own alarm topic.
+        let mut grants = vec![Grant::new("FindTheAlarmTopic", &["sns:GetTopicAttributes"], vec![topic.clone()])];
+        if scope.own_topic {
+            let actions = &[
+                "sns:CreateTopic",
+                "sns:DeleteTopic",
+                "sns:ListSubscriptionsByTopic",
+                "sns:ListTagsForResource",
+                "sns:TagResource",
+            ];
+            grants.push(Grant::new("AlarmTopic", actions, vec![topic]));
+        }
+        grants
+    }
+}
+
+/// The contract of the topic's email subscription.
+pub(crate) struct SubscriptionContract;
+
+impl crate::resources::Contract for SubscriptionContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Subscription;
+    type State = Subscription;
+    type Change = Nothing;
+    type Target = SubscriptionArn;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        if !scope.own_topic {
+            return Vec::new();
+        }
+        vec![
+            Grant::new("Subscribe", &["sns:Subscribe"], vec![arn(scope.account, &scope.stack.name)]),
+            // Unsubscribe has no resource type: it names a subscription, not its topic.
+            Grant::on_any("ReplaceTheSubscription", &["sns:Unsubscribe"]),
+        ]
+    }
+}

@@ -274,3 +274,17 @@ async fn delete(client: &Client, plan: &UsagePlanState) -> anyhow::Result<()> {
     gone("apigateway:DeleteUsagePlan", deleted, NOT_FOUND).context("deleting a usage plan")?;
     Ok(())
 }
+
+/// The usage plan's contract.
+pub(crate) struct UsagePlanContract;
+
+impl crate::resources::Contract for UsagePlanContract {
+    const KIND: crate::change::Resource = crate::change::Resource::UsagePlan;
+    type State = UsagePlanState;
+    type Change = UsagePlanChange;
+    type Target = UsagePlanState;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        super::apigateway::grants(scope.account, &["/usageplans", "/usageplans/*"])
+    }
+}

@@ -64,3 +64,8 @@ pub(crate) fn check(
     }
     Ok(())
 }
+
+/// What the check of `domain`'s certificate calls.
+pub(crate) fn grant(domain: &WantedDomain) -> crate::resources::Grant {
+    crate::resources::Grant::new("Certificate", &["acm:DescribeCertificate"], vec![domain.certificate_arn.clone()])
+}

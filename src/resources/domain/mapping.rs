@@ -109,3 +109,19 @@ pub(crate) async fn apply(
     }
     Ok(())
 }
+
+/// The mapping's contract: it goes with its domain.
+pub(crate) struct MappingContract;
+
+impl crate::resources::Contract for MappingContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Mapping;
+    type State = Mapping;
+    type Change = MappingChange;
+    type Target = super::DomainTarget;
+
+    /// Authorized as paths under its domain (`/domainnames/NAME/*`):
+    /// [`super::DomainContract`]'s.
+    fn grants(_: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        Vec::new()
+    }
+}

@@ -329,6 +329,32 @@ async fn update(
     Ok(())
 }
 
+/// The custom domain's contract, with the check of its certificate.
+pub(crate) struct DomainContract;
+
+impl crate::resources::Contract for DomainContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Domain;
+    type State = DomainState;
+    type Change = DomainChange;
+    type Target = DomainTarget;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        // Every read lists the region's domains, to find the stack's.
+        let mut grants = super::apigateway::read_grants(scope.account, &["/domainnames"]);
+        let Some(domain) = scope.domain else { return grants };
+        let paths = [
+            "/domainnames".to_owned(),
+            format!("/domainnames/{}", domain.name),
+            format!("/domainnames/{}/*", domain.name),
+        ];
+        let actions = &["apigateway:POST", "apigateway:GET", "apigateway:PATCH", "apigateway:DELETE"];
+        let resources = paths.iter().map(|path| super::apigateway::arn(scope.account, path)).collect();
+        grants.push(crate::resources::Grant::new("Domain", actions, resources));
+        grants.push(certificate::grant(domain));
+        grants
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,3 +158,25 @@ async fn write(client: &Client, (zone, name): (&str, &str), alias: &Alias, actio
     })?;
     Ok(())
 }
+
+/// The alias record's contract.
+pub(crate) struct RecordContract;
+
+impl crate::resources::Contract for RecordContract {
+    const KIND: crate::change::Resource = crate::change::Resource::DnsRecord;
+    type State = Record;
+    type Change = RecordChange;
+    type Target = RecordTarget;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        let Some(zone) = scope.domain.and_then(|domain| domain.zone.as_ref()) else { return Vec::new() };
+        let partition = &scope.account.partition;
+        let records = &["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"];
+        vec![
+            Grant::new("DomainRecord", records, vec![format!("arn:{partition}:route53:::hostedzone/{zone}")]),
+            // A change's id is made by the change.
+            Grant::new("WaitForTheRecord", &["route53:GetChange"], vec![format!("arn:{partition}:route53:::change/*")]),
+        ]
+    }
+}
