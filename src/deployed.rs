@@ -24,8 +24,8 @@ pub(crate) struct Deployed {
     pub(crate) function: Option<FunctionState>,
     /// The function's URL (`--front function-url`).
     pub(crate) function_url: Option<UrlState>,
-    /// The table the stack uses ([`table_name`] of `--table`, else of what the stack's
-    /// records name: [`recorded_table`]).
+    /// The table the stack uses ([`Deployed::stack_table`]: `--table`, else what the
+    /// stack's records name ([`recorded_table`]), else the one table kept for it).
     pub(crate) table: Option<TableState>,
     /// Read only when `--table` names another table than the function's.
     pub(crate) counters: Option<Counters>,
