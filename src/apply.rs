@@ -107,8 +107,8 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
             let url = stack.invoke_url(&plan.account.region, &rest.api_id);
             let domain = match &plan.domain.wanted {
                 Some(parts) => {
-                    let (regional, zone) = domain::apply(clients, stack, parts, &rest.api_id, progress).await?;
-                    Some((parts.wanted.name.clone(), regional, zone))
+                    let alias = domain::apply(clients, stack, parts, &rest.api_id, progress).await?;
+                    Some((parts.wanted.name.clone(), alias.domain_name, alias.zone_id))
                 }
                 None => None,
             };

@@ -146,7 +146,40 @@ pub(crate) enum Resource {
     Alarm,
 }
 
+// Every kind is in `ALL`, in order, up to the last one.
+const _: () = {
+    assert!(Resource::ALL.len() == Resource::Alarm as usize + 1);
+    let mut i = 0;
+    while i < Resource::ALL.len() {
+        assert!(Resource::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl Resource {
+    /// Every kind, in order (a kind added last moves the check below).
+    pub(crate) const ALL: [Self; 19] = [
+        Self::Table,
+        Self::LogGroup,
+        Self::Role,
+        Self::Policy,
+        Self::Function,
+        Self::FunctionUrl,
+        Self::Permission,
+        Self::Api,
+        Self::Route,
+        Self::Integration,
+        Self::Stage,
+        Self::ApiKey,
+        Self::UsagePlan,
+        Self::Domain,
+        Self::Mapping,
+        Self::DnsRecord,
+        Self::Topic,
+        Self::Subscription,
+        Self::Alarm,
+    ];
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Table => "table",
@@ -402,6 +435,74 @@ impl<C: Changes> Planned<C> {
             action: self.action.shown(),
             breaking: self.breaking,
         }
+    }
+}
+
+/// A part of a plan as shown: its rows, each resource's in the order the plan lists them.
+/// Every part of [`crate::plan::Plan`] and [`crate::plan::Teardown`] has them, and both
+/// destructure themselves where their rows are made, so a part cannot be left out.
+pub(crate) trait Rows {
+    fn rows(&self) -> RowList;
+}
+
+/// Rows, in order.
+#[derive(Debug, Default)]
+pub(crate) struct RowList(std::vec::IntoIter<Change>);
+
+impl RowList {
+    /// The rows still to come, looked at without taking them (as tests do).
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Change> {
+        self.0.as_slice().iter()
+    }
+}
+
+impl Iterator for RowList {
+    type Item = Change;
+
+    fn next(&mut self) -> Option<Change> {
+        self.0.next()
+    }
+}
+
+impl FromIterator<Change> for RowList {
+    fn from_iter<I: IntoIterator<Item = Change>>(iter: I) -> Self {
+        Self(iter.into_iter().collect::<Vec<_>>().into_iter())
+    }
+}
+
+/// The rows of `parts`, one after the other.
+pub(crate) fn rows<const N: usize>(parts: [RowList; N]) -> RowList {
+    parts.into_iter().flatten().collect()
+}
+
+impl<C: Changes> Rows for Planned<C> {
+    fn rows(&self) -> RowList {
+        std::iter::once(self.row()).collect()
+    }
+}
+
+impl<T> Rows for Deletion<T> {
+    fn rows(&self) -> RowList {
+        std::iter::once(self.row.row()).collect()
+    }
+}
+
+impl<R: Rows> Rows for Vec<R> {
+    fn rows(&self) -> RowList {
+        self.iter().flat_map(Rows::rows).collect()
+    }
+}
+
+impl<R: Rows> Rows for Option<R> {
+    fn rows(&self) -> RowList {
+        self.iter().flat_map(Rows::rows).collect()
+    }
+}
+
+impl<R: Rows> Rows for Box<R> {
+    fn rows(&self) -> RowList {
+        R::rows(self)
     }
 }
 

@@ -203,7 +203,7 @@ async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore
     let table = options.table.clone().or_else(|| std::env::var(TABLE_VARIABLE).ok().filter(|table| !table.is_empty()));
     let table = match &table {
         Some(table) => table.clone(),
-        None => stack_table(&clients, &options.name, &region).await?,
+        None => find_stack_table(&clients, &options.name, &region).await?,
     };
     let key_schema = table::read_key_schema(&clients.dynamodb, &table).await.context("reading the table")?;
     match key_schema {
@@ -215,17 +215,21 @@ async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore
     }
 }
 
-/// The table of stack `name`, as install finds it: its function's, else the one its
+/// The table of stack `name` ([`table::stack_table`]): its function's, else the one its
 /// uninstall kept.
-async fn stack_table(clients: &Clients, name: &str, region: &str) -> anyhow::Result<String> {
-    if let Some(table) = function::read_table(&clients.lambda, name).await.context("reading the function")? {
+async fn find_stack_table(clients: &Clients, name: &str, region: &str) -> anyhow::Result<String> {
+    let recorded = function::read_table(&clients.lambda, name).await.context("reading the function")?;
+    let tables = match recorded {
+        Some(_) => Vec::new(),
+        None => {
+            let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
+            table::stack_tables(&clients.dynamodb, &account, name).await.context("looking for the stack's tables")?
+        }
+    };
+    if let Some(table) = table::stack_table(None, recorded.as_deref(), &tables) {
         return Ok(table);
     }
-    let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
-    let tables =
-        table::stack_tables(&clients.dynamodb, &account, name).await.context("looking for the stack's tables")?;
     match tables.as_slice() {
-        [table] => Ok(table.clone()),
         [] => bail!(
             "no stack {name} in {region}: no function {name}, and no table tagged as its own\n\
              hint: pass --table (the original service's is AtomicCounters), --name or --region"

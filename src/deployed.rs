@@ -6,7 +6,9 @@ use crate::aws::{Account, Clients};
 use crate::resources::alarms::{self, AlarmState};
 use crate::resources::api::{self, ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::{self, KeyState};
-use crate::resources::domain::{self, CertificateState, DomainState, Record};
+use crate::resources::domain::certificate::{self, CertificateState};
+use crate::resources::domain::record::{self, Record};
+use crate::resources::domain::{self, DomainState};
 use crate::resources::function::{self, FunctionState};
 use crate::resources::function_url::{self, UrlState};
 use crate::resources::log_group::{self, LogGroupState};
@@ -22,8 +24,8 @@ pub(crate) struct Deployed {
     pub(crate) function: Option<FunctionState>,
     /// The function's URL (`--front function-url`).
     pub(crate) function_url: Option<UrlState>,
-    /// The table the stack uses ([`table_name`] of `--table`, else of what the stack's
-    /// records name: [`recorded_table`]).
+    /// The table the stack uses ([`Deployed::stack_table`]: `--table`, else what the
+    /// stack's records name ([`recorded_table`]), else the one table kept for it).
     pub(crate) table: Option<TableState>,
     /// Read only when `--table` names another table than the function's.
     pub(crate) counters: Option<Counters>,
@@ -70,6 +72,12 @@ impl Deployed {
         recorded_table(self.function.as_ref(), self.role.as_ref(), &self.account.region)
     }
 
+    /// The stack's table ([`table::stack_table`]), as [`read`] read it: `given`, else
+    /// the recorded one, else the one table kept for it, else the original service's.
+    pub(crate) fn stack_table(&self, given: Option<&str>) -> String {
+        table::stack_table_or_new(given, self.recorded_table().as_deref(), &self.kept_tables)
+    }
+
     /// Whether the stack's records name `table` as one it had: the function uses it, or
     /// this region's role policy grants it.
     pub(crate) fn records(&self, table: &str) -> bool {
@@ -95,121 +103,24 @@ pub(crate) struct Target<'a> {
     pub(crate) zone: Option<&'a str>,
 }
 
+/// Reads the stack: every group of reads at once, each a named read below; a read waits
+/// only for the one it needs.
 pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
-    let name = target.name;
     let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
-    let log_group_name = crate::stack::log_group_of(name);
-    let (
-        (account, topic),
-        (function, function_url, role, table, counters),
-        log_group,
-        (apis, api, keys, usage_plans),
-        alarms,
-        (domains, certificate),
-    ) = tokio::try_join!(
-        async {
-            // The topic's ARN is made of the account.
-            let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
-            let topic = topic::read(&clients.sns, &account, name).await.context("reading the alarm topic")?;
-            anyhow::Ok((account, topic))
-        },
-        async {
-            // The table is read alongside the function and the role, as the one asked for
-            // or else the default; only if their records name another one is that read
-            // after them.
-            let guess = table_name(target.table, None);
-            let (function, function_url, role, guessed) = tokio::try_join!(
-                async { function::read(&clients.lambda, name).await.context("reading the function") },
-                async { function_url::read(&clients.lambda, name).await.context("reading the function's URL") },
-                async { role::read(&clients.iam, name, &region).await.context("reading the role") },
-                async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
-            )?;
-            let deployed_table = function.as_ref().map(FunctionState::table);
-            let recorded = recorded_table(function.as_ref(), role.as_ref(), &region);
-            let stack_table = table_name(target.table, recorded.as_deref());
-            let table = async {
-                if stack_table == guess {
-                    return anyhow::Ok(guessed);
-                }
-                table::read(&clients.dynamodb, &stack_table, name).await.context("reading the table")
-            };
-            let counters = async {
-                match deployed_table {
-                    Some(current) if target.compare_counters && current != stack_table => {
-                        let (current, new) = tokio::try_join!(
-                            table::counters(&clients.dynamodb, current),
-                            table::counters(&clients.dynamodb, &stack_table)
-                        )
-                        .context("reading the counters of both tables")?;
-                        anyhow::Ok(Some(Counters { current, new }))
-                    }
-                    _ => Ok(None),
-                }
-            };
-            let (table, counters) = tokio::try_join!(table, counters)?;
-            anyhow::Ok((function, function_url, role, table, counters))
-        },
-        async { log_group::read(&clients.logs, name, &log_group_name).await.context("reading the log group") },
-        async {
-            let detail = |id: String| async move {
-                api::detail(&clients.apigateway, &id).await.context("reading the API's routes and stages")
-            };
-            // With one API of the stack (the usual case) its routes are read alongside
-            // the usage plans; only duplicates need the plans to tell which is in use.
-            let apis_and_detail = async {
-                let apis = api::list(&clients.apigateway, name).await.context("listing the APIs")?;
-                let single = apis.iter().filter(|api| api.tagged).count() <= 1;
-                let early = match choose_api(&apis, &[]).filter(|_| single) {
-                    Some(chosen) => Some((chosen.id.clone(), detail(chosen.id.clone()).await?)),
-                    None => None,
-                };
-                anyhow::Ok((apis, early))
-            };
-            let ((apis, early), keys, usage_plans) = tokio::try_join!(
-                apis_and_detail,
-                async { api_key::read(&clients.apigateway, name).await.context("listing the API keys") },
-                async { usage_plan::read(&clients.apigateway, name).await.context("listing the usage plans") },
-            )?;
-            let api = match (choose_api(&apis, &usage_plans), early) {
-                (Some(chosen), Some((id, detail))) if chosen.id == id => Some(detail),
-                (Some(chosen), _) => Some(detail(chosen.id.clone()).await?),
-                (None, _) => None,
-            };
-            anyhow::Ok((apis, api, keys, usage_plans))
-        },
-        async { alarms::read(&clients.cloudwatch, name).await.context("reading the alarms") },
-        async {
-            let domains =
-                async { domain::read(clients, name, target.domain).await.context("reading the custom domains") };
-            let certificate = async {
-                match target.certificate {
-                    Some(arn) => domain::certificate(&clients.acm, arn).await.context("reading the certificate"),
-                    None => Ok(None),
-                }
-            };
-            tokio::try_join!(domains, certificate)
-        },
+    let (caller, with_function, log_group, rest, alarms, domain) = tokio::try_join!(
+        read_caller(clients, target.name),
+        read_with_function(clients, target, &region),
+        read_log_group(clients, target.name),
+        read_rest(clients, target.name),
+        read_alarms(clients, target.name),
+        read_domain(clients, target),
     )?;
-    // What the zone holds for the domain's name, once the name is known; not read again
-    // from the zone the domain's own record was read from.
-    let named =
-        target.domain.or_else(|| domains.iter().find(|domain| domain.tagged).map(|domain| domain.name.as_str()));
-    let read_already = |zone: &str, name: &str| {
-        domains.iter().any(|domain| domain.name == name && domain.zone.as_deref() == Some(zone))
-    };
-    let zone_record = match (target.zone, named) {
-        (Some(zone), Some(name)) if !read_already(zone, name) => {
-            domain::record(&clients.route53, zone, name).await.context("reading the hosted zone's record")?
-        }
-        _ => None,
-    };
-    // Only a stack with nothing to say which table is its own needs the search (it makes a
-    // call per table in the region).
-    let kept_tables = if function.is_none() && target.table.is_none() {
-        table::stack_tables(&clients.dynamodb, &account, name).await.context("looking for the stack's tables")?
-    } else {
-        Vec::new()
-    };
+    let Caller { account, topic } = caller;
+    let WithFunction { function, function_url, role, table, counters } = with_function;
+    let Rest { apis, api, keys, usage_plans } = rest;
+    let Domain { domains, certificate } = domain;
+    let zone_record = read_zone_record(clients, target, &domains).await?;
+    let (table, kept_tables) = read_kept_tables(clients, target, &account, table, function.is_none()).await?;
     Ok(Deployed {
         account,
         function,
@@ -229,4 +140,181 @@ pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Resu
         certificate,
         zone_record,
     })
+}
+
+/// Who is calling, and the stack's alarm topic, whose ARN is made of the account.
+struct Caller {
+    account: Account,
+    topic: Option<TopicState>,
+}
+
+async fn read_caller(clients: &Clients, name: &str) -> anyhow::Result<Caller> {
+    let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
+    let topic = topic::read(&clients.sns, &account, name).await.context("reading the alarm topic")?;
+    Ok(Caller { account, topic })
+}
+
+/// The function and what its records name: the table, and both tables' counters for a
+/// switch.
+struct WithFunction {
+    function: Option<FunctionState>,
+    function_url: Option<UrlState>,
+    role: Option<RoleState>,
+    table: TableRead,
+    counters: Option<Counters>,
+}
+
+/// A table read, the name it was read by, and the table the stack's records name.
+struct TableRead {
+    name: String,
+    recorded: Option<String>,
+    state: Option<TableState>,
+}
+
+async fn read_with_function(clients: &Clients, target: &Target<'_>, region: &str) -> anyhow::Result<WithFunction> {
+    let name = target.name;
+    // The table is read alongside the function and the role, as the one asked for or
+    // else the default; only if their records name another one is that read after them.
+    let guess = table_name(target.table, None);
+    let (function, function_url, role, guessed) = tokio::try_join!(
+        async { function::read(&clients.lambda, name).await.context("reading the function") },
+        async { function_url::read(&clients.lambda, name).await.context("reading the function's URL") },
+        async { role::read(&clients.iam, name, region).await.context("reading the role") },
+        async { table::read(&clients.dynamodb, &guess, name).await.context("reading the table") },
+    )?;
+    let deployed_table = function.as_ref().map(FunctionState::table);
+    let recorded = recorded_table(function.as_ref(), role.as_ref(), region);
+    let stack_table = table_name(target.table, recorded.as_deref());
+    let table = async {
+        if stack_table == guess {
+            return anyhow::Ok(guessed);
+        }
+        table::read(&clients.dynamodb, &stack_table, name).await.context("reading the table")
+    };
+    let counters = async {
+        match deployed_table {
+            Some(current) if target.compare_counters && current != stack_table => {
+                let (current, new) = tokio::try_join!(
+                    table::counters(&clients.dynamodb, current),
+                    table::counters(&clients.dynamodb, &stack_table)
+                )
+                .context("reading the counters of both tables")?;
+                anyhow::Ok(Some(Counters { current, new }))
+            }
+            _ => Ok(None),
+        }
+    };
+    let (table, counters) = tokio::try_join!(table, counters)?;
+    let table = TableRead { name: stack_table, recorded, state: table };
+    Ok(WithFunction { function, function_url, role, table, counters })
+}
+
+async fn read_log_group(clients: &Clients, name: &str) -> anyhow::Result<Option<LogGroupState>> {
+    let log_group_name = crate::stack::log_group_of(name);
+    log_group::read(&clients.logs, name, &log_group_name).await.context("reading the log group")
+}
+
+/// The REST front: every API named after the stack, the chosen one's routes and
+/// stages, the keys and the usage plans.
+struct Rest {
+    apis: Vec<ApiSummary>,
+    api: Option<ApiDetail>,
+    keys: Vec<KeyState>,
+    usage_plans: Vec<UsagePlanState>,
+}
+
+async fn read_rest(clients: &Clients, name: &str) -> anyhow::Result<Rest> {
+    let detail = |id: String| async move {
+        api::detail(&clients.apigateway, &id).await.context("reading the API's routes and stages")
+    };
+    // With one API of the stack (the usual case) its routes are read alongside the
+    // usage plans; only duplicates need the plans to tell which is in use.
+    let apis_and_detail = async {
+        let apis = api::list(&clients.apigateway, name).await.context("listing the APIs")?;
+        let single = apis.iter().filter(|api| api.tagged).count() <= 1;
+        let early = match choose_api(&apis, &[]).filter(|_| single) {
+            Some(chosen) => Some((chosen.id.clone(), detail(chosen.id.clone()).await?)),
+            None => None,
+        };
+        anyhow::Ok((apis, early))
+    };
+    let ((apis, early), keys, usage_plans) = tokio::try_join!(
+        apis_and_detail,
+        async { api_key::read(&clients.apigateway, name).await.context("listing the API keys") },
+        async { usage_plan::read(&clients.apigateway, name).await.context("listing the usage plans") },
+    )?;
+    let api = match (choose_api(&apis, &usage_plans), early) {
+        (Some(chosen), Some((id, detail))) if chosen.id == id => Some(detail),
+        (Some(chosen), _) => Some(detail(chosen.id.clone()).await?),
+        (None, _) => None,
+    };
+    Ok(Rest { apis, api, keys, usage_plans })
+}
+
+async fn read_alarms(clients: &Clients, name: &str) -> anyhow::Result<Vec<AlarmState>> {
+    alarms::read(&clients.cloudwatch, name).await.context("reading the alarms")
+}
+
+/// The stack's custom domains (and the one `--domain` names), and the certificate
+/// `--certificate-arn` names.
+struct Domain {
+    domains: Vec<DomainState>,
+    certificate: Option<CertificateState>,
+}
+
+async fn read_domain(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Domain> {
+    let domains =
+        async { domain::read(clients, target.name, target.domain).await.context("reading the custom domains") };
+    let certificate = async {
+        match target.certificate {
+            Some(arn) => certificate::read(&clients.acm, arn).await.context("reading the certificate"),
+            None => Ok(None),
+        }
+    };
+    let (domains, certificate) = tokio::try_join!(domains, certificate)?;
+    Ok(Domain { domains, certificate })
+}
+
+/// What `--hosted-zone-id`'s zone holds for the domain's name, once the name is known;
+/// not read again from the zone the domain's own record was read from.
+async fn read_zone_record(
+    clients: &Clients,
+    target: &Target<'_>,
+    domains: &[DomainState],
+) -> anyhow::Result<Option<Record>> {
+    let named =
+        target.domain.or_else(|| domains.iter().find(|domain| domain.tagged).map(|domain| domain.name.as_str()));
+    let read_already = |zone: &str, name: &str| {
+        domains.iter().any(|domain| domain.name == name && domain.zone.as_deref() == Some(zone))
+    };
+    match (target.zone, named) {
+        (Some(zone), Some(name)) if !read_already(zone, name) => {
+            record::read(&clients.route53, zone, name).await.context("reading the hosted zone's record")
+        }
+        _ => Ok(None),
+    }
+}
+
+/// With no function and no `--table`, the tables whose tags say they hold the stack's
+/// counters (only then: the search makes a call per table in the region); when they
+/// name the stack's table ([`table::stack_table`]), that table in place of the one read.
+async fn read_kept_tables(
+    clients: &Clients,
+    target: &Target<'_>,
+    account: &Account,
+    table: TableRead,
+    no_function: bool,
+) -> anyhow::Result<(Option<TableState>, Vec<String>)> {
+    if !no_function || target.table.is_some() {
+        return Ok((table.state, Vec::new()));
+    }
+    let name = target.name;
+    let kept = table::stack_tables(&clients.dynamodb, account, name).await.context("looking for the stack's tables")?;
+    let state = match table::stack_table(None, table.recorded.as_deref(), &kept) {
+        Some(kept) if kept != table.name => {
+            table::read(&clients.dynamodb, &kept, name).await.context("reading the table")?
+        }
+        _ => table.state,
+    };
+    Ok((state, kept))
 }

@@ -12,6 +12,11 @@ use crate::aws::Operation;
 use crate::cli::OutputFormat;
 use crate::progress::out;
 
+/// What reading the figures calls: GetMetricData has no resource type.
+pub(crate) fn grant() -> crate::resources::Grant {
+    crate::resources::Grant::on_any("ReadMetrics", &["cloudwatch:GetMetricData"])
+}
+
 /// What the figures are of.
 pub(crate) struct Subject {
     pub(crate) function: String,

@@ -13,7 +13,7 @@ mod tests;
 pub(crate) use wanted::{Alarms, Request, Wanted};
 
 use crate::aws::Account;
-use crate::change::{Action, Change, Deletion, Nothing, Planned, Refusal, Resource};
+use crate::change::{Action, Change, Deletion, Nothing, Planned, Refusal, Resource, RowList, Rows, rows};
 use crate::cli::{Auth, Front};
 use crate::deployed::Deployed;
 use crate::resources::alarms::{self, AlarmChange, AlarmNames, AlarmSpec};
@@ -112,44 +112,82 @@ pub(crate) struct UrlPlan {
     pub(crate) usage_plans: Deletion<UsagePlanState>,
 }
 
+impl Rows for AlarmsPlan {
+    fn rows(&self) -> RowList {
+        let Self { wanted, unwanted } = self;
+        let wanted = wanted.iter().map(|(_, planned)| planned.row()).collect();
+        let unwanted = if unwanted.deletes() { unwanted.rows() } else { RowList::default() };
+        rows([wanted, unwanted])
+    }
+}
+
+impl Rows for FrontPlan {
+    fn rows(&self) -> RowList {
+        match self {
+            Self::Rest(rest) => rest.rows(),
+            Self::FunctionUrl(url) => url.rows(),
+        }
+    }
+}
+
+impl Rows for RestPlan {
+    fn rows(&self) -> RowList {
+        let Self { function_url, permission, api, route, integration, stage, deployment: _, keys } = self;
+        let parts = [function_url.rows(), permission.rows(), api.rows(), route.rows(), integration.rows()];
+        rows([rows(parts), stage.rows(), keys.rows()])
+    }
+}
+
+impl Rows for Keys {
+    fn rows(&self) -> RowList {
+        match self {
+            Self::Wanted { key, usage_plan } => rows([key.rows(), usage_plan.rows()]),
+            Self::Unwanted { keys, usage_plans } => rows([keys.rows(), usage_plans.rows()]),
+        }
+    }
+}
+
+impl Rows for UrlPlan {
+    fn rows(&self) -> RowList {
+        let Self { url, deployed: _, permission, apis, absent, keys, usage_plans } = self;
+        rows([url.rows(), permission.rows(), apis.rows(), absent.rows(), keys.rows(), usage_plans.rows()])
+    }
+}
+
 impl Plan {
     /// Every resource's row, in the order the plan lists them.
     pub(crate) fn changes(&self) -> Vec<Change> {
-        let mut rows = vec![
-            self.table.row(),
-            self.log_group.row(),
-            self.role.row(),
-            self.policy.row(),
-            self.function.planned.row(),
-        ];
-        match &self.front {
-            FrontPlan::Rest(rest) => {
-                rows.extend([rest.function_url.row.row(), rest.permission.row(), rest.api.planned.row()]);
-                rows.extend(rest.api.duplicates.iter().map(|duplicate| duplicate.row.row()));
-                rows.extend([rest.route.row(), rest.integration.row(), rest.stage.row()]);
-                match &rest.keys {
-                    Keys::Wanted { key, usage_plan } => {
-                        rows.push(key.planned.row());
-                        rows.extend(key.duplicates.iter().map(|duplicate| duplicate.row.row()));
-                        rows.push(usage_plan.planned.row());
-                        rows.extend(usage_plan.duplicates.iter().map(|duplicate| duplicate.row.row()));
-                    }
-                    Keys::Unwanted { keys, usage_plans } => rows.extend([keys.row.row(), usage_plans.row.row()]),
-                }
-            }
-            FrontPlan::FunctionUrl(url) => {
-                rows.extend([url.url.row(), url.permission.row.row()]);
-                rows.extend(url.apis.iter().map(|api| api.row.row()));
-                rows.extend(url.absent.iter().map(Planned::row));
-                rows.extend([url.keys.row.row(), url.usage_plans.row.row()]);
-            }
-        }
-        rows.extend(self.domain.rows());
-        rows.extend(self.topic.rows());
-        rows.extend(self.alarms.wanted.iter().map(|(_, planned)| planned.row()));
-        if self.alarms.unwanted.deletes() {
-            rows.push(self.alarms.unwanted.row.row());
-        }
+        // Whole, with no `..`: a part added to the plan is shown, or this fails to compile.
+        let Self {
+            stack: _,
+            account: _,
+            wanted: _,
+            advisories: _,
+            table,
+            table_lost: _,
+            log_group,
+            role,
+            role_arn: _,
+            policy,
+            function,
+            front,
+            front_moves: _,
+            alarms,
+            topic,
+            domain,
+        } = self;
+        let mut rows: Vec<Change> = rows([
+            table.rows(),
+            log_group.rows(),
+            role.rows(),
+            policy.rows(),
+            function.rows(),
+            front.rows(),
+            domain.rows(),
+            topic.rows(),
+            alarms.rows(),
+        ])
+        .collect();
         rows.sort_by_key(|row| row.resource);
         rows
     }
@@ -239,7 +277,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
     };
     // The certificate given is checked before any write, whatever else changes.
     if let (Some(wanted_domain), Some(_)) = (&wanted.domain, &request.options.certificate_arn) {
-        domain::check_certificate(wanted_domain, deployed.certificate.as_ref(), &account.region)?;
+        domain::certificate::check(wanted_domain, deployed.certificate.as_ref(), &account.region)?;
     }
     let off = if request.options.domain.is_some() { "--domain off" } else { "not the stack's domain now" };
     let zone_record = deployed.zone_record.as_ref();
@@ -414,22 +452,25 @@ pub(crate) struct Teardown {
 
 impl Teardown {
     pub(crate) fn changes(&self) -> Vec<Change> {
-        let mut rows: Vec<Change> = Vec::new();
-        if self.alarms.deletes() {
-            rows.push(self.alarms.row.row());
-        }
-        if self.topic.row.action != Action::Absent {
-            rows.push(self.topic.row.row());
-        }
-        rows.extend(self.domains.iter().map(|deletion| deletion.row.row()));
-        rows.extend(self.usage_plans.iter().map(|deletion| deletion.row.row()));
-        rows.extend(self.keys.iter().map(|deletion| deletion.row.row()));
-        rows.extend(self.apis.iter().map(|deletion| deletion.row.row()));
-        rows.push(self.function.row.row());
-        rows.push(self.log_group.row.row());
-        rows.extend(self.policies.iter().map(|deletion| deletion.row.row()));
-        rows.push(self.role.row.row());
-        rows.push(self.table.row.row());
+        // Whole, with no `..`: a deletion added to the teardown is shown, or this fails to
+        // compile.
+        let Self { alarms, topic, domains, usage_plans, keys, apis, function, log_group, policies, role, table } = self;
+        let alarms = if alarms.deletes() { alarms.rows() } else { RowList::default() };
+        let topic = if topic.row.action == Action::Absent { RowList::default() } else { topic.rows() };
+        let mut rows: Vec<Change> = rows([
+            alarms,
+            topic,
+            domains.rows(),
+            usage_plans.rows(),
+            keys.rows(),
+            apis.rows(),
+            function.rows(),
+            log_group.rows(),
+            policies.rows(),
+            role.rows(),
+            table.rows(),
+        ])
+        .collect();
         rows.sort_by_key(|row| row.resource);
         rows
     }

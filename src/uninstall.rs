@@ -49,19 +49,8 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         certificate: None,
         zone: None,
     };
-    let mut deployed = deployed::read(&clients, &target).await?;
-    // Without its function and --table, the stack's table is the one its uninstall kept.
-    let kept = match (deployed.kept_tables.as_slice(), &args.stack.table) {
-        ([kept], None) => Some(kept.clone()),
-        _ => None,
-    };
-    if let Some(kept) = &kept {
-        deployed = deployed::read(&clients, &Target { table: Some(kept), ..target }).await?;
-    }
-    // The table the stack's records name, as install reads it (the role's grant when the
-    // function is gone), so a teardown never names another.
-    let recorded = deployed.recorded_table();
-    let table_name = table::table_name(args.stack.table.as_deref().or(kept.as_deref()), recorded.as_deref());
+    let deployed = deployed::read(&clients, &target).await?;
+    let table_name = deployed.stack_table(args.stack.table.as_deref());
     let teardown = plan::uninstall(name, &deployed, &table_name, args.delete_data);
     let changes = teardown.changes();
     let deletes_table = teardown.table.deletes();

@@ -272,3 +272,25 @@ pub(crate) async fn apply(
     put.send().await.op("cloudwatch:PutMetricAlarm").with_context(|| format!("putting the alarm {}", spec.name))?;
     Ok(())
 }
+
+/// The alarms' contract.
+pub(crate) struct AlarmsContract;
+
+impl crate::resources::Contract for AlarmsContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Alarm;
+    type State = AlarmState;
+    type Change = AlarmChange;
+    type Target = AlarmNames;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        let alarms = scope.account.arn("cloudwatch", &format!("alarm:{}-*", scope.stack.name));
+        let actions = &[
+            "cloudwatch:PutMetricAlarm",
+            "cloudwatch:DeleteAlarms",
+            "cloudwatch:DescribeAlarms",
+            "cloudwatch:TagResource",
+            "cloudwatch:ListTagsForResource",
+        ];
+        vec![crate::resources::Grant::new("Alarms", actions, vec![alarms])]
+    }
+}

@@ -29,7 +29,7 @@ use super::routes::{METHOD, MethodState, RouteRead, resources};
 use super::stage::StageState;
 use super::usage_plan::UsagePlanState;
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
-use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
+use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, RowList, Rows, diff, rows};
 use crate::retry;
 use crate::stack::{PROXY_PATH, Stack, choose, duplicates};
 
@@ -100,6 +100,13 @@ pub(crate) struct ApiPlan {
     /// The API kept; `None` when it is created.
     pub(crate) target: Option<ApiTarget>,
     pub(crate) duplicates: Vec<Deletion<ApiId>>,
+}
+
+impl Rows for ApiPlan {
+    fn rows(&self) -> RowList {
+        let Self { planned, target: _, duplicates } = self;
+        rows([planned.rows(), duplicates.rows()])
+    }
 }
 
 pub(crate) fn plan(
@@ -325,5 +332,19 @@ impl Delete for ApiId {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
         delete(&clients.apigateway, &self.0).await.context("deleting an API")?;
         Ok(None)
+    }
+}
+
+/// The REST API's contract; its routes, integration and stages are paths under it.
+pub(crate) struct ApiContract;
+
+impl crate::resources::Contract for ApiContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Api;
+    type State = ApiSummary;
+    type Change = ApiChange;
+    type Target = ApiId;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        super::apigateway::grants(scope.account, &["/restapis", "/restapis/*"])
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_apigateway::types::Op;
 
 use super::apigateway::{NOT_FOUND, patch, tag};
 use crate::aws::{AwsError, Clients, Operation, gone};
-use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
+use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, RowList, Rows, diff, rows};
 use crate::stack::{Stack, choose, duplicates, made_again};
 
 /// One API key named after the stack.
@@ -73,6 +73,13 @@ pub(crate) struct KeyPlan {
     /// The key kept; `None` when it is created.
     pub(crate) key: Option<KeyState>,
     pub(crate) duplicates: Vec<Deletion<KeyId>>,
+}
+
+impl Rows for KeyPlan {
+    fn rows(&self) -> RowList {
+        let Self { planned, key: _, duplicates } = self;
+        rows([planned.rows(), duplicates.rows()])
+    }
 }
 
 pub(crate) fn plan(keys: &[KeyState], in_plan: &[String], stack_name: &str) -> KeyPlan {
@@ -164,5 +171,19 @@ impl Delete for KeyId {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
         delete(&clients.apigateway, &self.0).await.context("deleting an API key")?;
         Ok(None)
+    }
+}
+
+/// The API key's contract.
+pub(crate) struct KeyContract;
+
+impl crate::resources::Contract for KeyContract {
+    const KIND: crate::change::Resource = crate::change::Resource::ApiKey;
+    type State = KeyState;
+    type Change = KeyChange;
+    type Target = KeyId;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        super::apigateway::grants(scope.account, &["/apikeys", "/apikeys/*"])
     }
 }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use aws_sdk_apigateway::Client;
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 
-use crate::aws::{AwsError, Operation};
+use super::Grant;
+use crate::aws::{Account, AwsError, Operation};
 use crate::stack::Stack;
 
 pub(crate) const NOT_FOUND: &[&str] = &["NotFoundException"];
@@ -39,11 +40,37 @@ pub(crate) async fn tag(client: &Client, stack: &Stack, path: &str) -> Result<()
 /// Tags the API Gateway resource at `path` with `tags`.
 pub(crate) async fn tag_with(client: &Client, path: &str, tags: HashMap<String, String>) -> Result<(), AwsError> {
     let region = client.config().region().map(ToString::to_string).unwrap_or_default();
-    let arn = format!("arn:{}:apigateway:{region}::{path}", crate::aws::partition_of(&region));
+    let arn = arn_in(crate::aws::partition_of(&region), &region, path);
     client.tag_resource().resource_arn(arn).set_tags(Some(tags)).send().await.op("apigateway:TagResource")?;
     Ok(())
 }
 
 pub(crate) fn patch(op: Op, path: &str, value: impl Into<String>) -> PatchOperation {
     PatchOperation::builder().op(op).path(path).value(value).build()
+}
+
+/// An API Gateway resource's ARN: its path, with no account.
+fn arn_in(partition: &str, region: &str, path: &str) -> String {
+    format!("arn:{partition}:apigateway:{region}::{path}")
+}
+
+pub(crate) fn arn(account: &Account, path: &str) -> String {
+    arn_in(&account.partition, &account.region, path)
+}
+
+/// Reading the resources at `paths`. API Gateway authorizes by method on the resource's
+/// path; an API's (key's, usage plan's) id is made when it is created, so the stack's
+/// are the region's `/restapis/*`. Every kind's read grants are one statement.
+pub(crate) fn read_grants(account: &Account, paths: &[&str]) -> Vec<Grant> {
+    vec![Grant::new("ReadTheFront", &["apigateway:GET"], paths.iter().map(|path| arn(account, path)).collect())]
+}
+
+/// Reading and changing the resources at `paths`, and tagging them (`/tags/*`): one
+/// statement for reads and one for changes, whichever kinds add to them.
+pub(crate) fn grants(account: &Account, paths: &[&str]) -> Vec<Grant> {
+    let changes = paths.iter().chain(&["/tags/*"]).map(|path| arn(account, path)).collect();
+    let mut grants = read_grants(account, paths);
+    let actions = &["apigateway:POST", "apigateway:PUT", "apigateway:PATCH", "apigateway:DELETE"];
+    grants.push(Grant::new("ChangeTheFront", actions, changes));
+    grants
 }

@@ -20,7 +20,7 @@ use anyhow::Context;
 
 use super::{Error, role, table};
 use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, made};
-use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, diff};
+use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, RowList, Rows, diff};
 use crate::retry;
 use crate::stack::{PERMISSION_SID, PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack, TABLE_VARIABLE};
 
@@ -395,6 +395,13 @@ pub(crate) struct FunctionPlan {
     pub(crate) table_switch: Option<String>,
 }
 
+impl Rows for FunctionPlan {
+    fn rows(&self) -> RowList {
+        let Self { planned, deployed: _, table_switch: _ } = self;
+        planned.rows()
+    }
+}
+
 fn configuration<'a>(plan: &FunctionPlan, target: &FunctionTarget<'a>) -> Configuration<'a> {
     let mut variables = plan.deployed.as_ref().map(|function| function.variables.clone()).unwrap_or_default();
     variables.insert(TABLE_VARIABLE.to_owned(), target.stack.table.clone());
@@ -521,5 +528,36 @@ impl Delete for FunctionName {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
         delete(&clients.lambda, &self.0).await.context("deleting the function")?;
         Ok(None)
+    }
+}
+
+/// The function's contract.
+pub(crate) struct FunctionContract;
+
+impl crate::resources::Contract for FunctionContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Function;
+    type State = FunctionState;
+    type Change = FunctionChange;
+    type Target = FunctionName;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        let function = scope.stack.function_arn(scope.account);
+        let actions = &[
+            "lambda:CreateFunction",
+            "lambda:GetFunction",
+            "lambda:GetFunctionConfiguration",
+            "lambda:UpdateFunctionCode",
+            "lambda:UpdateFunctionConfiguration",
+            "lambda:DeleteFunction",
+            "lambda:TagResource",
+            // GetFunction answers the tags only to a caller that may list them.
+            "lambda:ListTags",
+            // Its policy, read with it (the permission's statements).
+            "lambda:GetPolicy",
+            "lambda:GetFunctionConcurrency",
+            "lambda:PutFunctionConcurrency",
+            "lambda:DeleteFunctionConcurrency",
+        ];
+        vec![crate::resources::Grant::new("Function", actions, vec![function])]
     }
 }

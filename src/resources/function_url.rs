@@ -223,3 +223,24 @@ impl Delete for Url {
         Ok(None)
     }
 }
+
+/// The function URL's contract (its public statements: [`super::permission`]'s grants).
+pub(crate) struct UrlContract;
+
+impl crate::resources::Contract for UrlContract {
+    const KIND: crate::change::Resource = crate::change::Resource::FunctionUrl;
+    type State = UrlState;
+    type Change = UrlChange;
+    type Target = Url;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        let function = scope.stack.function_arn(scope.account);
+        let actions = &[
+            "lambda:CreateFunctionUrlConfig",
+            "lambda:GetFunctionUrlConfig",
+            "lambda:UpdateFunctionUrlConfig",
+            "lambda:DeleteFunctionUrlConfig",
+        ];
+        vec![crate::resources::Grant::new("FunctionUrl", actions, vec![function])]
+    }
+}

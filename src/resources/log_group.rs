@@ -139,3 +139,35 @@ impl Delete for LogGroupName {
         Ok(None)
     }
 }
+
+/// The log group's contract.
+pub(crate) struct LogGroupContract;
+
+impl crate::resources::Contract for LogGroupContract {
+    const KIND: crate::change::Resource = crate::change::Resource::LogGroup;
+    type State = LogGroupState;
+    type Change = LogGroupChange;
+    type Target = LogGroupName;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        let log_group = scope.stack.log_group_arn(scope.account);
+        vec![
+            Grant::new(
+                "LogGroup",
+                &[
+                    "logs:CreateLogGroup",
+                    "logs:DeleteLogGroup",
+                    "logs:PutRetentionPolicy",
+                    "logs:TagLogGroup",
+                    // CreateLogGroup with tags needs it.
+                    "logs:TagResource",
+                    "logs:ListTagsLogGroup",
+                ],
+                vec![log_group.clone(), format!("{log_group}:*")],
+            ),
+            // DescribeLogGroups has no resource type: it lists the account's log groups.
+            Grant::on_any("FindTheLogGroup", &["logs:DescribeLogGroups"]),
+        ]
+    }
+}

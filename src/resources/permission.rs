@@ -131,3 +131,20 @@ pub(crate) async fn remove(client: &Client, stack: &Stack) -> Result<bool, Error
     let removed = client.remove_permission().function_name(&stack.name).statement_id(PERMISSION_SID).send().await;
     Ok(gone("lambda:RemovePermission", removed, NOT_FOUND)?)
 }
+
+/// The permission's contract: its statement is read with the function's policy.
+pub(crate) struct PermissionContract;
+
+impl crate::resources::Contract for PermissionContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Permission;
+    type State = serde_json::Value;
+    type Change = PermissionChange;
+    type Target = Permission;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        let function = scope.stack.function_arn(scope.account);
+        // The function URL's public statements are added and removed by the same calls.
+        let actions = &["lambda:AddPermission", "lambda:RemovePermission"];
+        vec![crate::resources::Grant::new("Permission", actions, vec![function])]
+    }
+}

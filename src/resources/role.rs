@@ -430,3 +430,53 @@ impl Delete for Role {
         delete(&clients.iam, &self.name, &self.state).await.context("deleting the role")
     }
 }
+
+/// The role's contract.
+pub(crate) struct RoleContract;
+
+impl crate::resources::Contract for RoleContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Role;
+    type State = RoleState;
+    type Change = RoleChange;
+    type Target = Role;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        let role = arn(&scope.stack.name, scope.account);
+        vec![
+            Grant::new(
+                "Role",
+                &[
+                    "iam:CreateRole",
+                    "iam:GetRole",
+                    "iam:TagRole",
+                    "iam:UpdateAssumeRolePolicy",
+                    "iam:DeleteRole",
+                    "iam:ListRolePolicies",
+                    "iam:ListAttachedRolePolicies",
+                    "iam:DetachRolePolicy",
+                    "iam:ListInstanceProfilesForRole",
+                ],
+                vec![role.clone()],
+            ),
+            Grant::new("PassTheRoleToLambda", &["iam:PassRole"], vec![role])
+                .with_condition(serde_json::json!({"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})),
+        ]
+    }
+}
+
+/// The contract of this region's inline policy, read with its role.
+pub(crate) struct PolicyContract;
+
+impl crate::resources::Contract for PolicyContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Policy;
+    type State = RoleState;
+    type Change = PolicyChange;
+    type Target = RolePolicy;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        let role = arn(&scope.stack.name, scope.account);
+        let actions = &["iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy"];
+        vec![crate::resources::Grant::new("RolePolicy", actions, vec![role])]
+    }
+}

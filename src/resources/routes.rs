@@ -219,3 +219,33 @@ pub(crate) async fn resources(client: &Client, api_id: &str) -> Result<Vec<ApiRe
     }
     Ok(resources)
 }
+
+/// The route's contract: it goes with its API.
+pub(crate) struct RouteContract;
+
+impl crate::resources::Contract for RouteContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Route;
+    type State = MethodState;
+    type Change = RouteChange;
+    type Target = super::api::ApiId;
+
+    /// Authorized as paths under its API (`/restapis/*`): [`super::api::ApiContract`]'s.
+    fn grants(_: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        Vec::new()
+    }
+}
+
+/// The integration's contract: read with its method, it goes with its API.
+pub(crate) struct IntegrationContract;
+
+impl crate::resources::Contract for IntegrationContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Integration;
+    type State = MethodState;
+    type Change = IntegrationChange;
+    type Target = super::api::ApiId;
+
+    /// Authorized as paths under its API (`/restapis/*`): [`super::api::ApiContract`]'s.
+    fn grants(_: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        Vec::new()
+    }
+}

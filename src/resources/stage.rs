@@ -149,3 +149,18 @@ async fn throttle_stage(client: &Client, api_id: &str, stage: &str, throttle: Th
         .op("apigateway:UpdateStage")?;
     Ok(())
 }
+
+/// The stage's contract: it goes with its API.
+pub(crate) struct StageContract;
+
+impl crate::resources::Contract for StageContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Stage;
+    type State = StageState;
+    type Change = StageChange;
+    type Target = super::api::ApiId;
+
+    /// Authorized as paths under its API (`/restapis/*`): [`super::api::ApiContract`]'s.
+    fn grants(_: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        Vec::new()
+    }
+}

@@ -22,11 +22,35 @@ use crate::stack::{KEPT_BY_TAG, Stack};
 
 const KEY: &str = "id";
 
-/// The table a stack uses: the one asked for, else the deployed function's, else the
-/// original service's.
-pub(crate) fn table_name(given: Option<&str>, function_table: Option<&str>) -> String {
-    given.or(function_table).unwrap_or(counter_function::dynamo::DEFAULT_TABLE).to_owned()
+/// Which table is a stack's, the one rule of install, status, uninstall and counters:
+/// the one asked for (`--table`); else the one the stack's own records name (`recorded`:
+/// the function's `TABLE_NAME`, else this region's role policy's grant); else the one
+/// table whose tags say it holds the stack's counters (`kept`: made for it, or kept by
+/// its uninstall; looked for only when nothing else names one). `None`: nothing says
+/// which (none is kept, or several are).
+pub(crate) fn stack_table(given: Option<&str>, recorded: Option<&str>, kept: &[String]) -> Option<String> {
+    let kept = match kept {
+        [kept] => Some(kept.as_str()),
+        _ => None,
+    };
+    given.or(recorded).or(kept).map(str::to_owned)
 }
+
+/// [`stack_table`], else the original service's: the table a new stack gets.
+pub(crate) fn stack_table_or_new(given: Option<&str>, recorded: Option<&str>, kept: &[String]) -> String {
+    stack_table(given, recorded, kept).unwrap_or_else(|| counter_function::dynamo::DEFAULT_TABLE.to_owned())
+}
+
+/// [`stack_table_or_new`] before any kept table is known. Install takes a kept table up
+/// only when `--table` names it (and refuses a new one beside it).
+pub(crate) fn table_name(given: Option<&str>, recorded: Option<&str>) -> String {
+    stack_table_or_new(given, recorded, &[])
+}
+/// Table `name`'s ARN (`*`: every table of the region).
+fn arn(account: &Account, name: &str) -> String {
+    account.arn("dynamodb", &format!("table/{name}"))
+}
+
 /// The key schema counterctl's function reads and writes.
 pub(crate) const COUNTER_KEY_SCHEMA: &str = "id HASH (S)";
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
@@ -241,7 +265,7 @@ pub(crate) async fn stack_tables(
     let mut reads = tokio::task::JoinSet::new();
     for name in names {
         let (client, slots, stack_name) = (client.clone(), std::sync::Arc::clone(&slots), stack_name.to_owned());
-        let arn = account.arn("dynamodb", &format!("table/{name}"));
+        let arn = arn(account, &name);
         reads.spawn(async move {
             let _slot = slots.acquire().await.expect("never closed");
             let tags = client.list_tags_of_resource().resource_arn(arn).send().await;
@@ -410,5 +434,57 @@ impl Delete for TableName {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
         delete(&clients.dynamodb, &self.0).await.context("deleting the table")?;
         Ok(None)
+    }
+}
+
+/// The table's contract: its counters too (`counters`).
+pub(crate) struct TableContract;
+
+impl crate::resources::Contract for TableContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Table;
+    type State = TableState;
+    type Change = TableChange;
+    type Target = TableName;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        let (stack, account) = (scope.stack, scope.account);
+        let table = stack.table_arn(account);
+        let mut grants = vec![
+            Grant::new(
+                "Table",
+                &[
+                    "dynamodb:CreateTable",
+                    "dynamodb:DescribeTable",
+                    "dynamodb:UpdateTable",
+                    "dynamodb:DeleteTable",
+                    "dynamodb:TagResource",
+                    "dynamodb:ListTagsOfResource",
+                    "dynamodb:DescribeContinuousBackups",
+                    "dynamodb:UpdateContinuousBackups",
+                    "dynamodb:DescribeTimeToLive",
+                    "dynamodb:UpdateTimeToLive",
+                ],
+                vec![table.clone()],
+            ),
+            // ListTables has no resource type: it is granted on `*` or not at all. Install
+            // and uninstall look for the tables an uninstall kept.
+            Grant::on_any("FindKeptTables", &["dynamodb:ListTables"]),
+            // A kept table is known by its tag, so each table of the region is asked for
+            // its tags (only when the stack has no function and no --table is given).
+            Grant::new("ReadTheTablesTags", &["dynamodb:ListTagsOfResource"], vec![arn(account, "*")]),
+            Grant::new("Counters", &["dynamodb:Scan", "dynamodb:UpdateItem"], vec![table]),
+        ];
+        // Without --table, a stack whose function is gone is read from the default table
+        // first (the table a new stack gets).
+        let default_table = counter_function::dynamo::DEFAULT_TABLE;
+        if stack.table != default_table {
+            grants.push(Grant::new(
+                "ReadTheDefaultTable",
+                &["dynamodb:DescribeTable"],
+                vec![arn(account, default_table)],
+            ));
+        }
+        grants
     }
 }

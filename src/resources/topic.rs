@@ -7,7 +7,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::Tag;
 
 use crate::aws::{Account, AwsError, Clients, Operation, found, gone};
-use crate::change::{Action, Delete, Deletion, Nothing, Planned, Refusal, Resource};
+use crate::change::{Action, Delete, Deletion, Nothing, Planned, Refusal, Resource, RowList, Rows, rows};
 use crate::stack::Stack;
 
 const NOT_FOUND: &[&str] = &["NotFound"];
@@ -103,17 +103,16 @@ pub(crate) struct TopicPlan {
     pub(crate) unwanted: Deletion<TopicArn>,
 }
 
-impl TopicPlan {
-    /// Its rows, in the order they apply.
-    pub(crate) fn rows(&self) -> impl Iterator<Item = crate::change::Change> + '_ {
-        let replaced = self.replaced.iter().map(|deletion| &deletion.row);
-        let unwanted = self.unwanted.deletes().then_some(&self.unwanted.row);
-        (self.topic.iter().map(Planned::row))
-            .chain(self.subscription.iter().map(Planned::row))
-            .chain(replaced.map(Planned::row))
-            .chain(unwanted.map(Planned::row))
+/// Its rows, in the order they apply.
+impl Rows for TopicPlan {
+    fn rows(&self) -> RowList {
+        let Self { topic, subscription, replaced, unwanted } = self;
+        let unwanted = if unwanted.deletes() { unwanted.rows() } else { RowList::default() };
+        rows([topic.rows(), subscription.rows(), replaced.rows(), unwanted])
     }
+}
 
+impl TopicPlan {
     /// The address that AWS mails a confirmation link to in this run.
     pub(crate) fn subscribes(&self) -> Option<&str> {
         self.subscription.as_ref().filter(|planned| planned.action == Action::Create).map(|p| p.name.as_str())
@@ -220,5 +219,55 @@ impl Delete for TopicArn {
         let delete = clients.sns.delete_topic().topic_arn(&self.0).send().await;
         gone("sns:DeleteTopic", delete, NOT_FOUND).context("deleting the alarm topic")?;
         Ok(None)
+    }
+}
+
+/// The alarm topic's contract.
+pub(crate) struct TopicContract;
+
+impl crate::resources::Contract for TopicContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Topic;
+    type State = TopicState;
+    type Change = Nothing;
+    type Target = TopicArn;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        let topic = arn(scope.account, &scope.stack.name);
+        // Every read looks for the stack's own alarm topic.
+        let mut grants = vec![Grant::new("FindTheAlarmTopic", &["sns:GetTopicAttributes"], vec![topic.clone()])];
+        if scope.own_topic {
+            let actions = &[
+                "sns:CreateTopic",
+                "sns:DeleteTopic",
+                "sns:ListSubscriptionsByTopic",
+                "sns:ListTagsForResource",
+                "sns:TagResource",
+            ];
+            grants.push(Grant::new("AlarmTopic", actions, vec![topic]));
+        }
+        grants
+    }
+}
+
+/// The contract of the topic's email subscription.
+pub(crate) struct SubscriptionContract;
+
+impl crate::resources::Contract for SubscriptionContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Subscription;
+    type State = Subscription;
+    type Change = Nothing;
+    type Target = SubscriptionArn;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        use crate::resources::Grant;
+        if !scope.own_topic {
+            return Vec::new();
+        }
+        vec![
+            Grant::new("Subscribe", &["sns:Subscribe"], vec![arn(scope.account, &scope.stack.name)]),
+            // Unsubscribe has no resource type: it names a subscription, not its topic.
+            Grant::on_any("ReplaceTheSubscription", &["sns:Unsubscribe"]),
+        ]
     }
 }

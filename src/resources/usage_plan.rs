@@ -11,7 +11,7 @@ use aws_sdk_apigateway::types::{ApiStage, Op, PatchOperation, ThrottleSettings};
 use super::Error;
 use super::apigateway::{NOT_FOUND, THROTTLED, Throttle, patch, tag, throttle_wording};
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
-use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
+use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, RowList, Rows, diff, rows};
 use crate::retry;
 use crate::stack::{Stack, choose, duplicates, made_again};
 
@@ -97,6 +97,13 @@ pub(crate) struct UsagePlanPlan {
     /// The plan kept; `None` when it is created.
     pub(crate) usage_plan: Option<UsagePlanState>,
     pub(crate) duplicates: Vec<Deletion<UsagePlanState>>,
+}
+
+impl Rows for UsagePlanPlan {
+    fn rows(&self) -> RowList {
+        let Self { planned, usage_plan: _, duplicates } = self;
+        rows([planned.rows(), duplicates.rows()])
+    }
 }
 
 /// What the usage plan should serve and hold.
@@ -266,4 +273,18 @@ async fn delete(client: &Client, plan: &UsagePlanState) -> anyhow::Result<()> {
     let deleted = client.delete_usage_plan().usage_plan_id(&plan.id).send().await;
     gone("apigateway:DeleteUsagePlan", deleted, NOT_FOUND).context("deleting a usage plan")?;
     Ok(())
+}
+
+/// The usage plan's contract.
+pub(crate) struct UsagePlanContract;
+
+impl crate::resources::Contract for UsagePlanContract {
+    const KIND: crate::change::Resource = crate::change::Resource::UsagePlan;
+    type State = UsagePlanState;
+    type Change = UsagePlanChange;
+    type Target = UsagePlanState;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        super::apigateway::grants(scope.account, &["/usageplans", "/usageplans/*"])
+    }
 }

@@ -3,27 +3,30 @@
 //! to the stack's API and stage, and with `--hosted-zone-id` the Route 53 alias record
 //! to it. The zone is kept in a tag of the domain, so a later run knows where the record
 //! is. A domain that is not the stack's is never taken over.
+//!
+//! The domain itself is here; its mapping, its record and the check of its certificate
+//! are each a module of their own.
+
+pub(crate) mod certificate;
+pub(crate) mod mapping;
+pub(crate) mod record;
 
 use std::collections::HashMap;
 
 use anyhow::Context;
-use aws_sdk_apigateway::Client;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, Op, SecurityPolicy};
-use aws_sdk_route53::client::Waiters;
-use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
 
+use self::mapping::{Mapping, MappingChange};
+use self::record::{Alias, Record, RecordChange, RecordTarget};
 use super::apigateway::{NOT_FOUND, patch, tag_with};
-use crate::aws::{AwsError, Clients, Operation, found, gone};
-use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Refusal, Resource, diff};
+use crate::aws::{AwsError, Clients, Operation, gone};
+use crate::change::{
+    Action, Changes, Delete, Deletion, Diff, Field, Planned, Refusal, Resource, RowList, Rows, diff, rows,
+};
 use crate::stack::Stack;
 
 /// The tag of a domain that names the hosted zone counterctl keeps its record in.
 const ZONE_TAG: &str = "counterctl:hosted-zone";
-/// API Gateway's name for a mapping of the domain's root (no base path).
-const ROOT: &str = "(none)";
-/// Route 53 answers a change `PENDING` until every name server has it
-/// (https://docs.aws.amazon.com/Route53/latest/APIReference/API_GetChange.html).
-const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// One custom domain as deployed.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,31 +38,11 @@ pub(crate) struct DomainState {
     /// Where its alias record points: `d-….execute-api.REGION.amazonaws.com`.
     pub(crate) regional_domain_name: String,
     pub(crate) regional_zone_id: String,
-    /// `(base path, API id, stage)`.
-    pub(crate) mappings: Vec<(String, String, String)>,
+    pub(crate) mappings: Vec<Mapping>,
     /// The zone of the record counterctl made, from the domain's tag.
     pub(crate) zone: Option<String>,
     /// The `A` record of that name in that zone, if there is one.
     pub(crate) record: Option<Record>,
-}
-
-/// An `A` alias record as found in a zone.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Record {
-    /// Its alias target's DNS name, without the final dot; `None` for a plain `A` record.
-    pub(crate) alias_to: Option<String>,
-    /// The set, to delete it exactly (Route 53 deletes only an exact match).
-    pub(crate) set: ResourceRecordSet,
-}
-
-/// A certificate as ACM describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct CertificateState {
-    pub(crate) arn: String,
-    /// `ISSUED`, `PENDING_VALIDATION`, `EXPIRED`, …
-    pub(crate) status: String,
-    /// Its domain name and subject alternative names.
-    pub(crate) names: Vec<String>,
 }
 
 /// Reads the stack's domains (tagged as its own) and the one named `asked`, with their
@@ -82,9 +65,9 @@ pub(crate) async fn read(
     let states = chosen.into_iter().map(|domain| async move {
         let name = domain.domain_name().unwrap_or_default().to_owned();
         let zone = domain.tags().and_then(|tags| tags.get(ZONE_TAG)).cloned();
-        let (mappings, record) = tokio::try_join!(mappings(&clients.apigateway, &name), async {
+        let (mappings, record) = tokio::try_join!(mapping::read(&clients.apigateway, &name), async {
             match &zone {
-                Some(zone) => record(&clients.route53, zone, &name).await,
+                Some(zone) => record::read(&clients.route53, zone, &name).await,
                 None => Ok(None),
             }
         })?;
@@ -103,63 +86,6 @@ pub(crate) async fn read(
     futures_util::future::try_join_all(states).await
 }
 
-async fn mappings(client: &Client, name: &str) -> Result<Vec<(String, String, String)>, AwsError> {
-    let read = client.get_base_path_mappings().domain_name(name).limit(500).send().await;
-    let Some(mappings) = found("apigateway:GetBasePathMappings", read, NOT_FOUND)? else {
-        return Ok(Vec::new());
-    };
-    let field = |value: Option<&str>| value.unwrap_or_default().to_owned();
-    Ok(mappings
-        .items()
-        .iter()
-        .map(|mapping| (field(mapping.base_path()), field(mapping.rest_api_id()), field(mapping.stage())))
-        .collect())
-}
-
-/// The `A` record named `name` in `zone`: the list starts at that name and type.
-pub(crate) async fn record(
-    client: &aws_sdk_route53::Client,
-    zone: &str,
-    name: &str,
-) -> Result<Option<Record>, AwsError> {
-    let list = client.list_resource_record_sets().hosted_zone_id(zone).start_record_name(name);
-    let list = list.start_record_type(RrType::A).max_items(1).send().await;
-    let Some(sets) = found("route53:ListResourceRecordSets", list, &["NoSuchHostedZone"])? else {
-        return Ok(None);
-    };
-    // Route 53 answers names fully qualified, with the final dot.
-    let same_name =
-        |set: &ResourceRecordSet| set.name().trim_end_matches('.').eq_ignore_ascii_case(name.trim_end_matches('.'));
-    Ok(sets.resource_record_sets().iter().find(|set| same_name(set) && set.r#type() == &RrType::A).map(|set| Record {
-        alias_to: set.alias_target().map(|alias| alias.dns_name().trim_end_matches('.').to_owned()),
-        set: set.clone(),
-    }))
-}
-
-/// ACM's description of `arn`; `None` when there is no such certificate.
-pub(crate) async fn certificate(client: &aws_sdk_acm::Client, arn: &str) -> Result<Option<CertificateState>, AwsError> {
-    let describe = client.describe_certificate().certificate_arn(arn).send().await;
-    let Some(described) = found("acm:DescribeCertificate", describe, &["ResourceNotFoundException"])? else {
-        return Ok(None);
-    };
-    let certificate = described.certificate();
-    let mut names: Vec<String> = certificate.and_then(|c| c.domain_name()).map(str::to_owned).into_iter().collect();
-    names.extend(certificate.map(|c| c.subject_alternative_names().to_vec()).unwrap_or_default());
-    names.dedup();
-    let status = certificate.and_then(|c| c.status()).map(|status| status.as_str().to_owned()).unwrap_or_default();
-    Ok(Some(CertificateState { arn: arn.to_owned(), status, names }))
-}
-
-/// Whether a certificate for `names` serves `domain`: by its name, or a wildcard one
-/// label up (`*.example.com` covers `ids.example.com`, not `a.ids.example.com`).
-pub(crate) fn covers(names: &[String], domain: &str) -> bool {
-    let domain = domain.to_ascii_lowercase();
-    names.iter().map(|name| name.to_ascii_lowercase()).any(|name| match name.strip_prefix("*.") {
-        Some(parent) => domain.split_once('.').is_some_and(|(_, rest)| rest == parent),
-        None => name == domain,
-    })
-}
-
 /// The domain the stack wants.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WantedDomain {
@@ -167,31 +93,6 @@ pub(crate) struct WantedDomain {
     pub(crate) certificate_arn: String,
     /// `--hosted-zone-id`: counterctl keeps the alias record there.
     pub(crate) zone: Option<String>,
-}
-
-/// Checks the certificate for `wanted` in `region`: ACM's, in that region, issued, and
-/// covering the name.
-pub(crate) fn check_certificate(
-    wanted: &WantedDomain,
-    certificate: Option<&CertificateState>,
-    region: &str,
-) -> Result<(), Refusal> {
-    let arn = &wanted.certificate_arn;
-    let certificate_region = arn.split(':').nth(3).unwrap_or_default();
-    if certificate_region != region {
-        return Err(Refusal::CertificateRegion { arn: arn.clone(), region: region.to_owned() });
-    }
-    let Some(certificate) = certificate else {
-        return Err(Refusal::CertificateNotFound { arn: arn.clone() });
-    };
-    if certificate.status != "ISSUED" {
-        return Err(Refusal::CertificateNotIssued { arn: arn.clone(), status: certificate.status.clone() });
-    }
-    if !covers(&certificate.names, &wanted.name) {
-        let names = certificate.names.join(", ");
-        return Err(Refusal::CertificateNotCovering { arn: arn.clone(), name: wanted.name.clone(), names });
-    }
-    Ok(())
 }
 
 /// What changes on the domain itself.
@@ -206,30 +107,6 @@ pub(crate) struct DomainChange {
 impl Changes for DomainChange {
     fn diffs(&self) -> Vec<Diff> {
         [&self.certificate, &self.security_policy, &self.zone].into_iter().flatten().cloned().collect()
-    }
-}
-
-/// What changes on the mapping: the API or the stage it maps to.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MappingChange {
-    pub(crate) target: Diff,
-}
-
-impl Changes for MappingChange {
-    fn diffs(&self) -> Vec<Diff> {
-        vec![self.target.clone()]
-    }
-}
-
-/// What changes on the record: where it points.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RecordChange {
-    pub(crate) target: Diff,
-}
-
-impl Changes for RecordChange {
-    fn diffs(&self) -> Vec<Diff> {
-        vec![self.target.clone()]
     }
 }
 
@@ -253,18 +130,21 @@ pub(crate) struct DomainPlan {
     pub(crate) unwanted: Vec<Deletion<DomainTarget>>,
 }
 
-impl DomainPlan {
-    pub(crate) fn rows(&self) -> Vec<crate::change::Change> {
-        let mut rows = Vec::new();
-        if let Some(parts) = &self.wanted {
-            rows.extend([parts.domain.row(), parts.mapping.row()]);
-            rows.extend(parts.record.iter().map(Planned::row));
-            rows.extend(parts.moved_record.iter().map(|deletion| deletion.row.row()));
-        }
-        rows.extend(self.unwanted.iter().map(|deletion| deletion.row.row()));
-        rows
+impl Rows for DomainParts {
+    fn rows(&self) -> RowList {
+        let Self { wanted: _, domain, mapping, record, moved_record, deployed: _ } = self;
+        rows([domain.rows(), mapping.rows(), record.rows(), moved_record.rows()])
     }
+}
 
+impl Rows for DomainPlan {
+    fn rows(&self) -> RowList {
+        let Self { wanted, unwanted } = self;
+        rows([wanted.rows(), unwanted.rows()])
+    }
+}
+
+impl DomainPlan {
     /// `https://NAME`, when the stack has its domain.
     pub(crate) fn deployed_url(&self) -> Option<String> {
         let parts = self.wanted.as_ref().filter(|parts| parts.deployed.is_some())?;
@@ -292,12 +172,7 @@ pub(crate) fn plan(
     };
     let deployed = domains.iter().find(|domain| domain.name == wanted.name);
     if let Some(found) = deployed.filter(|domain| !domain.tagged) {
-        let mapped_to = match found.mappings.as_slice() {
-            [] => "nothing".to_owned(),
-            mappings => {
-                mappings.iter().map(|(_, api, stage)| format!("API {api} stage {stage}")).collect::<Vec<_>>().join(", ")
-            }
-        };
+        let mapped_to = mapping::mapped_to(&found.mappings);
         return Err(Refusal::DomainNotOurs { name: wanted.name.clone(), mapped_to });
     }
     let domain_action = match deployed {
@@ -316,65 +191,21 @@ pub(crate) fn plan(
             Action::found(change, false)
         }
     };
-    let shown_target = |api: &str, stage: &str| format!("API {api} stage {stage}");
-    let root = deployed.and_then(|found| found.mappings.iter().find(|(base, _, _)| base == ROOT || base.is_empty()));
-    let mapping_action = match (root, api) {
-        (None, _) => Action::Create,
-        (Some((_, mapped_api, mapped_stage)), Some(api)) if mapped_api == api && mapped_stage == stage => Action::Keep,
-        (Some((_, mapped_api, mapped_stage)), api) => Action::Update(MappingChange {
-            target: diff(
-                Field::Target,
-                shown_target(mapped_api, mapped_stage),
-                shown_target(api.unwrap_or("new"), stage),
-            ),
-        }),
-    };
-    let record = wanted
-        .zone
-        .as_ref()
-        .map(|zone| {
-            let target = deployed.map(|found| found.regional_domain_name.as_str());
-            // The zone counterctl keeps the record in, or a new one: what is there now.
-            let ours = deployed.filter(|found| found.zone.as_deref() == Some(zone));
-            let existing = match ours {
-                Some(found) => found.record.as_ref(),
-                None => zone_record,
-            };
-            let action = match (existing, target) {
-                (Some(record), Some(target)) if record.alias_to.as_deref() == Some(target) => Action::Keep,
-                // Its own record, changed by hand: drift, put back.
-                (Some(record), _) if ours.is_some() => Action::Update(RecordChange {
-                    target: diff(
-                        Field::Target,
-                        record.alias_to.as_deref().unwrap_or("not an alias"),
-                        target.unwrap_or("the new domain"),
-                    ),
-                }),
-                (Some(record), _) => {
-                    let found = record.alias_to.as_deref().map_or_else(
-                        || format!("a {} record", record.set.r#type().as_str()),
-                        |alias| format!("an alias to {alias}"),
-                    );
-                    return Err(Refusal::RecordNotOurs { name: wanted.name.clone(), zone: zone.clone(), found });
-                }
-                (None, _) => Action::Create,
-            };
-            Ok(Planned::new(Resource::DnsRecord, format!("{} in {zone}", wanted.name), action))
-        })
-        .transpose()?;
+    let mapping = mapping::plan(&wanted.name, deployed.map(|found| found.mappings.as_slice()), api, stage);
+    let record = record::plan(wanted, deployed, zone_record)?;
     // A record counterctl kept in another zone goes when the zone changes.
     let moved_record = deployed
         .filter(|found| found.zone.is_some() && found.zone != wanted.zone)
-        .and_then(|found| own_record(found).map(|record| (found, record)))
-        .map(|(found, (zone, set))| {
-            let target = RecordTarget { zone: zone.clone(), set };
-            Deletion::of(Resource::DnsRecord, format!("{} in {zone}", found.name), vec![target], "another hosted zone")
+        .and_then(|found| record::own(found).map(|record| (found, record)))
+        .map(|(found, target)| {
+            let name = format!("{} in {}", found.name, target.zone);
+            Deletion::of(Resource::DnsRecord, name, vec![target], "another hosted zone")
         });
     Ok(DomainPlan {
         wanted: Some(DomainParts {
             wanted: wanted.clone(),
             domain: Planned::new(Resource::Domain, &wanted.name, domain_action),
-            mapping: Planned::new(Resource::Mapping, format!("{} {ROOT}", wanted.name), mapping_action),
+            mapping,
             record,
             moved_record,
             deployed: deployed.cloned(),
@@ -383,40 +214,12 @@ pub(crate) fn plan(
     })
 }
 
-/// The record counterctl keeps for `domain`: (zone, set), when it points at the domain.
-fn own_record(domain: &DomainState) -> Option<(String, ResourceRecordSet)> {
-    let record = domain.record.as_ref()?;
-    let zone = domain.zone.clone()?;
-    let points_here = record.alias_to.as_deref() == Some(domain.regional_domain_name.as_str());
-    points_here.then(|| (zone, record.set.clone()))
-}
-
 /// One of the stack's domains to delete, with its record when it points at the domain.
 pub(crate) fn deletion(domain: &DomainState, reason: &str) -> Deletion<DomainTarget> {
-    let record = own_record(domain).map(|(zone, set)| RecordTarget { zone, set });
+    let record = record::own(domain);
     let reason = if record.is_some() { format!("{reason}, with its alias record") } else { reason.to_owned() };
     let target = DomainTarget { name: domain.name.clone(), record };
     Deletion::of(Resource::Domain, &domain.name, vec![target], reason)
-}
-
-/// A record to delete: Route 53 deletes only an exact match, so the set as read. One
-/// changed since it was read is refused (`InvalidChangeBatch`), and the run fails: the
-/// next one reads it again.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RecordTarget {
-    pub(crate) zone: String,
-    pub(crate) set: ResourceRecordSet,
-}
-
-impl Delete for RecordTarget {
-    async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
-        let change = Change::builder().action(ChangeAction::Delete).resource_record_set(self.set.clone()).build()?;
-        let batch = ChangeBatch::builder().changes(change).build()?;
-        let delete = clients.route53.change_resource_record_sets().hosted_zone_id(&self.zone).change_batch(batch);
-        gone("route53:ChangeResourceRecordSets", delete.send().await, &["NoSuchHostedZone"])
-            .context("deleting the domain's alias record")?;
-        Ok(None)
-    }
 }
 
 /// A domain to delete, and the record that points at it.
@@ -439,29 +242,30 @@ impl Delete for DomainTarget {
 }
 
 /// Makes or updates the domain and its mapping to `api_id`, then its record; answers
-/// where the record should point (the regional domain name and its zone).
+/// where the record should point.
 pub(crate) async fn apply(
     clients: &Clients,
     stack: &Stack,
     parts: &DomainParts,
     api_id: &str,
     progress: &crate::progress::Progress,
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<Alias> {
+    let DomainParts { wanted, domain, mapping, record, moved_record, deployed } = parts;
     let client = &clients.apigateway;
-    let name = &parts.wanted.name;
-    let (regional, regional_zone) = progress
-        .step(parts.domain.row(), async {
-            match (&parts.domain.action, &parts.deployed) {
+    let name = &wanted.name;
+    let alias = progress
+        .step(domain.row(), async {
+            match (&domain.action, deployed) {
                 (Action::Create, _) => {
                     let mut tags: HashMap<String, String> = stack.tags();
-                    if let Some(zone) = &parts.wanted.zone {
+                    if let Some(zone) = &wanted.zone {
                         tags.insert(ZONE_TAG.to_owned(), zone.clone());
                     }
                     let regional = EndpointConfiguration::builder().types(EndpointType::Regional).build();
                     let create = client
                         .create_domain_name()
                         .domain_name(name)
-                        .regional_certificate_arn(&parts.wanted.certificate_arn)
+                        .regional_certificate_arn(&wanted.certificate_arn)
                         .endpoint_configuration(regional)
                         .security_policy(SecurityPolicy::Tls12)
                         .set_tags(Some(tags))
@@ -469,54 +273,32 @@ pub(crate) async fn apply(
                         .await;
                     let made = create.op("apigateway:CreateDomainName").context("creating the custom domain")?;
                     let field = |value: Option<&str>| value.unwrap_or_default().to_owned();
-                    Ok((field(made.regional_domain_name()), field(made.regional_hosted_zone_id())))
+                    Ok(Alias {
+                        domain_name: field(made.regional_domain_name()),
+                        zone_id: field(made.regional_hosted_zone_id()),
+                    })
                 }
                 (action, Some(found)) => {
                     if let Some(change) = action.change() {
-                        update(clients, found, change, &parts.wanted).await?;
+                        update(clients, found, change, wanted).await?;
                     }
-                    Ok((found.regional_domain_name.clone(), found.regional_zone_id.clone()))
+                    Ok(Alias {
+                        domain_name: found.regional_domain_name.clone(),
+                        zone_id: found.regional_zone_id.clone(),
+                    })
                 }
                 (_, None) => anyhow::bail!("the domain {name} was planned as found, and was not read"),
             }
         })
         .await?;
-    progress
-        .step(parts.mapping.row(), async {
-            let stage = &stack.stage;
-            match &parts.mapping.action {
-                Action::Create => {
-                    let create = client.create_base_path_mapping().domain_name(name).rest_api_id(api_id).stage(stage);
-                    create.send().await.op("apigateway:CreateBasePathMapping").context("mapping the custom domain")?;
-                }
-                Action::Update(_) => {
-                    let operations =
-                        vec![patch(Op::Replace, "/restapiId", api_id), patch(Op::Replace, "/stage", stage)];
-                    let update = client.update_base_path_mapping().domain_name(name).base_path(ROOT);
-                    let update = update.set_patch_operations(Some(operations)).send().await;
-                    update.op("apigateway:UpdateBasePathMapping").context("mapping the custom domain")?;
-                }
-                _ => {}
-            }
-            Ok(())
-        })
-        .await?;
-    if let (Some(planned), Some(zone)) = (&parts.record, &parts.wanted.zone) {
-        let work = async {
-            // A new record is a CREATE, which Route 53 refuses if one appeared since.
-            let action = match &planned.action {
-                Action::Create => ChangeAction::Create,
-                Action::Update(_) => ChangeAction::Upsert,
-                _ => return Ok(()),
-            };
-            write_record(&clients.route53, (zone, name), (&regional, &regional_zone), action).await
-        };
-        progress.step(planned.row(), work).await?;
+    progress.step(mapping.row(), mapping::apply(client, mapping, name, (api_id, &stack.stage))).await?;
+    if let (Some(planned), Some(zone)) = (record, &wanted.zone) {
+        progress.step(planned.row(), record::apply(&clients.route53, planned, (zone, name), &alias)).await?;
     }
-    if let Some(moved) = &parts.moved_record {
+    if let Some(moved) = moved_record {
         progress.delete(clients, moved).await?;
     }
-    Ok((regional, regional_zone))
+    Ok(alias)
 }
 
 async fn update(
@@ -525,11 +307,12 @@ async fn update(
     change: &DomainChange,
     wanted: &WantedDomain,
 ) -> anyhow::Result<()> {
+    let DomainChange { certificate, security_policy, zone } = change;
     let mut operations = Vec::new();
-    if change.certificate.is_some() {
+    if certificate.is_some() {
         operations.push(patch(Op::Replace, "/regionalCertificateArn", &wanted.certificate_arn));
     }
-    if change.security_policy.is_some() {
+    if security_policy.is_some() {
         operations.push(patch(Op::Replace, "/securityPolicy", SecurityPolicy::Tls12.as_str()));
     }
     if !operations.is_empty() {
@@ -537,7 +320,7 @@ async fn update(
         let update = update.set_patch_operations(Some(operations)).send().await;
         update.op("apigateway:UpdateDomainName").context("updating the custom domain")?;
     }
-    if let (Some(_), Some(zone)) = (&change.zone, &wanted.zone) {
+    if let (Some(_), Some(zone)) = (zone, &wanted.zone) {
         let tags = HashMap::from([(ZONE_TAG.to_owned(), zone.clone())]);
         tag_with(&clients.apigateway, &format!("/domainnames/{}", found.name), tags)
             .await
@@ -546,29 +329,38 @@ async fn update(
     Ok(())
 }
 
-/// Creates or updates the alias record and waits until Route 53 has it everywhere.
-async fn write_record(
-    client: &aws_sdk_route53::Client,
-    (zone, name): (&str, &str),
-    (regional, regional_zone): (&str, &str),
-    action: ChangeAction,
-) -> anyhow::Result<()> {
-    let alias = AliasTarget::builder().hosted_zone_id(regional_zone).dns_name(regional).evaluate_target_health(false);
-    let set = ResourceRecordSet::builder().name(name).r#type(RrType::A).alias_target(alias.build()?).build()?;
-    let change = Change::builder().action(action).resource_record_set(set).build()?;
-    let batch = ChangeBatch::builder().comment("counterctl: the stack's custom domain").changes(change).build()?;
-    let changed = client.change_resource_record_sets().hosted_zone_id(zone).change_batch(batch).send().await;
-    let changed = changed.op("route53:ChangeResourceRecordSets").context("writing the domain's alias record")?;
-    let id = changed.change_info().map(|info| info.id().to_owned()).unwrap_or_default();
-    client.wait_until_resource_record_sets_changed().id(id).wait(RECORD_WAIT).await.map_err(|error| {
-        anyhow::anyhow!("waiting for the alias record to be INSYNC: {}", counterctl_client::causes(&error))
-    })?;
-    Ok(())
+/// The custom domain's contract, with the check of its certificate.
+pub(crate) struct DomainContract;
+
+impl crate::resources::Contract for DomainContract {
+    const KIND: crate::change::Resource = crate::change::Resource::Domain;
+    type State = DomainState;
+    type Change = DomainChange;
+    type Target = DomainTarget;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        // Every read lists the region's domains, to find the stack's.
+        let mut grants = super::apigateway::read_grants(scope.account, &["/domainnames"]);
+        let Some(domain) = scope.domain else { return grants };
+        let paths = [
+            "/domainnames".to_owned(),
+            format!("/domainnames/{}", domain.name),
+            format!("/domainnames/{}/*", domain.name),
+        ];
+        let actions = &["apigateway:POST", "apigateway:GET", "apigateway:PATCH", "apigateway:DELETE"];
+        let resources = paths.iter().map(|path| super::apigateway::arn(scope.account, path)).collect();
+        grants.push(crate::resources::Grant::new("Domain", actions, resources));
+        grants.push(certificate::grant(domain));
+        grants
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::domain::certificate::{CertificateState, check as check_certificate, covers};
+    use crate::resources::domain::mapping::ROOT;
+    use aws_sdk_route53::types::{AliasTarget, ResourceRecordSet, RrType};
 
     const CERT: &str = "arn:aws:acm:us-east-1:123456789012:certificate/c";
 
@@ -587,7 +379,7 @@ mod tests {
             security_policy: Some("TLS_1_2".into()),
             regional_domain_name: regional.clone(),
             regional_zone_id: "Z2".into(),
-            mappings: vec![(ROOT.into(), api.into(), "prod".into())],
+            mappings: vec![Mapping { base_path: ROOT.into(), api_id: api.into(), stage: "prod".into() }],
             zone: Some("Z1".into()),
             record: Some(Record { alias_to: Some(regional), set: set.build().unwrap() }),
         }
