@@ -7,7 +7,7 @@ use anyhow::Context;
 use counter_function::api::ApiError;
 use counterctl_client::{Auth, Client, Endpoint, Error as CallError, Signer, SigningService};
 
-use crate::aws::Clients;
+use crate::aws::{Clients, Connection};
 use crate::cli::{AwsOptions, EndpointOptions, GetArgs, IncrementArgs, OutputFormat, StackOptions};
 use crate::progress::out;
 use crate::resources::api::{self, choose_api};
@@ -31,7 +31,7 @@ const API_KEY_VARIABLE: &str = "COUNTERCTL_API_KEY";
 
 /// The endpoint from the options, else the stack's invoke URL and key from AWS.
 pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &StackOptions) -> anyhow::Result<Endpoint> {
-    use crate::cli::Auth as AuthOption;
+    use crate::settings::Auth as AuthOption;
     // The variable is read here, not by clap: an --auth that sends no key outranks it.
     let api_key =
         options.api_key.clone().or_else(|| std::env::var(API_KEY_VARIABLE).ok().filter(|key| !key.is_empty()));
@@ -41,7 +41,7 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
                 "--auth {} sends no API key, and --api-key gives one\nhint: leave out --api-key, or --auth",
                 auth.name()
             ),
-            (Some(AuthOption::Iam), false, _) => Auth::Iam(signer_for(url, aws).await?),
+            (Some(AuthOption::Iam), false, _) => Auth::Iam(signer_for(url, &aws.connection()).await?),
             (Some(AuthOption::None), false, _) | (None, _, None) => Auth::None,
             (Some(AuthOption::ApiKey) | None, _, Some(key)) => Auth::ApiKey(key),
             (Some(AuthOption::ApiKey), _, None) => {
@@ -51,7 +51,7 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
         return Ok(Endpoint::new(url, auth)?);
     }
     let local = "for `counterctl serve`, pass --url http://127.0.0.1:8080 (or set COUNTERCTL_URL)";
-    let clients = Clients::connect_or_local(aws, local).await?;
+    let clients = Clients::connect_or_local(&aws.connection(), local).await?;
     let endpoint = discover(&clients, stack).await?;
     match &api_key {
         Some(key) => Ok(Endpoint::new(endpoint.url(), Auth::ApiKey(key.clone()))?),
@@ -62,7 +62,7 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
 /// SigV4 for a URL given by hand: `lambda` for a Function URL, else `execute-api`; the
 /// region from the host (`ID.execute-api.REGION.amazonaws.com`,
 /// `ID.lambda-url.REGION.on.aws`), else from the AWS options. `serve --upstream` signs so.
-pub(crate) async fn signer_for(url: &str, aws: &AwsOptions) -> anyhow::Result<Signer> {
+pub(crate) async fn signer_for(url: &str, aws: &Connection) -> anyhow::Result<Signer> {
     let (service, host_region) = SigningService::for_url(url);
     let mut aws = aws.clone();
     if host_region.is_some() {

@@ -24,6 +24,7 @@ mod progress;
 mod resources;
 mod retry;
 mod serve;
+pub mod settings;
 mod stack;
 mod status;
 mod uninstall;
