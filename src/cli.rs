@@ -967,6 +967,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nothing_below_the_commands_imports_the_command_line() {
+        // The commands parse; every other module takes the domain's types.
+        let commands = ["cli.rs", "lib.rs", "main.rs", "install.rs", "status.rs", "uninstall.rs", "call.rs"];
+        let commands = [&commands[..], &["counters.rs", "logs.rs", "serve.rs", "serve/upstream.rs"]].concat();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut directories = vec![src.clone()];
+        let mut importers = Vec::new();
+        while let Some(directory) = directories.pop() {
+            for entry in std::fs::read_dir(&directory).unwrap() {
+                let path = entry.unwrap().path();
+                let module = path.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    directories.push(path);
+                } else if !commands.contains(&module.as_str())
+                    && std::fs::read_to_string(&path).unwrap().contains("crate::cli")
+                {
+                    importers.push(module);
+                }
+            }
+        }
+        assert_eq!(importers, Vec::<String>::new(), "below the commands, these import cli");
+    }
+
+    #[test]
     fn a_suggested_command_keeps_the_options_asked_for_with_their_values() {
         let args = ["--memory", "256", "--region=eu-west-1", "--yes", "--name", "a-b", "--endpoint-url", "http://x:1"];
         let Command::Install(install) = parse_as_typed(&[&["install"][..], &args].concat()).command else {

@@ -34,13 +34,24 @@ enum Mode {
 }
 
 impl Mode {
-    fn of(args: &StatusArgs) -> Self {
-        match args {
+    /// The mode `args` ask for; a window CloudWatch cannot answer is refused before any
+    /// read.
+    fn of(args: &StatusArgs) -> anyhow::Result<Self> {
+        Ok(match args {
             StatusArgs { caller_policy: true, .. } => Self::CallerPolicy,
             StatusArgs { operator_policy: true, .. } => Self::OperatorPolicy,
-            StatusArgs { metrics: true, since, .. } => Self::Metrics { since: *since },
+            StatusArgs { metrics: true, since, .. } => {
+                // CloudWatch's periods are whole minutes, and the window is one period.
+                if *since < Duration::from_secs(60) {
+                    anyhow::bail!(
+                        "--since {} is under a minute\nhint: the window is whole minutes: pass --since 1m or more",
+                        humantime::format_duration(*since)
+                    );
+                }
+                Self::Metrics { since: *since }
+            }
             StatusArgs { show_api_key, .. } => Self::Stack { show_api_key: *show_api_key },
-        }
+        })
     }
 }
 
@@ -144,6 +155,7 @@ impl fmt::Display for StatusReport {
 }
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let mode = Mode::of(&args)?;
     let clients = Clients::connect(&args.aws.connection()).await?;
     // A table that is gone is planned as install --recreate-table would, so the rest of
     // the stack is still reported; the loss is reported instead of a fix.
@@ -164,57 +176,51 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let json = args.output.output == OutputFormat::Json;
-    match Mode::of(&args) {
+    match mode {
         Mode::Stack { show_api_key } => {
             let status = stack_report(&clients, &deployed, &plan, show_api_key, install_command(&args)).await?;
             report(json, &status)?;
             Ok(if status.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Mode::CallerPolicy => {
-            let policy = match (&plan.front, plan.api_id()) {
-                (FrontPlan::FunctionUrl(url), _) if url.deployed.is_some() => {
-                    crate::stack::function_url_caller_policy(&plan.stack, &plan.account)
-                }
-                (FrontPlan::Rest(_), Some(api_id)) => crate::stack::caller_policy(&plan.stack, &plan.account, api_id),
-                _ => anyhow::bail!(
-                    "stack {} has nothing to call yet\nhint: run `counterctl install` first",
-                    plan.stack.name
-                ),
-            };
-            if plan.wanted.auth != Auth::Iam {
-                eprintln!(
-                    "note: stack {} does not use --auth iam; this policy takes effect once it does",
-                    plan.stack.name
-                );
-            }
-            // A policy document is JSON whatever the output format.
-            out(serde_json::to_string_pretty(&policy)?)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Mode::CallerPolicy => caller_policy(&plan),
         Mode::OperatorPolicy => {
             out(serde_json::to_string_pretty(&crate::operator_policy::policy(&plan))?)?;
             Ok(ExitCode::SUCCESS)
         }
         Mode::Metrics { since } => {
-            // CloudWatch's periods are whole minutes, and the window is one period.
-            if since < Duration::from_secs(60) {
-                anyhow::bail!(
-                    "--since {} is under a minute\nhint: the window is whole minutes: pass --since 1m or more",
-                    humantime::format_duration(since)
-                );
-            }
-            let front = match &plan.front {
-                FrontPlan::FunctionUrl(url) if url.deployed.is_some() => Front::FunctionUrl,
-                FrontPlan::Rest(_) if plan.api_id().is_some() => {
-                    Front::Rest { api: plan.stack.name.clone(), stage: plan.stack.stage.clone() }
-                }
-                _ => Front::None,
-            };
-            let subject = Subject { function: plan.stack.name.clone(), table: plan.stack.table.clone(), front };
-            report(json, &crate::metrics::read(&clients.cloudwatch, &subject, since).await?)?;
+            report(json, &metrics(&clients, &plan, since).await?)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--caller-policy`: a policy document, JSON whatever the output format.
+fn caller_policy(plan: &Plan) -> anyhow::Result<ExitCode> {
+    let policy = match (&plan.front, plan.api_id()) {
+        (FrontPlan::FunctionUrl(url), _) if url.deployed.is_some() => {
+            crate::stack::function_url_caller_policy(&plan.stack, &plan.account)
+        }
+        (FrontPlan::Rest(_), Some(api_id)) => crate::stack::caller_policy(&plan.stack, &plan.account, api_id),
+        _ => anyhow::bail!("stack {} has nothing to call yet\nhint: run `counterctl install` first", plan.stack.name),
+    };
+    if plan.wanted.auth != Auth::Iam {
+        eprintln!("note: stack {} does not use --auth iam; this policy takes effect once it does", plan.stack.name);
+    }
+    out(serde_json::to_string_pretty(&policy)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--metrics`: the figures of the stack's function, front and table over `since`.
+async fn metrics(clients: &Clients, plan: &Plan, since: Duration) -> anyhow::Result<crate::metrics::Metrics> {
+    let front = match &plan.front {
+        FrontPlan::FunctionUrl(url) if url.deployed.is_some() => Front::FunctionUrl,
+        FrontPlan::Rest(_) if plan.api_id().is_some() => {
+            Front::Rest { api: plan.stack.name.clone(), stage: plan.stack.stage.clone() }
+        }
+        _ => Front::None,
+    };
+    let subject = Subject { function: plan.stack.name.clone(), table: plan.stack.table.clone(), front };
+    crate::metrics::read(&clients.cloudwatch, &subject, since).await
 }
 
 /// The install that fixes what status (run with `args`) reports: the options it was
