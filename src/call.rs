@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use counter_function::api::ApiError;
+use counter_function::api::{ApiError, CurrentValue, Incremented};
 use counterctl_client::{Auth, Client, Endpoint, Error as CallError, Signer, SigningService};
 
 use crate::aws::{Clients, Connection};
@@ -160,10 +160,36 @@ fn on_aws(url: &str) -> bool {
     SigningService::for_url(url).1.is_some()
 }
 
-fn print<T: serde::Serialize>(answer: &T, text: String, output: OutputFormat) -> anyhow::Result<ExitCode> {
+/// `increment`'s report: the API's answer as JSON; as text the value, or FIRST-LAST.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct IncrementReport(Incremented<'static>);
+
+impl std::fmt::Display for IncrementReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.first_value {
+            Some(first) => write!(f, "{first}-{}", self.0.new_value),
+            None => write!(f, "{}", self.0.new_value),
+        }
+    }
+}
+
+/// `get`'s report: the API's answer as JSON; as text the value.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct GetReport(CurrentValue<'static>);
+
+impl std::fmt::Display for GetReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.value)
+    }
+}
+
+/// Prints a report once: JSON on one line, as the API answers, or its text.
+fn print(report: &(impl serde::Serialize + std::fmt::Display), output: OutputFormat) -> anyhow::Result<ExitCode> {
     match output {
-        OutputFormat::Json => out(serde_json::to_string(answer)?)?,
-        OutputFormat::Text => out(text)?,
+        OutputFormat::Json => out(serde_json::to_string(report)?)?,
+        OutputFormat::Text => out(report)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -174,11 +200,7 @@ pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(endpoint);
     let answer = client.increment(&args.counter, args.count, &key).await;
     let answer = answer.map_err(|error| explained(error, client.endpoint()))?;
-    let text = match answer.first_value {
-        Some(first) => format!("{first}-{}", answer.new_value),
-        None => answer.new_value.to_string(),
-    };
-    print(&answer, text, args.output.output)
+    print(&IncrementReport(answer), args.output.output)
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
@@ -195,5 +217,5 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(explained(error, client.endpoint())),
     };
-    print(&answer, answer.value.to_string(), args.output.output)
+    print(&GetReport(answer), args.output.output)
 }
