@@ -22,7 +22,6 @@ use anyhow::Context;
 
 use crate::aws::Clients;
 use crate::change::Action;
-use crate::cli::Auth;
 use crate::plan::{FrontPlan, Keys, Plan, RestPlan, UrlPlan};
 use crate::progress::Progress;
 use crate::resources::api::{self, Race};
@@ -32,6 +31,7 @@ use crate::resources::{
     usage_plan,
 };
 use crate::retry::{self, TimedOut};
+use crate::settings::Auth;
 use crate::stack::Stack;
 
 /// Where the applied stack is.

@@ -8,7 +8,15 @@ use aws_sdk_dynamodb::config::ProvideCredentials;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use counterctl_client::causes;
 
-use crate::cli::AwsOptions;
+/// Where and as whom to talk to AWS; what is not given, the SDK's default chain decides
+/// (the environment, the profile).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Every AWS call goes to this endpoint (moto, LocalStack).
+    pub endpoint_url: Option<String>,
+}
 
 /// Why counterctl cannot talk to AWS at all.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +35,7 @@ pub enum SetupError {
 
 /// Loads the SDK configuration and checks that a region and credentials are there, so a
 /// missing one fails before anything is read or created.
-pub async fn load_config(options: &AwsOptions) -> Result<SdkConfig, SetupError> {
+pub async fn load_config(options: &Connection) -> Result<SdkConfig, SetupError> {
     let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(crate::retry::SDK_ATTEMPTS);
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
     if let Some(profile) = &options.profile {
@@ -78,13 +86,13 @@ impl Clients {
         }
     }
 
-    pub async fn connect(options: &AwsOptions) -> anyhow::Result<Self> {
+    pub async fn connect(options: &Connection) -> anyhow::Result<Self> {
         Ok(Self::new(load_config(options).await?))
     }
 
     /// As [`connect`](Self::connect), for a command that may have meant a local `serve`:
     /// with no AWS set up, the error also says how to reach that (`local`).
-    pub async fn connect_or_local(options: &AwsOptions, local: &str) -> anyhow::Result<Self> {
+    pub async fn connect_or_local(options: &Connection, local: &str) -> anyhow::Result<Self> {
         match load_config(options).await {
             Ok(config) => Ok(Self::new(config)),
             Err(error) => Err(anyhow::anyhow!("{error}\nhint: {local}")),

@@ -8,8 +8,8 @@ use anyhow::Context;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::cli::Architecture;
 use crate::resources::function::Code;
+use crate::settings::Architecture;
 
 /// Built by `scripts/build-function.sh` from `function/`; see `assets/manifest.json`.
 const X86_64_ZIP: &[u8] = include_bytes!("../assets/bootstrap-x86_64.zip");

@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use counter_function::api::ApiError;
+use counter_function::api::{ApiError, CurrentValue, Incremented};
 use counterctl_client::{Auth, Client, Endpoint, Error as CallError, Signer, SigningService};
 
-use crate::aws::Clients;
+use crate::aws::{Clients, Connection};
 use crate::cli::{AwsOptions, EndpointOptions, GetArgs, IncrementArgs, OutputFormat, StackOptions};
 use crate::progress::out;
 use crate::resources::api::{self, choose_api};
@@ -31,7 +31,7 @@ const API_KEY_VARIABLE: &str = "COUNTERCTL_API_KEY";
 
 /// The endpoint from the options, else the stack's invoke URL and key from AWS.
 pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &StackOptions) -> anyhow::Result<Endpoint> {
-    use crate::cli::Auth as AuthOption;
+    use crate::settings::Auth as AuthOption;
     // The variable is read here, not by clap: an --auth that sends no key outranks it.
     let api_key =
         options.api_key.clone().or_else(|| std::env::var(API_KEY_VARIABLE).ok().filter(|key| !key.is_empty()));
@@ -41,7 +41,7 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
                 "--auth {} sends no API key, and --api-key gives one\nhint: leave out --api-key, or --auth",
                 auth.name()
             ),
-            (Some(AuthOption::Iam), false, _) => Auth::Iam(signer_for(url, aws).await?),
+            (Some(AuthOption::Iam), false, _) => Auth::Iam(signer_for(url, &aws.connection()).await?),
             (Some(AuthOption::None), false, _) | (None, _, None) => Auth::None,
             (Some(AuthOption::ApiKey) | None, _, Some(key)) => Auth::ApiKey(key),
             (Some(AuthOption::ApiKey), _, None) => {
@@ -51,7 +51,7 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
         return Ok(Endpoint::new(url, auth)?);
     }
     let local = "for `counterctl serve`, pass --url http://127.0.0.1:8080 (or set COUNTERCTL_URL)";
-    let clients = Clients::connect_or_local(aws, local).await?;
+    let clients = Clients::connect_or_local(&aws.connection(), local).await?;
     let endpoint = discover(&clients, stack).await?;
     match &api_key {
         Some(key) => Ok(Endpoint::new(endpoint.url(), Auth::ApiKey(key.clone()))?),
@@ -62,7 +62,7 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
 /// SigV4 for a URL given by hand: `lambda` for a Function URL, else `execute-api`; the
 /// region from the host (`ID.execute-api.REGION.amazonaws.com`,
 /// `ID.lambda-url.REGION.on.aws`), else from the AWS options. `serve --upstream` signs so.
-pub(crate) async fn signer_for(url: &str, aws: &AwsOptions) -> anyhow::Result<Signer> {
+pub(crate) async fn signer_for(url: &str, aws: &Connection) -> anyhow::Result<Signer> {
     let (service, host_region) = SigningService::for_url(url);
     let mut aws = aws.clone();
     if host_region.is_some() {
@@ -160,10 +160,36 @@ fn on_aws(url: &str) -> bool {
     SigningService::for_url(url).1.is_some()
 }
 
-fn print<T: serde::Serialize>(answer: &T, text: String, output: OutputFormat) -> anyhow::Result<ExitCode> {
+/// `increment`'s report: the API's answer as JSON; as text the value, or FIRST-LAST.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct IncrementReport(Incremented<'static>);
+
+impl std::fmt::Display for IncrementReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.first_value {
+            Some(first) => write!(f, "{first}-{}", self.0.new_value),
+            None => write!(f, "{}", self.0.new_value),
+        }
+    }
+}
+
+/// `get`'s report: the API's answer as JSON; as text the value.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct GetReport(CurrentValue<'static>);
+
+impl std::fmt::Display for GetReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.value)
+    }
+}
+
+/// Prints a report once: JSON on one line, as the API answers, or its text.
+fn print(report: &(impl serde::Serialize + std::fmt::Display), output: OutputFormat) -> anyhow::Result<ExitCode> {
     match output {
-        OutputFormat::Json => out(serde_json::to_string(answer)?)?,
-        OutputFormat::Text => out(text)?,
+        OutputFormat::Json => out(serde_json::to_string(report)?)?,
+        OutputFormat::Text => out(report)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -174,11 +200,7 @@ pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(endpoint);
     let answer = client.increment(&args.counter, args.count, &key).await;
     let answer = answer.map_err(|error| explained(error, client.endpoint()))?;
-    let text = match answer.first_value {
-        Some(first) => format!("{first}-{}", answer.new_value),
-        None => answer.new_value.to_string(),
-    };
-    print(&answer, text, args.output.output)
+    print(&IncrementReport(answer), args.output.output)
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
@@ -195,5 +217,5 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(explained(error, client.endpoint())),
     };
-    print(&answer, answer.value.to_string(), args.output.output)
+    print(&GetReport(answer), args.output.output)
 }

@@ -1,7 +1,17 @@
 //! Command-line arguments. AWS options are one flattened struct shared by every
-//! subcommand that talks to AWS, as in cargo-lambda.
+//! subcommand that talks to AWS, as in cargo-lambda. This module only parses: the values
+//! are the domain's (`settings.rs`), the options convert into what the lower layers take
+//! (`settings::Options`, `aws::Connection`), and back into the words of a command
+//! counterctl suggests.
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::aws::Connection;
+use crate::settings::{Architecture, Auth, DomainOption, Front, MaxConcurrency, Options, Switch};
+
+/// The stack's name when `--name` is not given.
+const DEFAULT_NAME: &str = "AtomicCounter";
 
 #[derive(Debug, Parser)]
 #[command(name = "counterctl", version, about = "Sequential unique IDs as an HTTP service on your own AWS account")]
@@ -52,7 +62,7 @@ pub struct StackOptions {
     /// Name of the stack: its function, role, log group, API, API key, usage plan,
     /// alarms (NAME-…) and alarm topic (NAME-alarms) are named so. 1-64 of A-Z a-z 0-9
     /// - _ (the Lambda function name rules, which are also valid IAM role names).
-    #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter", value_parser = stack_name)]
+    #[arg(long, env = "COUNTERCTL_NAME", default_value = DEFAULT_NAME, value_parser = stack_name)]
     pub name: String,
     /// DynamoDB table holding the counters: 3-255 of A-Z a-z 0-9 _ - . [default: the
     /// deployed function's table, else AtomicCounters].
@@ -105,49 +115,70 @@ pub struct OutputOptions {
     pub output: OutputFormat,
 }
 
-/// Who may call the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Auth {
-    /// Clients send an API key (x-api-key); a usage plan throttles it.
-    ApiKey,
-    /// Callers sign requests with SigV4 as an IAM identity allowed `execute-api:Invoke`
-    /// (REST; the stage throttles) or `lambda:InvokeFunctionUrl` and
-    /// `lambda:InvokeFunction` (function URL): `counterctl status --caller-policy`.
-    Iam,
-    /// Anyone who knows the URL can call it (the original service's setup).
-    None,
-}
+impl ValueEnum for Auth {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::ApiKey, Self::Iam, Self::None]
+    }
 
-impl Auth {
-    /// The option's value, as typed.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::ApiKey => "api-key",
-            Self::Iam => "iam",
-            Self::None => "none",
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            Self::ApiKey => "Clients send an API key (x-api-key); a usage plan throttles it",
+            Self::Iam => {
+                "Callers sign requests with SigV4 as an IAM identity allowed `execute-api:Invoke` (REST; the stage \
+                 throttles) or `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` (function URL): `counterctl \
+                 status --caller-policy`"
+            }
+            Self::None => "Anyone who knows the URL can call it (the original service's setup)",
+        };
+        Some(PossibleValue::new(self.name()).help(help))
     }
 }
 
-/// What callers reach the function through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Front {
-    /// An API Gateway REST API (`{proxy+}`, a stage; API keys and usage plans possible).
-    Rest,
-    /// The function's own Lambda Function URL: no charge of its own; `--auth iam` (the
-    /// default there) or `none`.
-    FunctionUrl,
+impl ValueEnum for Front {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Rest, Self::FunctionUrl]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Self::Rest => PossibleValue::new("rest")
+                .help("An API Gateway REST API (`{proxy+}`, a stage; API keys and usage plans possible)"),
+            Self::FunctionUrl => PossibleValue::new("function-url").help(
+                "The function's own Lambda Function URL: no charge of its own; `--auth iam` (the default there) or \
+                 `none`",
+            ),
+        })
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Architecture {
-    #[value(name = "x86_64")]
-    X86_64,
-    Arm64,
+impl ValueEnum for Architecture {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::X86_64, Self::Arm64]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            Self::X86_64 => "x86_64",
+            Self::Arm64 => "arm64",
+        }))
+    }
+}
+
+impl ValueEnum for Switch {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::On, Self::Off]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            Self::On => "on",
+            Self::Off => "off",
+        }))
+    }
 }
 
 /// What to deploy, and how. An option not given keeps what is deployed; for what is not
-/// deployed yet, the default in [`Settings::DEFAULT`].
+/// deployed yet, the default in [`Settings::DEFAULT`](crate::settings::Settings::DEFAULT).
 #[derive(Debug, Clone, Args)]
 pub struct DeployOptions {
     /// What callers reach the function through [default: the deployed front, else rest].
@@ -224,13 +255,6 @@ pub struct DeployOptions {
     pub hosted_zone_id: Option<String>,
 }
 
-/// `--domain`: a DNS name, or `off`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DomainOption {
-    Name(String),
-    Off,
-}
-
 /// A DNS name as a custom domain takes it: 2-127 labels of 1-63 of a-z 0-9 -, not
 /// starting or ending with `-`, at most 253 characters (RFC 1035, section 2.3.1).
 fn domain(value: &str) -> Result<DomainOption, String> {
@@ -278,30 +302,6 @@ fn hosted_zone_id(value: &str) -> Result<String, String> {
     }
 }
 
-/// On or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
-    On,
-    Off,
-}
-
-/// `--max-concurrency`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxConcurrency {
-    Limit(i32),
-    Off,
-}
-
-impl MaxConcurrency {
-    /// The reserved concurrency this sets; `None`: unreserved.
-    pub fn reserved(self) -> Option<i32> {
-        match self {
-            Self::Limit(limit) => Some(limit),
-            Self::Off => None,
-        }
-    }
-}
-
 fn max_concurrency(value: &str) -> Result<MaxConcurrency, String> {
     match value {
         "off" => Ok(MaxConcurrency::Off),
@@ -325,40 +325,175 @@ fn retention_days(value: &str) -> Result<i32, String> {
     }
 }
 
-/// The deployment's tunable settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
-    pub auth: Auth,
-    pub architecture: Architecture,
-    pub memory: i32,
-    pub timeout: i32,
-    pub rate_limit: f64,
-    pub burst_limit: i32,
-    pub log_retention_days: i32,
-}
-
-impl Settings {
-    /// Secure by default. 128 MB, the smallest size: the function waits on DynamoDB, not
-    /// on its CPU, and needs a few MB. 15 s: the longest request (8 s idempotency wait
-    /// plus a 5 s DynamoDB attempt) with margin, under API Gateway's 29 s. 50 requests/s
-    /// with bursts of 100 per key: far above one client's needs, while a leaked key can
-    /// burn at most about 4.3 million IDs a day.
-    pub const DEFAULT: Self = Self {
-        auth: Auth::ApiKey,
-        architecture: Architecture::X86_64,
-        memory: 128,
-        timeout: 15,
-        rate_limit: 50.0,
-        burst_limit: 100,
-        log_retention_days: 30,
-    };
-}
-
 fn positive_rate(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
         _ => Err(format!("{value:?} is not a positive number of requests per second")),
     }
+}
+
+impl AwsOptions {
+    /// Where and as whom to talk to AWS, for `aws::load_config`.
+    pub fn connection(&self) -> Connection {
+        let Self { region, profile, endpoint_url } = self.clone();
+        Connection { region, profile, endpoint_url }
+    }
+
+    /// The options given, as words of a command line.
+    pub(crate) fn words(&self) -> Vec<String> {
+        let Self { region, profile, endpoint_url } = self;
+        let mut words = Words::default();
+        words.value("--endpoint-url", endpoint_url.as_ref());
+        words.value("--region", region.as_ref());
+        words.value("--profile", profile.as_ref());
+        words.0
+    }
+}
+
+impl StackOptions {
+    /// The options given, as words of a command line; the default name is left out.
+    pub(crate) fn words(&self) -> Vec<String> {
+        let Self { name, table, stage } = self;
+        let mut words = Words::default();
+        words.value("--name", Some(name).filter(|name| *name != DEFAULT_NAME));
+        words.value("--table", table.as_ref());
+        words.value("--stage", stage.as_ref());
+        words.0
+    }
+}
+
+impl DeployOptions {
+    /// The settings asked for, for planning (the zip to deploy is the command's to load).
+    pub fn options(&self) -> Options {
+        let Self {
+            front,
+            auth,
+            rate_limit,
+            burst_limit,
+            function_zip: _,
+            architecture,
+            memory,
+            timeout,
+            log_retention_days,
+            protect_table,
+            max_concurrency,
+            alarms,
+            alarm_email,
+            alarm_topic,
+            domain,
+            certificate_arn,
+            hosted_zone_id,
+        } = self.clone();
+        Options {
+            front,
+            auth,
+            rate_limit,
+            burst_limit,
+            architecture,
+            memory,
+            timeout,
+            log_retention_days,
+            protect_table,
+            max_concurrency,
+            alarms,
+            alarm_email,
+            alarm_topic,
+            domain,
+            certificate_arn,
+            hosted_zone_id,
+        }
+    }
+
+    /// The options given, as words of a command line. Destructured whole, so that an
+    /// option added here is rendered too.
+    pub(crate) fn words(&self) -> Vec<String> {
+        let Self {
+            front,
+            auth,
+            rate_limit,
+            burst_limit,
+            function_zip,
+            architecture,
+            memory,
+            timeout,
+            log_retention_days,
+            protect_table,
+            max_concurrency,
+            alarms,
+            alarm_email,
+            alarm_topic,
+            domain,
+            certificate_arn,
+            hosted_zone_id,
+        } = self;
+        let mut words = Words::default();
+        words.value("--front", front.as_ref().map(choice));
+        words.value("--auth", auth.as_ref().map(choice));
+        words.value("--rate-limit", rate_limit.as_ref());
+        words.value("--burst-limit", burst_limit.as_ref());
+        words.value("--function-zip", function_zip.as_ref().map(|path| path.display()));
+        words.value("--architecture", architecture.as_ref().map(choice));
+        words.value("--memory", memory.as_ref());
+        words.value("--timeout", timeout.as_ref());
+        words.value("--log-retention-days", log_retention_days.as_ref());
+        words.flag("--protect-table", *protect_table);
+        words.value(
+            "--max-concurrency",
+            max_concurrency.map(|max| match max {
+                MaxConcurrency::Limit(limit) => limit.to_string(),
+                MaxConcurrency::Off => "off".to_owned(),
+            }),
+        );
+        words.value("--alarms", alarms.as_ref().map(choice));
+        words.value("--alarm-email", alarm_email.as_ref());
+        words.value("--alarm-topic", alarm_topic.as_ref());
+        words.value(
+            "--domain",
+            domain.as_ref().map(|domain| match domain {
+                DomainOption::Name(name) => name.as_str(),
+                DomainOption::Off => "off",
+            }),
+        );
+        words.value("--certificate-arn", certificate_arn.as_ref());
+        words.value("--hosted-zone-id", hosted_zone_id.as_ref());
+        words.0
+    }
+}
+
+/// A value as typed on the command line.
+fn choice(value: &impl ValueEnum) -> String {
+    value.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default()
+}
+
+/// The words of a command line, each flag followed by its value.
+#[derive(Default)]
+struct Words(Vec<String>);
+
+impl Words {
+    fn value(&mut self, flag: &str, value: Option<impl std::fmt::Display>) {
+        if let Some(value) = value {
+            self.0.extend([flag.to_owned(), value.to_string()]);
+        }
+    }
+
+    fn flag(&mut self, flag: &str, given: bool) {
+        if given {
+            self.0.push(flag.to_owned());
+        }
+    }
+}
+
+/// `counterctl COMMAND` and `words`, each shell-quoted: a command counterctl suggests,
+/// made of the options the user gave.
+pub(crate) fn suggested(command: &str, words: impl IntoIterator<Item = String>) -> String {
+    let words = words.into_iter().map(|word| shell_quoted(&word));
+    ["counterctl".to_owned(), command.to_owned()].into_iter().chain(words).collect::<Vec<_>>().join(" ")
+}
+
+/// `arg` as a POSIX shell reads it back.
+fn shell_quoted(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) { arg.to_owned() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
 }
 
 #[derive(Debug, Args)]
@@ -494,7 +629,7 @@ pub struct LogsArgs {
     #[command(flatten)]
     pub aws: AwsOptions,
     /// The stack whose function's log group (/aws/lambda/NAME) is read.
-    #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter", value_parser = stack_name)]
+    #[arg(long, env = "COUNTERCTL_NAME", default_value = DEFAULT_NAME, value_parser = stack_name)]
     pub name: String,
     /// `json` prints the function's JSON lines unchanged.
     #[command(flatten)]
@@ -674,7 +809,7 @@ pub struct CounterStoreOptions {
     pub data_dir: Option<std::path::PathBuf>,
     /// The stack whose table holds the counters (its function's table, else the table its
     /// uninstall kept).
-    #[arg(long, env = "COUNTERCTL_NAME", default_value = "AtomicCounter", value_parser = stack_name)]
+    #[arg(long, env = "COUNTERCTL_NAME", default_value = DEFAULT_NAME, value_parser = stack_name)]
     pub name: String,
     /// DynamoDB table holding the counters. Without it (and without a data directory):
     /// COUNTERCTL_TABLE, else the stack's.
@@ -816,11 +951,104 @@ fn positive_count(value: &str) -> Result<usize, String> {
     }
 }
 
+/// `args` parsed as typed, without what the environment gives (`AWS_REGION`, …).
+#[cfg(test)]
+pub(crate) fn parse_as_typed(args: &[&str]) -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().mut_subcommands(|command| command.mut_args(|arg| arg.env(None)));
+    let matches = command.try_get_matches_from([&["counterctl"][..], args].concat()).expect("valid arguments");
+    Cli::from_arg_matches(&matches).expect("valid arguments")
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
-    use super::Cli;
+    use super::*;
+
+    #[test]
+    fn nothing_below_the_commands_imports_the_command_line() {
+        // The commands parse; every other module takes the domain's types.
+        let commands = ["cli.rs", "lib.rs", "main.rs", "install.rs", "status.rs", "uninstall.rs", "call.rs"];
+        let commands = [&commands[..], &["counters.rs", "logs.rs", "serve.rs", "serve/upstream.rs"]].concat();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut directories = vec![src.clone()];
+        let mut importers = Vec::new();
+        while let Some(directory) = directories.pop() {
+            for entry in std::fs::read_dir(&directory).unwrap() {
+                let path = entry.unwrap().path();
+                let module = path.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    directories.push(path);
+                } else if !commands.contains(&module.as_str())
+                    && std::fs::read_to_string(&path).unwrap().contains("crate::cli")
+                {
+                    importers.push(module);
+                }
+            }
+        }
+        assert_eq!(importers, Vec::<String>::new(), "below the commands, these import cli");
+    }
+
+    #[test]
+    fn a_suggested_command_keeps_the_options_asked_for_with_their_values() {
+        let args = ["--memory", "256", "--region=eu-west-1", "--yes", "--name", "a-b", "--endpoint-url", "http://x:1"];
+        let Command::Install(install) = parse_as_typed(&[&["install"][..], &args].concat()).command else {
+            panic!("install")
+        };
+        assert_eq!(
+            suggested("status", [install.aws.words(), install.stack.words()].concat()),
+            "counterctl status --endpoint-url http://x:1 --region eu-west-1 --name a-b"
+        );
+    }
+
+    #[test]
+    fn every_deploy_option_given_is_rendered_back_as_it_parses() {
+        let args = [
+            "--front",
+            "function-url",
+            "--auth",
+            "iam",
+            "--rate-limit",
+            "8.5",
+            "--burst-limit",
+            "20",
+            "--function-zip",
+            "/tmp/a b.zip",
+            "--architecture",
+            "x86_64",
+            "--memory",
+            "256",
+            "--timeout",
+            "30",
+            "--log-retention-days",
+            "7",
+            "--protect-table",
+            "--max-concurrency",
+            "off",
+            "--alarms",
+            "on",
+            "--alarm-email",
+            "ops@example.com",
+            "--domain",
+            "ids.example.com",
+            "--certificate-arn",
+            "arn:aws:acm:us-east-1:123456789012:certificate/1",
+            "--hosted-zone-id",
+            "Z0123",
+        ];
+        let Command::Install(install) = parse_as_typed(&[&["install"][..], &args].concat()).command else {
+            panic!("install")
+        };
+        let words = install.deploy.words();
+        assert_eq!(words, args.map(str::to_owned));
+        let Command::Install(again) =
+            parse_as_typed(&[&["install"][..], &words.iter().map(String::as_str).collect::<Vec<_>>()].concat()).command
+        else {
+            panic!("install")
+        };
+        assert_eq!(again.deploy.words(), words, "what is rendered parses back to the same options");
+    }
 
     #[test]
     fn the_upstreams_options_need_an_upstream_with_or_without_a_data_dir() {

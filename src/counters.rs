@@ -196,7 +196,7 @@ const TABLE_VARIABLE: &str = "COUNTERCTL_TABLE";
 
 async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore> {
     let local = "for a `counterctl serve` data directory, pass --data-dir DIR";
-    let clients = Clients::connect_or_local(&options.aws, local).await?;
+    let clients = Clients::connect_or_local(&options.aws.connection(), local).await?;
     let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
     // The AWS commands' variable, read here so that --data-dir and COUNTERCTL_DATA_DIR
     // outrank it.

@@ -1,6 +1,7 @@
 //! `counterctl install`: read what is deployed, plan, confirm what breaks callers, apply,
 //! report. `--dry-run` stops after printing the plan.
 
+use std::fmt;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,18 +11,20 @@ use crate::apply::apply;
 use crate::aws::Clients;
 use crate::bundle::Codes;
 use crate::change::Change;
-use crate::cli::{Auth, Front, InstallArgs, OutputFormat};
+use crate::cli::{DeployOptions, InstallArgs, OutputFormat, StackOptions, suggested};
 use crate::deployed::{self, Deployed, Target};
 use crate::plan::{self, Plan, Request};
-use crate::progress::{Progress, WHERE, Wording, ask, out, suggested};
+use crate::progress::{Progress, Wording, ask, out, report};
 use crate::resources::api_key;
+use crate::settings::{Auth, DomainOption, Front};
 
+/// What install did, or with `--dry-run` would do: `--output json`, or text.
 #[derive(Serialize)]
-struct InstallResult<'a> {
+struct InstallReport {
     dry_run: bool,
     up_to_date: bool,
     changes: Vec<Change>,
-    advisories: &'a [String],
+    advisories: Vec<String>,
     url: Option<String>,
     auth: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,25 +33,89 @@ struct InstallResult<'a> {
     /// `https://NAME` of the custom domain.
     #[serde(skip_serializing_if = "Option::is_none")]
     custom_url: Option<String>,
-    /// The record the custom domain needs, when install does not keep it: `{name, type,
-    /// value, alias_hosted_zone_id}`.
+    /// The record the custom domain needs, when install does not keep it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    dns_record: Option<serde_json::Value>,
+    dns_record: Option<DnsRecord>,
     /// The address AWS mailed a confirmation link to in this run (`--alarm-email`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    confirmation_mailed_to: Option<&'a str>,
+    confirmation_mailed_to: Option<String>,
+    /// Callers move to another front, whose URL a dry run does not know yet.
+    #[serde(skip)]
+    front_moves: bool,
+    /// The status command that shows the API key, when the stack has one and it is not
+    /// shown.
+    #[serde(skip)]
+    key_hidden: Option<String>,
+}
+
+/// The DNS record of `--domain` to make by hand (its fields in the order JSON has them).
+#[derive(Serialize)]
+struct DnsRecord {
+    alias_hosted_zone_id: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    value: String,
+}
+
+impl fmt::Display for InstallReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut lines = Vec::new();
+        if self.dry_run {
+            lines.extend(self.changes.iter().map(|change| Wording::Plan.line(change)));
+        }
+        lines.extend(self.advisories.iter().map(|advisory| format!("advisory: {advisory}")));
+        if self.dry_run {
+            if self.front_moves {
+                lines.push(
+                    "The new front's URL is known once install makes it; callers of the old URL must move to it."
+                        .to_owned(),
+                );
+            }
+            lines.push(match self.changes.iter().filter(|change| change.changes()).count() {
+                0 => "Dry run: everything is up to date.".to_owned(),
+                planned => format!("Dry run: {planned} change(s) planned; nothing was changed."),
+            });
+            return f.write_str(&lines.join("\n"));
+        }
+        lines.push(if self.up_to_date { "Everything is up to date." } else { "Installed." }.to_owned());
+        if let Some(email) = &self.confirmation_mailed_to {
+            lines.push(format!(
+                "AWS mailed a confirmation link to {email}: alarms reach it once the link is opened ({}).",
+                crate::resources::topic::LAPSES
+            ));
+        }
+        let (url, curl) = (self.url.as_deref().unwrap_or_default(), self.curl.as_deref().unwrap_or_default());
+        lines.push(format!("\nInvoke URL: {url}\nTry it:\n  {curl}"));
+        if let Some(custom_url) = &self.custom_url {
+            lines.push(format!("Custom domain: {custom_url}"));
+        }
+        if let Some(DnsRecord { alias_hosted_zone_id: zone, name, value: regional, .. }) = &self.dns_record {
+            lines.push(format!(
+                "DNS: point {name} at {regional}: a CNAME record, or in Route 53 an alias A record to it \
+                 (its hosted zone {zone}); with --hosted-zone-id ZONE install keeps that record itself."
+            ));
+        }
+        if let Some(status) = &self.key_hidden {
+            lines.push(format!(
+                "The API key is not shown; print it with `{status} --show-api-key` (or `install --show-api-key`),\n\
+                 or let `counterctl increment NAME` fetch it; `export COUNTERCTL_API_KEY=…` for the curl above."
+            ));
+        }
+        f.write_str(&lines.join("\n"))
+    }
 }
 
 /// Reads the stack and plans `args` over it; shared with `status`.
 pub(crate) async fn read_and_plan(
     clients: &Clients,
-    stack: &crate::cli::StackOptions,
-    deploy: &crate::cli::DeployOptions,
+    stack: &StackOptions,
+    deploy: &DeployOptions,
     (switch_table, recreate_table): (bool, bool),
 ) -> anyhow::Result<(Deployed, Plan)> {
     let codes = Codes::load(deploy.function_zip.as_deref())?;
     let domain = match &deploy.domain {
-        Some(crate::cli::DomainOption::Name(name)) => Some(name.as_str()),
+        Some(DomainOption::Name(name)) => Some(name.as_str()),
         _ => None,
     };
     let target = Target {
@@ -61,13 +128,14 @@ pub(crate) async fn read_and_plan(
     };
     let deployed = deployed::read(clients, &target).await?;
     let code = |architecture| codes.code(architecture);
+    let options = deploy.options();
     let request = Request {
         name: &stack.name,
         table: stack.table.as_deref(),
         stage: stack.stage.as_deref(),
         switch_table,
         recreate_table,
-        options: deploy,
+        options: &options,
         code: &code,
     };
     let plan = plan::install(&request, &deployed)?;
@@ -75,7 +143,7 @@ pub(crate) async fn read_and_plan(
 }
 
 pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::connect(&args.aws).await?;
+    let clients = Clients::connect(&args.aws.connection()).await?;
     let json = args.output.output == OutputFormat::Json;
     let (_, plan) =
         read_and_plan(&clients, &args.stack, &args.deploy, (args.switch_table, args.recreate_table)).await?;
@@ -88,36 +156,24 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     if plan.wanted.auth == Auth::None {
         eprintln!("warning: --auth none: anyone who finds the URL can call it and burn IDs");
     }
-    let auth = plan.wanted.auth.name();
+    // The plan's report; apply's results complete it.
+    let planned = InstallReport {
+        dry_run: true,
+        up_to_date: plan.up_to_date(),
+        changes: plan.changes(),
+        advisories: plan.advisories.clone(),
+        url: plan.deployed_url(),
+        auth: plan.wanted.auth.name(),
+        api_key: None,
+        curl: plan.deployed_url().map(|url| curl_command(&url, &plan, None)),
+        custom_url: plan.domain.deployed_url(),
+        dns_record: None,
+        confirmation_mailed_to: None,
+        front_moves: plan.front_moves,
+        key_hidden: None,
+    };
     if args.dry_run {
-        let url = plan.deployed_url();
-        if json {
-            let curl = url.as_deref().map(|url| curl_command(url, &plan, None));
-            let result = InstallResult {
-                dry_run: true,
-                up_to_date: plan.up_to_date(),
-                changes: plan.changes(),
-                advisories: &plan.advisories,
-                url,
-                auth,
-                api_key: None,
-                curl,
-                custom_url: plan.domain.deployed_url(),
-                dns_record: None,
-                confirmation_mailed_to: None,
-            };
-            out(serde_json::to_string_pretty(&result)?)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        print_plan(&plan, Wording::Plan)?;
-        if plan.front_moves {
-            out("The new front's URL is known once install makes it; callers of the old URL must move to it.")?;
-        }
-        let planned = plan.changes().iter().filter(|change| change.changes()).count();
-        match planned {
-            0 => out("Dry run: everything is up to date.")?,
-            _ => out(format!("Dry run: {planned} change(s) planned; nothing was changed."))?,
-        }
+        report(json, &planned)?;
         return Ok(ExitCode::SUCCESS);
     }
     let breaking = plan.breaking();
@@ -131,55 +187,28 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         (Some(key_id), true) => api_key::key_value(&clients.apigateway, key_id).await.context("reading the API key")?,
         _ => None,
     };
-    let curl = curl_command(&url, &plan, api_key.as_deref());
     let record_to_make = plan.wanted.domain.as_ref().is_some_and(|wanted| wanted.zone.is_none());
-    let dns_record = applied.domain.as_ref().filter(|_| record_to_make).map(|(name, regional, zone)| {
-        serde_json::json!({"name": name, "type": "CNAME", "value": regional, "alias_hosted_zone_id": zone})
+    let dns_record = applied.domain.as_ref().filter(|_| record_to_make).map(|(name, regional, zone)| DnsRecord {
+        alias_hosted_zone_id: zone.clone(),
+        name: name.clone(),
+        kind: "CNAME",
+        value: regional.clone(),
     });
-    if json {
-        let result = InstallResult {
-            dry_run: false,
-            up_to_date: plan.up_to_date(),
-            changes: plan.changes(),
-            advisories: &plan.advisories,
-            url: Some(url),
-            auth,
-            api_key,
-            curl: Some(curl),
-            custom_url: applied.domain.as_ref().map(|(name, _, _)| format!("https://{name}")),
-            dns_record,
-            confirmation_mailed_to: plan.topic.subscribes(),
-        };
-        out(serde_json::to_string_pretty(&result)?)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for advisory in &plan.advisories {
-        out(format!("advisory: {advisory}"))?;
-    }
-    out(if plan.up_to_date() { "Everything is up to date." } else { "Installed." })?;
-    if let Some(email) = plan.topic.subscribes() {
-        out(format!(
-            "AWS mailed a confirmation link to {email}: alarms reach it once the link is opened ({}).",
-            crate::resources::topic::LAPSES
-        ))?;
-    }
-    out(format!("\nInvoke URL: {url}\nTry it:\n  {curl}"))?;
-    if let Some((name, regional, zone)) = &applied.domain {
-        out(format!("Custom domain: https://{name}"))?;
-        if record_to_make {
-            out(format!(
-                "DNS: point {name} at {regional}: a CNAME record, or in Route 53 an alias A record to it \
-                 (its hosted zone {zone}); with --hosted-zone-id ZONE install keeps that record itself."
-            ))?;
-        }
-    }
-    if plan.wanted.auth == Auth::ApiKey && api_key.is_none() {
-        let status = suggested("status", std::env::args().skip(2), |flag| WHERE.contains(&flag));
-        out(format!(
-            "The API key is not shown; print it with `{status} --show-api-key` (or `install --show-api-key`),\n\
-             or let `counterctl increment NAME` fetch it; `export COUNTERCTL_API_KEY=…` for the curl above."
-        ))?;
-    }
+    let stack_options = [args.aws.words(), args.stack.words()].concat();
+    let key_hidden =
+        (plan.wanted.auth == Auth::ApiKey && api_key.is_none()).then(|| suggested("status", stack_options));
+    let installed = InstallReport {
+        dry_run: false,
+        curl: Some(curl_command(&url, &plan, api_key.as_deref())),
+        url: Some(url),
+        api_key,
+        custom_url: applied.domain.as_ref().map(|(name, _, _)| format!("https://{name}")),
+        dns_record,
+        confirmation_mailed_to: plan.topic.subscribes().map(str::to_owned),
+        key_hidden,
+        ..planned
+    };
+    report(json, &installed)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,8 +2,9 @@
 
 //!
 //! The library exposes what the binary and the integration tests use: [`run`], the
-//! command line ([`cli`]), the AWS clients ([`aws::Clients`]) and endpoint discovery
-//! ([`call`]). Everything else is crate-private; ARCHITECTURE.md maps it.
+//! command line ([`cli`]) and the settings it parses into ([`settings`]), the AWS clients
+//! ([`aws::Clients`]) and endpoint discovery ([`call`]). Everything else is
+//! crate-private; ARCHITECTURE.md maps it.
 
 mod admin_socket;
 mod apply;
@@ -24,6 +25,7 @@ mod progress;
 mod resources;
 mod retry;
 mod serve;
+pub mod settings;
 mod stack;
 mod status;
 mod uninstall;

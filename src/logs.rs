@@ -32,7 +32,7 @@ const LATE_LINES: Duration = Duration::from_secs(30);
 const SHORT_SESSION: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::connect(&args.aws).await?;
+    let clients = Clients::connect(&args.aws.connection()).await?;
     let reader = Reader {
         clients: &clients,
         group: crate::stack::log_group_of(&args.name),

@@ -9,8 +9,6 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use serde::Serialize;
 
 use crate::aws::Operation;
-use crate::cli::OutputFormat;
-use crate::progress::out;
 
 /// What reading the figures calls: GetMetricData has no resource type.
 pub(crate) fn grant() -> crate::resources::Grant {
@@ -54,12 +52,13 @@ enum Unit {
     Milliseconds,
 }
 
-/// A figure read, `None` when CloudWatch has no data points in the window.
+/// A figure read, `None` when CloudWatch has no data points in the window. Its fields are
+/// in the order `--output json` has always written them.
 #[derive(Debug, Serialize)]
 struct Figure {
-    section: &'static str,
-    metric: &'static str,
     label: &'static str,
+    metric: &'static str,
+    section: &'static str,
     statistic: &'static str,
     unit: Unit,
     value: Option<f64>,
@@ -140,12 +139,38 @@ fn combine(stat: &str, values: &[f64]) -> Option<f64> {
     Some(if stat == "Sum" { values.iter().sum() } else { values.iter().copied().fold(f64::MIN, f64::max) })
 }
 
-pub(crate) async fn print(
+/// The figures of a stack over a window: `status --metrics`'s report.
+#[derive(Debug, Serialize)]
+pub(crate) struct Metrics {
+    metrics: Vec<Figure>,
+    /// The window, as `humantime` writes it.
+    since: String,
+    /// The stack's function, which names the stack.
+    #[serde(skip)]
+    function: String,
+}
+
+impl std::fmt::Display for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Metrics of stack {} over the last {}", self.function, self.since)?;
+        for figure in &self.metrics {
+            let value = match (figure.value, figure.unit) {
+                (None, _) => "-".to_owned(),
+                (Some(value), Unit::Count) => format!("{value:.0}"),
+                (Some(value), Unit::Milliseconds) => format!("{value:.1} ms"),
+            };
+            write!(f, "\n{:<10} {:<22} {value:>12}", figure.section, figure.label)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the figures of `subject` over the last `since`.
+pub(crate) async fn read(
     client: &aws_sdk_cloudwatch::Client,
     subject: &Subject,
     since: Duration,
-    output: OutputFormat,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Metrics> {
     let queries = queries(subject);
     let period = period_of(since);
     let data_queries = queries.iter().enumerate().map(|(index, query)| {
@@ -182,32 +207,19 @@ pub(crate) async fn print(
         .iter()
         .zip(&values)
         .map(|(query, values)| Figure {
-            section: query.section,
-            metric: query.metric,
             label: query.label,
+            metric: query.metric,
+            section: query.section,
             statistic: query.stat,
             unit: query.unit,
             value: combine(query.stat, values),
         })
         .collect();
-    match output {
-        OutputFormat::Json => {
-            let window = humantime::format_duration(since).to_string();
-            out(serde_json::to_string_pretty(&serde_json::json!({ "since": window, "metrics": figures }))?)?;
-        }
-        OutputFormat::Text => {
-            out(format!("Metrics of stack {} over the last {}", subject.function, humantime::format_duration(since)))?;
-            for figure in &figures {
-                let value = match (figure.value, figure.unit) {
-                    (None, _) => "-".to_owned(),
-                    (Some(value), Unit::Count) => format!("{value:.0}"),
-                    (Some(value), Unit::Milliseconds) => format!("{value:.1} ms"),
-                };
-                out(format!("{:<10} {:<22} {value:>12}", figure.section, figure.label))?;
-            }
-        }
-    }
-    Ok(())
+    Ok(Metrics {
+        metrics: figures,
+        since: humantime::format_duration(since).to_string(),
+        function: subject.function.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ pub(crate) use wanted::{Alarms, Request, Wanted};
 
 use crate::aws::Account;
 use crate::change::{Action, Change, Deletion, Nothing, Planned, Refusal, Resource, RowList, Rows, rows};
-use crate::cli::{Auth, Front};
 use crate::deployed::Deployed;
 use crate::resources::alarms::{self, AlarmChange, AlarmNames, AlarmSpec};
 use crate::resources::api::{self, ApiId, ApiPlan};
@@ -30,6 +29,7 @@ use crate::resources::stage::{self, StageChange};
 use crate::resources::table::{self, TableChange, TableName};
 use crate::resources::topic::{self, Notify, TopicArn, TopicPlan};
 use crate::resources::usage_plan::{self, UsagePlanPlan, UsagePlanState, UsagePlanTarget};
+use crate::settings::{Auth, Front};
 use crate::stack::{PROXY_PATH, Stack};
 
 /// What install will do.

@@ -1,12 +1,14 @@
-//! Display only: the plan as lines, and each apply step as it runs (a spinner line per
-//! step on a terminal, plain lines otherwise, nothing with `--output json`). Results do
-//! not pass through here: the caller reports from the plan and what apply returned.
+//! Display only: the plan as lines, each apply step as it runs (a spinner line per step
+//! on a terminal, plain lines otherwise, nothing with `--output json`), and a command's
+//! report, printed once. Results do not pass through here: the command makes its report
+//! from the plan and what apply returned.
 
 use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 use crate::aws::Clients;
 use crate::change::{Action, Change, Delete, Deletion, Diff};
@@ -84,40 +86,19 @@ impl Wording {
     }
 }
 
-/// The options every AWS command takes that say where the stack is.
-pub(crate) const WHERE: [&str; 6] = ["--region", "--profile", "--endpoint-url", "--name", "--table", "--stage"];
-
-/// `counterctl COMMAND` with those of `args` (the options as typed, after the
-/// subcommand) whose flag `keep` accepts, each with its value, shell-quoted: a command
-/// counterctl suggests, made of what the user gave.
-pub(crate) fn suggested(command: &str, args: impl Iterator<Item = String>, keep: impl Fn(&str) -> bool) -> String {
-    let mut words = vec!["counterctl".to_owned(), command.to_owned()];
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        let flag = arg.split_once('=').map_or(arg.as_str(), |(flag, _)| flag).to_owned();
-        // A value given apart from its flag is the next word that is not a flag.
-        let value = match (arg.contains('='), args.peek()) {
-            (false, Some(next)) if flag.starts_with("--") && !next.starts_with('-') => args.next(),
-            _ => None,
-        };
-        if keep(&flag) {
-            words.push(shell_quoted(&arg));
-            words.extend(value.as_deref().map(shell_quoted));
-        }
-    }
-    words.join(" ")
-}
-
-/// `arg` as a POSIX shell reads it back.
-fn shell_quoted(arg: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) { arg.to_owned() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
-}
-
 /// Writes a line to stdout; an error (a closed pipe) goes back to the caller, which ends
 /// quietly on it.
 pub(crate) fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{line}")
+}
+
+/// Prints a command's report, once: as JSON (`--output json`), else as its text.
+pub(crate) fn report(json: bool, report: &(impl Serialize + std::fmt::Display)) -> anyhow::Result<()> {
+    match json {
+        true => out(serde_json::to_string_pretty(report)?)?,
+        false => out(report)?,
+    }
+    Ok(())
 }
 
 /// Asks a question on the terminal and returns the answer, trimmed; `question` prints
@@ -229,15 +210,6 @@ impl Progress {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_suggested_command_keeps_the_flags_asked_for_with_their_values() {
-        let args = ["--memory", "256", "--region=eu-west-1", "--yes", "--name", "a b", "--endpoint-url", "http://x:1"];
-        let args = args.iter().map(|arg| (*arg).to_owned());
-        assert_eq!(
-            suggested("status", args, |flag| WHERE.contains(&flag)),
-            "counterctl status --region=eu-west-1 --name 'a b' --endpoint-url http://x:1"
-        );
-    }
     use crate::change::{Action, Nothing, Planned, Resource};
 
     #[test]

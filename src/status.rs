@@ -1,26 +1,66 @@
 //! `counterctl status`: install's plan, read-only, worded as present / missing /
 //! differs; exits 1 when anything is missing or differs. Options not given are compared
-//! as deployed, exactly as install would keep them.
+//! as deployed, exactly as install would keep them. Its other answers (`--caller-policy`,
+//! `--operator-policy`, `--metrics`) are modes of the same read.
 
+use std::fmt;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::aws::Clients;
 use crate::change::{Change, Refusal, Resource};
-use crate::cli::{Auth, OutputFormat, StatusArgs};
+use crate::cli::{OutputFormat, StackOptions, StatusArgs, suggested};
+use crate::deployed::Deployed;
 use crate::install::read_and_plan;
 use crate::metrics::{Front, Subject};
-use crate::plan::FrontPlan;
-use crate::progress::{WHERE, Wording, out, suggested};
+use crate::plan::{FrontPlan, Plan};
+use crate::progress::{Wording, out, report};
 use crate::resources::api_key;
+use crate::settings::Auth;
 
+/// What `status` answers: one mode, chosen by its options (clap lets at most one be given).
+enum Mode {
+    /// Each resource against the options (the default).
+    Stack { show_api_key: bool },
+    /// `--caller-policy`: the policy a calling service needs.
+    CallerPolicy,
+    /// `--operator-policy`: the policy an operator needs.
+    OperatorPolicy,
+    /// `--metrics`: the stack's figures over `since`.
+    Metrics { since: Duration },
+}
+
+impl Mode {
+    /// The mode `args` ask for; a window CloudWatch cannot answer is refused before any
+    /// read.
+    fn of(args: &StatusArgs) -> anyhow::Result<Self> {
+        Ok(match args {
+            StatusArgs { caller_policy: true, .. } => Self::CallerPolicy,
+            StatusArgs { operator_policy: true, .. } => Self::OperatorPolicy,
+            StatusArgs { metrics: true, since, .. } => {
+                // CloudWatch's periods are whole minutes, and the window is one period.
+                if *since < Duration::from_secs(60) {
+                    anyhow::bail!(
+                        "--since {} is under a minute\nhint: the window is whole minutes: pass --since 1m or more",
+                        humantime::format_duration(*since)
+                    );
+                }
+                Self::Metrics { since: *since }
+            }
+            StatusArgs { show_api_key, .. } => Self::Stack { show_api_key: *show_api_key },
+        })
+    }
+}
+
+/// Each resource of the stack against the options: `--output json`, or text.
 #[derive(Serialize)]
-struct StatusResult<'a> {
+struct StatusReport {
     healthy: bool,
     resources: Vec<Change>,
-    advisories: &'a [String],
+    advisories: Vec<String>,
     url: Option<String>,
     /// `https://NAME` of the custom domain.
     custom_url: Option<String>,
@@ -30,31 +70,93 @@ struct StatusResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
     /// Each deployed alarm's state now: `OK`, `ALARM` or `INSUFFICIENT_DATA`.
-    alarms: Vec<AlarmStateShown<'a>>,
+    alarms: Vec<AlarmStateShown>,
     /// The email subscriptions of the stack's own alarm topic.
-    alarm_subscriptions: Vec<SubscriptionShown<'a>>,
+    alarm_subscriptions: Vec<SubscriptionShown>,
     /// The stack's table is gone, and its counters with it: what was lost and the way
     /// forward (never a plain install).
     #[serde(skip_serializing_if = "Option::is_none")]
     table_lost: Option<String>,
+    /// `--show-api-key` was given: a stack without a key says so.
+    #[serde(skip)]
+    show_api_key: bool,
+    /// The auth the stack uses.
+    #[serde(skip)]
+    auth: Auth,
+    /// The install that fixes what differs: the options given to status, without its own.
+    #[serde(skip)]
+    fix: String,
 }
 
 #[derive(Serialize)]
-struct SubscriptionShown<'a> {
-    email: &'a str,
+struct SubscriptionShown {
+    email: String,
     /// Its confirmation link has not been opened: it gets nothing yet.
     pending: bool,
 }
 
 #[derive(Serialize)]
-struct AlarmStateShown<'a> {
-    name: &'a str,
-    state: &'a str,
-    reason: &'a str,
+struct AlarmStateShown {
+    name: String,
+    state: String,
+    reason: String,
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut lines = Vec::new();
+        // Each alarm's row with its state now.
+        for change in &self.resources {
+            let state =
+                self.alarms.iter().find(|alarm| change.resource == Resource::Alarm && alarm.name == change.name);
+            lines.push(match state {
+                Some(alarm) => format!("{}, {}", Wording::Status.line(change), alarm.state),
+                None => Wording::Status.line(change),
+            });
+        }
+        lines.extend(self.advisories.iter().map(|advisory| format!("advisory: {advisory}")));
+        let bundled = &self.bundled_code_sha256;
+        let deployed = self.deployed_code_sha256.as_deref().unwrap_or("none");
+        let comparison =
+            if deployed == bundled { "same as bundled".to_owned() } else { format!("bundled is {bundled}") };
+        lines.push(format!("code        deployed {deployed} ({comparison})"));
+        lines.push(match &self.url {
+            Some(url) => format!("url         {url}"),
+            None => "url         none (no API)".to_owned(),
+        });
+        if let Some(custom) = &self.custom_url {
+            lines.push(format!("custom url  {custom}"));
+        }
+        match (&self.api_key, self.show_api_key) {
+            (Some(key), _) => lines.push(format!("api key     {key}")),
+            (None, true) => {
+                lines.push(format!("api key     none (--auth {}: callers send no key)", self.auth.name()));
+            }
+            (None, false) => {}
+        }
+        // Not drift, so the exit code does not change; but what a person must see.
+        for alarm in self.alarms.iter().filter(|alarm| alarm.state == "ALARM") {
+            lines.push(format!("!! ALARM   {} is in ALARM: {}", alarm.name, alarm.reason));
+        }
+        for subscription in self.alarm_subscriptions.iter().filter(|subscription| subscription.pending) {
+            lines.push(format!(
+                "note: alarms do not reach {} yet: open the confirmation link AWS mailed to it ({})",
+                subscription.email,
+                crate::resources::topic::LAPSES
+            ));
+        }
+        lines.push(match &self.table_lost {
+            Some(lost) => lost.clone(),
+            None if self.healthy => "Everything is installed as configured.".to_owned(),
+            None => format!("Run `{}` to fix what is missing or differs.", self.fix),
+        });
+        f.write_str(&lines.join("\n"))
+    }
 }
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::connect(&args.aws).await?;
+    let mode = Mode::of(&args)?;
+    let clients = Clients::connect(&args.aws.connection()).await?;
     // A table that is gone is planned as install --recreate-table would, so the rest of
     // the stack is still reported; the loss is reported instead of a fix.
     let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, (false, true)).await {
@@ -62,8 +164,8 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         // Not drift to fix in place but a stack to install again: a negative answer.
         Err(error) => match error.downcast_ref::<Refusal>() {
             Some(Refusal::KeptTable { stack, tables }) if !tables.contains(", ") => {
-                let install =
-                    suggested("install", std::env::args().skip(2), |flag| WHERE.contains(&flag) && flag != "--table");
+                let stack_options = StackOptions { table: None, ..args.stack.clone() };
+                let install = suggested("install", [args.aws.words(), stack_options.words()].concat());
                 out(format!(
                     "Stack {stack} is not installed; its counters are in table {tables}, kept by its uninstall.\n\
                      Run `{install} --table {tables}` to install it again on them."
@@ -73,153 +175,117 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             _ => return Err(error),
         },
     };
-    if args.caller_policy {
-        let policy = match (&plan.front, plan.api_id()) {
-            (FrontPlan::FunctionUrl(url), _) if url.deployed.is_some() => {
-                crate::stack::function_url_caller_policy(&plan.stack, &plan.account)
-            }
-            (FrontPlan::Rest(_), Some(api_id)) => crate::stack::caller_policy(&plan.stack, &plan.account, api_id),
-            _ => {
-                anyhow::bail!("stack {} has nothing to call yet\nhint: run `counterctl install` first", plan.stack.name)
-            }
-        };
-        if plan.wanted.auth != Auth::Iam {
-            eprintln!("note: stack {} does not use --auth iam; this policy takes effect once it does", plan.stack.name);
+    let json = args.output.output == OutputFormat::Json;
+    match mode {
+        Mode::Stack { show_api_key } => {
+            let status = stack_report(&clients, &deployed, &plan, show_api_key, install_command(&args)).await?;
+            report(json, &status)?;
+            Ok(if status.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        out(serde_json::to_string_pretty(&policy)?)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.operator_policy {
-        out(serde_json::to_string_pretty(&crate::operator_policy::policy(&plan))?)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.metrics {
-        // CloudWatch's periods are whole minutes, and the window is one period.
-        if args.since < std::time::Duration::from_secs(60) {
-            anyhow::bail!(
-                "--since {} is under a minute\nhint: the window is whole minutes: pass --since 1m or more",
-                humantime::format_duration(args.since)
-            );
+        Mode::CallerPolicy => caller_policy(&plan),
+        Mode::OperatorPolicy => {
+            out(serde_json::to_string_pretty(&crate::operator_policy::policy(&plan))?)?;
+            Ok(ExitCode::SUCCESS)
         }
-        let front = match &plan.front {
-            FrontPlan::FunctionUrl(url) if url.deployed.is_some() => Front::FunctionUrl,
-            FrontPlan::Rest(_) if plan.api_id().is_some() => {
-                Front::Rest { api: plan.stack.name.clone(), stage: plan.stack.stage.clone() }
-            }
-            _ => Front::None,
-        };
-        let subject = Subject { function: plan.stack.name.clone(), table: plan.stack.table.clone(), front };
-        crate::metrics::print(&clients.cloudwatch, &subject, args.since, args.output.output).await?;
-        return Ok(ExitCode::SUCCESS);
+        Mode::Metrics { since } => {
+            report(json, &metrics(&clients, &plan, since).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
-    let healthy = plan.up_to_date();
-    let table_lost = plan
-        .table_lost
-        .then(|| Refusal::TableLost { stack: plan.stack.name.clone(), table: plan.stack.table.clone() }.to_string());
-    let deployed_code_sha256 = deployed.function.as_ref().map(|function| function.code_sha256.clone());
-    let bundled_code_sha256 = plan.wanted.function.code.sha256.clone();
-    let url = plan.deployed_url();
-    let api_key = match (plan.key(), args.show_api_key) {
+}
+
+/// `--caller-policy`: a policy document, JSON whatever the output format.
+fn caller_policy(plan: &Plan) -> anyhow::Result<ExitCode> {
+    let policy = match (&plan.front, plan.api_id()) {
+        (FrontPlan::FunctionUrl(url), _) if url.deployed.is_some() => {
+            crate::stack::function_url_caller_policy(&plan.stack, &plan.account)
+        }
+        (FrontPlan::Rest(_), Some(api_id)) => crate::stack::caller_policy(&plan.stack, &plan.account, api_id),
+        _ => anyhow::bail!("stack {} has nothing to call yet\nhint: run `counterctl install` first", plan.stack.name),
+    };
+    if plan.wanted.auth != Auth::Iam {
+        eprintln!("note: stack {} does not use --auth iam; this policy takes effect once it does", plan.stack.name);
+    }
+    out(serde_json::to_string_pretty(&policy)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--metrics`: the figures of the stack's function, front and table over `since`.
+async fn metrics(clients: &Clients, plan: &Plan, since: Duration) -> anyhow::Result<crate::metrics::Metrics> {
+    let front = match &plan.front {
+        FrontPlan::FunctionUrl(url) if url.deployed.is_some() => Front::FunctionUrl,
+        FrontPlan::Rest(_) if plan.api_id().is_some() => {
+            Front::Rest { api: plan.stack.name.clone(), stage: plan.stack.stage.clone() }
+        }
+        _ => Front::None,
+    };
+    let subject = Subject { function: plan.stack.name.clone(), table: plan.stack.table.clone(), front };
+    crate::metrics::read(&clients.cloudwatch, &subject, since).await
+}
+
+/// The install that fixes what status (run with `args`) reports: the options it was
+/// given, without its own. A setting not given is compared as deployed, so these are
+/// exactly the ones that make the difference.
+fn install_command(args: &StatusArgs) -> String {
+    suggested("install", [args.aws.words(), args.stack.words(), args.deploy.words()].concat())
+}
+
+/// The stack against the options, with what only status shows: the code's hashes, the
+/// alarms' states, pending subscriptions, and the key when asked for.
+async fn stack_report(
+    clients: &Clients,
+    deployed: &Deployed,
+    plan: &Plan,
+    show_api_key: bool,
+    fix: String,
+) -> anyhow::Result<StatusReport> {
+    let api_key = match (plan.key(), show_api_key) {
         (Some(key), true) => api_key::key_value(&clients.apigateway, &key.id).await.context("reading the API key")?,
         _ => None,
     };
-    let alarms: Vec<AlarmStateShown<'_>> = deployed
+    let alarms = deployed
         .alarms
         .iter()
-        .map(|alarm| AlarmStateShown { name: &alarm.spec.name, state: &alarm.state, reason: &alarm.reason })
+        .map(|alarm| AlarmStateShown {
+            name: alarm.spec.name.clone(),
+            state: alarm.state.clone(),
+            reason: alarm.reason.clone(),
+        })
         .collect();
-    let subscriptions: Vec<SubscriptionShown<'_>> = deployed
+    let alarm_subscriptions = deployed
         .topic
         .iter()
         .flat_map(|topic| &topic.subscriptions)
-        .map(|subscription| SubscriptionShown { email: &subscription.email, pending: subscription.pending() })
+        .map(|subscription| SubscriptionShown { email: subscription.email.clone(), pending: subscription.pending() })
         .collect();
-    if args.output.output == OutputFormat::Json {
-        let result = StatusResult {
-            healthy,
-            resources: plan.changes(),
-            advisories: &plan.advisories,
-            url,
-            custom_url: plan.domain.deployed_url(),
-            deployed_code_sha256,
-            bundled_code_sha256,
-            api_key,
-            alarms,
-            alarm_subscriptions: subscriptions,
-            table_lost,
-        };
-        out(serde_json::to_string_pretty(&result)?)?;
-    } else {
-        // Each alarm's row with its state now.
-        for change in &plan.changes() {
-            let state = alarms.iter().find(|alarm| change.resource == Resource::Alarm && alarm.name == change.name);
-            match state {
-                Some(alarm) => out(format!("{}, {}", Wording::Status.line(change), alarm.state))?,
-                None => out(Wording::Status.line(change))?,
-            }
-        }
-        for advisory in &plan.advisories {
-            out(format!("advisory: {advisory}"))?;
-        }
-        let deployed = deployed_code_sha256.as_deref().unwrap_or("none");
-        let comparison = if deployed == bundled_code_sha256 {
-            "same as bundled".to_owned()
-        } else {
-            format!("bundled is {bundled_code_sha256}")
-        };
-        out(format!("code        deployed {deployed} ({comparison})"))?;
-        match url {
-            Some(url) => out(format!("url         {url}"))?,
-            None => out("url         none (no API)")?,
-        }
-        if let Some(custom) = plan.domain.deployed_url() {
-            out(format!("custom url  {custom}"))?;
-        }
-        match (api_key, args.show_api_key) {
-            (Some(key), _) => out(format!("api key     {key}"))?,
-            (None, true) => out(format!("api key     none (--auth {}: callers send no key)", plan.wanted.auth.name()))?,
-            (None, false) => {}
-        }
-        // Not drift, so the exit code does not change; but what a person must see.
-        for alarm in alarms.iter().filter(|alarm| alarm.state == "ALARM") {
-            out(format!("!! ALARM   {} is in ALARM: {}", alarm.name, alarm.reason))?;
-        }
-        for subscription in subscriptions.iter().filter(|subscription| subscription.pending) {
-            out(format!(
-                "note: alarms do not reach {} yet: open the confirmation link AWS mailed to it ({})",
-                subscription.email,
-                crate::resources::topic::LAPSES
-            ))?;
-        }
-        if let Some(lost) = table_lost {
-            out(lost)?;
-        } else if healthy {
-            out("Everything is installed as configured.")?;
-        } else {
-            let install = install_command(std::env::args().skip(1));
-            out(format!("Run `{install}` to fix what is missing or differs."))?;
-        }
-    }
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// Status's own options, which install does not take.
-const STATUS_ONLY: [&str; 6] =
-    ["--show-api-key", "--caller-policy", "--operator-policy", "--metrics", "--since", "--output"];
-
-/// The install that fixes what status (run with `args`, the subcommand first) reports:
-/// the options it was given, as typed, without its own. A setting not given is compared
-/// as deployed, so these are exactly the ones that make the difference.
-fn install_command(args: impl Iterator<Item = String>) -> String {
-    suggested("install", args.skip(1), |flag| !STATUS_ONLY.contains(&flag))
+    Ok(StatusReport {
+        healthy: plan.up_to_date(),
+        resources: plan.changes(),
+        advisories: plan.advisories.clone(),
+        url: plan.deployed_url(),
+        custom_url: plan.domain.deployed_url(),
+        deployed_code_sha256: deployed.function.as_ref().map(|function| function.code_sha256.clone()),
+        bundled_code_sha256: plan.wanted.function.code.sha256.clone(),
+        api_key,
+        alarms,
+        alarm_subscriptions,
+        table_lost: plan.table_lost.then(|| {
+            Refusal::TableLost { stack: plan.stack.name.clone(), table: plan.stack.table.clone() }.to_string()
+        }),
+        show_api_key,
+        auth: plan.wanted.auth,
+        fix,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Command, parse_as_typed};
 
     fn command(args: &[&str]) -> String {
-        install_command(args.iter().map(|arg| (*arg).to_owned()))
+        let Command::Status(args) = parse_as_typed(args).command else { panic!("status") };
+        install_command(&args)
     }
 
     #[test]
@@ -232,13 +298,17 @@ mod tests {
                 "json",
                 "--region",
                 "eu-west-1",
+                "--metrics",
                 "--since=1h",
                 "--timeout=30",
                 "--show-api-key"
             ]),
-            "counterctl install --region eu-west-1 --timeout=30"
+            "counterctl install --region eu-west-1 --timeout 30"
         );
         assert_eq!(command(&["status"]), "counterctl install");
-        assert_eq!(command(&["status", "--name", "it's"]), "counterctl install --name 'it'\\''s'");
+        assert_eq!(
+            command(&["status", "--function-zip", "it's.zip"]),
+            "counterctl install --function-zip 'it'\\''s.zip'"
+        );
     }
 }

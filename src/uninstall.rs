@@ -4,6 +4,7 @@
 //! counters stay unless `--delete-data`; the role stays while another region's function
 //! uses it.
 
+use std::fmt;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,34 +12,78 @@ use serde::Serialize;
 
 use crate::aws::Clients;
 use crate::change::{Change, Delete, Deletion};
-use crate::cli::{OutputFormat, UninstallArgs};
+use crate::cli::{OutputFormat, UninstallArgs, suggested};
 use crate::deployed::{self, Target};
 use crate::plan;
-use crate::progress::{Progress, Wording, ask, out, suggested};
+use crate::progress::{Progress, Wording, ask, out, report};
 use crate::resources::table;
 
 const DUPLICATES_WARNING: &str = "Counters restarted in a new table would hand out IDs that were already issued.";
 
+/// What uninstall deleted, or with `--dry-run` would delete: `--output json`, or text.
 #[derive(Serialize)]
-struct UninstallResult<'a> {
-    changes: &'a [Change],
-    table_kept: bool,
-    /// Deletions AWS refused: what was kept, and why.
-    warnings: &'a [String],
+#[serde(untagged)]
+enum UninstallReport {
+    /// `--dry-run`, in install's dry-run shape.
+    DryRun {
+        dry_run: bool,
+        /// Nothing is left to delete.
+        up_to_date: bool,
+        changes: Vec<Change>,
+        table_kept: bool,
+    },
+    Deleted {
+        changes: Vec<Change>,
+        table_kept: bool,
+        /// Deletions AWS refused: what was kept, and why.
+        warnings: Vec<String>,
+        /// Anything was there to delete.
+        #[serde(skip)]
+        deleted: bool,
+        /// Where the stack was looked for, and what picks the kept table up again.
+        #[serde(skip)]
+        kept: Kept,
+    },
 }
 
-/// `--dry-run --output json`, in install's dry-run shape.
-#[derive(Serialize)]
-struct DryRun<'a> {
-    dry_run: bool,
-    /// Nothing is left to delete.
-    up_to_date: bool,
-    changes: &'a [Change],
-    table_kept: bool,
+/// The stack, where it was looked for, and the install that picks its kept table up.
+struct Kept {
+    stack: String,
+    region: String,
+    table: String,
+    install: String,
+}
+
+impl Kept {
+    /// Where the kept counters are, and the install that picks them up again.
+    fn pick_up(&self) -> String {
+        let Self { table, install, .. } = self;
+        format!("Table {table} and its counters were kept; `{install}` picks them up again.")
+    }
+}
+
+impl fmt::Display for UninstallReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DryRun { .. } => f.write_str("Dry run: nothing was deleted."),
+            Self::Deleted { deleted: true, table_kept: true, kept, .. } => write!(f, "Uninstalled. {}", kept.pick_up()),
+            Self::Deleted { deleted: true, table_kept: false, .. } => f.write_str("Uninstalled."),
+            Self::Deleted { deleted: false, table_kept, kept, .. } => {
+                let Kept { stack, region, .. } = kept;
+                match table_kept {
+                    true => write!(f, "Nothing of stack {stack} is left to delete in {region}. {}", kept.pick_up()),
+                    false => write!(
+                        f,
+                        "Nothing of stack {stack} is left to delete in {region} (a typo in --name or --region finds nothing too)."
+                    ),
+                }
+            }
+        }
+    }
 }
 
 pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::connect(&args.aws).await?;
+    let clients = Clients::connect(&args.aws.connection()).await?;
     let json = args.output.output == OutputFormat::Json;
     let name = &args.stack.name;
     let target = Target {
@@ -54,11 +99,13 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let teardown = plan::uninstall(name, &deployed, &table_name, args.delete_data);
     let changes = teardown.changes();
     let deletes_table = teardown.table.deletes();
+    let table_kept = deployed.table.is_some() && !deletes_table;
     let items = if deletes_table {
         Some(table::count_items(&clients.dynamodb, &table_name).await.context("counting the table's items")?)
     } else {
         None
     };
+    // The plan, shown before anything is deleted (and before the question).
     if !json {
         for change in &changes {
             out(Wording::Plan.line(change))?;
@@ -71,30 +118,21 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     }
     let anything_to_delete = changes.iter().any(|change| change.changes());
     if args.dry_run {
-        if json {
-            let table_kept = deployed.table.is_some() && !deletes_table;
-            let plan = DryRun { dry_run: true, up_to_date: !anything_to_delete, changes: &changes, table_kept };
-            out(serde_json::to_string_pretty(&plan)?)?;
-        } else {
-            out("Dry run: nothing was deleted.")?;
-        }
+        let dry_run = UninstallReport::DryRun { dry_run: true, up_to_date: !anything_to_delete, changes, table_kept };
+        report(json, &dry_run)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Where the uninstall was told to look, then the stack and its table.
+    let install = [args.aws.words(), ["--name", name, "--table", &table_name].map(str::to_owned).to_vec()].concat();
+    let kept = Kept {
+        stack: name.clone(),
+        region: deployed.account.region.clone(),
+        table: table_name.clone(),
+        install: suggested("install", install),
+    };
     if !anything_to_delete {
-        let table_kept = deployed.table.is_some();
-        if json {
-            out(serde_json::to_string_pretty(&UninstallResult { changes: &changes, table_kept, warnings: &[] })?)?;
-        } else {
-            let region = &deployed.account.region;
-            out(match table_kept {
-                true => {
-                    format!("Nothing of stack {name} is left to delete in {region}. {}", pick_up(name, &table_name))
-                }
-                false => format!(
-                    "Nothing of stack {name} is left to delete in {region} (a typo in --name or --region finds nothing too)."
-                ),
-            })?;
-        }
+        let nothing = UninstallReport::Deleted { changes, table_kept, warnings: Vec::new(), deleted: false, kept };
+        report(json, &nothing)?;
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes {
@@ -137,24 +175,9 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     }
     warnings.extend(deleted(&clients, &teardown.role, &progress).await?);
     warnings.extend(deleted(&clients, &teardown.table, &progress).await?);
-    let table_kept = deployed.table.is_some() && !deletes_table;
-    if json {
-        out(serde_json::to_string_pretty(&UninstallResult { changes: &changes, table_kept, warnings: &warnings })?)?;
-    } else if table_kept {
-        // Without the function nothing records which table the stack used: name it.
-        out(format!("Uninstalled. {}", pick_up(name, &table_name)))?;
-    } else {
-        out("Uninstalled.")?;
-    }
+    // Without the function nothing records which table the stack used: the text names it.
+    report(json, &UninstallReport::Deleted { changes, table_kept, warnings, deleted: true, kept })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Where the kept counters are, and the install that picks them up again.
-fn pick_up(name: &str, table: &str) -> String {
-    // Where the uninstall was told to look, then the stack and its table.
-    let aws = ["--region", "--profile", "--endpoint-url"];
-    let install = suggested("install", std::env::args().skip(2), |flag| aws.contains(&flag));
-    format!("Table {table} and its counters were kept; `{install} --name {name} --table {table}` picks them up again.")
 }
 
 /// Carries out one planned deletion; what AWS refused to delete, as a warning.

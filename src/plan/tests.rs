@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::change::{Diff, Field};
-use crate::cli::{Architecture, DeployOptions, Front};
 use crate::resources::alarms::{AlarmSpec, AlarmState};
 use crate::resources::api::{ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::KeyState;
@@ -21,6 +20,7 @@ use crate::resources::routes::MethodState;
 use crate::resources::stage::{DEFAULT_STAGE, StageState, deployment_description};
 use crate::resources::table::{COUNTER_KEY_SCHEMA, Counters, TableState, Ttl, table_name};
 use crate::resources::topic::{Subscription, TopicState};
+use crate::settings::{Architecture, Front, Options};
 use crate::stack::{LEGACY_POLICY_NAME, PERMISSION_SID, TABLE_VARIABLE};
 
 /// The first row of `resource` in the plan.
@@ -121,13 +121,12 @@ fn code(architecture: Architecture) -> Code {
 }
 
 /// No option given.
-fn options() -> DeployOptions {
-    DeployOptions {
+fn options() -> Options {
+    Options {
         front: None,
         auth: None,
         rate_limit: None,
         burst_limit: None,
-        function_zip: None,
         architecture: None,
         memory: None,
         timeout: None,
@@ -143,11 +142,11 @@ fn options() -> DeployOptions {
     }
 }
 
-fn request(options: &DeployOptions) -> Request<'_> {
+fn request(options: &Options) -> Request<'_> {
     Request { name: NAME, table: None, stage: None, switch_table: false, recreate_table: false, options, code: &code }
 }
 
-fn plan_with(deployed: &Deployed, options: &DeployOptions) -> Plan {
+fn plan_with(deployed: &Deployed, options: &Options) -> Plan {
     install(&request(options), deployed).expect("the plan is not refused")
 }
 
@@ -300,7 +299,7 @@ fn stage_mut(deployed: &mut Deployed) -> &mut StageState {
     deployed.api.as_mut().and_then(|api| api.stages.first_mut()).expect("healthy has a stage")
 }
 
-fn with_table<'a>(options: &'a DeployOptions, table: &'a str, switch_table: bool) -> Request<'a> {
+fn with_table<'a>(options: &'a Options, table: &'a str, switch_table: bool) -> Request<'a> {
     Request { table: Some(table), switch_table, ..request(options) }
 }
 
@@ -377,7 +376,7 @@ fn options_not_given_keep_the_deployed_throttle_and_stage() {
 
 #[test]
 fn an_option_given_changes_only_its_field() {
-    let options = DeployOptions { memory: Some(256), ..options() };
+    let options = Options { memory: Some(256), ..options() };
     let plan = plan_with(&healthy(), &options);
     assert_eq!(
         action(&plan, Resource::Function),
@@ -496,7 +495,7 @@ fn an_adopted_table_gets_ttl_and_only_advice_about_protection() {
     assert!(plan.advisories.iter().any(|advice| advice.contains("deletion protection")), "{:?}", plan.advisories);
     assert!(plan.advisories.iter().any(|advice| advice.contains("point-in-time recovery")), "{:?}", plan.advisories);
 
-    let options = DeployOptions { protect_table: true, ..options() };
+    let options = Options { protect_table: true, ..options() };
     let plan = plan_with(&deployed, &options);
     assert_eq!(fields(&action(&plan, Resource::Table)), vec![Field::DeletionProtection, Field::PointInTimeRecovery]);
     assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
@@ -517,7 +516,7 @@ fn a_tagged_table_always_gets_its_protections_back() {
 
 #[test]
 fn an_auth_change_is_marked_breaking() {
-    let auth_none = DeployOptions { auth: Some(Auth::None), ..options() };
+    let auth_none = Options { auth: Some(Auth::None), ..options() };
     let plan = plan_with(&healthy(), &auth_none);
     let route = change(&plan, Resource::Route);
     assert!(touches(&route.action, Field::Method), "{route:?}");
@@ -543,7 +542,7 @@ fn requiring_a_key_where_none_was_is_breaking_too() {
     stage_mut(&mut deployed).deployment = Some(deployment_description("NONE", false, &uri));
     deployed.keys.clear();
     deployed.usage_plans.clear();
-    let options = DeployOptions { auth: Some(Auth::ApiKey), ..options() };
+    let options = Options { auth: Some(Auth::ApiKey), ..options() };
     let plan = plan_with(&deployed, &options);
     assert!(change(&plan, Resource::Route).breaking);
     assert!(!plan.breaking().is_empty());
@@ -890,7 +889,7 @@ fn a_log_group_keeping_logs_forever_is_left_so_with_advice() {
 
 #[test]
 fn a_retention_given_updates_the_log_group() {
-    let options = DeployOptions { log_retention_days: Some(7), ..options() };
+    let options = Options { log_retention_days: Some(7), ..options() };
     let plan = plan_with(&healthy(), &options);
     assert_eq!(
         action(&plan, Resource::LogGroup),
@@ -1006,7 +1005,7 @@ fn during_a_switch_the_policy_grants_both_tables() {
 
 // Issue 24, item 7: a stack's table that is gone is never made again empty by default.
 
-fn recreating(options: &DeployOptions) -> Request<'_> {
+fn recreating(options: &Options) -> Request<'_> {
     Request { recreate_table: true, ..request(options) }
 }
 
@@ -1101,7 +1100,7 @@ fn the_roles_grant_names_the_tables_of_its_region_the_new_one_last() {
 
 #[test]
 fn iam_auth_signs_the_method_drops_key_and_usage_plan_and_throttles_the_stage() {
-    let options = DeployOptions { auth: Some(Auth::Iam), ..options() };
+    let options = Options { auth: Some(Auth::Iam), ..options() };
     let plan = plan_with(&healthy(), &options);
     assert_eq!(fields(&action(&plan, Resource::Route)), vec![Field::Method]);
     assert!(change(&plan, Resource::Route).breaking, "callers must sign from now on");
@@ -1134,20 +1133,20 @@ fn a_deployed_iam_stack_keeps_iam_and_its_stage_throttle() {
     assert!(plan.up_to_date(), "{:?}", changing(&plan));
     assert_eq!(plan.wanted.auth, Auth::Iam);
     assert_eq!(plan.wanted.throttle, Throttle { rate: 7.0, burst: 9 });
-    let plan = plan_with(&deployed, &DeployOptions { rate_limit: Some(8.0), ..options() });
+    let plan = plan_with(&deployed, &Options { rate_limit: Some(8.0), ..options() });
     assert_eq!(fields(&action(&plan, Resource::Stage)), vec![Field::Throttle]);
 }
 
 #[test]
 fn max_concurrency_is_set_kept_and_removed() {
-    use crate::cli::MaxConcurrency;
-    let plan = plan_with(&healthy(), &DeployOptions { max_concurrency: Some(MaxConcurrency::Limit(5)), ..options() });
+    use crate::settings::MaxConcurrency;
+    let plan = plan_with(&healthy(), &Options { max_concurrency: Some(MaxConcurrency::Limit(5)), ..options() });
     assert_eq!(fields(&action(&plan, Resource::Function)), vec![Field::Concurrency]);
     assert_eq!(plan.wanted.function.max_concurrency, Some(5));
     let mut deployed = healthy();
     function_mut(&mut deployed).reserved_concurrency = Some(5);
     assert!(planned(&deployed).up_to_date(), "not given, the deployed cap is kept");
-    let plan = plan_with(&deployed, &DeployOptions { max_concurrency: Some(MaxConcurrency::Off), ..options() });
+    let plan = plan_with(&deployed, &Options { max_concurrency: Some(MaxConcurrency::Off), ..options() });
     assert_eq!(fields(&action(&plan, Resource::Function)), vec![Field::Concurrency]);
     assert_eq!(plan.wanted.function.max_concurrency, None);
 }
@@ -1156,8 +1155,8 @@ fn max_concurrency_is_set_kept_and_removed() {
 
 #[test]
 fn a_function_url_front_signs_by_default_and_replaces_the_rest_api() {
-    use crate::cli::Front;
-    let plan = plan_with(&healthy(), &DeployOptions { front: Some(Front::FunctionUrl), ..options() });
+    use crate::settings::Front;
+    let plan = plan_with(&healthy(), &Options { front: Some(Front::FunctionUrl), ..options() });
     assert_eq!(plan.front(), Front::FunctionUrl);
     assert_eq!(plan.wanted.auth, Auth::Iam, "the deployed api-key cannot go along: iam");
     assert_eq!(action(&plan, Resource::FunctionUrl), Action::Create);
@@ -1173,16 +1172,16 @@ fn a_function_url_front_signs_by_default_and_replaces_the_rest_api() {
 
 #[test]
 fn api_key_auth_on_a_function_url_is_refused() {
-    use crate::cli::Front;
-    let options = DeployOptions { front: Some(Front::FunctionUrl), auth: Some(Auth::ApiKey), ..options() };
+    use crate::settings::Front;
+    let options = Options { front: Some(Front::FunctionUrl), auth: Some(Auth::ApiKey), ..options() };
     let refused = install(&request(&options), &healthy()).expect_err("no keys on a function URL");
     assert_eq!(refused, Refusal::ApiKeyOnFunctionUrl);
 }
 
 #[test]
 fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
-    use crate::cli::Front;
     use crate::resources::function_url::UrlState;
+    use crate::settings::Front;
     let mut deployed = healthy();
     deployed.apis.clear();
     deployed.api = None;
@@ -1197,12 +1196,12 @@ fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
     assert!(plan.up_to_date(), "{:?}", changing(&plan));
     assert_eq!(plan.deployed_url().as_deref(), Some("https://x.lambda-url.us-east-1.on.aws/"));
 
-    let public = plan_with(&deployed, &DeployOptions { auth: Some(Auth::None), ..options() });
+    let public = plan_with(&deployed, &Options { auth: Some(Auth::None), ..options() });
     let fields = fields(&action(&public, Resource::FunctionUrl));
     assert_eq!(fields, vec![Field::Method, Field::Statement], "NONE, and the public statements");
     assert!(change(&public, Resource::FunctionUrl).breaking);
 
-    let back = plan_with(&deployed, &DeployOptions { front: Some(Front::Rest), ..options() });
+    let back = plan_with(&deployed, &Options { front: Some(Front::Rest), ..options() });
     assert!(matches!(action(&back, Resource::FunctionUrl), Action::Delete(_)));
     assert_eq!(action(&back, Resource::Api), Action::Create);
     assert!(change(&back, Resource::Api).breaking, "a new URL for callers");
@@ -1211,13 +1210,13 @@ fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
 
 #[test]
 fn both_fronts_deployed_is_refused_until_told_which_to_keep() {
-    use crate::cli::Front;
     use crate::resources::function_url::UrlState;
+    use crate::settings::Front;
     let mut deployed = healthy();
     deployed.function_url =
         Some(UrlState { url: "https://x.lambda-url.us-east-1.on.aws/".into(), auth_type: "AWS_IAM".into() });
     assert_eq!(install(&request(&options()), &deployed).expect_err("which one?"), Refusal::BothFronts);
-    let rest = plan_with(&deployed, &DeployOptions { front: Some(Front::Rest), auth: Some(Auth::ApiKey), ..options() });
+    let rest = plan_with(&deployed, &Options { front: Some(Front::Rest), auth: Some(Auth::ApiKey), ..options() });
     assert!(matches!(action(&rest, Resource::FunctionUrl), Action::Delete(_)));
 }
 
@@ -1238,7 +1237,7 @@ fn a_stage_throttle_left_from_iam_follows_the_wanted_throttle() {
     let mut deployed = healthy();
     stage_mut(&mut deployed).throttle = Some(Throttle { rate: 50.0, burst: 100 });
     assert!(planned(&deployed).up_to_date(), "equal to the usage plan's: nothing to do");
-    let plan = plan_with(&deployed, &DeployOptions { rate_limit: Some(200.0), ..options() });
+    let plan = plan_with(&deployed, &Options { rate_limit: Some(200.0), ..options() });
     assert_eq!(fields(&action(&plan, Resource::Stage)), vec![Field::Throttle], "it would cap callers at 50");
     assert!(touches(&action(&plan, Resource::UsagePlan), Field::Throttle));
 }
@@ -1253,7 +1252,7 @@ fn a_new_stack_gets_five_alarms_on_its_own_function_front_and_table() {
     let mut deployed = healthy();
     deployed.function = None;
     deployed.alarms.clear();
-    let options = DeployOptions { alarm_topic: Some(TOPIC.into()), ..options() };
+    let options = Options { alarm_topic: Some(TOPIC.into()), ..options() };
     let plan = plan_with(&deployed, &options);
     let specs: Vec<&AlarmSpec> = plan.alarms.wanted.iter().map(|(spec, _)| spec).collect();
     let metrics: Vec<(&str, &str, &str)> =
@@ -1286,7 +1285,7 @@ fn a_deployed_stack_without_alarms_keeps_none_and_is_told_how_to_add_them() {
     assert!(plan.up_to_date(), "{:?}", changing(&plan));
     assert!(plan.alarms.wanted.is_empty());
     assert!(plan.advisories.iter().any(|advice| advice.contains("--alarms on")), "{:?}", plan.advisories);
-    let on = plan_with(&deployed, &DeployOptions { alarms: Some(crate::cli::Switch::On), ..options() });
+    let on = plan_with(&deployed, &Options { alarms: Some(crate::settings::Switch::On), ..options() });
     assert_eq!(on.alarms.wanted.len(), 5);
     assert!(on.advisories.iter().any(|advice| advice.contains("--alarm-email")), "no topic: {:?}", on.advisories);
 }
@@ -1295,7 +1294,7 @@ fn a_deployed_stack_without_alarms_keeps_none_and_is_told_how_to_add_them() {
 fn alarms_off_deletes_the_stacks_alarms_and_leaves_others_alone() {
     let mut deployed = healthy();
     deployed.alarms[0].tagged = false;
-    let plan = plan_with(&deployed, &DeployOptions { alarms: Some(crate::cli::Switch::Off), ..options() });
+    let plan = plan_with(&deployed, &Options { alarms: Some(crate::settings::Switch::Off), ..options() });
     assert!(plan.alarms.wanted.is_empty());
     let deleted: Vec<&str> =
         plan.alarms.unwanted.targets.iter().flat_map(|alarms| &alarms.0).map(String::as_str).collect();
@@ -1310,7 +1309,7 @@ fn options_not_given_keep_the_alarms_topic_and_a_front_switch_moves_the_front_al
     assert_eq!(plan.wanted.alarms, Alarms::On { notify: Notify::Topic(TOPIC.into()) });
     assert!(alarm_actions(&plan).iter().all(|(_, action)| *action == Action::Keep));
 
-    let moved = plan_with(&healthy(), &DeployOptions { front: Some(Front::FunctionUrl), ..options() });
+    let moved = plan_with(&healthy(), &Options { front: Some(Front::FunctionUrl), ..options() });
     let changed: Vec<String> =
         alarm_actions(&moved).into_iter().filter(|(_, action)| *action != Action::Keep).map(|(name, _)| name).collect();
     assert_eq!(changed, [format!("{NAME}-front-5xx")]);
@@ -1318,7 +1317,7 @@ fn options_not_given_keep_the_alarms_topic_and_a_front_switch_moves_the_front_al
     assert_eq!((front.0.namespace.as_str(), front.0.metric.as_str()), ("AWS/Lambda", "Url5xxCount"));
 
     let other_topic = "arn:aws:sns:us-east-1:123456789012:pager";
-    let retargeted = plan_with(&healthy(), &DeployOptions { alarm_topic: Some(other_topic.into()), ..options() });
+    let retargeted = plan_with(&healthy(), &Options { alarm_topic: Some(other_topic.into()), ..options() });
     assert!(retargeted.alarms.wanted.iter().all(|(spec, planned)| spec.actions == [other_topic] && planned.changes()));
 }
 
@@ -1355,7 +1354,7 @@ fn alarm_email_makes_the_stacks_topic_subscribes_the_address_and_points_every_al
     let mut deployed = healthy();
     deployed.function = None;
     deployed.alarms.clear();
-    let plan = plan_with(&deployed, &DeployOptions { alarm_email: Some("ops@example.com".into()), ..options() });
+    let plan = plan_with(&deployed, &Options { alarm_email: Some("ops@example.com".into()), ..options() });
     let own = topic::arn(&account(), NAME);
     assert_eq!(
         topic_rows(&plan),
@@ -1375,7 +1374,7 @@ fn options_not_given_keep_the_stacks_topic_and_its_subscription_so_a_rerun_write
     let plan = planned(&deployed);
     assert_eq!(plan.wanted.alarms, Alarms::On { notify: Notify::Email(None) });
     assert!(plan.up_to_date(), "{:?}", changing(&plan));
-    let same = plan_with(&deployed, &DeployOptions { alarm_email: Some("ops@example.com".into()), ..options() });
+    let same = plan_with(&deployed, &Options { alarm_email: Some("ops@example.com".into()), ..options() });
     assert!(same.up_to_date(), "the same address, still pending, is not subscribed again: {:?}", changing(&same));
     assert_eq!(same.topic.subscribes(), None);
 }
@@ -1383,7 +1382,7 @@ fn options_not_given_keep_the_stacks_topic_and_its_subscription_so_a_rerun_write
 #[test]
 fn a_changed_alarm_email_replaces_a_confirmed_subscription_and_leaves_a_pending_one_to_lapse() {
     let deployed = healthy_with_own_topic(&[("old@example.com", true), ("older@example.com", false)]);
-    let plan = plan_with(&deployed, &DeployOptions { alarm_email: Some("new@example.com".into()), ..options() });
+    let plan = plan_with(&deployed, &Options { alarm_email: Some("new@example.com".into()), ..options() });
     let rows = topic_rows(&plan);
     assert_eq!(rows[0], (Resource::Topic, format!("{NAME}-alarms"), Action::Keep));
     assert_eq!(rows[1], (Resource::Subscription, "new@example.com".to_owned(), Action::Create));
@@ -1402,28 +1401,28 @@ fn a_changed_alarm_email_replaces_a_confirmed_subscription_and_leaves_a_pending_
 #[test]
 fn alarms_off_or_another_topic_deletes_the_stacks_own_topic_but_never_an_untagged_one() {
     let deployed = healthy_with_own_topic(&[("ops@example.com", true)]);
-    let off = plan_with(&deployed, &DeployOptions { alarms: Some(crate::cli::Switch::Off), ..options() });
+    let off = plan_with(&deployed, &Options { alarms: Some(crate::settings::Switch::Off), ..options() });
     let own = topic::arn(&account(), NAME);
     assert_eq!(off.topic.unwanted.targets, [TopicArn(own.clone())]);
-    let elsewhere = plan_with(&deployed, &DeployOptions { alarm_topic: Some(TOPIC.into()), ..options() });
+    let elsewhere = plan_with(&deployed, &Options { alarm_topic: Some(TOPIC.into()), ..options() });
     assert_eq!(elsewhere.topic.unwanted.targets, [TopicArn(own)]);
     assert!(elsewhere.alarms.wanted.iter().all(|(spec, _)| spec.actions == [TOPIC]));
 
     let mut untagged = deployed.clone();
     untagged.topic = Some(own_topic(false, &[]));
-    let off = plan_with(&untagged, &DeployOptions { alarms: Some(crate::cli::Switch::Off), ..options() });
+    let off = plan_with(&untagged, &Options { alarms: Some(crate::settings::Switch::Off), ..options() });
     assert!(off.topic.unwanted.targets.is_empty());
 }
 
 #[test]
 fn alarm_email_or_topic_with_alarms_off_is_refused() {
     for options in [
-        DeployOptions {
-            alarms: Some(crate::cli::Switch::Off),
+        Options {
+            alarms: Some(crate::settings::Switch::Off),
             alarm_email: Some("ops@example.com".into()),
             ..options()
         },
-        DeployOptions { alarms: Some(crate::cli::Switch::Off), alarm_topic: Some(TOPIC.into()), ..options() },
+        Options { alarms: Some(crate::settings::Switch::Off), alarm_topic: Some(TOPIC.into()), ..options() },
     ] {
         let refused = install(&request(&options), &healthy()).map(|_| ()).unwrap_err();
         assert_eq!(refused, Refusal::AlarmTargetWithoutAlarms);
@@ -1446,7 +1445,7 @@ fn uninstall_deletes_the_stacks_own_topic_and_leaves_one_it_did_not_make() {
 fn a_topic_of_that_name_the_stack_did_not_make_is_never_taken_over() {
     let mut deployed = healthy();
     deployed.topic = Some(own_topic(false, &[("team@example.com", true)]));
-    let options = DeployOptions { alarm_email: Some("ops@example.com".into()), ..options() };
+    let options = Options { alarm_email: Some("ops@example.com".into()), ..options() };
     let refused = install(&request(&options), &deployed).map(|_| ()).unwrap_err();
     assert_eq!(refused, Refusal::TopicNotOurs { name: format!("{NAME}-alarms") });
     // Given as --alarm-topic before, it stays someone's topic.

@@ -3,8 +3,6 @@
 //! is never switched implicitly, nor while counters would go backwards.
 
 use crate::change::Refusal;
-use crate::cli::DomainOption;
-use crate::cli::{Architecture, Auth, DeployOptions, Front, MaxConcurrency, Settings, Switch};
 use crate::deployed::Deployed;
 use crate::resources::alarms;
 use crate::resources::api::choose_api;
@@ -15,6 +13,7 @@ use crate::resources::stage::{DEFAULT_STAGE, deployed_stage};
 use crate::resources::table::{refuse_counters_behind, table_name};
 use crate::resources::topic::Notify;
 use crate::resources::usage_plan::choose_usage_plan;
+use crate::settings::{Architecture, Auth, DomainOption, Front, MaxConcurrency, Options, Settings, Switch};
 use crate::stack::Stack;
 
 /// What is asked for.
@@ -25,7 +24,7 @@ pub(crate) struct Request<'a> {
     pub(crate) switch_table: bool,
     /// `--recreate-table`: a new, empty table accepted where the stack's is gone.
     pub(crate) recreate_table: bool,
-    pub(crate) options: &'a DeployOptions,
+    pub(crate) options: &'a Options,
     /// The code to deploy for each instruction set.
     pub(crate) code: &'a dyn Fn(Architecture) -> Code,
 }
@@ -185,7 +184,7 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
 
 /// Who the alarms reach: as given, else as the deployed alarms do. The stack's own topic
 /// is kept while it exists, even with its alarms gone.
-fn notify(options: &DeployOptions, deployed: &Deployed, stack_name: &str) -> Notify {
+fn notify(options: &Options, deployed: &Deployed, stack_name: &str) -> Notify {
     if let Some(email) = &options.alarm_email {
         return Notify::Email(Some(email.clone()));
     }
@@ -207,7 +206,7 @@ fn notify(options: &DeployOptions, deployed: &Deployed, stack_name: &str) -> Not
 /// The custom domain: as given, else the stack's deployed one with its certificate and
 /// zone; none on a function URL, which cannot have one.
 fn wanted_domain(
-    options: &DeployOptions,
+    options: &Options,
     deployed: &Deployed,
     stack_name: &str,
     front: Front,

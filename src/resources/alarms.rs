@@ -8,7 +8,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Stat
 
 use crate::aws::{AwsError, Clients, Operation};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
-use crate::cli::Front;
+use crate::settings::Front;
 use crate::stack::Stack;
 
 /// Each alarm looks at 5 minutes at a time: long enough that one retried request does

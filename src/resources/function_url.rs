@@ -19,7 +19,7 @@ use super::function::FunctionState;
 use super::routes::{AWS_IAM, method_authorization};
 use crate::aws::{AwsError, Clients, Operation, found, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
-use crate::cli::Auth;
+use crate::settings::Auth;
 use crate::stack::{PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack};
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];

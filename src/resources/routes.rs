@@ -8,7 +8,7 @@ use aws_sdk_apigateway::types::{IntegrationType, Resource as ApiResource};
 use super::apigateway::NOT_FOUND;
 use crate::aws::{AwsError, Operation, gone, has_code};
 use crate::change::{Action, Changes, Diff, Field, Planned, Resource, diff};
-use crate::cli::Auth;
+use crate::settings::Auth;
 use crate::stack::PROXY_PATH;
 
 pub(crate) const METHOD: &str = "ANY";

@@ -13,8 +13,8 @@ use super::Error;
 use super::apigateway::{THROTTLED, Throttle, throttle_wording};
 use crate::aws::{AwsError, Operation, has_code};
 use crate::change::{Action, Changes, Diff, Field, Planned, Resource, diff};
-use crate::cli::Auth;
 use crate::retry;
+use crate::settings::Auth;
 use crate::stack::Stack;
 
 /// The stage of the original service, and of a new install.

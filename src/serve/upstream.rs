@@ -13,7 +13,8 @@ use counterctl_client::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::cli::{AwsOptions, UpstreamAuth, UpstreamOptions};
+use crate::aws::Connection;
+use crate::cli::{UpstreamAuth, UpstreamOptions};
 
 /// Read by `/healthz` upstream: any counter's value shows the upstream answers, and a
 /// read changes nothing.
@@ -89,7 +90,7 @@ impl Upstream {
             ),
             (Some(UpstreamAuth::Iam), _) => {
                 let aws =
-                    AwsOptions { region: options.region.clone(), profile: options.profile.clone(), endpoint_url: None };
+                    Connection { region: options.region.clone(), profile: options.profile.clone(), endpoint_url: None };
                 let signer =
                     crate::call::signer_for(url, &aws).await.context("reading the AWS credentials to sign with")?;
                 Auth::Iam(signer)
