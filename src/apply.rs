@@ -25,7 +25,7 @@ use crate::change::Action;
 use crate::plan::{FrontPlan, Keys, Plan, RestPlan, UrlPlan};
 use crate::progress::Progress;
 use crate::resources::api::{self, Race};
-use crate::resources::function::FunctionTarget;
+use crate::resources::function::FunctionSpec;
 use crate::resources::{
     alarms, api_key, domain, function, function_url, log_group, permission, role, routes, stage, table, topic,
     usage_plan,
@@ -41,8 +41,15 @@ pub(crate) struct Applied {
     pub(crate) url: String,
     /// The key callers send; `None` without `--auth api-key`.
     pub(crate) key_id: Option<String>,
-    /// The custom domain, and where its DNS record points (regional name, its zone).
-    pub(crate) domain: Option<(String, String, String)>,
+    /// The custom domain, and where its DNS record points.
+    pub(crate) domain: Option<AppliedDomain>,
+}
+
+/// A custom domain as applied: its name, and the alias its DNS record points to.
+#[derive(Debug, Clone)]
+pub(crate) struct AppliedDomain {
+    pub(crate) name: String,
+    pub(crate) alias: domain::record::Alias,
 }
 
 pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -> anyhow::Result<Applied> {
@@ -69,7 +76,7 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
         if plan.table.action == Action::Create && table_ready.await.is_err() {
             anyhow::bail!("the table was not made");
         }
-        let policy = role::apply_policy(&clients.iam, (stack, &plan.account), &plan.policy, switching_from);
+        let policy = role::apply_policy(&clients.iam, plan.context(), &plan.policy, switching_from);
         let policy = progress.step(plan.policy.row(), policy);
         if switching_from.is_some() {
             // The function and what reaches it come after everything else (below).
@@ -108,7 +115,7 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
             let domain = match &plan.domain.wanted {
                 Some(parts) => {
                     let alias = domain::apply(clients, stack, parts, &rest.api_id, progress).await?;
-                    Some((parts.wanted.name.clone(), alias.domain_name, alias.zone_id))
+                    Some(AppliedDomain { name: parts.wanted.name.clone(), alias })
                 }
                 None => None,
             };
@@ -151,8 +158,8 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
 }
 
 async fn apply_function(clients: &Clients, plan: &Plan, progress: &Progress, role_arn: &str) -> anyhow::Result<()> {
-    let target = FunctionTarget { stack: &plan.stack, settings: &plan.wanted.function, role_arn };
-    let apply = function::apply(clients, &plan.account, &plan.function, &target);
+    let spec = FunctionSpec { stack: &plan.stack, wanted: &plan.wanted.function, role_arn };
+    let apply = function::apply(clients, &plan.account, &plan.function, &spec);
     progress.step_noting(plan.function.planned.row(), apply).await
 }
 
@@ -234,13 +241,8 @@ async fn connect_function(
         FrontPlan::Rest(rest) => {
             // No API id: the front failed, and its error is the one reported.
             let Ok(api_id) = api_id.await else { return Ok(None) };
-            let planned_api = rest.api.target.as_ref().map(|api| api.id.as_str());
-            let apply = permission::apply(
-                &clients.lambda,
-                (&plan.stack, &plan.account),
-                &rest.permission,
-                (planned_api, &api_id),
-            );
+            let planned_api = rest.api.chosen.as_ref().map(|api| api.id.as_str());
+            let apply = permission::apply(&clients.lambda, plan.context(), &rest.permission, (planned_api, &api_id));
             progress.step(rest.permission.row(), apply).await?;
             Ok(None)
         }

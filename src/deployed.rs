@@ -90,7 +90,7 @@ impl Deployed {
 }
 
 /// What to read: the stack's name, and the table asked for.
-pub(crate) struct Target<'a> {
+pub(crate) struct Lookup<'a> {
     pub(crate) name: &'a str,
     pub(crate) table: Option<&'a str>,
     /// Read the counters of both tables when `table` differs from the deployed one.
@@ -105,22 +105,22 @@ pub(crate) struct Target<'a> {
 
 /// Reads the stack: every group of reads at once, each a named read below; a read waits
 /// only for the one it needs.
-pub(crate) async fn read(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Deployed> {
+pub(crate) async fn read(clients: &Clients, lookup: &Lookup<'_>) -> anyhow::Result<Deployed> {
     let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
     let (caller, with_function, log_group, rest, alarms, domain) = tokio::try_join!(
-        read_caller(clients, target.name),
-        read_with_function(clients, target, &region),
-        read_log_group(clients, target.name),
-        read_rest(clients, target.name),
-        read_alarms(clients, target.name),
-        read_domain(clients, target),
+        read_caller(clients, lookup.name),
+        read_with_function(clients, lookup, &region),
+        read_log_group(clients, lookup.name),
+        read_rest(clients, lookup.name),
+        read_alarms(clients, lookup.name),
+        read_domain(clients, lookup),
     )?;
     let Caller { account, topic } = caller;
     let WithFunction { function, function_url, role, table, counters } = with_function;
     let Rest { apis, api, keys, usage_plans } = rest;
     let Domain { domains, certificate } = domain;
-    let zone_record = read_zone_record(clients, target, &domains).await?;
-    let (table, kept_tables) = read_kept_tables(clients, target, &account, table, function.is_none()).await?;
+    let zone_record = read_zone_record(clients, lookup, &domains).await?;
+    let (table, kept_tables) = read_kept_tables(clients, lookup, &account, table, function.is_none()).await?;
     Ok(Deployed {
         account,
         function,
@@ -171,11 +171,11 @@ struct TableRead {
     state: Option<TableState>,
 }
 
-async fn read_with_function(clients: &Clients, target: &Target<'_>, region: &str) -> anyhow::Result<WithFunction> {
-    let name = target.name;
+async fn read_with_function(clients: &Clients, lookup: &Lookup<'_>, region: &str) -> anyhow::Result<WithFunction> {
+    let name = lookup.name;
     // The table is read alongside the function and the role, as the one asked for or
     // else the default; only if their records name another one is that read after them.
-    let guess = table_name(target.table, None);
+    let guess = table_name(lookup.table, None);
     let (function, function_url, role, guessed) = tokio::try_join!(
         async { function::read(&clients.lambda, name).await.context("reading the function") },
         async { function_url::read(&clients.lambda, name).await.context("reading the function's URL") },
@@ -184,7 +184,7 @@ async fn read_with_function(clients: &Clients, target: &Target<'_>, region: &str
     )?;
     let deployed_table = function.as_ref().map(FunctionState::table);
     let recorded = recorded_table(function.as_ref(), role.as_ref(), region);
-    let stack_table = table_name(target.table, recorded.as_deref());
+    let stack_table = table_name(lookup.table, recorded.as_deref());
     let table = async {
         if stack_table == guess {
             return anyhow::Ok(guessed);
@@ -193,7 +193,7 @@ async fn read_with_function(clients: &Clients, target: &Target<'_>, region: &str
     };
     let counters = async {
         match deployed_table {
-            Some(current) if target.compare_counters && current != stack_table => {
+            Some(current) if lookup.compare_counters && current != stack_table => {
                 let (current, new) = tokio::try_join!(
                     table::counters(&clients.dynamodb, current),
                     table::counters(&clients.dynamodb, &stack_table)
@@ -262,11 +262,11 @@ struct Domain {
     certificate: Option<CertificateState>,
 }
 
-async fn read_domain(clients: &Clients, target: &Target<'_>) -> anyhow::Result<Domain> {
+async fn read_domain(clients: &Clients, lookup: &Lookup<'_>) -> anyhow::Result<Domain> {
     let domains =
-        async { domain::read(clients, target.name, target.domain).await.context("reading the custom domains") };
+        async { domain::read(clients, lookup.name, lookup.domain).await.context("reading the custom domains") };
     let certificate = async {
-        match target.certificate {
+        match lookup.certificate {
             Some(arn) => certificate::read(&clients.acm, arn).await.context("reading the certificate"),
             None => Ok(None),
         }
@@ -279,15 +279,15 @@ async fn read_domain(clients: &Clients, target: &Target<'_>) -> anyhow::Result<D
 /// not read again from the zone the domain's own record was read from.
 async fn read_zone_record(
     clients: &Clients,
-    target: &Target<'_>,
+    lookup: &Lookup<'_>,
     domains: &[DomainState],
 ) -> anyhow::Result<Option<Record>> {
     let named =
-        target.domain.or_else(|| domains.iter().find(|domain| domain.tagged).map(|domain| domain.name.as_str()));
+        lookup.domain.or_else(|| domains.iter().find(|domain| domain.tagged).map(|domain| domain.name.as_str()));
     let read_already = |zone: &str, name: &str| {
         domains.iter().any(|domain| domain.name == name && domain.zone.as_deref() == Some(zone))
     };
-    match (target.zone, named) {
+    match (lookup.zone, named) {
         (Some(zone), Some(name)) if !read_already(zone, name) => {
             record::read(&clients.route53, zone, name).await.context("reading the hosted zone's record")
         }
@@ -300,15 +300,15 @@ async fn read_zone_record(
 /// name the stack's table ([`table::stack_table`]), that table in place of the one read.
 async fn read_kept_tables(
     clients: &Clients,
-    target: &Target<'_>,
+    lookup: &Lookup<'_>,
     account: &Account,
     table: TableRead,
     no_function: bool,
 ) -> anyhow::Result<(Option<TableState>, Vec<String>)> {
-    if !no_function || target.table.is_some() {
+    if !no_function || lookup.table.is_some() {
         return Ok((table.state, Vec::new()));
     }
-    let name = target.name;
+    let name = lookup.name;
     let kept = table::stack_tables(&clients.dynamodb, account, name).await.context("looking for the stack's tables")?;
     let state = match table::stack_table(None, table.recorded.as_deref(), &kept) {
         Some(kept) if kept != table.name => {

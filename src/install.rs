@@ -12,7 +12,7 @@ use crate::aws::Clients;
 use crate::bundle::Codes;
 use crate::change::Change;
 use crate::cli::{DeployOptions, InstallArgs, OutputFormat, StackOptions, suggested};
-use crate::deployed::{self, Deployed, Target};
+use crate::deployed::{self, Deployed, Lookup};
 use crate::plan::{self, Plan, Request};
 use crate::progress::{Progress, Wording, ask, out, report};
 use crate::resources::api_key;
@@ -118,7 +118,7 @@ pub(crate) async fn read_and_plan(
         Some(DomainOption::Name(name)) => Some(name.as_str()),
         _ => None,
     };
-    let target = Target {
+    let lookup = Lookup {
         name: &stack.name,
         table: stack.table.as_deref(),
         compare_counters: switch_table,
@@ -126,7 +126,7 @@ pub(crate) async fn read_and_plan(
         certificate: deploy.certificate_arn.as_deref(),
         zone: deploy.hosted_zone_id.as_deref(),
     };
-    let deployed = deployed::read(clients, &target).await?;
+    let deployed = deployed::read(clients, &lookup).await?;
     let code = |architecture| codes.code(architecture);
     let options = deploy.options();
     let request = Request {
@@ -188,11 +188,11 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let record_to_make = plan.wanted.domain.as_ref().is_some_and(|wanted| wanted.zone.is_none());
-    let dns_record = applied.domain.as_ref().filter(|_| record_to_make).map(|(name, regional, zone)| DnsRecord {
-        alias_hosted_zone_id: zone.clone(),
-        name: name.clone(),
+    let dns_record = applied.domain.as_ref().filter(|_| record_to_make).map(|domain| DnsRecord {
+        alias_hosted_zone_id: domain.alias.zone_id.clone(),
+        name: domain.name.clone(),
         kind: "CNAME",
-        value: regional.clone(),
+        value: domain.alias.domain_name.clone(),
     });
     let stack_options = [args.aws.words(), args.stack.words()].concat();
     let key_hidden =
@@ -202,7 +202,7 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         curl: Some(curl_command(&url, &plan, api_key.as_deref())),
         url: Some(url),
         api_key,
-        custom_url: applied.domain.as_ref().map(|(name, _, _)| format!("https://{name}")),
+        custom_url: applied.domain.as_ref().map(|domain| format!("https://{}", domain.name)),
         dns_record,
         confirmation_mailed_to: plan.topic.subscribes().map(str::to_owned),
         key_hidden,

@@ -21,8 +21,7 @@ use crate::resources::{self, Grant, Scope};
 /// The policy for `plan`'s stack, as its options are now.
 pub(crate) fn policy(plan: &Plan) -> Value {
     let scope = Scope {
-        stack: &plan.stack,
-        account: &plan.account,
+        context: plan.context(),
         own_topic: matches!(&plan.wanted.alarms, Alarms::On { notify: Notify::Email(_) }),
         domain: plan.wanted.domain.as_ref(),
     };

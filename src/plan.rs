@@ -19,7 +19,7 @@ use crate::resources::alarms::{self, AlarmChange, AlarmNames, AlarmSpec};
 use crate::resources::api::{self, ApiId, ApiPlan};
 use crate::resources::api_key::{self, KeyId, KeyPlan, KeyState};
 use crate::resources::domain::{self, DomainPlan, DomainTarget};
-use crate::resources::function::{self, FunctionName, FunctionPlan, FunctionTarget};
+use crate::resources::function::{self, FunctionName, FunctionPlan, FunctionSpec};
 use crate::resources::function_url::{self, Url, UrlChange, UrlState};
 use crate::resources::log_group::{self, LogGroupChange, LogGroupName};
 use crate::resources::permission::{self, Permission, PermissionChange};
@@ -28,9 +28,9 @@ use crate::resources::routes::{self, IntegrationChange, RouteChange, method_auth
 use crate::resources::stage::{self, StageChange};
 use crate::resources::table::{self, TableChange, TableName};
 use crate::resources::topic::{self, Notify, TopicArn, TopicPlan};
-use crate::resources::usage_plan::{self, UsagePlanPlan, UsagePlanState, UsagePlanTarget};
+use crate::resources::usage_plan::{self, UsagePlanPlan, UsagePlanSpec, UsagePlanState};
 use crate::settings::{Auth, Front};
-use crate::stack::{PROXY_PATH, Stack};
+use crate::stack::{PROXY_PATH, Stack, StackContext};
 
 /// What install will do.
 #[derive(Debug, Clone)]
@@ -155,6 +155,11 @@ impl Rows for UrlPlan {
 }
 
 impl Plan {
+    /// The stack with its account.
+    pub(crate) fn context(&self) -> StackContext<'_> {
+        StackContext { stack: &self.stack, account: &self.account }
+    }
+
     /// Every resource's row, in the order the plan lists them.
     pub(crate) fn changes(&self) -> Vec<Change> {
         // Whole, with no `..`: a part added to the plan is shown, or this fails to compile.
@@ -221,7 +226,7 @@ impl Plan {
     /// The REST API the stack keeps, if it has one yet.
     pub(crate) fn api_id(&self) -> Option<&str> {
         match &self.front {
-            FrontPlan::Rest(rest) => rest.api.target.as_ref().map(|api| api.id.as_str()),
+            FrontPlan::Rest(rest) => rest.api.chosen.as_ref().map(|api| api.id.as_str()),
             FrontPlan::FunctionUrl(_) => None,
         }
     }
@@ -256,9 +261,9 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
     let log_group = log_group::plan(deployed.log_group.as_ref(), &stack, wanted.log_retention_days, &mut advisories);
     let role_arn = deployed.role.as_ref().map_or_else(|| role::arn(&stack.name, &account), |role| role.arn.clone());
     let (role, policy) = role::plan(deployed.role.as_ref(), &stack, &account);
-    let target = FunctionTarget { stack: &stack, settings: &wanted.function, role_arn: &role_arn };
+    let spec = FunctionSpec { stack: &stack, wanted: &wanted.function, role_arn: &role_arn };
     let function = FunctionPlan {
-        planned: function::plan(deployed.function.as_ref(), &target, table_switch.is_some()),
+        planned: function::plan(deployed.function.as_ref(), &spec, table_switch.is_some()),
         deployed: deployed.function.clone(),
         table_switch,
     };
@@ -267,12 +272,18 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
     let front = match front {
         Front::Rest => {
             let function_created = function.planned.action == Action::Create;
-            FrontPlan::Rest(Box::new(rest_front(deployed, (&stack, &account), &wanted, callers, function_created)))
+            FrontPlan::Rest(Box::new(rest_front(
+                deployed,
+                StackContext { stack: &stack, account: &account },
+                &wanted,
+                callers,
+                function_created,
+            )))
         }
         Front::FunctionUrl => FrontPlan::FunctionUrl(Box::new(url_front(deployed, &stack, &wanted, callers))),
     };
     let api_id = match &front {
-        FrontPlan::Rest(rest) => rest.api.target.as_ref().map(|api| api.id.as_str()),
+        FrontPlan::Rest(rest) => rest.api.chosen.as_ref().map(|api| api.id.as_str()),
         FrontPlan::FunctionUrl(_) => None,
     };
     // The certificate given is checked before any write, whatever else changes.
@@ -356,7 +367,7 @@ impl Callers {
 
 fn rest_front(
     deployed: &Deployed,
-    (stack, account): (&Stack, &Account),
+    StackContext { stack, account }: StackContext<'_>,
     wanted: &Wanted,
     callers: Callers,
     function_created: bool,
@@ -367,11 +378,12 @@ fn rest_front(
     let mut api = api::plan(&deployed.apis, chosen, deployed.api.as_ref(), &stack.name);
     // A new API is a new URL for callers of a function URL.
     api.planned.breaking = callers.front_moves && api.planned.action == Action::Create;
-    let api_id = api.target.as_ref().map(|api| api.id.as_str());
-    let permission = permission::plan(deployed.function.as_ref(), function_created, api_id, (stack, account));
+    let api_id = api.chosen.as_ref().map(|api| api.id.as_str());
+    let permission =
+        permission::plan(deployed.function.as_ref(), function_created, api_id, StackContext { stack, account });
     let integration_uri = stack.integration_uri(account);
     let (route, integration) = routes::plan(
-        api.target.as_ref().map(|api| api.detail.route()),
+        api.chosen.as_ref().map(|api| api.detail.route()),
         wanted.auth,
         callers.deployed_auth,
         &integration_uri,
@@ -381,7 +393,7 @@ fn rest_front(
     let deployment = stage::deployment_description(method_authorization(wanted.auth), key_required, &integration_uri);
     let routes_change = route.changes() || integration.changes();
     let stage = stage::plan(
-        api.target.as_ref().and_then(|api| api.detail.stage(&stack.stage)),
+        api.chosen.as_ref().and_then(|api| api.detail.stage(&stack.stage)),
         &stack.stage,
         (&deployment, routes_change),
         wanted.auth,
@@ -390,13 +402,13 @@ fn rest_front(
     let keys = if key_required {
         let chosen_plan = usage_plan::choose_usage_plan(&deployed.usage_plans, chosen.map(|api| api.id.as_str()));
         let key = api_key::plan(&deployed.keys, chosen_plan.map_or(&[], |plan| &plan.key_ids), &stack.name);
-        let target = UsagePlanTarget {
+        let spec = UsagePlanSpec {
             stack,
             api_id,
             throttle: wanted.throttle,
             key_id: key.key.as_ref().map(|key| key.id.as_str()),
         };
-        let usage_plan = usage_plan::plan(chosen_plan, &deployed.usage_plans, &target);
+        let usage_plan = usage_plan::plan(chosen_plan, &deployed.usage_plans, &spec);
         Keys::Wanted { key: Box::new(key), usage_plan: Box::new(usage_plan) }
     } else {
         let reason = format!("--auth {}: callers no longer send a key", wanted.auth.name());

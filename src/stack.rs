@@ -48,6 +48,14 @@ pub(crate) struct Stack {
     pub stage: String,
 }
 
+/// A stack and the account it is in: the names and ARNs of its resources are made of
+/// both, so they travel together.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StackContext<'a> {
+    pub(crate) stack: &'a Stack,
+    pub(crate) account: &'a Account,
+}
+
 impl Stack {
     /// `managed-by=counterctl` and `counterctl:stack=NAME`.
     pub(crate) fn tags(&self) -> HashMap<String, String> {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::aws::Clients;
 use crate::change::{Change, Delete, Deletion};
 use crate::cli::{OutputFormat, UninstallArgs, suggested};
-use crate::deployed::{self, Target};
+use crate::deployed::{self, Lookup};
 use crate::plan;
 use crate::progress::{Progress, Wording, ask, out, report};
 use crate::resources::table;
@@ -86,7 +86,7 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws.connection()).await?;
     let json = args.output.output == OutputFormat::Json;
     let name = &args.stack.name;
-    let target = Target {
+    let lookup = Lookup {
         name,
         table: args.stack.table.as_deref(),
         compare_counters: false,
@@ -94,7 +94,7 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         certificate: None,
         zone: None,
     };
-    let deployed = deployed::read(&clients, &target).await?;
+    let deployed = deployed::read(&clients, &lookup).await?;
     let table_name = deployed.stack_table(args.stack.table.as_deref());
     let teardown = plan::uninstall(name, &deployed, &table_name, args.delete_data);
     let changes = teardown.changes();

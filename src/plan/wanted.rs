@@ -8,7 +8,7 @@ use crate::resources::alarms;
 use crate::resources::api::choose_api;
 use crate::resources::apigateway::Throttle;
 use crate::resources::domain::WantedDomain;
-use crate::resources::function::{Code, FunctionSettings};
+use crate::resources::function::{Code, WantedFunction};
 use crate::resources::stage::{DEFAULT_STAGE, deployed_stage};
 use crate::resources::table::{refuse_counters_behind, table_name};
 use crate::resources::topic::Notify;
@@ -33,7 +33,7 @@ pub(crate) struct Request<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct Wanted {
     pub(crate) auth: Auth,
-    pub(crate) function: FunctionSettings,
+    pub(crate) function: WantedFunction,
     pub(crate) throttle: Throttle,
     /// `None`: an existing log group that keeps logs forever, left so.
     pub(crate) log_retention_days: Option<i32>,
@@ -139,7 +139,7 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
         (Some(group), None) => group.retention_days,
         (None, None) => Some(defaults.log_retention_days),
     };
-    let function_settings = FunctionSettings {
+    let function_settings = WantedFunction {
         code: (request.code)(architecture),
         memory_mb: options.memory.or(function.map(|f| f.memory_mb)).unwrap_or(defaults.memory),
         timeout_seconds: options.timeout.or(function.map(|f| f.timeout_seconds)).unwrap_or(defaults.timeout),

@@ -283,7 +283,7 @@ impl crate::resources::Contract for AlarmsContract {
     type Target = AlarmNames;
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
-        let alarms = scope.account.arn("cloudwatch", &format!("alarm:{}-*", scope.stack.name));
+        let alarms = scope.context.account.arn("cloudwatch", &format!("alarm:{}-*", scope.context.stack.name));
         let actions = &[
             "cloudwatch:PutMetricAlarm",
             "cloudwatch:DeleteAlarms",

@@ -68,7 +68,7 @@ impl ApiDetail {
 
 /// The chosen API, as apply needs it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ApiTarget {
+pub(crate) struct ChosenApi {
     pub(crate) id: String,
     pub(crate) detail: ApiDetail,
 }
@@ -98,13 +98,13 @@ impl Changes for ApiChange {
 pub(crate) struct ApiPlan {
     pub(crate) planned: Planned<ApiChange>,
     /// The API kept; `None` when it is created.
-    pub(crate) target: Option<ApiTarget>,
+    pub(crate) chosen: Option<ChosenApi>,
     pub(crate) duplicates: Vec<Deletion<ApiId>>,
 }
 
 impl Rows for ApiPlan {
     fn rows(&self) -> RowList {
-        let Self { planned, target: _, duplicates } = self;
+        let Self { planned, chosen: _, duplicates } = self;
         rows([planned.rows(), duplicates.rows()])
     }
 }
@@ -115,7 +115,7 @@ pub(crate) fn plan(
     detail: Option<&ApiDetail>,
     stack_name: &str,
 ) -> ApiPlan {
-    let target = chosen.zip(detail).map(|(api, detail)| ApiTarget { id: api.id.clone(), detail: detail.clone() });
+    let chosen_api = chosen.zip(detail).map(|(api, detail)| ChosenApi { id: api.id.clone(), detail: detail.clone() });
     let action = match chosen {
         None => Action::Create,
         Some(api) if api.tagged => Action::Keep,
@@ -128,7 +128,7 @@ pub(crate) fn plan(
             Deletion::of(Resource::Api, &api.id, vec![ApiId(api.id.clone())], reason)
         })
         .collect();
-    ApiPlan { planned: Planned::new(Resource::Api, stack_name, action), target, duplicates }
+    ApiPlan { planned: Planned::new(Resource::Api, stack_name, action), chosen: chosen_api, duplicates }
 }
 
 /// Every tagged API of the stack, deleted for `reason` (a row each), or one absent row.
@@ -187,7 +187,7 @@ pub(crate) async fn apply<F: Future<Output = anyhow::Result<()>>>(
     progress: &crate::progress::Progress,
     connect: impl Fn(String, ApiDetail) -> F,
 ) -> anyhow::Result<Race> {
-    let Some(target) = plan.target.as_ref().filter(|_| plan.planned.action != Action::Create) else {
+    let Some(chosen) = plan.chosen.as_ref().filter(|_| plan.planned.action != Action::Create) else {
         let create = async { create(client, stack).await.context("creating the API") };
         let (created, detail) = progress.step(plan.planned.row(), create).await?;
         let settle = async {
@@ -214,13 +214,13 @@ pub(crate) async fn apply<F: Future<Output = anyhow::Result<()>>>(
     };
     let retag = async {
         if let Some(ApiChange { tags: _ }) = plan.planned.action.change() {
-            tag(client, stack, &format!("/restapis/{}", target.id)).await.context("tagging the API")?;
+            tag(client, stack, &format!("/restapis/{}", chosen.id)).await.context("tagging the API")?;
         }
         anyhow::Ok(())
     };
     progress.step(plan.planned.row(), retag).await?;
-    connect(target.id.clone(), target.detail.clone()).await?;
-    Ok(Race::Won(target.id.clone()))
+    connect(chosen.id.clone(), chosen.detail.clone()).await?;
+    Ok(Race::Won(chosen.id.clone()))
 }
 
 /// Every API named `stack_name`.
@@ -345,6 +345,6 @@ impl crate::resources::Contract for ApiContract {
     type Target = ApiId;
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
-        super::apigateway::grants(scope.account, &["/restapis", "/restapis/*"])
+        super::apigateway::grants(scope.context.account, &["/restapis", "/restapis/*"])
     }
 }

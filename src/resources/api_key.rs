@@ -184,6 +184,6 @@ impl crate::resources::Contract for KeyContract {
     type Target = KeyId;
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
-        super::apigateway::grants(scope.account, &["/apikeys", "/apikeys/*"])
+        super::apigateway::grants(scope.context.account, &["/apikeys", "/apikeys/*"])
     }
 }

@@ -22,7 +22,7 @@ use super::{Error, role, table};
 use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, made};
 use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, RowList, Rows, diff};
 use crate::retry;
-use crate::stack::{PERMISSION_SID, PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack, TABLE_VARIABLE};
+use crate::stack::{PERMISSION_SID, PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack, StackContext, TABLE_VARIABLE};
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 pub(crate) const HANDLER: &str = "bootstrap";
@@ -299,7 +299,7 @@ pub(crate) async fn wait_ready_if_there(client: &Client, name: &str) -> Result<(
 /// What the function should be, as install resolved it from the options and what is
 /// deployed.
 #[derive(Debug, Clone)]
-pub(crate) struct FunctionSettings {
+pub(crate) struct WantedFunction {
     pub(crate) code: Code,
     pub(crate) memory_mb: i32,
     pub(crate) timeout_seconds: i32,
@@ -328,17 +328,18 @@ impl Changes for FunctionChange {
     }
 }
 
-/// What the function should be: its settings, role and table.
-pub(crate) struct FunctionTarget<'a> {
+/// The function as wanted, with the stack and role it runs in: what its plan and apply
+/// take.
+pub(crate) struct FunctionSpec<'a> {
     pub(crate) stack: &'a Stack,
-    pub(crate) settings: &'a FunctionSettings,
+    pub(crate) wanted: &'a WantedFunction,
     pub(crate) role_arn: &'a str,
 }
 
 /// The function as found (at the read, or after a lost answer) against its target; a
 /// function on another table is refused, never repointed.
-pub(crate) fn plan_found(function: &FunctionState, target: &FunctionTarget<'_>) -> Action<FunctionChange> {
-    let (stack, settings) = (target.stack, target.settings);
+pub(crate) fn plan_found(function: &FunctionState, spec: &FunctionSpec<'_>) -> Action<FunctionChange> {
+    let (stack, settings) = (spec.stack, spec.wanted);
     let architecture = settings.code.architecture.as_str();
     let code = (function.code_sha256 != settings.code.sha256 || function.architecture != architecture).then(|| {
         diff(
@@ -351,7 +352,7 @@ pub(crate) fn plan_found(function: &FunctionState, target: &FunctionTarget<'_>) 
     let configuration = [
         (Field::Memory, format!("{} MB", function.memory_mb), format!("{} MB", settings.memory_mb)),
         (Field::Timeout, format!("{} s", function.timeout_seconds), format!("{} s", settings.timeout_seconds)),
-        (Field::Role, function.role.clone(), target.role_arn.to_owned()),
+        (Field::Role, function.role.clone(), spec.role_arn.to_owned()),
         (Field::Runtime, function.runtime.clone(), RUNTIME.as_str().to_owned()),
         (Field::Handler, function.handler.clone(), HANDLER.to_owned()),
         (Field::TableName, variable.map_or("unset", String::as_str).to_owned(), stack.table.clone()),
@@ -378,11 +379,11 @@ pub(crate) fn plan_found(function: &FunctionState, target: &FunctionTarget<'_>) 
 /// while the counters are compared again, so it breaks callers for that while.
 pub(crate) fn plan(
     function: Option<&FunctionState>,
-    target: &FunctionTarget<'_>,
+    spec: &FunctionSpec<'_>,
     table_switch: bool,
 ) -> Planned<FunctionChange> {
-    let action = function.map_or(Action::Create, |function| plan_found(function, target));
-    Planned::new(Resource::Function, &target.stack.name, action).breaking_if(table_switch)
+    let action = function.map_or(Action::Create, |function| plan_found(function, spec));
+    Planned::new(Resource::Function, &spec.stack.name, action).breaking_if(table_switch)
 }
 
 /// The function's plan with what apply needs of the read.
@@ -402,13 +403,13 @@ impl Rows for FunctionPlan {
     }
 }
 
-fn configuration<'a>(plan: &FunctionPlan, target: &FunctionTarget<'a>) -> Configuration<'a> {
+fn configuration<'a>(plan: &FunctionPlan, spec: &FunctionSpec<'a>) -> Configuration<'a> {
     let mut variables = plan.deployed.as_ref().map(|function| function.variables.clone()).unwrap_or_default();
-    variables.insert(TABLE_VARIABLE.to_owned(), target.stack.table.clone());
+    variables.insert(TABLE_VARIABLE.to_owned(), spec.stack.table.clone());
     Configuration {
-        role: target.role_arn,
-        memory_mb: target.settings.memory_mb,
-        timeout_seconds: target.settings.timeout_seconds,
+        role: spec.role_arn,
+        memory_mb: spec.wanted.memory_mb,
+        timeout_seconds: spec.wanted.timeout_seconds,
         variables,
     }
 }
@@ -419,10 +420,10 @@ pub(crate) async fn apply(
     clients: &Clients,
     account: &Account,
     plan: &FunctionPlan,
-    target: &FunctionTarget<'_>,
+    spec: &FunctionSpec<'_>,
 ) -> anyhow::Result<((), Option<String>)> {
-    let (client, stack, settings) = (&clients.lambda, target.stack, target.settings);
-    let configuration = configuration(plan, target);
+    let (client, stack, settings) = (&clients.lambda, spec.stack, spec.wanted);
+    let configuration = configuration(plan, spec);
     let mut action = plan.planned.action.clone();
     let mut note = None;
     if action == Action::Create {
@@ -442,14 +443,14 @@ pub(crate) async fn apply(
             let refusal = Refusal::TableSwitch { current: found.table().to_owned(), asked: stack.table.clone() };
             return Err(anyhow::Error::new(refusal).context("a function of this name appeared since it was read"));
         }
-        action = plan_found(&found, target);
+        action = plan_found(&found, spec);
         note = Some(format!(
             "adopted: it existed already (ResourceConflictException); {}",
             crate::progress::Wording::Done.describe_action(&action.shown())
         ));
     }
     if let Some(current) = &plan.table_switch {
-        switch_table(clients, (stack, account), plan, current, &configuration).await?;
+        switch_table(clients, StackContext { stack, account }, plan, current, &configuration).await?;
     }
     if let Some(FunctionChange { code, configuration: configured, concurrency, tags }) = action.change() {
         if code.is_some() {
@@ -483,7 +484,7 @@ pub(crate) async fn apply(
 /// function let run again. Any failure lets it run again on its old table.
 async fn switch_table(
     clients: &Clients,
-    (stack, account): (&Stack, &Account),
+    StackContext { stack, account }: StackContext<'_>,
     plan: &FunctionPlan,
     current: &str,
     configuration: &Configuration<'_>,
@@ -541,7 +542,7 @@ impl crate::resources::Contract for FunctionContract {
     type Target = FunctionName;
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
-        let function = scope.stack.function_arn(scope.account);
+        let function = scope.context.stack.function_arn(scope.context.account);
         let actions = &[
             "lambda:CreateFunction",
             "lambda:GetFunction",

@@ -234,7 +234,7 @@ impl crate::resources::Contract for UrlContract {
     type Target = Url;
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
-        let function = scope.stack.function_arn(scope.account);
+        let function = scope.context.stack.function_arn(scope.context.account);
         let actions = &[
             "lambda:CreateFunctionUrlConfig",
             "lambda:GetFunctionUrlConfig",

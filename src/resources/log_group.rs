@@ -151,7 +151,7 @@ impl crate::resources::Contract for LogGroupContract {
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         use crate::resources::Grant;
-        let log_group = scope.stack.log_group_arn(scope.account);
+        let log_group = scope.context.stack.log_group_arn(scope.context.account);
         vec![
             Grant::new(
                 "LogGroup",

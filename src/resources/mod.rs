@@ -21,9 +21,9 @@ pub(crate) mod usage_plan;
 
 use serde_json::{Value, json};
 
-use crate::aws::{Account, AwsError};
+use crate::aws::AwsError;
 use crate::change::{Changes, Delete, Resource};
-use crate::stack::Stack;
+use crate::stack::StackContext;
 
 /// What every resource module offers, one implementation per [`Resource`] kind, so the
 /// compiler asks a new kind for each piece. Beside it, the module has its `read` (giving
@@ -46,8 +46,7 @@ pub(crate) trait Contract {
 /// What the operator policy is for: the stack, its account, and the options that add
 /// calls.
 pub(crate) struct Scope<'a> {
-    pub(crate) stack: &'a Stack,
-    pub(crate) account: &'a Account,
+    pub(crate) context: StackContext<'a>,
     /// The alarms send to the stack's own topic (`--alarm-email`).
     pub(crate) own_topic: bool,
     /// `--domain`.

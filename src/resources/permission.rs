@@ -5,9 +5,9 @@ use anyhow::Context;
 use aws_sdk_lambda::Client;
 
 use super::{Error, function};
-use crate::aws::{Account, Clients, Operation, gone, has_code};
+use crate::aws::{Clients, Operation, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
-use crate::stack::{PERMISSION_SID, Stack};
+use crate::stack::{PERMISSION_SID, Stack, StackContext};
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 const API_GATEWAY: &str = "apigateway.amazonaws.com";
@@ -29,7 +29,7 @@ pub(crate) fn plan(
     function: Option<&function::FunctionState>,
     function_created: bool,
     api_id: Option<&str>,
-    (stack, account): (&Stack, &Account),
+    StackContext { stack, account }: StackContext<'_>,
 ) -> Planned<PermissionChange> {
     let action = match (function, api_id) {
         (Some(function), Some(api_id)) if !function_created => {
@@ -49,7 +49,7 @@ pub(crate) fn plan(
 /// API the plan read; if a race made another API the stack's, it is replaced.
 pub(crate) async fn apply(
     client: &Client,
-    (stack, account): (&Stack, &Account),
+    StackContext { stack, account }: StackContext<'_>,
     planned: &Planned<PermissionChange>,
     (planned_api, api_id): (Option<&str>, &str),
 ) -> anyhow::Result<()> {
@@ -142,7 +142,7 @@ impl crate::resources::Contract for PermissionContract {
     type Target = Permission;
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
-        let function = scope.stack.function_arn(scope.account);
+        let function = scope.context.stack.function_arn(scope.context.account);
         // The function URL's public statements are added and removed by the same calls.
         let actions = &["lambda:AddPermission", "lambda:RemovePermission"];
         vec![crate::resources::Grant::new("Permission", actions, vec![function])]

@@ -11,7 +11,7 @@ use aws_sdk_iam::types::Tag;
 
 use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, has_code, made};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
-use crate::stack::{LEGACY_POLICY_NAME, REGION_POLICY_PREFIX, Stack, decode_policy, policy_regions};
+use crate::stack::{LEGACY_POLICY_NAME, REGION_POLICY_PREFIX, Stack, StackContext, decode_policy, policy_regions};
 
 /// How long a changed IAM policy is given to take effect before what it replaces goes
 /// (IAM is eventually consistent: https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency).
@@ -317,7 +317,7 @@ pub(crate) async fn apply_role(
 /// moves away from too (the switch narrows it, [`narrow_policy`]).
 pub(crate) async fn apply_policy(
     client: &Client,
-    (stack, account): (&Stack, &Account),
+    StackContext { stack, account }: StackContext<'_>,
     planned: &Planned<PolicyChange>,
     switching_from: Option<&str>,
 ) -> anyhow::Result<()> {
@@ -442,7 +442,7 @@ impl crate::resources::Contract for RoleContract {
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         use crate::resources::Grant;
-        let role = arn(&scope.stack.name, scope.account);
+        let role = arn(&scope.context.stack.name, scope.context.account);
         vec![
             Grant::new(
                 "Role",
@@ -475,7 +475,7 @@ impl crate::resources::Contract for PolicyContract {
     type Target = RolePolicy;
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
-        let role = arn(&scope.stack.name, scope.account);
+        let role = arn(&scope.context.stack.name, scope.context.account);
         let actions = &["iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy"];
         vec![crate::resources::Grant::new("RolePolicy", actions, vec![role])]
     }

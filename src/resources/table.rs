@@ -448,7 +448,7 @@ impl crate::resources::Contract for TableContract {
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         use crate::resources::Grant;
-        let (stack, account) = (scope.stack, scope.account);
+        let (stack, account) = (scope.context.stack, scope.context.account);
         let table = stack.table_arn(account);
         let mut grants = vec![
             Grant::new(

@@ -233,7 +233,7 @@ impl crate::resources::Contract for TopicContract {
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         use crate::resources::Grant;
-        let topic = arn(scope.account, &scope.stack.name);
+        let topic = arn(scope.context.account, &scope.context.stack.name);
         // Every read looks for the stack's own alarm topic.
         let mut grants = vec![Grant::new("FindTheAlarmTopic", &["sns:GetTopicAttributes"], vec![topic.clone()])];
         if scope.own_topic {
@@ -265,7 +265,7 @@ impl crate::resources::Contract for SubscriptionContract {
             return Vec::new();
         }
         vec![
-            Grant::new("Subscribe", &["sns:Subscribe"], vec![arn(scope.account, &scope.stack.name)]),
+            Grant::new("Subscribe", &["sns:Subscribe"], vec![arn(scope.context.account, &scope.context.stack.name)]),
             // Unsubscribe has no resource type: it names a subscription, not its topic.
             Grant::on_any("ReplaceTheSubscription", &["sns:Unsubscribe"]),
         ]

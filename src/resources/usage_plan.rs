@@ -107,7 +107,7 @@ impl Rows for UsagePlanPlan {
 }
 
 /// What the usage plan should serve and hold.
-pub(crate) struct UsagePlanTarget<'a> {
+pub(crate) struct UsagePlanSpec<'a> {
     pub(crate) stack: &'a Stack,
     /// The API kept; `None` when it is created.
     pub(crate) api_id: Option<&'a str>,
@@ -116,22 +116,18 @@ pub(crate) struct UsagePlanTarget<'a> {
     pub(crate) key_id: Option<&'a str>,
 }
 
-pub(crate) fn plan(
-    chosen: Option<&UsagePlanState>,
-    all: &[UsagePlanState],
-    target: &UsagePlanTarget<'_>,
-) -> UsagePlanPlan {
-    let stage = &target.stack.stage;
+pub(crate) fn plan(chosen: Option<&UsagePlanState>, all: &[UsagePlanState], spec: &UsagePlanSpec<'_>) -> UsagePlanPlan {
+    let stage = &spec.stack.stage;
     let action = match chosen {
         None => Action::Create,
         Some(plan) => {
-            let serves = target.api_id.is_some_and(|api| plan.stages.iter().any(|(id, s)| id == api && s == stage));
+            let serves = spec.api_id.is_some_and(|api| plan.stages.iter().any(|(id, s)| id == api && s == stage));
             let change = UsagePlanChange {
                 stage: (!serves)
-                    .then(|| diff(Field::Stage, "none", format!("{}:{stage}", target.api_id.unwrap_or("new API")))),
-                throttle: (plan.throttle != Some(target.throttle))
-                    .then(|| diff(Field::Throttle, throttle_wording(plan.throttle), target.throttle)),
-                key: (!target.key_id.is_some_and(|key| plan.key_ids.iter().any(|id| id == key)))
+                    .then(|| diff(Field::Stage, "none", format!("{}:{stage}", spec.api_id.unwrap_or("new API")))),
+                throttle: (plan.throttle != Some(spec.throttle))
+                    .then(|| diff(Field::Throttle, throttle_wording(plan.throttle), spec.throttle)),
+                key: (!spec.key_id.is_some_and(|key| plan.key_ids.iter().any(|id| id == key)))
                     .then(|| diff(Field::Key, "none", "the stack's key")),
                 tags: (!plan.tagged).then(|| diff(Field::Tags, "none", "counterctl")),
             };
@@ -146,7 +142,7 @@ pub(crate) fn plan(
         })
         .collect();
     UsagePlanPlan {
-        planned: Planned::new(Resource::UsagePlan, &target.stack.name, action),
+        planned: Planned::new(Resource::UsagePlan, &spec.stack.name, action),
         usage_plan: chosen.cloned(),
         duplicates,
     }
@@ -285,6 +281,6 @@ impl crate::resources::Contract for UsagePlanContract {
     type Target = UsagePlanState;
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
-        super::apigateway::grants(scope.account, &["/usageplans", "/usageplans/*"])
+        super::apigateway::grants(scope.context.account, &["/usageplans", "/usageplans/*"])
     }
 }

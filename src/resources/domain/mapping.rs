@@ -59,12 +59,12 @@ pub(crate) fn mapped_to(mappings: &[Mapping]) -> String {
 /// What changes on the mapping: the API or the stage it maps to.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MappingChange {
-    pub(crate) target: Diff,
+    pub(crate) destination: Diff,
 }
 
 impl Changes for MappingChange {
     fn diffs(&self) -> Vec<Diff> {
-        vec![self.target.clone()]
+        vec![self.destination.clone()]
     }
 }
 
@@ -77,7 +77,7 @@ pub(crate) fn plan(name: &str, mappings: Option<&[Mapping]>, api: Option<&str>, 
         (None, _) => Action::Create,
         (Some(mapped), Some(api)) if mapped.api_id == api && mapped.stage == stage => Action::Keep,
         (Some(mapped), api) => Action::Update(MappingChange {
-            target: diff(
+            destination: diff(
                 Field::Target,
                 Mapping::shown(&mapped.api_id, &mapped.stage),
                 Mapping::shown(api.unwrap_or("new"), stage),
@@ -99,7 +99,7 @@ pub(crate) async fn apply(
             let create = client.create_base_path_mapping().domain_name(name).rest_api_id(api_id).stage(stage);
             create.send().await.op("apigateway:CreateBasePathMapping").context("mapping the custom domain")?;
         }
-        Action::Update(MappingChange { target: _ }) => {
+        Action::Update(MappingChange { destination: _ }) => {
             let operations = vec![patch(Op::Replace, "/restapiId", api_id), patch(Op::Replace, "/stage", stage)];
             let update = client.update_base_path_mapping().domain_name(name).base_path(ROOT);
             let update = update.set_patch_operations(Some(operations)).send().await;

@@ -340,7 +340,7 @@ impl crate::resources::Contract for DomainContract {
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         // Every read lists the region's domains, to find the stack's.
-        let mut grants = super::apigateway::read_grants(scope.account, &["/domainnames"]);
+        let mut grants = super::apigateway::read_grants(scope.context.account, &["/domainnames"]);
         let Some(domain) = scope.domain else { return grants };
         let paths = [
             "/domainnames".to_owned(),
@@ -348,7 +348,7 @@ impl crate::resources::Contract for DomainContract {
             format!("/domainnames/{}/*", domain.name),
         ];
         let actions = &["apigateway:POST", "apigateway:GET", "apigateway:PATCH", "apigateway:DELETE"];
-        let resources = paths.iter().map(|path| super::apigateway::arn(scope.account, path)).collect();
+        let resources = paths.iter().map(|path| super::apigateway::arn(scope.context.account, path)).collect();
         grants.push(crate::resources::Grant::new("Domain", actions, resources));
         grants.push(certificate::grant(domain));
         grants

@@ -49,12 +49,12 @@ pub(crate) async fn read(client: &Client, zone: &str, name: &str) -> Result<Opti
 /// What changes on the record: where it points.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RecordChange {
-    pub(crate) target: Diff,
+    pub(crate) alias: Diff,
 }
 
 impl Changes for RecordChange {
     fn diffs(&self) -> Vec<Diff> {
-        vec![self.target.clone()]
+        vec![self.alias.clone()]
     }
 }
 
@@ -68,21 +68,21 @@ pub(crate) fn plan(
     zone_record: Option<&Record>,
 ) -> Result<Option<Planned<RecordChange>>, Refusal> {
     let Some(zone) = &wanted.zone else { return Ok(None) };
-    let target = deployed.map(|found| found.regional_domain_name.as_str());
+    let alias_to = deployed.map(|found| found.regional_domain_name.as_str());
     // The zone counterctl keeps the record in, or a new one: what is there now.
     let ours = deployed.filter(|found| found.zone.as_deref() == Some(zone));
     let existing = match ours {
         Some(found) => found.record.as_ref(),
         None => zone_record,
     };
-    let action = match (existing, target) {
-        (Some(record), Some(target)) if record.alias_to.as_deref() == Some(target) => Action::Keep,
+    let action = match (existing, alias_to) {
+        (Some(record), Some(alias_to)) if record.alias_to.as_deref() == Some(alias_to) => Action::Keep,
         // Its own record, changed by hand: drift, put back.
         (Some(record), _) if ours.is_some() => Action::Update(RecordChange {
-            target: diff(
+            alias: diff(
                 Field::Target,
                 record.alias_to.as_deref().unwrap_or("not an alias"),
-                target.unwrap_or("the new domain"),
+                alias_to.unwrap_or("the new domain"),
             ),
         }),
         (Some(record), _) => {
@@ -135,7 +135,7 @@ pub(crate) async fn apply(
     // A new record is a CREATE, which Route 53 refuses if one appeared since.
     let action = match &planned.action {
         Action::Create => ChangeAction::Create,
-        Action::Update(RecordChange { target: _ }) => ChangeAction::Upsert,
+        Action::Update(RecordChange { alias: _ }) => ChangeAction::Upsert,
         _ => return Ok(()),
     };
     write(client, (zone, name), alias, action).await
@@ -171,7 +171,7 @@ impl crate::resources::Contract for RecordContract {
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         use crate::resources::Grant;
         let Some(zone) = scope.domain.and_then(|domain| domain.zone.as_ref()) else { return Vec::new() };
-        let partition = &scope.account.partition;
+        let partition = &scope.context.account.partition;
         let records = &["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"];
         vec![
             Grant::new("DomainRecord", records, vec![format!("arn:{partition}:route53:::hostedzone/{zone}")]),
