@@ -7,7 +7,8 @@ use aws_sdk_apigateway::Client;
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 
 use super::Grant;
-use crate::aws::{Account, AwsError, Operation};
+use crate::aws::{Account, AwsError, Clients, Operation};
+use crate::change::Delete;
 use crate::stack::Stack;
 
 pub(crate) const NOT_FOUND: &[&str] = &["NotFoundException"];
@@ -73,4 +74,14 @@ pub(crate) fn grants(account: &Account, paths: &[&str]) -> Vec<Grant> {
     let actions = &["apigateway:POST", "apigateway:PUT", "apigateway:PATCH", "apigateway:DELETE"];
     grants.push(Grant::new("ChangeTheFront", actions, changes));
     grants
+}
+
+/// The deletion target of a part of a REST API (its route, integration, stage), which is
+/// never deleted on its own: it goes with its API. No value of it exists.
+pub(crate) enum WithItsApi {}
+
+impl Delete for WithItsApi {
+    async fn delete(&self, _: &Clients) -> anyhow::Result<Option<String>> {
+        match *self {}
+    }
 }

@@ -227,9 +227,9 @@ impl crate::resources::Contract for RouteContract {
     const KIND: crate::change::Resource = crate::change::Resource::Route;
     type State = MethodState;
     type Change = RouteChange;
-    type Target = super::api::ApiId;
+    type Target = super::apigateway::WithItsApi;
 
-    /// Authorized as paths under its API (`/restapis/*`): [`super::api::ApiContract`]'s.
+    /// Authorized as paths under its API (`/restapis/*`), by the API's own grants.
     fn grants(_: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         Vec::new()
     }
@@ -242,9 +242,9 @@ impl crate::resources::Contract for IntegrationContract {
     const KIND: crate::change::Resource = crate::change::Resource::Integration;
     type State = MethodState;
     type Change = IntegrationChange;
-    type Target = super::api::ApiId;
+    type Target = super::apigateway::WithItsApi;
 
-    /// Authorized as paths under its API (`/restapis/*`): [`super::api::ApiContract`]'s.
+    /// Authorized as paths under its API (`/restapis/*`), by the API's own grants.
     fn grants(_: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         Vec::new()
     }

@@ -157,9 +157,9 @@ impl crate::resources::Contract for StageContract {
     const KIND: crate::change::Resource = crate::change::Resource::Stage;
     type State = StageState;
     type Change = StageChange;
-    type Target = super::api::ApiId;
+    type Target = super::apigateway::WithItsApi;
 
-    /// Authorized as paths under its API (`/restapis/*`): [`super::api::ApiContract`]'s.
+    /// Authorized as paths under its API (`/restapis/*`), by the API's own grants.
     fn grants(_: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         Vec::new()
     }
