@@ -101,19 +101,41 @@ pub(crate) struct Lookup<'a> {
     pub(crate) certificate: Option<&'a str>,
     /// `--hosted-zone-id`, to see what that zone holds for the domain's name.
     pub(crate) zone: Option<&'a str>,
+    /// How much of the stack to read.
+    pub(crate) reach: Reach,
+}
+
+/// How much of the stack a command reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every resource: what install and status plan.
+    Whole,
+    /// What callers reach and count on: the function, its URL, its role, its table and
+    /// the REST API with its keys and usage plans. Its log group, alarms, alarm topic and
+    /// custom domain are not read (and so read as absent), unless the lookup names a
+    /// domain, a certificate or a zone.
+    Callers,
 }
 
 /// Reads the stack: every group of reads at once, each a named read below; a read waits
 /// only for the one it needs.
 pub(crate) async fn read(clients: &Clients, lookup: &Lookup<'_>) -> anyhow::Result<Deployed> {
     let region = clients.config.region().map(ToString::to_string).unwrap_or_default();
+    let whole = lookup.reach == Reach::Whole;
+    let domain_named = lookup.domain.is_some() || lookup.certificate.is_some() || lookup.zone.is_some();
     let (caller, with_function, log_group, rest, alarms, domain) = tokio::try_join!(
-        read_caller(clients, lookup.name),
+        read_caller(clients, lookup.name, whole),
         read_with_function(clients, lookup, &region),
-        read_log_group(clients, lookup.name),
+        async { if whole { read_log_group(clients, lookup.name).await } else { Ok(None) } },
         read_rest(clients, lookup.name),
-        read_alarms(clients, lookup.name),
-        read_domain(clients, lookup),
+        async { if whole { read_alarms(clients, lookup.name).await } else { Ok(Vec::new()) } },
+        async {
+            if whole || domain_named {
+                read_domain(clients, lookup).await
+            } else {
+                Ok(Domain { domains: Vec::new(), certificate: None })
+            }
+        },
     )?;
     let Caller { account, topic } = caller;
     let WithFunction { function, function_url, role, table, counters } = with_function;
@@ -148,9 +170,12 @@ struct Caller {
     topic: Option<TopicState>,
 }
 
-async fn read_caller(clients: &Clients, name: &str) -> anyhow::Result<Caller> {
+async fn read_caller(clients: &Clients, name: &str, with_topic: bool) -> anyhow::Result<Caller> {
     let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;
-    let topic = topic::read(&clients.sns, &account, name).await.context("reading the alarm topic")?;
+    let topic = match with_topic {
+        true => topic::read(&clients.sns, &account, name).await.context("reading the alarm topic")?,
+        false => None,
+    };
     Ok(Caller { account, topic })
 }
 

@@ -12,7 +12,7 @@ use crate::aws::Clients;
 use crate::bundle::Codes;
 use crate::change::Change;
 use crate::cli::{DeployOptions, InstallArgs, OutputFormat, StackOptions, suggested};
-use crate::deployed::{self, Deployed, Lookup};
+use crate::deployed::{self, Deployed, Lookup, Reach};
 use crate::plan::{self, Plan, Request};
 use crate::progress::{Progress, Wording, ask, out, report};
 use crate::resources::api_key;
@@ -112,6 +112,7 @@ pub(crate) async fn read_and_plan(
     stack: &StackOptions,
     deploy: &DeployOptions,
     (switch_table, recreate_table): (bool, bool),
+    reach: Reach,
 ) -> anyhow::Result<(Deployed, Plan)> {
     let codes = Codes::load(deploy.function_zip.as_deref())?;
     let domain = match &deploy.domain {
@@ -125,6 +126,7 @@ pub(crate) async fn read_and_plan(
         domain,
         certificate: deploy.certificate_arn.as_deref(),
         zone: deploy.hosted_zone_id.as_deref(),
+        reach,
     };
     let deployed = deployed::read(clients, &lookup).await?;
     let code = |architecture| codes.code(architecture);
@@ -146,7 +148,8 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws.connection()).await?;
     let json = args.output.output == OutputFormat::Json;
     let (_, plan) =
-        read_and_plan(&clients, &args.stack, &args.deploy, (args.switch_table, args.recreate_table)).await?;
+        read_and_plan(&clients, &args.stack, &args.deploy, (args.switch_table, args.recreate_table), Reach::Whole)
+            .await?;
     let throttled = args.deploy.rate_limit.is_some() || args.deploy.burst_limit.is_some();
     if plan.front() == Front::FunctionUrl && throttled {
         eprintln!(

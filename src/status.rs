@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::aws::Clients;
 use crate::change::{Change, Refusal, Resource};
 use crate::cli::{OutputFormat, StackOptions, StatusArgs, suggested};
-use crate::deployed::Deployed;
+use crate::deployed::{Deployed, Reach};
 use crate::install::read_and_plan;
 use crate::metrics::{Front, Subject};
 use crate::plan::{FrontPlan, Plan};
@@ -52,6 +52,16 @@ impl Mode {
             }
             StatusArgs { show_api_key, .. } => Self::Stack { show_api_key: *show_api_key },
         })
+    }
+
+    /// What the mode reads. The caller policy and the metrics need only the names, the
+    /// front and the table; the operator policy takes the alarms' topic and the domain as
+    /// deployed, so it reads the whole stack, as the report does.
+    fn reach(&self) -> Reach {
+        match self {
+            Self::Stack { .. } | Self::OperatorPolicy => Reach::Whole,
+            Self::CallerPolicy | Self::Metrics { .. } => Reach::Callers,
+        }
     }
 }
 
@@ -159,7 +169,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws.connection()).await?;
     // A table that is gone is planned as install --recreate-table would, so the rest of
     // the stack is still reported; the loss is reported instead of a fix.
-    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, (false, true)).await {
+    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, (false, true), mode.reach()).await {
         Ok(read) => read,
         // Not drift to fix in place but a stack to install again: a negative answer.
         Err(error) => match error.downcast_ref::<Refusal>() {

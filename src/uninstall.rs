@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::aws::Clients;
 use crate::change::{Change, Delete, Deletion};
 use crate::cli::{OutputFormat, UninstallArgs, suggested};
-use crate::deployed::{self, Lookup};
+use crate::deployed::{self, Lookup, Reach};
 use crate::plan;
 use crate::progress::{Progress, Wording, ask, out, report};
 use crate::resources::table;
@@ -93,6 +93,7 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         domain: None,
         certificate: None,
         zone: None,
+        reach: Reach::Whole,
     };
     let deployed = deployed::read(&clients, &lookup).await?;
     let table_name = deployed.stack_table(args.stack.table.as_deref());

@@ -58,3 +58,31 @@ async fn status_metrics_reads_the_figures_of_this_function_front_and_table() {
     assert!(line("duration p99").ends_with(" -"), "{text}");
     assert_eq!(deployment.proxy.count("GetMetricData"), 2, "one call each time");
 }
+
+#[tokio::test]
+async fn caller_policy_and_metrics_read_only_what_callers_reach() {
+    let deployment = Deployment::new().await;
+    deployment.run("install", &["--auth", "iam", "--alarms", "on", "--alarm-email", "ops@example.com"]).await.ok();
+    let actions_of = |args: &'static [&'static str]| {
+        let deployment = &deployment;
+        async move {
+            let before = deployment.proxy.actions().len();
+            deployment.run("status", args).await.ok();
+            deployment.proxy.actions()[before..].to_vec()
+        }
+    };
+    // The alarms, their topic and the log group are read by a plain status ...
+    let whole = actions_of(&[]).await;
+    let beside_callers = ["DescribeAlarms", "GetTopicAttributes", "DescribeLogGroups", "GET /domainnames"];
+    for action in beside_callers {
+        assert!(whole.iter().any(|read| read == action), "status reads {action}: {whole:?}");
+    }
+    // ... and not by the modes that need only the names, the front and the table.
+    for args in [&["--caller-policy"][..], &["--metrics"][..]] {
+        let reads = actions_of(args).await;
+        assert!(reads.iter().any(|read| read == "DescribeTable"), "{args:?}: {reads:?}");
+        for action in beside_callers {
+            assert!(!reads.iter().any(|read| read == action), "{args:?} reads {action}: {reads:?}");
+        }
+    }
+}
