@@ -34,6 +34,9 @@ const FETCH: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_s
 /// What a caller is told to wait before trying again when a pool is dry or its upstream
 /// is unavailable: about when the next fetch attempt is due.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a cold pool (one that never had a block) waits for its first fetch while the
+/// fetch's attempts fail, at most `max_wait`.
+const COLD_WAIT: Duration = Duration::from_secs(1);
 
 /// How a pool sizes its blocks and how long it waits for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,24 +366,42 @@ impl Inner {
     }
 
     /// Waits until the spent block of `generation` is replaced, fetching one if need be;
-    /// fails at once while the upstream is failing.
+    /// fails at once while the upstream is failing, except for a cold pool (one that
+    /// never had a block), which waits up to [`COLD_WAIT`] for its first fetch's next
+    /// attempt: that first fetch's answer lost is ordinary, and its retry, with the same
+    /// key, gets the block.
     async fn refill(&self, generation: u64) -> Result<(), PoolError> {
-        let deadline = tokio::time::Instant::now() + self.options.max_wait;
+        let now = tokio::time::Instant::now();
+        let deadline = now + self.options.max_wait;
+        let cold_deadline = now + COLD_WAIT.min(self.options.max_wait);
         loop {
             let mut fetched = pin!(self.fetched.notified());
             // Registered before the state is read, so no wake-up is missed.
             fetched.as_mut().enable();
-            {
+            let wait_until = {
                 let mut state = self.lock();
                 if self.switch(&mut state, generation) {
                     return Ok(());
                 }
+                match &state.failure {
+                    Some(failure) => {
+                        let cold = state.since.is_none() && state.fetching;
+                        if !cold || tokio::time::Instant::now() >= cold_deadline {
+                            return Err(self.unavailable(failure.clone()));
+                        }
+                        cold_deadline
+                    }
+                    None => {
+                        self.start_fetch(&mut state);
+                        deadline
+                    }
+                }
+            };
+            if tokio::time::timeout_at(wait_until, fetched).await.is_err() {
+                let state = self.lock();
                 if let Some(failure) = &state.failure {
                     return Err(self.unavailable(failure.clone()));
                 }
-                self.start_fetch(&mut state);
-            }
-            if tokio::time::timeout_at(deadline, fetched).await.is_err() {
                 let waited = self.options.max_wait.as_secs_f64();
                 return Err(self.unavailable(format!("no block arrived within {waited} s")));
             }

@@ -253,6 +253,22 @@ async fn a_block_fetch_whose_answer_was_lost_gets_the_same_block_when_retried() 
 }
 
 #[tokio::test]
+async fn a_cold_counter_waits_for_its_first_fetch_whose_answer_was_lost_instead_of_failing() {
+    let upstream = Serve::start().await;
+    // A pool's first call for a counter.
+    let front = LossyFront::start(&upstream.url, 1).await;
+    let pool = pool(&front.url, "cold", PoolOptions::default().min_block(10).max_block(10));
+    assert_eq!(pool.next().await.unwrap(), 1, "answered from the retried fetch's block");
+    assert_eq!(front.fetch_keys().len(), 2, "the first answer was lost, the retry answered");
+    // A sidecar's first request for a counter.
+    let front = LossyFront::start(&upstream.url, 1).await;
+    let sidecar = sidecar(&front.url, &[]).await;
+    let (status, body) = sidecar.post("/counter/increment?counter=cold-sidecar").await;
+    assert_eq!((status, body["new_value"].as_i64()), (200, Some(1)), "{body}");
+    assert_eq!(front.fetch_keys().len(), 2, "the first answer was lost, the retry answered");
+}
+
+#[tokio::test]
 async fn wrong_upstream_answers_are_refused_and_nothing_from_them_is_handed_out() {
     let cases: [(Wrong, &[&str]); 3] = [
         (Wrong::NotJson, &["unexpected body"]),
