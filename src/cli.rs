@@ -742,6 +742,10 @@ pub struct UpstreamOptions {
     /// The largest block [default: 1000000, the API's largest count].
     #[arg(long, requires = "upstream", conflicts_with = "data_dir", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_block: Option<u32>,
+    /// A counter's pool unused this long is dropped, with the IDs it holds (a gap), so
+    /// memory follows the counters in use [default: 600].
+    #[arg(long, requires = "upstream", conflicts_with = "data_dir", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub pool_idle_seconds: Option<u64>,
     /// AWS region to sign for when the upstream's host names none, with iam [default:
     /// AWS_REGION, else the profile's].
     #[arg(long, requires = "upstream", conflicts_with = "data_dir")]

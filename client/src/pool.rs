@@ -45,16 +45,19 @@ pub struct PoolOptions {
     min_block: u32,
     max_block: u32,
     max_wait: Duration,
+    drop_idle_after: Duration,
 }
 
 impl Default for PoolOptions {
-    /// Blocks that last about 60 s, of 10 to 1,000,000 IDs; a dry pool waits up to 5 s.
+    /// Blocks that last about 60 s, of 10 to 1,000,000 IDs; a dry pool waits up to 5 s;
+    /// [`Pools`] drops a pool unused for 10 minutes.
     fn default() -> Self {
         Self {
             block_duration: Duration::from_secs(60),
             min_block: 10,
             max_block: MAX_COUNT,
             max_wait: Duration::from_secs(5),
+            drop_idle_after: Duration::from_secs(600),
         }
     }
 }
@@ -86,6 +89,14 @@ impl PoolOptions {
     /// not failed yet (at start, or when IDs are taken faster than blocks arrive).
     pub fn max_wait(mut self, wait: Duration) -> Self {
         self.max_wait = wait;
+        self
+    }
+
+    /// How long a pool of [`Pools`] may go unused (no [`Pools::get`]) before it is
+    /// dropped, with the IDs it still holds: those become a gap. So memory follows the
+    /// counters in use, not every counter ever asked for. At least a second.
+    pub fn drop_idle_after(mut self, idle: Duration) -> Self {
+        self.drop_idle_after = idle.max(Duration::from_secs(1));
         self
     }
 
@@ -138,6 +149,7 @@ struct Stats {
     blocks_fetched: AtomicU64,
     upstream_errors: AtomicU64,
     answers_refused: AtomicU64,
+    pools_dropped: AtomicU64,
 }
 
 /// Hands out unique IDs of one counter from blocks it reserves upstream.
@@ -638,14 +650,26 @@ fn new_key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// The pools of one upstream, one per counter, made on first use.
+/// The pools of one upstream, one per counter, made on first use and dropped once unused
+/// for the options' [`drop_idle_after`](PoolOptions::drop_idle_after).
 #[derive(Debug)]
 pub struct Pools {
     client: Client,
     options: PoolOptions,
-    pools: RwLock<HashMap<String, Pool>>,
+    pools: Arc<RwLock<HashMap<String, Held>>>,
+    /// When the pools were made: the origin of [`Held::used`] (Tokio's clock, which tests
+    /// can move).
+    epoch: tokio::time::Instant,
     stats: Arc<Stats>,
     ledger_file: Option<Arc<LedgerFile>>,
+}
+
+/// A pool of [`Pools`], and when it was last asked for.
+#[derive(Debug)]
+struct Held {
+    pool: Pool,
+    /// Milliseconds from [`Pools::epoch`] to the last [`Pools::get`] of it.
+    used: AtomicU64,
 }
 
 /// What a [`Pools`] has done, for metrics.
@@ -665,6 +689,11 @@ pub struct PoolStats {
     /// Pools whose last upstream answer lay at or below what the [`LedgerFile`] recorded
     /// before: the upstream went back.
     pub went_back: usize,
+    /// Pools held, one per counter asked for within
+    /// [`drop_idle_after`](PoolOptions::drop_idle_after).
+    pub pools: usize,
+    /// Pools dropped for being unused, with the IDs they held.
+    pub pools_dropped: u64,
 }
 
 impl Pools {
@@ -673,8 +702,10 @@ impl Pools {
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn new(client: Client, options: PoolOptions) -> Self {
-        let _ = tokio::runtime::Handle::current();
-        Self { client, options, pools: RwLock::default(), stats: Arc::default(), ledger_file: None }
+        let pools = Arc::new(RwLock::new(HashMap::new()));
+        let (epoch, stats) = (tokio::time::Instant::now(), Arc::new(Stats::default()));
+        tokio::spawn(drop_idle(Arc::downgrade(&pools), epoch, options.drop_idle_after, Arc::clone(&stats)));
+        Self { client, options, pools, epoch, stats, ledger_file: None }
     }
 
     /// Pools like [`new`](Self::new) whose ranges are recorded in `ledger` before any of
@@ -694,21 +725,25 @@ impl Pools {
 
     /// The pool of `counter`, made on first use.
     pub fn get(&self, counter: &str) -> Pool {
-        if let Some(pool) = self.pools.read().expect("never poisoned").get(counter) {
-            return pool.clone();
+        let now = millis_since(self.epoch);
+        if let Some(held) = self.pools.read().expect("never poisoned").get(counter) {
+            held.used.store(now, Ordering::Relaxed);
+            return held.pool.clone();
         }
         let mut pools = self.pools.write().expect("never poisoned");
-        let pool = pools.entry(counter.to_owned()).or_insert_with(|| {
+        let held = pools.entry(counter.to_owned()).or_insert_with(|| {
             let ledger_file = self.ledger_file.clone();
-            Pool::with_stats(
+            let pool = Pool::with_stats(
                 self.client.clone(),
                 counter.to_owned(),
                 self.options,
                 Arc::clone(&self.stats),
                 ledger_file,
-            )
+            );
+            Held { pool, used: AtomicU64::new(now) }
         });
-        pool.clone()
+        held.used.store(now, Ordering::Relaxed);
+        held.pool.clone()
     }
 
     /// The client the pools reserve blocks with.
@@ -719,20 +754,70 @@ impl Pools {
     /// What the pools have done, and hold.
     pub fn stats(&self) -> PoolStats {
         let pools = self.pools.read().expect("never poisoned");
+        let pools = || pools.values().map(|held| &held.pool);
         PoolStats {
             blocks_fetched: self.stats.blocks_fetched.load(Ordering::Relaxed),
             upstream_errors: self.stats.upstream_errors.load(Ordering::Relaxed),
             answers_refused: self.stats.answers_refused.load(Ordering::Relaxed),
-            buffered: pools.values().map(Pool::buffered).sum(),
-            failing: pools.values().filter(|pool| pool.failing()).count(),
-            went_back: pools.values().filter(|pool| pool.went_back()).count(),
+            buffered: pools().map(Pool::buffered).sum(),
+            failing: pools().filter(|pool| pool.failing()).count(),
+            went_back: pools().filter(|pool| pool.went_back()).count(),
+            pools: pools().count(),
+            pools_dropped: self.stats.pools_dropped.load(Ordering::Relaxed),
         }
+    }
+}
+
+fn millis_since(epoch: tokio::time::Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Drops the pools unused for `idle`, looking four times per `idle`, until the
+/// [`Pools`] is dropped. A caller still holding a dropped pool keeps using it; the next
+/// [`Pools::get`] makes a new one, whose blocks are new reservations (never a value
+/// twice: only the IDs the dropped one held are lost, a gap).
+async fn drop_idle(
+    pools: Weak<RwLock<HashMap<String, Held>>>,
+    epoch: tokio::time::Instant,
+    idle: Duration,
+    stats: Arc<Stats>,
+) {
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let mut ticks = tokio::time::interval(idle / 4);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(pools) = pools.upgrade() else { return };
+        let now = millis_since(epoch);
+        let mut pools = pools.write().expect("never poisoned");
+        let before = pools.len();
+        pools.retain(|_, held| now.saturating_sub(held.used.load(Ordering::Relaxed)) < idle_ms);
+        stats.pools_dropped.fetch_add((before - pools.len()) as u64, Ordering::Relaxed);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pools_unused_past_the_bound_are_dropped_and_those_in_use_kept() {
+        let endpoint = crate::Endpoint::new("http://127.0.0.1:9", crate::Auth::None).unwrap();
+        let pools = Pools::new(Client::new(endpoint), PoolOptions::default().drop_idle_after(Duration::from_secs(60)));
+        pools.get("idle");
+        pools.get("busy");
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            pools.get("busy");
+        }
+        // 90 s on: "idle" unused for 90 s, "busy" for none.
+        let stats = pools.stats();
+        assert_eq!((stats.pools, stats.pools_dropped), (1, 1));
+        assert!(pools.pools.read().unwrap().contains_key("busy"));
+        // Asked for again, it is made again.
+        pools.get("idle");
+        assert_eq!(pools.stats().pools, 2);
+    }
 
     #[test]
     fn a_block_lasts_the_target_time_at_the_rate_ids_are_taken() {

@@ -127,7 +127,9 @@ impl Collector for UpstreamFigures {
         let refused = ConstCounter::new(stats.answers_refused);
         let went_back = ConstGauge::new(i64::try_from(stats.went_back).unwrap_or(i64::MAX));
         let buffered = ConstGauge::new(i64::try_from(stats.buffered).unwrap_or(i64::MAX));
-        let figures: [(&str, &str, &dyn EncodeMetric); 5] = [
+        let pools = ConstGauge::new(i64::try_from(stats.pools).unwrap_or(i64::MAX));
+        let dropped = ConstCounter::new(stats.pools_dropped);
+        let figures: [(&str, &str, &dyn EncodeMetric); 7] = [
             ("upstream_blocks_fetched", "Blocks of IDs reserved at the upstream", &blocks),
             ("upstream_errors", "Upstream calls that failed or answered what could not be right", &errors),
             (
@@ -142,6 +144,8 @@ impl Collector for UpstreamFigures {
                 &went_back,
             ),
             ("ids_buffered", "IDs held in blocks, ready to hand out", &buffered),
+            ("upstream_pools", "Counters with a pool: asked for within --pool-idle-seconds", &pools),
+            ("upstream_pools_dropped", "Pools dropped for being unused, with the IDs they held (a gap)", &dropped),
         ];
         for (name, help, figure) in figures {
             figure.encode(encoder.encode_descriptor(name, help, None, figure.metric_type())?)?;

@@ -105,6 +105,9 @@ impl Upstream {
         if let Some(seconds) = options.block_seconds {
             pool_options = pool_options.block_duration(Duration::from_secs(seconds));
         }
+        if let Some(seconds) = options.pool_idle_seconds {
+            pool_options = pool_options.drop_idle_after(Duration::from_secs(seconds));
+        }
         match (options.min_block, options.max_block) {
             (Some(min), Some(max)) if min > max => {
                 anyhow::bail!("--min-block {min} is larger than --max-block {max}")

@@ -269,6 +269,26 @@ async fn a_cold_counter_waits_for_its_first_fetch_whose_answer_was_lost_instead_
 }
 
 #[tokio::test]
+async fn a_pool_unused_past_pool_idle_seconds_is_dropped_and_its_counter_goes_on_above_it() {
+    let upstream = Serve::start().await;
+    let sidecar = sidecar(&upstream.url, &["--pool-idle-seconds", "1", "--min-block", "10"]).await;
+    let (_, first) = sidecar.post("/counter/increment?counter=tenant-a").await;
+    let first = first["new_value"].as_i64().unwrap();
+    assert_eq!(metric(&sidecar, "counterctl_upstream_pools").await, 1);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while metric(&sidecar, "counterctl_upstream_pools").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the idle pool was never dropped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(metric(&sidecar, "counterctl_upstream_pools_dropped_total").await, 1);
+    // Asked for again: a new pool, whose block is a new reservation above the dropped one's.
+    let (status, again) = sidecar.post("/counter/increment?counter=tenant-a").await;
+    assert_eq!(status, 200, "{again}");
+    let again = again["new_value"].as_i64().unwrap();
+    assert!(again > first + 9, "above the dropped pool's block (its IDs are a gap): {first} then {again}");
+}
+
+#[tokio::test]
 async fn wrong_upstream_answers_are_refused_and_nothing_from_them_is_handed_out() {
     let cases: [(Wrong, &[&str]); 3] = [
         (Wrong::NotJson, &["unexpected body"]),
