@@ -31,6 +31,14 @@ const COUNT: &str = "count";
 const OWNER: &str = "owner";
 const LEASE_UNTIL_MS: &str = "lease_until_ms";
 const NEW_VALUE: &str = "new_value";
+/// Concurrent writes to one item from two Regions of a multi-Region strongly consistent
+/// global table can fail with this code; the write was not applied, so it is safe to
+/// send again ("Global tables: How it works", consistency modes,
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/V2globaltables_HowItWorks.html).
+const REPLICATED_WRITE_CONFLICT: &str = "ReplicatedWriteConflictException";
+/// How a write that conflicted is sent again, past the SDK's own attempts: within 5 s,
+/// a third of the function's default 15 s timeout.
+const CONFLICTS: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500), Duration::from_secs(5));
 const THROTTLING_CODES: [&str; 3] =
     ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"];
 
@@ -87,7 +95,7 @@ impl DynamoStore {
     }
 
     async fn add(&self, counter: &str, count: u32) -> Result<i64, StoreError> {
-        let output = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -95,10 +103,9 @@ impl DynamoStore {
             .update_expression("ADD #value :count")
             .expression_attribute_names("#value", LAST_VALUE)
             .expression_attribute_values(":count", AttributeValue::N(count.to_string()))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|error| classify("UpdateItem", error))?;
+            .return_values(ReturnValue::UpdatedNew);
+        let output =
+            conflicts_retried(|| request.clone().send()).await.map_err(|error| classify("UpdateItem", error))?;
         integer(output.attributes.as_ref(), LAST_VALUE)?
             .ok_or_else(|| StoreError::Database(format!("UpdateItem returned no {LAST_VALUE}")))
     }
@@ -147,7 +154,7 @@ impl DynamoStore {
     /// so the key keeps its answer at least `retention` by the writer's clock.
     async fn claim_new(&self, record_id: &str, request: &Increment<'_>, owner: &str) -> Result<Claim, StoreError> {
         let expires_at = self.clock.since_epoch().as_secs() + self.timings.retention.as_secs();
-        let result = self
+        let request = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -158,15 +165,14 @@ impl DynamoStore {
             .item(OWNER, AttributeValue::S(owner.to_owned()))
             .item(LEASE_UNTIL_MS, AttributeValue::N(self.lease_end().to_string()))
             .condition_expression("attribute_not_exists(#id)")
-            .expression_attribute_names("#id", ID)
-            .send()
-            .await;
+            .expression_attribute_names("#id", ID);
+        let result = conflicts_retried(|| request.clone().send()).await;
         claim_outcome("PutItem", result)
     }
 
     /// Takes a key whose owner's lease ran out (it crashed or hung) and never answered.
     async fn take_over(&self, record_id: &str, previous_owner: &str, owner: &str) -> Result<Claim, StoreError> {
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -178,9 +184,8 @@ impl DynamoStore {
             .expression_attribute_names("#new_value", NEW_VALUE)
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .expression_attribute_values(":previous", AttributeValue::S(previous_owner.to_owned()))
-            .expression_attribute_values(":lease", AttributeValue::N(self.lease_end().to_string()))
-            .send()
-            .await;
+            .expression_attribute_values(":lease", AttributeValue::N(self.lease_end().to_string()));
+        let result = conflicts_retried(|| request.clone().send()).await;
         claim_outcome("UpdateItem", result)
     }
 
@@ -195,7 +200,7 @@ impl DynamoStore {
                 return Err(error);
             }
         };
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -205,9 +210,8 @@ impl DynamoStore {
             .expression_attribute_names("#new_value", NEW_VALUE)
             .expression_attribute_names("#owner", OWNER)
             .expression_attribute_values(":value", AttributeValue::N(value.to_string()))
-            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
-            .send()
-            .await;
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()));
+        let result = conflicts_retried(|| request.clone().send()).await;
         Ok(match claim_outcome("UpdateItem", result)? {
             Claim::Won => Some(value),
             Claim::Lost => None,
@@ -215,7 +219,7 @@ impl DynamoStore {
     }
 
     async fn release(&self, record_id: &str, owner: &str) {
-        let result = self
+        let request = self
             .client
             .delete_item()
             .table_name(&self.table)
@@ -223,9 +227,8 @@ impl DynamoStore {
             .condition_expression("#owner = :owner AND attribute_not_exists(#new_value)")
             .expression_attribute_names("#owner", OWNER)
             .expression_attribute_names("#new_value", NEW_VALUE)
-            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
-            .send()
-            .await;
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()));
+        let result = conflicts_retried(|| request.clone().send()).await;
         if let Err(error) = result {
             tracing::warn!(error = %DisplayErrorContext(&error), "could not release an idempotency key; it frees up when its lease ends");
         }
@@ -334,7 +337,7 @@ impl CounterAdmin for DynamoStore {
         // One conditional write: it and any `ADD` are serialized by DynamoDB on the item.
         // On a failed condition the item comes back with the error
         // (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html#DDB-UpdateItem-request-ReturnValuesOnConditionCheckFailure).
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -344,9 +347,8 @@ impl CounterAdmin for DynamoStore {
             .expression_attribute_names("#value", LAST_VALUE)
             .expression_attribute_values(":target", AttributeValue::N(at_least.to_string()))
             .return_values(ReturnValue::UpdatedOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let result = conflicts_retried(|| request.clone().send()).await;
         match result {
             Ok(output) => Ok(Raised { before: integer(output.attributes.as_ref(), LAST_VALUE)?, after: at_least }),
             Err(error) => match error.as_service_error() {
@@ -362,6 +364,18 @@ impl CounterAdmin for DynamoStore {
     }
 }
 
+/// A write sent until it is not refused with [`REPLICATED_WRITE_CONFLICT`], by the one
+/// retry policy ([`CONFLICTS`]); any other outcome, or the last conflict once the time is
+/// up, is the answer. A conflicted write was not applied, so no value is skipped or
+/// handed out twice by sending it again.
+async fn conflicts_retried<T, E, R, Fut>(send: impl FnMut() -> Fut) -> Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+{
+    CONFLICTS.retry(send, |error: &SdkError<E, R>| error.code() == Some(REPLICATED_WRITE_CONFLICT)).await
+}
+
 /// Maps an SDK error to the store's, keeping the operation, error code and message.
 fn classify<E, R>(operation: &str, error: SdkError<E, R>) -> StoreError
 where
@@ -370,7 +384,11 @@ where
 {
     let detail = format!("{operation}: {}", DisplayErrorContext(&error));
     match error.code() {
-        Some(code) if THROTTLING_CODES.contains(&code) => StoreError::Throttled(detail),
+        // Contention that outlasted its retries: the caller may try again, as after a
+        // throttle; nothing was written.
+        Some(code) if THROTTLING_CODES.contains(&code) || code == REPLICATED_WRITE_CONFLICT => {
+            StoreError::Throttled(detail)
+        }
         _ => StoreError::Database(detail),
     }
 }

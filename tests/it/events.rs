@@ -194,3 +194,36 @@ async fn each_request_logs_one_json_line_without_header_values() {
         assert!(!line.contains("SECRET"), "a header value was logged: {line}");
     }
 }
+
+#[tokio::test]
+async fn replicated_write_conflicts_are_retried_and_no_value_is_skipped_or_repeated() {
+    use crate::support::aws_proxy::{AwsProxy, Fault};
+    let table = unique_name("conflicts");
+    create_counter_table(&dynamodb(&moto_url()).await, &table).await;
+    // The function's DynamoDB behind a proxy that answers for a multi-Region strongly
+    // consistent table: a write that conflicted was not applied.
+    let proxy = AwsProxy::start(&moto_url()).await;
+    let function = Function::start(&table, &proxy.url, 1).await;
+    let conflict = || Fault::new(400, "ReplicatedWriteConflictException", "Replicated write conflict");
+    let increment = |key: Option<&str>| {
+        let headers = key.map(|key| pairs(&[("idempotency-key", key)])).unwrap_or_default();
+        rest_event(&Method::POST, "counter/increment", &pairs(&[("counter", "global")]), &headers, None, "198.51.100.7")
+    };
+    // More conflicts in a row than the SDK's own three attempts take.
+    const CONFLICTS: usize = 4;
+    let mut values = Vec::new();
+    proxy.inject("UpdateItem", conflict(), CONFLICTS);
+    values.push(body(&answer(function.invoke(increment(None)).await))["new_value"].as_i64().unwrap());
+    // A keyed increment: its claim (PutItem) and its increment (UpdateItem) conflict too.
+    proxy.inject("PutItem", conflict(), CONFLICTS);
+    proxy.inject("UpdateItem", conflict(), CONFLICTS);
+    let keyed = answer(function.invoke(increment(Some("conflicted-key"))).await);
+    assert_eq!(keyed["statusCode"], 200, "{keyed}");
+    values.push(body(&keyed)["new_value"].as_i64().unwrap());
+    proxy.inject("UpdateItem", conflict(), CONFLICTS);
+    values.push(body(&answer(function.invoke(increment(None)).await))["new_value"].as_i64().unwrap());
+    assert_eq!(values, [1, 2, 3], "every value once, none skipped: a conflicted write was not applied");
+    assert_eq!(proxy.count("PutItem"), 1 + CONFLICTS, "the claim was sent until it went through");
+    let again = answer(function.invoke(increment(Some("conflicted-key"))).await);
+    assert_eq!(body(&again)["new_value"], 2, "the key keeps its one value");
+}
