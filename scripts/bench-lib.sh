@@ -16,6 +16,8 @@ bench_setup() {
         counterctl="$repo_root/target/release/counterctl"
     fi
     work="$(mktemp -d -p "$repo_root/target" "bench-$1.XXXXXX")"
+    # serve's history markers and the sidecar's ledger stay in the work directory.
+    export COUNTERCTL_STATE_DIR="$work/state"
     pids=()
     trap bench_cleanup EXIT
 }

@@ -38,6 +38,7 @@ fi
 if [[ -n ${COUNTERCTL_BENCH_ACCESS_LOG:-} ]]; then
     serve_options+=(--access-log)
 fi
+mkdir -m 700 "$work/serve"
 "$counterctl" serve --listen "127.0.0.1:$serve_port" --data-dir "$work/serve" "${serve_options[@]}" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 pids+=("$serve_pid")

@@ -27,6 +27,7 @@ sidecar_port="$(free_port)"
 redis_port="$(free_port)"
 redis_plain_port="$(free_port)"
 
+mkdir -m 700 "$work/serve"
 "$counterctl" serve --listen "127.0.0.1:$serve_port" --data-dir "$work/serve" --api-key-file "$work/api-key" \
     >"$work/serve.log" 2>&1 &
 serve_pid=$!
