@@ -669,9 +669,11 @@ pub struct ServeArgs {
     pub data_dir: Option<std::path::PathBuf>,
     /// Hand out IDs from blocks reserved at this counter API instead of a local
     /// database: an AWS stack's invoke URL or function URL, or another serve. A local
-    /// ID cache (a sidecar) for callers in any language.
-    #[arg(long, value_name = "URL", env = "COUNTERCTL_UPSTREAM")]
-    pub upstream: Option<String>,
+    /// ID cache (a sidecar) for callers in any language. Repeat it (or separate URLs
+    /// with commas) for the regions of a multi-region stack: the first is preferred, and
+    /// calls move to the next while it fails.
+    #[arg(long, value_name = "URL", env = "COUNTERCTL_UPSTREAM", value_delimiter = ',')]
+    pub upstream: Vec<String>,
     #[command(flatten)]
     pub upstream_options: UpstreamOptions,
     /// Directory where serve remembers what it has handed out, outside the data directory

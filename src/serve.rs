@@ -71,7 +71,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if args.access_log {
         counter_function::logging::init_with(std::io::stderr);
-    } else if args.upstream.is_some() {
+    } else if !args.upstream.is_empty() {
         // What goes wrong upstream is logged either way.
         counter_function::logging::init_at(std::io::stderr, tracing::level_filters::LevelFilter::WARN);
     }
@@ -79,15 +79,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let stop_signals = StopSignals::install().context("could not install the SIGINT and SIGTERM handlers")?;
     let max_connections = max_connections(args.max_connections);
     let metrics = Arc::new(Metrics::new());
-    let (backend, mut local) = match &args.upstream {
-        Some(url) => {
-            let upstream = Arc::new(Upstream::connect(url, &args.upstream_options, &state_dir(&args)?).await?);
-            metrics.watch_upstream(Arc::clone(&upstream));
-            (Backend::Upstream(upstream), None)
-        }
-        None => {
+    let (backend, mut local) = match args.upstream.as_slice() {
+        [] => {
             let (store, local) = Local::open(&args, &metrics)?;
             (Backend::Local(store), Some(local))
+        }
+        urls => {
+            let upstream = Arc::new(Upstream::connect(urls, &args.upstream_options, &state_dir(&args)?).await?);
+            metrics.watch_upstream(Arc::clone(&upstream));
+            (Backend::Upstream(upstream), None)
         }
     };
     let listener =
@@ -100,7 +100,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         api_key: api_key.is_some(),
     };
     let source = match (&backend, &local) {
-        (Backend::Upstream(upstream), _) => Source::Upstream(upstream.url().to_owned()),
+        (Backend::Upstream(upstream), _) => {
+            let mut urls = upstream.urls();
+            Source::Upstream { preferred: urls.remove(0), fallbacks: urls }
+        }
         (Backend::Local(_), Some(local)) => Source::Database(local_store::database_path(&local.data_dir)),
         (Backend::Local(_), None) => unreachable!("a local store comes with its data directory"),
     };
@@ -207,26 +210,29 @@ enum Ended {
 /// carrying this server's instance id comes back here. Other findings are warnings:
 /// the upstream may come up, or its key be rotated, later.
 async fn check_upstream(upstream: &Upstream) -> anyhow::Result<()> {
-    let url = upstream.url();
-    match upstream.probe().await {
-        upstream::Reach::Itself => anyhow::bail!(
-            "--upstream {url} is this server itself (a request sent there came back here): it would forward each \
-             request to itself\n\
-             hint: give --upstream the URL of the counter API to reserve blocks at (an AWS stack's URL, or a \
-             serve --data-dir), not this server's"
-        ),
-        upstream::Reach::Sidecar => eprintln!(
-            "counterctl serve: warning: the upstream {url} is another counterctl sidecar, which refuses requests a \
-             sidecar forwards ({} {}): point --upstream at the counter API itself",
-            upstream::LOOP_STATUS,
-            upstream::LOOP_CODE
-        ),
-        upstream::Reach::Refused => eprintln!(
-            "counterctl serve: warning: the upstream {url} refuses this server (403): \
-             check --upstream-auth and --upstream-api-key-file (or COUNTERCTL_UPSTREAM_API_KEY)"
-        ),
-        upstream::Reach::Unreachable => eprintln!("counterctl serve: warning: the upstream {url} does not answer yet"),
-        upstream::Reach::Reachable => {}
+    for (url, reach) in upstream.probe_each().await {
+        match reach {
+            upstream::Reach::Itself => anyhow::bail!(
+                "--upstream {url} is this server itself (a request sent there came back here): it would forward \
+                 each request to itself\n\
+                 hint: give --upstream the URL of the counter API to reserve blocks at (an AWS stack's URL, or a \
+                 serve --data-dir), not this server's"
+            ),
+            upstream::Reach::Sidecar => eprintln!(
+                "counterctl serve: warning: the upstream {url} is another counterctl sidecar, which refuses requests \
+                 a sidecar forwards ({} {}): point --upstream at the counter API itself",
+                upstream::LOOP_STATUS,
+                upstream::LOOP_CODE
+            ),
+            upstream::Reach::Refused => eprintln!(
+                "counterctl serve: warning: the upstream {url} refuses this server (403): \
+                 check --upstream-auth and --upstream-api-key-file (or COUNTERCTL_UPSTREAM_API_KEY)"
+            ),
+            upstream::Reach::Unreachable => {
+                eprintln!("counterctl serve: warning: the upstream {url} does not answer yet");
+            }
+            upstream::Reach::Reachable => {}
+        }
     }
     eprintln!("counterctl serve: the ranges received are recorded in {}", upstream.ledger_path().display());
     Ok(())
@@ -338,7 +344,7 @@ impl Local {
 /// What serve hands out from, as announced.
 enum Source {
     Database(PathBuf),
-    Upstream(String),
+    Upstream { preferred: String, fallbacks: Vec<String> },
 }
 
 /// What every connection shares.
@@ -495,7 +501,9 @@ fn announce(format: OutputFormat, address: SocketAddr, source: &Source, limits: 
     let announcement = match format {
         OutputFormat::Json => match source {
             Source::Database(database) => serde_json::json!({ "url": url, "database": database }),
-            Source::Upstream(upstream) => serde_json::json!({ "url": url, "upstream": upstream }),
+            Source::Upstream { preferred, fallbacks } => {
+                serde_json::json!({ "url": url, "upstream": preferred, "fallbacks": fallbacks })
+            }
         }
         .to_string(),
         OutputFormat::Text => format!(
@@ -506,7 +514,13 @@ fn announce(format: OutputFormat, address: SocketAddr, source: &Source, limits: 
              Stop with Ctrl-C.",
             match source {
                 Source::Database(database) => format!("Counters are kept in {}", database.display()),
-                Source::Upstream(upstream) => format!("IDs come from blocks reserved at {upstream}"),
+                Source::Upstream { preferred, fallbacks } if fallbacks.is_empty() => {
+                    format!("IDs come from blocks reserved at {preferred}")
+                }
+                Source::Upstream { preferred, fallbacks } => format!(
+                    "IDs come from blocks reserved at {preferred}, or while it fails at {}",
+                    fallbacks.join(", then ")
+                ),
             },
             limits.header_timeout.as_secs(),
             limits.idle_timeout.as_secs(),
@@ -515,7 +529,7 @@ fn announce(format: OutputFormat, address: SocketAddr, source: &Source, limits: 
             match source {
                 Source::Database(_) => format!("counterctl increment mycounter --url {url}{key_note}"),
                 // The CLI sends an Idempotency-Key, and keyed requests go to the upstream.
-                Source::Upstream(_) => {
+                Source::Upstream { .. } => {
                     "(requests without an Idempotency-Key are served from the blocks; counterctl increment sends one)"
                         .to_owned()
                 }
@@ -628,7 +642,22 @@ async fn health(backend: &Backend) -> Response<Full<Bytes>> {
         Backend::Upstream(upstream) => {
             let health = upstream.health().await;
             let status = if health.ok { "ok" } else { "unavailable" };
-            let mut body = serde_json::json!({ "status": status, "upstream": health.reach.name() });
+            let endpoints: Vec<_> = health
+                .endpoints
+                .iter()
+                .map(|endpoint| {
+                    let mut state = serde_json::json!({
+                        "url": endpoint.url,
+                        "state": if endpoint.up { "up" } else { "down" },
+                    });
+                    if let Some(failure) = &endpoint.failure {
+                        state["failure"] = failure.as_str().into();
+                    }
+                    state
+                })
+                .collect();
+            let mut body =
+                serde_json::json!({ "status": status, "upstream": health.reach.name(), "upstreams": endpoints });
             if let Some(refused) = health.refused {
                 body["refused"] = refused.into();
             }

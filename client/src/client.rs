@@ -1,4 +1,5 @@
-//! One counter API at one endpoint: the calls, retried by the project's one policy.
+//! The counter API's calls at one endpoint, or at several that fail over, retried by the
+//! project's one policy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +11,18 @@ use counter_function::retry::{Backoff, Retry};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, causes};
+use crate::failover::{EndpointState, Endpoints};
 use crate::signer::Signer;
 
 /// API Gateway gives up on an integration after 29 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// With several endpoints, how long one attempt may take before it goes to the next
+/// (with the same `Idempotency-Key`): an increment takes milliseconds, a cold start
+/// hundreds, and a region that stops answering must not hold a block fetch for long.
+const FAILOVER_ATTEMPT: Duration = Duration::from_secs(1);
+/// The counter an endpoint that is down is asked the value of, to learn whether it
+/// answers again; a read changes nothing, and `404 counter_not_found` is an answer.
+pub const HEALTH_PROBE_COUNTER: &str = "counterctl-health-probe";
 
 /// How a call is retried: connection errors, throttling and server errors usually pass
 /// within a second or two.
@@ -89,7 +98,8 @@ impl Endpoint {
     }
 }
 
-/// A client of the counter API. Cheap to clone: clones share one connection pool.
+/// A client of the counter API, at one endpoint or at several that fail over. Cheap to
+/// clone: clones share one connection pool.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -97,7 +107,7 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    endpoint: Endpoint,
+    endpoints: Endpoints,
     http: reqwest::Client,
 }
 
@@ -105,18 +115,41 @@ impl Client {
     /// A client of the API at `endpoint`, with a 30 s timeout per request (API
     /// Gateway's own integration limit is 29 s).
     pub fn new(endpoint: Endpoint) -> Self {
-        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().expect("a TLS backend");
-        Self::with_http(endpoint, http)
+        Self::with_http(endpoint, default_http())
     }
 
     /// A client that sends through `http` (its timeouts, proxy and TLS settings).
     pub fn with_http(endpoint: Endpoint, http: reqwest::Client) -> Self {
-        Self { inner: Arc::new(Inner { endpoint, http }) }
+        Self { inner: Arc::new(Inner { endpoints: Endpoints::new(vec![endpoint]), http }) }
     }
 
-    /// Where it calls.
+    /// A client of one counter API at several endpoints, such as the regions of a
+    /// multi-region stack, all on one table: each call goes to `preferred` while it is
+    /// up, else to the first of `fallbacks` that is.
+    ///
+    /// A call that gets no answer (a connection error, or no answer within 1 s) or a
+    /// server error (5xx) at one endpoint is sent at once to the next, with the same
+    /// `Idempotency-Key`, so a request that had in fact been applied there is answered
+    /// with its first values. An endpoint that failed is asked again about every second,
+    /// in the background while calls are made, and preferred again once it answers.
+    pub fn with_fallbacks(preferred: Endpoint, fallbacks: Vec<Endpoint>) -> Self {
+        let endpoints = std::iter::once(preferred).chain(fallbacks).collect();
+        Self { inner: Arc::new(Inner { endpoints: Endpoints::new(endpoints), http: default_http() }) }
+    }
+
+    /// Where it calls: the preferred endpoint.
     pub fn endpoint(&self) -> &Endpoint {
-        &self.inner.endpoint
+        self.inner.endpoints.endpoint(0)
+    }
+
+    /// Every endpoint, the preferred first.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.inner.endpoints.iter()
+    }
+
+    /// What the calls found at each endpoint, the preferred first.
+    pub fn endpoint_states(&self) -> Vec<EndpointState> {
+        self.inner.endpoints.states()
     }
 
     /// `POST /counter/increment`: reserves `count` consecutive values (one when `None`)
@@ -157,6 +190,8 @@ impl Client {
         self.call(reqwest::Method::POST, INCREMENT_PATH, &query, Some(idempotency_key)).await
     }
 
+    /// One attempt: at the first endpoint up, then, while it fails with no answer or a
+    /// server error, at the next.
     async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
@@ -164,7 +199,60 @@ impl Client {
         query: &[(&str, &str)],
         idempotency_key: Option<&str>,
     ) -> Result<T, Error> {
-        let url = format!("{}{path}", self.inner.endpoint.url());
+        let endpoints = &self.inner.endpoints;
+        if endpoints.len() == 1 {
+            return self.inner.call_at(0, method, path, query, idempotency_key).await;
+        }
+        for index in endpoints.due_checks(std::time::Instant::now()) {
+            tokio::spawn(check(Arc::clone(&self.inner), index));
+        }
+        let order = endpoints.order();
+        let mut last = None;
+        for (tried, &index) in order.iter().enumerate() {
+            match self.inner.call_at(index, method.clone(), path, query, idempotency_key).await {
+                Err(error) if error.moves_on() => {
+                    let moved = tried + 1 < order.len();
+                    if moved {
+                        tracing::warn!(url = endpoints.endpoint(index).url(), %error, "moving on to the next endpoint");
+                    }
+                    endpoints.failed(index, &error, moved);
+                    last = Some(error);
+                }
+                outcome => {
+                    endpoints.answered(index);
+                    return outcome;
+                }
+            }
+        }
+        Err(last.expect("a client has an endpoint"))
+    }
+}
+
+fn default_http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().expect("a TLS backend")
+}
+
+/// Asks the endpoint `index`, which is down, whether it answers again.
+async fn check(inner: Arc<Inner>, index: usize) {
+    let query = [("counter", HEALTH_PROBE_COUNTER)];
+    match inner.call_at::<CurrentValue<'static>>(index, reqwest::Method::GET, VALUE_PATH, &query, None).await {
+        Err(error) if error.moves_on() => inner.endpoints.failed(index, &error, false),
+        _ => inner.endpoints.answered(index),
+    }
+}
+
+impl Inner {
+    /// One attempt at the endpoint `index`.
+    async fn call_at<T: DeserializeOwned>(
+        &self,
+        index: usize,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        idempotency_key: Option<&str>,
+    ) -> Result<T, Error> {
+        let endpoint = self.endpoints.endpoint(index);
+        let url = format!("{}{path}", endpoint.url());
         // Percent-encoded by hand: a space as %20 and `+` as %2B, never `+` for a space
         // (which form encoding writes), so a signature means one thing to the signer and
         // to AWS.
@@ -172,21 +260,24 @@ impl Client {
             query.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect();
         let target = if encoded.is_empty() { url.clone() } else { format!("{url}?{}", encoded.join("&")) };
         // Before signing: a signature covers every header sent.
-        let mut request = self.inner.http.request(method, &target).headers(self.inner.endpoint.headers.clone());
+        let mut request = self.http.request(method, &target).headers(endpoint.headers.clone());
+        if self.endpoints.len() > 1 {
+            request = request.timeout(FAILOVER_ATTEMPT);
+        }
         if let Some(key) = idempotency_key {
             request = request.header(IDEMPOTENCY_KEY_HEADER, key);
         }
-        if let Auth::ApiKey(key) = &self.inner.endpoint.auth {
+        if let Auth::ApiKey(key) = &endpoint.auth {
             request = request.header(API_KEY_HEADER, key);
         }
         let mut request =
             request.build().map_err(|error| Error::InvalidUrl { url: target, reason: error.to_string() })?;
         // Signed anew for each attempt: a signature carries its time.
-        let signer = match &self.inner.endpoint.auth {
+        let signer = match &endpoint.auth {
             Auth::Iam(signer) => Some((signer, signer.sign(&mut request).await?)),
             _ => None,
         };
-        let response = match self.inner.http.execute(request).await {
+        let response = match self.http.execute(request).await {
             Ok(response) => response,
             Err(error) => return Err(Error::Unreachable { url, reason: causes(&error) }),
         };

@@ -6,7 +6,8 @@
 //!
 //! - [`Client`]: the API's calls, `POST /counter/increment` and `GET /counter/value`,
 //!   with an API key or SigV4 ([`Signer`]), retried by one backoff policy, answering
-//!   the API's own types.
+//!   the API's own types. [`Client::with_fallbacks`] calls one API at several
+//!   endpoints (the regions of a multi-region stack) and fails over between them.
 //! - [`Pool`]: unique IDs of one counter from blocks reserved with one upstream write
 //!   each, double-buffered, so that taking an ID is one atomic add and does not wait on
 //!   the network. [`Pools`] keeps one per counter. With a [`LedgerFile`] they remember
@@ -44,15 +45,17 @@
 mod client;
 mod cursor;
 mod error;
+mod failover;
 mod ledger;
 mod ledger_file;
 mod pool;
 mod signer;
 
-pub use client::{Auth, Client, Endpoint};
+pub use client::{Auth, Client, Endpoint, HEALTH_PROBE_COUNTER};
 pub use counter_function::api::{CurrentValue, Incremented};
 pub use counter_function::validate::MAX_COUNT;
 pub use error::{Error, causes};
+pub use failover::EndpointState;
 pub use ledger_file::{LedgerFile, LedgerFileError};
 pub use pool::{Pool, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER};
 pub use signer::{Signer, SigningService};

@@ -7,6 +7,7 @@ use counter_function::api::{INCREMENT_PATH, VALUE_PATH};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,6 +20,12 @@ use super::upstream::Upstream;
 
 /// What Prometheus expects the exposition to be labelled with.
 pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One upstream URL of a sidecar: a handful, given at start.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamLabels {
+    url: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
@@ -149,6 +156,27 @@ impl Collector for UpstreamFigures {
         ];
         for (name, help, figure) in figures {
             figure.encode(encoder.encode_descriptor(name, help, None, figure.metric_type())?)?;
+        }
+        let endpoints = self.0.endpoint_states();
+        let mut up = encoder.encode_descriptor(
+            "upstream_up",
+            "Whether calls go to this upstream URL: its last call or check answered",
+            None,
+            MetricType::Gauge,
+        )?;
+        for endpoint in &endpoints {
+            let labels = UpstreamLabels { url: endpoint.url.clone() };
+            ConstGauge::new(i64::from(endpoint.up)).encode(up.encode_family(&labels)?)?;
+        }
+        let mut moved = encoder.encode_descriptor(
+            "upstream_moved_away",
+            "Calls that failed at this upstream URL and went to the next",
+            None,
+            MetricType::Counter,
+        )?;
+        for endpoint in &endpoints {
+            let labels = UpstreamLabels { url: endpoint.url.clone() };
+            ConstCounter::new(endpoint.moved_away).encode(moved.encode_family(&labels)?)?;
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! `serve --upstream URL`: the counter API answered from ID pools whose blocks are
 //! reserved at another counter API (an AWS stack, or another serve), one pool per
-//! counter. A store like the local one, to the API's code.
+//! counter. A store like the local one, to the API's code. Several `--upstream`s are one
+//! API's endpoints (the regions of a multi-region stack), which the client fails over
+//! between.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -9,16 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use counter_function::store::{CounterStore, Increment, StoreError};
 use counterctl_client::{
-    Auth, Client, Endpoint, Error, LedgerFile, LedgerFileError, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER,
+    Auth, Client, Endpoint, EndpointState, Error, HEALTH_PROBE_COUNTER, LedgerFile, LedgerFileError, PoolError,
+    PoolOptions, PoolStats, Pools, RETRY_AFTER,
 };
 use sha2::{Digest, Sha256};
 
 use crate::aws::Connection;
 use crate::cli::{UpstreamAuth, UpstreamOptions};
 
-/// Read by `/healthz` upstream: any counter's value shows the upstream answers, and a
-/// read changes nothing.
-const HEALTH_PROBE: &str = "counterctl-health-probe";
 /// `/healthz` asks the upstream at most this often, however often it is polled.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How long `/healthz` waits for the upstream's answer.
@@ -75,32 +75,44 @@ pub(super) struct Health {
     pub reach: Reach,
     /// Why the upstream's answers are refused, when it went back.
     pub refused: Option<String>,
+    /// What calls found at each upstream URL, the preferred first.
+    pub endpoints: Vec<EndpointState>,
 }
 
 impl Upstream {
-    /// The pools of the API at `url`, reached as `options` say, with their ledger in
-    /// `state_dir`.
-    pub(super) async fn connect(url: &str, options: &UpstreamOptions, state_dir: &Path) -> anyhow::Result<Self> {
+    /// The pools of the API at `urls` (the first preferred, the others its fallbacks),
+    /// reached as `options` say, with their ledger in `state_dir`.
+    pub(super) async fn connect(urls: &[String], options: &UpstreamOptions, state_dir: &Path) -> anyhow::Result<Self> {
         let key = upstream_key(options)?;
-        let auth = match (options.upstream_auth, key) {
-            (Some(UpstreamAuth::ApiKey) | None, Some(key)) => Auth::ApiKey(key),
-            (Some(UpstreamAuth::ApiKey), None) => anyhow::bail!(
-                "--upstream-auth api-key needs the upstream's key\n\
-                 hint: pass --upstream-api-key-file PATH or set COUNTERCTL_UPSTREAM_API_KEY"
-            ),
-            (Some(UpstreamAuth::Iam), _) => {
-                let aws =
-                    Connection { region: options.region.clone(), profile: options.profile.clone(), endpoint_url: None };
-                let signer =
-                    crate::call::signer_for(url, &aws).await.context("reading the AWS credentials to sign with")?;
-                Auth::Iam(signer)
-            }
-            (Some(UpstreamAuth::None) | None, _) => Auth::None,
-        };
         let instance = uuid::Uuid::new_v4().to_string();
-        let endpoint = Endpoint::new(url, auth)
-            .and_then(|endpoint| endpoint.with_header(FORWARDED_HEADER, &instance))
-            .context("checking --upstream")?;
+        let mut endpoints = Vec::with_capacity(urls.len());
+        for url in urls {
+            let auth = match (options.upstream_auth, &key) {
+                (Some(UpstreamAuth::ApiKey) | None, Some(key)) => Auth::ApiKey(key.clone()),
+                (Some(UpstreamAuth::ApiKey), None) => anyhow::bail!(
+                    "--upstream-auth api-key needs the upstream's key\n\
+                     hint: pass --upstream-api-key-file PATH or set COUNTERCTL_UPSTREAM_API_KEY"
+                ),
+                (Some(UpstreamAuth::Iam), _) => {
+                    let aws = Connection {
+                        region: options.region.clone(),
+                        profile: options.profile.clone(),
+                        endpoint_url: None,
+                    };
+                    let signer =
+                        crate::call::signer_for(url, &aws).await.context("reading the AWS credentials to sign with")?;
+                    Auth::Iam(signer)
+                }
+                (Some(UpstreamAuth::None) | None, _) => Auth::None,
+            };
+            let endpoint = Endpoint::new(url, auth)
+                .and_then(|endpoint| endpoint.with_header(FORWARDED_HEADER, &instance))
+                .context("checking --upstream")?;
+            if endpoints.iter().any(|seen: &Endpoint| seen.url() == endpoint.url()) {
+                anyhow::bail!("--upstream {url} is given twice: give each region's URL once");
+            }
+            endpoints.push(endpoint);
+        }
         let mut pool_options = PoolOptions::default();
         if let Some(seconds) = options.block_seconds {
             pool_options = pool_options.block_duration(Duration::from_secs(seconds));
@@ -121,8 +133,14 @@ impl Upstream {
                 }
             }
         }
-        let ledger = open_ledger(state_dir, endpoint.url())?;
-        let pools = Pools::with_ledger_file(Client::new(endpoint), pool_options, ledger);
+        let ledger = open_ledger(state_dir, &endpoints)?;
+        let mut endpoints = endpoints.into_iter();
+        let preferred = endpoints.next().context("--upstream is needed")?;
+        let client = match endpoints.len() {
+            0 => Client::new(preferred),
+            _ => Client::with_fallbacks(preferred, endpoints.collect()),
+        };
+        let pools = Pools::with_ledger_file(client, pool_options, ledger);
         Ok(Self { pools, instance, probed: Mutex::new(None) })
     }
 
@@ -149,12 +167,18 @@ impl Upstream {
         StoreError::Refused { status: LOOP_STATUS, code: LOOP_CODE.to_owned(), description: Some(description) }
     }
 
-    pub(super) fn url(&self) -> &str {
-        self.pools.client().endpoint().url()
+    /// The upstream URLs, the preferred first.
+    pub(super) fn urls(&self) -> Vec<String> {
+        self.pools.client().endpoints().map(|endpoint| endpoint.url().to_owned()).collect()
     }
 
     pub(super) fn stats(&self) -> PoolStats {
         self.pools.stats()
+    }
+
+    /// What calls found at each upstream URL, the preferred first.
+    pub(super) fn endpoint_states(&self) -> Vec<EndpointState> {
+        self.pools.client().endpoint_states()
     }
 
     /// Whether the upstream answers (asked at most every [`PROBE_EVERY`]), and whether
@@ -179,12 +203,26 @@ impl Upstream {
             )
         });
         let ok = refused.is_none() && (reach == Reach::Reachable || stats.buffered > 0);
-        Health { ok, reach, refused }
+        Health { ok, reach, refused, endpoints: self.endpoint_states() }
     }
 
-    /// Asks the upstream for a counter's value, as a caller would.
-    pub(super) async fn probe(&self) -> Reach {
-        match tokio::time::timeout(PROBE_TIMEOUT, self.pools.client().value(HEALTH_PROBE)).await {
+    /// Asks the upstream for a counter's value, as a caller would (at the first URL
+    /// that answers).
+    async fn probe(&self) -> Reach {
+        self.reach(self.pools.client()).await
+    }
+
+    /// Asks each upstream URL on its own.
+    pub(super) async fn probe_each(&self) -> Vec<(String, Reach)> {
+        let mut reaches = Vec::new();
+        for endpoint in self.pools.client().endpoints() {
+            reaches.push((endpoint.url().to_owned(), self.reach(&Client::new(endpoint.clone())).await));
+        }
+        reaches
+    }
+
+    async fn reach(&self, client: &Client) -> Reach {
+        match tokio::time::timeout(PROBE_TIMEOUT, client.value(HEALTH_PROBE_COUNTER)).await {
             Ok(Ok(_)) => Reach::Reachable,
             Ok(Err(error)) if error.code() == Some("counter_not_found") => Reach::Reachable,
             Ok(Err(Error::Forbidden { .. } | Error::SignatureRefused { .. })) => Reach::Refused,
@@ -197,9 +235,13 @@ impl Upstream {
     }
 }
 
-/// The ledger of the upstream at `url`: `sidecar/HASH.json` in the state directory, HASH
-/// being the URL's, so that sidecars of different upstreams never share one.
-fn open_ledger(state_dir: &Path, url: &str) -> anyhow::Result<LedgerFile> {
+/// The ledger of the upstream at `endpoints`: `sidecar/HASH.json` in the state directory,
+/// HASH being the URLs', in any order (one API whichever region answers), so that
+/// sidecars of different upstreams never share one.
+fn open_ledger(state_dir: &Path, endpoints: &[Endpoint]) -> anyhow::Result<LedgerFile> {
+    let mut urls: Vec<&str> = endpoints.iter().map(Endpoint::url).collect();
+    urls.sort_unstable();
+    let url = urls.join(" ");
     let digest = Sha256::digest(url.as_bytes());
     let name: String = digest[..8].iter().map(|byte| format!("{byte:02x}")).collect();
     let path = state_dir.join("sidecar").join(format!("{name}.json"));

@@ -16,7 +16,7 @@ use crate::support::rest_api::{IamCaller, MethodAuth};
 use crate::support::serve::{
     DataDir, Serve, free_port, serve_command_on, serve_until_exit, sidecar_command, sidecar_command_on,
 };
-use crate::support::tcp_proxy::TcpProxy;
+use crate::support::tcp_proxy::{Mode, TcpProxy};
 use crate::support::upstreams::{LossyFront, Wrong, WrongUpstream};
 use crate::support::{Backend, LambdaStack};
 
@@ -266,6 +266,89 @@ async fn a_cold_counter_waits_for_its_first_fetch_whose_answer_was_lost_instead_
     let (status, body) = sidecar.post("/counter/increment?counter=cold-sidecar").await;
     assert_eq!((status, body["new_value"].as_i64()), (200, Some(1)), "{body}");
     assert_eq!(front.fetch_keys().len(), 2, "the first answer was lost, the retry answered");
+}
+
+/// `/healthz`'s state of each upstream URL, the preferred first.
+async fn upstream_states(serve: &Serve) -> Vec<String> {
+    let (_, body) = health(serve).await;
+    let upstreams = body["upstreams"].as_array().unwrap_or_else(|| panic!("no upstreams in {body}"));
+    upstreams.iter().map(|upstream| upstream["state"].as_str().unwrap().to_owned()).collect()
+}
+
+/// `serve`'s increments of `counter`, one after another, each of which must succeed.
+async fn increments(serve: &Serve, counter: &str, count: usize) -> Vec<i64> {
+    let (values, refusal) = increments_until_refused(serve, counter, count).await;
+    assert_eq!(refusal, None, "after {} values", values.len());
+    values
+}
+
+#[tokio::test]
+async fn a_sidecar_over_three_regions_hands_out_ids_while_one_is_down_or_silent_and_repeats_none() {
+    // One table behind three regions' fronts, as on a strongly consistent global table.
+    let table = Serve::start().await;
+    let address = table.address().parse().unwrap();
+    let regions = [TcpProxy::start(address).await, TcpProxy::start(address).await, TcpProxy::start(address).await];
+    let urls: Vec<String> = regions.iter().map(TcpProxy::url).collect();
+    let sidecar = sidecar(&urls.join(","), &["--min-block", "200", "--max-block", "200"]).await;
+    let mut values = increments(&sidecar, "regions", 50).await;
+    assert_eq!(upstream_states(&sidecar).await, ["up", "up", "up"]);
+
+    for outage in [Mode::Refusing, Mode::Silent] {
+        regions[0].set_mode(outage);
+        // Three blocks' worth: each fetched while the preferred region is out.
+        values.extend(increments(&sidecar, "regions", 600).await);
+        assert_eq!(upstream_states(&sidecar).await, ["down", "up", "up"], "{outage:?}");
+        regions[0].set_mode(Mode::Forwarding);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while upstream_states(&sidecar).await[0] != "up" {
+            assert!(tokio::time::Instant::now() < deadline, "the preferred region was never used again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    values.extend(increments(&sidecar, "regions", 50).await);
+    assert_all_unique(std::slice::from_ref(&values));
+    let expected: Vec<i64> = (1..=1300).collect();
+    assert_eq!(values, expected, "one sidecar's values, in order and without a gap: no block was lost or taken twice");
+    let metrics = sidecar.http.get(format!("{}/metrics", sidecar.url)).send().await.unwrap().text().await.unwrap();
+    let moved = format!("counterctl_upstream_moved_away_total{{url=\"{}\"}}", urls[0]);
+    let moved: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&moved))
+        .unwrap_or_else(|| panic!("no {moved} in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(moved >= 2, "calls moved from the preferred region in each outage: {moved}");
+}
+
+#[tokio::test]
+async fn a_block_fetch_whose_answer_was_lost_in_one_region_gets_the_same_block_from_the_next() {
+    let table = Serve::start().await;
+    let home = LossyFront::start(&table.url, 1).await;
+    let next = LossyFront::start(&table.url, 0).await;
+    let endpoint = |url: &str| Endpoint::new(url, Auth::None).unwrap();
+    let client = Client::with_fallbacks(endpoint(&home.url), vec![endpoint(&next.url)]);
+    let pool = Pool::new(client.clone(), "lost-in-a-region", PoolOptions::default().min_block(10).max_block(10));
+    assert_eq!(pool.next().await.unwrap(), 1, "the block reserved by the lost answer is the one handed out");
+    assert_eq!(table.value("lost-in-a-region").await, Some(10), "one block reserved, not two");
+    let home_keys = home.fetch_keys();
+    assert_eq!(home_keys.len(), 1, "{home_keys:?}");
+    assert_eq!(next.fetch_keys(), home_keys, "the next region was asked with the same Idempotency-Key");
+    assert_eq!(client.endpoint_states()[0].moved_away, 1);
+}
+
+#[tokio::test]
+async fn an_upstream_url_given_twice_is_refused() {
+    let run = crate::support::cli::counterctl(&[
+        "serve",
+        "--upstream",
+        "http://127.0.0.1:9/prod",
+        "--upstream",
+        "http://127.0.0.1:9/prod/",
+    ])
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("is given twice"), "{}", run.stderr);
 }
 
 #[tokio::test]

@@ -1,14 +1,25 @@
 //! A TCP forwarder on loopback that can be switched off, to make a server unreachable
-//! (connections refused and open ones cut) and reachable again.
+//! (connections refused and open ones cut), or silent (connections accepted and never
+//! answered, as a region that stopped answering), and reachable again.
 
 use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// What the proxy does with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Forwarding,
+    /// New connections are dropped at once and open ones cut.
+    Refusing,
+    /// Connections are held open and nothing is answered or forwarded.
+    Silent,
+}
+
 pub(crate) struct TcpProxy {
     pub address: SocketAddr,
-    up: watch::Sender<bool>,
+    mode: watch::Sender<Mode>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -16,26 +27,37 @@ impl TcpProxy {
     pub(crate) async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let (up, watcher) = watch::channel(true);
+        let (mode, watcher) = watch::channel(Mode::Forwarding);
         let server = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else { continue };
-                if !*watcher.borrow() {
-                    drop(client);
-                    continue;
-                }
                 let mut watcher = watcher.clone();
                 tokio::spawn(async move {
+                    let mode = *watcher.borrow_and_update();
+                    match mode {
+                        Mode::Refusing => return,
+                        // Held, unanswered, until the mode changes.
+                        Mode::Silent => {
+                            let _ = watcher.changed().await;
+                            return;
+                        }
+                        Mode::Forwarding => {}
+                    }
                     let Ok(mut server) = TcpStream::connect(upstream).await else { return };
                     let mut client = client;
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = watcher.wait_for(|up| !*up) => {}
+                    let silenced = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+                        mode = watcher.wait_for(|mode| *mode != Mode::Forwarding) => {
+                            mode.is_ok_and(|mode| *mode == Mode::Silent)
+                        }
+                    };
+                    if silenced {
+                        let _ = watcher.changed().await;
                     }
                 });
             }
         });
-        Self { address, up, server }
+        Self { address, mode, server }
     }
 
     pub(crate) fn url(&self) -> String {
@@ -44,7 +66,11 @@ impl TcpProxy {
 
     /// Cuts every open connection and drops new ones until `set_up(true)`.
     pub(crate) fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
+        self.set_mode(if up { Mode::Forwarding } else { Mode::Refusing });
+    }
+
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        self.mode.send_replace(mode);
     }
 }
 
