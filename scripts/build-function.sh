@@ -12,6 +12,8 @@ if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-g
     architectures+=(arm64)
 fi
 
+# A zip of an architecture not built now would be one from older sources.
+rm -f assets/bootstrap-*.zip
 manifest_entries=()
 for arch in "${architectures[@]}"; do
     case "$arch" in

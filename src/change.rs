@@ -56,6 +56,13 @@ pub(crate) enum Refusal {
     )]
     TableLost { stack: String, table: String },
     #[error(
+        "this counterctl carries no {architecture} function: it was built without a {architecture} zip built from \
+         its sources\n\
+         hint: pass --function-zip PATH with a bootstrap built for {architecture} (scripts/build-function.sh \
+         builds one where the aarch64-unknown-linux-gnu Rust target is installed), or --architecture x86_64"
+    )]
+    NoBundledCode { architecture: &'static str },
+    #[error(
         "--auth api-key does not go with --front function-url: a Function URL has no API keys\n\
          hint: use --auth iam (callers sign with SigV4; the default there) or --front rest"
     )]

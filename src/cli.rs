@@ -5,7 +5,7 @@
 //! counterctl suggests.
 
 use clap::builder::PossibleValue;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::aws::Connection;
 use crate::settings::{Architecture, Auth, DomainOption, Front, MaxConcurrency, Options, Switch};
@@ -18,6 +18,15 @@ const DEFAULT_NAME: &str = "AtomicCounter";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command line, parsed; `--version` also names the function code bundled.
+    pub fn parse_args() -> Self {
+        let version = format!("{} (function: {})", env!("CARGO_PKG_VERSION"), crate::bundle::bundled_code());
+        let matches = Self::command().version(version).get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,10 +166,7 @@ impl ValueEnum for Architecture {
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(match self {
-            Self::X86_64 => "x86_64",
-            Self::Arm64 => "arm64",
-        }))
+        Some(PossibleValue::new(self.name()))
     }
 }
 

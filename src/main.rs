@@ -6,11 +6,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use counterctl::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let mut runtime = match cli.command {
         // One thread for every connection and the commits between them, like Redis: no
         // request is handed between threads (see `local_store`).

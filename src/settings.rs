@@ -44,6 +44,16 @@ pub enum Architecture {
     Arm64,
 }
 
+impl Architecture {
+    /// As Lambda names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
 /// On or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Switch {

@@ -59,3 +59,8 @@ pub use failover::EndpointState;
 pub use ledger_file::{LedgerFile, LedgerFileError};
 pub use pool::{Pool, PoolError, PoolOptions, PoolStats, Pools, RETRY_AFTER};
 pub use signer::{Signer, SigningService};
+
+/// The README's examples, compiled by `cargo test --doc` so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

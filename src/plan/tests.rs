@@ -109,15 +109,15 @@ fn stack() -> Stack {
 }
 
 /// The code the tests deploy: the same bytes and hash whatever the instruction set.
-fn code(architecture: Architecture) -> Code {
-    Code {
+fn code(architecture: Architecture) -> Option<Code> {
+    Some(Code {
         zip: Arc::new(b"bootstrap".to_vec()),
         sha256: CODE_SHA.into(),
         architecture: match architecture {
             Architecture::X86_64 => aws_sdk_lambda::types::Architecture::X8664,
             Architecture::Arm64 => aws_sdk_lambda::types::Architecture::Arm64,
         },
-    }
+    })
 }
 
 /// No option given.
@@ -326,6 +326,28 @@ fn a_healthy_stack_with_no_options_plans_no_change() {
 }
 
 // 2.
+
+#[test]
+fn an_instruction_set_without_code_built_from_the_sources_is_refused_asked_for_or_deployed() {
+    let x86_only = |architecture| match architecture {
+        Architecture::X86_64 => code(architecture),
+        Architecture::Arm64 => None,
+    };
+    let arm64 = Options { architecture: Some(Architecture::Arm64), ..options() };
+    let asked = Request { code: &x86_only, ..request(&arm64) };
+    let refusal = install(&asked, &healthy()).expect_err("no arm64 code to deploy");
+    assert!(matches!(refusal, Refusal::NoBundledCode { architecture: "arm64" }), "{refusal}");
+    assert!(refusal.to_string().contains("--function-zip"), "{refusal}");
+
+    let mut deployed = healthy();
+    function_mut(&mut deployed).architecture = "arm64".into();
+    let none_given = options();
+    let kept = Request { code: &x86_only, ..request(&none_given) };
+    let refusal = install(&kept, &deployed).expect_err("the deployed arm64 function has no code here");
+    assert!(matches!(refusal, Refusal::NoBundledCode { architecture: "arm64" }), "{refusal}");
+    let x86 = Options { architecture: Some(Architecture::X86_64), ..options() };
+    assert!(install(&Request { code: &x86_only, ..request(&x86) }, &deployed).is_ok(), "moving to x86_64 is not");
+}
 
 #[test]
 fn options_not_given_keep_what_is_deployed() {

@@ -25,8 +25,8 @@ pub(crate) struct Request<'a> {
     /// `--recreate-table`: a new, empty table accepted where the stack's is gone.
     pub(crate) recreate_table: bool,
     pub(crate) options: &'a Options,
-    /// The code to deploy for each instruction set.
-    pub(crate) code: &'a dyn Fn(Architecture) -> Code,
+    /// The code for an instruction set, `None` where none is bundled or given.
+    pub(crate) code: &'a dyn Fn(Architecture) -> Option<Code>,
 }
 
 /// The settings the plan deploys.
@@ -140,7 +140,7 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
         (None, None) => Some(defaults.log_retention_days),
     };
     let function_settings = WantedFunction {
-        code: (request.code)(architecture),
+        code: (request.code)(architecture).ok_or(Refusal::NoBundledCode { architecture: architecture.name() })?,
         memory_mb: options.memory.or(function.map(|f| f.memory_mb)).unwrap_or(defaults.memory),
         timeout_seconds: options.timeout.or(function.map(|f| f.timeout_seconds)).unwrap_or(defaults.timeout),
         // A reserved concurrency of 0 refuses every invocation: only an interrupted table

@@ -115,3 +115,33 @@ fn each_zip_holds_an_executable_bootstrap_for_its_machine_and_glibc_2_34() {
         assert!(glibc <= MAX_GLIBC, "{arch}: needs GLIBC_{}.{}, provided.al2023 has 2.34", glibc.0, glibc.1);
     }
 }
+
+#[test]
+fn every_zip_in_assets_is_one_the_manifest_lists_so_none_is_left_from_an_older_build() {
+    let manifest = manifest();
+    let listed: Vec<&str> =
+        manifest["assets"].as_object().unwrap().values().map(|a| a["zip"].as_str().unwrap()).collect();
+    for entry in std::fs::read_dir(repo_root().join("assets")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".zip") {
+            assert!(
+                listed.contains(&name.as_str()),
+                "assets/{name} is not in the manifest: remove it or run {REBUILD}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_version_names_the_code_hash_of_each_bundled_function() {
+    use base64::Engine;
+    let run = crate::support::cli::counterctl(&["--version"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for (arch, asset) in manifest()["assets"].as_object().unwrap() {
+        let zip = std::fs::read(repo_root().join("assets").join(asset["zip"].as_str().unwrap())).unwrap();
+        // Lambda's CodeSha256, as status and the console show it.
+        let code_sha256 = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
+        assert!(run.stdout.contains(&format!("{arch} CodeSha256 {code_sha256}")), "{arch}: {}", run.stdout);
+    }
+    assert!(run.stdout.starts_with(&format!("counterctl {} ", env!("CARGO_PKG_VERSION"))), "{}", run.stdout);
+}
