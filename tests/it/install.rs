@@ -368,20 +368,33 @@ async fn an_existing_counter_table_is_adopted_keeping_its_data_and_protections()
 }
 
 #[tokio::test]
-async fn arm64_deploys_the_bundled_graviton_build() {
+async fn arm64_deploys_a_given_graviton_build_and_without_one_is_refused_before_any_write() {
     let stack = Deployment::new().await;
-    stack.run("install", &["--architecture", "arm64"]).await.ok();
+    // This build bundles x86_64 only (no aarch64 target here): arm64 needs a zip given.
+    let (refused, mutations) = stack.mutations_of(stack.run("install", &["--architecture", "arm64"])).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("carries no arm64 function"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--function-zip"), "{}", refused.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+
+    let zip = std::env::temp_dir().join(format!("{}-arm64.zip", stack.name));
+    let mut bytes = std::fs::read(repo_root().join("assets/bootstrap-x86_64.zip")).unwrap();
+    bytes.extend_from_slice(b"stands in for an arm64 build");
+    std::fs::write(&zip, &bytes).unwrap();
+    let zip_arg = zip.display().to_string();
+    stack.run("install", &["--architecture", "arm64", "--function-zip", &zip_arg]).await.ok();
     let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
     assert_eq!(config.architectures(), [Architecture::Arm64]);
-    let zip = std::fs::read(repo_root().join("assets/bootstrap-arm64.zip")).unwrap();
-    assert_eq!(
-        config.code_sha256(),
-        Some(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(zip)).as_str())
-    );
-    stack.run("status", &[]).await.ok(); // compared with the bundled arm64 build
+    let given = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes));
+    assert_eq!(config.code_sha256(), Some(given.as_str()));
+    let (_, mutations) = stack.mutations_of(stack.run("install", &["--function-zip", &zip_arg])).await;
+    assert_eq!(mutations, Vec::<String>::new(), "a re-run with the same zip keeps arm64");
 
-    let (_, mutations) = stack.mutations_of(stack.install()).await;
-    assert_eq!(mutations, Vec::<String>::new(), "a re-run keeps arm64");
+    // Without the zip, the deployed arm64 function has no code in this counterctl.
+    let (refused, mutations) = stack.mutations_of(stack.run("install", &[])).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--architecture x86_64"), "{}", refused.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
     let (_, mutations) = stack.mutations_of(stack.run("install", &["--architecture", "x86_64"])).await;
     assert_eq!(mutations, [format!("PUT /2015-03-31/functions/{}/code", stack.name)], "back to x86_64: new code");
     // moto ignores UpdateFunctionCode's Architectures (Lambda applies it), so only the
