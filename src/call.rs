@@ -26,6 +26,14 @@ struct NoApi {
     region: String,
 }
 
+/// What `endpoint` was doing, for its error: a URL given is not looked for.
+fn reaching(options: &EndpointOptions) -> String {
+    match &options.url {
+        Some(url) => format!("preparing the call to {url}"),
+        None => "finding the counter API".to_owned(),
+    }
+}
+
 /// The key `increment` and `get` send when `--api-key` is not given.
 const API_KEY_VARIABLE: &str = "COUNTERCTL_API_KEY";
 
@@ -68,7 +76,14 @@ pub(crate) async fn signer_for(url: &str, aws: &Connection) -> anyhow::Result<Si
     if host_region.is_some() {
         aws.region = host_region;
     }
-    let config = crate::aws::load_config(&aws).await?;
+    let config = match crate::aws::load_config(&aws).await {
+        Err(crate::aws::SetupError::NoRegion) => anyhow::bail!(
+            "signing for {url} needs an AWS region, and its host names none (it is not an execute-api or \
+             lambda-url host)\n\
+             hint: pass --region with the region of the API behind it, or set AWS_REGION"
+        ),
+        config => config?,
+    };
     Ok(Signer::from_config(&config, service)?)
 }
 
@@ -195,7 +210,7 @@ fn print(report: &(impl serde::Serialize + std::fmt::Display), output: OutputFor
 }
 
 pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
-    let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
+    let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.with_context(|| reaching(&args.endpoint))?;
     let key = args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let client = Client::new(endpoint);
     let answer = client.increment(&args.counter, args.count, &key).await;
@@ -204,7 +219,7 @@ pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
-    let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.context("finding the counter API")?;
+    let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.with_context(|| reaching(&args.endpoint))?;
     let client = Client::new(endpoint);
     let answer = match client.value(&args.counter).await {
         Ok(answer) => answer,

@@ -60,8 +60,8 @@ pub struct AwsOptions {
     /// Named profile from ~/.aws/config.
     #[arg(long, env = "AWS_PROFILE")]
     pub profile: Option<String>,
-    /// Send every AWS call to this endpoint (moto, LocalStack).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    /// Send every AWS call to this endpoint (moto, LocalStack), e.g. http://127.0.0.1:5000.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = endpoint_url)]
     pub endpoint_url: Option<String>,
 }
 
@@ -947,6 +947,17 @@ fn listen_address(value: &str) -> Result<std::net::SocketAddr, String> {
     match value.to_socket_addrs() {
         Ok(mut addresses) => addresses.next().ok_or_else(|| format!("{value:?} resolves to no address; {shape}")),
         Err(error) => Err(format!("{value:?} is not {shape} ({error})")),
+    }
+}
+
+/// An AWS endpoint: the SDK takes anything and fails at the first call with its request
+/// dumped, so a URL without a scheme is refused here, as `--url` is.
+fn endpoint_url(value: &str) -> Result<String, String> {
+    match reqwest::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|host| !host.is_empty()) => {
+            Ok(value.to_owned())
+        }
+        _ => Err(format!("{value:?} needs http:// or https:// and a host, e.g. http://127.0.0.1:5000")),
     }
 }
 

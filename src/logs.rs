@@ -43,6 +43,15 @@ pub(crate) async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let mut printed = Printed::default();
     if !args.follow {
         reader.print_from(since, &mut printed).await?;
+        if printed.newest.is_none() {
+            // On stderr: stdout stays the lines, none.
+            let matching = args.filter.as_ref().map_or(String::new(), |filter| format!(" matching {filter:?}"));
+            eprintln!(
+                "no log lines{matching} in {} over the last {} (--since widens the window)",
+                reader.group,
+                humantime::format_duration(args.since)
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let account = Account::of_caller(&clients.config).await.context("checking the credentials")?;

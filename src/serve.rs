@@ -79,6 +79,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let stop_signals = StopSignals::install().context("could not install the SIGINT and SIGTERM handlers")?;
     let max_connections = max_connections(args.max_connections);
     let metrics = Arc::new(Metrics::new());
+    // Before a database is made or opened: an address in use changes nothing.
+    let listener = TcpListener::bind(args.listen).await.map_err(|error| {
+        let hint = match error.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "\nhint: another process listens there; pass --listen ADDRESS:PORT (port 0 picks a free one)"
+            }
+            _ => "",
+        };
+        anyhow::anyhow!("could not listen on {}: {error}{hint}", args.listen)
+    })?;
     let (backend, mut local) = match args.upstream.as_slice() {
         [] => {
             let (store, local) = Local::open(&args, &metrics)?;
@@ -90,8 +100,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (Backend::Upstream(upstream), None)
         }
     };
-    let listener =
-        TcpListener::bind(args.listen).await.with_context(|| format!("could not listen on {}", args.listen))?;
     let address = listener.local_addr().context("could not read the address the server listens on")?;
     let limits = Limits {
         header_timeout: Duration::from_secs(args.header_timeout),

@@ -111,6 +111,9 @@ async fn bad_arguments_are_refused_with_a_message_and_touch_nothing() {
         assert_ne!(run.code, 0, "{args:?}");
         assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
     }
+    let run = crate::support::cli::counterctl(&["status", "--endpoint-url", "127.0.0.1:45111"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("\"127.0.0.1:45111\" needs http:// or https:// and a host"), "{}", run.stderr);
     let run = stack.run("increment", &[]).await;
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("the following required arguments were not provided:\n  <COUNTER>"), "{}", run.stderr);
@@ -172,4 +175,29 @@ async fn a_closed_stdout_ends_the_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(stderr, "", "nothing is said about the closed pipe");
     assert_eq!(output.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn signing_for_a_url_whose_host_names_no_region_asks_for_one() {
+    let args = ["increment", "tenants", "--url", "http://127.0.0.1:9", "--auth", "iam"];
+    let run = counterctl_with_env(&args, &clean_environment()).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("signing for http://127.0.0.1:9 needs an AWS region"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: pass --region"), "{}", run.stderr);
+    assert!(!run.stderr.contains("finding the counter API"), "the URL was given, not looked for: {}", run.stderr);
+}
+
+#[tokio::test]
+async fn serve_on_an_address_in_use_names_listen_and_makes_no_database() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let data_dir = crate::support::serve::DataDir::new();
+    let command = crate::support::serve::serve_command_on(&address, data_dir.path());
+    let run = crate::support::serve::serve_until_exit(command).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("could not listen on {address}")), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: another process listens there; pass --listen"), "{}", run.stderr);
+    let made: Vec<_> = std::fs::read_dir(data_dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert!(made.is_empty(), "no database is made before the address is bound: {made:?}");
+    assert!(!run.stderr.contains("new, empty"), "{}", run.stderr);
 }

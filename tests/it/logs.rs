@@ -52,7 +52,7 @@ async fn put_lines(deployment: &Deployment, lines: &[String], at: i64) {
 }
 
 #[tokio::test]
-async fn logs_prints_the_functions_own_lines_in_order_and_readably() {
+async fn logs_prints_the_functions_own_lines_in_order_and_readably_and_says_when_there_are_none() {
     let deployment = Deployment::new().await;
     let requests = bootstrap_request_lines("logged", 2).await;
     let start = "START RequestId: 8476a536-e9f4-11e8-9739-2dfe598c3fcd Version: $LATEST".to_owned();
@@ -86,7 +86,12 @@ async fn logs_prints_the_functions_own_lines_in_order_and_readably() {
     // A filter pattern, and a window that leaves them out.
     let filtered = logs(&deployment, &["--since", "1h", "--filter", "START"]).await.ok().stdout;
     assert_eq!(filtered.lines().count(), 1, "{filtered}");
-    assert_eq!(logs(&deployment, &["--since", "10s"]).await.ok().stdout, "");
+    let none = logs(&deployment, &["--since", "10s"]).await.ok();
+    assert_eq!(none.stdout, "");
+    let group = format!("/aws/lambda/{}", deployment.name);
+    assert_eq!(none.stderr, format!("no log lines in {group} over the last 10s (--since widens the window)\n"));
+    let unmatched = logs(&deployment, &["--since", "1h", "--filter", "NOTHING"]).await.ok();
+    assert!(unmatched.stderr.starts_with("no log lines matching \"NOTHING\" in "), "{}", unmatched.stderr);
 }
 
 /// `counterctl logs ARGS` for the stack, which takes its name only (no table or stage).
