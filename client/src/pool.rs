@@ -131,6 +131,16 @@ pub enum PoolError {
     /// with another count): trying again will not help.
     #[error(transparent)]
     Refused(Error),
+    /// The pool holds no IDs of the counter and the upstream refuses this client (403):
+    /// its API key or signature is wrong, or its identity may not invoke the API. The pool
+    /// keeps trying, and IDs flow once the key or the grant is right.
+    #[error("no IDs of counter {counter:?} are held and the upstream refuses this client: {reason}")]
+    Forbidden {
+        /// The pool's counter.
+        counter: String,
+        /// What the upstream answered.
+        reason: String,
+    },
     /// A `count` outside 1 to [`MAX_COUNT`].
     #[error("count must be a whole number from 1 to {MAX_COUNT}")]
     InvalidCount,
@@ -204,8 +214,8 @@ struct State {
     /// The next block, fetched and waiting for the current one to be spent.
     buffered: Option<RangeInclusive<i64>>,
     fetching: bool,
-    /// What the last fetch attempt failed with, until one succeeds.
-    failure: Option<String>,
+    /// What calls fail with while the last fetch attempt failed, until one succeeds.
+    failure: Option<PoolError>,
     /// Whether the last answer was refused as lying at or below the recorded floor.
     went_back: bool,
     /// The current block's generation, and since when it is current.
@@ -399,7 +409,7 @@ impl Inner {
                     Some(failure) => {
                         let cold = state.since.is_none() && state.fetching;
                         if !cold || tokio::time::Instant::now() >= cold_deadline {
-                            return Err(self.unavailable(failure.clone()));
+                            return Err(failure.clone());
                         }
                         cold_deadline
                     }
@@ -412,7 +422,7 @@ impl Inner {
             if tokio::time::timeout_at(wait_until, fetched).await.is_err() {
                 let state = self.lock();
                 if let Some(failure) = &state.failure {
-                    return Err(self.unavailable(failure.clone()));
+                    return Err(failure.clone());
                 }
                 let waited = self.options.max_wait.as_secs_f64();
                 return Err(self.unavailable(format!("no block arrived within {waited} s")));
@@ -437,6 +447,18 @@ impl Inner {
         PoolError::Unavailable { counter: self.counter.clone(), reason }
     }
 
+    /// What a call that failed so makes the pool answer: a refusal of this client's key
+    /// or signature is told apart, as a fix of its own.
+    fn failed(&self, error: &Error) -> PoolError {
+        let reason = error.to_string();
+        match error {
+            Error::Forbidden { .. } | Error::SignatureRefused { .. } => {
+                PoolError::Forbidden { counter: self.counter.clone(), reason }
+            }
+            _ => self.unavailable(reason),
+        }
+    }
+
     /// Reserves `count` values straight from the upstream (with a new key), or passes a
     /// caller's keyed request on; the answer is checked before anything is handed out.
     /// While the upstream is failing it fails at once, and a call takes at most the
@@ -445,7 +467,7 @@ impl Inner {
         let high_when_sent = {
             let state = self.lock();
             if let Some(failure) = &state.failure {
-                return Err(self.unavailable(failure.clone()));
+                return Err(failure.clone());
             }
             key.is_none().then(|| state.ledger.high())
         };
@@ -467,7 +489,7 @@ impl Inner {
         };
         let answer = answer.map_err(|error| {
             self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-            if error.is_refusal() { PoolError::Refused(error) } else { self.unavailable(error.to_string()) }
+            if error.is_refusal() { PoolError::Refused(error) } else { self.failed(&error) }
         })?;
         let range = self.admit(count, &answer, high_when_sent, key);
         let range = match range {
@@ -580,21 +602,20 @@ async fn fetch(pool: Weak<Inner>, size: u32) {
             Ok::<_, Failed>((pool, range))
         };
         let failed = |failure: &Failed| {
-            let (reason, retry) = match failure {
+            let Some(pool) = pool.upgrade() else { return Retry::No };
+            let (failure, retry) = match failure {
                 Failed::Dropped => return Retry::No,
                 // Another attempt of this key is still being answered: not a failure.
                 Failed::Call(error) if error.code() == Some("idempotency_key_in_progress") => {
                     return error.retry();
                 }
-                Failed::Call(error) => (error.to_string(), error.retry()),
-                Failed::Wrong(reason) => (reason.clone(), Retry::Backoff),
+                Failed::Call(error) => (pool.failed(error), error.retry()),
+                Failed::Wrong(reason) => (pool.unavailable(reason.clone()), Retry::Backoff),
             };
-            if let Some(pool) = pool.upgrade() {
-                tracing::warn!(counter = pool.counter, %reason, "fetching a block failed; retrying");
-                pool.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                pool.lock().failure = Some(reason);
-                pool.fetched.notify_waiters();
-            }
+            tracing::warn!(counter = pool.counter, reason = %failure, "fetching a block failed; retrying");
+            pool.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            pool.lock().failure = Some(failure);
+            pool.fetched.notify_waiters();
             // Every failure is tried again: the pool recovers by itself.
             if let Retry::After(after) = retry { Retry::After(after) } else { Retry::Backoff }
         };

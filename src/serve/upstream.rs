@@ -32,6 +32,10 @@ pub(super) const FORWARDED_HEADER: &str = "counterctl-forwarded-by";
 /// The refusal of a forwarded request: `508 Loop Detected` (RFC 5842, section 7.2).
 pub(super) const LOOP_STATUS: u16 = 508;
 pub(super) const LOOP_CODE: &str = "upstream_loop";
+/// The answer while the upstream refuses this sidecar's key or signature (403): a bad
+/// gateway, the sidecar's own configuration to fix, not an outage to wait out.
+const FORBIDDEN_STATUS: u16 = 502;
+const FORBIDDEN_CODE: &str = "upstream_refused";
 
 pub(super) struct Upstream {
     pools: Pools,
@@ -305,17 +309,32 @@ fn pool_error(error: PoolError) -> StoreError {
     match error {
         PoolError::Unavailable { reason, .. } => StoreError::Unavailable { reason, retry_after },
         PoolError::Refused(error) => refused(error),
+        PoolError::Forbidden { reason, .. } => forbidden(&reason),
         invalid @ PoolError::InvalidCount => StoreError::Database(invalid.to_string()),
     }
 }
 
-/// The upstream's own refusal (a loop included), answered as it was given; any other
-/// failure makes it unavailable.
+/// The upstream's own refusal (a loop included), answered as it was given; its refusal of
+/// this sidecar's key or signature, as `502 upstream_refused`; any other failure makes it
+/// unavailable.
 fn refused(error: Error) -> StoreError {
     match error {
         Error::Service { status, code, description, .. } if error.is_refusal() => {
             StoreError::Refused { status, code, description: Some(description) }
         }
+        Error::Forbidden { .. } | Error::SignatureRefused { .. } => forbidden(&error.to_string()),
         error => StoreError::Unavailable { reason: error.to_string(), retry_after: RETRY_AFTER },
+    }
+}
+
+/// The answer while the upstream refuses this sidecar's key or signature.
+fn forbidden(reason: &str) -> StoreError {
+    StoreError::Refused {
+        status: FORBIDDEN_STATUS,
+        code: FORBIDDEN_CODE.to_owned(),
+        description: Some(format!(
+            "the upstream refuses this sidecar's key or signature: {reason}; check the sidecar's --upstream-auth \
+             and --upstream-api-key-file (or COUNTERCTL_UPSTREAM_API_KEY)"
+        )),
     }
 }

@@ -410,7 +410,7 @@ async fn wrong_upstream_answers_are_refused_and_nothing_from_them_is_handed_out(
 }
 
 #[tokio::test]
-async fn a_sidecar_reaches_a_rest_front_with_its_api_key() {
+async fn a_sidecar_reaches_a_rest_front_with_its_api_key_and_without_it_answers_502_upstream_refused() {
     const KEY: &str = "sidecar-upstream-key-0123456789";
     let stack = LambdaStack::start_with_auth(1, MethodAuth::api_key(KEY)).await;
     let mut env = clean_environment();
@@ -423,7 +423,10 @@ async fn a_sidecar_reaches_a_rest_front_with_its_api_key() {
 
     let keyless = sidecar(&stack.api.url, &[]).await;
     let (values, refusal) = increments_until_refused(&keyless, "k", 1).await;
-    assert_eq!((values, refusal.unwrap().0), (vec![], 503));
+    let (status, body) = refusal.unwrap();
+    assert_eq!((values, status, body["error_code"].as_str()), (vec![], 502, Some("upstream_refused")), "{body}");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains("--upstream-api-key-file"), "{description}");
     keyless.stderr_containing("answered 403").await;
 }
 
