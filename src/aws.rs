@@ -31,6 +31,30 @@ pub enum SetupError {
          hint: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pass --profile NAME, or run `aws sso login`"
     )]
     NoCredentials(String),
+    /// As the AWS CLI says it: "The config profile (NAME) could not be found".
+    #[error(
+        "the config profile ({name}) could not be found in the AWS config or credentials file (profiles there: \
+         {known})\n\
+         hint: pass --profile with one of them (or unset AWS_PROFILE), or make it with `aws configure --profile {name}`"
+    )]
+    NoProfile { name: String, known: String },
+}
+
+/// Refuses a profile that neither shared file (`~/.aws/config`, `~/.aws/credentials`, or
+/// AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE) defines: the SDK would go on without
+/// it and report missing credentials. Files that cannot be read are left to the SDK.
+async fn check_profile(name: &str) -> Result<(), SetupError> {
+    let files = aws_runtime::env_config::file::EnvConfigFiles::default();
+    let (fs, env) = (aws_types::os_shim_internal::Fs::real(), aws_types::os_shim_internal::Env::real());
+    match aws_config::profile::load(&fs, &env, &files, None).await {
+        Ok(profiles) if profiles.get_profile(name).is_none() => {
+            let mut known: Vec<&str> = profiles.profiles().collect();
+            known.sort_unstable();
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            Err(SetupError::NoProfile { name: name.to_owned(), known })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Loads the SDK configuration and checks that a region and credentials are there, so a
@@ -39,6 +63,7 @@ pub async fn load_config(options: &Connection) -> Result<SdkConfig, SetupError> 
     let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(crate::retry::SDK_ATTEMPTS);
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
     if let Some(profile) = &options.profile {
+        check_profile(profile).await?;
         loader = loader.profile_name(profile);
     }
     if let Some(region) = &options.region {

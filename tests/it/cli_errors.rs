@@ -201,3 +201,21 @@ async fn serve_on_an_address_in_use_names_listen_and_makes_no_database() {
     assert!(made.is_empty(), "no database is made before the address is bound: {made:?}");
     assert!(!run.stderr.contains("new, empty"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn a_profile_that_is_not_in_the_config_files_is_named_with_those_that_are() {
+    let dir = crate::support::serve::DataDir::new();
+    let config = dir.path().join("config");
+    std::fs::write(&config, "[profile dev]\nregion = eu-west-1\n[default]\nregion = us-east-1\n").unwrap();
+    let mut env = clean_environment();
+    env.retain(|(name, _)| *name != "AWS_CONFIG_FILE");
+    env.push(("AWS_CONFIG_FILE", config.display().to_string()));
+    let run = counterctl_with_env(&["status", "--profile", "prod"], &env).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.starts_with("error: the config profile (prod) could not be found"), "{}", run.stderr);
+    assert!(run.stderr.contains("(profiles there: default, dev)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("no AWS credentials"), "{}", run.stderr);
+    env.push(("AWS_PROFILE", "dev".into()));
+    let known = counterctl_with_env(&["status", "--endpoint-url", "http://127.0.0.1:9"], &env).await;
+    assert!(!known.stderr.contains("could not be found"), "dev is there: {}", known.stderr);
+}
