@@ -16,7 +16,59 @@ pub struct Connection {
     pub profile: Option<String>,
     /// Every AWS call goes to this endpoint (moto, LocalStack).
     pub endpoint_url: Option<String>,
+    /// Whether a region missing from [`KNOWN_REGIONS`] is accepted.
+    pub skip_region_validation: bool,
 }
+
+/// The regions of the AWS SDK for Rust's partition metadata, which this build carries
+/// (aws-sdk-dynamodb 1.136, `src/endpoint_lib.rs`, the same list as botocore's
+/// `endpoints.json`): a region outside it is most likely a typo, which would otherwise
+/// fail at the first call on a DNS lookup.
+pub const KNOWN_REGIONS: [&str; 43] = [
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eusc-de-east-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isof-south-1",
+];
 
 /// Why counterctl cannot talk to AWS at all.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +90,24 @@ pub enum SetupError {
          hint: pass --profile with one of them (or unset AWS_PROFILE), or make it with `aws configure --profile {name}`"
     )]
     NoProfile { name: String, known: String },
+    #[error(
+        "{region} is not an AWS region this counterctl knows{}\n\
+         hint: pass --region with a region such as us-east-1; for a region newer than this build, pass \
+         --skip-region-validation (or set COUNTERCTL_SKIP_REGION_VALIDATION=true)",
+        closest.as_ref().map_or(String::new(), |closest| format!(" (did you mean {closest}?)"))
+    )]
+    UnknownRegion { region: String, closest: Option<&'static str> },
+}
+
+/// `region`, unless it is not one of [`KNOWN_REGIONS`]; then the known one nearest in
+/// spelling, if one is near.
+fn check_region(region: &str) -> Result<(), SetupError> {
+    if KNOWN_REGIONS.contains(&region) {
+        return Ok(());
+    }
+    let nearest = KNOWN_REGIONS.iter().min_by_key(|known| strsim::damerau_levenshtein(region, known));
+    let closest = nearest.filter(|known| strsim::damerau_levenshtein(region, known) <= 2).copied();
+    Err(SetupError::UnknownRegion { region: region.to_owned(), closest })
 }
 
 /// Refuses a profile that neither shared file (`~/.aws/config`, `~/.aws/credentials`, or
@@ -73,8 +143,9 @@ pub async fn load_config(options: &Connection) -> Result<SdkConfig, SetupError> 
         loader = loader.endpoint_url(endpoint);
     }
     let config = loader.load().await;
-    if config.region().is_none() {
-        return Err(SetupError::NoRegion);
+    let Some(region) = config.region() else { return Err(SetupError::NoRegion) };
+    if !options.skip_region_validation {
+        check_region(region.as_ref())?;
     }
     let provider = config.credentials_provider().ok_or_else(|| SetupError::NoCredentials("no provider".into()))?;
     provider.provide_credentials().await.map_err(|error| SetupError::NoCredentials(causes(&error)))?;

@@ -63,6 +63,9 @@ pub struct AwsOptions {
     /// Send every AWS call to this endpoint (moto, LocalStack), e.g. http://127.0.0.1:5000.
     #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = endpoint_url)]
     pub endpoint_url: Option<String>,
+    /// Accept a region this counterctl does not know (one newer than its build).
+    #[arg(long, env = "COUNTERCTL_SKIP_REGION_VALIDATION")]
+    pub skip_region_validation: bool,
 }
 
 /// Which deployment: resource names, checked against AWS's naming rules before any call.
@@ -341,16 +344,17 @@ fn positive_rate(value: &str) -> Result<f64, String> {
 impl AwsOptions {
     /// Where and as whom to talk to AWS, for `aws::load_config`.
     pub fn connection(&self) -> Connection {
-        let Self { region, profile, endpoint_url } = self.clone();
-        Connection { region, profile, endpoint_url }
+        let Self { region, profile, endpoint_url, skip_region_validation } = self.clone();
+        Connection { region, profile, endpoint_url, skip_region_validation }
     }
 
     /// The options given, as words of a command line.
     pub(crate) fn words(&self) -> Vec<String> {
-        let Self { region, profile, endpoint_url } = self;
+        let Self { region, profile, endpoint_url, skip_region_validation } = self;
         let mut words = Words::default();
         words.value("--endpoint-url", endpoint_url.as_ref());
         words.value("--region", region.as_ref());
+        words.flag("--skip-region-validation", *skip_region_validation);
         words.value("--profile", profile.as_ref());
         words.0
     }

@@ -102,6 +102,7 @@ impl Upstream {
                         region: options.region.clone(),
                         profile: options.profile.clone(),
                         endpoint_url: None,
+                        skip_region_validation: false,
                     };
                     let signer =
                         crate::call::signer_for(url, &aws).await.context("reading the AWS credentials to sign with")?;

@@ -219,3 +219,24 @@ async fn a_profile_that_is_not_in_the_config_files_is_named_with_those_that_are(
     let known = counterctl_with_env(&["status", "--endpoint-url", "http://127.0.0.1:9"], &env).await;
     assert!(!known.stderr.contains("could not be found"), "dev is there: {}", known.stderr);
 }
+
+#[tokio::test]
+async fn a_region_aws_does_not_have_is_refused_at_once_with_the_nearest_and_the_override() {
+    let stack = Deployment::new().await;
+    let mut args = vec!["status", "--endpoint-url", &stack.proxy.url, "--name", &stack.name];
+    args.extend(["--region", "us-eats-1"]);
+    let run = counterctl_with_env(&args, &clean_environment()).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("error: us-eats-1 is not an AWS region this counterctl knows (did you mean us-east-1?)"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--skip-region-validation"), "{}", run.stderr);
+    assert_eq!(stack.proxy.actions(), Vec::<String>::new(), "refused before any call");
+
+    args.push("--skip-region-validation");
+    let skipped = counterctl_with_env(&args, &clean_environment()).await;
+    assert!(!skipped.stderr.contains("is not an AWS region"), "{}", skipped.stderr);
+    assert!(!stack.proxy.actions().is_empty(), "with the override, the calls are made");
+}
