@@ -6,6 +6,7 @@ use std::fmt;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::ProvideCredentials;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use counterctl_client::causes;
 
 /// Where and as whom to talk to AWS; what is not given, the SDK's default chain decides
@@ -248,12 +249,15 @@ impl AwsError {
     pub fn new<E, R>(operation: &'static str, error: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: fmt::Debug + Send + Sync + 'static,
+        R: RawAnswer + fmt::Debug + Send + Sync + 'static,
     {
         let code = error.code().map(str::to_owned);
         let message = match (&error, error.message()) {
             (SdkError::ServiceError(_), Some(message)) => message.to_owned(),
-            _ => causes(&error),
+            _ => match error.raw_response().and_then(RawAnswer::not_aws) {
+                Some(answer) => answer,
+                None => causes(&error),
+            },
         };
         Self { operation, code, message }
     }
@@ -284,10 +288,54 @@ impl AwsError {
     }
 }
 
+/// A raw answer an SDK error may carry.
+pub trait RawAnswer {
+    /// What an answer that no AWS service gives says of itself (an HTML page, a proxy's
+    /// error): its status and first characters. `None` for an answer in AWS's formats.
+    fn not_aws(&self) -> Option<String>;
+}
+
+/// An event stream's message is AWS's.
+impl RawAnswer for aws_smithy_types::event_stream::RawMessage {
+    fn not_aws(&self) -> Option<String> {
+        None
+    }
+}
+
+impl RawAnswer for HttpResponse {
+    fn not_aws(&self) -> Option<String> {
+        not_an_aws_answer(self)
+    }
+}
+
+fn not_an_aws_answer(response: &HttpResponse) -> Option<String> {
+    let body = String::from_utf8_lossy(response.body().bytes()?);
+    let text = body.trim_start();
+    let html = text.get(..15).is_some_and(|start| start.to_ascii_lowercase().starts_with("<!doctype html"))
+        || text.get(..5).is_some_and(|start| start.eq_ignore_ascii_case("<html"));
+    let aws_format = !html && (text.starts_with('{') || text.starts_with('<'));
+    if aws_format {
+        return None;
+    }
+    let shown: String = text.chars().take(80).collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ");
+    let kind = if html { "an HTML page" } else { "a body" };
+    Some(format!(
+        "the endpoint answered HTTP {} with {kind}, not an AWS answer ({shown:?}…): it is not an AWS endpoint",
+        response.status().as_u16()
+    ))
+}
+
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.code {
             Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message)?,
+            // An answer that is not AWS's came from somewhere: the network works.
+            None if self.message.contains("not an AWS answer") => write!(
+                f,
+                "{} failed: {}\nhint: check --endpoint-url (AWS_ENDPOINT_URL): it should be AWS's or an emulator's \
+                 (moto, LocalStack), or left out",
+                self.operation, self.message
+            )?,
             None => write!(
                 f,
                 "{} failed: {}\nhint: check the network, --region and --endpoint-url",
@@ -316,7 +364,7 @@ pub fn found<T, E, R>(
 ) -> Result<Option<T>, AwsError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + Send + Sync + 'static,
+    R: RawAnswer + fmt::Debug + Send + Sync + 'static,
 {
     match result {
         Ok(output) => Ok(Some(output)),
@@ -333,7 +381,7 @@ pub fn gone<T, E, R>(
 ) -> Result<bool, AwsError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + Send + Sync + 'static,
+    R: RawAnswer + fmt::Debug + Send + Sync + 'static,
 {
     found(operation, result, not_found).map(|output| output.is_some())
 }
@@ -366,7 +414,7 @@ pub(crate) fn made<T, E, R>(
 ) -> Result<Made<T>, AwsError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + Send + Sync + 'static,
+    R: RawAnswer + fmt::Debug + Send + Sync + 'static,
 {
     match result {
         Ok(output) => Ok(Made::Created(output)),
@@ -383,7 +431,7 @@ pub trait Operation<T> {
 impl<T, E, R> Operation<T> for Result<T, SdkError<E, R>>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + Send + Sync + 'static,
+    R: RawAnswer + fmt::Debug + Send + Sync + 'static,
 {
     fn op(self, operation: &'static str) -> Result<T, AwsError> {
         self.map_err(|error| AwsError::new(operation, error))

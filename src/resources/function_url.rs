@@ -119,7 +119,7 @@ fn tolerate_existing<T, E, R>(
 ) -> Result<(), AwsError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+    R: crate::aws::RawAnswer + std::fmt::Debug + Send + Sync + 'static,
 {
     // Lambda answers ResourceConflictException both for a statement id there already
     // (fine: the statement is ours) and for an update in progress (not fine).

@@ -240,3 +240,22 @@ async fn a_region_aws_does_not_have_is_refused_at_once_with_the_nearest_and_the_
     assert!(!skipped.stderr.contains("is not an AWS region"), "{}", skipped.stderr);
     assert!(!stack.proxy.actions().is_empty(), "with the override, the calls are made");
 }
+
+#[tokio::test]
+async fn an_endpoint_that_answers_html_is_named_as_no_aws_endpoint_not_as_the_network() {
+    let page = axum::Router::new().fallback(|| async {
+        let html = "<!DOCTYPE html><html><head><title>404 Not Found</title></head><body>nothing here</body></html>";
+        (axum::http::StatusCode::NOT_FOUND, axum::response::Html(html))
+    });
+    let server = crate::support::LoopbackServer::start(page).await;
+    let url = format!("http://{}", server.address);
+    let run = counterctl_with_env(&["status", "--endpoint-url", &url, "--region", REGION], &clean_environment()).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the endpoint answered HTTP 404 with an HTML page, not an AWS answer"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: check --endpoint-url"), "{}", run.stderr);
+    assert!(!run.stderr.contains("check the network"), "an answer came: {}", run.stderr);
+}
