@@ -130,7 +130,18 @@ async fn open(options: &CounterStoreOptions, reads_only: bool) -> anyhow::Result
     let data_dir = options.data_dir.clone().or_else(|| options.table.is_none().then(from_env).flatten());
     match data_dir {
         Some(data_dir) => open_data_dir(&data_dir, reads_only).await,
-        None => open_table(options).await.map(Store::Table),
+        None => open_table(options).await.map(Store::Table).map_err(|error| {
+            // Without AWS, the counters may well be those of a serve on this machine.
+            let default = local_store::default_data_dir().filter(|dir| local_store::database_path(dir).exists());
+            match default {
+                Some(dir) if options.table.is_none() => anyhow::anyhow!(
+                    "{error:#}\nhint: a `counterctl serve` database is in its default data directory: pass --data-dir {} \
+                     (or set COUNTERCTL_DATA_DIR) for its counters",
+                    dir.display()
+                ),
+                _ => error,
+            }
+        }),
     }
 }
 

@@ -210,6 +210,12 @@ pub(crate) fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DATABASE_FILE)
 }
 
+/// serve's data directory when `--data-dir` is not given: `counterctl` in the user's data
+/// directory (e.g. `~/.local/share/counterctl`).
+pub(crate) fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|data| data.join("counterctl"))
+}
+
 /// `counterctl` in the user's state directory (e.g. `~/.local/state/counterctl`), else
 /// `counterctl-state` in the data directory where a system has no state directory (macOS,
 /// Windows): never inside serve's default data directory, which it must outlive.

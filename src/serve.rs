@@ -296,7 +296,8 @@ impl Local {
         }
         let data_dir = match given {
             Some(data_dir) => data_dir,
-            None => default_data_dir()?,
+            None => local_store::default_data_dir()
+                .context("could not find your data directory (is HOME set?); pass --data-dir")?,
         };
         let history = StoreOptions::new(state_dir(args)?, args.restored);
         let (store, committer, opened) = LocalStore::open(&data_dir, "`counterctl serve`", &history)
@@ -488,11 +489,6 @@ async fn accept(listener: &TcpListener) -> TcpStream {
 }
 
 /// `counterctl` in the user's data directory, e.g. `~/.local/share/counterctl`.
-fn default_data_dir() -> anyhow::Result<PathBuf> {
-    let data = dirs::data_dir().context("could not find your data directory (is HOME set?); pass --data-dir")?;
-    Ok(data.join("counterctl"))
-}
-
 /// `--state-dir` (or `COUNTERCTL_STATE_DIR`), else [`local_store::default_state_dir`].
 fn state_dir(args: &ServeArgs) -> anyhow::Result<PathBuf> {
     match &args.state_dir {

@@ -259,3 +259,21 @@ async fn an_endpoint_that_answers_html_is_named_as_no_aws_endpoint_not_as_the_ne
     assert!(run.stderr.contains("hint: check --endpoint-url"), "{}", run.stderr);
     assert!(!run.stderr.contains("check the network"), "an answer came: {}", run.stderr);
 }
+
+#[tokio::test]
+async fn counters_without_aws_name_the_data_directory_where_serve_keeps_its_database() {
+    let data_home = crate::support::serve::DataDir::new();
+    let mut env = clean_environment();
+    env.push(("XDG_DATA_HOME", data_home.path().display().to_string()));
+    let run = counterctl_with_env(&["counters", "list"], &env).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("default data directory"), "no serve database there yet: {}", run.stderr);
+
+    let default_dir = data_home.path().join("counterctl");
+    std::fs::create_dir_all(&default_dir).unwrap();
+    std::fs::write(default_dir.join("counters.sqlite3"), b"").unwrap();
+    let run = counterctl_with_env(&["counters", "list"], &env).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let hint = format!("in its default data directory: pass --data-dir {}", default_dir.display());
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+}
