@@ -56,8 +56,8 @@ pub(crate) enum Refusal {
     )]
     TableLost { stack: String, table: String },
     #[error(
-        "this counterctl carries no {architecture} function: it was built without a {architecture} zip built from \
-         its sources\n\
+        "this counterctl carries no {architecture} function: it was built without a zip for {architecture} built \
+         from its sources\n\
          hint: pass --function-zip PATH with a bootstrap built for {architecture} (scripts/build-function.sh \
          builds one where the aarch64-unknown-linux-gnu Rust target is installed), or --architecture x86_64"
     )]

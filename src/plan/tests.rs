@@ -573,12 +573,20 @@ fn requiring_a_key_where_none_was_is_breaking_too() {
 // 7.
 
 #[test]
-fn a_change_never_deployed_is_deployed() {
-    for description in ["counterctl install".to_owned(), deployment_description("NONE", false, "arn:aws:other")] {
+fn a_change_never_deployed_is_deployed_and_named_by_what_changes_for_callers() {
+    let wanted = format!("auth NONE, API key required, function {NAME}");
+    let cases = [
+        ("counterctl install".to_owned(), ("counterctl install".to_owned(), wanted.clone())),
+        (
+            deployment_description("NONE", false, "arn:aws:other"),
+            ("no API key, function arn:aws:other".to_owned(), format!("API key required, function {NAME}")),
+        ),
+    ];
+    for (description, (from, to)) in cases {
         let mut deployed = healthy();
         stage_mut(&mut deployed).deployment = Some(description.clone());
         let plan = planned(&deployed);
-        let expected = Diff { field: Field::Deployment, from: description.clone(), to: rest(&plan).deployment.clone() };
+        let expected = Diff { field: Field::Deployment, from, to };
         assert_eq!(action(&plan, Resource::Stage), Action::Update(vec![expected]));
         assert_eq!(change(&plan, Resource::Stage).name, "prod", "the stage of the counterctl deployment is kept");
         assert_eq!(action(&plan, Resource::Route), Action::Keep);
@@ -870,6 +878,16 @@ fn uninstall_deletes_the_table_only_with_delete_data_and_only_when_tagged() {
     assert!(matches!(table_action(&deployed, false), Action::Retain(_)));
     deployed.table = None;
     assert_eq!(table_action(&deployed, true), Action::Absent);
+}
+
+#[test]
+fn a_deployment_an_earlier_counterctl_described_by_its_fingerprint_alone_is_not_made_again() {
+    let uri = stack().integration_uri(&account());
+    let words = deployment_description("NONE", true, &uri);
+    let (fingerprint, _) = words.split_once(" (").unwrap();
+    let mut deployed = healthy();
+    stage_mut(&mut deployed).deployment = Some(fingerprint.to_owned());
+    assert!(planned(&deployed).up_to_date());
 }
 
 // 12.

@@ -41,14 +41,57 @@ pub(crate) fn deployed_stage(stages: &[StageState]) -> String {
 
 /// The description of a deployment of this API: a fingerprint of what callers see (auth
 /// and integration), so a change that was never deployed (throttled, interrupted) is
-/// seen and deployed by the next run.
+/// seen and deployed by the next run, then the same in words, for the plan.
 pub(crate) fn deployment_description(authorization: &str, key_required: bool, integration_uri: &str) -> String {
     let fingerprint = Sha256::digest(format!(
         "ANY {PROXY} {authorization} key={key_required} {integration_uri}",
         PROXY = crate::stack::PROXY_PATH
     ));
     let hex: String = fingerprint.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
-    format!("{DEPLOYMENT_PREFIX}{hex}")
+    let key = if key_required { "API key required" } else { "no API key" };
+    // `…:function:NAME/invocations`: the function's name says enough.
+    let function = integration_uri
+        .split(":function:")
+        .nth(1)
+        .map_or(integration_uri, |rest| rest.split('/').next().unwrap_or(rest));
+    format!("{DEPLOYMENT_PREFIX}{hex} (auth {authorization}, {key}, function {function})")
+}
+
+/// A deployment's fingerprint: its description before the words (an earlier counterctl
+/// wrote the fingerprint alone).
+fn fingerprint(description: &str) -> &str {
+    description.split_once(" (").map_or(description, |(fingerprint, _)| fingerprint)
+}
+
+/// What a deployment serves, in words, where its description says.
+fn in_words(description: &str) -> Option<&str> {
+    description.split_once(" (").map(|(_, words)| words.trim_end_matches(')'))
+}
+
+/// The plan's line for a redeploy: what changes for callers, in words (the parts that
+/// differ), or the deployed fingerprint where its description has no words.
+fn deployment_diff(live: Option<&str>, wanted: &str) -> Diff {
+    let to = in_words(wanted).unwrap_or(wanted);
+    match live.map(|live| (live, in_words(live))) {
+        None => diff(Field::Deployment, "none", to),
+        Some((live, None)) => diff(Field::Deployment, fingerprint(live), to),
+        Some((_, Some(from))) => {
+            let (from_parts, to_parts): (Vec<&str>, Vec<&str>) = (from.split(", ").collect(), to.split(", ").collect());
+            let changed: Vec<(&str, &str)> = from_parts
+                .iter()
+                .zip(&to_parts)
+                .filter(|(old, new)| old != new)
+                .map(|(old, new)| (*old, *new))
+                .collect();
+            if changed.is_empty() || from_parts.len() != to_parts.len() {
+                // The same deployment again, for a route or integration that changed.
+                let again = if from == to { "the same, deployed again" } else { to };
+                return diff(Field::Deployment, from, again);
+            }
+            let (old, new): (Vec<&str>, Vec<&str>) = changed.into_iter().unzip();
+            diff(Field::Deployment, old.join(", "), new.join(", "))
+        }
+    }
 }
 
 /// What changes on the stage.
@@ -76,13 +119,13 @@ pub(crate) fn plan(
     let action = match live {
         None => Action::Create,
         Some(live) => {
-            let redeploy = live.deployment.as_deref() != Some(deployment) || routes_change;
+            let deployed = live.deployment.as_deref().map(fingerprint);
+            let redeploy = deployed != Some(fingerprint(deployment)) || routes_change;
             // With IAM the stage throttles; a stage throttle left from IAM is kept equal to
             // the wanted one, so it never caps callers below what the usage plan allows.
             let throttles = auth == Auth::Iam || live.throttle.is_some();
             let change = StageChange {
-                deployment: redeploy
-                    .then(|| diff(Field::Deployment, live.deployment.as_deref().unwrap_or("none"), deployment)),
+                deployment: redeploy.then(|| deployment_diff(live.deployment.as_deref(), deployment)),
                 throttle: (throttles && live.throttle != Some(throttle))
                     .then(|| diff(Field::Throttle, throttle_wording(live.throttle), throttle)),
             };

@@ -178,20 +178,8 @@ async fn a_function_left_refusing_every_invocation_is_repaired() {
 #[tokio::test]
 async fn options_not_given_keep_what_is_deployed() {
     let stack = Deployment::new().await;
-    let custom = [
-        "--memory",
-        "512",
-        "--timeout",
-        "30",
-        "--rate-limit",
-        "7",
-        "--burst-limit",
-        "9",
-        "--log-retention-days",
-        "7",
-        "--architecture",
-        "arm64",
-    ];
+    let custom =
+        ["--memory", "512", "--timeout", "30", "--rate-limit", "7", "--burst-limit", "9", "--log-retention-days", "7"];
     stack.run("install", &custom).await.ok();
     let (run, mutations) = stack.mutations_of(stack.install()).await;
     assert_eq!(mutations, Vec::<String>::new(), "{}", run.stdout);

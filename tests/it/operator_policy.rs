@@ -54,11 +54,18 @@ async fn the_operator_policy_allows_every_call_of_a_whole_lifecycle_and_grants_n
     deployment.run("install", &full).await.ok();
     let policy = deployment.run("status", &[&full[..], &["--operator-policy"]].concat()).await.ok().json();
 
+    // An arm64 build is given (this counterctl bundles x86_64 only); the next change
+    // moves back to the bundled x86_64 build.
+    let arm64_zip = std::env::temp_dir().join(format!("{name}-arm64.zip"));
+    let mut zip = std::fs::read(crate::support::repo_root().join("assets/bootstrap-x86_64.zip")).unwrap();
+    zip.extend_from_slice(b"stands in for an arm64 build");
+    std::fs::write(&arm64_zip, zip).unwrap();
+    let arm64_zip = arm64_zip.display().to_string();
     let changes: &[&[&str]] = &[
         &["--memory", "256", "--timeout", "30", "--log-retention-days", "14", "--rate-limit", "20"],
         &["--burst-limit", "40", "--max-concurrency", "5"],
-        &["--max-concurrency", "off", "--architecture", "arm64"],
-        &["--auth", "iam", "--yes"],
+        &["--max-concurrency", "off", "--architecture", "arm64", "--function-zip", &arm64_zip],
+        &["--auth", "iam", "--yes", "--architecture", "x86_64"],
         &["--auth", "api-key", "--yes"],
         &["--alarm-email", "pager@example.com"],
         &["--alarms", "off"],

@@ -84,7 +84,8 @@ pub(crate) fn plan(name: &str, mappings: Option<&[Mapping]>, api: Option<&str>, 
             ),
         }),
     };
-    Planned::new(crate::change::Resource::Mapping, format!("{name} {ROOT}"), action)
+    // API Gateway names the root path "(none)": every path of the domain goes to the stage.
+    Planned::new(crate::change::Resource::Mapping, format!("{name} (its root path)"), action)
 }
 
 /// Maps domain `name`'s root to `api_id` and `stage`, as planned.
