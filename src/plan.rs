@@ -248,12 +248,33 @@ impl Plan {
     }
 }
 
+/// What a move between fronts does to the auth when `--auth` is not given: a function URL
+/// has no API keys, and the REST API keeps the function URL's auth.
+fn front_move_auth(front: Front, deployed: Option<Auth>, wanted: Auth) -> Option<String> {
+    match (front, deployed) {
+        (Front::FunctionUrl, Some(Auth::ApiKey)) => Some(format!(
+            "auth api-key → {}: a function URL has no API keys, so callers sign their calls with SigV4 \
+             (lambda:InvokeFunctionUrl); pass --auth none for a public URL, or keep --front rest",
+            wanted.name()
+        )),
+        (Front::Rest, Some(previous)) if previous != Auth::ApiKey => Some(format!(
+            "auth stays {} on the REST API, as on the function URL; pass --auth api-key for callers to send an API \
+             key again",
+            wanted.name()
+        )),
+        _ => None,
+    }
+}
+
 /// Plans an install (or, read-only, the status) of `request` over `deployed`.
 pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan, Refusal> {
     let wanted::Resolved { stack, wanted, front, deployed_auth, front_moves, table_switch, table_lost } =
         wanted::resolve(request, deployed)?;
     let account = deployed.account.clone();
     let mut advisories = Vec::new();
+    if front_moves && request.options.auth.is_none() {
+        advisories.extend(front_move_auth(front, deployed_auth, wanted.auth));
+    }
     // A new, empty table where the stack's is gone restarts every counter: destructive,
     // so confirmed as a change that breaks callers.
     let table = table::plan(deployed.table.as_ref(), &stack.table, wanted.protect_table, &mut advisories)?

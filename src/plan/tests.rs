@@ -1194,7 +1194,7 @@ fn max_concurrency_is_set_kept_and_removed() {
 // Issue 9: the function URL front.
 
 #[test]
-fn a_function_url_front_signs_by_default_and_replaces_the_rest_api() {
+fn a_function_url_front_signs_by_default_says_so_and_replaces_the_rest_api() {
     use crate::settings::Front;
     let plan = plan_with(&healthy(), &Options { front: Some(Front::FunctionUrl), ..options() });
     assert_eq!(plan.front(), Front::FunctionUrl);
@@ -1208,6 +1208,9 @@ fn a_function_url_front_signs_by_default_and_replaces_the_rest_api() {
     assert!(matches!(action(&plan, Resource::UsagePlan), Action::Delete(_)));
     assert_eq!(duplicate_apis(&plan), vec![API.to_owned()]);
     assert_eq!(plan.signing_service(), "lambda");
+    assert!(plan.advisories.iter().any(|line| line.starts_with("auth api-key → iam: a function URL has no API keys")));
+    let said = plan_with(&healthy(), &Options { front: Some(Front::FunctionUrl), auth: Some(Auth::Iam), ..options() });
+    assert!(said.advisories.iter().all(|line| !line.starts_with("auth ")), "--auth given: nothing to tell");
 }
 
 #[test]
@@ -1219,7 +1222,7 @@ fn api_key_auth_on_a_function_url_is_refused() {
 }
 
 #[test]
-fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
+fn a_deployed_function_url_is_kept_its_public_access_follows_auth_and_a_move_back_says_the_auth_stays() {
     use crate::resources::function_url::UrlState;
     use crate::settings::Front;
     let mut deployed = healthy();
@@ -1246,6 +1249,11 @@ fn a_deployed_function_url_is_kept_and_its_public_access_follows_auth() {
     assert_eq!(action(&back, Resource::Api), Action::Create);
     assert!(change(&back, Resource::Api).breaking, "a new URL for callers");
     assert_eq!(back.wanted.auth, Auth::Iam, "iam goes along to the REST front");
+    assert!(
+        back.advisories.iter().any(|line| line.starts_with("auth stays iam on the REST API")),
+        "{:?}",
+        back.advisories
+    );
 }
 
 #[test]
