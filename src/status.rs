@@ -68,6 +68,9 @@ impl Mode {
 /// Each resource of the stack against the options: `--output json`, or text.
 #[derive(Serialize)]
 struct StatusReport {
+    /// Nothing install would change: no drift (not that the service answers).
+    up_to_date: bool,
+    /// `up_to_date` under its first name, kept for scripts that read it.
     healthy: bool,
     resources: Vec<Change>,
     advisories: Vec<String>,
@@ -157,7 +160,7 @@ impl fmt::Display for StatusReport {
         }
         lines.push(match &self.table_lost {
             Some(lost) => lost.clone(),
-            None if self.healthy => "Everything is installed as configured.".to_owned(),
+            None if self.up_to_date => "Everything is installed as configured.".to_owned(),
             None => format!("Run `{}` to fix what is missing or differs.", self.fix),
         });
         f.write_str(&lines.join("\n"))
@@ -190,7 +193,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         Mode::Stack { show_api_key } => {
             let status = stack_report(&clients, &deployed, &plan, show_api_key, install_command(&args)).await?;
             report(json, &status)?;
-            Ok(if status.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if status.up_to_date { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Mode::CallerPolicy => caller_policy(&plan),
         Mode::OperatorPolicy => {
@@ -269,6 +272,7 @@ async fn stack_report(
         .map(|subscription| SubscriptionShown { email: subscription.email.clone(), pending: subscription.pending() })
         .collect();
     Ok(StatusReport {
+        up_to_date: plan.up_to_date(),
         healthy: plan.up_to_date(),
         resources: plan.changes(),
         advisories: plan.advisories.clone(),

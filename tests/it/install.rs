@@ -307,7 +307,7 @@ async fn status_reports_each_resource_and_fails_on_drift() {
     let (run, mutations) = stack.mutations_of(stack.run("status", &["--output", "json"])).await;
     let status = run.ok().json();
     assert_eq!(mutations, Vec::<String>::new());
-    assert_eq!(status["healthy"], true);
+    assert_eq!((&status["up_to_date"], &status["healthy"]), (&true.into(), &true.into()));
     assert_eq!(status["deployed_code_sha256"], bundled_code_sha256());
     assert_eq!(status["bundled_code_sha256"], bundled_code_sha256());
     let api_id = stack.api_id().await.unwrap();
