@@ -320,7 +320,8 @@ fn not_an_aws_answer(response: &HttpResponse) -> Option<String> {
     let shown: String = text.chars().take(80).collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ");
     let kind = if html { "an HTML page" } else { "a body" };
     Some(format!(
-        "the endpoint answered HTTP {} with {kind}, not an AWS answer ({shown:?}…): it is not an AWS endpoint",
+        "the endpoint answered HTTP {} with {kind}, not an AWS answer ({shown:?}…): it is not AWS, or it does \
+         not serve this call (an emulator may lack it)",
         response.status().as_u16()
     ))
 }
@@ -332,8 +333,8 @@ impl fmt::Display for AwsError {
             // An answer that is not AWS's came from somewhere: the network works.
             None if self.message.contains("not an AWS answer") => write!(
                 f,
-                "{} failed: {}\nhint: check --endpoint-url (AWS_ENDPOINT_URL): it should be AWS's or an emulator's \
-                 (moto, LocalStack), or left out",
+                "{} failed: {}\nhint: check --endpoint-url (AWS_ENDPOINT_URL): leave it out for AWS, or give an \
+                 emulator that serves this call",
                 self.operation, self.message
             )?,
             None => write!(

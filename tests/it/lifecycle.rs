@@ -596,3 +596,52 @@ async fn after_uninstall_delete_data_a_new_install_makes_its_table_without_refus
     let (_, mutations) = stack.mutations_of(stack.install()).await;
     assert!(mutations.contains(&"CreateTable".to_owned()), "{mutations:?}");
 }
+
+#[tokio::test]
+async fn the_api_key_rotates_without_a_moment_with_no_key_by_the_documented_steps() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let apigateway = stack.apigateway();
+    let old = stack.run("status", &["--show-api-key", "--output", "json"]).await.ok().json()["api_key"].clone();
+    let plans = apigateway.get_usage_plans().send().await.unwrap();
+    let plan_id = plans.items().iter().find(|plan| plan.name() == Some(&stack.name)).unwrap().id().unwrap().to_owned();
+
+    // 1. A second key, in the stack's usage plan: both work.
+    let next_name = format!("{}-next", stack.name);
+    let tags = [("counterctl:stack", stack.name.as_str()), ("managed-by", "counterctl")];
+    let mut create = apigateway.create_api_key().name(&next_name).enabled(true);
+    for (key, value) in tags {
+        create = create.tags(key, value);
+    }
+    let next = create.send().await.unwrap();
+    let next_id = next.id().unwrap().to_owned();
+    apigateway
+        .create_usage_plan_key()
+        .usage_plan_id(&plan_id)
+        .key_id(&next_id)
+        .key_type("API_KEY")
+        .send()
+        .await
+        .unwrap();
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new(), "install leaves a key of another name in its usage plan alone");
+
+    // 2. Callers move to it; 3. the old key goes and the new one takes the stack's name.
+    let keys = apigateway.get_api_keys().name_query(&stack.name).send().await.unwrap();
+    let old_id = keys.items().iter().find(|key| key.name() == Some(&stack.name)).unwrap().id().unwrap().to_owned();
+    apigateway.delete_api_key().api_key(&old_id).send().await.unwrap();
+    let rename = aws_sdk_apigateway::types::PatchOperation::builder()
+        .op(aws_sdk_apigateway::types::Op::Replace)
+        .path("/name")
+        .value(&stack.name)
+        .build();
+    apigateway.update_api_key().api_key(&next_id).patch_operations(rename).send().await.unwrap();
+
+    // 4. install keeps it as the stack's key: no new key, nothing to change.
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new(), "the renamed key is the stack's");
+    let shown = stack.run("status", &["--show-api-key", "--output", "json"]).await.ok().json();
+    assert_eq!(shown["api_key"], next.value().unwrap());
+    assert_ne!(shown["api_key"], old);
+    assert_eq!(shown["up_to_date"], true, "{shown}");
+}
