@@ -196,3 +196,24 @@ async fn a_record_of_that_name_counterctl_did_not_make_is_refused_before_any_wri
     assert!(refused.stderr.contains("counterctl never overwrites one it did not make"), "{}", refused.stderr);
     assert_eq!(mutations, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn after_an_install_whose_record_failed_a_plain_status_names_the_missing_record_and_exits_1() {
+    let deployment = Deployment::new().await;
+    let name = domain_of(&deployment);
+    let arn = certificate(&deployment, &[&name], true).await;
+    let zone = hosted_zone(&deployment).await;
+    let refused = crate::support::aws_proxy::Fault::new(400, "InvalidInput", "injected: the record is refused");
+    deployment.proxy.inject("POST /2013-04-01/hostedzone/*/rrset", refused, 1);
+    let failed =
+        deployment.run("install", &["--domain", &name, "--certificate-arn", &arn, "--hosted-zone-id", &zone]).await;
+    assert_eq!(failed.code, 2, "the record's write failed: {}", failed.stderr);
+    assert_eq!(alias_of(&deployment, &zone, &name).await, None);
+
+    // The zone was recorded on the domain before the record was written.
+    let status = deployment.run("status", &[]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    assert!(status.stdout.lines().any(|line| line.contains("record") && line.contains("missing")), "{}", status.stdout);
+    deployment.run("install", &[]).await.ok();
+    assert!(alias_of(&deployment, &zone, &name).await.is_some(), "a plain re-run makes the record");
+}
