@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use counterctl_client::EndpointState;
+
 use super::upstream::Upstream;
 
 /// What Prometheus expects the exposition to be labelled with.
@@ -158,25 +160,26 @@ impl Collector for UpstreamFigures {
             figure.encode(encoder.encode_descriptor(name, help, None, figure.metric_type())?)?;
         }
         let endpoints = self.0.endpoint_states();
-        let mut up = encoder.encode_descriptor(
-            "upstream_up",
-            "Whether calls go to this upstream URL: its last call or check answered",
-            None,
-            MetricType::Gauge,
-        )?;
-        for endpoint in &endpoints {
-            let labels = UpstreamLabels { url: endpoint.url.clone() };
-            ConstGauge::new(i64::from(endpoint.up)).encode(up.encode_family(&labels)?)?;
-        }
-        let mut moved = encoder.encode_descriptor(
-            "upstream_moved_away",
-            "Calls that failed at this upstream URL and went to the next",
-            None,
-            MetricType::Counter,
-        )?;
-        for endpoint in &endpoints {
-            let labels = UpstreamLabels { url: endpoint.url.clone() };
-            ConstCounter::new(endpoint.moved_away).encode(moved.encode_family(&labels)?)?;
+        type Figure = fn(&EndpointState) -> Box<dyn EncodeMetric>;
+        let per_upstream: [(&str, &str, MetricType, Figure); 2] = [
+            (
+                "upstream_up",
+                "Whether calls go to this upstream URL: its last call or check answered",
+                MetricType::Gauge,
+                |endpoint| Box::new(ConstGauge::new(i64::from(endpoint.up))),
+            ),
+            (
+                "upstream_moved_away",
+                "Calls that failed at this upstream URL and went to the next",
+                MetricType::Counter,
+                |endpoint| Box::new(ConstCounter::new(endpoint.moved_away)),
+            ),
+        ];
+        for (name, help, kind, figure_of) in per_upstream {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for endpoint in &endpoints {
+                figure_of(endpoint).encode(family.encode_family(&UpstreamLabels { url: endpoint.url.clone() })?)?;
+            }
         }
         Ok(())
     }
