@@ -167,6 +167,28 @@ impl fmt::Display for StatusReport {
     }
 }
 
+/// A stack that is not installed, whose uninstall kept its table: the install that picks
+/// its counters up again.
+#[derive(Serialize)]
+struct NotInstalled {
+    installed: bool,
+    up_to_date: bool,
+    stack: String,
+    kept_table: String,
+    install: String,
+}
+
+impl fmt::Display for NotInstalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { stack, kept_table, install, .. } = self;
+        write!(
+            f,
+            "Stack {stack} is not installed; its counters are in table {kept_table}, kept by its uninstall.\n\
+             Run `{install}` to install it again on them."
+        )
+    }
+}
+
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mode = Mode::of(&args)?;
     let clients = Clients::connect(&args.aws.connection()).await?;
@@ -179,10 +201,14 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             Some(Refusal::KeptTable { stack, tables }) if !tables.contains(", ") => {
                 let stack_options = StackOptions { table: None, ..args.stack.clone() };
                 let install = suggested("install", [args.aws.words(), stack_options.words()].concat());
-                out(format!(
-                    "Stack {stack} is not installed; its counters are in table {tables}, kept by its uninstall.\n\
-                     Run `{install} --table {tables}` to install it again on them."
-                ))?;
+                let not_installed = NotInstalled {
+                    installed: false,
+                    up_to_date: false,
+                    stack: stack.clone(),
+                    kept_table: tables.clone(),
+                    install: format!("{install} --table {tables}"),
+                };
+                report(args.output.output == OutputFormat::Json, &not_installed)?;
                 return Ok(ExitCode::FAILURE);
             }
             _ => return Err(error),

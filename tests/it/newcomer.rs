@@ -475,4 +475,11 @@ async fn status_of_an_uninstalled_stack_names_the_install_that_picks_its_counter
     );
     assert!(status.stdout.contains("is not installed; its counters are in table"), "{}", status.stdout);
     assert!(status.stdout.contains(&install), "{}", status.stdout);
+
+    let json = counterctl(&[&args[..], &["--output", "json"]].concat()).await;
+    assert_eq!(json.code, 1, "{}", json.stderr);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON, as asked");
+    assert_eq!((&json["installed"], &json["up_to_date"]), (&false.into(), &false.into()));
+    assert_eq!(json["kept_table"], deployment.table.as_str());
+    assert!(install.contains(json["install"].as_str().unwrap()), "{json}");
 }
