@@ -5,6 +5,7 @@
 //! counterctl suggests.
 
 use clap::builder::PossibleValue;
+use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::aws::Connection;
@@ -21,10 +22,20 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The command line, parsed; `--version` also names the function code bundled.
+    /// The command line, parsed; `--version` also names the function code bundled, hashed
+    /// only then (not at every start).
     pub fn parse_args() -> Self {
-        let version = format!("{} (function: {})", env!("CARGO_PKG_VERSION"), crate::bundle::bundled_code());
-        let matches = Self::command().version(version).get_matches();
+        let matches = match Self::command().try_get_matches() {
+            Ok(matches) => matches,
+            Err(error) if error.kind() == ErrorKind::DisplayVersion => {
+                let version =
+                    format!("counterctl {} (function: {})", env!("CARGO_PKG_VERSION"), crate::bundle::bundled_code());
+                // A closed pipe ends it quietly, as every command's output does.
+                let _ = crate::progress::out(version);
+                std::process::exit(0);
+            }
+            Err(error) => error.exit(),
+        };
         Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
     }
 }
