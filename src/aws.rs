@@ -241,6 +241,9 @@ pub struct AwsError {
     pub operation: &'static str,
     pub code: Option<String>,
     pub message: String,
+    /// The endpoint answered, with what no AWS service answers: the network works, the
+    /// endpoint is wrong.
+    pub foreign_answer: bool,
 }
 
 impl AwsError {
@@ -252,14 +255,11 @@ impl AwsError {
         R: RawAnswer + fmt::Debug + Send + Sync + 'static,
     {
         let code = error.code().map(str::to_owned);
-        let message = match (&error, error.message()) {
-            (SdkError::ServiceError(_), Some(message)) => message.to_owned(),
-            _ => match error.raw_response().and_then(RawAnswer::not_aws) {
-                Some(answer) => answer,
-                None => causes(&error),
-            },
-        };
-        Self { operation, code, message }
+        if let (SdkError::ServiceError(_), Some(message)) = (&error, error.message()) {
+            return Self { operation, code, message: message.to_owned(), foreign_answer: false };
+        }
+        let foreign = error.raw_response().and_then(RawAnswer::not_aws);
+        Self { operation, code, foreign_answer: foreign.is_some(), message: foreign.unwrap_or_else(|| causes(&error)) }
     }
 
     fn hint(&self) -> Option<&'static str> {
@@ -331,7 +331,7 @@ impl fmt::Display for AwsError {
         match &self.code {
             Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message)?,
             // An answer that is not AWS's came from somewhere: the network works.
-            None if self.message.contains("not an AWS answer") => write!(
+            None if self.foreign_answer => write!(
                 f,
                 "{} failed: {}\nhint: check --endpoint-url (AWS_ENDPOINT_URL): leave it out for AWS, or give an \
                  emulator that serves this call",

@@ -125,6 +125,7 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<Fun
             operation: "lambda:GetFunction",
             code: None,
             message: "the answer has no configuration".into(),
+            foreign_answer: false,
         });
     };
     Ok(Some(FunctionState {
