@@ -652,7 +652,7 @@ async fn health(backend: &Backend) -> Response<Full<Bytes>> {
                 .map(|endpoint| {
                     let mut state = serde_json::json!({
                         "url": endpoint.url,
-                        "state": if endpoint.up { "up" } else { "down" },
+                        "state": if endpoint.up() { "up" } else { "down" },
                     });
                     if let Some(failure) = &endpoint.failure {
                         state["failure"] = failure.as_str().into();

@@ -42,12 +42,17 @@ struct Down {
 pub struct EndpointState {
     /// Its base URL.
     pub url: String,
-    /// Whether calls go to it: its last call or check answered.
-    pub up: bool,
-    /// What its last call failed with, while it is down.
+    /// What its last call failed with, while it is down; `None` while calls go to it.
     pub failure: Option<String>,
     /// Calls that failed there and were sent to the next endpoint.
     pub moved_away: u64,
+}
+
+impl EndpointState {
+    /// Whether calls go to it: its last call or check answered.
+    pub fn up(&self) -> bool {
+        self.failure.is_none()
+    }
 }
 
 impl Error {
@@ -127,7 +132,6 @@ impl Endpoints {
                 let failure = entry.down.lock().expect("never poisoned").as_ref().map(|down| down.reason.clone());
                 EndpointState {
                     url: entry.endpoint.url().to_owned(),
-                    up: failure.is_none(),
                     failure,
                     moved_away: entry.moved_away.load(Ordering::Relaxed),
                 }
@@ -165,8 +169,8 @@ mod tests {
         endpoints.answered(0);
         assert_eq!(endpoints.order(), [0, 2, 1], "the first is preferred again once it answers");
         let states = endpoints.states();
-        assert_eq!((states[0].up, states[0].moved_away), (true, 1));
-        assert_eq!((states[1].up, states[1].failure.is_some()), (false, true));
+        assert_eq!((states[0].up(), states[0].moved_away), (true, 1));
+        assert_eq!((states[1].up(), states[1].failure.is_some()), (false, true));
     }
 
     #[test]

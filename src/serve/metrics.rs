@@ -166,7 +166,7 @@ impl Collector for UpstreamFigures {
                 "upstream_up",
                 "Whether calls go to this upstream URL: its last call or check answered",
                 MetricType::Gauge,
-                |endpoint| Box::new(ConstGauge::new(i64::from(endpoint.up))),
+                |endpoint| Box::new(ConstGauge::new(i64::from(endpoint.up()))),
             ),
             (
                 "upstream_moved_away",
