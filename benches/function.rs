@@ -51,7 +51,7 @@ async fn init_times(table: &str) -> Vec<Duration> {
         let mut polls = runtime.next_polls();
         let seen = *polls.borrow_and_update();
         let started = Instant::now();
-        let mut child = spawn_environment(&runtime, table, &support::moto_url(), &logs);
+        let mut child = spawn_environment(&runtime, ("us-east-1", table, &support::moto_url()), &logs);
         polls.wait_for(|polls| *polls > seen).await.unwrap();
         samples.push(started.elapsed());
         child.kill().await.unwrap();

@@ -56,7 +56,9 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     let stack = &plan.stack;
     let (table_made, table_ready) = tokio::sync::oneshot::channel::<()>();
     let table = async {
-        progress.step_noting(plan.table.row(), table::apply(&clients.dynamodb, stack, &plan.table)).await?;
+        progress
+            .step_noting(plan.table.row(), table::apply(&clients.dynamodb, stack, &plan.table, plan.regions.as_ref()))
+            .await?;
         let _ = table_made.send(());
         anyhow::Ok(())
     };

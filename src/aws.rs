@@ -154,6 +154,7 @@ pub async fn load_config(options: &Connection) -> Result<SdkConfig, SetupError> 
 }
 
 /// One client per service, from one configuration.
+#[derive(Clone)]
 pub struct Clients {
     pub(crate) config: SdkConfig,
     pub(crate) dynamodb: aws_sdk_dynamodb::Client,
@@ -181,6 +182,12 @@ impl Clients {
             apigateway: aws_sdk_apigateway::Client::new(&config),
             config,
         }
+    }
+
+    /// The same connection, in `region`: a multi-region stack's other regions.
+    pub(crate) fn in_region(&self, region: &str) -> Self {
+        let config = self.config.to_builder().region(aws_config::Region::new(region.to_owned())).build();
+        Self::new(config)
     }
 
     pub async fn connect(options: &Connection) -> anyhow::Result<Self> {

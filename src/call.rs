@@ -37,8 +37,13 @@ fn reaching(options: &EndpointOptions) -> String {
 /// The key `increment` and `get` send when `--api-key` is not given.
 const API_KEY_VARIABLE: &str = "COUNTERCTL_API_KEY";
 
-/// The endpoint from the options, else the stack's invoke URL and key from AWS.
-pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &StackOptions) -> anyhow::Result<Endpoint> {
+/// The endpoint from the options, else the stack's invoke URL and key from AWS: in each of
+/// its regions, `--region`'s first, for a stack on a global table.
+pub async fn endpoints(
+    options: &EndpointOptions,
+    aws: &AwsOptions,
+    stack: &StackOptions,
+) -> anyhow::Result<Vec<Endpoint>> {
     use crate::settings::Auth as AuthOption;
     // The variable is read here, not by clap: an --auth that sends no key outranks it.
     let api_key =
@@ -56,14 +61,33 @@ pub async fn endpoint(options: &EndpointOptions, aws: &AwsOptions, stack: &Stack
                 anyhow::bail!("--auth api-key needs the key\nhint: pass --api-key or set {API_KEY_VARIABLE}")
             }
         };
-        return Ok(Endpoint::new(url, auth)?);
+        return Ok(vec![Endpoint::new(url, auth)?]);
     }
     let local = "for `counterctl serve`, pass --url http://127.0.0.1:8080 (or set COUNTERCTL_URL)";
     let clients = Clients::connect_or_local(&aws.connection(), local).await?;
-    let endpoint = discover(&clients, stack).await?;
+    let mut endpoints = vec![discover(&clients, stack).await?];
+    for region in other_regions(&clients, stack).await {
+        let endpoint = discover(&clients.in_region(&region), stack).await;
+        endpoints.push(endpoint.with_context(|| format!("looking for the stack's front in {region}"))?);
+    }
     match &api_key {
-        Some(key) => Ok(Endpoint::new(endpoint.url(), Auth::ApiKey(key.clone()))?),
-        None => Ok(endpoint),
+        Some(key) => {
+            endpoints.iter().map(|endpoint| Ok(Endpoint::new(endpoint.url(), Auth::ApiKey(key.clone()))?)).collect()
+        }
+        None => Ok(endpoints),
+    }
+}
+
+/// The stack's other regions, when its table is a strongly consistent global table (the
+/// function's table's replicas). The fallbacks are a bonus: a caller that may not read
+/// the function or the table calls `--region`'s front alone.
+async fn other_regions(clients: &Clients, stack: &StackOptions) -> Vec<String> {
+    let Ok(Some(table)) = crate::resources::function::read_table(&clients.lambda, &stack.name).await else {
+        return Vec::new();
+    };
+    match crate::resources::table::strong_global(&clients.dynamodb, &table).await {
+        Ok(Some(global)) => global.replicas[1..].to_vec(),
+        _ => Vec::new(),
     }
 }
 
@@ -132,9 +156,18 @@ pub async fn discover(clients: &Clients, stack: &StackOptions) -> anyhow::Result
 }
 
 /// The client's error, with what a CLI user calling `endpoint` can do about it.
-fn explained(error: CallError, endpoint: &Endpoint) -> anyhow::Error {
+fn explained(error: CallError, client: &Client) -> anyhow::Error {
+    let endpoint = client.endpoint();
     let (url, key_sent) = (endpoint.url(), matches!(endpoint.auth(), Auth::ApiKey(_)));
     match error {
+        // Every region of a stack on a global table was tried, the last one failing so.
+        CallError::Unreachable { .. } if client.endpoints().count() > 1 => {
+            let urls: Vec<&str> = client.endpoints().map(Endpoint::url).collect();
+            anyhow::anyhow!(
+                "{error}\nhint: no region of the stack answered ({}); `counterctl status` shows what is deployed in each",
+                urls.join(", ")
+            )
+        }
         CallError::Unreachable { .. } => {
             anyhow::anyhow!("{error}\nhint: check --url / COUNTERCTL_URL (for `counterctl serve`, is it running?)")
         }
@@ -209,18 +242,23 @@ fn print(report: &(impl serde::Serialize + std::fmt::Display), output: OutputFor
     Ok(ExitCode::SUCCESS)
 }
 
+/// A client of the stack's endpoints, the first preferred and the others its fallbacks.
+async fn client(options: &EndpointOptions, aws: &AwsOptions, stack: &StackOptions) -> anyhow::Result<Client> {
+    let mut endpoints = endpoints(options, aws, stack).await.with_context(|| reaching(options))?.into_iter();
+    let preferred = endpoints.next().expect("one endpoint at least");
+    Ok(Client::with_fallbacks(preferred, endpoints.collect()))
+}
+
 pub async fn increment(args: IncrementArgs) -> anyhow::Result<ExitCode> {
-    let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.with_context(|| reaching(&args.endpoint))?;
+    let client = client(&args.endpoint, &args.aws, &args.stack).await?;
     let key = args.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let client = Client::new(endpoint);
     let answer = client.increment(&args.counter, args.count, &key).await;
-    let answer = answer.map_err(|error| explained(error, client.endpoint()))?;
+    let answer = answer.map_err(|error| explained(error, &client))?;
     print(&IncrementReport(answer), args.output.output)
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
-    let endpoint = endpoint(&args.endpoint, &args.aws, &args.stack).await.with_context(|| reaching(&args.endpoint))?;
-    let client = Client::new(endpoint);
+    let client = client(&args.endpoint, &args.aws, &args.stack).await?;
     let answer = match client.value(&args.counter).await {
         Ok(answer) => answer,
         // A negative answer, not an error: exit 1, as grep does for no match.
@@ -230,7 +268,7 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             eprintln!("counterctl: no counter {:?} yet ({code}: {description})", args.counter);
             return Ok(ExitCode::FAILURE);
         }
-        Err(error) => return Err(explained(error, client.endpoint())),
+        Err(error) => return Err(explained(error, &client)),
     };
     print(&GetReport(answer), args.output.output)
 }

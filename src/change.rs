@@ -126,6 +126,32 @@ pub(crate) enum Refusal {
          hint: delete that record and run again, or leave out --hosted-zone-id and point it yourself"
     )]
     RecordNotOurs { name: String, zone: String, found: String },
+    #[error(
+        "table {table} holds items, and AWS makes a strongly consistent global table ({regions}) only from an empty one\n\
+         hint: install into a new --table with --regions, stop the old callers, then `counterctl counters export` \
+         from the old stack and `counterctl counters import` into the new one (import never lowers a counter)"
+    )]
+    TableNotEmpty { table: String, regions: String },
+    #[error(
+        "table {table} is a global table in {deployed}; AWS adds and removes no replica or witness of a strongly \
+         consistent table, so it cannot become {asked}\n\
+         hint: leave out --regions to keep {deployed}; for other regions, install into a new --table with them, then \
+         `counters export` from this stack and `counters import` into the new one"
+    )]
+    RegionsFixed { table: String, deployed: String, asked: String },
+    #[error(
+        "table {table} is a global table with eventual consistency ({regions}): the last writer wins, so increments \
+         in two regions can hand out one value twice\n\
+         hint: counterctl runs only on a one-region table or a strongly consistent one; install into a new --table \
+         (with --regions for several regions) and move the counters with `counters export` and `counters import`"
+    )]
+    EventualGlobalTable { table: String, regions: String },
+    #[error(
+        "--domain is not yet made for a stack in several regions (it needs the name in each region and latency \
+         records)\nhint: leave out --domain; callers take the regions' URLs in order (counterctl-client, serve \
+         --upstream)"
+    )]
+    DomainWithRegions,
 }
 
 /// One resource of the stack, in the order the plan lists them.
@@ -246,6 +272,7 @@ pub(crate) enum Field {
     SecurityPolicy,
     Zone,
     Target,
+    Replicas,
 }
 
 impl Field {
@@ -280,6 +307,7 @@ impl Field {
             Self::SecurityPolicy => "security policy",
             Self::Zone => "hosted zone",
             Self::Target => "target",
+            Self::Replicas => "replicas",
         }
     }
 }

@@ -544,6 +544,17 @@ pub struct InstallArgs {
     /// Print the API key's secret value (hidden otherwise).
     #[arg(long)]
     pub show_api_key: bool,
+    /// Run the stack in three regions on a DynamoDB global table with multi-Region strong
+    /// consistency: three regions of one region set, comma-separated (e.g.
+    /// us-east-1,us-east-2,us-west-2), or two with --witness-region. The first is home,
+    /// where the table is made; --region, if given, must be one of them. [default: the
+    /// deployed table's regions]
+    #[arg(long, value_delimiter = ',', value_name = "REGION,...")]
+    pub regions: Vec<String>,
+    /// The third region of a stack in two --regions: it keeps a witness of the table (no
+    /// data, no function), in the same region set.
+    #[arg(long, value_name = "REGION", requires = "regions")]
+    pub witness_region: Option<String>,
     #[command(flatten)]
     pub output: OutputOptions,
 }

@@ -7,15 +7,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::apply::apply;
+use crate::apply::{Applied, apply};
 use crate::aws::Clients;
 use crate::bundle::Codes;
-use crate::change::Change;
+use crate::change::{Change, Refusal};
 use crate::cli::{DeployOptions, InstallArgs, OutputFormat, StackOptions, suggested};
 use crate::deployed::{self, Deployed, Lookup, Reach};
 use crate::plan::{self, Plan, Request};
 use crate::progress::{Progress, Wording, ask, out, report};
-use crate::resources::api_key;
+use crate::regions::Regions;
+use crate::resources::{api_key, table};
 use crate::settings::{Auth, DomainOption, Front};
 
 /// What install did, or with `--dry-run` would do: `--output json`, or text.
@@ -106,14 +107,60 @@ impl fmt::Display for InstallReport {
     }
 }
 
+/// A stack in several regions: each region's report, after the table's regions.
+#[derive(Serialize)]
+struct RegionsReport {
+    table: String,
+    /// The replicas' regions, the one asked from first.
+    replicas: Vec<String>,
+    witness: Option<String>,
+    regions: Vec<RegionReport>,
+}
+
+#[derive(Serialize)]
+struct RegionReport {
+    region: String,
+    #[serde(flatten)]
+    report: InstallReport,
+}
+
+impl fmt::Display for RegionsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let witness = self.witness.as_ref().map(|witness| format!(", witness {witness}")).unwrap_or_default();
+        write!(
+            f,
+            "Table {}: a strongly consistent global table in {}{witness}.",
+            self.table,
+            self.replicas.join(", ")
+        )?;
+        for RegionReport { region, report } in &self.regions {
+            write!(f, "\n\n== {region} ==\n{report}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What `read_and_plan` reads and plans, besides the options.
+#[derive(Clone, Copy)]
+pub(crate) struct Planning<'a> {
+    /// `--switch-table`, `--recreate-table`.
+    pub(crate) switch_table: bool,
+    pub(crate) recreate_table: bool,
+    pub(crate) reach: Reach,
+    /// The stack's regions, when asked for (`--regions`) or known from another region.
+    pub(crate) regions: Option<&'a Regions>,
+    /// The API key's value in the stack's other regions.
+    pub(crate) api_key_value: Option<&'a str>,
+}
+
 /// Reads the stack and plans `args` over it; shared with `status`.
 pub(crate) async fn read_and_plan(
     clients: &Clients,
     stack: &StackOptions,
     deploy: &DeployOptions,
-    (switch_table, recreate_table): (bool, bool),
-    reach: Reach,
+    planning: Planning<'_>,
 ) -> anyhow::Result<(Deployed, Plan)> {
+    let Planning { switch_table, recreate_table, reach, regions, api_key_value } = planning;
     let codes = Codes::load(deploy.function_zip.as_deref())?;
     let domain = match &deploy.domain {
         Some(DomainOption::Name(name)) => Some(name.as_str()),
@@ -128,7 +175,16 @@ pub(crate) async fn read_and_plan(
         zone: deploy.hosted_zone_id.as_deref(),
         reach,
     };
-    let deployed = deployed::read(clients, &lookup).await?;
+    let mut deployed = deployed::read(clients, &lookup).await?;
+    // An MRSC table is made from an empty one: whether this one is decides the plan.
+    if regions.is_some()
+        && let Some(table) = deployed.table.as_mut()
+        && table.global.is_none()
+    {
+        table.holds_items = Some(
+            table::holds_items(&clients.dynamodb, &table.name).await.context("reading whether the table is empty")?,
+        );
+    }
     let code = |architecture| codes.code(architecture);
     let options = deploy.options();
     let request = Request {
@@ -139,17 +195,51 @@ pub(crate) async fn read_and_plan(
         recreate_table,
         options: &options,
         code: &code,
+        regions,
+        api_key_value,
     };
     let plan = plan::install(&request, &deployed)?;
     Ok((deployed, plan))
 }
 
+/// `--regions` and `--witness-region`, checked before any call; `--region`, if given,
+/// must be one of them.
+fn given_regions(args: &InstallArgs) -> anyhow::Result<Option<Regions>> {
+    if args.regions.is_empty() {
+        return Ok(None);
+    }
+    let regions = Regions::parse(&args.regions, args.witness_region.as_deref())?;
+    if matches!(args.deploy.domain, Some(DomainOption::Name(_))) {
+        return Err(Refusal::DomainWithRegions.into());
+    }
+    if let Some(region) = &args.aws.region
+        && !regions.replicas().any(|replica| replica == region)
+    {
+        anyhow::bail!(
+            "--region {region} is not one of --regions {}\nhint: leave out --region, or name one of the replica \
+             regions (the first of --regions is where the table is made)",
+            args.regions.join(",")
+        );
+    }
+    Ok(Some(regions))
+}
+
 pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::connect(&args.aws.connection()).await?;
+    let given = given_regions(&args)?;
+    let mut connection = args.aws.connection();
+    if let Some(regions) = &given {
+        connection.region = Some(regions.home.clone());
+    }
+    let clients = Clients::connect(&connection).await?;
     let json = args.output.output == OutputFormat::Json;
-    let (_, plan) =
-        read_and_plan(&clients, &args.stack, &args.deploy, (args.switch_table, args.recreate_table), Reach::Whole)
-            .await?;
+    let planning = Planning {
+        switch_table: args.switch_table,
+        recreate_table: args.recreate_table,
+        reach: Reach::Whole,
+        regions: given.as_ref(),
+        api_key_value: None,
+    };
+    let (_, plan) = read_and_plan(&clients, &args.stack, &args.deploy, planning).await?;
     let throttled = args.deploy.rate_limit.is_some() || args.deploy.burst_limit.is_some();
     if plan.front() == Front::FunctionUrl && throttled {
         eprintln!(
@@ -159,8 +249,95 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     if plan.wanted.auth == Auth::None {
         eprintln!("warning: --auth none: anyone who finds the URL can call it and burn IDs");
     }
-    // The plan's report; apply's results complete it.
-    let planned = InstallReport {
+    let Some(regions) = plan.regions.clone() else {
+        return install_in_one_region(&args, &clients, plan, json).await;
+    };
+    // The stack in each region: the home region's plan first, made global there; the
+    // others read through their replica once it exists.
+    let planning = Planning { regions: Some(&regions), ..planning };
+    let mut plans = vec![(clients.clone(), plan)];
+    for region in &regions.others {
+        let clients = clients.in_region(region);
+        let (_, plan) =
+            read_and_plan(&clients, &args.stack, &args.deploy, planning).await.with_context(|| reading_in(region))?;
+        plans.push((clients, plan));
+    }
+    let regions_report = |reports: Vec<RegionReport>| RegionsReport {
+        table: plans[0].1.stack.table.clone(),
+        replicas: regions.replicas().map(str::to_owned).collect(),
+        witness: regions.witness.clone(),
+        regions: reports,
+    };
+    let planned = |plans: &[(Clients, Plan)]| -> Vec<RegionReport> {
+        plans
+            .iter()
+            .map(|(_, plan)| RegionReport { region: plan.account.region.clone(), report: planned_report(plan) })
+            .collect()
+    };
+    if args.dry_run {
+        report(json, &regions_report(planned(&plans)))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let breaking: Vec<(&Plan, Vec<Change>)> =
+        plans.iter().map(|(_, plan)| (plan, plan.breaking())).filter(|(_, breaking)| !breaking.is_empty()).collect();
+    if !args.yes {
+        for (plan, breaking) in &breaking {
+            confirm(plan, breaking)?;
+        }
+    }
+    let mut reports = Vec::new();
+    let mut api_key_value = None;
+    for (index, region) in regions.replicas().enumerate() {
+        let replanned;
+        let (clients, plan) = if index == 0 {
+            (&plans[0].0, &plans[0].1)
+        } else {
+            // Planned again now that the replica exists, with the home key's value.
+            let clients = clients.in_region(region);
+            let planning = Planning { api_key_value: api_key_value.as_deref(), ..planning };
+            let (_, plan) = read_and_plan(&clients, &args.stack, &args.deploy, planning)
+                .await
+                .with_context(|| reading_in(region))?;
+            replanned = (clients, plan);
+            (&replanned.0, &replanned.1)
+        };
+        let applied = apply(clients, plan, &Progress::new(json)).await.with_context(|| format!("in {region}"))?;
+        if let (Some(key_id), None) = (&applied.key_id, &api_key_value) {
+            api_key_value = api_key::key_value(&clients.apigateway, key_id).await.context("reading the API key")?;
+        }
+        let report = installed_report(&args, clients, plan, &applied).await?;
+        reports.push(RegionReport { region: region.to_owned(), report });
+    }
+    report(json, &regions_report(reports))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reading_in(region: &str) -> String {
+    format!("reading the stack in {region}")
+}
+
+async fn install_in_one_region(
+    args: &InstallArgs,
+    clients: &Clients,
+    plan: Plan,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if args.dry_run {
+        report(json, &planned_report(&plan))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let breaking = plan.breaking();
+    if !breaking.is_empty() && !args.yes {
+        confirm(&plan, &breaking)?;
+    }
+    let applied = apply(clients, &plan, &Progress::new(json)).await?;
+    report(json, &installed_report(args, clients, &plan, &applied).await?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan's report; apply's results complete it.
+fn planned_report(plan: &Plan) -> InstallReport {
+    InstallReport {
         dry_run: true,
         up_to_date: plan.up_to_date(),
         changes: plan.changes(),
@@ -168,23 +345,21 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         url: plan.deployed_url(),
         auth: plan.wanted.auth.name(),
         api_key: None,
-        curl: plan.deployed_url().map(|url| curl_command(&url, &plan, None)),
+        curl: plan.deployed_url().map(|url| curl_command(&url, plan, None)),
         custom_url: plan.domain.deployed_url(),
         dns_record: None,
         confirmation_mailed_to: None,
         front_moves: plan.front_moves,
         key_hidden: None,
-    };
-    if args.dry_run {
-        report(json, &planned)?;
-        return Ok(ExitCode::SUCCESS);
     }
-    let breaking = plan.breaking();
-    if !breaking.is_empty() && !args.yes {
-        confirm(&plan, &breaking)?;
-    }
+}
 
-    let applied = apply(&clients, &plan, &Progress::new(json)).await?;
+async fn installed_report(
+    args: &InstallArgs,
+    clients: &Clients,
+    plan: &Plan,
+    applied: &Applied,
+) -> anyhow::Result<InstallReport> {
     let url = applied.url.trim_end_matches('/').to_owned();
     let api_key = match (&applied.key_id, args.show_api_key) {
         (Some(key_id), true) => api_key::key_value(&clients.apigateway, key_id).await.context("reading the API key")?,
@@ -200,19 +375,17 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let stack_options = [args.aws.words(), args.stack.words()].concat();
     let key_hidden =
         (plan.wanted.auth == Auth::ApiKey && api_key.is_none()).then(|| suggested("status", stack_options));
-    let installed = InstallReport {
+    Ok(InstallReport {
         dry_run: false,
-        curl: Some(curl_command(&url, &plan, api_key.as_deref())),
+        curl: Some(curl_command(&url, plan, api_key.as_deref())),
         url: Some(url),
         api_key,
         custom_url: applied.domain.as_ref().map(|domain| format!("https://{}", domain.name)),
         dns_record,
         confirmation_mailed_to: plan.topic.subscribes().map(str::to_owned),
         key_hidden,
-        ..planned
-    };
-    report(json, &installed)?;
-    Ok(ExitCode::SUCCESS)
+        ..planned_report(plan)
+    })
 }
 
 /// Prints each change of the plan, then its advisories.

@@ -22,6 +22,7 @@ mod metrics;
 mod operator_policy;
 mod plan;
 mod progress;
+mod regions;
 mod resources;
 mod retry;
 mod serve;

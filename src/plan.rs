@@ -15,6 +15,7 @@ pub(crate) use wanted::{Alarms, Request, Wanted};
 use crate::aws::Account;
 use crate::change::{Action, Change, Deletion, Nothing, Planned, Refusal, Resource, RowList, Rows, rows};
 use crate::deployed::Deployed;
+use crate::regions::Regions;
 use crate::resources::alarms::{self, AlarmChange, AlarmNames, AlarmSpec};
 use crate::resources::api::{self, ApiId, ApiPlan};
 use crate::resources::api_key::{self, KeyId, KeyPlan, KeyState};
@@ -38,6 +39,9 @@ pub(crate) struct Plan {
     pub(crate) stack: Stack,
     pub(crate) account: Account,
     pub(crate) wanted: Wanted,
+    /// The regions of a stack on a strongly consistent global table: wanted, or as its
+    /// table is deployed.
+    pub(crate) regions: Option<Regions>,
     /// Worth knowing, not drift: protections a table not made by counterctl lacks.
     pub(crate) advisories: Vec<String>,
     pub(crate) table: Planned<TableChange>,
@@ -166,6 +170,7 @@ impl Plan {
         let Self {
             stack: _,
             account: _,
+            regions: _,
             wanted: _,
             advisories: _,
             table,
@@ -277,11 +282,25 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
     }
     // A new, empty table where the stack's is gone restarts every counter: destructive,
     // so confirmed as a change that breaks callers.
-    let table = table::plan(deployed.table.as_ref(), &stack.table, wanted.protect_table, &mut advisories)?
-        .breaking_if(table_lost);
+    let deployed_regions = deployed.table.as_ref().and_then(|table| table.global.as_ref()).filter(|g| g.strong);
+    let regions = request.regions.cloned().or_else(|| deployed_regions.map(table::Global::regions));
+    if regions.is_some() && wanted.domain.is_some() {
+        return Err(Refusal::DomainWithRegions);
+    }
+    let table_region = (account.region.as_str(), regions.as_ref());
+    let table =
+        table::plan(deployed.table.as_ref(), &stack.table, wanted.protect_table, table_region, &mut advisories)?
+            .breaking_if(table_lost);
     let log_group = log_group::plan(deployed.log_group.as_ref(), &stack, wanted.log_retention_days, &mut advisories);
     let role_arn = deployed.role.as_ref().map_or_else(|| role::arn(&stack.name, &account), |role| role.arn.clone());
-    let (role, policy) = role::plan(deployed.role.as_ref(), &stack, &account);
+    let (mut role, policy) = role::plan(deployed.role.as_ref(), &stack, &account);
+    // IAM is global: another region of the stack makes its one role first.
+    if let Some(regions) = &regions
+        && regions.home != account.region
+        && role.action == Action::Create
+    {
+        role.action = Action::Retain(format!("made with the stack in {} (IAM is global)", regions.home));
+    }
     let spec = FunctionSpec { stack: &stack, wanted: &wanted.function, role_arn: &role_arn };
     let function = FunctionPlan {
         planned: function::plan(deployed.function.as_ref(), &spec, table_switch.is_some()),
@@ -357,6 +376,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
         stack,
         account,
         wanted,
+        regions,
         advisories,
         table,
         table_lost,
@@ -422,7 +442,8 @@ fn rest_front(
     );
     let keys = if key_required {
         let chosen_plan = usage_plan::choose_usage_plan(&deployed.usage_plans, chosen.map(|api| api.id.as_str()));
-        let key = api_key::plan(&deployed.keys, chosen_plan.map_or(&[], |plan| &plan.key_ids), &stack.name);
+        let in_plan = chosen_plan.map_or(&[][..], |plan| &plan.key_ids);
+        let key = api_key::plan(&deployed.keys, in_plan, &stack.name, wanted.api_key_value.as_deref());
         let spec = UsagePlanSpec {
             stack,
             api_id,

@@ -151,7 +151,7 @@ impl Stack {
                 {
                     "Sid": "Counters",
                     "Effect": "Allow",
-                    "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                    "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"],
                     "Resource": tables,
                 },
                 {
@@ -294,6 +294,35 @@ pub(crate) fn decode_policy(document: &str) -> Option<serde_json::Value> {
     })
 }
 
+/// One policy document of several regions' (a stack in several regions): a statement the
+/// regions share is kept once, and another statement whose `Sid` an earlier region's
+/// statement has gets the region's position added, since IAM refuses a policy with two
+/// statements of one `Sid`.
+pub(crate) fn merged_policy(policies: &[serde_json::Value]) -> serde_json::Value {
+    let without_sid = |statement: &serde_json::Value| {
+        let mut statement = statement.clone();
+        statement.as_object_mut().map(|fields| fields.remove("Sid"));
+        statement
+    };
+    let mut statements: Vec<serde_json::Value> = Vec::new();
+    for (index, policy) in policies.iter().enumerate() {
+        for statement in policy["Statement"].as_array().into_iter().flatten() {
+            if statements.iter().any(|kept| without_sid(kept) == without_sid(statement)) {
+                continue;
+            }
+            let mut statement = statement.clone();
+            let sid = statement["Sid"].as_str().map(str::to_owned);
+            if let Some(sid) = sid
+                && statements.iter().any(|kept| kept["Sid"] == sid.as_str())
+            {
+                statement["Sid"] = serde_json::Value::String(format!("{sid}{index}"));
+            }
+            statements.push(statement);
+        }
+    }
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +393,20 @@ mod tests {
         let policy = stack.role_policy(&china).to_string();
         assert!(!policy.contains("${"), "every placeholder is filled: {policy}");
         assert!(!policy.contains("\"*\""), "no wildcard resource: {policy}");
+    }
+
+    #[test]
+    fn merged_policies_keep_a_shared_statement_once_and_no_sid_twice() {
+        let policy = |resource: &str| {
+            serde_json::json!({"Version": "2012-10-17", "Statement": [
+                {"Sid": "Role", "Effect": "Allow", "Action": "iam:GetRole", "Resource": "arn:aws:iam::1:role/R"},
+                {"Sid": "Function", "Effect": "Allow", "Action": "lambda:GetFunction", "Resource": resource},
+            ]})
+        };
+        let merged = merged_policy(&[policy("east"), policy("west")]);
+        let sids: Vec<&str> =
+            merged["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
+        assert_eq!(sids, ["Role", "Function", "Function1"]);
+        assert_eq!(merged["Statement"][2]["Resource"], "west");
     }
 }

@@ -14,10 +14,11 @@ use crate::aws::Clients;
 use crate::change::{Change, Refusal, Resource};
 use crate::cli::{OutputFormat, StackOptions, StatusArgs, suggested};
 use crate::deployed::{Deployed, Reach};
-use crate::install::read_and_plan;
+use crate::install::{Planning, read_and_plan};
 use crate::metrics::{Front, Subject};
 use crate::plan::{FrontPlan, Plan};
 use crate::progress::{Wording, out, report};
+use crate::regions::Regions;
 use crate::resources::api_key;
 use crate::settings::Auth;
 
@@ -194,7 +195,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws.connection()).await?;
     // A table that is gone is planned as install --recreate-table would, so the rest of
     // the stack is still reported; the loss is reported instead of a fix.
-    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, (false, true), mode.reach()).await {
+    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, planning(mode.reach())).await {
         Ok(read) => read,
         // Not drift to fix in place but a stack to install again: a negative answer.
         Err(error) => match error.downcast_ref::<Refusal>() {
@@ -215,13 +216,19 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let json = args.output.output == OutputFormat::Json;
+    if let Some(regions) = plan.regions.clone().filter(|regions| !regions.others.is_empty()) {
+        return in_every_region(&args, mode, (clients, deployed, plan), &regions).await;
+    }
     match mode {
         Mode::Stack { show_api_key } => {
             let status = stack_report(&clients, &deployed, &plan, show_api_key, install_command(&args)).await?;
             report(json, &status)?;
             Ok(if status.up_to_date { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Mode::CallerPolicy => caller_policy(&plan),
+        Mode::CallerPolicy => {
+            out(serde_json::to_string_pretty(&caller_policy(&plan)?)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Mode::OperatorPolicy => {
             out(serde_json::to_string_pretty(&crate::operator_policy::policy(&plan))?)?;
             Ok(ExitCode::SUCCESS)
@@ -233,8 +240,113 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A stack on a strongly consistent global table, in each of its regions.
+#[derive(Serialize)]
+struct RegionsStatus<T: Serialize> {
+    /// Whether install would change nothing in any region (the stack's report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    up_to_date: Option<bool>,
+    table: String,
+    /// The replicas' regions, the one asked from first.
+    replicas: Vec<String>,
+    witness: Option<String>,
+    consistency: &'static str,
+    regions: Vec<InRegion<T>>,
+}
+
+#[derive(Serialize)]
+struct InRegion<T: Serialize> {
+    region: String,
+    #[serde(flatten)]
+    report: T,
+}
+
+impl<T: Serialize + fmt::Display> fmt::Display for RegionsStatus<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let witness = self.witness.as_ref().map(|witness| format!(", witness {witness}")).unwrap_or_default();
+        write!(
+            f,
+            "Table {}: a strongly consistent global table in {}{witness}.",
+            self.table,
+            self.replicas.join(", ")
+        )?;
+        for InRegion { region, report } in &self.regions {
+            write!(f, "\n\n== {region} ==\n{report}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `status` of a stack in several regions: `read` is the asking region's, the others are
+/// read here through the table's replicas. Drift in any region is drift.
+async fn in_every_region(
+    args: &StatusArgs,
+    mode: Mode,
+    read: (Clients, Deployed, Plan),
+    regions: &Regions,
+) -> anyhow::Result<ExitCode> {
+    let json = args.output.output == OutputFormat::Json;
+    let mut reads = vec![read];
+    for region in &regions.others {
+        let clients = reads[0].0.in_region(region);
+        let planning = Planning { regions: Some(regions), ..planning(mode.reach()) };
+        let (deployed, plan) = read_and_plan(&clients, &args.stack, &args.deploy, planning)
+            .await
+            .with_context(|| format!("reading the stack in {region}"))?;
+        reads.push((clients, deployed, plan));
+    }
+    fn regions_status<T: Serialize>(table: &str, regions: &Regions, reports: Vec<InRegion<T>>) -> RegionsStatus<T> {
+        RegionsStatus {
+            up_to_date: None,
+            table: table.to_owned(),
+            replicas: regions.replicas().map(str::to_owned).collect(),
+            witness: regions.witness.clone(),
+            consistency: "strong",
+            regions: reports,
+        }
+    }
+    let table = reads[0].2.stack.table.clone();
+    match mode {
+        Mode::Stack { show_api_key } => {
+            let mut reports = Vec::new();
+            for (clients, deployed, plan) in &reads {
+                let report = stack_report(clients, deployed, plan, show_api_key, install_command(args)).await?;
+                reports.push(InRegion { region: plan.account.region.clone(), report });
+            }
+            let up_to_date = reports.iter().all(|region| region.report.up_to_date);
+            report(json, &RegionsStatus { up_to_date: Some(up_to_date), ..regions_status(&table, regions, reports) })?;
+            Ok(if up_to_date { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Mode::CallerPolicy => {
+            let policies = reads.iter().map(|(_, _, plan)| caller_policy(plan)).collect::<anyhow::Result<Vec<_>>>()?;
+            out(serde_json::to_string_pretty(&crate::stack::merged_policy(&policies))?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Mode::OperatorPolicy => {
+            let policies: Vec<_> = reads.iter().map(|(_, _, plan)| crate::operator_policy::policy(plan)).collect();
+            out(serde_json::to_string_pretty(&crate::stack::merged_policy(&policies))?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Mode::Metrics { since } => {
+            let mut reports = Vec::new();
+            for (clients, _, plan) in &reads {
+                let report = metrics(clients, plan, since).await?;
+                reports.push(InRegion { region: plan.account.region.clone(), report });
+            }
+            report(json, &regions_status(&table, regions, reports))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What status reads and plans: the stack as install would leave it, a lost table
+/// included.
+fn planning(reach: Reach) -> Planning<'static> {
+    Planning { switch_table: false, recreate_table: true, reach, regions: None, api_key_value: None }
+}
+
 /// `--caller-policy`: a policy document, JSON whatever the output format.
-fn caller_policy(plan: &Plan) -> anyhow::Result<ExitCode> {
+fn caller_policy(plan: &Plan) -> anyhow::Result<serde_json::Value> {
     let policy = match (&plan.front, plan.api_id()) {
         (FrontPlan::FunctionUrl(url), _) if url.deployed.is_some() => {
             crate::stack::function_url_caller_policy(&plan.stack, &plan.account)
@@ -245,8 +357,7 @@ fn caller_policy(plan: &Plan) -> anyhow::Result<ExitCode> {
     if plan.wanted.auth != Auth::Iam {
         eprintln!("note: stack {} does not use --auth iam; this policy takes effect once it does", plan.stack.name);
     }
-    out(serde_json::to_string_pretty(&policy)?)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(policy)
 }
 
 /// `--metrics`: the figures of the stack's function, front and table over `since`.

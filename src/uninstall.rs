@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::aws::Clients;
 use crate::change::{Change, Delete, Deletion};
 use crate::cli::{OutputFormat, UninstallArgs, suggested};
-use crate::deployed::{self, Lookup, Reach};
+use crate::deployed::{self, Deployed, Lookup, Reach};
 use crate::plan;
 use crate::progress::{Progress, Wording, ask, out, report};
 use crate::resources::table;
@@ -82,12 +82,88 @@ impl fmt::Display for UninstallReport {
     }
 }
 
+/// A stack in several regions: each region's report, the one asked from last.
+#[derive(Serialize)]
+struct RegionsReport {
+    regions: Vec<RegionReport>,
+}
+
+#[derive(Serialize)]
+struct RegionReport {
+    region: String,
+    #[serde(flatten)]
+    report: UninstallReport,
+}
+
+impl fmt::Display for RegionsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sections: Vec<String> =
+            self.regions.iter().map(|RegionReport { region, report }| format!("== {region} ==\n{report}")).collect();
+        f.write_str(&sections.join("\n\n"))
+    }
+}
+
+/// How far one region's uninstall goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Print the plan and stop (`--dry-run`, or before the question for every region).
+    Show,
+    /// Print the plan, ask, delete: one region's uninstall.
+    AskAndDelete,
+    /// Delete what was shown and confirmed for every region.
+    Delete,
+}
+
 pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws.connection()).await?;
     let json = args.output.output == OutputFormat::Json;
-    let name = &args.stack.name;
+    let deployed = read(&clients, &args).await?;
+    let global = deployed.table.as_ref().and_then(|table| table.global.clone()).filter(|global| global.strong);
+    let Some(global) = global else {
+        let run = if args.dry_run { Run::Show } else { Run::AskAndDelete };
+        report(json, &in_region(&args, &clients, deployed, args.delete_data, run).await?)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // A stack on a strongly consistent global table: every replica region's part, the
+    // region asked from last, so its role goes with the last function and the table (with
+    // --delete-data) once no region's function uses it.
+    let regions = global.regions();
+    let mut order: Vec<(Clients, bool)> =
+        regions.others.iter().map(|region| (clients.in_region(region), false)).collect();
+    order.push((clients, true));
+    let mut shown = Vec::new();
+    for (clients, asked) in &order {
+        let deployed = read(clients, &args).await?;
+        let region = deployed.account.region.clone();
+        let report = in_region(&args, clients, deployed, args.delete_data && *asked, Run::Show).await?;
+        shown.push(RegionReport { region, report });
+    }
+    let anything_to_delete =
+        shown.iter().any(|shown| matches!(shown.report, UninstallReport::DryRun { up_to_date: false, .. }));
+    if args.dry_run || !anything_to_delete {
+        report(json, &RegionsReport { regions: shown })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes {
+        let table = deployed_table(&args, &order[order.len() - 1].0).await?;
+        confirm(&table, args.delete_data)?;
+    }
+    let mut reports = Vec::new();
+    for (clients, asked) in &order {
+        let deployed = read(clients, &args).await?;
+        let region = deployed.account.region.clone();
+        let report = in_region(&args, clients, deployed, args.delete_data && *asked, Run::Delete)
+            .await
+            .with_context(|| format!("in {region}"))?;
+        reports.push(RegionReport { region, report });
+    }
+    report(json, &RegionsReport { regions: reports })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn read(clients: &Clients, args: &UninstallArgs) -> anyhow::Result<Deployed> {
     let lookup = Lookup {
-        name,
+        name: &args.stack.name,
         table: args.stack.table.as_deref(),
         compare_counters: false,
         domain: None,
@@ -95,19 +171,38 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         zone: None,
         reach: Reach::Whole,
     };
-    let deployed = deployed::read(&clients, &lookup).await?;
+    deployed::read(clients, &lookup).await
+}
+
+async fn deployed_table(args: &UninstallArgs, clients: &Clients) -> anyhow::Result<String> {
+    Ok(read(clients, args).await?.stack_table(args.stack.table.as_deref()))
+}
+
+/// Uninstalls the stack's part in one region, as far as `run` says.
+async fn in_region(
+    args: &UninstallArgs,
+    clients: &Clients,
+    deployed: Deployed,
+    delete_data: bool,
+    run: Run,
+) -> anyhow::Result<UninstallReport> {
+    let json = args.output.output == OutputFormat::Json;
+    let name = &args.stack.name;
     let table_name = deployed.stack_table(args.stack.table.as_deref());
-    let teardown = plan::uninstall(name, &deployed, &table_name, args.delete_data);
+    let teardown = plan::uninstall(name, &deployed, &table_name, delete_data);
     let changes = teardown.changes();
     let deletes_table = teardown.table.deletes();
     let table_kept = deployed.table.is_some() && !deletes_table;
-    let items = if deletes_table {
+    let items = if deletes_table && run != Run::Delete {
         Some(table::count_items(&clients.dynamodb, &table_name).await.context("counting the table's items")?)
     } else {
         None
     };
     // The plan, shown before anything is deleted (and before the question).
-    if !json {
+    if !json && run != Run::Delete {
+        if run == Run::Show && !args.dry_run {
+            out(format!("{}:", deployed.account.region))?;
+        }
         for change in &changes {
             out(Wording::Plan.line(change))?;
         }
@@ -118,10 +213,8 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let anything_to_delete = changes.iter().any(|change| change.changes());
-    if args.dry_run {
-        let dry_run = UninstallReport::DryRun { dry_run: true, up_to_date: !anything_to_delete, changes, table_kept };
-        report(json, &dry_run)?;
-        return Ok(ExitCode::SUCCESS);
+    if run == Run::Show {
+        return Ok(UninstallReport::DryRun { dry_run: true, up_to_date: !anything_to_delete, changes, table_kept });
     }
     // Where the uninstall was told to look, then the stack and its table.
     let install = [args.aws.words(), ["--name", name, "--table", &table_name].map(str::to_owned).to_vec()].concat();
@@ -132,11 +225,9 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         install: suggested("install", install),
     };
     if !anything_to_delete {
-        let nothing = UninstallReport::Deleted { changes, table_kept, warnings: Vec::new(), deleted: false, kept };
-        report(json, &nothing)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(UninstallReport::Deleted { changes, table_kept, warnings: Vec::new(), deleted: false, kept });
     }
-    if !args.yes {
+    if run == Run::AskAndDelete && !args.yes {
         confirm(&table_name, deletes_table)?;
     }
 
@@ -154,31 +245,30 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     // without one no key is accepted), then keys and APIs, so nothing calls a
     // half-deleted stack; the function before its role; the data last.
     let mut warnings = Vec::new();
-    warnings.extend(deleted(&clients, &teardown.alarms, &progress).await?);
-    warnings.extend(deleted(&clients, &teardown.topic, &progress).await?);
+    warnings.extend(deleted(clients, &teardown.alarms, &progress).await?);
+    warnings.extend(deleted(clients, &teardown.topic, &progress).await?);
     // Before the APIs they map to.
     for domain in &teardown.domains {
-        warnings.extend(deleted(&clients, domain, &progress).await?);
+        warnings.extend(deleted(clients, domain, &progress).await?);
     }
     for deletion in &teardown.usage_plans {
-        warnings.extend(deleted(&clients, deletion, &progress).await?);
+        warnings.extend(deleted(clients, deletion, &progress).await?);
     }
     for deletion in &teardown.keys {
-        warnings.extend(deleted(&clients, deletion, &progress).await?);
+        warnings.extend(deleted(clients, deletion, &progress).await?);
     }
     for deletion in &teardown.apis {
-        warnings.extend(deleted(&clients, deletion, &progress).await?);
+        warnings.extend(deleted(clients, deletion, &progress).await?);
     }
-    warnings.extend(deleted(&clients, &teardown.function, &progress).await?);
-    warnings.extend(deleted(&clients, &teardown.log_group, &progress).await?);
+    warnings.extend(deleted(clients, &teardown.function, &progress).await?);
+    warnings.extend(deleted(clients, &teardown.log_group, &progress).await?);
     for deletion in &teardown.policies {
-        warnings.extend(deleted(&clients, deletion, &progress).await?);
+        warnings.extend(deleted(clients, deletion, &progress).await?);
     }
-    warnings.extend(deleted(&clients, &teardown.role, &progress).await?);
-    warnings.extend(deleted(&clients, &teardown.table, &progress).await?);
+    warnings.extend(deleted(clients, &teardown.role, &progress).await?);
+    warnings.extend(deleted(clients, &teardown.table, &progress).await?);
     // Without the function nothing records which table the stack used: the text names it.
-    report(json, &UninstallReport::Deleted { changes, table_kept, warnings, deleted: true, kept })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(UninstallReport::Deleted { changes, table_kept, warnings, deleted: true, kept })
 }
 
 /// Carries out one planned deletion; what AWS refused to delete, as a warning.

@@ -4,6 +4,8 @@
 //!
 //! Idempotency records live in the same table under ids that start with
 //! [`RESERVED_PREFIX`](crate::validate::RESERVED_PREFIX), which no counter name may use.
+//! Expired records are deleted by DynamoDB's TTL on a one-region table and, on every
+//! table, by the function's own sweep: a strongly consistent global table has no TTL.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -52,11 +54,18 @@ pub struct IdempotencyTimings {
     pub lease: Duration,
     /// How long a request waits for another in-flight request with its key.
     pub wait: Duration,
+    /// How many keys are claimed between two pages of the sweep of expired records.
+    pub sweep_every: u64,
 }
 
 impl Default for IdempotencyTimings {
     fn default() -> Self {
-        Self { retention: Duration::from_secs(24 * 3600), lease: Duration::from_secs(5), wait: Duration::from_secs(8) }
+        Self {
+            retention: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(5),
+            wait: Duration::from_secs(8),
+            sweep_every: 64,
+        }
     }
 }
 
@@ -66,7 +75,37 @@ pub struct DynamoStore {
     timings: IdempotencyTimings,
     /// Dates records: their `expires_at` and leases.
     clock: Arc<dyn Clock>,
+    sweep: Arc<Sweep>,
 }
+
+/// Expired idempotency records, deleted by the function: multi-Region strong consistency
+/// does not support TTL ("Global tables configured for multi-Region strong consistency
+/// (MRSC) do not support configuring Time To Live (TTL) deletion":
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/V2globaltables_HowItWorks.html).
+/// Every `sweep_every` keys claimed (64 by default), one page of [`SWEEP_PAGE`] items of
+/// the table is scanned in the background (so the sweep keeps up with the keys made,
+/// reading about 4 items per key), and the records in it that expired more than
+/// [`SWEEP_MARGIN`] ago are deleted, each only while it is still expired.
+#[derive(Default)]
+struct Sweep {
+    claims: AtomicU64,
+    /// Where the next page starts; `None` before the first.
+    cursor: std::sync::Mutex<Option<SweepCursor>>,
+    running: std::sync::atomic::AtomicBool,
+}
+
+/// A scan segment, and the key after the last item read in it (`None`: its start).
+struct SweepCursor {
+    segment: i32,
+    start: Option<HashMap<String, AttributeValue>>,
+}
+
+const SWEEP_PAGE: i32 = 256;
+/// The table is read in this many segments, one after the other from a random one, so
+/// short-lived environments do not all read its beginning.
+const SWEEP_SEGMENTS: i32 = 16;
+/// A record is kept this long past its `expires_at`, for clocks behind the sweeper's.
+pub const SWEEP_MARGIN: Duration = Duration::from_secs(3600);
 
 /// A stored idempotency record. Its `expires_at` is for DynamoDB's TTL alone: a record
 /// answers for its key for as long as it exists (see `idempotent_increment`).
@@ -85,7 +124,7 @@ enum Claim {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>, timings: IdempotencyTimings) -> Self {
-        Self { client, table: table.into(), timings, clock: Arc::new(SystemClock) }
+        Self { client, table: table.into(), timings, clock: Arc::new(SystemClock), sweep: Arc::default() }
     }
 
     /// The same store, dating its records by `clock` instead of the system's.
@@ -167,7 +206,28 @@ impl DynamoStore {
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", ID);
         let result = conflicts_retried(|| request.clone().send()).await;
-        claim_outcome("PutItem", result)
+        let claim = claim_outcome("PutItem", result)?;
+        if matches!(claim, Claim::Won)
+            && self.sweep.claims.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.timings.sweep_every.max(1))
+        {
+            self.sweep_in_background();
+        }
+        Ok(claim)
+    }
+
+    /// One page of the [`Sweep`], unless one is running; its failures are logged only.
+    fn sweep_in_background(&self) {
+        if self.sweep.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (client, table, sweep) = (self.client.clone(), self.table.clone(), Arc::clone(&self.sweep));
+        let cutoff = self.clock.since_epoch().saturating_sub(SWEEP_MARGIN).as_secs();
+        tokio::spawn(async move {
+            if let Err(error) = sweep_page(&client, &table, &sweep, cutoff).await {
+                tracing::warn!(error, "sweeping expired idempotency records");
+            }
+            sweep.running.store(false, Ordering::Release);
+        });
     }
 
     /// Takes a key whose owner's lease ran out (it crashed or hung) and never answered.
@@ -444,6 +504,56 @@ impl From<TimedOut> for Waited {
 }
 
 /// A token no other request, in this or any other process, will hold.
+/// Scans one page of the sweep and deletes the records in it that expired before
+/// `cutoff` (seconds since the epoch).
+async fn sweep_page(client: &Client, table: &str, sweep: &Sweep, cutoff: u64) -> Result<(), String> {
+    let SweepCursor { segment, start } = sweep.cursor.lock().expect("not poisoned").take().unwrap_or_else(|| {
+        let random = RandomState::new().hash_one(since_epoch());
+        SweepCursor {
+            segment: i32::try_from(random % u64::from(SWEEP_SEGMENTS.unsigned_abs())).unwrap_or(0),
+            start: None,
+        }
+    });
+    let page = client
+        .scan()
+        .table_name(table)
+        .segment(segment)
+        .total_segments(SWEEP_SEGMENTS)
+        .limit(SWEEP_PAGE)
+        .set_exclusive_start_key(start)
+        .filter_expression("begins_with(#id, :prefix) AND #expires < :cutoff")
+        .projection_expression("#id")
+        .expression_attribute_names("#id", ID)
+        .expression_attribute_names("#expires", EXPIRES_AT)
+        .expression_attribute_values(":prefix", AttributeValue::S(format!("{RESERVED_PREFIX}idempotency#")))
+        .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
+        .send()
+        .await
+        .map_err(|error| format!("Scan: {}", DisplayErrorContext(&error)))?;
+    // The next page, or at the end of this segment the next segment's first.
+    let next = match page.last_evaluated_key.clone() {
+        Some(key) => SweepCursor { segment, start: Some(key) },
+        None => SweepCursor { segment: (segment + 1) % SWEEP_SEGMENTS, start: None },
+    };
+    *sweep.cursor.lock().expect("not poisoned") = Some(next);
+    for item in page.items() {
+        let Some(id) = item.get(ID) else { continue };
+        let delete = client
+            .delete_item()
+            .table_name(table)
+            .key(ID, id.clone())
+            .condition_expression("#expires < :cutoff")
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()));
+        if let Err(error) = delete.send().await
+            && error.as_service_error().is_none_or(|error| !error.is_conditional_check_failed_exception())
+        {
+            return Err(format!("DeleteItem: {}", DisplayErrorContext(&error)));
+        }
+    }
+    Ok(())
+}
+
 fn owner_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let process_salt = RandomState::new().hash_one(std::process::id());

@@ -18,7 +18,7 @@ use crate::resources::role::RoleState;
 use crate::resources::role::other_regions;
 use crate::resources::routes::MethodState;
 use crate::resources::stage::{DEFAULT_STAGE, StageState, deployment_description};
-use crate::resources::table::{COUNTER_KEY_SCHEMA, Counters, TableState, Ttl, table_name};
+use crate::resources::table::{COUNTER_KEY_SCHEMA, Counters, Global, TableState, Ttl, table_name};
 use crate::resources::topic::{Subscription, TopicState};
 use crate::settings::{Architecture, Front, Options};
 use crate::stack::{LEGACY_POLICY_NAME, PERMISSION_SID, TABLE_VARIABLE};
@@ -143,7 +143,17 @@ fn options() -> Options {
 }
 
 fn request(options: &Options) -> Request<'_> {
-    Request { name: NAME, table: None, stage: None, switch_table: false, recreate_table: false, options, code: &code }
+    Request {
+        name: NAME,
+        table: None,
+        stage: None,
+        switch_table: false,
+        recreate_table: false,
+        options,
+        code: &code,
+        regions: None,
+        api_key_value: None,
+    }
 }
 
 fn plan_with(deployed: &Deployed, options: &Options) -> Plan {
@@ -175,6 +185,8 @@ fn table(name: &str) -> TableState {
         deletion_protection: true,
         point_in_time_recovery: true,
         ttl: Ttl::OnExpiresAt,
+        global: None,
+        holds_items: None,
     }
 }
 
@@ -532,6 +544,80 @@ fn a_tagged_table_always_gets_its_protections_back() {
     let plan = planned(&deployed);
     assert!(matches!(action(&plan, Resource::Table), Action::Update(_)), "{:?}", action(&plan, Resource::Table));
     assert_eq!(fields(&action(&plan, Resource::Table)), vec![Field::DeletionProtection, Field::PointInTimeRecovery]);
+}
+
+fn three_regions() -> crate::regions::Regions {
+    let regions = ["us-east-1", "us-east-2", "us-west-2"].map(str::to_owned);
+    crate::regions::Regions::parse(&regions, None).unwrap()
+}
+
+fn global(replicas: &[&str], strong: bool) -> Global {
+    Global { replicas: replicas.iter().map(|region| (*region).to_owned()).collect(), witness: None, strong }
+}
+
+#[test]
+fn an_empty_table_is_made_global_with_ttl_off_and_one_with_items_is_refused() {
+    let regions = three_regions();
+    let mut deployed = healthy();
+    deployed.table.as_mut().expect("healthy has a table").holds_items = Some(false);
+    let plan = install(&Request { regions: Some(&regions), ..request(&options()) }, &deployed).unwrap();
+    assert_eq!(fields(&action(&plan, Resource::Table)), vec![Field::Ttl, Field::Replicas], "TTL off, then global");
+    assert_eq!(plan.regions, Some(regions.clone()));
+
+    deployed.table.as_mut().expect("healthy has a table").holds_items = Some(true);
+    let refusal = install(&Request { regions: Some(&regions), ..request(&options()) }, &deployed).unwrap_err();
+    assert!(matches!(refusal, Refusal::TableNotEmpty { .. }), "{refusal:?}");
+    assert!(refusal.to_string().contains("counters import"), "{refusal}");
+}
+
+#[test]
+fn a_deployed_strong_table_keeps_its_regions_and_needs_no_ttl() {
+    let mut deployed = healthy();
+    let table = deployed.table.as_mut().expect("healthy has a table");
+    table.global = Some(global(&["us-east-1", "us-west-2", "us-east-2"], true));
+    table.ttl = Ttl::Off;
+    let plan = planned(&deployed);
+    assert!(!action(&plan, Resource::Table).changes(), "{:?}", action(&plan, Resource::Table));
+    assert_eq!(plan.regions.as_ref().map(|regions| regions.home.as_str()), Some("us-east-1"), "read from here");
+
+    let witnessed = ["us-east-1", "us-east-2"].map(str::to_owned);
+    let other = crate::regions::Regions::parse(&witnessed, Some("us-west-2")).unwrap();
+    let refusal = install(&Request { regions: Some(&other), ..request(&options()) }, &deployed).unwrap_err();
+    assert!(matches!(refusal, Refusal::RegionsFixed { .. }), "{refusal:?}");
+}
+
+#[test]
+fn an_untagged_replica_of_the_stacks_table_is_tagged_and_protected_in_its_region() {
+    let mut deployed = healthy();
+    let table = deployed.table.as_mut().expect("healthy has a table");
+    table.global = Some(global(&["us-east-1", "us-east-2", "us-west-2"], true));
+    (table.tagged, table.deletion_protection, table.point_in_time_recovery, table.ttl) =
+        (false, false, false, Ttl::Off);
+    let plan = planned(&deployed);
+    assert!(matches!(action(&plan, Resource::Table), Action::Update(_)), "the stack's, not adopted");
+    assert_eq!(
+        fields(&action(&plan, Resource::Table)),
+        vec![Field::DeletionProtection, Field::PointInTimeRecovery, Field::Tags]
+    );
+}
+
+#[test]
+fn an_eventually_consistent_global_table_is_refused_since_two_regions_could_hand_out_one_value() {
+    let mut deployed = healthy();
+    deployed.table.as_mut().expect("healthy has a table").global = Some(global(&["us-east-1", "eu-west-1"], false));
+    let refusal = install(&request(&options()), &deployed).unwrap_err();
+    assert!(matches!(refusal, Refusal::EventualGlobalTable { .. }), "{refusal:?}");
+}
+
+#[test]
+fn in_a_replica_region_a_table_not_made_yet_is_left_to_the_home_region() {
+    let regions = three_regions();
+    let mut deployed = healthy();
+    // The home region's install made the role; nothing is in us-east-2 yet.
+    (deployed.function, deployed.table) = (None, None);
+    deployed.account = account_in("us-east-2");
+    let plan = install(&Request { regions: Some(&regions), ..request(&options()) }, &deployed).unwrap();
+    assert!(matches!(action(&plan, Resource::Table), Action::Retain(_)), "{:?}", action(&plan, Resource::Table));
 }
 
 // 6.

@@ -27,6 +27,10 @@ pub(crate) struct Request<'a> {
     pub(crate) options: &'a Options,
     /// The code for an instruction set, `None` where none is bundled or given.
     pub(crate) code: &'a dyn Fn(Architecture) -> Option<Code>,
+    /// `--regions` and `--witness-region`: a stack in several regions.
+    pub(crate) regions: Option<&'a crate::regions::Regions>,
+    /// The API key's value in the stack's other regions, so a caller holds one key.
+    pub(crate) api_key_value: Option<&'a str>,
 }
 
 /// The settings the plan deploys.
@@ -41,6 +45,9 @@ pub(crate) struct Wanted {
     pub(crate) alarms: Alarms,
     /// The REST front's custom domain.
     pub(crate) domain: Option<WantedDomain>,
+    /// The value a new API key is made with: the one the stack's key has in its other
+    /// regions.
+    pub(crate) api_key_value: Option<String>,
 }
 
 /// The stack's alarms: none, or all of them, reaching whom `notify` says.
@@ -170,6 +177,7 @@ pub(crate) fn resolve(request: &Request<'_>, deployed: &Deployed) -> Result<Reso
         protect_table: options.protect_table,
         alarms,
         domain,
+        api_key_value: request.api_key_value.map(str::to_owned),
     };
     Ok(Resolved {
         stack,

@@ -72,17 +72,20 @@ pub(crate) struct KeyPlan {
     pub(crate) planned: Planned<KeyChange>,
     /// The key kept; `None` when it is created.
     pub(crate) key: Option<KeyState>,
+    /// The value a new key is made with (the stack's key in its other regions); else
+    /// API Gateway picks one.
+    pub(crate) value: Option<String>,
     pub(crate) duplicates: Vec<Deletion<KeyId>>,
 }
 
 impl Rows for KeyPlan {
     fn rows(&self) -> RowList {
-        let Self { planned, key: _, duplicates } = self;
+        let Self { planned, key: _, value: _, duplicates } = self;
         rows([planned.rows(), duplicates.rows()])
     }
 }
 
-pub(crate) fn plan(keys: &[KeyState], in_plan: &[String], stack_name: &str) -> KeyPlan {
+pub(crate) fn plan(keys: &[KeyState], in_plan: &[String], stack_name: &str, value: Option<&str>) -> KeyPlan {
     let key = choose_key(keys, in_plan);
     let action = match key {
         None => Action::Create,
@@ -101,7 +104,12 @@ pub(crate) fn plan(keys: &[KeyState], in_plan: &[String], stack_name: &str) -> K
             Deletion::of(Resource::ApiKey, &other.id, vec![KeyId(other.id.clone())], reason)
         })
         .collect();
-    KeyPlan { planned: Planned::new(Resource::ApiKey, stack_name, action), key: key.cloned(), duplicates }
+    KeyPlan {
+        planned: Planned::new(Resource::ApiKey, stack_name, action),
+        key: key.cloned(),
+        value: value.map(str::to_owned),
+        duplicates,
+    }
 }
 
 /// No key wanted (`--auth iam|none`, or the function URL front): every key of the stack
@@ -115,7 +123,7 @@ pub(crate) fn unwanted(keys: &[KeyState], stack_name: &str, reason: &str) -> Del
 /// it keeps (a CreateApiKey whose answer was lost, retried) is deleted at once.
 pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &KeyPlan) -> anyhow::Result<KeyState> {
     let Some(key) = &plan.key else {
-        let made = create(client, stack).await.context("creating the API key")?;
+        let made = create(client, stack, plan.value.as_deref()).await.context("creating the API key")?;
         let keys = read(client, &stack.name).await.context("listing the API keys")?;
         let run = (crate::stack::run_token(), made.id.as_str());
         for extra in made_again(&keys, run, |key| key.run.as_deref(), |key| &key.id) {
@@ -134,10 +142,13 @@ pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &KeyPlan) -> any
     Ok(key.clone())
 }
 
-async fn create(client: &Client, stack: &Stack) -> Result<KeyState, AwsError> {
+/// CreateApiKey takes the value to use
+/// (https://docs.aws.amazon.com/apigateway/latest/api/API_CreateApiKey.html: "value").
+async fn create(client: &Client, stack: &Stack, value: Option<&str>) -> Result<KeyState, AwsError> {
     let key = client
         .create_api_key()
         .name(&stack.name)
+        .set_value(value.map(str::to_owned))
         .description("counterctl: the key clients send as x-api-key")
         .enabled(true)
         .set_tags(Some(stack.tags_of_run()))

@@ -1,13 +1,18 @@
 //! The DynamoDB table: on-demand, key `id` (S), deletion protection, point-in-time
-//! recovery, and TTL on the idempotency records' `expires_at`.
+//! recovery, and TTL on the idempotency records' `expires_at`. A multi-region stack's
+//! table is a global table with multi-Region strong consistency (MRSC), made global in
+//! its home region and protected and tagged in every replica region; it has no TTL,
+//! which MRSC does not support, so the function sweeps expired idempotency records.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    PointInTimeRecoveryStatus, ScalarAttributeType, Select, TableDescription, TableStatus, Tag,
-    TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, CreateGlobalTableWitnessGroupMemberAction, CreateReplicationGroupMemberAction,
+    DeleteGlobalTableWitnessGroupMemberAction, DeleteReplicationGroupMemberAction, GlobalTableWitnessGroupUpdate,
+    KeySchemaElement, KeyType, MultiRegionConsistency, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus,
+    ReplicaStatus, ReplicationGroupUpdate, ScalarAttributeType, Select, TableDescription, TableStatus, Tag,
+    TimeToLiveSpecification, TimeToLiveStatus, WitnessStatus,
 };
 use counter_function::dynamo::{DynamoStore, EXPIRES_AT, IdempotencyTimings};
 use counter_function::store::{CounterAdmin, StoreError};
@@ -17,6 +22,7 @@ use anyhow::Context;
 use super::Error;
 use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, has_code, made};
 use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, diff};
+use crate::regions::Regions;
 use crate::retry;
 use crate::stack::{KEPT_BY_TAG, Stack};
 
@@ -67,6 +73,49 @@ pub(crate) struct TableState {
     pub deletion_protection: bool,
     pub point_in_time_recovery: bool,
     pub ttl: Ttl,
+    /// Its replicas, when it is a global table.
+    pub global: Option<Global>,
+    /// Whether it holds any item: read only where it decides, before making it global
+    /// (an MRSC table is made from an empty one).
+    pub holds_items: Option<bool>,
+}
+
+/// A global table as DescribeTable shows it in one of its regions.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Global {
+    /// The replicas' regions, the asking one first: `Replicas` may or may not list the
+    /// region asked from, so it is added when missing.
+    pub replicas: Vec<String>,
+    pub witness: Option<String>,
+    /// `MultiRegionConsistency: STRONG`; else eventual, whose last writer wins.
+    pub strong: bool,
+}
+
+impl Global {
+    fn of(description: &TableDescription, asking: &str) -> Option<Self> {
+        if description.replicas().is_empty() && description.global_table_witnesses().is_empty() {
+            return None;
+        }
+        let mut replicas = vec![asking.to_owned()];
+        let listed = description.replicas().iter().filter_map(|replica| replica.region_name());
+        replicas.extend(listed.filter(|region| *region != asking).map(str::to_owned));
+        Some(Self {
+            replicas,
+            witness: description.global_table_witnesses().iter().find_map(|w| w.region_name()).map(str::to_owned),
+            strong: description.multi_region_consistency() == Some(&MultiRegionConsistency::Strong),
+        })
+    }
+
+    /// The table's regions, `asking` first.
+    pub(crate) fn regions(&self) -> Regions {
+        Regions::of_table(&self.replicas[0], &self.replicas, self.witness.as_deref())
+    }
+
+    /// A table whose concurrent `ADD`s may both succeed on one value: an eventually
+    /// consistent global table of more than one replica, where the last writer wins.
+    fn last_writer_wins(&self) -> bool {
+        !self.strong && self.replicas.len() > 1
+    }
 }
 
 /// The table's TTL as it concerns the idempotency records.
@@ -105,6 +154,7 @@ pub(crate) async fn read(client: &Client, name: &str, stack_name: &str) -> Resul
         None | Some((_, None | Some(TimeToLiveStatus::Disabled))) => Ttl::Off,
         Some((attribute, Some(status))) => Ttl::Other(format!("{} on `{}`", status.as_str(), attribute.unwrap_or("?"))),
     };
+    let asking = asking_region(client);
     Ok(Some(TableState {
         name: name.to_owned(),
         arn: arn.to_owned(),
@@ -113,7 +163,23 @@ pub(crate) async fn read(client: &Client, name: &str, stack_name: &str) -> Resul
         deletion_protection: description.deletion_protection_enabled() == Some(true),
         point_in_time_recovery,
         ttl,
+        global: Global::of(&description, &asking),
+        holds_items: None,
     }))
+}
+
+/// The table's replicas when it is a strongly consistent global table, the asking region
+/// first.
+pub(crate) async fn strong_global(client: &Client, name: &str) -> Result<Option<Global>, AwsError> {
+    let description = describe(client, name).await?;
+    let global = description.and_then(|description| Global::of(&description, &asking_region(client)));
+    Ok(global.filter(|global| global.strong))
+}
+
+/// Whether the table holds any item (one key read, strongly consistent).
+pub(crate) async fn holds_items(client: &Client, table: &str) -> Result<bool, AwsError> {
+    let scan = client.scan().table_name(table).limit(1).consistent_read(true).select(Select::Count).send().await;
+    Ok(scan.op("dynamodb:Scan")?.count() > 0)
 }
 
 /// The table's key schema, e.g. `id HASH (S)`, from DescribeTable alone; `None` when there
@@ -172,20 +238,126 @@ async fn create(client: &Client, stack: &Stack) -> Result<Made<()>, Error> {
     Ok(made.map(drop))
 }
 
-/// Waits until the table is ACTIVE: DynamoDB refuses UpdateTable, UpdateTimeToLive and
-/// DeleteTable with ResourceInUseException while it is CREATING or UPDATING
+/// Waits until the table is ACTIVE, and every replica and witness it has: DynamoDB
+/// refuses UpdateTable, UpdateTimeToLive and DeleteTable with ResourceInUseException
+/// while it is CREATING or UPDATING
 /// (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DeleteTable.html:
 /// "If a table is in CREATING or UPDATING states, then DynamoDB returns a
-/// ResourceInUseException").
+/// ResourceInUseException"), and a replica being made is not yet written to.
 pub(crate) async fn wait_active(client: &Client, table: &str) -> Result<(), Error> {
     retry::POLL
         .poll(&format!("table {table} becoming ACTIVE"), || async {
             let output =
                 found("dynamodb:DescribeTable", client.describe_table().table_name(table).send().await, NOT_FOUND)?;
-            let status = output.and_then(|output| output.table).and_then(|table| table.table_status);
-            Ok::<_, Error>((status == Some(TableStatus::Active)).then_some(()))
+            let Some(description) = output.and_then(|output| output.table) else {
+                return Ok::<_, Error>(None);
+            };
+            let active = description.table_status() == Some(&TableStatus::Active)
+                && description
+                    .replicas()
+                    .iter()
+                    .all(|replica| replica.replica_status() == Some(&ReplicaStatus::Active))
+                && description
+                    .global_table_witnesses()
+                    .iter()
+                    .all(|witness| witness.witness_status() == Some(&WitnessStatus::Active));
+            Ok(active.then_some(()))
         })
         .await
+}
+
+/// Makes the empty table a global table with multi-Region strong consistency, in the one
+/// UpdateTable AWS requires ("a single create fails with Unsupported table replica
+/// count": https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/V2globaltables_HowItWorks.html#V2globaltables_HowItWorks.consistency-modes-mrsc),
+/// waits until every replica is ACTIVE, then protects and tags each replica: deletion
+/// protection, point-in-time recovery and tags are never synchronized between replicas
+/// (same page, "Settings synchronization").
+async fn make_global(client: &Client, stack: &Stack, regions: &Regions) -> anyhow::Result<()> {
+    let replicas = regions.others.iter().map(|region| {
+        let create = CreateReplicationGroupMemberAction::builder().region_name(region).build().expect("complete");
+        ReplicationGroupUpdate::builder().create(create).build()
+    });
+    let witness = regions.witness.iter().map(|region| {
+        let create =
+            CreateGlobalTableWitnessGroupMemberAction::builder().region_name(region).build().expect("complete");
+        GlobalTableWitnessGroupUpdate::builder().create(create).build()
+    });
+    let update = client
+        .update_table()
+        .table_name(&stack.table)
+        .set_replica_updates(Some(replicas.collect()))
+        .set_global_table_witness_updates(Some(witness.collect()))
+        .multi_region_consistency(MultiRegionConsistency::Strong);
+    update.send().await.op("dynamodb:UpdateTable").context("making the table global")?;
+    wait_active(client, &stack.table).await.context("waiting for the replicas to be ACTIVE")?;
+    for region in &regions.others {
+        let client = in_region(client, region);
+        let described = describe(&client, &stack.table).await?.context("the replica is not there")?;
+        let what = format!("protecting and tagging the replica in {region}");
+        let arn = described.table_arn().unwrap_or_default();
+        tag(&client, arn, stack).await.context(what.clone())?;
+        set_deletion_protection(&client, &stack.table, true).await.context(what.clone())?;
+        enable_point_in_time_recovery(&client, &stack.table).await.context(what)?;
+    }
+    Ok(())
+}
+
+fn asking_region(client: &Client) -> String {
+    client.config().region().map(|region| region.as_ref().to_owned()).unwrap_or_default()
+}
+
+/// Leaves the global table a table in the asking region alone: the other replicas lose
+/// their deletion protection, then they and the witness are removed in one UpdateTable
+/// ("You can delete two replicas or delete one replica and a witness from a MRSC global
+/// table, converting the remaining replica to a single-Region DynamoDB table":
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/V2globaltables_HowItWorks.html),
+/// and the table is waited for until it is ACTIVE with no replica. Whether a replica's
+/// deletion protection blocks its removal is not documented, so it is turned off first.
+async fn remove_replicas(client: &Client, table: &str, global: &Global) -> Result<(), Error> {
+    for region in &global.replicas[1..] {
+        set_deletion_protection(&in_region(client, region), table, false).await?;
+    }
+    let replicas = global.replicas[1..].iter().map(|region| {
+        let delete = DeleteReplicationGroupMemberAction::builder().region_name(region).build().expect("complete");
+        ReplicationGroupUpdate::builder().delete(delete).build()
+    });
+    let witness = global.witness.iter().map(|region| {
+        let delete =
+            DeleteGlobalTableWitnessGroupMemberAction::builder().region_name(region).build().expect("complete");
+        GlobalTableWitnessGroupUpdate::builder().delete(delete).build()
+    });
+    let update = client
+        .update_table()
+        .table_name(table)
+        .set_replica_updates(Some(replicas.collect()))
+        .set_global_table_witness_updates(Some(witness.collect()));
+    update.send().await.op("dynamodb:UpdateTable")?;
+    retry::POLL
+        .poll(&format!("table {table}'s replicas being removed"), || async {
+            let described = describe(client, table).await?;
+            let alone = described.is_none_or(|description| {
+                description.replicas().iter().all(|replica| replica.region_name() == Some(global.replicas[0].as_str()))
+                    && description.global_table_witnesses().is_empty()
+            });
+            Ok::<_, Error>(alone.then_some(()))
+        })
+        .await?;
+    wait_active(client, table).await
+}
+
+/// The same client, for the table's replica in `region`.
+fn in_region(client: &Client, region: &str) -> Client {
+    let config = client.config().to_builder().region(aws_sdk_dynamodb::config::Region::new(region.to_owned()));
+    Client::from_conf(config.build())
+}
+
+async fn tag(client: &Client, arn: &str, stack: &Stack) -> Result<(), AwsError> {
+    let tags = stack
+        .tags()
+        .into_iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build().expect("key and value set"));
+    client.tag_resource().resource_arn(arn).set_tags(Some(tags.collect())).send().await.op("dynamodb:TagResource")?;
+    Ok(())
 }
 
 async fn set_deletion_protection(client: &Client, table: &str, on: bool) -> Result<(), Error> {
@@ -217,12 +389,12 @@ async fn enable_point_in_time_recovery(client: &Client, table: &str) -> Result<(
     Ok(())
 }
 
-async fn enable_ttl(client: &Client, table: &str) -> Result<(), AwsError> {
+async fn enable_ttl(client: &Client, table: &str, enabled: bool) -> Result<(), AwsError> {
     client
         .update_time_to_live()
         .table_name(table)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder().enabled(true).attribute_name(EXPIRES_AT).build().expect("complete"),
+            TimeToLiveSpecification::builder().enabled(enabled).attribute_name(EXPIRES_AT).build().expect("complete"),
         )
         .send()
         .await
@@ -298,6 +470,12 @@ pub(crate) async fn mark_kept(client: &Client, table: &TableState, stack_name: &
 /// Deletes the table and its data: deletion protection off first, then, once the table
 /// is ACTIVE again, DeleteTable. `false` when it was already gone.
 async fn delete(client: &Client, table: &str) -> Result<bool, Error> {
+    let Some(description) = describe(client, table).await? else {
+        return Ok(false);
+    };
+    if let Some(global) = Global::of(&description, &asking_region(client)) {
+        remove_replicas(client, table, &global).await?;
+    }
     let unprotect = client.update_table().table_name(table).deletion_protection_enabled(false).send().await;
     if !gone("dynamodb:UpdateTable", unprotect, NOT_FOUND)? {
         return Ok(false);
@@ -339,30 +517,78 @@ pub(crate) struct TableChange {
     pub(crate) deletion_protection: Option<Diff>,
     pub(crate) point_in_time_recovery: Option<Diff>,
     pub(crate) ttl: Option<Diff>,
+    /// A replica of the stack's global table without the stack's tags here.
+    pub(crate) tags: Option<Diff>,
+    /// Made a global table of these regions.
+    pub(crate) replicas: Option<(Diff, Regions)>,
+    /// TTL turned off before the table is made global: MRSC has none.
+    pub(crate) ttl_off: Option<Diff>,
 }
 
 impl Changes for TableChange {
     fn diffs(&self) -> Vec<Diff> {
-        [&self.deletion_protection, &self.point_in_time_recovery, &self.ttl].into_iter().flatten().cloned().collect()
+        let replicas = self.replicas.as_ref().map(|(diff, _)| diff);
+        [&self.deletion_protection, &self.point_in_time_recovery, &self.ttl, &self.tags, &self.ttl_off]
+            .into_iter()
+            .flatten()
+            .chain(replicas)
+            .cloned()
+            .collect()
     }
 }
 
 /// The table: refused with another key schema; protections always on a table
 /// counterctl made, on another only with `--protect-table` (else advised); TTL on
-/// `expires_at` wherever DynamoDB allows it.
+/// `expires_at` wherever DynamoDB allows it. With `regions` (the stack's, wanted or as
+/// deployed), a strongly consistent global table: made from an empty table in its home
+/// region, read in the others as the stack's replica. Refused: a table that holds items,
+/// another set of regions than the table's (AWS adds and removes no MRSC replica), and an
+/// eventually consistent global table, on which two regions' increments can both hand
+/// out one value.
 pub(crate) fn plan(
     table: Option<&TableState>,
     name: &str,
     protect_table: bool,
+    (region, regions): (&str, Option<&Regions>),
     advisories: &mut Vec<String>,
 ) -> Result<Planned<TableChange>, Refusal> {
     let Some(table) = table else {
-        return Ok(Planned::new(Resource::Table, name, Action::Create));
+        return Ok(match regions {
+            // Made in the home region as its replica.
+            Some(regions) if regions.home != region => {
+                let action = Action::Retain(format!("a replica, made with the table in {}", regions.home));
+                Planned::new(Resource::Table, name, action)
+            }
+            _ => Planned::new(Resource::Table, name, Action::Create),
+        });
     };
     if table.key_schema != COUNTER_KEY_SCHEMA {
         return Err(Refusal::TableKeySchema { table: table.name.clone(), found: table.key_schema.clone() });
     }
-    let protect = table.tagged || protect_table;
+    if let Some(global) = &table.global
+        && global.last_writer_wins()
+    {
+        return Err(Refusal::EventualGlobalTable { table: table.name.clone(), regions: global.regions().to_string() });
+    }
+    let deployed_regions = table.global.as_ref().filter(|global| global.strong).map(Global::regions);
+    let replicas = match (regions, &deployed_regions) {
+        (Some(wanted), Some(deployed)) if !wanted.same_table(deployed) => {
+            return Err(Refusal::RegionsFixed {
+                table: table.name.clone(),
+                deployed: deployed.to_string(),
+                asked: wanted.to_string(),
+            });
+        }
+        (Some(wanted), None) if table.holds_items != Some(false) => {
+            return Err(Refusal::TableNotEmpty { table: table.name.clone(), regions: wanted.to_string() });
+        }
+        (Some(wanted), None) => Some((diff(Field::Replicas, "none", format!("{wanted}, strong")), wanted.clone())),
+        _ => None,
+    };
+    // A replica of the stack's global table is the stack's in every region, whose tags
+    // are not synchronized between replicas.
+    let stack_replica = deployed_regions.is_some() && regions.is_some();
+    let protect = table.tagged || protect_table || stack_replica;
     let mut protection = |on: bool, field, what| match (on, protect) {
         (true, _) => None,
         (false, true) => Some(diff(field, "off", "on")),
@@ -374,45 +600,59 @@ pub(crate) fn plan(
     let deletion_protection = protection(table.deletion_protection, Field::DeletionProtection, "deletion protection");
     let point_in_time_recovery =
         protection(table.point_in_time_recovery, Field::PointInTimeRecovery, "point-in-time recovery");
-    let ttl = match &table.ttl {
-        Ttl::OnExpiresAt => None,
-        Ttl::Off => Some(diff(Field::Ttl, "off", format!("on `{EXPIRES_AT}`"))),
-        Ttl::Other(ttl) => {
+    let strongly_global = deployed_regions.is_some() || replicas.is_some();
+    let (ttl, ttl_off) = match (&table.ttl, strongly_global) {
+        (Ttl::OnExpiresAt, false) | (Ttl::Off, true) => (None, None),
+        (Ttl::Off, false) => (Some(diff(Field::Ttl, "off", format!("on `{EXPIRES_AT}`"))), None),
+        (Ttl::OnExpiresAt | Ttl::Other(_), true) => (None, Some(diff(Field::Ttl, "on", "off (MRSC has no TTL)"))),
+        (Ttl::Other(ttl), false) => {
             advisories.push(format!(
                 "table {} has TTL {ttl}, so idempotency records never expire (DynamoDB allows one TTL attribute; \
                  counterctl leaves it)",
                 table.name
             ));
-            None
+            (None, None)
         }
     };
-    let change = TableChange { deletion_protection, point_in_time_recovery, ttl };
-    Ok(Planned::new(Resource::Table, name, Action::found(change, !table.tagged)))
+    let tags = (stack_replica && !table.tagged).then(|| diff(Field::Tags, "none", "counterctl"));
+    let change = TableChange { deletion_protection, point_in_time_recovery, ttl, tags, replicas, ttl_off };
+    Ok(Planned::new(Resource::Table, name, Action::found(change, !table.tagged && !stack_replica)))
 }
 
 /// Creates the table or applies its change; a note when it turned out to exist already.
+/// `regions`: the stack's, when a new table is made global.
 pub(crate) async fn apply(
     client: &Client,
     stack: &Stack,
     planned: &Planned<TableChange>,
+    regions: Option<&Regions>,
 ) -> anyhow::Result<((), Option<String>)> {
     let name = stack.table.as_str();
     if planned.action == Action::Create {
         if let Made::Created(()) = create(client, stack).await.context("creating the table")? {
             enable_point_in_time_recovery(client, name).await.context("turning on point-in-time recovery")?;
-            enable_ttl(client, name).await.context("turning on TTL")?;
+            match regions {
+                Some(regions) => make_global(client, stack, regions).await?,
+                None => enable_ttl(client, name, true).await.context("turning on TTL")?,
+            }
             return Ok(((), None));
         }
         // Made since the read (by a run interrupted a moment ago, or by hand): its data
         // is used as it is, and the next run's plan reads and completes it.
         return Ok(((), Some("adopted: it was made since it was read; run install again to complete it".into())));
     }
-    let Some(TableChange { deletion_protection, point_in_time_recovery, ttl }) = planned.action.change() else {
+    let Some(TableChange { deletion_protection, point_in_time_recovery, ttl, tags, replicas, ttl_off }) =
+        planned.action.change()
+    else {
         return Ok(((), None));
     };
     if planned.changes() {
         // Updates are refused while the table is CREATING or UPDATING.
         wait_active(client, name).await.context("waiting for the table to be ACTIVE")?;
+    }
+    if tags.is_some() {
+        let arn = describe(client, name).await?.and_then(|table| table.table_arn).unwrap_or_default();
+        tag(client, &arn, stack).await.context("tagging the replica")?;
     }
     if deletion_protection.is_some() {
         set_deletion_protection(client, name, true).await.context("turning on deletion protection")?;
@@ -421,7 +661,13 @@ pub(crate) async fn apply(
         enable_point_in_time_recovery(client, name).await.context("turning on point-in-time recovery")?;
     }
     if ttl.is_some() {
-        enable_ttl(client, name).await.context("turning on TTL")?;
+        enable_ttl(client, name, true).await.context("turning on TTL")?;
+    }
+    if ttl_off.is_some() {
+        enable_ttl(client, name, false).await.context("turning off TTL")?;
+    }
+    if let Some((_, regions)) = replicas {
+        make_global(client, stack, regions).await?;
     }
     Ok(((), None))
 }

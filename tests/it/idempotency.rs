@@ -106,7 +106,8 @@ async fn put_record(stack: &LambdaStack, record: KeyRecord<'_>) {
 #[tokio::test]
 async fn a_key_past_its_expiry_keeps_its_answer_until_ttl_deletes_the_row() {
     let stack = LambdaStack::start(1).await;
-    // Expired a minute ago by this clock, not yet removed by DynamoDB's TTL.
+    // Expired a minute ago by this clock, not yet removed by DynamoDB's TTL (nor by the
+    // function's sweep, which waits an hour past the expiry).
     let old = KeyRecord {
         key: "old",
         counter: "other",
@@ -159,6 +160,53 @@ async fn a_key_stored_by_a_clock_2_days_behind_answers_its_first_value_to_a_cloc
     let distinct: BTreeSet<_> = handed_out.iter().collect();
     assert_eq!(distinct.len(), handed_out.len(), "no value handed out twice: {handed_out:?}");
     assert_eq!(ahead.value("skewed").await.unwrap(), Some(3), "the key moved the counter once");
+}
+
+/// The ids of the table's idempotency records.
+async fn key_records(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeSet<String> {
+    let scan = client.scan().table_name(table).consistent_read(true).send().await.unwrap();
+    let ids = scan.items().iter().filter_map(|item| item["id"].as_s().ok().cloned());
+    ids.filter(|id| id.starts_with("_counterctl#idempotency#")).collect()
+}
+
+/// A table with no TTL (a strongly consistent global table has none): the function's
+/// sweep deletes records an hour past their expiry, and no other.
+#[tokio::test]
+async fn expired_records_are_swept_by_the_function_and_live_ones_keep_their_answers() {
+    const HOUR: i64 = 3600;
+    let client = dynamodb(&moto_url()).await;
+    let table = unique_name("sweep");
+    create_counter_table(&client, &table).await;
+    let every_claim = IdempotencyTimings { sweep_every: 1, ..IdempotencyTimings::default() };
+    let store = |skew| DynamoStore::new(client.clone(), &table, every_claim).with_clock(Arc::new(Skewed(skew)));
+    let (old, now) = (store(-26 * HOUR), store(0));
+    fn keyed(key: &str) -> Increment<'_> {
+        Increment { counter: "swept", count: 1, idempotency_key: Some(key) }
+    }
+    let old_keys: Vec<String> = (0..20).map(|index| format!("old-{index}")).collect();
+    for key in &old_keys {
+        old.increment(&keyed(key)).await.unwrap();
+    }
+    let mut live = Vec::new();
+    for index in 0..5 {
+        let key = format!("live-{index}");
+        live.push((key.clone(), now.increment(&keyed(&key)).await.unwrap()));
+    }
+    // Each claim starts a page of the sweep (one at a time); the 16 segments are read in
+    // turn, so the old records go within some dozens of claims.
+    let mut claims = 0;
+    while key_records(&client, &table).await.iter().any(|id| id.contains("#old-")) {
+        assert!(claims < 400, "the sweep did not delete the expired records");
+        let key = format!("more-{claims}");
+        now.increment(&keyed(&key)).await.unwrap();
+        claims += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let kept = key_records(&client, &table).await;
+    for (key, value) in &live {
+        assert!(kept.contains(&format!("_counterctl#idempotency#{key}")), "{key} is not expired: kept");
+        assert_eq!(now.increment(&keyed(key)).await.unwrap(), *value, "{key} keeps its answer");
+    }
 }
 
 #[tokio::test]

@@ -67,7 +67,7 @@ async fn fresh_install_makes_every_resource_exactly_as_specified() {
         url_decoded_json(&policy.policy_document),
         json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "Counters", "Effect": "Allow",
-             "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+             "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"],
              "Resource": format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}", stack.table)},
             {"Sid": "Logs", "Effect": "Allow",
              "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],

@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde_json::Value;
 
 use super::LoopbackServer;
+use super::global_tables::{GlobalTables, Route, resigned_for, signed_region, table_of};
 
 /// An error response to inject.
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ enum Patch {
 pub(crate) struct Recorded {
     /// The signing name in its SigV4 credential scope: `dynamodb`, `monitoring`, `lambda`, …
     pub service: String,
+    /// The region in its SigV4 credential scope.
+    pub region: String,
     pub method: String,
     pub path: String,
     /// JSON protocols' `X-Amz-Target`, query protocols' `Action`, else empty.
@@ -86,6 +89,10 @@ struct Shared {
     /// Held while a write AWS would check against what exists (AddPermission,
     /// CreateUsagePlanKey) is checked and forwarded, so two at once cannot both pass.
     checked_writes: tokio::sync::Mutex<()>,
+    /// DynamoDB global tables, which moto has not.
+    global_tables: Mutex<GlobalTables>,
+    /// Per region: the fault every DynamoDB request signed for it gets (an outage).
+    region_faults: Mutex<HashMap<String, Fault>>,
 }
 
 pub(crate) struct AwsProxy {
@@ -108,6 +115,8 @@ impl AwsProxy {
             latency: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             checked_writes: tokio::sync::Mutex::new(()),
+            global_tables: Mutex::default(),
+            region_faults: Mutex::default(),
         });
         // CreateFunction carries the whole zip, past axum's default 2 MB limit.
         let app = axum::Router::new()
@@ -202,6 +211,34 @@ impl AwsProxy {
         }
     }
 
+    /// How global tables answer: `creating_describes` `DescribeTable`s after a table is
+    /// made global show its new replicas `CREATING`; `list_asking_region` says whether
+    /// `Replicas` lists the region asked from.
+    pub(crate) fn set_global_tables(&self, creating_describes: usize, list_asking_region: bool) {
+        let mut tables = self.shared.global_tables.lock().unwrap();
+        tables.creating_describes = creating_describes;
+        tables.list_asking_region = list_asking_region;
+    }
+
+    /// The global table `table`, if the proxy made it one: home, replicas and witness.
+    pub(crate) fn global_table(&self, table: &str) -> Option<(String, Vec<String>, Option<String>)> {
+        let tables = self.shared.global_tables.lock().unwrap();
+        tables
+            .get(table)
+            .filter(|global| global.replicas.len() > 1)
+            .map(|global| (global.home.clone(), global.replicas.clone(), global.witness.clone()))
+    }
+
+    /// Answers every DynamoDB request signed for `region` with `fault` (a region's
+    /// DynamoDB down), until `None`.
+    pub(crate) fn region_outage(&self, region: &str, fault: Option<Fault>) {
+        let mut faults = self.shared.region_faults.lock().unwrap();
+        match fault {
+            Some(fault) => faults.insert(region.to_owned(), fault),
+            None => faults.remove(region),
+        };
+    }
+
     /// Mimics AWS's round trips (the install bench measures the critical path with it).
     pub(crate) fn set_latency(&self, latency: Duration) {
         *self.shared.latency.lock().unwrap() = latency;
@@ -238,6 +275,7 @@ fn recorded(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Rec
     // Credential=AKID/YYYYMMDD/REGION/SERVICE/aws4_request
     let scope = header("authorization").split("Credential=").nth(1).unwrap_or_default();
     let service = scope.split(['/', ',']).nth(3).unwrap_or_default().to_owned();
+    let region = scope.split(['/', ',']).nth(2).unwrap_or_default().to_owned();
     let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let (action, body) = if !header("x-amz-target").is_empty() {
         let target = header("x-amz-target");
@@ -253,7 +291,7 @@ fn recorded(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Rec
     } else {
         (String::new(), shortened(serde_json::from_slice(body).unwrap_or(Value::Null)))
     };
-    Recorded { service, method: method.to_string(), path: uri.path().to_owned(), action, body }
+    Recorded { service, region, method: method.to_string(), path: uri.path().to_owned(), action, body }
 }
 
 /// `value` with its long strings (a function's zip) cut short.
@@ -273,7 +311,7 @@ async fn forward(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    mut body: Bytes,
 ) -> Response<Body> {
     let action = action_of(&method, &uri, &headers, &body);
     shared.actions.lock().unwrap().push(action.clone());
@@ -303,6 +341,44 @@ async fn forward(
     };
     if let Some(fault) = fault {
         return fault_response(&fault, &headers, &body);
+    }
+    let mut headers = headers;
+    // DynamoDB's global tables: a request in a replica region goes to the home region's
+    // table, and what moto does not know is answered here.
+    let dynamodb =
+        headers.get("x-amz-target").and_then(|t| t.to_str().ok()).is_some_and(|t| t.starts_with("DynamoDB_"));
+    let mut global_description = None;
+    if dynamodb {
+        let authorization = headers.get("authorization").and_then(|a| a.to_str().ok()).unwrap_or_default().to_owned();
+        let region = signed_region(&authorization).unwrap_or("us-east-1").to_owned();
+        let outage = shared.region_faults.lock().unwrap().get(&region).cloned();
+        if let Some(fault) = outage {
+            return fault_response(&fault, &headers, &body);
+        }
+        let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let table = table_of(&request);
+        let makes_global = action == "UpdateTable"
+            && request.get("ReplicaUpdates").is_some()
+            && shared.global_tables.lock().unwrap().get(&table).is_none();
+        let empty = !makes_global || table_is_empty(&shared, &headers, &table).await;
+        let route = shared.global_tables.lock().unwrap().route(&action, &region, &request, || empty);
+        match route {
+            Route::Refuse(fault) => return fault_response(&fault, &headers, &body),
+            Route::Forward { region: to } => {
+                if to != region
+                    && let Some(resigned) = resigned_for(&authorization, &to)
+                {
+                    headers.insert("authorization", resigned.parse().unwrap());
+                    if let Some(arn) = request["ResourceArn"].as_str() {
+                        request["ResourceArn"] = Value::from(arn.replace(&format!(":{region}:"), &format!(":{to}:")));
+                        body = serde_json::to_vec(&request).unwrap().into();
+                    }
+                }
+            }
+        }
+        if matches!(action.as_str(), "DescribeTable" | "UpdateTable") {
+            global_description = Some((table, region));
+        }
     }
     let adds_permission = matches("POST /2015-03-31/functions/*/policy", &action);
     let adds_key = matches("POST /usageplans/*/keys", &action);
@@ -347,7 +423,14 @@ async fn forward(
                 let status = upstream.status();
                 let headers = upstream.headers().clone();
                 let body = upstream.bytes().await.unwrap_or_default();
-                let patch = if status.is_success() { take_patch(&shared, &action) } else { None };
+                let mut patch = if status.is_success() { take_patch(&shared, &action) } else { None };
+                if status.is_success()
+                    && let Some((table, region)) = &global_description
+                    && let Some(replicas) = shared.global_tables.lock().unwrap().description_patch(table, region)
+                {
+                    let key = if action == "DescribeTable" { "Table" } else { "TableDescription" };
+                    patch = Some(Patch::Json(serde_json::json!({ key: replicas })));
+                }
                 let cannot = |why: &str| {
                     Response::builder()
                         .status(StatusCode::BAD_GATEWAY)
@@ -469,6 +552,20 @@ async fn key_in_another_plan(shared: &Shared, uri: &Uri, headers: &HeaderMap, bo
         }
     }
     None
+}
+
+/// Whether `table` holds no item, asked of moto with the request's credentials.
+async fn table_is_empty(shared: &Shared, headers: &HeaderMap, table: &str) -> bool {
+    let mut request = shared.client.post(format!("{}/", shared.upstream));
+    for (name, value) in headers {
+        if name != "host" && name != "content-length" && name != "x-amz-target" {
+            request = request.header(name, value);
+        }
+    }
+    let scan = serde_json::json!({ "TableName": table, "Limit": 1, "Select": "COUNT" });
+    let answer = request.header("x-amz-target", "DynamoDB_20120810.Scan").body(scan.to_string()).send().await;
+    let answer: Option<Value> = async { answer.ok()?.json().await.ok() }.await;
+    answer.is_some_and(|answer| answer["Count"] == 0)
 }
 
 /// A GET to moto with the request's credentials, its JSON answer.

@@ -40,10 +40,16 @@ impl Function {
     /// Starts `environments` bootstraps for `table`, with DynamoDB at `endpoint`, and
     /// waits until each has initialized (polled for its first invocation).
     pub(crate) async fn start(table: &str, endpoint: &str, environments: usize) -> Self {
+        Self::start_in("us-east-1", table, endpoint, environments).await
+    }
+
+    /// As [`start`](Self::start), for the function of a stack's region `region`.
+    pub(crate) async fn start_in(region: &str, table: &str, endpoint: &str, environments: usize) -> Self {
         let runtime = RuntimeApi::start().await;
         let logs = Arc::new(Mutex::new(Vec::new()));
         let mut polls = runtime.next_polls();
-        let children = (0..environments).map(|_| spawn_environment(&runtime, table, endpoint, &logs)).collect();
+        let children =
+            (0..environments).map(|_| spawn_environment(&runtime, (region, table, endpoint), &logs)).collect();
         let ready = polls.wait_for(|polls| *polls >= environments as u64);
         tokio::time::timeout(Duration::from_secs(20), ready)
             .await
@@ -89,7 +95,10 @@ impl Function {
 }
 
 /// Lambda's environment for a `provided.al2023` function, plus the DynamoDB endpoint.
-pub(crate) fn lambda_environment(runtime_api: &str, table: &str, endpoint: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn lambda_environment(
+    runtime_api: &str,
+    (region, table, endpoint): (&str, &str, &str),
+) -> Vec<(&'static str, String)> {
     let task_root = bootstrap_path().parent().unwrap().display().to_string();
     vec![
         ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
@@ -99,8 +108,8 @@ pub(crate) fn lambda_environment(runtime_api: &str, table: &str, endpoint: &str)
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/AtomicCounter".into()),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/24/[$LATEST]0123456789abcdef".into()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ("AWS_REGION", region.to_owned()),
+        ("AWS_DEFAULT_REGION", region.to_owned()),
         ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".into()),
         ("AWS_ACCESS_KEY_ID", "ASIATESTTESTTESTTEST".into()),
         ("AWS_SECRET_ACCESS_KEY", "test-secret".into()),
@@ -116,13 +125,14 @@ pub(crate) fn lambda_environment(runtime_api: &str, table: &str, endpoint: &str)
     ]
 }
 
+/// One execution environment of the function in `region`, for `table`, with DynamoDB at
+/// `endpoint`.
 pub(crate) fn spawn_environment(
     runtime: &RuntimeApi,
-    table: &str,
-    endpoint: &str,
+    (region, table, endpoint): (&str, &str, &str),
     logs: &Arc<Mutex<Vec<String>>>,
 ) -> Child {
-    let environment = lambda_environment(&runtime.address.to_string(), table, endpoint);
+    let environment = lambda_environment(&runtime.address.to_string(), (region, table, endpoint));
     let mut child = Command::new(bootstrap_path())
         .current_dir(bootstrap_path().parent().unwrap())
         .env_clear()

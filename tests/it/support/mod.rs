@@ -7,6 +7,7 @@ pub(crate) mod cli;
 pub(crate) mod counters;
 pub(crate) mod function;
 pub(crate) mod function_url;
+pub(crate) mod global_tables;
 pub(crate) mod iam;
 pub(crate) mod rest_api;
 pub(crate) mod runtime_api;
