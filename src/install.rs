@@ -15,7 +15,7 @@ use crate::cli::{DeployOptions, InstallArgs, OutputFormat, StackOptions, suggest
 use crate::deployed::{self, Deployed, Lookup, Reach};
 use crate::plan::{self, Plan, Request};
 use crate::progress::{Progress, Wording, ask, out, report};
-use crate::regions::Regions;
+use crate::regions::{InRegion, PerRegion, Regions};
 use crate::resources::{api_key, table};
 use crate::settings::{Auth, DomainOption, Front};
 
@@ -104,39 +104,6 @@ impl fmt::Display for InstallReport {
             ));
         }
         f.write_str(&lines.join("\n"))
-    }
-}
-
-/// A stack in several regions: each region's report, after the table's regions.
-#[derive(Serialize)]
-struct RegionsReport {
-    table: String,
-    /// The replicas' regions, the one asked from first.
-    replicas: Vec<String>,
-    witness: Option<String>,
-    regions: Vec<RegionReport>,
-}
-
-#[derive(Serialize)]
-struct RegionReport {
-    region: String,
-    #[serde(flatten)]
-    report: InstallReport,
-}
-
-impl fmt::Display for RegionsReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let witness = self.witness.as_ref().map(|witness| format!(", witness {witness}")).unwrap_or_default();
-        write!(
-            f,
-            "Table {}: a strongly consistent global table in {}{witness}.",
-            self.table,
-            self.replicas.join(", ")
-        )?;
-        for RegionReport { region, report } in &self.regions {
-            write!(f, "\n\n== {region} ==\n{report}")?;
-        }
-        Ok(())
     }
 }
 
@@ -262,20 +229,15 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             read_and_plan(&clients, &args.stack, &args.deploy, planning).await.with_context(|| reading_in(region))?;
         plans.push((clients, plan));
     }
-    let regions_report = |reports: Vec<RegionReport>| RegionsReport {
-        table: plans[0].1.stack.table.clone(),
-        replicas: regions.replicas().map(str::to_owned).collect(),
-        witness: regions.witness.clone(),
-        regions: reports,
-    };
-    let planned = |plans: &[(Clients, Plan)]| -> Vec<RegionReport> {
+    let table = plans[0].1.stack.table.clone();
+    let planned = |plans: &[(Clients, Plan)]| -> Vec<InRegion<InstallReport>> {
         plans
             .iter()
-            .map(|(_, plan)| RegionReport { region: plan.account.region.clone(), report: planned_report(plan) })
+            .map(|(_, plan)| InRegion { region: plan.account.region.clone(), report: planned_report(plan) })
             .collect()
     };
     if args.dry_run {
-        report(json, &regions_report(planned(&plans)))?;
+        report(json, &PerRegion::new(&table, &regions, planned(&plans)))?;
         return Ok(ExitCode::SUCCESS);
     }
     let breaking: Vec<(&Plan, Vec<Change>)> =
@@ -306,9 +268,9 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             api_key_value = api_key::key_value(&clients.apigateway, key_id).await.context("reading the API key")?;
         }
         let report = installed_report(&args, clients, plan, &applied).await?;
-        reports.push(RegionReport { region: region.to_owned(), report });
+        reports.push(InRegion { region: region.to_owned(), report });
     }
-    report(json, &regions_report(reports))?;
+    report(json, &PerRegion::new(&table, &regions, reports))?;
     Ok(ExitCode::SUCCESS)
 }
 

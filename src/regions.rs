@@ -119,6 +119,54 @@ impl Regions {
     }
 }
 
+/// A command's report for a stack in several regions (install, status, uninstall): the
+/// table's regions, then each region's own report under its name.
+#[derive(serde::Serialize)]
+pub(crate) struct PerRegion<T> {
+    /// Whether install would change nothing in any region (status's stack report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) up_to_date: Option<bool>,
+    pub(crate) table: String,
+    /// The replicas' regions, the one asked from first.
+    pub(crate) replicas: Vec<String>,
+    pub(crate) witness: Option<String>,
+    pub(crate) consistency: &'static str,
+    pub(crate) regions: Vec<InRegion<T>>,
+}
+
+/// One region's part of a [`PerRegion`] report.
+#[derive(serde::Serialize)]
+pub(crate) struct InRegion<T> {
+    pub(crate) region: String,
+    #[serde(flatten)]
+    pub(crate) report: T,
+}
+
+impl<T> PerRegion<T> {
+    pub(crate) fn new(table: &str, regions: &Regions, reports: Vec<InRegion<T>>) -> Self {
+        Self {
+            up_to_date: None,
+            table: table.to_owned(),
+            replicas: regions.replicas().map(str::to_owned).collect(),
+            witness: regions.witness.clone(),
+            consistency: "strong",
+            regions: reports,
+        }
+    }
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for PerRegion<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let witness = self.witness.as_ref().map(|witness| format!(", witness {witness}")).unwrap_or_default();
+        let replicas = self.replicas.join(", ");
+        write!(f, "Table {}: a strongly consistent global table in {replicas}{witness}.", self.table)?;
+        for InRegion { region, report } in &self.regions {
+            write!(f, "\n\n== {region} ==\n{report}")?;
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for Regions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.replicas().collect::<Vec<_>>().join(", "))?;

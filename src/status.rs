@@ -18,7 +18,7 @@ use crate::install::{Planning, read_and_plan};
 use crate::metrics::{Front, Subject};
 use crate::plan::{FrontPlan, Plan};
 use crate::progress::{Wording, out, report};
-use crate::regions::Regions;
+use crate::regions::{InRegion, PerRegion, Regions};
 use crate::resources::api_key;
 use crate::settings::Auth;
 
@@ -240,43 +240,6 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A stack on a strongly consistent global table, in each of its regions.
-#[derive(Serialize)]
-struct RegionsStatus<T: Serialize> {
-    /// Whether install would change nothing in any region (the stack's report only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    up_to_date: Option<bool>,
-    table: String,
-    /// The replicas' regions, the one asked from first.
-    replicas: Vec<String>,
-    witness: Option<String>,
-    consistency: &'static str,
-    regions: Vec<InRegion<T>>,
-}
-
-#[derive(Serialize)]
-struct InRegion<T: Serialize> {
-    region: String,
-    #[serde(flatten)]
-    report: T,
-}
-
-impl<T: Serialize + fmt::Display> fmt::Display for RegionsStatus<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let witness = self.witness.as_ref().map(|witness| format!(", witness {witness}")).unwrap_or_default();
-        write!(
-            f,
-            "Table {}: a strongly consistent global table in {}{witness}.",
-            self.table,
-            self.replicas.join(", ")
-        )?;
-        for InRegion { region, report } in &self.regions {
-            write!(f, "\n\n== {region} ==\n{report}")?;
-        }
-        Ok(())
-    }
-}
-
 /// `status` of a stack in several regions: `read` is the asking region's, the others are
 /// read here through the table's replicas. Drift in any region is drift.
 async fn in_every_region(
@@ -295,16 +258,6 @@ async fn in_every_region(
             .with_context(|| format!("reading the stack in {region}"))?;
         reads.push((clients, deployed, plan));
     }
-    fn regions_status<T: Serialize>(table: &str, regions: &Regions, reports: Vec<InRegion<T>>) -> RegionsStatus<T> {
-        RegionsStatus {
-            up_to_date: None,
-            table: table.to_owned(),
-            replicas: regions.replicas().map(str::to_owned).collect(),
-            witness: regions.witness.clone(),
-            consistency: "strong",
-            regions: reports,
-        }
-    }
     let table = reads[0].2.stack.table.clone();
     match mode {
         Mode::Stack { show_api_key } => {
@@ -314,7 +267,7 @@ async fn in_every_region(
                 reports.push(InRegion { region: plan.account.region.clone(), report });
             }
             let up_to_date = reports.iter().all(|region| region.report.up_to_date);
-            report(json, &RegionsStatus { up_to_date: Some(up_to_date), ..regions_status(&table, regions, reports) })?;
+            report(json, &PerRegion { up_to_date: Some(up_to_date), ..PerRegion::new(&table, regions, reports) })?;
             Ok(if up_to_date { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Mode::CallerPolicy => {
@@ -333,7 +286,7 @@ async fn in_every_region(
                 let report = metrics(clients, plan, since).await?;
                 reports.push(InRegion { region: plan.account.region.clone(), report });
             }
-            report(json, &regions_status(&table, regions, reports))?;
+            report(json, &PerRegion::new(&table, regions, reports))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -16,6 +16,7 @@ use crate::cli::{OutputFormat, UninstallArgs, suggested};
 use crate::deployed::{self, Deployed, Lookup, Reach};
 use crate::plan;
 use crate::progress::{Progress, Wording, ask, out, report};
+use crate::regions::{InRegion, PerRegion};
 use crate::resources::table;
 
 const DUPLICATES_WARNING: &str = "Counters restarted in a new table would hand out IDs that were already issued.";
@@ -82,27 +83,6 @@ impl fmt::Display for UninstallReport {
     }
 }
 
-/// A stack in several regions: each region's report, the one asked from last.
-#[derive(Serialize)]
-struct RegionsReport {
-    regions: Vec<RegionReport>,
-}
-
-#[derive(Serialize)]
-struct RegionReport {
-    region: String,
-    #[serde(flatten)]
-    report: UninstallReport,
-}
-
-impl fmt::Display for RegionsReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sections: Vec<String> =
-            self.regions.iter().map(|RegionReport { region, report }| format!("== {region} ==\n{report}")).collect();
-        f.write_str(&sections.join("\n\n"))
-    }
-}
-
 /// How far one region's uninstall goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Run {
@@ -128,6 +108,7 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     // region asked from last, so its role goes with the last function and the table (with
     // --delete-data) once no region's function uses it.
     let regions = global.regions();
+    let table = deployed.stack_table(args.stack.table.as_deref());
     let mut order: Vec<(Clients, bool)> =
         regions.others.iter().map(|region| (clients.in_region(region), false)).collect();
     order.push((clients, true));
@@ -136,16 +117,15 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         let deployed = read(clients, &args).await?;
         let region = deployed.account.region.clone();
         let report = in_region(&args, clients, deployed, args.delete_data && *asked, Run::Show).await?;
-        shown.push(RegionReport { region, report });
+        shown.push(InRegion { region, report });
     }
     let anything_to_delete =
         shown.iter().any(|shown| matches!(shown.report, UninstallReport::DryRun { up_to_date: false, .. }));
     if args.dry_run || !anything_to_delete {
-        report(json, &RegionsReport { regions: shown })?;
+        report(json, &PerRegion::new(&table, &regions, shown))?;
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes {
-        let table = deployed_table(&args, &order[order.len() - 1].0).await?;
         confirm(&table, args.delete_data)?;
     }
     let mut reports = Vec::new();
@@ -155,9 +135,9 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         let report = in_region(&args, clients, deployed, args.delete_data && *asked, Run::Delete)
             .await
             .with_context(|| format!("in {region}"))?;
-        reports.push(RegionReport { region, report });
+        reports.push(InRegion { region, report });
     }
-    report(json, &RegionsReport { regions: reports })?;
+    report(json, &PerRegion::new(&table, &regions, reports))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -172,10 +152,6 @@ async fn read(clients: &Clients, args: &UninstallArgs) -> anyhow::Result<Deploye
         reach: Reach::Whole,
     };
     deployed::read(clients, &lookup).await
-}
-
-async fn deployed_table(args: &UninstallArgs, clients: &Clients) -> anyhow::Result<String> {
-    Ok(read(clients, args).await?.stack_table(args.stack.table.as_deref()))
 }
 
 /// Uninstalls the stack's part in one region, as far as `run` says.
