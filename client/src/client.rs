@@ -10,9 +10,9 @@ use counter_function::api::{
 use counter_function::retry::{Backoff, Retry};
 use serde::de::DeserializeOwned;
 
+use crate::endpoint::{Auth, Endpoint};
 use crate::error::{Error, causes};
 use crate::failover::{EndpointState, Endpoints};
-use crate::signer::Signer;
 
 /// API Gateway gives up on an integration after 29 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,75 +28,6 @@ pub const HEALTH_PROBE_COUNTER: &str = "counterctl-health-probe";
 /// within a second or two.
 pub(crate) const CALL: Backoff =
     Backoff::new(Duration::from_millis(200), Duration::from_secs(2), Duration::from_secs(5));
-
-/// What a call carries to be let in.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    /// Nothing: the front lets anyone call (or something in front of it decides).
-    None,
-    /// An API key, sent as `x-api-key` (API Gateway's usage plans, `counterctl serve`).
-    ApiKey(String),
-    /// A SigV4 signature (`--auth iam` stacks: `execute-api`, or `lambda` for a function URL).
-    Iam(Signer),
-}
-
-/// Where a counter API is and how to call it.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    url: reqwest::Url,
-    auth: Auth,
-    /// Sent with every call.
-    headers: reqwest::header::HeaderMap,
-}
-
-impl Endpoint {
-    /// The API below `url` (an invoke URL such as
-    /// `https://ID.execute-api.REGION.amazonaws.com/prod`, a function URL, or
-    /// `http://127.0.0.1:8080` for `counterctl serve`), called with `auth`.
-    pub fn new(url: &str, auth: Auth) -> Result<Self, Error> {
-        let invalid = || Error::InvalidUrl {
-            url: url.to_owned(),
-            reason: "it needs http:// or https:// and a host, e.g. http://127.0.0.1:8080".to_owned(),
-        };
-        let parsed = reqwest::Url::parse(url).map_err(|_| invalid())?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
-            return Err(invalid());
-        }
-        // A route given as the base would become part of every counter's name.
-        let route = [INCREMENT_PATH, VALUE_PATH].iter().any(|route| parsed.path().contains(route));
-        if route || parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(Error::InvalidUrl {
-                url: url.to_owned(),
-                reason: "give the API's base URL, without a route or query, e.g. http://127.0.0.1:8080 or \
-                         https://ID.execute-api.REGION.amazonaws.com/prod: the client adds \
-                         /counter/increment?counter=NAME"
-                    .to_owned(),
-            });
-        }
-        Ok(Self { url: parsed, auth, headers: reqwest::header::HeaderMap::new() })
-    }
-
-    /// Sends the header `name: value` with every call (with [`Auth::Iam`] it is signed
-    /// with the rest), such as a proxy's mark on what it forwards.
-    pub fn with_header(mut self, name: &str, value: &str) -> Result<Self, Error> {
-        let invalid =
-            |error: &dyn std::fmt::Display| Error::InvalidHeader { name: name.to_owned(), reason: error.to_string() };
-        let header = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|error| invalid(&error))?;
-        let value = reqwest::header::HeaderValue::from_str(value).map_err(|error| invalid(&error))?;
-        self.headers.insert(header, value);
-        Ok(self)
-    }
-
-    /// The base URL, without a trailing slash.
-    pub fn url(&self) -> &str {
-        self.url.as_str().trim_end_matches('/')
-    }
-
-    /// How calls are let in.
-    pub fn auth(&self) -> &Auth {
-        &self.auth
-    }
-}
 
 /// A client of the counter API, at one endpoint or at several that fail over. Cheap to
 /// clone: clones share one connection pool.
@@ -260,20 +191,20 @@ impl Inner {
             query.iter().map(|(name, value)| format!("{}={}", encode(name), encode(value))).collect();
         let target = if encoded.is_empty() { url.clone() } else { format!("{url}?{}", encoded.join("&")) };
         // Before signing: a signature covers every header sent.
-        let mut request = self.http.request(method, &target).headers(endpoint.headers.clone());
+        let mut request = self.http.request(method, &target).headers(endpoint.headers().clone());
         if self.endpoints.len() > 1 {
             request = request.timeout(FAILOVER_ATTEMPT);
         }
         if let Some(key) = idempotency_key {
             request = request.header(IDEMPOTENCY_KEY_HEADER, key);
         }
-        if let Auth::ApiKey(key) = &endpoint.auth {
+        if let Auth::ApiKey(key) = endpoint.auth() {
             request = request.header(API_KEY_HEADER, key);
         }
         let mut request =
             request.build().map_err(|error| Error::InvalidUrl { url: target, reason: error.to_string() })?;
         // Signed anew for each attempt: a signature carries its time.
-        let signer = match &endpoint.auth {
+        let signer = match endpoint.auth() {
             Auth::Iam(signer) => Some((signer, signer.sign(&mut request).await?)),
             _ => None,
         };

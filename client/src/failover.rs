@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::client::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::error::Error;
 
 /// How often an endpoint that is down is asked again (in the background, while calls
@@ -147,7 +147,7 @@ impl Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Auth;
+    use crate::endpoint::Auth;
 
     fn endpoints(count: usize) -> Endpoints {
         let urls = (0..count).map(|port| Endpoint::new(&format!("http://127.0.0.1:{}", 9000 + port), Auth::None));

@@ -44,6 +44,7 @@
 
 mod client;
 mod cursor;
+mod endpoint;
 mod error;
 mod failover;
 mod ledger;
@@ -51,9 +52,10 @@ mod ledger_file;
 mod pool;
 mod signer;
 
-pub use client::{Auth, Client, Endpoint, HEALTH_PROBE_COUNTER};
+pub use client::{Client, HEALTH_PROBE_COUNTER};
 pub use counter_function::api::{CurrentValue, Incremented};
 pub use counter_function::validate::MAX_COUNT;
+pub use endpoint::{Auth, Endpoint};
 pub use error::{Error, causes};
 pub use failover::EndpointState;
 pub use ledger_file::{LedgerFile, LedgerFileError};
