@@ -34,6 +34,9 @@ fn reaching(options: &EndpointOptions) -> String {
     }
 }
 
+/// How long finding one other region's front may take before the call goes without it.
+const DISCOVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The key `increment` and `get` send when `--api-key` is not given.
 const API_KEY_VARIABLE: &str = "COUNTERCTL_API_KEY";
 
@@ -65,10 +68,22 @@ pub async fn endpoints(
     }
     let local = "for `counterctl serve`, pass --url http://127.0.0.1:8080 (or set COUNTERCTL_URL)";
     let clients = Clients::connect_or_local(&aws.connection(), local).await?;
-    let mut endpoints = vec![discover(&clients, stack).await?];
+    let asked = discover(&clients, stack).await;
+    // The other regions are what a call falls back to: one whose front cannot be found
+    // (its region down, or its part uninstalled) is left out, and `--region`'s, when it
+    // cannot be found, gives way to them.
+    let mut endpoints = Vec::new();
     for region in other_regions(&clients, stack).await {
-        let endpoint = discover(&clients.in_region(&region), stack).await;
-        endpoints.push(endpoint.with_context(|| format!("looking for the stack's front in {region}"))?);
+        let found = tokio::time::timeout(DISCOVERY, discover(&clients.in_region(&region), stack)).await;
+        match found.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {} s", DISCOVERY.as_secs()))) {
+            Ok(endpoint) => endpoints.push(endpoint),
+            Err(error) => eprintln!("warning: calling without the stack's front in {region}: {error:#}"),
+        }
+    }
+    match asked {
+        Ok(endpoint) => endpoints.insert(0, endpoint),
+        Err(error) if endpoints.is_empty() => return Err(error),
+        Err(error) => eprintln!("warning: calling the stack's other regions: {error:#}"),
     }
     match &api_key {
         Some(key) => {

@@ -128,24 +128,33 @@ pub(crate) enum Refusal {
     RecordNotOurs { name: String, zone: String, found: String },
     #[error(
         "table {table} holds items, and AWS makes a strongly consistent global table ({regions}) only from an empty one\n\
-         hint: install into a new --table with --regions, stop the old callers, then `counterctl counters export` \
-         from the old stack and `counterctl counters import` into the new one (import never lowers a counter)"
+         hint: install a new stack with its own --name and --table and --regions, stop the old callers, then \
+         `counterctl counters export` from this stack and `counterctl counters import` into the new one (import never \
+         lowers a counter), and move callers to the new stack's URLs"
     )]
     TableNotEmpty { table: String, regions: String },
     #[error(
         "table {table} is a global table in {deployed}; AWS adds and removes no replica or witness of a strongly \
          consistent table, so it cannot become {asked}\n\
-         hint: leave out --regions to keep {deployed}; for other regions, install into a new --table with them, then \
-         `counters export` from this stack and `counters import` into the new one"
+         hint: leave out --regions to keep {deployed}; for other regions, install a new stack with its own --name \
+         and --table and those --regions, then `counters export` from this stack and `counters import` into the new one"
     )]
     RegionsFixed { table: String, deployed: String, asked: String },
     #[error(
         "table {table} is a global table with eventual consistency ({regions}): the last writer wins, so increments \
          in two regions can hand out one value twice\n\
-         hint: counterctl runs only on a one-region table or a strongly consistent one; install into a new --table \
-         (with --regions for several regions) and move the counters with `counters export` and `counters import`"
+         hint: counterctl runs only on a one-region table or a strongly consistent one; install a new stack with its \
+         own --name and --table (with --regions for several regions) and move the counters with `counters export` and \
+         `counters import`"
     )]
     EventualGlobalTable { table: String, regions: String },
+    #[error(
+        "table {table} exists in {region} and is not a replica of the stack's global table in {home}: AWS makes a \
+         replica only where no table of its name is, and a function on another table would hand out IDs again\n\
+         hint: install the stack under a new --name and --table with --regions, or delete that table in {region} \
+         if nothing uses it"
+    )]
+    NotAReplica { table: String, region: String, home: String },
     #[error(
         "--domain is not yet made for a stack in several regions (it needs the name in each region and latency \
          records)\nhint: leave out --domain; callers take the regions' URLs in order (counterctl-client, serve \

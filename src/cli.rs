@@ -371,6 +371,17 @@ impl AwsOptions {
     }
 }
 
+impl RegionsOptions {
+    /// The options given, as words of a command line.
+    pub(crate) fn words(&self) -> Vec<String> {
+        let Self { regions, witness_region } = self;
+        let mut words = Words::default();
+        words.value("--regions", (!regions.is_empty()).then(|| regions.join(",")).as_ref());
+        words.value("--witness-region", witness_region.as_ref());
+        words.0
+    }
+}
+
 impl StackOptions {
     /// The options given, as words of a command line; the default name is left out.
     pub(crate) fn words(&self) -> Vec<String> {
@@ -544,6 +555,15 @@ pub struct InstallArgs {
     /// Print the API key's secret value (hidden otherwise).
     #[arg(long)]
     pub show_api_key: bool,
+    #[command(flatten)]
+    pub regions: RegionsOptions,
+    #[command(flatten)]
+    pub output: OutputOptions,
+}
+
+/// Where a stack in several regions runs (install, and status to show what it would do).
+#[derive(Debug, Clone, Args)]
+pub struct RegionsOptions {
     /// Run the stack in three regions on a DynamoDB global table with multi-Region strong
     /// consistency: three regions of one region set, comma-separated (e.g.
     /// us-east-1,us-east-2,us-west-2), or two with --witness-region. The first is home,
@@ -555,8 +575,6 @@ pub struct InstallArgs {
     /// data, no function), in the same region set.
     #[arg(long, value_name = "REGION", requires = "regions")]
     pub witness_region: Option<String>,
-    #[command(flatten)]
-    pub output: OutputOptions,
 }
 
 #[derive(Debug, Args)]
@@ -588,6 +606,8 @@ pub struct StatusArgs {
     /// With --metrics, the window, e.g. 15m, 1h, 2d.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration, requires = "metrics")]
     pub since: std::time::Duration,
+    #[command(flatten)]
+    pub regions: RegionsOptions,
     #[command(flatten)]
     pub output: OutputOptions,
 }

@@ -11,7 +11,7 @@ use crate::apply::{Applied, apply};
 use crate::aws::Clients;
 use crate::bundle::Codes;
 use crate::change::{Change, Refusal};
-use crate::cli::{DeployOptions, InstallArgs, OutputFormat, StackOptions, suggested};
+use crate::cli::{AwsOptions, DeployOptions, InstallArgs, OutputFormat, RegionsOptions, StackOptions, suggested};
 use crate::deployed::{self, Deployed, Lookup, Reach};
 use crate::plan::{self, Plan, Request};
 use crate::progress::{Progress, Wording, ask, out, report};
@@ -170,29 +170,33 @@ pub(crate) async fn read_and_plan(
 }
 
 /// `--regions` and `--witness-region`, checked before any call; `--region`, if given,
-/// must be one of them.
-fn given_regions(args: &InstallArgs) -> anyhow::Result<Option<Regions>> {
-    if args.regions.is_empty() {
+/// must be one of them. Shared with `status`.
+pub(crate) fn given_regions(
+    given: &RegionsOptions,
+    aws: &AwsOptions,
+    deploy: &DeployOptions,
+) -> anyhow::Result<Option<Regions>> {
+    if given.regions.is_empty() {
         return Ok(None);
     }
-    let regions = Regions::parse(&args.regions, args.witness_region.as_deref())?;
-    if matches!(args.deploy.domain, Some(DomainOption::Name(_))) {
+    let regions = Regions::parse(&given.regions, given.witness_region.as_deref())?;
+    if matches!(deploy.domain, Some(DomainOption::Name(_))) {
         return Err(Refusal::DomainWithRegions.into());
     }
-    if let Some(region) = &args.aws.region
+    if let Some(region) = &aws.region
         && !regions.replicas().any(|replica| replica == region)
     {
         anyhow::bail!(
             "--region {region} is not one of --regions {}\nhint: leave out --region, or name one of the replica \
              regions (the first of --regions is where the table is made)",
-            args.regions.join(",")
+            given.regions.join(",")
         );
     }
     Ok(Some(regions))
 }
 
 pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let given = given_regions(&args)?;
+    let given = given_regions(&args.regions, &args.aws, &args.deploy)?;
     let mut connection = args.aws.connection();
     if let Some(regions) = &given {
         connection.region = Some(regions.home.clone());
@@ -221,15 +225,18 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
     };
     // The stack in each region: the home region's plan first, made global there; the
     // others read through their replica once it exists.
+    // Every region on the home region's table: a function there that records another
+    // is refused as a table switch.
     let planning = Planning { regions: Some(&regions), ..planning };
+    let table = plan.stack.table.clone();
+    let stack = StackOptions { table: Some(table.clone()), ..args.stack.clone() };
     let mut plans = vec![(clients.clone(), plan)];
     for region in &regions.others {
         let clients = clients.in_region(region);
         let (_, plan) =
-            read_and_plan(&clients, &args.stack, &args.deploy, planning).await.with_context(|| reading_in(region))?;
+            read_and_plan(&clients, &stack, &args.deploy, planning).await.with_context(|| reading_in(region))?;
         plans.push((clients, plan));
     }
-    let table = plans[0].1.stack.table.clone();
     let planned = |plans: &[(Clients, Plan)]| -> Vec<InRegion<InstallReport>> {
         plans
             .iter()
@@ -257,13 +264,24 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
             // Planned again now that the replica exists, with the home key's value.
             let clients = clients.in_region(region);
             let planning = Planning { api_key_value: api_key_value.as_deref(), ..planning };
-            let (_, plan) = read_and_plan(&clients, &args.stack, &args.deploy, planning)
-                .await
-                .with_context(|| reading_in(region))?;
+            let (_, plan) =
+                read_and_plan(&clients, &stack, &args.deploy, planning).await.with_context(|| reading_in(region))?;
             replanned = (clients, plan);
             (&replanned.0, &replanned.1)
         };
         let applied = apply(clients, plan, &Progress::new(json)).await.with_context(|| format!("in {region}"))?;
+        if index == 0 {
+            // No other region goes on unless the table is the strongly consistent global
+            // table of these regions.
+            let global =
+                table::strong_global(&clients.dynamodb, &table).await.context("reading the table's replicas")?;
+            if !global.is_some_and(|global| global.regions().same_table(&regions)) {
+                anyhow::bail!(
+                    "table {table} is not yet a strongly consistent global table in {regions}; the other regions were \
+                     left as they are\nhint: run install again"
+                );
+            }
+        }
         if let (Some(key_id), None) = (&applied.key_id, &api_key_value) {
             api_key_value = api_key::key_value(&clients.apigateway, key_id).await.context("reading the API key")?;
         }

@@ -24,6 +24,7 @@ pub(crate) fn policy(plan: &Plan) -> Value {
         context: plan.context(),
         own_topic: matches!(&plan.wanted.alarms, Alarms::On { notify: Notify::Email(_) }),
         domain: plan.wanted.domain.as_ref(),
+        regions: plan.regions.as_ref(),
     };
     let every = Resource::ALL.into_iter().flat_map(|kind| resources::grants(kind, &scope));
     let statements: Vec<Value> = merged(every.chain([crate::metrics::grant()])).iter().map(Grant::statement).collect();

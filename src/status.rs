@@ -192,10 +192,16 @@ impl fmt::Display for NotInstalled {
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mode = Mode::of(&args)?;
-    let clients = Clients::connect(&args.aws.connection()).await?;
+    let given = crate::install::given_regions(&args.regions, &args.aws, &args.deploy)?;
+    let mut connection = args.aws.connection();
+    if let Some(regions) = &given {
+        connection.region = Some(regions.home.clone());
+    }
+    let clients = Clients::connect(&connection).await?;
     // A table that is gone is planned as install --recreate-table would, so the rest of
     // the stack is still reported; the loss is reported instead of a fix.
-    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, planning(mode.reach())).await {
+    let planning = Planning { regions: given.as_ref(), ..planning(mode.reach()) };
+    let (deployed, plan) = match read_and_plan(&clients, &args.stack, &args.deploy, planning).await {
         Ok(read) => read,
         // Not drift to fix in place but a stack to install again: a negative answer.
         Err(error) => match error.downcast_ref::<Refusal>() {
@@ -249,11 +255,13 @@ async fn in_every_region(
     regions: &Regions,
 ) -> anyhow::Result<ExitCode> {
     let json = args.output.output == OutputFormat::Json;
+    // Every region read for the asking region's table, as install plans them.
+    let stack = StackOptions { table: Some(read.2.stack.table.clone()), ..args.stack.clone() };
     let mut reads = vec![read];
     for region in &regions.others {
         let clients = reads[0].0.in_region(region);
         let planning = Planning { regions: Some(regions), ..planning(mode.reach()) };
-        let (deployed, plan) = read_and_plan(&clients, &args.stack, &args.deploy, planning)
+        let (deployed, plan) = read_and_plan(&clients, &stack, &args.deploy, planning)
             .await
             .with_context(|| format!("reading the stack in {region}"))?;
         reads.push((clients, deployed, plan));
@@ -330,7 +338,7 @@ async fn metrics(clients: &Clients, plan: &Plan, since: Duration) -> anyhow::Res
 /// given, without its own. A setting not given is compared as deployed, so these are
 /// exactly the ones that make the difference.
 fn install_command(args: &StatusArgs) -> String {
-    suggested("install", [args.aws.words(), args.stack.words(), args.deploy.words()].concat())
+    suggested("install", [args.aws.words(), args.stack.words(), args.deploy.words(), args.regions.words()].concat())
 }
 
 /// The stack against the options, with what only status shows: the code's hashes, the

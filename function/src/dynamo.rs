@@ -503,7 +503,6 @@ impl From<TimedOut> for Waited {
     }
 }
 
-/// A token no other request, in this or any other process, will hold.
 /// Scans one page of the sweep and deletes the records in it that expired before
 /// `cutoff` (seconds since the epoch).
 async fn sweep_page(client: &Client, table: &str, sweep: &Sweep, cutoff: u64) -> Result<(), String> {
@@ -554,6 +553,7 @@ async fn sweep_page(client: &Client, table: &str, sweep: &Sweep, cutoff: u64) ->
     Ok(())
 }
 
+/// A token no other request, in this or any other process, will hold.
 fn owner_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let process_salt = RandomState::new().hash_one(std::process::id());

@@ -587,18 +587,24 @@ fn a_deployed_strong_table_keeps_its_regions_and_needs_no_ttl() {
 }
 
 #[test]
-fn an_untagged_replica_of_the_stacks_table_is_tagged_and_protected_in_its_region() {
+fn an_untagged_strong_global_table_is_adopted_like_any_table_not_made_by_counterctl() {
     let mut deployed = healthy();
     let table = deployed.table.as_mut().expect("healthy has a table");
     table.global = Some(global(&["us-east-1", "us-east-2", "us-west-2"], true));
     (table.tagged, table.deletion_protection, table.point_in_time_recovery, table.ttl) =
         (false, false, false, Ttl::Off);
     let plan = planned(&deployed);
-    assert!(matches!(action(&plan, Resource::Table), Action::Update(_)), "the stack's, not adopted");
-    assert_eq!(
-        fields(&action(&plan, Resource::Table)),
-        vec![Field::DeletionProtection, Field::PointInTimeRecovery, Field::Tags]
-    );
+    assert_eq!(action(&plan, Resource::Table), Action::Adopt(Vec::new()), "not tagged, not protected unasked");
+    assert_eq!(plan.advisories.len(), 2, "{:?}", plan.advisories);
+}
+
+#[test]
+fn in_a_replica_region_a_table_that_is_not_the_replica_is_refused() {
+    let regions = three_regions();
+    let mut deployed = healthy();
+    deployed.account = account_in("us-east-2");
+    let refusal = install(&Request { regions: Some(&regions), ..request(&options()) }, &deployed).unwrap_err();
+    assert!(matches!(refusal, Refusal::NotAReplica { .. }), "{refusal:?}");
 }
 
 #[test]

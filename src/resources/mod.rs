@@ -51,6 +51,8 @@ pub(crate) struct Scope<'a> {
     pub(crate) own_topic: bool,
     /// `--domain`.
     pub(crate) domain: Option<&'a domain::WantedDomain>,
+    /// The stack's regions, when it runs on a strongly consistent global table.
+    pub(crate) regions: Option<&'a crate::regions::Regions>,
 }
 
 /// One statement of the operator policy: actions allowed on resources.

@@ -125,9 +125,11 @@ pub(crate) enum Ttl {
     OnExpiresAt,
     /// Off: install turns it on.
     Off,
-    /// On another attribute, or being turned off: DynamoDB allows one TTL attribute and
-    /// no change for an hour after one, so install leaves it and says so.
+    /// On another attribute: DynamoDB allows one TTL attribute, so install leaves it and
+    /// says so.
     Other(String),
+    /// Being turned off: DynamoDB allows no change for an hour after one.
+    Disabling,
 }
 
 /// Reads the table, its tags, backups and TTL; `None` when there is no such table.
@@ -152,6 +154,7 @@ pub(crate) async fn read(client: &Client, name: &str, stack_name: &str) -> Resul
     let ttl = match ttl.time_to_live_description().map(|ttl| (ttl.attribute_name(), ttl.time_to_live_status())) {
         Some((Some(EXPIRES_AT), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling))) => Ttl::OnExpiresAt,
         None | Some((_, None | Some(TimeToLiveStatus::Disabled))) => Ttl::Off,
+        Some((_, Some(TimeToLiveStatus::Disabling))) => Ttl::Disabling,
         Some((attribute, Some(status))) => Ttl::Other(format!("{} on `{}`", status.as_str(), attribute.unwrap_or("?"))),
     };
     let asking = asking_region(client);
@@ -282,6 +285,7 @@ async fn make_global(client: &Client, stack: &Stack, regions: &Regions) -> anyho
             CreateGlobalTableWitnessGroupMemberAction::builder().region_name(region).build().expect("complete");
         GlobalTableWitnessGroupUpdate::builder().create(create).build()
     });
+    wait_ttl_off(client, &stack.table).await.context("waiting for the table's TTL to be off")?;
     let update = client
         .update_table()
         .table_name(&stack.table)
@@ -343,6 +347,31 @@ async fn remove_replicas(client: &Client, table: &str, global: &Global) -> Resul
         })
         .await?;
     wait_active(client, table).await
+}
+
+/// Makes a table found instead of made (a lost answer) global, unless it is already, or
+/// holds items.
+async fn make_global_if_empty(client: &Client, stack: &Stack, regions: &Regions) -> anyhow::Result<()> {
+    let description = describe(client, &stack.table).await?.context("the table is not there")?;
+    if Global::of(&description, &asking_region(client)).is_some() {
+        return Ok(());
+    }
+    if holds_items(client, &stack.table).await? {
+        Err(Refusal::TableNotEmpty { table: stack.table.clone(), regions: regions.to_string() })?;
+    }
+    make_global(client, stack, regions).await
+}
+
+/// Waits until TTL is off: a table is made global only then, since MRSC has none.
+async fn wait_ttl_off(client: &Client, table: &str) -> Result<(), Error> {
+    retry::POLL
+        .poll(&format!("table {table}'s TTL being turned off"), || async {
+            let ttl =
+                client.describe_time_to_live().table_name(table).send().await.op("dynamodb:DescribeTimeToLive")?;
+            let status = ttl.time_to_live_description().and_then(|ttl| ttl.time_to_live_status());
+            Ok::<_, Error>(matches!(status, None | Some(TimeToLiveStatus::Disabled)).then_some(()))
+        })
+        .await
 }
 
 /// The same client, for the table's replica in `region`.
@@ -517,8 +546,6 @@ pub(crate) struct TableChange {
     pub(crate) deletion_protection: Option<Diff>,
     pub(crate) point_in_time_recovery: Option<Diff>,
     pub(crate) ttl: Option<Diff>,
-    /// A replica of the stack's global table without the stack's tags here.
-    pub(crate) tags: Option<Diff>,
     /// Made a global table of these regions.
     pub(crate) replicas: Option<(Diff, Regions)>,
     /// TTL turned off before the table is made global: MRSC has none.
@@ -528,7 +555,7 @@ pub(crate) struct TableChange {
 impl Changes for TableChange {
     fn diffs(&self) -> Vec<Diff> {
         let replicas = self.replicas.as_ref().map(|(diff, _)| diff);
-        [&self.deletion_protection, &self.point_in_time_recovery, &self.ttl, &self.tags, &self.ttl_off]
+        [&self.deletion_protection, &self.point_in_time_recovery, &self.ttl, &self.ttl_off]
             .into_iter()
             .flatten()
             .chain(replicas)
@@ -571,6 +598,18 @@ pub(crate) fn plan(
         return Err(Refusal::EventualGlobalTable { table: table.name.clone(), regions: global.regions().to_string() });
     }
     let deployed_regions = table.global.as_ref().filter(|global| global.strong).map(Global::regions);
+    // AWS makes a replica only where no table of its name exists, and a function of the
+    // stack on another table than the others' would hand out their values again.
+    if let Some(regions) = regions
+        && regions.home != region
+        && deployed_regions.is_none()
+    {
+        return Err(Refusal::NotAReplica {
+            table: table.name.clone(),
+            region: region.to_owned(),
+            home: regions.home.clone(),
+        });
+    }
     let replicas = match (regions, &deployed_regions) {
         (Some(wanted), Some(deployed)) if !wanted.same_table(deployed) => {
             return Err(Refusal::RegionsFixed {
@@ -585,10 +624,9 @@ pub(crate) fn plan(
         (Some(wanted), None) => Some((diff(Field::Replicas, "none", format!("{wanted}, strong")), wanted.clone())),
         _ => None,
     };
-    // A replica of the stack's global table is the stack's in every region, whose tags
-    // are not synchronized between replicas.
-    let stack_replica = deployed_regions.is_some() && regions.is_some();
-    let protect = table.tagged || protect_table || stack_replica;
+    // A replica is the stack's where it carries the stack's tag, which install sets in
+    // every replica region as it makes the table global (tags are per replica).
+    let protect = table.tagged || protect_table;
     let mut protection = |on: bool, field, what| match (on, protect) {
         (true, _) => None,
         (false, true) => Some(diff(field, "off", "on")),
@@ -602,7 +640,8 @@ pub(crate) fn plan(
         protection(table.point_in_time_recovery, Field::PointInTimeRecovery, "point-in-time recovery");
     let strongly_global = deployed_regions.is_some() || replicas.is_some();
     let (ttl, ttl_off) = match (&table.ttl, strongly_global) {
-        (Ttl::OnExpiresAt, false) | (Ttl::Off, true) => (None, None),
+        // Being turned off: making it global waits until it is.
+        (Ttl::OnExpiresAt, false) | (Ttl::Off | Ttl::Disabling, true) => (None, None),
         (Ttl::Off, false) => (Some(diff(Field::Ttl, "off", format!("on `{EXPIRES_AT}`"))), None),
         (Ttl::OnExpiresAt | Ttl::Other(_), true) => (None, Some(diff(Field::Ttl, "on", "off (MRSC has no TTL)"))),
         (Ttl::Other(ttl), false) => {
@@ -613,10 +652,17 @@ pub(crate) fn plan(
             ));
             (None, None)
         }
+        (Ttl::Disabling, false) => {
+            advisories.push(format!(
+                "table {}'s TTL is being turned off; run install again once it is off to turn it on for `{EXPIRES_AT}` \
+                 (DynamoDB allows one TTL change an hour)",
+                table.name
+            ));
+            (None, None)
+        }
     };
-    let tags = (stack_replica && !table.tagged).then(|| diff(Field::Tags, "none", "counterctl"));
-    let change = TableChange { deletion_protection, point_in_time_recovery, ttl, tags, replicas, ttl_off };
-    Ok(Planned::new(Resource::Table, name, Action::found(change, !table.tagged && !stack_replica)))
+    let change = TableChange { deletion_protection, point_in_time_recovery, ttl, replicas, ttl_off };
+    Ok(Planned::new(Resource::Table, name, Action::found(change, !table.tagged)))
 }
 
 /// Creates the table or applies its change; a note when it turned out to exist already.
@@ -638,10 +684,15 @@ pub(crate) async fn apply(
             return Ok(((), None));
         }
         // Made since the read (by a run interrupted a moment ago, or by hand): its data
-        // is used as it is, and the next run's plan reads and completes it.
+        // is used as it is, and the next run's plan reads and completes it. A stack in
+        // several regions needs it global before any other region is installed.
+        if let Some(regions) = regions {
+            wait_active(client, name).await.context("waiting for the table to be ACTIVE")?;
+            make_global_if_empty(client, stack, regions).await?;
+        }
         return Ok(((), Some("adopted: it was made since it was read; run install again to complete it".into())));
     }
-    let Some(TableChange { deletion_protection, point_in_time_recovery, ttl, tags, replicas, ttl_off }) =
+    let Some(TableChange { deletion_protection, point_in_time_recovery, ttl, replicas, ttl_off }) =
         planned.action.change()
     else {
         return Ok(((), None));
@@ -649,10 +700,6 @@ pub(crate) async fn apply(
     if planned.changes() {
         // Updates are refused while the table is CREATING or UPDATING.
         wait_active(client, name).await.context("waiting for the table to be ACTIVE")?;
-    }
-    if tags.is_some() {
-        let arn = describe(client, name).await?.and_then(|table| table.table_arn).unwrap_or_default();
-        tag(client, &arn, stack).await.context("tagging the replica")?;
     }
     if deletion_protection.is_some() {
         set_deletion_protection(client, name, true).await.context("turning on deletion protection")?;
@@ -721,6 +768,30 @@ impl crate::resources::Contract for TableContract {
             Grant::new("ReadTheTablesTags", &["dynamodb:ListTagsOfResource"], vec![arn(account, "*")]),
             Grant::new("Counters", &["dynamodb:Scan", "dynamodb:UpdateItem"], vec![table]),
         ];
+        // A strongly consistent global table: its replicas and witness made and removed
+        // from this region's table, and DynamoDB's replication role made once for the
+        // account, as AWS's MRSC tutorial lists them
+        // (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/V2globaltables.tutorial.html#create-gt-mrsc).
+        if scope.regions.is_some() {
+            grants.push(Grant::new(
+                "GlobalTable",
+                &[
+                    "dynamodb:CreateTableReplica",
+                    "dynamodb:DeleteTableReplica",
+                    "dynamodb:CreateGlobalTableWitness",
+                    "dynamodb:DeleteGlobalTableWitness",
+                ],
+                vec![stack.table_arn(account)],
+            ));
+            let replication = format!(
+                "arn:{}:iam::{}:role/aws-service-role/replication.dynamodb.amazonaws.com/AWSServiceRoleForDynamoDBReplication",
+                account.partition, account.id
+            );
+            grants.push(
+                Grant::new("DynamoDBReplicationRole", &["iam:CreateServiceLinkedRole"], vec![replication])
+                    .with_condition(serde_json::json!({"StringEquals": {"iam:AWSServiceName": "replication.dynamodb.amazonaws.com"}})),
+            );
+        }
         // Without --table, a stack whose function is gone is read from the default table
         // first (the table a new stack gets).
         let default_table = counter_function::dynamo::DEFAULT_TABLE;

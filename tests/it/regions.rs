@@ -134,6 +134,7 @@ async fn install_in_three_regions_makes_one_strongly_consistent_table_and_the_st
     }
     let policy = run_in(&stack, "us-east-2", "status", &["--operator-policy"]).await.ok().json();
     let text = policy.to_string();
+    assert!(text.contains("dynamodb:CreateTableReplica") && text.contains("iam:CreateServiceLinkedRole"), "{text}");
     for region in ["us-east-1", "us-east-2", "us-west-2"] {
         assert!(text.contains(&format!("arn:aws:lambda:{region}:")), "the operator policy covers {region}");
     }
@@ -171,6 +172,41 @@ async fn install_in_three_regions_makes_one_strongly_consistent_table_and_the_st
     assert_eq!(other.code, 2, "{}", other.stderr);
     assert!(other.stderr.contains("adds and removes no replica"), "{}", other.stderr);
     assert!(writes.is_empty(), "{writes:?}");
+}
+
+#[tokio::test]
+async fn the_operator_policy_of_a_stack_in_three_regions_is_printed_before_its_install() {
+    let stack = Deployment::new().await;
+    let (run, writes) = stack.mutations_of(stack.run("status", &["--regions", THREE, "--operator-policy"])).await;
+    let policy = run.ok().json().to_string();
+    for region in ["us-east-1", "us-east-2", "us-west-2"] {
+        assert!(policy.contains(&format!("arn:aws:lambda:{region}:")), "{region}: {policy}");
+    }
+    assert!(policy.contains("dynamodb:CreateTableReplica"), "{policy}");
+    assert!(writes.is_empty(), "status writes nothing: {writes:?}");
+}
+
+#[tokio::test]
+async fn a_lost_create_table_answer_still_makes_the_table_global_before_another_region() {
+    let stack = Deployment::new().await;
+    stack.proxy.lose_answer("CreateTable", 1);
+    stack.run("install", &["--regions", THREE]).await.ok();
+    assert!(stack.proxy.global_table(&stack.table).is_some(), "adopted, then made global");
+    for region in ["us-east-1", "us-east-2", "us-west-2"] {
+        assert!(function_in(&stack, region).await, "a function in {region}");
+    }
+}
+
+#[tokio::test]
+async fn a_replica_region_with_a_table_of_its_own_is_refused_before_any_write() {
+    let stack = Deployment::new().await;
+    // A one-region table of the stack's name in us-east-2 (an earlier install there).
+    let east = aws_sdk_dynamodb::Client::new(&aws_in("us-east-2").await);
+    create_counter_table(&east, &stack.table).await;
+    let (run, writes) = stack.mutations_of(stack.run("install", &["--regions", THREE])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("is not a replica") && run.stderr.contains("us-east-2"), "{}", run.stderr);
+    assert!(writes.is_empty(), "refused before any write: {writes:?}");
 }
 
 #[tokio::test]
