@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::apply::{Applied, apply};
-use crate::aws::Clients;
+use crate::aws::{Clients, Connection};
 use crate::bundle::Codes;
 use crate::change::{Change, Refusal};
 use crate::cli::{AwsOptions, DeployOptions, InstallArgs, OutputFormat, RegionsOptions, StackOptions, suggested};
@@ -169,15 +169,17 @@ pub(crate) async fn read_and_plan(
     Ok((deployed, plan))
 }
 
-/// `--regions` and `--witness-region`, checked before any call; `--region`, if given,
-/// must be one of them. Shared with `status`.
+/// `--regions` and `--witness-region`, checked before any call (`--region`, if given,
+/// must be one of them), and the connection, in the home region when they are given.
+/// Shared with `status`.
 pub(crate) fn given_regions(
     given: &RegionsOptions,
     aws: &AwsOptions,
     deploy: &DeployOptions,
-) -> anyhow::Result<Option<Regions>> {
+) -> anyhow::Result<(Option<Regions>, Connection)> {
+    let mut connection = aws.connection();
     if given.regions.is_empty() {
-        return Ok(None);
+        return Ok((None, connection));
     }
     let regions = Regions::parse(&given.regions, given.witness_region.as_deref())?;
     if matches!(deploy.domain, Some(DomainOption::Name(_))) {
@@ -192,15 +194,12 @@ pub(crate) fn given_regions(
             given.regions.join(",")
         );
     }
-    Ok(Some(regions))
+    connection.region = Some(regions.home.clone());
+    Ok((Some(regions), connection))
 }
 
 pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let given = given_regions(&args.regions, &args.aws, &args.deploy)?;
-    let mut connection = args.aws.connection();
-    if let Some(regions) = &given {
-        connection.region = Some(regions.home.clone());
-    }
+    let (given, connection) = given_regions(&args.regions, &args.aws, &args.deploy)?;
     let clients = Clients::connect(&connection).await?;
     let json = args.output.output == OutputFormat::Json;
     let planning = Planning {
@@ -224,9 +223,8 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         return install_in_one_region(&args, &clients, plan, json).await;
     };
     // The stack in each region: the home region's plan first, made global there; the
-    // others read through their replica once it exists.
-    // Every region on the home region's table: a function there that records another
-    // is refused as a table switch.
+    // others read through their replica once it exists, on the home region's table (a
+    // function there that records another is refused as a table switch).
     let planning = Planning { regions: Some(&regions), ..planning };
     let table = plan.stack.table.clone();
     let stack = StackOptions { table: Some(table.clone()), ..args.stack.clone() };

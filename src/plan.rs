@@ -27,7 +27,7 @@ use crate::resources::permission::{self, Permission, PermissionChange};
 use crate::resources::role::{self, PolicyChange, Role, RoleChange, RolePolicy};
 use crate::resources::routes::{self, IntegrationChange, RouteChange, method_authorization};
 use crate::resources::stage::{self, StageChange};
-use crate::resources::table::{self, TableChange, TableName};
+use crate::resources::table::{self, TableChange, TableName, TableState};
 use crate::resources::topic::{self, Notify, TopicArn, TopicPlan};
 use crate::resources::usage_plan::{self, UsagePlanPlan, UsagePlanSpec, UsagePlanState};
 use crate::settings::{Auth, Front};
@@ -282,8 +282,7 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
     }
     // A new, empty table where the stack's is gone restarts every counter: destructive,
     // so confirmed as a change that breaks callers.
-    let deployed_regions = deployed.table.as_ref().and_then(|table| table.global.as_ref()).filter(|g| g.strong);
-    let regions = request.regions.cloned().or_else(|| deployed_regions.map(table::Global::regions));
+    let regions = request.regions.cloned().or_else(|| deployed.table.as_ref().and_then(TableState::strong_regions));
     if regions.is_some() && wanted.domain.is_some() {
         return Err(Refusal::DomainWithRegions);
     }
@@ -293,14 +292,8 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
             .breaking_if(table_lost);
     let log_group = log_group::plan(deployed.log_group.as_ref(), &stack, wanted.log_retention_days, &mut advisories);
     let role_arn = deployed.role.as_ref().map_or_else(|| role::arn(&stack.name, &account), |role| role.arn.clone());
-    let (mut role, policy) = role::plan(deployed.role.as_ref(), &stack, &account);
-    // IAM is global: another region of the stack makes its one role first.
-    if let Some(regions) = &regions
-        && regions.home != account.region
-        && role.action == Action::Create
-    {
-        role.action = Action::Retain(format!("made with the stack in {} (IAM is global)", regions.home));
-    }
+    let made_in = regions.as_ref().map(|regions| regions.home.as_str()).filter(|home| *home != account.region);
+    let (role, policy) = role::plan(deployed.role.as_ref(), &stack, &account, made_in);
     let spec = FunctionSpec { stack: &stack, wanted: &wanted.function, role_arn: &role_arn };
     let function = FunctionPlan {
         planned: function::plan(deployed.function.as_ref(), &spec, table_switch.is_some()),

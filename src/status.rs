@@ -192,11 +192,7 @@ impl fmt::Display for NotInstalled {
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mode = Mode::of(&args)?;
-    let given = crate::install::given_regions(&args.regions, &args.aws, &args.deploy)?;
-    let mut connection = args.aws.connection();
-    if let Some(regions) = &given {
-        connection.region = Some(regions.home.clone());
-    }
+    let (given, connection) = crate::install::given_regions(&args.regions, &args.aws, &args.deploy)?;
     let clients = Clients::connect(&connection).await?;
     // A table that is gone is planned as install --recreate-table would, so the rest of
     // the stack is still reported; the loss is reported instead of a fix.

@@ -98,8 +98,7 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws.connection()).await?;
     let json = args.output.output == OutputFormat::Json;
     let deployed = read(&clients, &args).await?;
-    let global = deployed.table.as_ref().and_then(|table| table.global.clone()).filter(|global| global.strong);
-    let Some(global) = global else {
+    let Some(regions) = deployed.table.as_ref().and_then(table::TableState::strong_regions) else {
         let run = if args.dry_run { Run::Show } else { Run::AskAndDelete };
         report(json, &in_region(&args, &clients, deployed, args.delete_data, run).await?)?;
         return Ok(ExitCode::SUCCESS);
@@ -107,14 +106,18 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     // A stack on a strongly consistent global table: every replica region's part, the
     // region asked from last, so its role goes with the last function and the table (with
     // --delete-data) once no region's function uses it.
-    let regions = global.regions();
     let table = deployed.stack_table(args.stack.table.as_deref());
     let mut order: Vec<(Clients, bool)> =
         regions.others.iter().map(|region| (clients.in_region(region), false)).collect();
     order.push((clients, true));
+    // The asking region was read already; it is read again only before its deletions.
+    let mut asked_region = Some(deployed);
     let mut shown = Vec::new();
     for (clients, asked) in &order {
-        let deployed = read(clients, &args).await?;
+        let deployed = match asked_region.take_if(|_| *asked) {
+            Some(deployed) => deployed,
+            None => read(clients, &args).await?,
+        };
         let region = deployed.account.region.clone();
         let report = in_region(&args, clients, deployed, args.delete_data && *asked, Run::Show).await?;
         shown.push(InRegion { region, report });

@@ -252,15 +252,22 @@ pub(crate) fn other_regions(role: &RoleState, region: &str) -> Vec<String> {
 
 /// The role (Lambda's trust, the stack's tag) and this region's policy, which replaces an
 /// older counterctl's policy for this region in the same run.
+/// `made_in`: the region of a stack in several regions that makes the one role (IAM is
+/// global), when it is not this one: a role not there yet is left to it.
 pub(crate) fn plan(
     role: Option<&RoleState>,
     stack: &Stack,
     account: &Account,
+    made_in: Option<&str>,
 ) -> (Planned<RoleChange>, Planned<PolicyChange>) {
     let policy_name = Stack::region_policy_name(&account.region);
     let Some(role) = role else {
+        let action = match made_in {
+            Some(home) => Action::Retain(format!("made with the stack in {home} (IAM is global)")),
+            None => Action::Create,
+        };
         return (
-            Planned::new(Resource::Role, &stack.name, Action::Create),
+            Planned::new(Resource::Role, &stack.name, action),
             Planned::new(Resource::Policy, policy_name, Action::Create),
         );
     };

@@ -80,6 +80,13 @@ pub(crate) struct TableState {
     pub holds_items: Option<bool>,
 }
 
+impl TableState {
+    /// Its regions, the asking one first, when it is a strongly consistent global table.
+    pub(crate) fn strong_regions(&self) -> Option<Regions> {
+        self.global.as_ref().filter(|global| global.strong).map(Global::regions)
+    }
+}
+
 /// A global table as DescribeTable shows it in one of its regions.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Global {
@@ -597,7 +604,7 @@ pub(crate) fn plan(
     {
         return Err(Refusal::EventualGlobalTable { table: table.name.clone(), regions: global.regions().to_string() });
     }
-    let deployed_regions = table.global.as_ref().filter(|global| global.strong).map(Global::regions);
+    let deployed_regions = table.strong_regions();
     // AWS makes a replica only where no table of its name exists, and a function of the
     // stack on another table than the others' would hand out their values again.
     if let Some(regions) = regions
