@@ -9,12 +9,6 @@ use crate::support::cli::{Deployment, REGION, REGION_POLICY, Run, counterctl};
 use crate::support::function::Function;
 use crate::support::rest_api::{MethodAuth, RestApi};
 
-async fn put_counter(stack: &Deployment, table: &str, name: &str, value: i64) {
-    let put = stack.dynamodb().put_item().table_name(table);
-    let put = put.item("id", AttributeValue::S(name.into())).item("lastValue", AttributeValue::N(value.to_string()));
-    put.send().await.unwrap();
-}
-
 /// Runs `counterctl COMMAND` for the stack's name but without `--table`.
 async fn run_without_table(stack: &Deployment, command: &str, args: &[&str]) -> Run {
     let mut all = vec![command, "--endpoint-url", &stack.proxy.url, "--region", REGION, "--name", &stack.name];
@@ -31,7 +25,7 @@ async fn function_table(stack: &Deployment) -> String {
 async fn a_rerun_without_table_keeps_the_deployed_table() {
     let stack = Deployment::new().await;
     stack.install().await; // --table Counters-…, not the default
-    put_counter(&stack, &stack.table, "tenants", 714).await;
+    stack.put_counter(&stack.table, "tenants", 714).await;
 
     let status = run_without_table(&stack, "status", &[]).await;
     assert_eq!(status.code, 0, "status compares against the deployed table: {}", status.stdout);
@@ -58,11 +52,11 @@ async fn another_table_is_refused_without_switch_table_and_changes_nothing() {
 async fn switch_table_is_refused_while_any_counter_would_go_backwards() {
     let stack = Deployment::new().await;
     stack.install().await;
-    put_counter(&stack, &stack.table, "tenants", 714).await;
-    put_counter(&stack, &stack.table, "orders", 20).await;
+    stack.put_counter(&stack.table, "tenants", 714).await;
+    stack.put_counter(&stack.table, "orders", 20).await;
     let new_table = format!("{}-new", stack.table);
     crate::support::create_counter_table(&stack.dynamodb(), &new_table).await;
-    put_counter(&stack, &new_table, "tenants", 700).await;
+    stack.put_counter(&new_table, "tenants", 700).await;
     // An idempotency record of the function is not a counter.
     let record = stack.dynamodb().put_item().table_name(&stack.table);
     let record = record
@@ -78,8 +72,8 @@ async fn switch_table_is_refused_while_any_counter_would_go_backwards() {
     assert!(!run.stderr.contains("_counterctl#"), "{}", run.stderr);
     assert_eq!(mutations, Vec::<String>::new());
 
-    put_counter(&stack, &new_table, "tenants", 714).await;
-    put_counter(&stack, &new_table, "orders", 25).await;
+    stack.put_counter(&new_table, "tenants", 714).await;
+    stack.put_counter(&new_table, "orders", 25).await;
     let unconfirmed = run_without_table(&stack, "install", &args).await;
     assert_eq!(unconfirmed.code, 2, "callers are stopped during the switch: {}", unconfirmed.stderr);
     assert!(unconfirmed.stderr.contains("hint: pass --yes"), "{}", unconfirmed.stderr);
@@ -103,10 +97,10 @@ async fn switch_table_is_refused_while_any_counter_would_go_backwards() {
 async fn a_counter_that_moves_on_during_the_switch_stops_it() {
     let stack = Deployment::new().await;
     stack.install().await;
-    put_counter(&stack, &stack.table, "tenants", 714).await;
+    stack.put_counter(&stack.table, "tenants", 714).await;
     let new_table = format!("{}-new", stack.table);
     crate::support::create_counter_table(&stack.dynamodb(), &new_table).await;
-    put_counter(&stack, &new_table, "tenants", 714).await;
+    stack.put_counter(&new_table, "tenants", 714).await;
 
     let args = ["--table", new_table.as_str(), "--switch-table", "--yes"];
     let switch = run_without_table(&stack, "install", &args);
@@ -116,7 +110,7 @@ async fn a_counter_that_moves_on_during_the_switch_stops_it() {
         while !stack.proxy.actions().contains(&stopped) {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        put_counter(&stack, &stack.table, "tenants", 715).await;
+        stack.put_counter(&stack.table, "tenants", 715).await;
     };
     let (run, ()) = tokio::join!(switch, late_increment);
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -510,7 +504,7 @@ async fn delete_table_by_hand(stack: &Deployment) {
 async fn a_stacks_table_deleted_by_hand_is_refused_not_made_again_empty() {
     let stack = Deployment::new().await;
     stack.install().await;
-    put_counter(&stack, &stack.table, "tenants", 100).await;
+    stack.put_counter(&stack.table, "tenants", 100).await;
     delete_table_by_hand(&stack).await;
 
     let (run, mutations) = stack.mutations_of(stack.run("install", &[])).await;
@@ -559,11 +553,11 @@ async fn recreate_table_makes_a_new_empty_table_only_when_confirmed() {
 async fn a_table_restored_under_its_name_is_picked_up_and_counting_goes_on_above_it() {
     let stack = Deployment::new().await;
     stack.install().await;
-    put_counter(&stack, &stack.table, "tenants", 100).await;
+    stack.put_counter(&stack.table, "tenants", 100).await;
     delete_table_by_hand(&stack).await;
     // As restore-table-from-backup leaves it: the name, the key schema and the items, no tags.
     crate::support::create_counter_table(&stack.dynamodb(), &stack.table).await;
-    put_counter(&stack, &stack.table, "tenants", 100).await;
+    stack.put_counter(&stack.table, "tenants", 100).await;
 
     let (run, mutations) = stack.mutations_of(stack.install()).await;
     assert!(!mutations.contains(&"CreateTable".to_owned()), "{mutations:?}");

@@ -73,12 +73,7 @@ async fn regions_that_cannot_make_a_strongly_consistent_table_are_refused_before
 async fn a_table_that_holds_counters_is_not_made_global_and_the_hint_says_how_to_move() {
     let stack = Deployment::new().await;
     stack.install().await;
-    let item = stack.dynamodb().put_item().table_name(&stack.table);
-    item.item("id", AttributeValue::S("tenant".into()))
-        .item("lastValue", AttributeValue::N("7".into()))
-        .send()
-        .await
-        .unwrap();
+    stack.put_counter(&stack.table, "tenant", 7).await;
 
     let (run, writes) = stack.mutations_of(stack.run("install", &["--regions", THREE])).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -228,12 +223,7 @@ async fn two_regions_and_a_witness_run_the_function_in_the_two() {
 async fn uninstall_from_a_non_home_region_removes_every_region_and_keeps_the_counters() {
     let stack = Deployment::new().await;
     stack.run("install", &["--regions", THREE]).await.ok();
-    let item = stack.dynamodb().put_item().table_name(&stack.table);
-    item.item("id", AttributeValue::S("tenant".into()))
-        .item("lastValue", AttributeValue::N("714".into()))
-        .send()
-        .await
-        .unwrap();
+    stack.put_counter(&stack.table, "tenant", 714).await;
 
     let list = ["counters", "list", "--endpoint-url", &stack.proxy.url, "--region", "us-west-2", "--name", &stack.name];
     let listed = counterctl(&list).await.ok();

@@ -5,16 +5,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::support::aws_proxy::Fault;
 use crate::support::cli::Deployment;
 
-async fn put_counter(stack: &Deployment, name: &str, value: i64) {
-    let dynamodb = stack.dynamodb();
-    let request = dynamodb
-        .put_item()
-        .table_name(&stack.table)
-        .item("id", AttributeValue::S(name.into()))
-        .item("lastValue", AttributeValue::N(value.to_string()));
-    request.send().await.unwrap();
-}
-
 async fn last_value(stack: &Deployment, name: &str) -> String {
     let get = stack.dynamodb().get_item().table_name(&stack.table).key("id", AttributeValue::S(name.into()));
     get.send().await.unwrap().item.unwrap()["lastValue"].as_n().unwrap().clone()
@@ -24,7 +14,7 @@ async fn last_value(stack: &Deployment, name: &str) -> String {
 async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
     let stack = Deployment::new().await;
     stack.install().await;
-    put_counter(&stack, "orders", 1234).await;
+    stack.put_counter(&stack.table, "orders", 1234).await;
 
     let run = stack.run("uninstall", &["--yes"]).await.ok();
     assert!(run.stdout.contains(&format!("table {} and its counters are kept", stack.table)), "{}", run.stdout);
@@ -73,8 +63,8 @@ async fn uninstall_deletes_the_stack_but_keeps_the_table_and_its_counters() {
 async fn delete_data_deletes_the_table_after_saying_how_many_items_it_holds() {
     let stack = Deployment::new().await;
     stack.install().await;
-    put_counter(&stack, "a", 1).await;
-    put_counter(&stack, "b", 2).await;
+    stack.put_counter(&stack.table, "a", 1).await;
+    stack.put_counter(&stack.table, "b", 2).await;
     let (run, mutations) = stack.mutations_of(stack.run("uninstall", &["--delete-data", "--yes"])).await;
     let run = run.ok();
     assert_eq!(mutations[mutations.len() - 2..], ["UpdateTable", "DeleteTable"], "deletion protection off first");
