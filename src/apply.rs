@@ -6,10 +6,10 @@
 //!    ┌ table ─────┐ (a new table, before what records it)
 //!    ├ log group  │
 //!    ├ role ──────┴ ┬ policy
-//!    │              └ function ──────────────────┬ permission (REST) or function URL
-//!    ├ API (created: settle a race) ─────────────┘
-//!    │   └ route → integration → stage ┬ usage plan ─ duplicates
-//!    └──────────────────── API key ────┘
+//!    │              └ function → alias ──────────┬ permission (REST) or function URL
+//!    ├ API (created: settle a race) ─────────────┘     │ (added before the stage moves;
+//!    │   └ route → integration → stage ┬ usage plan    │  the function's own statement
+//!    └──────────────────── API key ────┘ ─ duplicates  └ goes once it has moved)
 //!    then: a table switch (alone), the old front's removal (make before break), the
 //!    custom domain with its mapping and record (a domain that goes after it, or before
 //!    the REST API it maps to goes), the alarm topic and its subscription, and the alarms
@@ -27,7 +27,7 @@ use crate::progress::Progress;
 use crate::resources::api::{self, Race};
 use crate::resources::function::FunctionSpec;
 use crate::resources::{
-    alarms, api_key, domain, function, function_url, log_group, permission, role, routes, stage, table, topic,
+    alarms, alias, api_key, domain, function, function_url, log_group, permission, role, routes, stage, table, topic,
     usage_plan,
 };
 use crate::retry::{self, TimedOut};
@@ -68,6 +68,10 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     // The permission (or the function URL) needs the function, and the permission the
     // API the stack ends up with; it runs alongside the deployment.
     let (settled_api, api_id) = tokio::sync::oneshot::channel::<String>();
+    // The stage deploys what invokes the alias only once the alias may be invoked, and the
+    // function's own statement goes only once the stage no longer invokes the function.
+    let (permission_added, permission_ready) = tokio::sync::oneshot::channel::<()>();
+    let (stage_deployed, stage_moved) = tokio::sync::oneshot::channel::<()>();
     let switching_from = plan.function.table_switch.as_deref();
     let function_and_front = async {
         let role = role::apply_role(&clients.iam, stack, &plan.role, &plan.role_arn);
@@ -87,12 +91,18 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
         }
         let function = apply_function(clients, plan, progress, &role_arn);
         tokio::try_join!(policy, function)?;
-        let url = connect_function(clients, plan, progress, api_id).await?;
+        let gates = Gates { permission_added: Some(permission_added), stage_moved };
+        let url = connect_function(clients, plan, progress, api_id, gates).await?;
         Ok((role_arn, url))
     };
     let rest = async {
         match &plan.front {
-            FrontPlan::Rest(rest) => apply_rest(clients, plan, rest, progress, settled_api).await.map(Some),
+            FrontPlan::Rest(rest) => {
+                // A table switch connects the function after everything else: nothing to wait for.
+                let permission_ready = switching_from.is_none().then_some(permission_ready);
+                let stage_gates = (permission_ready, stage_deployed);
+                apply_rest(clients, plan, rest, progress, settled_api, stage_gates).await.map(Some)
+            }
             FrontPlan::FunctionUrl(_) => Ok(None),
         }
     };
@@ -105,7 +115,10 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
         if let Some(rest) = &rest {
             let _ = api_id.send(rest.api_id.clone());
         }
-        connect_function(clients, plan, progress, to_url).await?
+        // The stage was deployed above (or the front is a function URL).
+        let (stage_deployed, stage_moved) = tokio::sync::oneshot::channel();
+        let _ = stage_deployed.send(());
+        connect_function(clients, plan, progress, to_url, Gates { permission_added: None, stage_moved }).await?
     } else {
         url
     };
@@ -159,10 +172,23 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     Ok(applied)
 }
 
+/// The function, then its version and alias.
 async fn apply_function(clients: &Clients, plan: &Plan, progress: &Progress, role_arn: &str) -> anyhow::Result<()> {
     let spec = FunctionSpec { stack: &plan.stack, wanted: &plan.wanted.function, role_arn };
     let apply = function::apply(clients, &plan.account, &plan.function, &spec);
-    progress.step_noting(plan.function.planned.row(), apply).await
+    progress.step_noting(plan.function.planned.row(), apply).await?;
+    let aliased = &plan.function.alias;
+    let apply = alias::apply(&clients.lambda, &plan.stack, aliased, &plan.wanted.function.code.sha256);
+    progress.step(aliased.planned.row(), apply).await?;
+    Ok(())
+}
+
+/// How the permission and the stage wait for each other.
+struct Gates {
+    /// Sent once the alias's permission is there.
+    permission_added: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Received once the stage is deployed.
+    stage_moved: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// What the REST front applied: the API the stack ends up with, and the key callers send.
@@ -178,6 +204,7 @@ async fn apply_rest(
     rest: &RestPlan,
     progress: &Progress,
     settled_api: tokio::sync::oneshot::Sender<String>,
+    (permission_ready, stage_deployed): (Option<tokio::sync::oneshot::Receiver<()>>, tokio::sync::oneshot::Sender<()>),
 ) -> anyhow::Result<RestApplied> {
     let (client, stack, auth) = (&clients.apigateway, &plan.stack, plan.wanted.auth);
     let integration_uri = &stack.integration_uri(&plan.account);
@@ -192,7 +219,15 @@ async fn apply_rest(
         Race::Won(api_id) => {
             let _ = settled_api.send(api_id.clone());
             let deployed = (rest.deployment.as_str(), auth, plan.wanted.throttle);
-            let stage = progress.step(rest.stage.row(), stage::apply(client, stack, &api_id, &rest.stage, deployed));
+            let stage = async {
+                if let Some(permission_ready) = permission_ready {
+                    // Dropped unsent: the function's branch failed, and reports why.
+                    permission_ready.await.context("the alias's permission was not added")?;
+                }
+                progress.step(rest.stage.row(), stage::apply(client, stack, &api_id, &rest.stage, deployed)).await?;
+                let _ = stage_deployed.send(());
+                anyhow::Ok(())
+            };
             let key_id = match &rest.keys {
                 Keys::Wanted { key, usage_plan } => {
                     let made = progress.step(key.planned.row(), api_key::apply(client, stack, key));
@@ -238,14 +273,27 @@ async fn connect_function(
     plan: &Plan,
     progress: &Progress,
     api_id: tokio::sync::oneshot::Receiver<String>,
+    Gates { permission_added, stage_moved }: Gates,
 ) -> anyhow::Result<Option<String>> {
     match &plan.front {
         FrontPlan::Rest(rest) => {
             // No API id: the front failed, and its error is the one reported.
             let Ok(api_id) = api_id.await else { return Ok(None) };
             let planned_api = rest.api.chosen.as_ref().map(|api| api.id.as_str());
-            let apply = permission::apply(&clients.lambda, plan.context(), &rest.permission, (planned_api, &api_id));
-            progress.step(rest.permission.row(), apply).await?;
+            let work = async {
+                let apply = permission::apply(&clients.lambda, plan.context(), &rest.permission, (planned_api, &api_id));
+                apply.await?;
+                if let Some(permission_added) = permission_added {
+                    let _ = permission_added.send(());
+                }
+                // Only once callers reach the alias; no stage deployed (the front failed, or
+                // another install deploys it): the statement stays for the next run.
+                if permission::removes_legacy(&rest.permission) && stage_moved.await.is_ok() {
+                    permission::remove_legacy(&clients.lambda, &plan.stack).await?;
+                }
+                anyhow::Ok(())
+            };
+            progress.step(rest.permission.row(), work).await?;
             Ok(None)
         }
         FrontPlan::FunctionUrl(front) => {

@@ -172,6 +172,7 @@ pub(crate) enum Resource {
     Role,
     Policy,
     Function,
+    Alias,
     FunctionUrl,
     Permission,
     Api,
@@ -200,12 +201,13 @@ const _: () = {
 
 impl Resource {
     /// Every kind, in order (a kind added last moves the check below).
-    pub(crate) const ALL: [Self; 19] = [
+    pub(crate) const ALL: [Self; 20] = [
         Self::Table,
         Self::LogGroup,
         Self::Role,
         Self::Policy,
         Self::Function,
+        Self::Alias,
         Self::FunctionUrl,
         Self::Permission,
         Self::Api,
@@ -229,6 +231,7 @@ impl Resource {
             Self::Role => "role",
             Self::Policy => "policy",
             Self::Function => "function",
+            Self::Alias => "alias",
             Self::FunctionUrl => "function url",
             Self::Permission => "permission",
             Self::Api => "api",
@@ -282,6 +285,8 @@ pub(crate) enum Field {
     Zone,
     Target,
     Replicas,
+    Version,
+    Versions,
 }
 
 impl Field {
@@ -317,6 +322,8 @@ impl Field {
             Self::Zone => "hosted zone",
             Self::Target => "target",
             Self::Replicas => "replicas",
+            Self::Version => "version",
+            Self::Versions => "old versions",
         }
     }
 }

@@ -60,6 +60,9 @@ pub enum Command {
     Counters(CountersArgs),
     /// Print the function's log lines, oldest first (`--follow` for new ones).
     Logs(LogsArgs),
+    /// Move the function's alias back to the version before it (or --to VERSION), in
+    /// every region of the stack; `install` brings it forward again.
+    Rollback(RollbackArgs),
 }
 
 /// Where and as whom to talk to AWS.
@@ -667,6 +670,26 @@ pub struct GetArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub aws: AwsOptions,
+    #[command(flatten)]
+    pub stack: StackOptions,
+    /// The published version to move the alias to [default: the newest version before
+    /// the alias's].
+    #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u64).range(1..))]
+    pub to: Option<u64>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print the move, making read calls only.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputOptions,
+}
+
+#[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Lines from this long ago on, e.g. 10m, 2h, 1d.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
@@ -1039,7 +1062,7 @@ mod tests {
     fn nothing_below_the_commands_imports_the_command_line() {
         // The commands parse; every other module takes the domain's types.
         let commands = ["cli.rs", "lib.rs", "main.rs", "install.rs", "status.rs", "uninstall.rs", "call.rs"];
-        let commands = [&commands[..], &["counters.rs", "logs.rs", "serve.rs", "serve/upstream.rs"]].concat();
+        let commands = [&commands[..], &["counters.rs", "logs.rs", "rollback.rs", "serve.rs", "serve/upstream.rs"]].concat();
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut directories = vec![src.clone()];
         let mut importers = Vec::new();

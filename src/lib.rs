@@ -25,6 +25,7 @@ mod progress;
 mod regions;
 mod resources;
 mod retry;
+mod rollback;
 mod serve;
 pub mod settings;
 mod stack;
@@ -47,5 +48,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Counters(args) => counters::run(args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Rollback(args) => rollback::run(args).await,
     }
 }

@@ -295,11 +295,11 @@ pub(crate) fn install(request: &Request<'_>, deployed: &Deployed) -> Result<Plan
     let made_in = regions.as_ref().map(|regions| regions.home.as_str()).filter(|home| *home != account.region);
     let (role, policy) = role::plan(deployed.role.as_ref(), &stack, &account, made_in);
     let spec = FunctionSpec { stack: &stack, wanted: &wanted.function, role_arn: &role_arn };
-    let function = FunctionPlan {
-        planned: function::plan(deployed.function.as_ref(), &spec, table_switch.is_some()),
-        deployed: deployed.function.clone(),
+    let function = FunctionPlan::new(
+        function::plan(deployed.function.as_ref(), &spec, table_switch.is_some()),
+        deployed.function.clone(),
         table_switch,
-    };
+    );
     let callers = Callers { deployed_auth, front_moves };
     let front_kind = front;
     let front = match front {

@@ -105,13 +105,16 @@ impl Stack {
         account.arn("logs", &format!("log-group:{}", self.log_group()))
     }
 
-    /// The Lambda proxy integration's URI.
+    /// The Lambda proxy integration's URI: the function's alias, so that callers move
+    /// with it (https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy-integrations.html
+    /// gives the form, with a qualified ARN for an alias).
     pub(crate) fn integration_uri(&self, account: &Account) -> String {
         format!(
-            "arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{}/invocations",
+            "arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{}:{}/invocations",
             account.partition,
             account.region,
-            self.function_arn(account)
+            self.function_arn(account),
+            crate::resources::alias::ALIAS
         )
     }
 

@@ -81,6 +81,8 @@ struct StatusReport {
     /// The deployed function's CodeSha256, and the one install would deploy.
     deployed_code_sha256: Option<String>,
     bundled_code_sha256: String,
+    /// The alias the fronts invoke; `None` when the function has none yet.
+    alias: Option<AliasShown>,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
     /// Each deployed alarm's state now: `OK`, `ALARM` or `INSUFFICIENT_DATA`.
@@ -100,6 +102,20 @@ struct StatusReport {
     /// The install that fixes what differs: the options given to status, without its own.
     #[serde(skip)]
     fix: String,
+}
+
+/// The alias, the version it runs and the one before it.
+#[derive(Serialize)]
+struct AliasShown {
+    name: &'static str,
+    version: u64,
+    /// Where a plain `rollback` goes.
+    previous: Option<u64>,
+    /// What the alias runs is what install would deploy; `false` after a rollback, or
+    /// when this counterctl carries other code or the options another configuration.
+    current: bool,
+    /// This counterctl carries other code than the alias's version runs.
+    newer_code: bool,
 }
 
 #[derive(Serialize)]
@@ -134,6 +150,17 @@ impl fmt::Display for StatusReport {
         let comparison =
             if deployed == bundled { "same as bundled".to_owned() } else { format!("bundled is {bundled}") };
         lines.push(format!("code        deployed {deployed} ({comparison})"));
+        if let Some(alias) = &self.alias {
+            let previous = alias.previous.map_or_else(|| "none".to_owned(), |number| format!("version {number}"));
+            lines.push(format!("alias       {} runs version {} (before it: {previous})", alias.name, alias.version));
+            if !alias.current {
+                let why = if alias.newer_code { "this counterctl carries newer code" } else { "a rollback, or other options" };
+                lines.push(format!(
+                    "note: alias {} runs an older version than install would deploy ({why}); `{}` brings it forward",
+                    alias.name, self.fix
+                ));
+            }
+        }
         lines.push(match &self.url {
             Some(url) => format!("url         {url}"),
             None => "url         none (no API)".to_owned(),
@@ -374,6 +401,7 @@ async fn stack_report(
         custom_url: plan.domain.deployed_url(),
         deployed_code_sha256: deployed.function.as_ref().map(|function| function.code_sha256.clone()),
         bundled_code_sha256: plan.wanted.function.code.sha256.clone(),
+        alias: alias_shown(deployed, plan),
         api_key,
         alarms,
         alarm_subscriptions,
@@ -383,6 +411,28 @@ async fn stack_report(
         show_api_key,
         auth: plan.wanted.auth,
         fix,
+    })
+}
+
+/// Whether install would point the alias at another version.
+fn moves_alias(action: &crate::change::Action<crate::resources::alias::AliasChange>) -> bool {
+    match action {
+        crate::change::Action::Create => true,
+        action => action.change().is_some_and(|change| change.version.is_some()),
+    }
+}
+
+/// The alias as deployed, against what install would make it.
+fn alias_shown(deployed: &Deployed, plan: &Plan) -> Option<AliasShown> {
+    let versions = &deployed.function.as_ref()?.versions;
+    let version = versions.alias?;
+    let runs = versions.get(version);
+    Some(AliasShown {
+        name: crate::resources::alias::ALIAS,
+        version,
+        previous: versions.before(version).map(|before| before.number),
+        current: !moves_alias(&plan.function.alias.planned.action),
+        newer_code: runs.is_none_or(|runs| runs.snapshot.code_sha256 != plan.wanted.function.code.sha256),
     })
 }
 

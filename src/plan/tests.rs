@@ -12,6 +12,7 @@ use crate::resources::api::{ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::KeyState;
 use crate::resources::apigateway::Throttle;
 use crate::resources::function::{Code, FunctionState};
+use crate::resources::alias::{ALIAS, Snapshot, Version, Versions};
 use crate::resources::log_group::LogGroupState;
 use crate::resources::permission::permits;
 use crate::resources::role::RoleState;
@@ -231,6 +232,22 @@ fn healthy() -> Deployed {
             ready: true,
             reserved_concurrency: None,
             permission: Some(permission(&stack.source_arn(&account, API))),
+            legacy_permission: false,
+            versions: Versions {
+                alias: Some(1),
+                revision: None,
+                published: vec![Version {
+                    number: 1,
+                    snapshot: Snapshot {
+                        code_sha256: CODE_SHA.into(),
+                        architecture: "x86_64".into(),
+                        memory_mb: 128,
+                        timeout_seconds: 15,
+                        role: role_arn.clone(),
+                        table: TABLE.into(),
+                    },
+                }],
+            },
             public_statements: 0,
         }),
         table: Some(table(TABLE)),
@@ -327,7 +344,7 @@ fn a_healthy_stack_with_no_options_plans_no_change() {
         assert_eq!(change.action, expected, "{change:?}");
     }
     let resources: BTreeSet<Resource> = plan.changes().iter().map(|change| change.resource).collect();
-    assert_eq!(resources.len(), 14, "every resource is planned: {resources:?}");
+    assert_eq!(resources.len(), 15, "every resource is planned: {resources:?}");
     assert!(plan.advisories.is_empty(), "{:?}", plan.advisories);
     assert!(
         duplicate_apis(&plan).is_empty() && duplicate_keys(&plan).is_empty() && duplicate_usage_plans(&plan).is_empty()
@@ -370,6 +387,7 @@ fn options_not_given_keep_what_is_deployed() {
         function.memory_mb = 512;
         function.timeout_seconds = 60;
         function.architecture = "arm64".into();
+        function.versions.published[0].snapshot = Snapshot::of(function);
     }
     method_mut(&mut deployed).key_required = false;
     stage_mut(&mut deployed).deployment = Some(deployment_description("NONE", false, &uri));
@@ -416,7 +434,16 @@ fn an_option_given_changes_only_its_field() {
         action(&plan, Resource::Function),
         Action::Update(vec![Diff { field: Field::Memory, from: "128 MB".into(), to: "256 MB".into() }])
     );
-    assert_eq!(changing(&plan), vec![(Resource::Function, NAME.to_owned())]);
+    // A version with the new configuration, and the alias moved to it.
+    assert_eq!(
+        action(&plan, Resource::Alias),
+        Action::Update(vec![Diff {
+            field: Field::Version,
+            from: "version 1".into(),
+            to: "a new version (the function changes)".into()
+        }])
+    );
+    assert_eq!(changing(&plan), vec![(Resource::Function, NAME.to_owned()), (Resource::Alias, ALIAS.to_owned())]);
     assert_eq!(plan.wanted.function.memory_mb, 256);
     assert_eq!(plan.wanted.function.timeout_seconds, 15);
 }
@@ -662,16 +689,100 @@ fn requiring_a_key_where_none_was_is_breaking_too() {
     assert!(!plan.breaking().is_empty());
 }
 
+// Versions and the alias.
+
+#[test]
+fn a_stack_from_before_the_alias_moves_its_front_to_the_alias_in_one_plan() {
+    // As an earlier counterctl left it: the integration and the permission on the function.
+    let mut deployed = healthy();
+    let account = account();
+    let old_uri = format!(
+        "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{}/invocations",
+        stack().function_arn(&account)
+    );
+    method_mut(&mut deployed).integration_uri = Some(old_uri.clone());
+    stage_mut(&mut deployed).deployment = Some(deployment_description("NONE", true, &old_uri));
+    {
+        let function = function_mut(&mut deployed);
+        function.permission = None;
+        function.legacy_permission = true;
+        function.versions = Versions::default();
+    }
+    let plan = planned(&deployed);
+    assert_eq!(action(&plan, Resource::Alias), Action::Create);
+    let Action::Update(permission) = action(&plan, Resource::Permission) else {
+        panic!("{:?}", action(&plan, Resource::Permission))
+    };
+    assert_eq!(permission.len(), 2, "the statement on the alias added, the one on the function removed: {permission:?}");
+    assert!(permission[0].to.contains(&format!("{NAME}:live")), "{permission:?}");
+    assert!(permission[1].from.contains(NAME) && permission[1].to.contains("removed"), "{permission:?}");
+    let Action::Update(integration) = action(&plan, Resource::Integration) else { panic!("the integration moves") };
+    assert_eq!(integration[0].to, stack().integration_uri(&account));
+    assert!(integration[0].to.contains(":live/invocations"));
+    assert!(matches!(action(&plan, Resource::Stage), Action::Update(_)), "redeployed for the new integration");
+    assert!(plan.breaking().is_empty(), "callers are answered throughout: {:?}", plan.breaking());
+    let FrontPlan::Rest(rest) = &plan.front else { panic!("REST") };
+    assert!(crate::resources::permission::removes_legacy(&rest.permission));
+}
+
+#[test]
+fn an_interrupted_move_to_the_alias_only_removes_the_statement_left_on_the_function() {
+    let mut deployed = healthy();
+    function_mut(&mut deployed).legacy_permission = true;
+    let plan = planned(&deployed);
+    assert_eq!(fields(&action(&plan, Resource::Permission)), vec![Field::Statement]);
+    assert_eq!(changing(&plan), vec![(Resource::Permission, PERMISSION_SID.to_owned())]);
+}
+
+#[test]
+fn the_alias_is_brought_forward_when_it_runs_an_older_version_than_the_function() {
+    // After a rollback: the alias at version 1, the function's code in version 2.
+    let mut deployed = healthy();
+    {
+        let function = function_mut(&mut deployed);
+        let mut newer = function.versions.published[0].clone();
+        function.versions.published[0].snapshot.code_sha256 = "older".into();
+        newer.number = 2;
+        function.versions.published.push(newer);
+    }
+    let plan = planned(&deployed);
+    assert_eq!(
+        action(&plan, Resource::Alias),
+        Action::Update(vec![Diff {
+            field: Field::Version,
+            from: "version 1".into(),
+            to: "version 2 (what the function runs now)".into()
+        }])
+    );
+    assert_eq!(plan.function.alias.target, crate::resources::alias::Target::Published(2));
+    assert_eq!(changing(&plan), vec![(Resource::Alias, ALIAS.to_owned())], "nothing else changes");
+}
+
+#[test]
+fn a_change_past_the_bound_deletes_the_oldest_versions() {
+    let mut deployed = healthy();
+    {
+        let function = function_mut(&mut deployed);
+        let first = function.versions.published[0].clone();
+        function.versions.published =
+            (1..=5).map(|number| Version { number, ..first.clone() }).collect();
+        function.versions.alias = Some(5);
+    }
+    let plan = plan_with(&deployed, &Options { memory: Some(256), ..options() });
+    let Action::Update(diffs) = action(&plan, Resource::Alias) else { panic!("the alias moves") };
+    assert_eq!(diffs[1], Diff { field: Field::Versions, from: "1".into(), to: "deleted".into() });
+}
+
 // 7.
 
 #[test]
 fn a_change_never_deployed_is_deployed_and_named_by_what_changes_for_callers() {
-    let wanted = format!("auth NONE, API key required, function {NAME}");
+    let wanted = format!("auth NONE, API key required, function {NAME}:live");
     let cases = [
         ("counterctl install".to_owned(), ("counterctl install".to_owned(), wanted.clone())),
         (
             deployment_description("NONE", false, "arn:aws:other"),
-            ("no API key, function arn:aws:other".to_owned(), format!("API key required, function {NAME}")),
+            ("no API key, function arn:aws:other".to_owned(), format!("API key required, function {NAME}:live")),
         ),
     ];
     for (description, (from, to)) in cases {

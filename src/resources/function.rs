@@ -18,7 +18,7 @@ use counter_function::dynamo::DEFAULT_TABLE;
 
 use anyhow::Context;
 
-use super::{Error, role, table};
+use super::{Error, alias, role, table};
 use crate::aws::{Account, AwsError, Clients, Made, Operation, found, gone, made};
 use crate::change::{Action, Changes, Delete, Diff, Field, Planned, Refusal, Resource, RowList, Rows, diff};
 use crate::retry;
@@ -46,8 +46,14 @@ pub(crate) struct FunctionState {
     pub ready: bool,
     /// Its reserved concurrency, if it has one.
     pub reserved_concurrency: Option<i32>,
-    /// The statement with [`PERMISSION_SID`] in the function's resource policy.
+    /// The statement with [`PERMISSION_SID`] in the resource policy of the alias
+    /// ([`alias::ALIAS`]), which the REST API invokes.
     pub permission: Option<serde_json::Value>,
+    /// The function's own (unqualified) policy still has that statement: a stack from
+    /// before the alias, whose API invoked the function itself.
+    pub legacy_permission: bool,
+    /// Its published versions and the alias.
+    pub versions: alias::Versions,
     /// How many of the two statements that let anyone call its URL (`--front
     /// function-url --auth none`) its policy has: 2 when public, 0 when not, 1 after a
     /// half-done change.
@@ -64,7 +70,7 @@ impl FunctionState {
 
 /// The table a function with this `TABLE_NAME` uses: the function's default when it has
 /// none.
-fn table_in(variable: Option<&String>) -> &str {
+pub(crate) fn table_in(variable: Option<&String>) -> &str {
     variable.filter(|table| !table.is_empty()).map_or(DEFAULT_TABLE, String::as_str)
 }
 
@@ -100,21 +106,29 @@ pub(crate) struct Configuration<'a> {
 pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<FunctionState>, AwsError> {
     // GetFunctionConcurrency, not GetFunction's `Concurrency`: that one is left out by
     // moto when the reserved concurrency is 0, the value a stopped function has.
-    let (function, policy, concurrency) = tokio::join!(
+    let (function, policy, alias_policy, concurrency, versions) = tokio::join!(
         client.get_function().function_name(stack_name).send(),
         client.get_policy().function_name(stack_name).send(),
+        // Not found when there is no alias yet, or its policy is empty.
+        client.get_policy().function_name(stack_name).qualifier(alias::ALIAS).send(),
         client.get_function_concurrency().function_name(stack_name).send(),
+        alias::read(client, stack_name),
     );
     let Some(function) = found("lambda:GetFunction", function, NOT_FOUND)? else {
         return Ok(None);
     };
-    let statements: Vec<serde_json::Value> = found("lambda:GetPolicy", policy, NOT_FOUND)?
-        .and_then(|policy| policy.policy)
-        .and_then(|policy| serde_json::from_str::<serde_json::Value>(&policy).ok())
-        .and_then(|policy| policy["Statement"].as_array().cloned())
-        .unwrap_or_default();
+    let statements = |policy: Option<aws_sdk_lambda::operation::get_policy::GetPolicyOutput>| {
+        policy
+            .and_then(|policy| policy.policy)
+            .and_then(|policy| serde_json::from_str::<serde_json::Value>(&policy).ok())
+            .and_then(|policy| policy["Statement"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let alias_statements = statements(found("lambda:GetPolicy", alias_policy, NOT_FOUND)?);
+    let statements = statements(found("lambda:GetPolicy", policy, NOT_FOUND)?);
     let statement = |sid: &str| statements.iter().find(|statement| statement["Sid"] == sid);
-    let permission = statement(PERMISSION_SID).cloned();
+    let permission = alias_statements.iter().find(|statement| statement["Sid"] == PERMISSION_SID).cloned();
+    let legacy_permission = statement(PERMISSION_SID).is_some();
     let public_statements =
         u8::from(statement(PUBLIC_URL_SID).is_some()) + u8::from(statement(PUBLIC_INVOKE_SID).is_some());
     let tagged = Stack::tagged_map(stack_name, function.tags());
@@ -147,6 +161,8 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<Fun
             && config.last_update_status() != Some(&LastUpdateStatus::InProgress),
         reserved_concurrency,
         permission,
+        legacy_permission,
+        versions: versions?,
         public_statements,
     }))
 }
@@ -320,6 +336,14 @@ pub(crate) struct FunctionChange {
     pub(crate) tags: Option<Diff>,
 }
 
+impl FunctionChange {
+    /// Whether it changes what a published version holds (code or configuration), so a
+    /// new version is published.
+    pub(crate) fn versioned(&self) -> bool {
+        self.code.is_some() || !self.configuration.is_empty()
+    }
+}
+
 impl Changes for FunctionChange {
     fn diffs(&self) -> Vec<Diff> {
         let mut diffs: Vec<Diff> = self.code.iter().cloned().collect();
@@ -395,12 +419,25 @@ pub(crate) struct FunctionPlan {
     pub(crate) deployed: Option<FunctionState>,
     /// The table the function moves away from (`--switch-table`).
     pub(crate) table_switch: Option<String>,
+    /// Its versions and the alias the fronts invoke.
+    pub(crate) alias: alias::AliasPlan,
+}
+
+impl FunctionPlan {
+    pub(crate) fn new(planned: Planned<FunctionChange>, deployed: Option<FunctionState>, table_switch: Option<String>) -> Self {
+        let versioned = match &planned.action {
+            Action::Create => true,
+            action => action.change().is_some_and(FunctionChange::versioned),
+        };
+        let alias = alias::plan(deployed.as_ref(), versioned);
+        Self { planned, deployed, table_switch, alias }
+    }
 }
 
 impl Rows for FunctionPlan {
     fn rows(&self) -> RowList {
-        let Self { planned, deployed: _, table_switch: _ } = self;
-        planned.rows()
+        let Self { planned, deployed: _, table_switch: _, alias } = self;
+        crate::change::rows([planned.rows(), alias.rows()])
     }
 }
 

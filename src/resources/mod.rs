@@ -4,6 +4,7 @@
 //! those calls need ([`Contract`]).
 
 pub(crate) mod alarms;
+pub(crate) mod alias;
 pub(crate) mod api;
 pub(crate) mod api_key;
 pub(crate) mod apigateway;
@@ -102,6 +103,7 @@ pub(crate) fn grants(kind: Resource, scope: &Scope<'_>) -> Vec<Grant> {
         Resource::Role => of::<role::RoleContract>(kind, scope),
         Resource::Policy => of::<role::PolicyContract>(kind, scope),
         Resource::Function => of::<function::FunctionContract>(kind, scope),
+        Resource::Alias => of::<alias::AliasContract>(kind, scope),
         Resource::FunctionUrl => of::<function_url::UrlContract>(kind, scope),
         Resource::Permission => of::<permission::PermissionContract>(kind, scope),
         Resource::Api => of::<api::ApiContract>(kind, scope),

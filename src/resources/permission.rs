@@ -1,10 +1,14 @@
-//! The statement in the function's resource policy that lets this stack's REST API
-//! invoke it (`--front rest`).
+//! The statement in the resource policy of the function's alias that lets this stack's
+//! REST API invoke it (`--front rest`). The integration invokes the alias, and API Gateway
+//! needs the permission on exactly the ARN it invokes
+//! (https://docs.aws.amazon.com/lambda/latest/dg/configuration-aliases.html: "a
+//! resource-based policy … on the alias"); a stack from before the alias had it on the
+//! function itself, and loses that one once its stage invokes the alias.
 
 use anyhow::Context;
 use aws_sdk_lambda::Client;
 
-use super::{Error, function};
+use super::{Error, alias, function};
 use crate::aws::{Clients, Operation, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
 use crate::stack::{PERMISSION_SID, Stack, StackContext};
@@ -12,15 +16,22 @@ use crate::stack::{PERMISSION_SID, Stack, StackContext};
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 const API_GATEWAY: &str = "apigateway.amazonaws.com";
 
-/// The statement replaced: it lets another source invoke the function.
+/// What changes on the permission.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PermissionChange {
-    pub(crate) statement: Diff,
+    /// AddPermission on the alias.
+    pub(crate) statement: Option<Diff>,
+    /// The alias's statement names another source: RemovePermission first.
+    pub(crate) replaces: bool,
+    /// The function's own statement goes (RemovePermission), once the stage invokes the
+    /// alias.
+    pub(crate) legacy: Option<Diff>,
 }
 
 impl Changes for PermissionChange {
     fn diffs(&self) -> Vec<Diff> {
-        vec![self.statement.clone()]
+        let Self { statement, replaces: _, legacy } = self;
+        [statement, legacy].into_iter().flatten().cloned().collect()
     }
 }
 
@@ -34,10 +45,20 @@ pub(crate) fn plan(
     let action = match (function, api_id) {
         (Some(function), Some(api_id)) if !function_created => {
             let source_arn = stack.source_arn(account, api_id);
-            match &function.permission {
-                None => Action::Create,
-                Some(statement) if permits(statement, &source_arn) => Action::Keep,
-                Some(_) => Action::Update(PermissionChange { statement: diff(Field::Statement, "other", source_arn) }),
+            // A stack from before the alias moves in this one change: the alias's statement
+            // is added first, the function's own goes once the stage invokes the alias.
+            let legacy = function
+                .legacy_permission
+                .then(|| diff(Field::Statement, format!("on {}", stack.name), "removed once the stage invokes the alias"));
+            let qualified = format!("on {}:{}", stack.name, alias::ALIAS);
+            let (statement, replaces) = match &function.permission {
+                None => (Some(diff(Field::Statement, "none", &qualified)), false),
+                Some(statement) if permits(statement, &source_arn) => (None, false),
+                Some(_) => (Some(diff(Field::Statement, "another API", &qualified)), true),
+            };
+            match (&function.permission, &legacy) {
+                (None, None) => Action::Create,
+                _ => Action::found(PermissionChange { statement, replaces, legacy }, false),
             }
         }
         _ => Action::Create,
@@ -45,22 +66,40 @@ pub(crate) fn plan(
     Planned::new(Resource::Permission, PERMISSION_SID, action)
 }
 
-/// Lets API `api_id` invoke the function. A permission planned as kept still names the
-/// API the plan read; if a race made another API the stack's, it is replaced.
+/// Lets API `api_id` invoke the alias. A permission planned as kept still names the API
+/// the plan read; if a race made another API the stack's, it is replaced. The function's
+/// own statement, if planned to go, goes later ([`remove_legacy`]).
 pub(crate) async fn apply(
     client: &Client,
     StackContext { stack, account }: StackContext<'_>,
     planned: &Planned<PermissionChange>,
     (planned_api, api_id): (Option<&str>, &str),
 ) -> anyhow::Result<()> {
-    if !planned.changes() && planned_api == Some(api_id) {
+    let (added, replaces) = match &planned.action {
+        Action::Update(change) | Action::Adopt(change) => (change.statement.is_some(), change.replaces),
+        action => (*action == Action::Create, false),
+    };
+    if !added && planned_api == Some(api_id) {
         return Ok(());
     }
-    if let Action::Update(PermissionChange { statement: _ }) = &planned.action {
-        remove(client, stack).await.context("removing the old permission")?;
+    if replaces {
+        remove(client, stack, Some(alias::ALIAS)).await.context("removing the old permission")?;
     }
     let source_arn = stack.source_arn(account, api_id);
-    add(client, stack, &source_arn).await.context("letting the API invoke the function")?;
+    add(client, stack, &source_arn).await.context("letting the API invoke the function's alias")?;
+    Ok(())
+}
+
+/// Whether the plan removes the function's own statement once the stage invokes the
+/// alias.
+pub(crate) fn removes_legacy(planned: &Planned<PermissionChange>) -> bool {
+    planned.action.change().is_some_and(|change| change.legacy.is_some())
+}
+
+/// Removes the function's own statement (a stack from before the alias), once the stage
+/// invokes the alias: API Gateway no longer invokes the function itself.
+pub(crate) async fn remove_legacy(client: &Client, stack: &Stack) -> anyhow::Result<()> {
+    remove(client, stack, None).await.context("removing the permission on the function itself")?;
     Ok(())
 }
 
@@ -70,7 +109,9 @@ pub(crate) fn unwanted(
     stack: &Stack,
     reason: &str,
 ) -> Deletion<Permission> {
-    let targets = function.and_then(|function| function.permission.as_ref()).map(|_| Permission(stack.clone()));
+    let targets = function
+        .filter(|function| function.permission.is_some() || function.legacy_permission)
+        .map(|_| Permission(stack.clone()));
     Deletion::of(Resource::Permission, PERMISSION_SID, targets.into_iter().collect(), reason)
 }
 
@@ -80,7 +121,9 @@ pub(crate) struct Permission(Stack);
 
 impl Delete for Permission {
     async fn delete(&self, clients: &Clients) -> anyhow::Result<Option<String>> {
-        remove(&clients.lambda, &self.0).await.context("removing the API's permission")?;
+        let (client, stack) = (&clients.lambda, &self.0);
+        remove(client, stack, Some(alias::ALIAS)).await.context("removing the API's permission")?;
+        remove(client, stack, None).await.context("removing the API's permission on the function itself")?;
         Ok(None)
     }
 }
@@ -103,6 +146,7 @@ async fn add(client: &Client, stack: &Stack, source_arn: &str) -> Result<(), Err
         client
             .add_permission()
             .function_name(&stack.name)
+            .qualifier(alias::ALIAS)
             .statement_id(PERMISSION_SID)
             .action("lambda:InvokeFunction")
             .principal(API_GATEWAY)
@@ -115,7 +159,7 @@ async fn add(client: &Client, stack: &Stack, source_arn: &str) -> Result<(), Err
             if current.is_some_and(|statement| permits(&statement, source_arn)) {
                 return Ok(());
             }
-            remove(client, stack).await?;
+            remove(client, stack, Some(alias::ALIAS)).await?;
             add().await.op("lambda:AddPermission")?;
         }
         added => {
@@ -125,10 +169,12 @@ async fn add(client: &Client, stack: &Stack, source_arn: &str) -> Result<(), Err
     Ok(())
 }
 
-/// `false` when there was no such permission (or no function).
-pub(crate) async fn remove(client: &Client, stack: &Stack) -> Result<bool, Error> {
+/// Removes the statement from the policy of `qualifier` (the alias), or of the function
+/// itself; `false` when there was no such statement (or no alias, or no function).
+async fn remove(client: &Client, stack: &Stack, qualifier: Option<&str>) -> Result<bool, Error> {
     function::wait_ready_if_there(client, &stack.name).await?;
-    let removed = client.remove_permission().function_name(&stack.name).statement_id(PERMISSION_SID).send().await;
+    let remove = client.remove_permission().function_name(&stack.name).statement_id(PERMISSION_SID);
+    let removed = remove.set_qualifier(qualifier.map(str::to_owned)).send().await;
     Ok(gone("lambda:RemovePermission", removed, NOT_FOUND)?)
 }
 
@@ -143,8 +189,10 @@ impl crate::resources::Contract for PermissionContract {
 
     fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
         let function = scope.context.stack.function_arn(scope.context.account);
-        // The function URL's public statements are added and removed by the same calls.
+        let alias = format!("{function}:{}", alias::ALIAS);
+        // The function URL's public statements are added and removed by the same calls,
+        // and a stack from before the alias loses its statement on the function itself.
         let actions = &["lambda:AddPermission", "lambda:RemovePermission"];
-        vec![crate::resources::Grant::new("Permission", actions, vec![function])]
+        vec![crate::resources::Grant::new("Permission", actions, vec![function, alias])]
     }
 }

@@ -1,0 +1,484 @@
+//! The function's published versions and the alias [`ALIAS`] every front invokes.
+//!
+//! A deploy that changes the function's code or configuration publishes a version and
+//! moves the alias to it, so callers move at once (new invocations get the new version,
+//! those in flight finish on the old: https://docs.aws.amazon.com/lambda/latest/dg/configuration-aliases.html),
+//! and `counterctl rollback` moves it back in one call. Versions past [`KEEP_VERSIONS`] are
+//! deleted, never the alias's nor the one before it.
+
+use anyhow::Context;
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::types::{Architecture, FunctionConfiguration, State};
+
+use super::function::{self, FunctionState};
+use crate::aws::{AwsError, Made, Operation, found, gone, has_code, made};
+use crate::change::{Action, Changes, Diff, Field, Planned, Resource, diff};
+use crate::retry;
+use crate::stack::{Stack, TABLE_VARIABLE};
+
+/// The alias every front invokes.
+pub(crate) const ALIAS: &str = "live";
+/// How many published versions are kept (the alias's and the one before it always are).
+pub(crate) const KEEP_VERSIONS: usize = 5;
+
+const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
+
+/// What a function runs: its code and the configuration install sets. Two versions with
+/// one snapshot behave alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) code_sha256: String,
+    pub(crate) architecture: String,
+    pub(crate) memory_mb: i32,
+    pub(crate) timeout_seconds: i32,
+    pub(crate) role: String,
+    pub(crate) table: String,
+}
+
+impl Snapshot {
+    /// `$LATEST` as read.
+    pub(crate) fn of(function: &FunctionState) -> Self {
+        Self {
+            code_sha256: function.code_sha256.clone(),
+            architecture: function.architecture.clone(),
+            memory_mb: function.memory_mb,
+            timeout_seconds: function.timeout_seconds,
+            role: function.role.clone(),
+            table: function.table().to_owned(),
+        }
+    }
+
+    fn of_configuration(configuration: &FunctionConfiguration) -> Self {
+        let variables = configuration.environment().and_then(|environment| environment.variables());
+        Self {
+            code_sha256: configuration.code_sha256().unwrap_or_default().to_owned(),
+            architecture: configuration.architectures().first().map_or("x86_64", Architecture::as_str).to_owned(),
+            memory_mb: configuration.memory_size().unwrap_or(0),
+            timeout_seconds: configuration.timeout().unwrap_or(0),
+            role: configuration.role().unwrap_or_default().to_owned(),
+            table: function::table_in(variables.and_then(|variables| variables.get(TABLE_VARIABLE))).to_owned(),
+        }
+    }
+}
+
+/// One published version.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Version {
+    pub(crate) number: u64,
+    pub(crate) snapshot: Snapshot,
+}
+
+/// The function's published versions (by number, oldest first) and its alias's version.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Versions {
+    pub(crate) alias: Option<u64>,
+    /// The alias's revision as read: a move planned on it fails if the alias moved since.
+    pub(crate) revision: Option<String>,
+    pub(crate) published: Vec<Version>,
+}
+
+impl Versions {
+    pub(crate) fn get(&self, number: u64) -> Option<&Version> {
+        self.published.iter().find(|version| version.number == number)
+    }
+
+    /// The newest version published before `number`: where a plain rollback goes.
+    pub(crate) fn before(&self, number: u64) -> Option<&Version> {
+        self.published.iter().rev().find(|version| version.number < number)
+    }
+
+    fn newest(&self) -> Option<&Version> {
+        self.published.last()
+    }
+}
+
+/// Reads the alias and every published version of function `name`.
+pub(crate) async fn read(client: &Client, name: &str) -> Result<Versions, AwsError> {
+    let (alias, listed) = tokio::join!(
+        client.get_alias().function_name(name).name(ALIAS).send(),
+        client.list_versions_by_function().function_name(name).into_paginator().items().send().collect::<Vec<_>>(),
+    );
+    let alias = found("lambda:GetAlias", alias, NOT_FOUND)?;
+    let mut published = Vec::new();
+    for configuration in listed {
+        let configuration = match configuration {
+            Err(error) if has_code(&error, NOT_FOUND) => return Ok(Versions::default()),
+            configuration => configuration.op("lambda:ListVersionsByFunction")?,
+        };
+        // `$LATEST` is listed too; it is the function itself.
+        if let Some(number) = configuration.version().and_then(|version| version.parse().ok()) {
+            published.push(Version { number, snapshot: Snapshot::of_configuration(&configuration) });
+        }
+    }
+    published.sort_by_key(|version| version.number);
+    let revision = alias.as_ref().and_then(|alias| alias.revision_id().map(str::to_owned));
+    let alias = alias.and_then(|alias| alias.function_version().and_then(|version| version.parse().ok()));
+    Ok(Versions { alias, revision, published })
+}
+
+/// Which version the alias should point at once the function is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A version published from `$LATEST` now.
+    New,
+    /// This published version already holds what `$LATEST` runs (PublishVersion returns
+    /// it: "Lambda doesn't publish a version if the function's configuration and code
+    /// haven't changed since the last version",
+    /// https://docs.aws.amazon.com/lambda/latest/api/API_PublishVersion.html).
+    Published(u64),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::New => f.write_str("a new version"),
+            Self::Published(number) => write!(f, "version {number}"),
+        }
+    }
+}
+
+/// What changes on the versions and the alias.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AliasChange {
+    /// PublishVersion, then the alias to the version it returns (CreateAlias or
+    /// UpdateAlias).
+    pub(crate) version: Option<Diff>,
+    /// DeleteFunction of each of these versions.
+    pub(crate) prune: Vec<u64>,
+}
+
+impl Changes for AliasChange {
+    fn diffs(&self) -> Vec<Diff> {
+        let Self { version, prune } = self;
+        let mut diffs: Vec<Diff> = version.iter().cloned().collect();
+        if !prune.is_empty() {
+            let numbers: Vec<String> = prune.iter().map(u64::to_string).collect();
+            diffs.push(diff(Field::Versions, numbers.join(", "), "deleted"));
+        }
+        diffs
+    }
+}
+
+/// The alias's plan, with where it goes and what apply needs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AliasPlan {
+    pub(crate) planned: Planned<AliasChange>,
+    pub(crate) target: Target,
+}
+
+impl crate::change::Rows for AliasPlan {
+    fn rows(&self) -> crate::change::RowList {
+        let Self { planned, target: _ } = self;
+        planned.rows()
+    }
+}
+
+/// The alias: a version published and the alias moved when the function changes, when it
+/// is new, or when the alias runs older code than `$LATEST` (after a rollback); versions
+/// past [`KEEP_VERSIONS`] deleted.
+pub(crate) fn plan(function: Option<&FunctionState>, function_changes: bool) -> AliasPlan {
+    let Some(function) = function else {
+        return AliasPlan { planned: Planned::new(Resource::Alias, ALIAS, Action::Create), target: Target::New };
+    };
+    let versions = &function.versions;
+    let target = match versions.newest() {
+        Some(newest) if !function_changes && newest.snapshot == Snapshot::of(function) => {
+            Target::Published(newest.number)
+        }
+        _ => Target::New,
+    };
+    // A function from before versions: the alias is made, with its first version.
+    let Some(current) = versions.alias else {
+        return AliasPlan { planned: Planned::new(Resource::Alias, ALIAS, Action::Create), target };
+    };
+    let version = (target != Target::Published(current))
+        .then(|| diff(Field::Version, Target::Published(current), format!("{target} ({})", why(function_changes))));
+    let change = AliasChange { version, prune: prune(versions, target, Some(current)) };
+    AliasPlan { planned: Planned::new(Resource::Alias, ALIAS, Action::found(change, false)), target }
+}
+
+fn why(function_changes: bool) -> &'static str {
+    if function_changes { "the function changes" } else { "what the function runs now" }
+}
+
+/// The versions to delete: all but the newest [`KEEP_VERSIONS`] (a new one counting),
+/// the alias's target, and the version before it.
+fn prune(versions: &Versions, target: Target, current: Option<u64>) -> Vec<u64> {
+    let slots = KEEP_VERSIONS - usize::from(target == Target::New);
+    let mut kept: Vec<u64> = versions.published.iter().rev().take(slots).map(|version| version.number).collect();
+    // Where the alias ends up, and the one before it (a plain rollback's way back).
+    let target = match target {
+        Target::Published(number) => Some(number),
+        Target::New => None,
+    };
+    kept.extend(target.or(current));
+    kept.extend(target.and_then(|number| versions.before(number)).map(|version| version.number));
+    kept.extend(current);
+    versions.published.iter().map(|version| version.number).filter(|number| !kept.contains(number)).collect()
+}
+
+/// Publishes (or finds) the version the alias should point at, moves the alias there and
+/// deletes the pruned versions; returns the alias's version. The caller has waited for
+/// [`function::wait_ready`].
+pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &AliasPlan, code_sha256: &str) -> anyhow::Result<u64> {
+    let name = &stack.name;
+    let (version_moves, prune) = match &plan.planned.action {
+        Action::Create => (true, &[][..]),
+        Action::Update(AliasChange { version, prune }) | Action::Adopt(AliasChange { version, prune }) => {
+            (version.is_some(), prune.as_slice())
+        }
+        Action::Keep | Action::Delete(_) | Action::Retain(_) | Action::Absent => (false, &[][..]),
+    };
+    let version = if version_moves {
+        // Only what was planned: a `$LATEST` whose code changed since is not published.
+        let publish = client.publish_version().function_name(name).code_sha256(code_sha256);
+        let published = publish.send().await.op("lambda:PublishVersion").context("publishing a version")?;
+        let number: u64 = published
+            .version()
+            .and_then(|version| version.parse().ok())
+            .context("PublishVersion answered no version number")?;
+        wait_active(client, name, number).await.context("waiting for the new version")?;
+        point_alias(client, name, number).await?;
+        Some(number)
+    } else {
+        None
+    };
+    for number in prune {
+        let delete = client.delete_function().function_name(name).qualifier(number.to_string()).send().await;
+        match delete {
+            // An alias moved there since (a rollback running alongside): kept.
+            Err(error) if has_code(&error, &["ResourceConflictException"]) => {}
+            deleted => {
+                gone("lambda:DeleteFunction", deleted, NOT_FOUND)
+                    .with_context(|| format!("deleting version {number}"))?;
+            }
+        }
+    }
+    match version {
+        Some(number) => Ok(number),
+        None => {
+            let read = client.get_alias().function_name(name).name(ALIAS).send().await.op("lambda:GetAlias")?;
+            read.function_version().and_then(|version| version.parse().ok()).context("the alias names no version")
+        }
+    }
+}
+
+/// Points the alias at version `number`, making it if there is none.
+async fn point_alias(client: &Client, name: &str, number: u64) -> anyhow::Result<()> {
+    let version = number.to_string();
+    let create = client.create_alias().function_name(name).name(ALIAS).function_version(&version).send().await;
+    // moto answers an existing alias with ConflictException, Lambda with
+    // ResourceConflictException (https://docs.aws.amazon.com/lambda/latest/api/API_CreateAlias.html).
+    if let Made::Existed = made("lambda:CreateAlias", create, &["ResourceConflictException", "ConflictException"])
+        .context("making the alias")?
+    {
+        move_alias(client, name, number, None).await?;
+    }
+    Ok(())
+}
+
+/// Moves the existing alias to version `number`: one UpdateAlias, which callers see at
+/// once. With `revision`, only if the alias has not moved since it was read.
+pub(crate) async fn move_alias(client: &Client, name: &str, number: u64, revision: Option<&str>) -> anyhow::Result<()> {
+    let update = client.update_alias().function_name(name).name(ALIAS).function_version(number.to_string());
+    let moved = update.set_revision_id(revision.map(str::to_owned)).send().await;
+    if let Err(error) = &moved
+        && has_code(error, &["PreconditionFailedException"])
+    {
+        anyhow::bail!(
+            "alias {ALIAS} of function {name} moved since it was read (an install or rollback ran at the same \
+             time); nothing was changed\nhint: run the command again"
+        );
+    }
+    moved.op("lambda:UpdateAlias").context("moving the alias")?;
+    Ok(())
+}
+
+/// Why a rollback is refused, before any write.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum RollbackRefusal {
+    #[error("stack {stack} has no function in {region}\nhint: check --name and --region")]
+    NoFunction { stack: String, region: String },
+    #[error(
+        "function {stack} has no alias {ALIAS} yet: it was installed by a counterctl from before versions, and its \
+         front invokes the function itself\nhint: run `counterctl install` once; later installs publish versions \
+         that rollback can go back to"
+    )]
+    NoAlias { stack: String },
+    #[error(
+        "alias {ALIAS} runs version {current}, and no version of function {stack} is older\nhint: \
+         `counterctl rollback --to VERSION` goes to a newer one; published versions: {published}"
+    )]
+    NothingBefore { stack: String, current: u64, published: String },
+    #[error(
+        "function {stack} has no version {asked}: versions past the newest {KEEP_VERSIONS} are deleted, and \
+         versions are the stack's own\nhint: pick one of the published versions: {published}"
+    )]
+    NoSuchVersion { stack: String, asked: u64, published: String },
+    #[error(
+        "stack {stack} is reached through its function URL, which invokes the function itself: moving the alias \
+         would change nothing for callers\nhint: `counterctl install --front rest` puts callers behind the alias"
+    )]
+    UrlFront { stack: String },
+}
+
+/// A move of the alias back (or to a version named).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rollback {
+    pub(crate) from: Version,
+    pub(crate) to: Version,
+    pub(crate) revision: Option<String>,
+}
+
+/// Plans a rollback of `stack`'s alias to `to`, else to the version before its own.
+/// `Ok(None)`: it runs that version already.
+pub(crate) fn plan_rollback(stack: &str, versions: &Versions, to: Option<u64>) -> Result<Option<Rollback>, RollbackRefusal> {
+    let published = || versions.published.iter().map(|version| version.number.to_string()).collect::<Vec<_>>().join(", ");
+    let current = versions.alias.ok_or_else(|| RollbackRefusal::NoAlias { stack: stack.to_owned() })?;
+    let from = versions.get(current).cloned().ok_or_else(|| RollbackRefusal::NoSuchVersion {
+        stack: stack.to_owned(),
+        asked: current,
+        published: published(),
+    })?;
+    let target = match to {
+        Some(asked) => versions.get(asked).ok_or_else(|| RollbackRefusal::NoSuchVersion {
+            stack: stack.to_owned(),
+            asked,
+            published: published(),
+        })?,
+        None => versions.before(current).ok_or_else(|| RollbackRefusal::NothingBefore {
+            stack: stack.to_owned(),
+            current,
+            published: published(),
+        })?,
+    };
+    if target.number == current {
+        return Ok(None);
+    }
+    Ok(Some(Rollback { from, to: target.clone(), revision: versions.revision.clone() }))
+}
+
+/// Waits until version `number` is Active: a version still Pending cannot be invoked
+/// (https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html).
+async fn wait_active(client: &Client, name: &str, number: u64) -> Result<(), super::Error> {
+    retry::POLL
+        .poll(&format!("version {number} of function {name}"), || async {
+            let configuration = client.get_function_configuration().function_name(name).qualifier(number.to_string());
+            let configuration = configuration.send().await.op("lambda:GetFunctionConfiguration")?;
+            if configuration.state() == Some(&State::Failed) {
+                return Err(super::Error::FunctionFailed {
+                    name: format!("{name}:{number}"),
+                    state: "Failed".to_owned(),
+                    reason: configuration.state_reason().unwrap_or("no reason given").to_owned(),
+                });
+            }
+            Ok((configuration.state() != Some(&State::Pending)).then_some(()))
+        })
+        .await
+}
+
+/// The alias's contract: its versions are read with the function.
+pub(crate) struct AliasContract;
+
+impl crate::resources::Contract for AliasContract {
+    const KIND: Resource = Resource::Alias;
+    type State = Versions;
+    type Change = AliasChange;
+    type Target = function::FunctionName;
+
+    fn grants(scope: &crate::resources::Scope<'_>) -> Vec<crate::resources::Grant> {
+        let function = scope.context.stack.function_arn(scope.context.account);
+        // A version's or the alias's ARN is the function's with `:QUALIFIER`
+        // (https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html):
+        // these calls act on the function and on its versions and alias.
+        let actions = &[
+            "lambda:PublishVersion",
+            "lambda:ListVersionsByFunction",
+            "lambda:GetAlias",
+            "lambda:CreateAlias",
+            "lambda:UpdateAlias",
+            // The alias's policy, read with the function (the permission's statement).
+            "lambda:GetPolicy",
+        ];
+        let qualified = format!("{function}:*");
+        vec![
+            crate::resources::Grant::new("Versions", actions, vec![function.clone(), qualified.clone()]),
+            // Pruned versions; a version's configuration, while it becomes Active.
+            crate::resources::Grant::new(
+                "OldVersions",
+                &["lambda:DeleteFunction", "lambda:GetFunctionConfiguration"],
+                vec![qualified],
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(code: &str) -> Snapshot {
+        Snapshot {
+            code_sha256: code.to_owned(),
+            architecture: "x86_64".to_owned(),
+            memory_mb: 128,
+            timeout_seconds: 10,
+            role: "arn:aws:iam::1:role/r".to_owned(),
+            table: "AtomicCounters".to_owned(),
+        }
+    }
+
+    fn versions(numbers: &[(u64, &str)], alias: Option<u64>) -> Versions {
+        let published =
+            numbers.iter().map(|(number, code)| Version { number: *number, snapshot: snapshot(code) }).collect();
+        Versions { alias, revision: None, published }
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_five_counting_a_new_one() {
+        let all: Vec<(u64, &str)> = (1..=5).map(|n| (n, "old")).collect();
+        assert_eq!(prune(&versions(&all, Some(5)), Target::New, Some(5)), vec![1]);
+        assert_eq!(prune(&versions(&all, Some(5)), Target::Published(5), Some(5)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn prune_never_deletes_the_alias_version_nor_the_one_before_it() {
+        let all: Vec<(u64, &str)> = (1..=8).map(|n| (n, "old")).collect();
+        // Rolled back to 2, then a new version: 2 stays (where the alias was), beside the
+        // newest four and the new one.
+        assert_eq!(prune(&versions(&all, Some(2)), Target::New, Some(2)), vec![1, 3, 4]);
+        // Brought forward to 8 from 2: 2 stays (where the alias was), and 7 before 8.
+        assert_eq!(prune(&versions(&all, Some(2)), Target::Published(8), Some(2)), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_plain_rollback_goes_to_the_version_before_the_alias_and_to_goes_where_it_says() {
+        let versions = versions(&[(1, "a"), (3, "b"), (4, "c")], Some(4));
+        let plain = plan_rollback("S", &versions, None).unwrap().unwrap();
+        assert_eq!((plain.from.number, plain.to.number), (4, 3));
+        let to = plan_rollback("S", &versions, Some(1)).unwrap().unwrap();
+        assert_eq!((to.from.number, to.to.number, to.to.snapshot.code_sha256.as_str()), (4, 1, "a"));
+        assert_eq!(plan_rollback("S", &versions, Some(4)), Ok(None), "already there");
+    }
+
+    #[test]
+    fn a_rollback_is_refused_to_a_version_not_there_past_the_oldest_or_without_an_alias() {
+        let kept = versions(&[(3, "b"), (4, "c")], Some(4));
+        assert!(matches!(
+            plan_rollback("S", &kept, Some(2)),
+            Err(RollbackRefusal::NoSuchVersion { asked: 2, ref published, .. }) if published == "3, 4"
+        ));
+        let oldest = Versions { alias: Some(3), ..kept.clone() };
+        assert!(matches!(plan_rollback("S", &oldest, None), Err(RollbackRefusal::NothingBefore { current: 3, .. })));
+        let no_alias = Versions { alias: None, ..kept };
+        assert!(matches!(plan_rollback("S", &no_alias, None), Err(RollbackRefusal::NoAlias { .. })));
+    }
+
+    #[test]
+    fn before_is_the_newest_older_version_left() {
+        let versions = versions(&[(1, "a"), (3, "b"), (4, "c")], Some(4));
+        assert_eq!(versions.before(4).map(|version| version.number), Some(3));
+        assert_eq!(versions.before(3).map(|version| version.number), Some(1));
+        assert_eq!(versions.before(1), None);
+    }
+}
