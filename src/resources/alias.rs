@@ -229,6 +229,7 @@ pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &AliasPlan, code
         }
         Action::Keep | Action::Delete(_) | Action::Retain(_) | Action::Absent => (false, &[][..]),
     };
+    let create = plan.planned.action == Action::Create;
     let version = if version_moves {
         // Only what was planned: a `$LATEST` whose code changed since is not published.
         let publish = client.publish_version().function_name(name).code_sha256(code_sha256);
@@ -238,7 +239,11 @@ pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &AliasPlan, code
             .and_then(|version| version.parse().ok())
             .context("PublishVersion answered no version number")?;
         wait_active(client, name, number).await.context("waiting for the new version")?;
-        point_alias(client, name, number).await?;
+        if create {
+            make_alias(client, name, number).await?;
+        } else {
+            move_alias(client, name, number, None).await?;
+        }
         Some(number)
     } else {
         None
@@ -263,8 +268,9 @@ pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &AliasPlan, code
     }
 }
 
-/// Points the alias at version `number`, making it if there is none.
-async fn point_alias(client: &Client, name: &str, number: u64) -> anyhow::Result<()> {
+/// Makes the alias at version `number`; one there already (a lost answer, a concurrent
+/// install) is moved there.
+async fn make_alias(client: &Client, name: &str, number: u64) -> anyhow::Result<()> {
     let version = number.to_string();
     let create = client.create_alias().function_name(name).name(ALIAS).function_version(&version).send().await;
     // moto answers an existing alias with ConflictException, Lambda with

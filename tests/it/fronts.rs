@@ -13,10 +13,10 @@ async fn url_config(stack: &Deployment) -> Option<(String, String)> {
     Some((config.function_url, config.auth_type.as_str().to_owned()))
 }
 
-/// The statement ids of the function's resource policy.
+/// The statement ids of the resource policies of the function and of its alias.
 async fn statement_ids(stack: &Deployment) -> Vec<String> {
-    let mut sids: Vec<String> =
-        stack.permission_statements().await.iter().filter_map(|s| s["Sid"].as_str().map(str::to_owned)).collect();
+    let statements = [stack.function_statements().await, stack.permission_statements().await].concat();
+    let mut sids: Vec<String> = statements.iter().filter_map(|s| s["Sid"].as_str().map(str::to_owned)).collect();
     sids.sort();
     sids
 }

@@ -119,7 +119,7 @@ async fn fresh_install_makes_every_resource_exactly_as_specified() {
     assert_eq!(
         integration.uri(),
         Some(
-            format!("arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations").as_str()
+            format!("arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}:live/invocations").as_str()
         )
     );
     apigateway.get_stage().rest_api_id(&api_id).stage_name("prod").send().await.expect("stage prod exists");
@@ -195,10 +195,17 @@ async fn install_restores_exactly_what_was_deleted_out_of_band() {
     let (_, mutations) = stack.mutations_of(stack.install()).await;
     assert_eq!(mutations, ["PutRolePolicy"]);
 
-    // The function's permission goes with it, so both come back.
+    // The function's versions, alias and permission go with it, so all come back.
     lambda.delete_function().function_name(&stack.name).send().await.unwrap();
     let (_, mutations) = stack.mutations_of(stack.install()).await;
-    assert_eq!(mutations, ["POST /2015-03-31/functions".to_owned(), function_policy]);
+    let function = format!("/2015-03-31/functions/{}", stack.name);
+    let made = [
+        "POST /2015-03-31/functions".to_owned(),
+        format!("POST {function}/versions"),
+        format!("POST {function}/aliases"),
+        function_policy,
+    ];
+    assert_eq!(mutations, made);
 
     let log_group = format!("/aws/lambda/{}", stack.name);
     stack.logs().delete_log_group().log_group_name(&log_group).send().await.unwrap();
@@ -215,7 +222,9 @@ async fn install_updates_only_the_fields_that_differ() {
     stack.install().await;
     let (run, mutations) = stack.mutations_of(stack.run("install", &["--memory", "256"])).await;
     run.ok();
-    assert_eq!(mutations, [format!("PUT /2015-03-31/functions/{}/configuration", stack.name)]);
+    let function = format!("/2015-03-31/functions/{}", stack.name);
+    let published = [format!("POST {function}/versions"), format!("PUT {function}/aliases/live")];
+    assert_eq!(mutations, [&[format!("PUT {function}/configuration")][..], &published].concat());
     let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
     assert_eq!((config.memory_size(), config.timeout()), (Some(256), Some(15)));
     stack.run("status", &[]).await.ok(); // settings not given are compared as deployed
@@ -232,7 +241,7 @@ async fn install_updates_only_the_fields_that_differ() {
     let (run, mutations) =
         stack.mutations_of(stack.run("install", &["--memory", "256", "--function-zip", &zip_arg])).await;
     run.ok();
-    assert_eq!(mutations, [format!("PUT /2015-03-31/functions/{}/code", stack.name)]);
+    assert_eq!(mutations, [&[format!("PUT {function}/code")][..], &published].concat());
     let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();
     assert_eq!(
         config.code_sha256(),
@@ -396,7 +405,10 @@ async fn arm64_deploys_a_given_graviton_build_and_without_one_is_refused_before_
     assert!(refused.stderr.contains("--architecture x86_64"), "{}", refused.stderr);
     assert_eq!(mutations, Vec::<String>::new());
     let (_, mutations) = stack.mutations_of(stack.run("install", &["--architecture", "x86_64"])).await;
-    assert_eq!(mutations, [format!("PUT /2015-03-31/functions/{}/code", stack.name)], "back to x86_64: new code");
+    let function = format!("/2015-03-31/functions/{}", stack.name);
+    let published = [format!("POST {function}/versions"), format!("PUT {function}/aliases/live")];
+    let expected = [&[format!("PUT {function}/code")][..], &published].concat();
+    assert_eq!(mutations, expected, "back to x86_64: new code, published");
     // moto ignores UpdateFunctionCode's Architectures (Lambda applies it), so only the
     // code is checked here.
     let config = stack.lambda().get_function_configuration().function_name(&stack.name).send().await.unwrap();

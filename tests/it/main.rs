@@ -35,4 +35,5 @@ mod sidecar;
 mod storage;
 mod support;
 mod uninstall;
+mod versions;
 mod waits;

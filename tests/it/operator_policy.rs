@@ -70,6 +70,9 @@ async fn the_operator_policy_allows_every_call_of_a_whole_lifecycle_and_grants_n
         &["--alarm-email", "pager@example.com"],
         &["--alarms", "off"],
         &["--alarms", "on", "--alarm-email", "ops@example.com"],
+        // Two more versions: past the five kept, the oldest is deleted.
+        &["--memory", "300"],
+        &["--timeout", "40"],
     ];
     for options in changes {
         deployment.run("install", options).await.ok();

@@ -60,6 +60,8 @@ pub(crate) struct Recorded {
     pub region: String,
     pub method: String,
     pub path: String,
+    /// The query string (Lambda's `Qualifier`), empty when there is none.
+    pub query: String,
     /// JSON protocols' `X-Amz-Target`, query protocols' `Action`, else empty.
     pub action: String,
     /// A JSON body (long strings, such as a zip, cut short), a query protocol's form as an
@@ -291,7 +293,8 @@ fn recorded(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Rec
     } else {
         (String::new(), shortened(serde_json::from_slice(body).unwrap_or(Value::Null)))
     };
-    Recorded { service, region, method: method.to_string(), path: uri.path().to_owned(), action, body }
+    let query = uri.query().unwrap_or_default().to_owned();
+    Recorded { service, region, method: method.to_string(), path: uri.path().to_owned(), query, action, body }
 }
 
 /// `value` with its long strings (a function's zip) cut short.
@@ -505,12 +508,13 @@ fn answer(status: StatusCode, headers: &HeaderMap, body: Bytes, patched: bool) -
     response.body(Body::from(body)).unwrap()
 }
 
-/// Lambda refuses an AddPermission whose statement id the function's policy has already
+/// Lambda refuses an AddPermission whose statement id the policy has already
 /// (ResourceConflictException); moto accepts it and adds a second statement. The proxy
-/// answers as Lambda does, so the tests see what real AWS makes of a repeated call.
+/// answers as Lambda does, so the tests see what real AWS makes of a repeated call. The
+/// policy is the one of the call's `Qualifier` (an alias's), if it names one.
 async fn duplicate_statement(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Option<Fault> {
     let statement_id = serde_json::from_slice::<Value>(body).ok()?["StatementId"].as_str()?.to_owned();
-    let policy = upstream_get(shared, uri.path(), headers).await?;
+    let policy = upstream_get(shared, uri.path_and_query()?.as_str(), headers).await?;
     let policy: Value = serde_json::from_str(policy["Policy"].as_str()?).ok()?;
     let statements = policy["Statement"].as_array()?;
     statements.iter().any(|statement| statement["Sid"] == statement_id).then(|| {

@@ -133,9 +133,10 @@ impl Deployment {
         aws_sdk_iam::Client::new(&self.aws)
     }
 
-    /// Removes the API Gateway permission from the function behind counterctl's back.
+    /// Removes the API Gateway permission from the function's alias behind counterctl's
+    /// back.
     pub(crate) async fn delete_permission(&self) {
-        let remove = self.lambda().remove_permission().function_name(&self.name);
+        let remove = self.lambda().remove_permission().function_name(&self.name).qualifier("live");
         remove.statement_id("counterctl-apigateway-invoke").send().await.unwrap();
     }
 
@@ -175,9 +176,20 @@ impl Deployment {
         self.iam().get_role().role_name(&self.name).send().await.is_ok()
     }
 
-    /// The function's resource policy statements.
-    pub(crate) async fn permission_statements(&self) -> Vec<Value> {
+    /// The statements of the function's own resource policy (a function URL's).
+    pub(crate) async fn function_statements(&self) -> Vec<Value> {
         match self.lambda().get_policy().function_name(&self.name).send().await {
+            Ok(policy) => {
+                let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+                policy["Statement"].as_array().cloned().unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The resource policy statements of the function's alias, which the REST API invokes.
+    pub(crate) async fn permission_statements(&self) -> Vec<Value> {
+        match self.lambda().get_policy().function_name(&self.name).qualifier("live").send().await {
             Ok(policy) => {
                 let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
                 policy["Statement"].as_array().cloned().unwrap_or_default()

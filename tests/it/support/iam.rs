@@ -139,10 +139,19 @@ fn lambda(request: &Recorded) -> Vec<Authorization> {
         .map(|part| percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned())
         .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    // A call with a `Qualifier` acts on the version's or the alias's ARN
+    // (https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html).
+    let qualifier = form_urlencoded::parse(request.query.as_bytes())
+        .find(|(key, _)| key == "Qualifier")
+        .map(|(_, qualifier)| qualifier.into_owned());
     let function = |name: &str| {
         let name = name.rsplit(':').next().unwrap_or(name);
-        arn("lambda", &format!("function:{name}"))
+        match &qualifier {
+            Some(qualifier) => arn("lambda", &format!("function:{name}:{qualifier}")),
+            None => arn("lambda", &format!("function:{name}")),
+        }
     };
+    let qualified = |name: &str, qualifier: &str| arn("lambda", &format!("function:{name}:{qualifier}"));
     let one = |action: &str, name: &str| vec![auth(format!("lambda:{action}"), function(name))];
     let role = request.body["Role"].as_str().map(|role| Authorization {
         action: "iam:PassRole".to_owned(),
@@ -175,6 +184,13 @@ fn lambda(request: &Recorded) -> Vec<Authorization> {
         ("GET", ["functions", name, "concurrency"]) => one("GetFunctionConcurrency", name),
         ("PUT", ["functions", name, "concurrency"]) => one("PutFunctionConcurrency", name),
         ("DELETE", ["functions", name, "concurrency"]) => one("DeleteFunctionConcurrency", name),
+        ("POST", ["functions", name, "versions"]) => one("PublishVersion", name),
+        ("GET", ["functions", name, "versions"]) => one("ListVersionsByFunction", name),
+        ("POST", ["functions", name, "aliases"]) => one("CreateAlias", name),
+        ("GET", ["functions", name, "aliases", alias]) => vec![auth("lambda:GetAlias".to_owned(), qualified(name, alias))],
+        ("PUT", ["functions", name, "aliases", alias]) => {
+            vec![auth("lambda:UpdateAlias".to_owned(), qualified(name, alias))]
+        }
         ("POST", ["functions", name, "url"]) => one("CreateFunctionUrlConfig", name),
         ("GET", ["functions", name, "url"]) => one("GetFunctionUrlConfig", name),
         ("PUT", ["functions", name, "url"]) => one("UpdateFunctionUrlConfig", name),

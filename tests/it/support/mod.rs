@@ -5,6 +5,7 @@ pub(crate) mod aws_proxy;
 pub(crate) mod backend;
 pub(crate) mod cli;
 pub(crate) mod counters;
+pub(crate) mod deployed_lambda;
 pub(crate) mod function;
 pub(crate) mod function_url;
 pub(crate) mod global_tables;

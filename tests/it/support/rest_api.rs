@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::LoopbackServer;
+use super::deployed_lambda::DeployedLambda;
 use super::function::Function;
 use super::runtime_api::Outcome;
 
@@ -105,15 +106,33 @@ pub(crate) struct RestApi {
 }
 
 struct Front {
-    function: Arc<Function>,
+    target: Target,
     auth: MethodAuth,
+}
+
+/// What the method invokes.
+enum Target {
+    /// These execution environments, always.
+    Function(Arc<Function>),
+    /// What a stack in moto integrates at the time of each request.
+    Deployed(Arc<DeployedLambda>),
 }
 
 impl RestApi {
     /// A front for `function` whose method requires what `auth` says ([`MethodAuth::none`]
     /// for nothing).
     pub(crate) async fn start_with_auth(function: Arc<Function>, auth: MethodAuth) -> Self {
-        let app = axum::Router::new().fallback(forward).with_state(Arc::new(Front { function, auth }));
+        Self::start(Target::Function(function), auth).await
+    }
+
+    /// A front for a stack in moto: each request goes where the deployed stage, the
+    /// function's policies and its alias send it ([`DeployedLambda`]).
+    pub(crate) async fn start_deployed(deployed: Arc<DeployedLambda>, auth: MethodAuth) -> Self {
+        Self::start(Target::Deployed(deployed), auth).await
+    }
+
+    async fn start(target: Target, auth: MethodAuth) -> Self {
+        let app = axum::Router::new().fallback(forward).with_state(Arc::new(Front { target, auth }));
         let server = LoopbackServer::start(app).await;
         Self { url: format!("http://{}/{STAGE}", server.address), _server: server }
     }
@@ -161,7 +180,14 @@ async fn forward(
         identity["apiKey"] = json!(key);
         identity["apiKeyId"] = json!("k3yid12345");
     }
-    match front.function.invoke(event).await {
+    let function = match &front.target {
+        Target::Function(function) => Arc::clone(function),
+        Target::Deployed(deployed) => match deployed.resolve().await {
+            Ok(function) => function,
+            Err(_) => return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+        },
+    };
+    match function.invoke(event).await {
         Outcome::Response(response) => {
             proxy_response(&response).unwrap_or_else(|| gateway_error(StatusCode::BAD_GATEWAY, "Internal server error"))
         }
