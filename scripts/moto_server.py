@@ -13,7 +13,9 @@ that a test of counterctl's versions can fail for counterctl's reasons only:
   and a version has its own (moto shares the function's one among all versions and keeps
   an alias's statements on the version it pointed at);
 - RemovePermission honours its Qualifier (moto ignores it);
-- a version an alias points at cannot be deleted (moto deletes it).
+- a version an alias points at cannot be deleted (moto deletes it);
+- a function URL can be on an alias (`Qualifier`), beside the function's own (moto
+  refuses any qualifier).
 """
 import threading
 
@@ -115,6 +117,53 @@ def _delete_unless_aliased(self, function_name, qualifier=None):
             )
     _delete(self, function_name, qualifier)
 
+
+# https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunctionUrlConfig.html: "Qualifier
+# - The alias name"; an alias's URL is its own, with the alias's ARN.
+class _AliasUrlConfig(lambda_models.FunctionUrlConfig):
+    def __init__(self, function, config, arn):
+        super().__init__(function=function, config=config)
+        self.arn = arn
+
+    def to_dict(self):
+        return {**super().to_dict(), "FunctionArn": self.arn}
+
+
+def _url_response(method):
+    original = getattr(lambda_responses.LambdaResponse, method)
+
+    def respond(self):
+        qualifier = self.querystring.get("Qualifier", [None])[0]
+        function_name = lambda_responses.unquote(self.path.split("/")[-2])
+        alias = _alias(self.backend, function_name, qualifier)
+        if alias is None:
+            return original(self)
+        config = getattr(alias, "url_config", None)
+        if method == "create_function_url_config":
+            if config is not None:
+                raise LambdaClientError("ResourceConflictException", f"Failed to create function url config for [functionArn = {alias.arn}]. Error message:  FunctionUrlConfig exists for this Lambda function")
+            function = self.backend._lambdas.get_function_by_name_or_arn_with_qualifier(function_name)
+            alias.url_config = _AliasUrlConfig(function, self.json_body, alias.arn)
+            return 201, {"status": 201}, lambda_responses.json.dumps(alias.url_config.to_dict())
+        if config is None:
+            raise LambdaClientError("ResourceNotFoundException", "The resource you requested does not exist.")
+        if method == "delete_function_url_config":
+            alias.url_config = None
+            return 204, {"status": 204}, "{}"
+        if method == "update_function_url_config":
+            config.update(self.json_body)
+        return 200, {"status": 200}, lambda_responses.json.dumps(config.to_dict())
+
+    setattr(lambda_responses.LambdaResponse, method, respond)
+
+
+for _method in [
+    "create_function_url_config",
+    "get_function_url_config",
+    "update_function_url_config",
+    "delete_function_url_config",
+]:
+    _url_response(_method)
 
 lambda_models.LambdaBackend.add_permission = _add_permission
 lambda_models.LambdaBackend.get_policy = _get_policy

@@ -180,7 +180,7 @@ fn plan(args: &RollbackArgs, deployed: &Deployed) -> Result<(Version, Option<Rol
     let stack = args.stack.name.clone();
     let region = deployed.account.region.clone();
     let function = deployed.function.as_ref().ok_or(RollbackRefusal::NoFunction { stack: stack.clone(), region })?;
-    if deployed.function_url.is_some() {
+    if deployed.function_url.as_ref().is_some_and(|url| !url.on_alias) {
         return Err(RollbackRefusal::UrlFront { stack });
     }
     let rollback = alias::plan_rollback(&stack, &function.versions, args.to)?;

@@ -194,7 +194,8 @@ pub(crate) fn caller_policy(stack: &Stack, account: &Account, api_id: &str) -> s
 /// (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html), on this function only,
 /// the second only for invocations through its URL.
 pub(crate) fn function_url_caller_policy(stack: &Stack, account: &Account) -> serde_json::Value {
-    let function = stack.function_arn(account);
+    // The URL is the alias's: both actions are on its ARN.
+    let function = format!("{}:{}", stack.function_arn(account), crate::resources::alias::ALIAS);
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -365,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn the_function_url_caller_policy_allows_this_function_only_and_only_via_its_url() {
+    fn the_function_url_caller_policy_allows_this_function_s_alias_only_and_only_via_its_url() {
         let stack = Stack { name: "AtomicCounter".into(), table: "AtomicCounters".into(), stage: "prod".into() };
         let account = Account { id: "123456789012".into(), partition: "aws".into(), region: "eu-west-1".into() };
         let policy = function_url_caller_policy(&stack, &account);
@@ -374,7 +375,7 @@ mod tests {
         assert_eq!(actions, ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"]);
         for statement in statements {
             assert_eq!(statement["Effect"], "Allow");
-            assert_eq!(statement["Resource"], "arn:aws:lambda:eu-west-1:123456789012:function:AtomicCounter");
+            assert_eq!(statement["Resource"], "arn:aws:lambda:eu-west-1:123456789012:function:AtomicCounter:live");
             assert!(statement["Condition"].is_object(), "each is narrowed by a condition: {statement}");
         }
         assert!(!policy.to_string().contains('*'), "no wildcard: {policy}");

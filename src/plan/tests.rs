@@ -249,6 +249,7 @@ fn healthy() -> Deployed {
                 }],
             },
             public_statements: 0,
+            own_public: false,
         }),
         table: Some(table(TABLE)),
         counters: None,
@@ -1435,7 +1436,12 @@ fn a_deployed_function_url_is_kept_its_public_access_follows_auth_and_a_move_bac
     deployed.usage_plans.clear();
     function_mut(&mut deployed).permission = None;
     deployed.function_url =
-        Some(UrlState { url: "https://x.lambda-url.us-east-1.on.aws/".into(), auth_type: "AWS_IAM".into() });
+        Some(UrlState {
+            url: "https://x.lambda-url.us-east-1.on.aws/".into(),
+            auth_type: "AWS_IAM".into(),
+            on_alias: true,
+            own_left: false,
+        });
     deployed.alarms = alarms_for(&stack(), Front::FunctionUrl, 15);
     let plan = planned(&deployed);
     assert_eq!(plan.front(), Front::FunctionUrl, "the deployed front is kept");
@@ -1465,7 +1471,12 @@ fn both_fronts_deployed_is_refused_until_told_which_to_keep() {
     use crate::settings::Front;
     let mut deployed = healthy();
     deployed.function_url =
-        Some(UrlState { url: "https://x.lambda-url.us-east-1.on.aws/".into(), auth_type: "AWS_IAM".into() });
+        Some(UrlState {
+            url: "https://x.lambda-url.us-east-1.on.aws/".into(),
+            auth_type: "AWS_IAM".into(),
+            on_alias: true,
+            own_left: false,
+        });
     assert_eq!(install(&request(&options()), &deployed).expect_err("which one?"), Refusal::BothFronts);
     let rest = plan_with(&deployed, &Options { front: Some(Front::Rest), auth: Some(Auth::ApiKey), ..options() });
     assert!(matches!(action(&rest, Resource::FunctionUrl), Action::Delete(_)));

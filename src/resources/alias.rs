@@ -322,8 +322,9 @@ pub(crate) enum RollbackRefusal {
     )]
     NoSuchVersion { stack: String, asked: u64, published: String },
     #[error(
-        "stack {stack} is reached through its function URL, which invokes the function itself: moving the alias \
-         would change nothing for callers\nhint: `counterctl install --front rest` puts callers behind the alias"
+        "stack {stack} is reached through the function's own URL, from before the alias: moving the alias would \
+         change nothing for its callers\nhint: `counterctl install --yes` moves the URL to the alias (a new \
+         address for callers)"
     )]
     UrlFront { stack: String },
 }

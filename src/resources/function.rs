@@ -54,10 +54,12 @@ pub(crate) struct FunctionState {
     pub legacy_permission: bool,
     /// Its published versions and the alias.
     pub versions: alias::Versions,
-    /// How many of the two statements that let anyone call its URL (`--front
-    /// function-url --auth none`) its policy has: 2 when public, 0 when not, 1 after a
-    /// half-done change.
+    /// How many of the two statements that let anyone call its alias's URL (`--front
+    /// function-url --auth none`) the alias's policy has: 2 when public, 0 when not, 1
+    /// after a half-done change.
     pub public_statements: u8,
+    /// The function's own policy has such a statement (a URL from before the alias).
+    pub own_public: bool,
 }
 
 impl FunctionState {
@@ -129,8 +131,9 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<Fun
     let statement = |sid: &str| statements.iter().find(|statement| statement["Sid"] == sid);
     let permission = alias_statements.iter().find(|statement| statement["Sid"] == PERMISSION_SID).cloned();
     let legacy_permission = statement(PERMISSION_SID).is_some();
-    let public_statements =
-        u8::from(statement(PUBLIC_URL_SID).is_some()) + u8::from(statement(PUBLIC_INVOKE_SID).is_some());
+    let on_alias = |sid: &str| alias_statements.iter().any(|statement| statement["Sid"] == sid);
+    let public_statements = u8::from(on_alias(PUBLIC_URL_SID)) + u8::from(on_alias(PUBLIC_INVOKE_SID));
+    let own_public = statement(PUBLIC_URL_SID).is_some() || statement(PUBLIC_INVOKE_SID).is_some();
     let tagged = Stack::tagged_map(stack_name, function.tags());
     let concurrency = found("lambda:GetFunctionConcurrency", concurrency, NOT_FOUND)?;
     let reserved_concurrency = concurrency.and_then(|concurrency| concurrency.reserved_concurrent_executions());
@@ -164,6 +167,7 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<Fun
         legacy_permission,
         versions: versions?,
         public_statements,
+        own_public,
     }))
 }
 

@@ -9,7 +9,8 @@ use counterctl_client::{Auth, SigningService};
 use crate::support::cli::{Deployment, REGION};
 
 async fn url_config(stack: &Deployment) -> Option<(String, String)> {
-    let config = stack.lambda().get_function_url_config().function_name(&stack.name).send().await.ok()?;
+    let config = stack.lambda().get_function_url_config().function_name(&stack.name).qualifier("live");
+    let config = config.send().await.ok()?;
     Some((config.function_url, config.auth_type.as_str().to_owned()))
 }
 
@@ -131,7 +132,7 @@ async fn a_stack_with_both_fronts_asks_which_to_keep() {
     let stack = Deployment::new().await;
     stack.install().await;
     // As a move to a function URL interrupted before the API was deleted leaves it.
-    let create = stack.lambda().create_function_url_config().function_name(&stack.name);
+    let create = stack.lambda().create_function_url_config().function_name(&stack.name).qualifier("live");
     create.auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::AwsIam).send().await.unwrap();
     let (run, mutations) = stack.mutations_of(stack.run("install", &["--yes"])).await;
     assert_eq!(run.code, 2, "{}", run.stderr);

@@ -320,3 +320,38 @@ async fn increments_in_all_three_regions_are_unique_and_gapless() {
         proxy.recorded().iter().filter(|call| call.action == "UpdateItem").map(|call| call.region.clone()).collect();
     assert_eq!(regions.len(), 3, "each region's function wrote through its own region: {regions:?}");
 }
+
+#[tokio::test]
+async fn rollback_moves_the_alias_back_in_every_region_and_install_brings_each_forward() {
+    let stack = Deployment::new().await;
+    stack.run("install", &["--regions", "us-east-1,us-east-2", "--witness-region", "us-west-2"]).await.ok();
+    stack.run("install", &["--memory", "256"]).await.ok();
+    let alias_in = |region: &'static str| {
+        let name = stack.name.clone();
+        async move {
+            let lambda = aws_sdk_lambda::Client::new(&aws_in(region).await);
+            let alias = lambda.get_alias().function_name(&name).name("live").send().await.unwrap();
+            alias.function_version().unwrap().to_owned()
+        }
+    };
+    assert_eq!((alias_in("us-east-1").await, alias_in("us-east-2").await), ("2".into(), "2".into()));
+
+    let run = run_in(&stack, "us-east-2", "rollback", &["--yes", "--output", "json"]).await.ok().json();
+    let moved: Vec<(&str, u64, u64)> = run["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|region| {
+            let (from, to) = (region["from"]["version"].as_u64().unwrap(), region["to"]["version"].as_u64().unwrap());
+            (region["region"].as_str().unwrap(), from, to)
+        })
+        .collect();
+    assert_eq!(moved, [("us-east-2", 2, 1), ("us-east-1", 2, 1)]);
+    assert_eq!((alias_in("us-east-1").await, alias_in("us-east-2").await), ("1".into(), "1".into()));
+    let status = stack.run("status", &[]).await;
+    assert_eq!(status.code, 1, "{}", status.stdout);
+
+    stack.install().await;
+    assert_eq!((alias_in("us-east-1").await, alias_in("us-east-2").await), ("2".into(), "2".into()));
+    run_in(&stack, "us-east-2", "status", &[]).await.ok();
+}

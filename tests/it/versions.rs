@@ -329,3 +329,59 @@ async fn increments_through_an_upgrade_and_a_rollback_all_succeed_and_none_repea
     runs.dedup();
     assert!(runs.windows(4).any(|window| window == ["1", "2", "1", "2"]), "{runs:?}");
 }
+
+#[tokio::test]
+async fn a_function_url_is_the_alias_s_and_one_from_before_the_alias_moves_only_when_confirmed() {
+    let stack = Deployment::new().await;
+    stack.run("install", &["--front", "function-url", "--auth", "none"]).await.ok();
+    let lambda = stack.lambda();
+    let on_alias = lambda.get_function_url_config().function_name(&stack.name).qualifier(ALIAS).send().await;
+    let url = on_alias.unwrap().function_url;
+    assert!(lambda.get_function_url_config().function_name(&stack.name).send().await.is_err(), "none of its own");
+    let public: Vec<Value> = statements(&stack, Some(ALIAS)).await;
+    assert_eq!(public.len(), 2, "both public statements on the alias: {public:?}");
+    assert!(statements(&stack, None).await.is_empty());
+    let policy = stack.run("status", &["--caller-policy"]).await.ok().json();
+    let alias_arn = format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}:{ALIAS}", stack.name);
+    assert_eq!(policy["Statement"][0]["Resource"], alias_arn.as_str());
+
+    // Rollback moves what the URL's callers run.
+    stack.run("install", &["--memory", "256"]).await.ok();
+    stack.run("rollback", &["--yes"]).await.ok();
+    assert_eq!(alias_version(&stack).await.as_deref(), Some("1"));
+    stack.install().await;
+    let same = lambda.get_function_url_config().function_name(&stack.name).qualifier(ALIAS).send().await;
+    assert_eq!(same.unwrap().function_url, url, "the alias's URL stays through versions");
+
+    // As an earlier counterctl left it: the function's own URL, public.
+    lambda.delete_function_url_config().function_name(&stack.name).qualifier(ALIAS).send().await.unwrap();
+    for sid in ["counterctl-function-url-public", "counterctl-function-url-public-invoke"] {
+        let remove = lambda.remove_permission().function_name(&stack.name).qualifier(ALIAS).statement_id(sid);
+        remove.send().await.unwrap();
+    }
+    let create = lambda.create_function_url_config().function_name(&stack.name);
+    let own = create.auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None).send().await.unwrap().function_url;
+    let add = lambda.add_permission().function_name(&stack.name).statement_id("counterctl-function-url-public");
+    let add = add.action("lambda:InvokeFunctionUrl").principal("*");
+    add.function_url_auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None).send().await.unwrap();
+    let run = stack.run("rollback", &["--yes"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("own URL") && run.stderr.contains("--yes"), "{}", run.stderr);
+
+    // The move gives callers a new address: confirmed like any change that breaks them.
+    let (run, mutations) = stack.mutations_of(stack.run("install", &[])).await;
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(run.stdout.contains("a new URL on alias live") && run.stdout.contains(&own), "{}", run.stdout);
+    assert_eq!(mutations, Vec::<String>::new());
+    let run = stack.run("install", &["--yes"]).await.ok();
+    let moved = lambda.get_function_url_config().function_name(&stack.name).qualifier(ALIAS).send().await;
+    let moved = moved.unwrap().function_url;
+    assert_ne!(moved, own);
+    assert!(run.stdout.contains(&moved), "install prints the new URL: {}", run.stdout);
+    assert!(lambda.get_function_url_config().function_name(&stack.name).send().await.is_err(), "the old one goes");
+    assert!(statements(&stack, None).await.is_empty(), "with its public statement");
+    assert_eq!(statements(&stack, Some(ALIAS)).await.len(), 2);
+    stack.run("status", &[]).await.ok();
+    let (_, mutations) = stack.mutations_of(stack.install()).await;
+    assert_eq!(mutations, Vec::<String>::new());
+}

@@ -76,9 +76,17 @@ async fn an_inactive_function_is_a_normal_state() {
     let polls_before = stack.proxy.count(CONFIGURATION);
     let (run, mutations) = stack.mutations_of(stack.run("install", &["--memory", "256"])).await;
     run.ok();
-    assert_eq!(mutations, [format!("PUT /2015-03-31/functions/{}/configuration", stack.name)]);
+    let function = format!("/2015-03-31/functions/{}", stack.name);
+    let expected =
+        [format!("PUT {function}/configuration"), format!("POST {function}/versions"), format!("PUT {function}/aliases/live")];
+    assert_eq!(mutations, expected);
     let polls = stack.proxy.count(CONFIGURATION) - polls_before;
-    assert_eq!(polls, 2, "one look before the update, one after; no polling: {:?}", stack.proxy.actions());
+    assert_eq!(
+        polls,
+        3,
+        "one look before the update, one after, one at the new version; no polling: {:?}",
+        stack.proxy.actions()
+    );
 }
 
 #[tokio::test]
