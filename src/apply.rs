@@ -172,15 +172,23 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     Ok(applied)
 }
 
-/// The function, then its version and alias.
+/// The function, then its version and alias, then its reserved concurrency: calls
+/// resumed after a table switch reach only a version on the new table.
 async fn apply_function(clients: &Clients, plan: &Plan, progress: &Progress, role_arn: &str) -> anyhow::Result<()> {
     let spec = FunctionSpec { stack: &plan.stack, wanted: &plan.wanted.function, role_arn };
     let apply = function::apply(clients, &plan.account, &plan.function, &spec);
-    progress.step_noting(plan.function.planned.row(), apply).await?;
+    let resume = progress.step_noting(plan.function.planned.row(), apply).await?;
     let aliased = &plan.function.alias;
     let apply = alias::apply(&clients.lambda, &plan.stack, aliased, &plan.wanted.function.code.sha256);
-    progress.step(aliased.planned.row(), apply).await?;
-    Ok(())
+    let moved = progress.step(aliased.planned.row(), apply).await;
+    if moved.is_err() && plan.function.table_switch.is_some() {
+        return moved.map(|_| ()).context(
+            "invocations stay stopped (reserved concurrency 0): the alias still runs the version on the old table; \
+             run install again to finish the switch",
+        );
+    }
+    moved?;
+    resume.apply(&clients.lambda, &plan.stack).await
 }
 
 /// How the permission and the stage wait for each other.
@@ -281,7 +289,8 @@ async fn connect_function(
             let Ok(api_id) = api_id.await else { return Ok(None) };
             let planned_api = rest.api.chosen.as_ref().map(|api| api.id.as_str());
             let work = async {
-                let apply = permission::apply(&clients.lambda, plan.context(), &rest.permission, (planned_api, &api_id));
+                let apply =
+                    permission::apply(&clients.lambda, plan.context(), &rest.permission, (planned_api, &api_id));
                 apply.await?;
                 if let Some(permission_added) = permission_added {
                     let _ = permission_added.send(());

@@ -154,7 +154,11 @@ impl fmt::Display for StatusReport {
             let previous = alias.previous.map_or_else(|| "none".to_owned(), |number| format!("version {number}"));
             lines.push(format!("alias       {} runs version {} (before it: {previous})", alias.name, alias.version));
             if !alias.current {
-                let why = if alias.newer_code { "this counterctl carries newer code" } else { "a rollback, or other options" };
+                let why = if alias.newer_code {
+                    "this counterctl carries newer code"
+                } else {
+                    "a rollback, or other options"
+                };
                 lines.push(format!(
                     "note: alias {} runs an older version than install would deploy ({why}); `{}` brings it forward",
                     alias.name, self.fix

@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::change::{Diff, Field};
 use crate::resources::alarms::{AlarmSpec, AlarmState};
+use crate::resources::alias::{ALIAS, Snapshot, Version, Versions};
 use crate::resources::api::{ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::KeyState;
 use crate::resources::apigateway::Throttle;
 use crate::resources::function::{Code, FunctionState};
-use crate::resources::alias::{ALIAS, Snapshot, Version, Versions};
 use crate::resources::log_group::LogGroupState;
 use crate::resources::permission::permits;
 use crate::resources::role::RoleState;
@@ -714,7 +714,11 @@ fn a_stack_from_before_the_alias_moves_its_front_to_the_alias_in_one_plan() {
     let Action::Update(permission) = action(&plan, Resource::Permission) else {
         panic!("{:?}", action(&plan, Resource::Permission))
     };
-    assert_eq!(permission.len(), 2, "the statement on the alias added, the one on the function removed: {permission:?}");
+    assert_eq!(
+        permission.len(),
+        2,
+        "the statement on the alias added, the one on the function removed: {permission:?}"
+    );
     assert!(permission[0].to.contains(&format!("{NAME}:live")), "{permission:?}");
     assert!(permission[1].from.contains(NAME) && permission[1].to.contains("removed"), "{permission:?}");
     let Action::Update(integration) = action(&plan, Resource::Integration) else { panic!("the integration moves") };
@@ -765,8 +769,7 @@ fn a_change_past_the_bound_deletes_the_oldest_versions() {
     {
         let function = function_mut(&mut deployed);
         let first = function.versions.published[0].clone();
-        function.versions.published =
-            (1..=5).map(|number| Version { number, ..first.clone() }).collect();
+        function.versions.published = (1..=5).map(|number| Version { number, ..first.clone() }).collect();
         function.versions.alias = Some(5);
     }
     let plan = plan_with(&deployed, &Options { memory: Some(256), ..options() });
@@ -1435,13 +1438,12 @@ fn a_deployed_function_url_is_kept_its_public_access_follows_auth_and_a_move_bac
     deployed.keys.clear();
     deployed.usage_plans.clear();
     function_mut(&mut deployed).permission = None;
-    deployed.function_url =
-        Some(UrlState {
-            url: "https://x.lambda-url.us-east-1.on.aws/".into(),
-            auth_type: "AWS_IAM".into(),
-            on_alias: true,
-            own_left: false,
-        });
+    deployed.function_url = Some(UrlState {
+        url: "https://x.lambda-url.us-east-1.on.aws/".into(),
+        auth_type: "AWS_IAM".into(),
+        on_alias: true,
+        own_left: false,
+    });
     deployed.alarms = alarms_for(&stack(), Front::FunctionUrl, 15);
     let plan = planned(&deployed);
     assert_eq!(plan.front(), Front::FunctionUrl, "the deployed front is kept");
@@ -1470,13 +1472,12 @@ fn both_fronts_deployed_is_refused_until_told_which_to_keep() {
     use crate::resources::function_url::UrlState;
     use crate::settings::Front;
     let mut deployed = healthy();
-    deployed.function_url =
-        Some(UrlState {
-            url: "https://x.lambda-url.us-east-1.on.aws/".into(),
-            auth_type: "AWS_IAM".into(),
-            on_alias: true,
-            own_left: false,
-        });
+    deployed.function_url = Some(UrlState {
+        url: "https://x.lambda-url.us-east-1.on.aws/".into(),
+        auth_type: "AWS_IAM".into(),
+        on_alias: true,
+        own_left: false,
+    });
     assert_eq!(install(&request(&options()), &deployed).expect_err("which one?"), Refusal::BothFronts);
     let rest = plan_with(&deployed, &Options { front: Some(Front::Rest), auth: Some(Auth::ApiKey), ..options() });
     assert!(matches!(action(&rest, Resource::FunctionUrl), Action::Delete(_)));

@@ -322,6 +322,12 @@ pub(crate) enum RollbackRefusal {
     )]
     NoSuchVersion { stack: String, asked: u64, published: String },
     #[error(
+        "version {version} of function {stack} uses table {table}, and the alias's uses {current_table}: its counters \
+         are behind the ones handed out since the table switch, so it would hand out IDs again\nhint: roll back to a \
+         version on {current_table} (published since the switch)"
+    )]
+    OtherTable { stack: String, version: u64, table: String, current_table: String },
+    #[error(
         "stack {stack} is reached through the function's own URL, from before the alias: moving the alias would \
          change nothing for its callers\nhint: `counterctl install --yes` moves the URL to the alias (a new \
          address for callers)"
@@ -339,8 +345,13 @@ pub(crate) struct Rollback {
 
 /// Plans a rollback of `stack`'s alias to `to`, else to the version before its own.
 /// `Ok(None)`: it runs that version already.
-pub(crate) fn plan_rollback(stack: &str, versions: &Versions, to: Option<u64>) -> Result<Option<Rollback>, RollbackRefusal> {
-    let published = || versions.published.iter().map(|version| version.number.to_string()).collect::<Vec<_>>().join(", ");
+pub(crate) fn plan_rollback(
+    stack: &str,
+    versions: &Versions,
+    to: Option<u64>,
+) -> Result<Option<Rollback>, RollbackRefusal> {
+    let published =
+        || versions.published.iter().map(|version| version.number.to_string()).collect::<Vec<_>>().join(", ");
     let current = versions.alias.ok_or_else(|| RollbackRefusal::NoAlias { stack: stack.to_owned() })?;
     let from = versions.get(current).cloned().ok_or_else(|| RollbackRefusal::NoSuchVersion {
         stack: stack.to_owned(),
@@ -361,6 +372,14 @@ pub(crate) fn plan_rollback(stack: &str, versions: &Versions, to: Option<u64>) -
     };
     if target.number == current {
         return Ok(None);
+    }
+    if target.snapshot.table != from.snapshot.table {
+        return Err(RollbackRefusal::OtherTable {
+            stack: stack.to_owned(),
+            version: target.number,
+            table: target.snapshot.table.clone(),
+            current_table: from.snapshot.table.clone(),
+        });
     }
     Ok(Some(Rollback { from, to: target.clone(), revision: versions.revision.clone() }))
 }
@@ -479,6 +498,17 @@ mod tests {
         assert!(matches!(plan_rollback("S", &oldest, None), Err(RollbackRefusal::NothingBefore { current: 3, .. })));
         let no_alias = Versions { alias: None, ..kept };
         assert!(matches!(plan_rollback("S", &no_alias, None), Err(RollbackRefusal::NoAlias { .. })));
+    }
+
+    #[test]
+    fn a_rollback_to_a_version_on_the_table_before_a_switch_is_refused() {
+        let mut switched = versions(&[(1, "a"), (2, "a")], Some(2));
+        switched.published[1].snapshot.table = "NewCounters".to_owned();
+        let refused = plan_rollback("S", &switched, None);
+        assert!(
+            matches!(refused, Err(RollbackRefusal::OtherTable { version: 1, ref table, .. }) if table == "AtomicCounters"),
+            "{refused:?}"
+        );
     }
 
     #[test]

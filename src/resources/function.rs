@@ -428,7 +428,11 @@ pub(crate) struct FunctionPlan {
 }
 
 impl FunctionPlan {
-    pub(crate) fn new(planned: Planned<FunctionChange>, deployed: Option<FunctionState>, table_switch: Option<String>) -> Self {
+    pub(crate) fn new(
+        planned: Planned<FunctionChange>,
+        deployed: Option<FunctionState>,
+        table_switch: Option<String>,
+    ) -> Self {
         let versioned = match &planned.action {
             Action::Create => true,
             action => action.change().is_some_and(FunctionChange::versioned),
@@ -457,13 +461,14 @@ fn configuration<'a>(plan: &FunctionPlan, spec: &FunctionSpec<'a>) -> Configurat
 }
 
 /// Creates the function or applies its change; a note when it turned out to exist
-/// already (the answer to an earlier create was lost).
+/// already (the answer to an earlier create was lost). Its reserved concurrency is left
+/// for the caller to set once the alias has moved ([`Resume`]).
 pub(crate) async fn apply(
     clients: &Clients,
     account: &Account,
     plan: &FunctionPlan,
     spec: &FunctionSpec<'_>,
-) -> anyhow::Result<((), Option<String>)> {
+) -> anyhow::Result<(Resume, Option<String>)> {
     let (client, stack, settings) = (&clients.lambda, spec.stack, spec.wanted);
     let configuration = configuration(plan, spec);
     let mut action = plan.planned.action.clone();
@@ -475,7 +480,7 @@ pub(crate) async fn apply(
                 let set = set_concurrency(client, stack, settings.max_concurrency);
                 set.await.context("setting the function's reserved concurrency")?;
             }
-            return Ok(((), None));
+            return Ok((Resume(None), None));
         }
         // Created by a run whose answer was lost: planned by the same rule as one read,
         // and never pointed at another table than the one it has.
@@ -491,8 +496,11 @@ pub(crate) async fn apply(
             crate::progress::Wording::Done.describe_action(&action.shown())
         ));
     }
+    let mut resume = Resume(None);
     if let Some(current) = &plan.table_switch {
         switch_table(clients, StackContext { stack, account }, plan, current, &configuration).await?;
+        let deployed = plan.deployed.as_ref().and_then(|function| function.reserved_concurrency);
+        resume = Resume(Some(deployed.filter(|reserved| *reserved > 0)));
     }
     if let Some(FunctionChange { code, configuration: configured, concurrency, tags }) = action.change() {
         if code.is_some() {
@@ -504,8 +512,7 @@ pub(crate) async fn apply(
             update.await.context("updating the function's configuration")?;
         }
         if concurrency.is_some() {
-            let set = set_concurrency(client, stack, settings.max_concurrency);
-            set.await.context("setting the function's reserved concurrency")?;
+            resume = Resume(Some(settings.max_concurrency));
         }
         if tags.is_some() {
             let arn = plan.deployed.as_ref().map_or_else(|| stack.function_arn(account), |f| f.arn.clone());
@@ -517,13 +524,16 @@ pub(crate) async fn apply(
     if action.changes() || !was_ready {
         wait_ready(client, &stack.name).await.context("waiting for the function to be ready")?;
     }
-    Ok(((), note))
+    Ok((resume, note))
 }
 
 /// Points the function at another table without a counter going backwards: invocations
 /// stop (reserved concurrency 0), those in flight get the function's timeout to finish,
-/// both tables are compared again, and only then is the configuration updated and the
-/// function let run again. Any failure lets it run again on its old table.
+/// both tables are compared again, and only then is the configuration updated. Callers
+/// reach the function through its alias, whose version still uses the old table: they
+/// stay stopped until the alias runs a version on the new one ([`Resume`]). A failure
+/// before the configuration changed lets the function run again on its old table; one
+/// after leaves invocations stopped, for the next install to finish the switch.
 async fn switch_table(
     clients: &Clients,
     StackContext { stack, account }: StackContext<'_>,
@@ -534,6 +544,7 @@ async fn switch_table(
     let client = &clients.lambda;
     let deployed = plan.deployed.as_ref().context("a table switch needs the deployed function")?;
     set_concurrency(client, stack, Some(0)).await.context("stopping invocations for the table switch")?;
+    let configured = std::cell::Cell::new(false);
     let switched = async {
         tokio::time::sleep(std::time::Duration::from_secs(u64::try_from(deployed.timeout_seconds).unwrap_or(0) + 1))
             .await;
@@ -544,6 +555,7 @@ async fn switch_table(
         .context("reading the counters of both tables again")?;
         let counters = table::Counters { current: current_counters, new: new_counters };
         table::refuse_counters_behind(current, &stack.table, &counters)?;
+        configured.set(true);
         update_configuration(client, stack, configuration).await.context("switching the table")?;
         let switched = wait_ready(client, &stack.name).await;
         switched.with_context(|| format!("waiting for the switch; the function may already use {}", stack.table))?;
@@ -555,12 +567,36 @@ async fn switch_table(
         switched = switched => switched,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted: the table switch was abandoned")),
     };
-    // As it was, but never left refusing every invocation.
-    let reserved = deployed.reserved_concurrency.filter(|reserved| *reserved > 0);
-    let resumed = set_concurrency(client, stack, reserved).await;
-    switched?;
-    resumed.context("letting the function run again after the table switch")?;
-    Ok(())
+    match switched {
+        Ok(()) => Ok(()),
+        Err(error) if configured.get() => Err(error.context(
+            "invocations stay stopped (reserved concurrency 0) so that nothing runs on the old table again: run \
+             install again to finish the switch",
+        )),
+        Err(error) => {
+            // As it was, but never left refusing every invocation.
+            let reserved = deployed.reserved_concurrency.filter(|reserved| *reserved > 0);
+            let resumed = set_concurrency(client, stack, reserved).await;
+            resumed.context("letting the function run again after the abandoned table switch")?;
+            Err(error)
+        }
+    }
+}
+
+/// What the function's reserved concurrency becomes once the alias runs the function's
+/// version: set after the alias moves, so that calls resumed after a table switch never
+/// run a version on the old table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resume(pub(crate) Option<Option<i32>>);
+
+impl Resume {
+    /// Sets the reserved concurrency, if there is one to set.
+    pub(crate) async fn apply(self, client: &Client, stack: &Stack) -> anyhow::Result<()> {
+        if let Self(Some(reserved)) = self {
+            set_concurrency(client, stack, reserved).await.context("setting the function's reserved concurrency")?;
+        }
+        Ok(())
+    }
 }
 
 /// The function of stack `name`, to delete (with its resource policy).

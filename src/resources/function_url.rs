@@ -230,9 +230,12 @@ pub(crate) async fn apply(
 ) -> anyhow::Result<String> {
     let auth_type = method_authorization(auth);
     let (created, update_auth, set_public, own_goes) = match planned.action.change() {
-        Some(UrlChange { to_alias, auth_type, public, own_left }) => {
-            (to_alias.is_some(), auth_type.is_some(), public.is_some() || to_alias.is_some(), to_alias.is_some() || own_left.is_some())
-        }
+        Some(UrlChange { to_alias, auth_type, public, own_left }) => (
+            to_alias.is_some(),
+            auth_type.is_some(),
+            public.is_some() || to_alias.is_some(),
+            to_alias.is_some() || own_left.is_some(),
+        ),
         None => (planned.action == Action::Create, false, planned.action == Action::Create, false),
     };
     let url = match deployed {

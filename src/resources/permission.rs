@@ -47,9 +47,9 @@ pub(crate) fn plan(
             let source_arn = stack.source_arn(account, api_id);
             // A stack from before the alias moves in this one change: the alias's statement
             // is added first, the function's own goes once the stage invokes the alias.
-            let legacy = function
-                .legacy_permission
-                .then(|| diff(Field::Statement, format!("on {}", stack.name), "removed once the stage invokes the alias"));
+            let legacy = function.legacy_permission.then(|| {
+                diff(Field::Statement, format!("on {}", stack.name), "removed once the stage invokes the alias")
+            });
             let qualified = format!("on {}:{}", stack.name, alias::ALIAS);
             let (statement, replaces) = match &function.permission {
                 None => (Some(diff(Field::Statement, "none", &qualified)), false),

@@ -51,8 +51,9 @@ async fn a_function_url_front_signs_with_iam_and_makes_no_rest_api() {
     let actions: Vec<&str> =
         policy["Statement"].as_array().unwrap().iter().map(|s| s["Action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"]);
-    let function_arn = format!("arn:aws:lambda:{REGION}:123456789012:function:{}", stack.name);
-    assert!(policy["Statement"].as_array().unwrap().iter().all(|s| s["Resource"] == function_arn.as_str()));
+    // The URL is the alias's.
+    let alias_arn = format!("arn:aws:lambda:{REGION}:123456789012:function:{}:live", stack.name);
+    assert!(policy["Statement"].as_array().unwrap().iter().all(|s| s["Resource"] == alias_arn.as_str()));
 
     let options = StackOptions { name: stack.name.clone(), table: Some(stack.table.clone()), stage: None };
     let endpoint = discover(&Clients::new(stack.aws.clone()), &options).await.unwrap();

@@ -119,7 +119,8 @@ async fn fresh_install_makes_every_resource_exactly_as_specified() {
     assert_eq!(
         integration.uri(),
         Some(
-            format!("arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}:live/invocations").as_str()
+            format!("arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}:live/invocations")
+                .as_str()
         )
     );
     apigateway.get_stage().rest_api_id(&api_id).stage_name("prod").send().await.expect("stage prod exists");

@@ -81,16 +81,58 @@ async fn switch_table_is_refused_while_any_counter_would_go_backwards() {
     let confirmed = [&args[..], &["--yes"]].concat();
     let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &confirmed)).await;
     run.ok();
-    // Invocations stop, the configuration switches, invocations resume.
+    // Invocations stop, the configuration switches, the alias moves to a version on the
+    // new table, and only then do invocations resume: callers reach the function through
+    // the alias, whose old version uses the old table.
     let concurrency = format!("/2017-10-31/functions/{}/concurrency", stack.name);
-    let configuration = format!("PUT /2015-03-31/functions/{}/configuration", stack.name);
-    let stop = mutations.iter().position(|action| *action == format!("PUT {concurrency}"));
-    let switch = mutations.iter().position(|action| *action == configuration);
-    let resume = mutations.iter().position(|action| *action == format!("DELETE {concurrency}"));
-    assert!(stop.is_some() && stop < switch && switch < resume, "{mutations:?}");
+    let function = format!("/2015-03-31/functions/{}", stack.name);
+    let position = |action: String| mutations.iter().position(|made| *made == action);
+    let stop = position(format!("PUT {concurrency}"));
+    let switch = position(format!("PUT {function}/configuration"));
+    let alias = position(format!("PUT {function}/aliases/live"));
+    let resume = position(format!("DELETE {concurrency}"));
+    assert!(stop.is_some() && stop < switch && switch < alias && alias < resume, "{mutations:?}");
     assert_eq!(function_table(&stack).await, new_table);
     let concurrency = stack.lambda().get_function_concurrency().function_name(&stack.name).send().await.unwrap();
     assert_eq!(concurrency.reserved_concurrent_executions(), None, "the function runs again, unreserved as before");
+    let alias = stack.lambda().get_function_configuration().function_name(&stack.name).qualifier("live");
+    let alias = alias.send().await.unwrap();
+    assert_eq!(alias.environment().unwrap().variables().unwrap()["TABLE_NAME"], new_table);
+
+    // The version before the switch counts on the old table: a rollback there is refused.
+    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "rollback", &["--yes"])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("would hand out IDs again"), "{}", run.stderr);
+    assert_eq!(mutations, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_switch_whose_alias_does_not_move_keeps_invocations_stopped_until_the_next_install() {
+    let stack = Deployment::new().await;
+    stack.install().await;
+    let new_table = format!("{}-new", stack.table);
+    crate::support::create_counter_table(&stack.dynamodb(), &new_table).await;
+    let function = format!("/2015-03-31/functions/{}", stack.name);
+    stack.proxy.inject(
+        &format!("POST {function}/versions"),
+        Fault::new(400, "InvalidParameterValueException", "injected"),
+        1,
+    );
+    let args = ["--table", new_table.as_str(), "--switch-table", "--yes"];
+    let run = run_without_table(&stack, "install", &args).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("invocations stay stopped"), "{}", run.stderr);
+    let concurrency = stack.lambda().get_function_concurrency().function_name(&stack.name).send().await.unwrap();
+    assert_eq!(concurrency.reserved_concurrent_executions(), Some(0), "nothing runs on the old table again");
+
+    let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &[])).await;
+    run.ok();
+    let alias = mutations.iter().position(|made| *made == format!("PUT {function}/aliases/live"));
+    let resume = mutations.iter().position(|made| made.starts_with("DELETE") && made.ends_with("/concurrency"));
+    assert!(alias.is_some() && alias < resume, "the alias moves first: {mutations:?}");
+    let alias = stack.lambda().get_function_configuration().function_name(&stack.name).qualifier("live");
+    let alias = alias.send().await.unwrap();
+    assert_eq!(alias.environment().unwrap().variables().unwrap()["TABLE_NAME"], new_table);
 }
 
 #[tokio::test]

@@ -60,9 +60,17 @@ async fn integration(stack: &Deployment, api_id: &str) -> (String, String) {
     (proxy, uri)
 }
 
+/// What each of a caller's keys was answered: the value, or the error after retries.
+type Answers = Vec<(String, Result<i64, String>)>;
+
 /// Callers incrementing `counter` through `url` with the client's retry policy, each call
 /// with a key of its own, until `stop`; what each key was answered.
-fn callers(url: &str, counter: &'static str, count: usize, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<(String, Result<i64, String>)>>> {
+fn callers(
+    url: &str,
+    counter: &'static str,
+    count: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Answers>> {
     (0..count)
         .map(|caller| {
             let client = Client::new(Endpoint::new(url, Auth::None).unwrap());
@@ -73,7 +81,10 @@ fn callers(url: &str, counter: &'static str, count: usize, stop: &Arc<AtomicBool
                 while !stop.load(Ordering::SeqCst) {
                     let key = format!("caller-{caller}-call-{call}");
                     let answer = client.increment(counter, None, &key).await;
-                    answers.push((key, answer.map(|incremented| incremented.new_value).map_err(|error| error.to_string())));
+                    answers.push((
+                        key,
+                        answer.map(|incremented| incremented.new_value).map_err(|error| error.to_string()),
+                    ));
                     call += 1;
                 }
                 answers
@@ -88,7 +99,7 @@ async fn every_call_answered_once(
     url: &str,
     counter: &str,
     stop: &Arc<AtomicBool>,
-    callers: Vec<tokio::task::JoinHandle<Vec<(String, Result<i64, String>)>>>,
+    callers: Vec<tokio::task::JoinHandle<Answers>>,
 ) -> usize {
     stop.store(true, Ordering::SeqCst);
     let mut answers = BTreeMap::new();
@@ -221,7 +232,11 @@ async fn rollback_shows_the_move_asks_moves_the_alias_back_and_install_brings_it
     // Status: the stack runs an older version than install deploys.
     let run = stack.run("status", &[]).await;
     assert_eq!(run.code, 1, "{}", run.stdout);
-    assert!(run.stdout.contains("runs an older version") && run.stdout.contains("`counterctl install"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("runs an older version") && run.stdout.contains("`counterctl install"),
+        "{}",
+        run.stdout
+    );
     let status = stack.run("status", &["--output", "json"]).await.json();
     assert_eq!((status["alias"]["version"].as_u64(), status["alias"]["current"].as_bool()), (Some(1), Some(false)));
 
@@ -370,8 +385,9 @@ async fn a_function_url_is_the_alias_s_and_one_from_before_the_alias_moves_only_
 
     // The move gives callers a new address: confirmed like any change that breaks them.
     let (run, mutations) = stack.mutations_of(stack.run("install", &[])).await;
-    assert_eq!(run.code, 2, "{}", run.stdout);
-    assert!(run.stdout.contains("a new URL on alias live") && run.stdout.contains(&own), "{}", run.stdout);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("a new URL on alias live") && run.stderr.contains(&own), "{}", run.stderr);
+    assert!(run.stderr.contains("break existing callers") && run.stderr.contains("--yes"), "{}", run.stderr);
     assert_eq!(mutations, Vec::<String>::new());
     let run = stack.run("install", &["--yes"]).await.ok();
     let moved = lambda.get_function_url_config().function_name(&stack.name).qualifier(ALIAS).send().await;

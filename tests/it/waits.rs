@@ -77,8 +77,11 @@ async fn an_inactive_function_is_a_normal_state() {
     let (run, mutations) = stack.mutations_of(stack.run("install", &["--memory", "256"])).await;
     run.ok();
     let function = format!("/2015-03-31/functions/{}", stack.name);
-    let expected =
-        [format!("PUT {function}/configuration"), format!("POST {function}/versions"), format!("PUT {function}/aliases/live")];
+    let expected = [
+        format!("PUT {function}/configuration"),
+        format!("POST {function}/versions"),
+        format!("PUT {function}/aliases/live"),
+    ];
     assert_eq!(mutations, expected);
     let polls = stack.proxy.count(CONFIGURATION) - polls_before;
     assert_eq!(

@@ -138,7 +138,10 @@ impl DeployedLambda {
             Err(error) => return Err(format!("GetPolicy: {error:?}")),
         };
         let policy: Value = serde_json::from_str(policy.policy().unwrap_or("{}")).unwrap();
-        let source = format!("arn:aws:execute-api:{}:123456789012:{}/{}/POST/counter/increment", self.region, self.api_id, self.stage);
+        let source = format!(
+            "arn:aws:execute-api:{}:123456789012:{}/{}/POST/counter/increment",
+            self.region, self.api_id, self.stage
+        );
         let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
         Ok(statements.iter().any(|statement| {
             statement["Effect"] == "Allow"

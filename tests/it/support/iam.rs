@@ -187,7 +187,9 @@ fn lambda(request: &Recorded) -> Vec<Authorization> {
         ("POST", ["functions", name, "versions"]) => one("PublishVersion", name),
         ("GET", ["functions", name, "versions"]) => one("ListVersionsByFunction", name),
         ("POST", ["functions", name, "aliases"]) => one("CreateAlias", name),
-        ("GET", ["functions", name, "aliases", alias]) => vec![auth("lambda:GetAlias".to_owned(), qualified(name, alias))],
+        ("GET", ["functions", name, "aliases", alias]) => {
+            vec![auth("lambda:GetAlias".to_owned(), qualified(name, alias))]
+        }
         ("PUT", ["functions", name, "aliases", alias]) => {
             vec![auth("lambda:UpdateAlias".to_owned(), qualified(name, alias))]
         }
