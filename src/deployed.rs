@@ -105,6 +105,14 @@ pub(crate) struct Lookup<'a> {
     pub(crate) reach: Reach,
 }
 
+impl<'a> Lookup<'a> {
+    /// The stack `name` (on `table`, if given) as far as `reach`, with no domain,
+    /// certificate or zone named and no counters compared: what uninstall and rollback read.
+    pub(crate) fn stack(name: &'a str, table: Option<&'a str>, reach: Reach) -> Self {
+        Self { name, table, compare_counters: false, domain: None, certificate: None, zone: None, reach }
+    }
+}
+
 /// How much of the stack a command reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reach {

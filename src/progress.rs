@@ -220,6 +220,7 @@ mod tests {
             Resource::Role,
             Resource::Policy,
             Resource::Function,
+            Resource::Alias,
             Resource::FunctionUrl,
             Resource::Permission,
             Resource::Api,

@@ -162,15 +162,7 @@ pub(crate) async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn read(clients: &Clients, args: &RollbackArgs) -> anyhow::Result<Deployed> {
-    let lookup = Lookup {
-        name: &args.stack.name,
-        table: args.stack.table.as_deref(),
-        compare_counters: false,
-        domain: None,
-        certificate: None,
-        zone: None,
-        reach: Reach::Callers,
-    };
+    let lookup = Lookup::stack(&args.stack.name, args.stack.table.as_deref(), Reach::Callers);
     deployed::read(clients, &lookup).await
 }
 

@@ -145,15 +145,7 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn read(clients: &Clients, args: &UninstallArgs) -> anyhow::Result<Deployed> {
-    let lookup = Lookup {
-        name: &args.stack.name,
-        table: args.stack.table.as_deref(),
-        compare_counters: false,
-        domain: None,
-        certificate: None,
-        zone: None,
-        reach: Reach::Whole,
-    };
+    let lookup = Lookup::stack(&args.stack.name, args.stack.table.as_deref(), Reach::Whole);
     deployed::read(clients, &lookup).await
 }
 

@@ -37,18 +37,6 @@ async fn memory_of(stack: &Deployment, number: &str) -> i32 {
     configuration.send().await.unwrap().memory_size().unwrap()
 }
 
-/// The statements of the policy of `qualifier` (the function's own with `None`).
-async fn statements(stack: &Deployment, qualifier: Option<&str>) -> Vec<Value> {
-    let get = stack.lambda().get_policy().function_name(&stack.name).set_qualifier(qualifier.map(str::to_owned));
-    match get.send().await {
-        Ok(policy) => {
-            let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
-            policy["Statement"].as_array().cloned().unwrap_or_default()
-        }
-        Err(_) => Vec::new(),
-    }
-}
-
 /// The `{proxy+}` resource's id and its integration URI.
 async fn integration(stack: &Deployment, api_id: &str) -> (String, String) {
     let apigateway = stack.apigateway();
@@ -148,9 +136,9 @@ async fn a_fresh_install_runs_version_1_behind_the_alias_the_front_and_its_permi
     let api_id = stack.api_id().await.unwrap();
     let (_, uri) = integration(&stack, &api_id).await;
     assert!(uri.ends_with(&format!("function:{}:{ALIAS}/invocations", stack.name)), "{uri}");
-    let on_alias = statements(&stack, Some(ALIAS)).await;
+    let on_alias = stack.permission_statements().await;
     assert!(on_alias.iter().any(|statement| statement["Sid"] == PERMISSION_SID), "{on_alias:?}");
-    let own = statements(&stack, None).await;
+    let own = stack.function_statements().await;
     assert!(!own.iter().any(|statement| statement["Sid"] == PERMISSION_SID), "{own:?}");
 
     let (deployed, api) = front(&stack).await;
@@ -313,7 +301,7 @@ async fn a_stack_from_before_versions_moves_to_the_alias_with_callers_answered_t
     // Version numbers are never reused: the one deleted by hand was 1.
     assert_eq!(alias_version(&stack).await.as_deref(), Some("2"));
     assert_eq!(invoked.last().map(String::as_str), Some("2"), "callers reach the alias");
-    assert!(!statements(&stack, None).await.iter().any(|statement| statement["Sid"] == PERMISSION_SID));
+    assert!(!stack.function_statements().await.iter().any(|statement| statement["Sid"] == PERMISSION_SID));
 
     stack.run("status", &[]).await.ok();
     let (_, mutations) = stack.mutations_of(stack.install()).await;
@@ -353,9 +341,9 @@ async fn a_function_url_is_the_alias_s_and_one_from_before_the_alias_moves_only_
     let on_alias = lambda.get_function_url_config().function_name(&stack.name).qualifier(ALIAS).send().await;
     let url = on_alias.unwrap().function_url;
     assert!(lambda.get_function_url_config().function_name(&stack.name).send().await.is_err(), "none of its own");
-    let public: Vec<Value> = statements(&stack, Some(ALIAS)).await;
+    let public: Vec<Value> = stack.permission_statements().await;
     assert_eq!(public.len(), 2, "both public statements on the alias: {public:?}");
-    assert!(statements(&stack, None).await.is_empty());
+    assert!(stack.function_statements().await.is_empty());
     let policy = stack.run("status", &["--caller-policy"]).await.ok().json();
     let alias_arn = format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}:{ALIAS}", stack.name);
     assert_eq!(policy["Statement"][0]["Resource"], alias_arn.as_str());
@@ -395,8 +383,8 @@ async fn a_function_url_is_the_alias_s_and_one_from_before_the_alias_moves_only_
     assert_ne!(moved, own);
     assert!(run.stdout.contains(&moved), "install prints the new URL: {}", run.stdout);
     assert!(lambda.get_function_url_config().function_name(&stack.name).send().await.is_err(), "the old one goes");
-    assert!(statements(&stack, None).await.is_empty(), "with its public statement");
-    assert_eq!(statements(&stack, Some(ALIAS)).await.len(), 2);
+    assert!(stack.function_statements().await.is_empty(), "with its public statement");
+    assert_eq!(stack.permission_statements().await.len(), 2);
     stack.run("status", &[]).await.ok();
     let (_, mutations) = stack.mutations_of(stack.install()).await;
     assert_eq!(mutations, Vec::<String>::new());

@@ -176,20 +176,21 @@ impl Deployment {
         self.iam().get_role().role_name(&self.name).send().await.is_ok()
     }
 
-    /// The statements of the function's own resource policy (a function URL's).
+    /// The statements of the function's own resource policy (a function URL's from
+    /// before the alias).
     pub(crate) async fn function_statements(&self) -> Vec<Value> {
-        match self.lambda().get_policy().function_name(&self.name).send().await {
-            Ok(policy) => {
-                let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
-                policy["Statement"].as_array().cloned().unwrap_or_default()
-            }
-            Err(_) => Vec::new(),
-        }
+        self.policy_statements(None).await
     }
 
-    /// The resource policy statements of the function's alias, which the REST API invokes.
+    /// The resource policy statements of the function's alias, which the fronts invoke.
     pub(crate) async fn permission_statements(&self) -> Vec<Value> {
-        match self.lambda().get_policy().function_name(&self.name).qualifier("live").send().await {
+        self.policy_statements(Some("live")).await
+    }
+
+    /// The statements of the resource policy of `qualifier`, or of the function itself.
+    async fn policy_statements(&self, qualifier: Option<&str>) -> Vec<Value> {
+        let get = self.lambda().get_policy().function_name(&self.name).set_qualifier(qualifier.map(str::to_owned));
+        match get.send().await {
             Ok(policy) => {
                 let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
                 policy["Statement"].as_array().cloned().unwrap_or_default()
