@@ -89,7 +89,10 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
             policy.await?;
             return anyhow::Ok((role_arn, None));
         }
-        let function = apply_function(clients, plan, progress, &role_arn);
+        let function = async {
+            let resume = apply_function(clients, plan, progress, &role_arn).await?;
+            resume.apply(&clients.lambda, stack).await
+        };
         tokio::try_join!(policy, function)?;
         let gates = Gates { permission_added: Some(permission_added), stage_moved };
         let url = connect_function(clients, plan, progress, api_id, gates).await?;
@@ -110,7 +113,7 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     let url = if switching_from.is_some() {
         // Alone, once all else is done: no failure elsewhere can cut a switch short and
         // leave invocations stopped.
-        apply_function(clients, plan, progress, &role_arn).await?;
+        let resume = apply_function(clients, plan, progress, &role_arn).await?;
         let (api_id, to_url) = tokio::sync::oneshot::channel();
         if let Some(rest) = &rest {
             let _ = api_id.send(rest.api_id.clone());
@@ -118,7 +121,21 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
         // The stage was deployed above (or the front is a function URL).
         let (stage_deployed, stage_moved) = tokio::sync::oneshot::channel();
         let _ = stage_deployed.send(());
-        connect_function(clients, plan, progress, to_url, Gates { permission_added: None, stage_moved }).await?
+        let url =
+            connect_function(clients, plan, progress, to_url, Gates { permission_added: None, stage_moved }).await?;
+        // Calls run again only once the front may invoke the alias, and only if it still
+        // runs a version on the new table (another install may have moved it since).
+        let table = function::alias_table(&clients.lambda, &stack.name).await.context("reading the alias's table")?;
+        if table != stack.table {
+            anyhow::bail!(
+                "alias live of function {} runs a version on table {table}, not {}: invocations stay stopped \
+                 (reserved concurrency 0) so that nothing runs on the old table again\nhint: run install again",
+                stack.name,
+                stack.table
+            );
+        }
+        resume.apply(&clients.lambda, stack).await?;
+        url
     } else {
         url
     };
@@ -172,23 +189,29 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
     Ok(applied)
 }
 
-/// The function, then its version and alias, then its reserved concurrency: calls
-/// resumed after a table switch reach only a version on the new table.
-async fn apply_function(clients: &Clients, plan: &Plan, progress: &Progress, role_arn: &str) -> anyhow::Result<()> {
+/// The function, then its version and alias; its reserved concurrency is the caller's to
+/// set after that ([`function::Resume`]): calls resumed after a table switch reach only a
+/// version on the new table.
+async fn apply_function(
+    clients: &Clients,
+    plan: &Plan,
+    progress: &Progress,
+    role_arn: &str,
+) -> anyhow::Result<function::Resume> {
     let spec = FunctionSpec { stack: &plan.stack, wanted: &plan.wanted.function, role_arn };
     let apply = function::apply(clients, &plan.account, &plan.function, &spec);
     let resume = progress.step_noting(plan.function.planned.row(), apply).await?;
     let aliased = &plan.function.alias;
     let apply = alias::apply(&clients.lambda, &plan.stack, aliased, &plan.wanted.function.code.sha256);
-    let moved = progress.step(aliased.planned.row(), apply).await;
+    let moved = progress.step_noting(aliased.planned.row(), apply).await;
     if moved.is_err() && plan.function.table_switch.is_some() {
-        return moved.map(|_| ()).context(
+        return moved.map(|_| resume).context(
             "invocations stay stopped (reserved concurrency 0): the alias still runs the version on the old table; \
              run install again to finish the switch",
         );
     }
     moved?;
-    resume.apply(&clients.lambda, &plan.stack).await
+    Ok(resume)
 }
 
 /// How the permission and the stage wait for each other.

@@ -150,11 +150,20 @@ pub(crate) async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("cancelled; the alias was not moved");
         }
     }
+    let mut moved: Vec<String> = Vec::new();
     for (clients, region, (_, rollback)) in &planned {
         if let Some(Rollback { from: _, to, revision }) = rollback {
-            alias::move_alias(&clients.lambda, &args.stack.name, to.number, revision.as_deref())
-                .await
-                .with_context(|| format!("in {region}"))?;
+            let moving = alias::move_alias(&clients.lambda, &args.stack.name, to.number, revision.as_deref()).await;
+            if let Err(error) = moving {
+                // A plain rollback again would take the regions moved already one further.
+                let done = if moved.is_empty() { "none".to_owned() } else { moved.join(", ") };
+                return Err(error.context(format!(
+                    "in {region}; moved already: {done}\nhint: run `counterctl rollback --to {}` to finish: a \
+                     region there already is left as it is",
+                    to.number
+                )));
+            }
+            moved.push(format!("{region} (to version {})", to.number));
         }
     }
     report(json, &RollbackReport { dry_run: false, rolled_back: true, regions: moves, forward })?;
@@ -174,6 +183,9 @@ fn plan(args: &RollbackArgs, deployed: &Deployed) -> Result<(Version, Option<Rol
     let function = deployed.function.as_ref().ok_or(RollbackRefusal::NoFunction { stack: stack.clone(), region })?;
     if deployed.function_url.as_ref().is_some_and(|url| !url.on_alias) {
         return Err(RollbackRefusal::UrlFront { stack });
+    }
+    if function.legacy_permission || deployed.function_url.as_ref().is_some_and(|url| url.own_left) {
+        return Err(RollbackRefusal::MoveUnfinished { stack });
     }
     let rollback = alias::plan_rollback(&stack, &function.versions, args.to)?;
     let current = function.versions.alias.and_then(|number| function.versions.get(number)).cloned();

@@ -114,8 +114,12 @@ struct AliasShown {
     /// What the alias runs is what install would deploy; `false` after a rollback, or
     /// when this counterctl carries other code or the options another configuration.
     current: bool,
-    /// This counterctl carries other code than the alias's version runs.
-    newer_code: bool,
+    /// The counterctl release that published the alias's version, if it says.
+    published_by: Option<String>,
+    /// This counterctl carries other code than the alias's version runs, and is a later
+    /// release than the one that published it (`null`: other code, and no release to
+    /// compare, or none of these).
+    newer_code: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -154,13 +158,13 @@ impl fmt::Display for StatusReport {
             let previous = alias.previous.map_or_else(|| "none".to_owned(), |number| format!("version {number}"));
             lines.push(format!("alias       {} runs version {} (before it: {previous})", alias.name, alias.version));
             if !alias.current {
-                let why = if alias.newer_code {
-                    "this counterctl carries newer code"
-                } else {
-                    "a rollback, or other options"
+                let why = match alias.newer_code {
+                    Some(true) => "this counterctl carries newer code",
+                    Some(false) => "a rollback, or other options",
+                    None => "this counterctl carries other code, or the options differ",
                 };
                 lines.push(format!(
-                    "note: alias {} runs an older version than install would deploy ({why}); `{}` brings it forward",
+                    "note: alias {} runs another version than install would deploy ({why}); `{}` brings it forward",
                     alias.name, self.fix
                 ));
             }
@@ -436,7 +440,12 @@ fn alias_shown(deployed: &Deployed, plan: &Plan) -> Option<AliasShown> {
         version,
         previous: versions.before(version).map(|before| before.number),
         current: !moves_alias(&plan.function.alias.planned.action),
-        newer_code: runs.is_none_or(|runs| runs.snapshot.code_sha256 != plan.wanted.function.code.sha256),
+        published_by: runs.and_then(|runs| runs.published_by.clone()),
+        newer_code: match runs {
+            Some(runs) if runs.snapshot.code_sha256 == plan.wanted.function.code.sha256 => Some(false),
+            Some(runs) => runs.published_by.as_deref().and_then(crate::resources::alias::older_than_this),
+            None => None,
+        },
     })
 }
 

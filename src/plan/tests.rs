@@ -236,6 +236,7 @@ fn healthy() -> Deployed {
             versions: Versions {
                 alias: Some(1),
                 revision: None,
+                weighted: false,
                 published: vec![Version {
                     number: 1,
                     snapshot: Snapshot {
@@ -246,6 +247,7 @@ fn healthy() -> Deployed {
                         role: role_arn.clone(),
                         table: TABLE.into(),
                     },
+                    published_by: None,
                 }],
             },
             public_statements: 0,

@@ -66,6 +66,24 @@ impl Snapshot {
 pub(crate) struct Version {
     pub(crate) number: u64,
     pub(crate) snapshot: Snapshot,
+    /// The counterctl release that published it, from its description.
+    pub(crate) published_by: Option<String>,
+}
+
+/// What a version published by this counterctl says in its description.
+fn publisher() -> String {
+    format!("{PUBLISHER}{}", env!("CARGO_PKG_VERSION"))
+}
+
+const PUBLISHER: &str = "published by counterctl ";
+
+/// Whether release `release` (`MAJOR.MINOR.PATCH`) is older than this counterctl; `None`
+/// when it cannot tell.
+pub(crate) fn older_than_this(release: &str) -> Option<bool> {
+    let parts = |release: &str| -> Option<Vec<u64>> {
+        release.split(['-', '+']).next()?.split('.').map(|part| part.parse().ok()).collect()
+    };
+    Some(parts(release)? < parts(env!("CARGO_PKG_VERSION"))?)
 }
 
 /// The function's published versions (by number, oldest first) and its alias's version.
@@ -74,6 +92,9 @@ pub(crate) struct Versions {
     pub(crate) alias: Option<u64>,
     /// The alias's revision as read: a move planned on it fails if the alias moved since.
     pub(crate) revision: Option<String>,
+    /// The alias sends a share of calls to other versions (a routing configuration set
+    /// outside counterctl): a move clears it.
+    pub(crate) weighted: bool,
     pub(crate) published: Vec<Version>,
 }
 
@@ -107,13 +128,20 @@ pub(crate) async fn read(client: &Client, name: &str) -> Result<Versions, AwsErr
         };
         // `$LATEST` is listed too; it is the function itself.
         if let Some(number) = configuration.version().and_then(|version| version.parse().ok()) {
-            published.push(Version { number, snapshot: Snapshot::of_configuration(&configuration) });
+            let published_by =
+                configuration.description().and_then(|text| text.strip_prefix(PUBLISHER)).map(str::to_owned);
+            published.push(Version { number, snapshot: Snapshot::of_configuration(&configuration), published_by });
         }
     }
     published.sort_by_key(|version| version.number);
     let revision = alias.as_ref().and_then(|alias| alias.revision_id().map(str::to_owned));
+    let weighted = alias
+        .as_ref()
+        .and_then(|alias| alias.routing_config())
+        .and_then(|routing| routing.additional_version_weights())
+        .is_some_and(|weights| !weights.is_empty());
     let alias = alias.and_then(|alias| alias.function_version().and_then(|version| version.parse().ok()));
-    Ok(Versions { alias, revision, published })
+    Ok(Versions { alias, revision, weighted, published })
 }
 
 /// Which version the alias should point at once the function is applied.
@@ -164,11 +192,14 @@ impl Changes for AliasChange {
 pub(crate) struct AliasPlan {
     pub(crate) planned: Planned<AliasChange>,
     pub(crate) target: Target,
+    /// The alias's revision as read: the move fails if another install or a rollback
+    /// moved it since, rather than undo that.
+    pub(crate) revision: Option<String>,
 }
 
 impl crate::change::Rows for AliasPlan {
     fn rows(&self) -> crate::change::RowList {
-        let Self { planned, target: _ } = self;
+        let Self { planned, target: _, revision: _ } = self;
         planned.rows()
     }
 }
@@ -177,8 +208,10 @@ impl crate::change::Rows for AliasPlan {
 /// is new, or when the alias runs older code than `$LATEST` (after a rollback); versions
 /// past [`KEEP_VERSIONS`] deleted.
 pub(crate) fn plan(function: Option<&FunctionState>, function_changes: bool) -> AliasPlan {
+    let created =
+        |target| AliasPlan { planned: Planned::new(Resource::Alias, ALIAS, Action::Create), target, revision: None };
     let Some(function) = function else {
-        return AliasPlan { planned: Planned::new(Resource::Alias, ALIAS, Action::Create), target: Target::New };
+        return created(Target::New);
     };
     let versions = &function.versions;
     let target = match versions.newest() {
@@ -189,12 +222,23 @@ pub(crate) fn plan(function: Option<&FunctionState>, function_changes: bool) -> 
     };
     // A function from before versions: the alias is made, with its first version.
     let Some(current) = versions.alias else {
-        return AliasPlan { planned: Planned::new(Resource::Alias, ALIAS, Action::Create), target };
+        return created(target);
     };
-    let version = (target != Target::Published(current))
-        .then(|| diff(Field::Version, Target::Published(current), format!("{target} ({})", why(function_changes))));
+    let version = match (target != Target::Published(current), versions.weighted) {
+        (true, _) => {
+            Some(diff(Field::Version, Target::Published(current), format!("{target} ({})", why(function_changes))))
+        }
+        // Every call on the one version (a share routed elsewhere may run another table).
+        (false, true) => Some(diff(
+            Field::Version,
+            format!("version {current} and a share on others"),
+            format!("version {current} alone"),
+        )),
+        (false, false) => None,
+    };
     let change = AliasChange { version, prune: prune(versions, target, Some(current)) };
-    AliasPlan { planned: Planned::new(Resource::Alias, ALIAS, Action::found(change, false)), target }
+    let planned = Planned::new(Resource::Alias, ALIAS, Action::found(change, false));
+    AliasPlan { planned, target, revision: versions.revision.clone() }
 }
 
 fn why(function_changes: bool) -> &'static str {
@@ -220,7 +264,12 @@ fn prune(versions: &Versions, target: Target, current: Option<u64>) -> Vec<u64> 
 /// Publishes (or finds) the version the alias should point at, moves the alias there and
 /// deletes the pruned versions; returns the alias's version. The caller has waited for
 /// [`function::wait_ready`].
-pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &AliasPlan, code_sha256: &str) -> anyhow::Result<u64> {
+pub(crate) async fn apply(
+    client: &Client,
+    stack: &Stack,
+    plan: &AliasPlan,
+    code_sha256: &str,
+) -> anyhow::Result<(u64, Option<String>)> {
     let name = &stack.name;
     let (version_moves, prune) = match &plan.planned.action {
         Action::Create => (true, &[][..]),
@@ -232,7 +281,7 @@ pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &AliasPlan, code
     let create = plan.planned.action == Action::Create;
     let version = if version_moves {
         // Only what was planned: a `$LATEST` whose code changed since is not published.
-        let publish = client.publish_version().function_name(name).code_sha256(code_sha256);
+        let publish = client.publish_version().function_name(name).code_sha256(code_sha256).description(publisher());
         let published = publish.send().await.op("lambda:PublishVersion").context("publishing a version")?;
         let number: u64 = published
             .version()
@@ -242,30 +291,33 @@ pub(crate) async fn apply(client: &Client, stack: &Stack, plan: &AliasPlan, code
         if create {
             make_alias(client, name, number).await?;
         } else {
-            move_alias(client, name, number, None).await?;
+            move_alias(client, name, number, plan.revision.as_deref()).await?;
         }
         Some(number)
     } else {
         None
     };
+    // The alias has moved: a version that cannot be deleted now is kept, and tried again
+    // by the next run.
+    let mut kept = Vec::new();
     for number in prune {
         let delete = client.delete_function().function_name(name).qualifier(number.to_string()).send().await;
-        match delete {
-            // An alias moved there since (a rollback running alongside): kept.
-            Err(error) if has_code(&error, &["ResourceConflictException"]) => {}
-            deleted => {
-                gone("lambda:DeleteFunction", deleted, NOT_FOUND)
-                    .with_context(|| format!("deleting version {number}"))?;
-            }
+        match gone("lambda:DeleteFunction", delete, NOT_FOUND) {
+            Ok(_) => {}
+            // Another alias points there (a rollback running alongside, or an alias of
+            // the team's own).
+            Err(error) => kept.push(format!("version {number} kept: {error}")),
         }
     }
-    match version {
-        Some(number) => Ok(number),
+    let note = (!kept.is_empty()).then(|| kept.join("; "));
+    let number = match version {
+        Some(number) => number,
         None => {
             let read = client.get_alias().function_name(name).name(ALIAS).send().await.op("lambda:GetAlias")?;
-            read.function_version().and_then(|version| version.parse().ok()).context("the alias names no version")
+            read.function_version().and_then(|version| version.parse().ok()).context("the alias names no version")?
         }
-    }
+    };
+    Ok((number, note))
 }
 
 /// Makes the alias at version `number`; one there already (a lost answer, a concurrent
@@ -286,7 +338,9 @@ async fn make_alias(client: &Client, name: &str, number: u64) -> anyhow::Result<
 /// Moves the existing alias to version `number`: one UpdateAlias, which callers see at
 /// once. With `revision`, only if the alias has not moved since it was read.
 pub(crate) async fn move_alias(client: &Client, name: &str, number: u64, revision: Option<&str>) -> anyhow::Result<()> {
+    // With an empty routing configuration: every call on the one version.
     let update = client.update_alias().function_name(name).name(ALIAS).function_version(number.to_string());
+    let update = update.routing_config(aws_sdk_lambda::types::AliasRoutingConfiguration::builder().build());
     let moved = update.set_revision_id(revision.map(str::to_owned)).send().await;
     if let Err(error) = &moved
         && has_code(error, &["PreconditionFailedException"])
@@ -327,6 +381,11 @@ pub(crate) enum RollbackRefusal {
          version on {current_table} (published since the switch)"
     )]
     OtherTable { stack: String, version: u64, table: String, current_table: String },
+    #[error(
+        "callers of stack {stack} may still reach the function itself: its move to the alias did not finish, so \
+         moving the alias would not move them\nhint: run `counterctl install` to finish it, then roll back"
+    )]
+    MoveUnfinished { stack: String },
     #[error(
         "stack {stack} is reached through the function's own URL, from before the alias: moving the alias would \
          change nothing for its callers\nhint: `counterctl install --yes` moves the URL to the alias (a new \
@@ -455,9 +514,11 @@ mod tests {
     }
 
     fn versions(numbers: &[(u64, &str)], alias: Option<u64>) -> Versions {
-        let published =
-            numbers.iter().map(|(number, code)| Version { number: *number, snapshot: snapshot(code) }).collect();
-        Versions { alias, revision: None, published }
+        let published = numbers
+            .iter()
+            .map(|(number, code)| Version { number: *number, snapshot: snapshot(code), published_by: None })
+            .collect();
+        Versions { alias, revision: None, weighted: false, published }
     }
 
     #[test]
@@ -509,6 +570,14 @@ mod tests {
             matches!(refused, Err(RollbackRefusal::OtherTable { version: 1, ref table, .. }) if table == "AtomicCounters"),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn a_release_is_older_by_its_numbers_not_its_text() {
+        assert_eq!(older_than_this("0.0.9"), Some(true));
+        assert_eq!(older_than_this(env!("CARGO_PKG_VERSION")), Some(false));
+        assert_eq!(older_than_this("10.0.0"), Some(false), "10 > 0, though \"10\" < \"9\" as text");
+        assert_eq!(older_than_this("a.b"), None);
     }
 
     #[test]

@@ -583,6 +583,14 @@ async fn switch_table(
     }
 }
 
+/// The table the alias's version uses.
+pub(crate) async fn alias_table(client: &Client, stack_name: &str) -> Result<String, AwsError> {
+    let configuration = client.get_function_configuration().function_name(stack_name).qualifier(alias::ALIAS);
+    let configuration = configuration.send().await.op("lambda:GetFunctionConfiguration")?;
+    let variables = configuration.environment().and_then(|environment| environment.variables());
+    Ok(table_in(variables.and_then(|variables| variables.get(TABLE_VARIABLE))).to_owned())
+}
+
 /// What the function's reserved concurrency becomes once the alias runs the function's
 /// version: set after the alias moves, so that calls resumed after a table switch never
 /// run a version on the old table.

@@ -217,16 +217,21 @@ async fn rollback_shows_the_move_asks_moves_the_alias_back_and_install_brings_it
     assert_eq!(mutations, [format!("PUT /2015-03-31/functions/{}/aliases/{ALIAS}", stack.name)]);
     assert_eq!(alias_version(&stack).await.as_deref(), Some("1"));
 
-    // Status: the stack runs an older version than install deploys.
+    // Status: the stack runs an older version than install deploys, published by this
+    // counterctl (so not newer code: a rollback).
     let run = stack.run("status", &[]).await;
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
-        run.stdout.contains("runs an older version") && run.stdout.contains("`counterctl install"),
+        run.stdout.contains("runs another version")
+            && run.stdout.contains("a rollback")
+            && run.stdout.contains("`counterctl install"),
         "{}",
         run.stdout
     );
     let status = stack.run("status", &["--output", "json"]).await.json();
     assert_eq!((status["alias"]["version"].as_u64(), status["alias"]["current"].as_bool()), (Some(1), Some(false)));
+    assert_eq!(status["alias"]["newer_code"], false);
+    assert_eq!(status["alias"]["published_by"], env!("CARGO_PKG_VERSION"));
 
     // Refused before any write: a version that is not there.
     let (run, mutations) = stack.mutations_of(stack.run("rollback", &["--to", "7", "--yes"])).await;
