@@ -156,6 +156,13 @@ pub(crate) enum Refusal {
     )]
     NotAReplica { table: String, region: String, home: String },
     #[error(
+        "{resource} {name} of stack {stack} was made by CloudFormation stack {cloudformation} (its tag \
+         aws:cloudformation:stack-name says so): counterctl changes nothing CloudFormation owns, as the stack would \
+         drift and its next update undo the change\nhint: {hint}; status, increment, get, counters, logs and status \
+         --metrics work on it as they are"
+    )]
+    CloudFormationOwned { stack: String, resource: &'static str, name: String, cloudformation: String, hint: String },
+    #[error(
         "--domain is not yet made for a stack in several regions (it needs the name in each region and latency \
          records)\nhint: leave out --domain; callers take the regions' URLs in order (counterctl-client, serve \
          --upstream)"

@@ -3,6 +3,7 @@
 use anyhow::Context;
 
 use crate::aws::{Account, Clients};
+use crate::change::Resource;
 use crate::resources::alarms::{self, AlarmState};
 use crate::resources::api::{self, ApiDetail, ApiSummary, choose_api};
 use crate::resources::api_key::{self, KeyState};
@@ -66,7 +67,37 @@ pub(crate) fn recorded_table(
     }
 }
 
+/// A resource of the stack that a CloudFormation stack made.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CloudFormationOwned {
+    pub(crate) resource: Resource,
+    pub(crate) name: String,
+    /// The CloudFormation stack's name.
+    pub(crate) stack: String,
+}
+
 impl Deployed {
+    /// The first resource of the stack CloudFormation made (its function, table, role,
+    /// log group or API), if any: all of them are then the CloudFormation stack's to change.
+    pub(crate) fn cloudformation(&self, stack_name: &str) -> Option<CloudFormationOwned> {
+        let owned = |resource, name: &str, stack: &Option<String>| {
+            stack.clone().map(|stack| CloudFormationOwned { resource, name: name.to_owned(), stack })
+        };
+        let log_group = crate::stack::log_group_of(stack_name);
+        let function =
+            self.function.as_ref().map(|function| (Resource::Function, stack_name, &function.cloudformation));
+        let table = self.table.as_ref().map(|table| (Resource::Table, table.name.as_str(), &table.cloudformation));
+        let role = self.role.as_ref().map(|role| (Resource::Role, stack_name, &role.cloudformation));
+        let group =
+            self.log_group.as_ref().map(|group| (Resource::LogGroup, log_group.as_str(), &group.cloudformation));
+        let apis = self.apis.iter().map(|api| (Resource::Api, api.id.as_str(), &api.cloudformation));
+        [function, table, role, group]
+            .into_iter()
+            .flatten()
+            .chain(apis)
+            .find_map(|(resource, name, stack)| owned(resource, name, stack))
+    }
+
     /// The table the stack's records say it uses ([`recorded_table`]).
     pub(crate) fn recorded_table(&self) -> Option<String> {
         recorded_table(self.function.as_ref(), self.role.as_ref(), &self.account.region)

@@ -118,6 +118,8 @@ pub(crate) struct Planning<'a> {
     pub(crate) regions: Option<&'a Regions>,
     /// The API key's value in the stack's other regions.
     pub(crate) api_key_value: Option<&'a str>,
+    /// Refuse a stack CloudFormation made (install), rather than read it (status).
+    pub(crate) refuse_cloudformation: bool,
 }
 
 /// Reads the stack and plans `args` over it; shared with `status`.
@@ -127,7 +129,7 @@ pub(crate) async fn read_and_plan(
     deploy: &DeployOptions,
     planning: Planning<'_>,
 ) -> anyhow::Result<(Deployed, Plan)> {
-    let Planning { switch_table, recreate_table, reach, regions, api_key_value } = planning;
+    let Planning { switch_table, recreate_table, reach, regions, api_key_value, refuse_cloudformation } = planning;
     let codes = Codes::load(deploy.function_zip.as_deref())?;
     let domain = match &deploy.domain {
         Some(DomainOption::Name(name)) => Some(name.as_str()),
@@ -143,6 +145,11 @@ pub(crate) async fn read_and_plan(
         reach,
     };
     let mut deployed = deployed::read(clients, &lookup).await?;
+    if refuse_cloudformation {
+        refuse_if_cloudformation(&deployed, &stack.name, |owner| {
+            format!("change it in the template of CloudFormation stack {owner} and update that stack")
+        })?;
+    }
     // An MRSC table is made from an empty one: whether this one is decides the plan.
     if regions.is_some()
         && let Some(table) = deployed.table.as_mut()
@@ -167,6 +174,25 @@ pub(crate) async fn read_and_plan(
     };
     let plan = plan::install(&request, &deployed)?;
     Ok((deployed, plan))
+}
+
+/// Refuses, before any write, a stack whose resources a CloudFormation stack made; `hint`
+/// says what to do through CloudFormation instead, given that stack's name.
+pub(crate) fn refuse_if_cloudformation(
+    deployed: &Deployed,
+    stack: &str,
+    hint: impl FnOnce(&str) -> String,
+) -> Result<(), Refusal> {
+    match deployed.cloudformation(stack) {
+        Some(owned) => Err(Refusal::CloudFormationOwned {
+            stack: stack.to_owned(),
+            resource: owned.resource.label(),
+            name: owned.name,
+            hint: hint(&owned.stack),
+            cloudformation: owned.stack,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// `--regions` and `--witness-region`, checked before any call (`--region`, if given,
@@ -208,6 +234,7 @@ pub(crate) async fn run(args: InstallArgs) -> anyhow::Result<ExitCode> {
         reach: Reach::Whole,
         regions: given.as_ref(),
         api_key_value: None,
+        refuse_cloudformation: true,
     };
     let (_, plan) = read_and_plan(&clients, &args.stack, &args.deploy, planning).await?;
     let throttled = args.deploy.rate_limit.is_some() || args.deploy.burst_limit.is_some();

@@ -181,6 +181,9 @@ fn plan(args: &RollbackArgs, deployed: &Deployed) -> Result<(Version, Option<Rol
     let stack = args.stack.name.clone();
     let region = deployed.account.region.clone();
     let function = deployed.function.as_ref().ok_or(RollbackRefusal::NoFunction { stack: stack.clone(), region })?;
+    if let Some(owned) = deployed.cloudformation(&stack) {
+        return Err(RollbackRefusal::CloudFormation { stack, cloudformation: owned.stack });
+    }
     if deployed.function_url.as_ref().is_some_and(|url| !url.on_alias) {
         return Err(RollbackRefusal::UrlFront { stack });
     }

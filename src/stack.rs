@@ -10,6 +10,8 @@ pub(crate) const TABLE_VARIABLE: &str = "TABLE_NAME";
 /// resource policy: the URL, and the invocation behind it.
 pub(crate) const PUBLIC_URL_SID: &str = "counterctl-function-url-public";
 pub(crate) const PUBLIC_INVOKE_SID: &str = "counterctl-function-url-public-invoke";
+/// The tag CloudFormation puts on every resource it creates, naming its stack.
+pub(crate) const CLOUDFORMATION_TAG: &str = "aws:cloudformation:stack-name";
 /// Statement id of the permission that lets API Gateway invoke the function.
 pub(crate) const PERMISSION_SID: &str = "counterctl-apigateway-invoke";
 /// The role's inline policy before policies were per region (the name the original
@@ -76,6 +78,18 @@ impl Stack {
     /// Whether one tag is stack `name`'s tag.
     pub(crate) fn is_stack_tag(name: &str, key: &str, value: &str) -> bool {
         key == STACK_TAG && value == name
+    }
+
+    /// The CloudFormation stack that made a resource with these tags: CloudFormation tags
+    /// what it creates with [`CLOUDFORMATION_TAG`]
+    /// (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-resource-tags.html).
+    pub(crate) fn cloudformation_stack<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<String> {
+        tags.into_iter().find(|(key, _)| *key == CLOUDFORMATION_TAG).map(|(_, value)| value.to_owned())
+    }
+
+    /// [`Stack::cloudformation_stack`] of a tag map.
+    pub(crate) fn cloudformation_map(tags: Option<&HashMap<String, String>>) -> Option<String> {
+        Self::cloudformation_stack(tags.into_iter().flatten().map(|(key, value)| (key.as_str(), value.as_str())))
     }
 
     /// Whether a tag map carries stack `name`'s tag.

@@ -83,6 +83,10 @@ struct StatusReport {
     bundled_code_sha256: String,
     /// The alias the fronts invoke; `None` when the function has none yet.
     alias: Option<AliasShown>,
+    /// The CloudFormation stack that made the stack's resources: install, uninstall and
+    /// rollback leave it to CloudFormation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloudformation_stack: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
     /// Each deployed alarm's state now: `OK`, `ALARM` or `INSUFFICIENT_DATA`.
@@ -169,6 +173,12 @@ impl fmt::Display for StatusReport {
                 ));
             }
         }
+        if let Some(owner) = &self.cloudformation_stack {
+            lines.push(format!(
+                "note: CloudFormation stack {owner} made this stack's resources: install, uninstall and rollback \
+                 leave it to CloudFormation"
+            ));
+        }
         lines.push(match &self.url {
             Some(url) => format!("url         {url}"),
             None => "url         none (no API)".to_owned(),
@@ -194,10 +204,13 @@ impl fmt::Display for StatusReport {
                 crate::resources::topic::LAPSES
             ));
         }
-        lines.push(match &self.table_lost {
-            Some(lost) => lost.clone(),
-            None if self.up_to_date => "Everything is installed as configured.".to_owned(),
-            None => format!("Run `{}` to fix what is missing or differs.", self.fix),
+        lines.push(match (&self.table_lost, &self.cloudformation_stack) {
+            (Some(lost), _) => lost.clone(),
+            (None, _) if self.up_to_date => "Everything is installed as configured.".to_owned(),
+            (None, Some(owner)) => {
+                format!("What differs is CloudFormation stack {owner}'s to change, in its template.")
+            }
+            (None, None) => format!("Run `{}` to fix what is missing or differs.", self.fix),
         });
         f.write_str(&lines.join("\n"))
     }
@@ -334,7 +347,14 @@ async fn in_every_region(
 /// What status reads and plans: the stack as install would leave it, a lost table
 /// included.
 fn planning(reach: Reach) -> Planning<'static> {
-    Planning { switch_table: false, recreate_table: true, reach, regions: None, api_key_value: None }
+    Planning {
+        switch_table: false,
+        recreate_table: true,
+        reach,
+        regions: None,
+        api_key_value: None,
+        refuse_cloudformation: false,
+    }
 }
 
 /// `--caller-policy`: a policy document, JSON whatever the output format.
@@ -410,6 +430,7 @@ async fn stack_report(
         deployed_code_sha256: deployed.function.as_ref().map(|function| function.code_sha256.clone()),
         bundled_code_sha256: plan.wanted.function.code.sha256.clone(),
         alias: alias_shown(deployed, plan),
+        cloudformation_stack: deployed.cloudformation(&plan.stack.name).map(|owned| owned.stack),
         api_key,
         alarms,
         alarm_subscriptions,

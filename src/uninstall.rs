@@ -98,6 +98,12 @@ pub(crate) async fn run(args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::connect(&args.aws.connection()).await?;
     let json = args.output.output == OutputFormat::Json;
     let deployed = read(&clients, &args).await?;
+    crate::install::refuse_if_cloudformation(&deployed, &args.stack.name, |owner| {
+        format!(
+            "delete CloudFormation stack {owner} instead (`aws cloudformation delete-stack --stack-name {owner}`); a \
+             table with DeletionPolicy Retain stays, with its counters"
+        )
+    })?;
     let Some(regions) = deployed.table.as_ref().and_then(table::TableState::strong_regions) else {
         let run = if args.dry_run { Run::Show } else { Run::AskAndDelete };
         report(json, &in_region(&args, &clients, deployed, args.delete_data, run).await?)?;

@@ -183,6 +183,7 @@ fn table(name: &str) -> TableState {
         arn: format!("arn:aws:dynamodb:us-east-1:123456789012:table/{name}"),
         key_schema: COUNTER_KEY_SCHEMA.into(),
         tagged: true,
+        cloudformation: None,
         deletion_protection: true,
         point_in_time_recovery: true,
         ttl: Ttl::OnExpiresAt,
@@ -192,7 +193,7 @@ fn table(name: &str) -> TableState {
 }
 
 fn api(id: &str, tagged: bool, created: i64) -> ApiSummary {
-    ApiSummary { id: id.into(), tagged, created, run: None }
+    ApiSummary { id: id.into(), tagged, cloudformation: None, created, run: None }
 }
 
 fn key(id: &str, tagged: bool, created: i64) -> KeyState {
@@ -229,6 +230,7 @@ fn healthy() -> Deployed {
             handler: "bootstrap".into(),
             variables: BTreeMap::from([(TABLE_VARIABLE.to_owned(), TABLE.to_owned())]),
             tagged: true,
+            cloudformation: None,
             ready: true,
             reserved_concurrency: None,
             permission: Some(permission(&stack.source_arn(&account, API))),
@@ -259,12 +261,13 @@ fn healthy() -> Deployed {
         role: Some(RoleState {
             arn: role_arn,
             tagged: true,
+            cloudformation: None,
             trust_ok: true,
             inline: BTreeMap::from([("counterctl-us-east-1".to_owned(), Some(stack.role_policy(&account)))]),
             managed: Vec::new(),
             instance_profiles: Vec::new(),
         }),
-        log_group: Some(LogGroupState { retention_days: Some(30), tagged: true }),
+        log_group: Some(LogGroupState { retention_days: Some(30), tagged: true, cloudformation: None }),
         apis: vec![api(API, true, 1_000)],
         api: Some(ApiDetail {
             root_id: "root".into(),
@@ -396,7 +399,7 @@ fn options_not_given_keep_what_is_deployed() {
     stage_mut(&mut deployed).deployment = Some(deployment_description("NONE", false, &uri));
     deployed.keys.clear();
     deployed.usage_plans.clear();
-    deployed.log_group = Some(LogGroupState { retention_days: Some(90), tagged: true });
+    deployed.log_group = Some(LogGroupState { retention_days: Some(90), tagged: true, cloudformation: None });
     deployed.alarms = alarms_for(&stack(), Front::Rest, 60);
 
     let plan = planned(&deployed);
@@ -962,6 +965,7 @@ fn role_with(inline: &[(&str, serde_json::Value)]) -> RoleState {
     RoleState {
         arn: role::arn(NAME, &account()),
         tagged: true,
+        cloudformation: None,
         trust_ok: true,
         inline: inline.iter().map(|(name, document)| ((*name).to_owned(), Some(document.clone()))).collect(),
         managed: Vec::new(),
@@ -1128,7 +1132,7 @@ fn a_missing_log_group_is_created_with_the_default_retention() {
 #[test]
 fn a_log_group_keeping_logs_forever_is_left_so_with_advice() {
     let mut deployed = healthy();
-    deployed.log_group = Some(LogGroupState { retention_days: None, tagged: true });
+    deployed.log_group = Some(LogGroupState { retention_days: None, tagged: true, cloudformation: None });
     let plan = planned(&deployed);
     assert_eq!(action(&plan, Resource::LogGroup), Action::Keep);
     assert_eq!(plan.wanted.log_retention_days, None);

@@ -387,6 +387,11 @@ pub(crate) enum RollbackRefusal {
     )]
     MoveUnfinished { stack: String },
     #[error(
+        "stack {stack} was made by CloudFormation stack {cloudformation}: its alias is that stack's to move, or it \
+         would drift\nhint: set the version of the alias in the template of stack {cloudformation} and update it"
+    )]
+    CloudFormation { stack: String, cloudformation: String },
+    #[error(
         "stack {stack} is reached through the function's own URL, from before the alias: moving the alias would \
          change nothing for its callers\nhint: `counterctl install --yes` moves the URL to the alias (a new \
          address for callers)"

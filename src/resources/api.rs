@@ -41,6 +41,8 @@ pub(crate) const SETTLE: Duration = Duration::from_millis(1500);
 pub(crate) struct ApiSummary {
     pub(crate) id: String,
     pub(crate) tagged: bool,
+    /// The CloudFormation stack that made it, if one did.
+    pub(crate) cloudformation: Option<String>,
     /// Seconds since the epoch.
     pub(crate) created: i64,
     /// The run that made it ([`crate::stack::RUN_TAG`]).
@@ -233,6 +235,7 @@ pub(crate) async fn list(client: &Client, stack_name: &str) -> Result<Vec<ApiSum
                 apis.push(ApiSummary {
                     id: api.id().unwrap_or_default().to_owned(),
                     tagged: Stack::tagged_map(stack_name, api.tags()),
+                    cloudformation: Stack::cloudformation_map(api.tags()),
                     created: api.created_date().map_or(0, |date| date.secs()),
                     run: crate::stack::run_of(api.tags()),
                 });
@@ -310,6 +313,7 @@ async fn create(client: &Client, stack: &Stack) -> Result<(ApiSummary, ApiDetail
     let summary = ApiSummary {
         id,
         tagged: true,
+        cloudformation: None,
         created: created.created_date().map_or(0, |date| date.secs()),
         run: Some(crate::stack::run_token().to_owned()),
     };

@@ -42,6 +42,8 @@ pub(crate) struct FunctionState {
     pub handler: String,
     pub variables: BTreeMap<String, String>,
     pub tagged: bool,
+    /// The CloudFormation stack that made it, if one did.
+    pub cloudformation: Option<String>,
     /// Neither Pending nor with an update InProgress: calls on it are accepted.
     pub ready: bool,
     /// Its reserved concurrency, if it has one.
@@ -135,6 +137,7 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<Fun
     let public_statements = u8::from(on_alias(PUBLIC_URL_SID)) + u8::from(on_alias(PUBLIC_INVOKE_SID));
     let own_public = statement(PUBLIC_URL_SID).is_some() || statement(PUBLIC_INVOKE_SID).is_some();
     let tagged = Stack::tagged_map(stack_name, function.tags());
+    let cloudformation = Stack::cloudformation_map(function.tags());
     let concurrency = found("lambda:GetFunctionConcurrency", concurrency, NOT_FOUND)?;
     let reserved_concurrency = concurrency.and_then(|concurrency| concurrency.reserved_concurrent_executions());
     let Some(config) = function.configuration else {
@@ -160,6 +163,7 @@ pub(crate) async fn read(client: &Client, stack_name: &str) -> Result<Option<Fun
             .map(|variables| variables.iter().map(|(key, value)| (key.clone(), value.clone())).collect())
             .unwrap_or_default(),
         tagged,
+        cloudformation,
         ready: config.state() != Some(&State::Pending)
             && config.last_update_status() != Some(&LastUpdateStatus::InProgress),
         reserved_concurrency,

@@ -16,6 +16,8 @@ pub(crate) struct LogGroupState {
     /// `None`: logs are kept forever.
     pub(crate) retention_days: Option<i32>,
     pub(crate) tagged: bool,
+    /// The CloudFormation stack that made it, if one did.
+    pub(crate) cloudformation: Option<String>,
 }
 
 pub(crate) async fn read(client: &Client, stack_name: &str, name: &str) -> Result<Option<LogGroupState>, AwsError> {
@@ -34,8 +36,9 @@ pub(crate) async fn read(client: &Client, stack_name: &str, name: &str) -> Resul
     #[allow(deprecated, reason = "ListTagsForResource needs the ARN without `:*`; this takes the name")]
     let tags = client.list_tags_log_group().log_group_name(name).send().await;
     let tags = found("logs:ListTagsLogGroup", tags, NOT_FOUND)?;
-    let tagged = Stack::tagged_map(stack_name, tags.as_ref().and_then(|tags| tags.tags()));
-    Ok(Some(LogGroupState { retention_days: group.retention_in_days(), tagged }))
+    let tags = tags.as_ref().and_then(|tags| tags.tags());
+    let (tagged, cloudformation) = (Stack::tagged_map(stack_name, tags), Stack::cloudformation_map(tags));
+    Ok(Some(LogGroupState { retention_days: group.retention_in_days(), tagged, cloudformation }))
 }
 
 /// Creates the log group, tagged; `Existed` when it exists already (a lost answer, or

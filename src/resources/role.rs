@@ -28,6 +28,8 @@ pub(crate) fn arn(stack_name: &str, account: &Account) -> String {
 pub(crate) struct RoleState {
     pub(crate) arn: String,
     pub(crate) tagged: bool,
+    /// The CloudFormation stack that made it, if one did.
+    pub(crate) cloudformation: Option<String>,
     /// The trust policy is exactly Lambda's.
     pub(crate) trust_ok: bool,
     /// Inline policies by name; the documents of this region's and the legacy policy,
@@ -85,6 +87,7 @@ pub(crate) async fn read(client: &Client, stack_name: &str, region: &str) -> Res
     Ok(Some(RoleState {
         arn: role.arn.clone(),
         tagged: role.tags().iter().any(|tag| Stack::is_stack_tag(stack_name, tag.key(), tag.value())),
+        cloudformation: Stack::cloudformation_stack(role.tags().iter().map(|tag| (tag.key(), tag.value()))),
         trust_ok,
         inline,
         managed: managed

@@ -70,6 +70,8 @@ pub(crate) struct TableState {
     pub key_schema: String,
     /// Carries this stack's tag: counterctl made it.
     pub tagged: bool,
+    /// The CloudFormation stack that made it, if one did.
+    pub cloudformation: Option<String>,
     pub deletion_protection: bool,
     pub point_in_time_recovery: bool,
     pub ttl: Ttl,
@@ -170,6 +172,7 @@ pub(crate) async fn read(client: &Client, name: &str, stack_name: &str) -> Resul
         arn: arn.to_owned(),
         key_schema: key_schema(&description),
         tagged: tags.tags().iter().any(|tag| Stack::is_stack_tag(stack_name, tag.key(), tag.value())),
+        cloudformation: Stack::cloudformation_stack(tags.tags().iter().map(|tag| (tag.key(), tag.value()))),
         deletion_protection: description.deletion_protection_enabled() == Some(true),
         point_in_time_recovery,
         ttl,

@@ -9,6 +9,7 @@ mod asset;
 mod cli_calls;
 mod cli_errors;
 mod client_crate;
+mod cloudformation;
 mod concurrency;
 mod counters;
 mod docs;
