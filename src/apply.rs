@@ -125,8 +125,10 @@ pub(crate) async fn apply(clients: &Clients, plan: &Plan, progress: &Progress) -
             connect_function(clients, plan, progress, to_url, Gates { permission_added: None, stage_moved }).await?;
         // Calls run again only once the front may invoke the alias, and only if it still
         // runs a version on the new table (another install may have moved it since).
-        let table = function::alias_table(&clients.lambda, &stack.name).await.context("reading the alias's table")?;
-        if table != stack.table {
+        let table = function::read_table(&clients.lambda, &stack.name, Some(alias::ALIAS));
+        let table = table.await.context("reading the alias's table")?;
+        if table.as_deref() != Some(stack.table.as_str()) {
+            let table = table.as_deref().unwrap_or("none (no alias)");
             anyhow::bail!(
                 "alias live of function {} runs a version on table {table}, not {}: invocations stay stopped \
                  (reserved concurrency 0) so that nothing runs on the old table again\nhint: run install again",

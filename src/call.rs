@@ -97,7 +97,7 @@ pub async fn endpoints(
 /// function's table's replicas). The fallbacks are a bonus: a caller that may not read
 /// the function or the table calls `--region`'s front alone.
 async fn other_regions(clients: &Clients, stack: &StackOptions) -> Vec<String> {
-    let Ok(Some(table)) = crate::resources::function::read_table(&clients.lambda, &stack.name).await else {
+    let Ok(Some(table)) = crate::resources::function::read_table(&clients.lambda, &stack.name, None).await else {
         return Vec::new();
     };
     match crate::resources::table::strong_global(&clients.dynamodb, &table).await {

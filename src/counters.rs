@@ -229,7 +229,7 @@ async fn open_table(options: &CounterStoreOptions) -> anyhow::Result<DynamoStore
 /// The table of stack `name` ([`table::stack_table`]): its function's, else the one its
 /// uninstall kept.
 async fn find_stack_table(clients: &Clients, name: &str, region: &str) -> anyhow::Result<String> {
-    let recorded = function::read_table(&clients.lambda, name).await.context("reading the function")?;
+    let recorded = function::read_table(&clients.lambda, name, None).await.context("reading the function")?;
     let tables = match recorded {
         Some(_) => Vec::new(),
         None => {

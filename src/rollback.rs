@@ -126,11 +126,11 @@ pub(crate) async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     }
     let moves: Vec<Move> = planned
         .iter()
-        .map(|(_, region, (from, rollback))| Move {
+        .map(|(_, region, rollback)| Move {
             region: region.clone(),
             alias: ALIAS,
-            from: from.into(),
-            to: rollback.as_ref().map(|rollback| (&rollback.to).into()),
+            from: (&rollback.from).into(),
+            to: rollback.to.as_ref().map(Into::into),
         })
         .collect();
     let forward = crate::cli::suggested("install", [args.aws.words(), args.stack.words()].concat());
@@ -151,8 +151,8 @@ pub(crate) async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut moved: Vec<String> = Vec::new();
-    for (clients, region, (_, rollback)) in &planned {
-        if let Some(Rollback { from: _, to, revision }) = rollback {
+    for (clients, region, rollback) in &planned {
+        if let Rollback { from: _, to: Some(to), revision } = rollback {
             let moving = alias::move_alias(&clients.lambda, &args.stack.name, to.number, revision.as_deref()).await;
             if let Err(error) = moving {
                 // A plain rollback again would take the regions moved already one further.
@@ -175,9 +175,8 @@ async fn read(clients: &Clients, args: &RollbackArgs) -> anyhow::Result<Deployed
     deployed::read(clients, &lookup).await
 }
 
-/// One region's rollback: the version the alias runs, and where it goes (`None`: there
-/// already). Refused before any write.
-fn plan(args: &RollbackArgs, deployed: &Deployed) -> Result<(Version, Option<Rollback>), RollbackRefusal> {
+/// One region's rollback. Refused before any write.
+fn plan(args: &RollbackArgs, deployed: &Deployed) -> Result<Rollback, RollbackRefusal> {
     let stack = args.stack.name.clone();
     let region = deployed.account.region.clone();
     let function = deployed.function.as_ref().ok_or(RollbackRefusal::NoFunction { stack: stack.clone(), region })?;
@@ -190,9 +189,5 @@ fn plan(args: &RollbackArgs, deployed: &Deployed) -> Result<(Version, Option<Rol
     if function.legacy_permission || deployed.function_url.as_ref().is_some_and(|url| url.own_left) {
         return Err(RollbackRefusal::MoveUnfinished { stack });
     }
-    let rollback = alias::plan_rollback(&stack, &function.versions, args.to)?;
-    let current = function.versions.alias.and_then(|number| function.versions.get(number)).cloned();
-    // plan_rollback has refused a missing alias or version already.
-    let current = current.ok_or(RollbackRefusal::NoAlias { stack })?;
-    Ok((current, rollback))
+    alias::plan_rollback(&stack, &function.versions, args.to)
 }

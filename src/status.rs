@@ -443,14 +443,6 @@ async fn stack_report(
     })
 }
 
-/// Whether install would point the alias at another version.
-fn moves_alias(action: &crate::change::Action<crate::resources::alias::AliasChange>) -> bool {
-    match action {
-        crate::change::Action::Create => true,
-        action => action.change().is_some_and(|change| change.version.is_some()),
-    }
-}
-
 /// The alias as deployed, against what install would make it.
 fn alias_shown(deployed: &Deployed, plan: &Plan) -> Option<AliasShown> {
     let versions = &deployed.function.as_ref()?.versions;
@@ -460,7 +452,7 @@ fn alias_shown(deployed: &Deployed, plan: &Plan) -> Option<AliasShown> {
         name: crate::resources::alias::ALIAS,
         version,
         previous: versions.before(version).map(|before| before.number),
-        current: !moves_alias(&plan.function.alias.planned.action),
+        current: !plan.function.alias.moves(),
         published_by: runs.and_then(|runs| runs.published_by.clone()),
         newer_code: match runs {
             Some(runs) if runs.snapshot.code_sha256 == plan.wanted.function.code.sha256 => Some(false),

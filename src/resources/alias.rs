@@ -8,13 +8,12 @@
 
 use anyhow::Context;
 use aws_sdk_lambda::Client;
-use aws_sdk_lambda::types::{Architecture, FunctionConfiguration, State};
+use aws_sdk_lambda::types::{Architecture, FunctionConfiguration};
 
 use super::function::{self, FunctionState};
 use crate::aws::{AwsError, Made, Operation, found, gone, has_code, made};
 use crate::change::{Action, Changes, Diff, Field, Planned, Resource, diff};
-use crate::retry;
-use crate::stack::{Stack, TABLE_VARIABLE};
+use crate::stack::Stack;
 
 /// The alias every front invokes.
 pub(crate) const ALIAS: &str = "live";
@@ -49,14 +48,13 @@ impl Snapshot {
     }
 
     fn of_configuration(configuration: &FunctionConfiguration) -> Self {
-        let variables = configuration.environment().and_then(|environment| environment.variables());
         Self {
             code_sha256: configuration.code_sha256().unwrap_or_default().to_owned(),
             architecture: configuration.architectures().first().map_or("x86_64", Architecture::as_str).to_owned(),
             memory_mb: configuration.memory_size().unwrap_or(0),
             timeout_seconds: configuration.timeout().unwrap_or(0),
             role: configuration.role().unwrap_or_default().to_owned(),
-            table: function::table_in(variables.and_then(|variables| variables.get(TABLE_VARIABLE))).to_owned(),
+            table: function::configured_table(configuration.environment()).to_owned(),
         }
     }
 }
@@ -197,6 +195,16 @@ pub(crate) struct AliasPlan {
     pub(crate) revision: Option<String>,
 }
 
+impl AliasPlan {
+    /// Whether the alias is made or points at another version (publishing first).
+    pub(crate) fn moves(&self) -> bool {
+        match &self.planned.action {
+            Action::Create => true,
+            action => action.change().is_some_and(|change| change.version.is_some()),
+        }
+    }
+}
+
 impl crate::change::Rows for AliasPlan {
     fn rows(&self) -> crate::change::RowList {
         let Self { planned, target: _, revision: _ } = self;
@@ -271,15 +279,9 @@ pub(crate) async fn apply(
     code_sha256: &str,
 ) -> anyhow::Result<(u64, Option<String>)> {
     let name = &stack.name;
-    let (version_moves, prune) = match &plan.planned.action {
-        Action::Create => (true, &[][..]),
-        Action::Update(AliasChange { version, prune }) | Action::Adopt(AliasChange { version, prune }) => {
-            (version.is_some(), prune.as_slice())
-        }
-        Action::Keep | Action::Delete(_) | Action::Retain(_) | Action::Absent => (false, &[][..]),
-    };
+    let prune = plan.planned.action.change().map_or(&[][..], |change| change.prune.as_slice());
     let create = plan.planned.action == Action::Create;
-    let version = if version_moves {
+    let version = if plan.moves() {
         // Only what was planned: a `$LATEST` whose code changed since is not published.
         let publish = client.publish_version().function_name(name).code_sha256(code_sha256).description(publisher());
         let published = publish.send().await.op("lambda:PublishVersion").context("publishing a version")?;
@@ -287,7 +289,9 @@ pub(crate) async fn apply(
             .version()
             .and_then(|version| version.parse().ok())
             .context("PublishVersion answered no version number")?;
-        wait_active(client, name, number).await.context("waiting for the new version")?;
+        function::wait_ready_at(client, name, Some(&number.to_string()))
+            .await
+            .context("waiting for the new version")?;
         if create {
             make_alias(client, name, number).await?;
         } else {
@@ -402,18 +406,15 @@ pub(crate) enum RollbackRefusal {
 /// A move of the alias back (or to a version named).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Rollback {
+    /// The version the alias runs.
     pub(crate) from: Version,
-    pub(crate) to: Version,
+    /// Where it goes; `None`: it runs that version already.
+    pub(crate) to: Option<Version>,
     pub(crate) revision: Option<String>,
 }
 
 /// Plans a rollback of `stack`'s alias to `to`, else to the version before its own.
-/// `Ok(None)`: it runs that version already.
-pub(crate) fn plan_rollback(
-    stack: &str,
-    versions: &Versions,
-    to: Option<u64>,
-) -> Result<Option<Rollback>, RollbackRefusal> {
+pub(crate) fn plan_rollback(stack: &str, versions: &Versions, to: Option<u64>) -> Result<Rollback, RollbackRefusal> {
     let published =
         || versions.published.iter().map(|version| version.number.to_string()).collect::<Vec<_>>().join(", ");
     let current = versions.alias.ok_or_else(|| RollbackRefusal::NoAlias { stack: stack.to_owned() })?;
@@ -434,8 +435,9 @@ pub(crate) fn plan_rollback(
             published: published(),
         })?,
     };
+    let revision = versions.revision.clone();
     if target.number == current {
-        return Ok(None);
+        return Ok(Rollback { from, to: None, revision });
     }
     if target.snapshot.table != from.snapshot.table {
         return Err(RollbackRefusal::OtherTable {
@@ -445,26 +447,7 @@ pub(crate) fn plan_rollback(
             current_table: from.snapshot.table.clone(),
         });
     }
-    Ok(Some(Rollback { from, to: target.clone(), revision: versions.revision.clone() }))
-}
-
-/// Waits until version `number` is Active: a version still Pending cannot be invoked
-/// (https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html).
-async fn wait_active(client: &Client, name: &str, number: u64) -> Result<(), super::Error> {
-    retry::POLL
-        .poll(&format!("version {number} of function {name}"), || async {
-            let configuration = client.get_function_configuration().function_name(name).qualifier(number.to_string());
-            let configuration = configuration.send().await.op("lambda:GetFunctionConfiguration")?;
-            if configuration.state() == Some(&State::Failed) {
-                return Err(super::Error::FunctionFailed {
-                    name: format!("{name}:{number}"),
-                    state: "Failed".to_owned(),
-                    reason: configuration.state_reason().unwrap_or("no reason given").to_owned(),
-                });
-            }
-            Ok((configuration.state() != Some(&State::Pending)).then_some(()))
-        })
-        .await
+    Ok(Rollback { from, to: Some(target.clone()), revision })
 }
 
 /// The alias's contract: its versions are read with the function.
@@ -546,11 +529,12 @@ mod tests {
     #[test]
     fn a_plain_rollback_goes_to_the_version_before_the_alias_and_to_goes_where_it_says() {
         let versions = versions(&[(1, "a"), (3, "b"), (4, "c")], Some(4));
-        let plain = plan_rollback("S", &versions, None).unwrap().unwrap();
-        assert_eq!((plain.from.number, plain.to.number), (4, 3));
-        let to = plan_rollback("S", &versions, Some(1)).unwrap().unwrap();
-        assert_eq!((to.from.number, to.to.number, to.to.snapshot.code_sha256.as_str()), (4, 1, "a"));
-        assert_eq!(plan_rollback("S", &versions, Some(4)), Ok(None), "already there");
+        let plain = plan_rollback("S", &versions, None).unwrap();
+        assert_eq!((plain.from.number, plain.to.map(|to| to.number)), (4, Some(3)));
+        let to = plan_rollback("S", &versions, Some(1)).unwrap().to.unwrap();
+        assert_eq!((to.number, to.snapshot.code_sha256.as_str()), (1, "a"));
+        let there = plan_rollback("S", &versions, Some(4)).unwrap();
+        assert_eq!((there.from.number, there.to), (4, None), "already there");
     }
 
     #[test]

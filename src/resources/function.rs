@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State};
+use aws_sdk_lambda::types::{
+    Architecture, Environment, EnvironmentResponse, FunctionCode, LastUpdateStatus, Runtime, State,
+};
 
 use counter_function::dynamo::DEFAULT_TABLE;
 
@@ -74,19 +76,28 @@ impl FunctionState {
 
 /// The table a function with this `TABLE_NAME` uses: the function's default when it has
 /// none.
-pub(crate) fn table_in(variable: Option<&String>) -> &str {
+fn table_in(variable: Option<&String>) -> &str {
     variable.filter(|table| !table.is_empty()).map_or(DEFAULT_TABLE, String::as_str)
 }
 
-/// The table the function uses ([`FunctionState::table`]), from its configuration alone;
-/// `None` when there is no such function.
-pub(crate) async fn read_table(client: &Client, stack_name: &str) -> Result<Option<String>, AwsError> {
-    let configuration = client.get_function_configuration().function_name(stack_name).send().await;
-    let Some(configuration) = found("lambda:GetFunctionConfiguration", configuration, NOT_FOUND)? else {
-        return Ok(None);
-    };
-    let variables = configuration.environment().and_then(|environment| environment.variables());
-    Ok(Some(table_in(variables.and_then(|variables| variables.get(TABLE_VARIABLE))).to_owned()))
+/// The table the function (or its version or alias `qualifier`) uses
+/// ([`FunctionState::table`]), from its configuration alone; `None` when there is no such
+/// function.
+pub(crate) async fn read_table(
+    client: &Client,
+    stack_name: &str,
+    qualifier: Option<&str>,
+) -> Result<Option<String>, AwsError> {
+    let configuration = client.get_function_configuration().function_name(stack_name);
+    let configuration = configuration.set_qualifier(qualifier.map(str::to_owned)).send().await;
+    let configuration = found("lambda:GetFunctionConfiguration", configuration, NOT_FOUND)?;
+    Ok(configuration.map(|configuration| configured_table(configuration.environment()).to_owned()))
+}
+
+/// The table a function's (or a version's) environment names.
+pub(crate) fn configured_table(environment: Option<&EnvironmentResponse>) -> &str {
+    let variables = environment.and_then(|environment| environment.variables());
+    table_in(variables.and_then(|variables| variables.get(TABLE_VARIABLE)))
 }
 
 /// What the function should run: the zip and its instruction set.
@@ -289,19 +300,23 @@ pub(crate) async fn tag(client: &Client, stack: &Stack, arn: &str) -> Result<(),
 
 /// Waits until the function is not Pending and no update is InProgress.
 pub(crate) async fn wait_ready(client: &Client, name: &str) -> Result<(), Error> {
+    wait_ready_at(client, name, None).await
+}
+
+/// [`wait_ready`] for the function's version `qualifier` (a new version is Pending for a
+/// while too, and cannot be invoked until it is Active), or the function itself.
+pub(crate) async fn wait_ready_at(client: &Client, name: &str, qualifier: Option<&str>) -> Result<(), Error> {
+    let shown = qualifier.map_or_else(|| name.to_owned(), |qualifier| format!("{name}:{qualifier}"));
     retry::POLL
-        .poll(&format!("function {name}"), || async {
-            let config = client
-                .get_function_configuration()
-                .function_name(name)
-                .send()
-                .await
-                .op("lambda:GetFunctionConfiguration")?;
+        .poll(&format!("function {shown}"), || async {
+            let config = client.get_function_configuration().function_name(name);
+            let config = config.set_qualifier(qualifier.map(str::to_owned)).send().await;
+            let config = config.op("lambda:GetFunctionConfiguration")?;
             if config.state() == Some(&State::Failed) || config.last_update_status() == Some(&LastUpdateStatus::Failed)
             {
                 let reason = config.state_reason().or(config.last_update_status_reason()).unwrap_or("no reason given");
                 let state = config.state().map_or("unknown", State::as_str).to_owned();
-                return Err(Error::FunctionFailed { name: name.to_owned(), state, reason: reason.to_owned() });
+                return Err(Error::FunctionFailed { name: shown.clone(), state, reason: reason.to_owned() });
             }
             let pending = config.state() == Some(&State::Pending);
             let updating = config.last_update_status() == Some(&LastUpdateStatus::InProgress);
@@ -585,14 +600,6 @@ async fn switch_table(
             Err(error)
         }
     }
-}
-
-/// The table the alias's version uses.
-pub(crate) async fn alias_table(client: &Client, stack_name: &str) -> Result<String, AwsError> {
-    let configuration = client.get_function_configuration().function_name(stack_name).qualifier(alias::ALIAS);
-    let configuration = configuration.send().await.op("lambda:GetFunctionConfiguration")?;
-    let variables = configuration.environment().and_then(|environment| environment.variables());
-    Ok(table_in(variables.and_then(|variables| variables.get(TABLE_VARIABLE))).to_owned())
 }
 
 /// What the function's reserved concurrency becomes once the alias runs the function's

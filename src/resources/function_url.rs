@@ -140,9 +140,7 @@ async fn allow_public(client: &Client, stack: &Stack) -> Result<(), AwsError> {
 /// or the function's own.
 async fn remove_public(client: &Client, stack: &Stack, qualifier: Option<&str>) -> Result<(), AwsError> {
     for sid in [PUBLIC_URL_SID, PUBLIC_INVOKE_SID] {
-        let remove = client.remove_permission().function_name(&stack.name).statement_id(sid);
-        let removed = remove.set_qualifier(qualifier.map(str::to_owned)).send().await;
-        gone("lambda:RemovePermission", removed, NOT_FOUND)?;
+        super::permission::remove_statement(client, &stack.name, sid, qualifier).await?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use aws_sdk_lambda::Client;
 
 use super::{Error, alias, function};
-use crate::aws::{Clients, Operation, gone, has_code};
+use crate::aws::{AwsError, Clients, Operation, gone, has_code};
 use crate::change::{Action, Changes, Delete, Deletion, Diff, Field, Planned, Resource, diff};
 use crate::stack::{PERMISSION_SID, Stack, StackContext};
 
@@ -173,9 +173,21 @@ async fn add(client: &Client, stack: &Stack, source_arn: &str) -> Result<(), Err
 /// itself; `false` when there was no such statement (or no alias, or no function).
 async fn remove(client: &Client, stack: &Stack, qualifier: Option<&str>) -> Result<bool, Error> {
     function::wait_ready_if_there(client, &stack.name).await?;
-    let remove = client.remove_permission().function_name(&stack.name).statement_id(PERMISSION_SID);
+    Ok(remove_statement(client, &stack.name, PERMISSION_SID, qualifier).await?)
+}
+
+/// Removes statement `sid` from the resource policy of `qualifier` (the alias), or of
+/// function `stack_name` itself; `false` when it was not there (nor the alias, nor the
+/// function).
+pub(crate) async fn remove_statement(
+    client: &Client,
+    stack_name: &str,
+    sid: &str,
+    qualifier: Option<&str>,
+) -> Result<bool, AwsError> {
+    let remove = client.remove_permission().function_name(stack_name).statement_id(sid);
     let removed = remove.set_qualifier(qualifier.map(str::to_owned)).send().await;
-    Ok(gone("lambda:RemovePermission", removed, NOT_FOUND)?)
+    gone("lambda:RemovePermission", removed, NOT_FOUND)
 }
 
 /// The permission's contract: its statement is read with the function's policy.

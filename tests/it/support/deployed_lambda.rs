@@ -147,25 +147,9 @@ impl DeployedLambda {
             statement["Effect"] == "Allow"
                 && statement["Principal"]["Service"] == "apigateway.amazonaws.com"
                 && statement["Action"] == "lambda:InvokeFunction"
-                && statement["Condition"]["ArnLike"]["AWS:SourceArn"].as_str().is_some_and(|arn| arn_like(arn, &source))
+                && statement["Condition"]["ArnLike"]["AWS:SourceArn"]
+                    .as_str()
+                    .is_some_and(|arn| super::iam::matches(arn, &source))
         }))
     }
-}
-
-/// IAM's `ArnLike`: `*` matches any run of characters.
-fn arn_like(pattern: &str, arn: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = arn.strip_prefix(first) else { return false };
-    let parts: Vec<&str> = parts.collect();
-    for (index, part) in parts.iter().enumerate() {
-        if index == parts.len() - 1 {
-            return rest.ends_with(part);
-        }
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.is_empty()
 }
