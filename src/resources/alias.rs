@@ -258,13 +258,13 @@ fn why(function_changes: bool) -> &'static str {
 fn prune(versions: &Versions, target: Target, current: Option<u64>) -> Vec<u64> {
     let slots = KEEP_VERSIONS - usize::from(target == Target::New);
     let mut kept: Vec<u64> = versions.published.iter().rev().take(slots).map(|version| version.number).collect();
-    // Where the alias ends up, and the one before it (a plain rollback's way back).
-    let target = match target {
-        Target::Published(number) => Some(number),
-        Target::New => None,
-    };
-    kept.extend(target.or(current));
-    kept.extend(target.and_then(|number| versions.before(number)).map(|version| version.number));
+    // Where the alias ends up and the one before it (a plain rollback's way back; a new
+    // version's is the newest kept already), and the one it leaves (calls may still run on
+    // it).
+    if let Target::Published(number) = target {
+        kept.push(number);
+        kept.extend(versions.before(number).map(|version| version.number));
+    }
     kept.extend(current);
     versions.published.iter().map(|version| version.number).filter(|number| !kept.contains(number)).collect()
 }

@@ -282,6 +282,10 @@ async fn a_stack_from_before_versions_moves_to_the_alias_with_callers_answered_t
     lambda.delete_function().function_name(&stack.name).qualifier("1").send().await.unwrap();
 
     let (deployed, api) = front(&stack).await;
+    // The stage's deployment throttled three times (CreateDeployment's quota): it lands seconds
+    // after the alias's permission, and the function's own statement must wait for it.
+    let throttled = crate::support::aws_proxy::Fault::new(429, "TooManyRequestsException", "Too Many Requests");
+    stack.proxy.inject(&format!("POST /restapis/{api_id}/deployments"), throttled, 3);
     let stop = Arc::new(AtomicBool::new(false));
     let running = callers(&api.url, "tenants", 3, &stop);
     calls_go_on(&deployed, 10).await;
