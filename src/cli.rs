@@ -63,6 +63,9 @@ pub enum Command {
     /// Move the function's alias back to the version before it (or --to VERSION), in
     /// every region of the stack; `install` brings it forward again.
     Rollback(RollbackArgs),
+    /// Write the stack as a CloudFormation template or a Terraform configuration, with
+    /// the function's zip beside it (and, for a deployed stack, Terraform import blocks).
+    Export(ExportArgs),
 }
 
 /// Where and as whom to talk to AWS.
@@ -687,6 +690,35 @@ pub struct RollbackArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub output: OutputOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub aws: AwsOptions,
+    #[command(flatten)]
+    pub stack: StackOptions,
+    #[command(flatten)]
+    pub deploy: DeployOptions,
+    /// What to write: a CloudFormation template (template.json) or a Terraform
+    /// configuration (main.tf.json).
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The directory to write into (made if missing); files already there of the same
+    /// names are replaced.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: std::path::PathBuf,
+    #[command(flatten)]
+    pub output: OutputOptions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A CloudFormation template, for `aws cloudformation package` and `deploy`.
+    Cloudformation,
+    /// A Terraform configuration in Terraform's JSON syntax, with import blocks for what
+    /// is deployed.
+    Terraform,
 }
 
 #[derive(Debug, Args)]

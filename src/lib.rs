@@ -15,6 +15,7 @@ mod change;
 pub mod cli;
 mod counters;
 mod deployed;
+mod export;
 mod install;
 mod local_store;
 mod logs;
@@ -49,5 +50,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Counters(args) => counters::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Rollback(args) => rollback::run(args).await,
+        Command::Export(args) => export::run(args).await,
     }
 }

@@ -280,6 +280,7 @@ fn healthy() -> Deployed {
             stages: vec![StageState {
                 name: "prod".into(),
                 deployment: Some(deployment_description("NONE", true, &uri)),
+                deployment_id: Some("dep1".into()),
                 throttle: None,
             }],
         }),

@@ -69,7 +69,7 @@ pub(crate) struct Version {
 }
 
 /// What a version published by this counterctl says in its description.
-fn publisher() -> String {
+pub(crate) fn publisher() -> String {
     format!("{PUBLISHER}{}", env!("CARGO_PKG_VERSION"))
 }
 

@@ -288,6 +288,7 @@ pub(crate) async fn detail(client: &Client, api_id: &str) -> Result<ApiDetail, A
         detail.stages.push(StageState {
             name: stage.stage_name().unwrap_or_default().to_owned(),
             deployment,
+            deployment_id: stage.deployment_id().map(str::to_owned),
             throttle,
         });
     }

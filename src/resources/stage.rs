@@ -27,6 +27,8 @@ pub(crate) struct StageState {
     pub(crate) name: String,
     /// The description of the deployment the stage serves.
     pub(crate) deployment: Option<String>,
+    /// That deployment's id (what `export` names in an import block).
+    pub(crate) deployment_id: Option<String>,
     /// The throttle of every method (`*/*` method settings), if set.
     pub(crate) throttle: Option<Throttle>,
 }

@@ -7,13 +7,13 @@ use aws_sdk_route53::types::RrType;
 use crate::support::cli::Deployment;
 
 /// A domain of this test's own (moto is shared by the tests running at once).
-fn domain_of(deployment: &Deployment) -> String {
+pub(crate) fn domain_of(deployment: &Deployment) -> String {
     format!("{}.example.com", deployment.name.to_ascii_lowercase())
 }
 
 /// An ACM certificate for `names`: issued at once when a private CA signs it (moto),
 /// else pending validation.
-async fn certificate(deployment: &Deployment, names: &[&str], issued: bool) -> String {
+pub(crate) async fn certificate(deployment: &Deployment, names: &[&str], issued: bool) -> String {
     let acm = aws_sdk_acm::Client::new(&deployment.aws);
     let mut request = acm.request_certificate().domain_name(names[0]);
     for name in &names[1..] {
@@ -25,7 +25,7 @@ async fn certificate(deployment: &Deployment, names: &[&str], issued: bool) -> S
     request.send().await.unwrap().certificate_arn().unwrap().to_owned()
 }
 
-async fn hosted_zone(deployment: &Deployment) -> String {
+pub(crate) async fn hosted_zone(deployment: &Deployment) -> String {
     let route53 = aws_sdk_route53::Client::new(&deployment.aws);
     let zone = route53.create_hosted_zone().name(format!("{}.example.com", deployment.name.to_ascii_lowercase()));
     let zone = zone.caller_reference(&deployment.name).send().await.unwrap();

@@ -15,6 +15,7 @@ mod counters;
 mod docs;
 mod domain;
 mod events;
+mod export;
 mod front_auth;
 mod fronts;
 mod function_url;
