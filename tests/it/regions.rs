@@ -221,7 +221,11 @@ async fn two_regions_and_a_witness_run_the_function_in_the_two() {
     let dir = std::env::temp_dir().join(format!("{}-export", stack.name));
     let export = stack.run("export", &["--format", "terraform", "--output-dir", dir.to_str().unwrap()]).await;
     assert_eq!(export.code, 2, "{}", export.stderr);
-    assert!(export.stderr.contains("runs in several regions (us-east-1, us-east-2 (witness us-west-2))"), "{}", export.stderr);
+    assert!(
+        export.stderr.contains("runs in several regions (us-east-1, us-east-2 (witness us-west-2))"),
+        "{}",
+        export.stderr
+    );
     assert!(!dir.exists());
 }
 
