@@ -3,9 +3,11 @@
 //! CloudFormation or Terraform. Read → plan (the install plan, not applied) → the
 //! stack's parts as data ([`Exported`]) → one renderer per format → files.
 //!
-//! The templates make what install makes, by the same rules: the same names, tags and
-//! policy documents (built by the same functions, over symbolic names), so `status`,
-//! `increment`, `counters` and `logs` keep finding the stack by its names and tags.
+//! The templates make the resources install makes, with the same names, tags, settings
+//! and policy documents (built by the same functions, over symbolic names), so `status`,
+//! `increment`, `counters` and `logs` keep finding the stack by its names and tags. What
+//! they cannot carry: the statement ids of the function's permissions under
+//! CloudFormation, which names its own, and the run tag install gives at create.
 
 mod cloudformation;
 mod terraform;
@@ -57,9 +59,9 @@ pub(crate) struct Exported {
     pub(crate) throttle: Throttle,
     pub(crate) alarms: AlarmTarget,
     pub(crate) domain: Option<WantedDomain>,
-    /// The description of the API deployment the stage serves (its contents decide when
-    /// the API is deployed again).
-    pub(crate) deployment: String,
+    /// The REST front: the description of the API deployment its stage should serve,
+    /// a fingerprint of the route (so a deployment of another route is not imported).
+    pub(crate) deployment: Option<String>,
     pub(crate) existing: Existing,
 }
 
@@ -141,6 +143,12 @@ pub(crate) enum ExportRefusal {
          consistent global table and its replicas are not exported yet; keep running install for this stack"
     )]
     SeveralRegions { stack: String, regions: String },
+    #[error(
+        "stack {stack}'s move to table {table} has not finished (its function is stopped, or its alias runs a \
+         version on another table): a template of it would start the function on the table the alias's version \
+         uses\nhint: run `counterctl install` to finish the move, then export"
+    )]
+    SwitchUnfinished { stack: String, table: String },
 }
 
 impl Exported {
@@ -151,6 +159,19 @@ impl Exported {
         }
         let wanted = &plan.wanted;
         let function = deployed.function.as_ref();
+        // An interrupted `--switch-table` leaves the function stopped (reserved
+        // concurrency 0) until the alias runs a version on the new table: a template
+        // updates the function's concurrency before it moves the alias.
+        let stopped = function.is_some_and(|function| function.reserved_concurrency == Some(0));
+        let alias_table = function
+            .and_then(|function| function.versions.alias.and_then(|number| function.versions.get(number)))
+            .map(|version| version.snapshot.table.as_str());
+        if stopped || alias_table.is_some_and(|table| table != plan.stack.table) {
+            return Err(ExportRefusal::SwitchUnfinished {
+                stack: plan.stack.name.clone(),
+                table: plan.stack.table.clone(),
+            });
+        }
         let mut variables = function.map(|function| function.variables.clone()).unwrap_or_default();
         variables.remove(TABLE_VARIABLE);
         let alarms = match &wanted.alarms {
@@ -183,8 +204,8 @@ impl Exported {
             alarms,
             domain: wanted.domain.clone(),
             deployment: match &plan.front {
-                FrontPlan::Rest(rest) => rest.deployment.clone(),
-                FrontPlan::FunctionUrl(_) => String::new(),
+                FrontPlan::Rest(rest) => Some(rest.deployment.clone()),
+                FrontPlan::FunctionUrl(_) => None,
             },
         })
     }
@@ -208,7 +229,8 @@ fn existing(plan: &Plan, deployed: &Deployed, target: &AlarmTarget) -> Existing 
         log_group: deployed.log_group.is_some(),
         function: function.is_some(),
         alias: function.is_some_and(|function| function.versions.alias.is_some()),
-        alarms: deployed.alarms.iter().filter(|alarm| alarm.tagged).map(|alarm| alarm.spec.name.clone()).collect(),
+        // Install adopts an alarm of the stack's names, tagged or not: so does the import.
+        alarms: deployed.alarms.iter().map(|alarm| alarm.spec.name.clone()).collect(),
         ..Existing::default()
     };
     match &plan.front {
@@ -222,7 +244,11 @@ fn existing(plan: &Plan, deployed: &Deployed, target: &AlarmTarget) -> Existing 
                     method: api.detail.method.is_some(),
                     integration: api.detail.method.as_ref().is_some_and(|method| method.integration_uri.is_some()),
                     stage: stage.is_some(),
-                    deployment_id: stage.and_then(|stage| stage.deployment_id.clone()),
+                    // The deployment of this route only: one of an earlier route (a
+                    // deploy throttled or interrupted) is left for Terraform to replace.
+                    deployment_id: stage
+                        .filter(|stage| stage.deployment.as_deref() == Some(rest.deployment.as_str()))
+                        .and_then(|stage| stage.deployment_id.clone()),
                     method_settings: stage.is_some_and(|stage| stage.throttle.is_some()),
                 }
             });
@@ -245,7 +271,7 @@ fn existing(plan: &Plan, deployed: &Deployed, target: &AlarmTarget) -> Existing 
         existing.subscription_arn = topic
             .subscriptions
             .iter()
-            .find(|subscription| Some(&subscription.email) == email.as_ref())
+            .find(|subscription| email.as_ref().is_some_and(|email| subscription.email.eq_ignore_ascii_case(email)))
             .and_then(|subscription| subscription.arn.clone());
     }
     if let Some(wanted) = &plan.wanted.domain
@@ -253,8 +279,10 @@ fn existing(plan: &Plan, deployed: &Deployed, target: &AlarmTarget) -> Existing 
     {
         existing.domain = true;
         let api = existing.api.as_ref().map(|api| api.id.as_str());
+        // API Gateway answers the root mapping's base path as `(none)`, or empty.
         existing.mapping = domain.mappings.iter().any(|mapping| {
-            mapping.base_path == crate::resources::domain::mapping::ROOT && Some(mapping.api_id.as_str()) == api
+            [crate::resources::domain::mapping::ROOT, ""].contains(&mapping.base_path.as_str())
+                && Some(mapping.api_id.as_str()) == api
         });
         existing.record = wanted.zone.is_some() && domain.zone == wanted.zone && domain.record.is_some();
     }
@@ -313,6 +341,12 @@ pub(crate) async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         files.push(policy_path);
     }
     let next = match args.format {
+        ExportFormat::Cloudformation if exported.existing.function || exported.existing.table => format!(
+            "the stack is deployed, and CloudFormation does not create resources over existing ones: see \
+             docs/operations.md, \"Handing the stack over\", for the way over (the table kept, imported into the \
+             CloudFormation stack) or export to Terraform, whose import blocks adopt the stack ({})",
+            template_path.display()
+        ),
         ExportFormat::Cloudformation => format!(
             "aws cloudformation package --template-file {} --s3-bucket BUCKET --output-template-file packaged.json, \
              then aws cloudformation create-stack --stack-name {} --template-body file://packaged.json --capabilities \
@@ -366,7 +400,7 @@ pub(crate) mod tests {
             throttle: Throttle { rate: 50.0, burst: 100 },
             alarms: AlarmTarget::Nobody,
             domain: None,
-            deployment: "counterctl NONE key".into(),
+            deployment: Some("counterctl NONE key".into()),
             existing: Existing::default(),
         }
     }

@@ -7,6 +7,7 @@
 //! (https://docs.aws.amazon.com/cli/latest/reference/cloudformation/package.html lists
 //! `Code` of `AWS::Lambda::Function` among the properties it packages).
 
+use counter_function::dynamo::EXPIRES_AT;
 use serde_json::{Map, Value, json};
 
 use super::{AlarmTarget, Exported, Symbols, ZIP};
@@ -14,6 +15,7 @@ use crate::aws::Account;
 use crate::resources::alias::{ALIAS, publisher};
 use crate::resources::function::HANDLER;
 use crate::resources::routes::{METHOD, method_authorization};
+use crate::resources::stage::deployment_description;
 use crate::settings::{Auth, Front};
 use crate::stack::{MANAGED_BY, PROXY_PATH, STACK_TAG, Stack};
 
@@ -58,6 +60,7 @@ pub(crate) fn template(exported: &Exported) -> Value {
                 "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
                 "DeletionProtectionEnabled": true,
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": true},
+                "TimeToLiveSpecification": {"AttributeName": EXPIRES_AT, "Enabled": true},
                 "Tags": tags,
             },
         }),
@@ -73,6 +76,7 @@ pub(crate) fn template(exported: &Exported) -> Value {
             "Type": "AWS::IAM::Role",
             "Properties": {
                 "RoleName": stack.name,
+                "Description": format!("counterctl: the {} function's role", stack.name),
                 "AssumeRolePolicyDocument": Stack::trust_policy(),
                 "Policies": [{
                     "PolicyName": Stack::region_policy_name(&account.region),
@@ -103,8 +107,9 @@ pub(crate) fn template(exported: &Exported) -> Value {
     }
     add("Function", json!({"Type": "AWS::Lambda::Function", "DependsOn": "LogGroup", "Properties": function}));
     // A version's logical id is named by what it holds, so a change of code or
-    // configuration publishes a new one; old ones are kept for a rollback (install keeps
-    // the newest five).
+    // configuration publishes a new one (the table cannot change: its parameter allows
+    // only the exported name). Each is retained when the next replaces it, for a rollback
+    // (deploy the template before); deleting old ones is the team's (install keeps five).
     let version = format!("Version{}", short_hash(&version_contents(exported)));
     add(
         &version,
@@ -187,26 +192,26 @@ pub(crate) fn template(exported: &Exported) -> Value {
         );
     }
 
-    let name = &exported.stack;
+    let real = &exported.stack;
     let mut template = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": format!("counterctl stack {}: sequential unique IDs (exported by counterctl {})", name.name, env!("CARGO_PKG_VERSION")),
+        "Description": format!("counterctl stack {}: sequential unique IDs (exported by counterctl {})", real.name, env!("CARGO_PKG_VERSION")),
         "Parameters": {
             NAME: {
                 "Type": "String",
-                "Default": name.name,
+                "Default": real.name,
                 "Description": "The stack's function, role, log group, API, API key, usage plan and alarms are named so",
                 "AllowedPattern": "^[A-Za-z0-9_-]{1,64}$",
             },
             TABLE: {
                 "Type": "String",
-                "Default": name.table,
-                "Description": "The counters' table. Never change it on a deployed stack: a new table starts every counter again at 1 (stack-policy.json denies it)",
-                "AllowedPattern": "^[A-Za-z0-9_.-]{3,255}$",
+                "Default": real.table,
+                "Description": "The counters' table: only the name it was exported with (a new table would start every counter again at 1; export again with --table for another)",
+                "AllowedValues": [real.table],
             },
             STAGE: {
                 "Type": "String",
-                "Default": name.stage,
+                "Default": real.stage,
                 "Description": "The REST API's stage",
                 "AllowedPattern": "^[A-Za-z0-9_-]{1,128}$",
             },
@@ -247,6 +252,7 @@ fn rest(
     outputs: &mut Map<String, Value>,
 ) {
     let tags = tags(stack);
+    let authorization = method_authorization(exported.auth);
     add(
         "Api",
         json!({
@@ -279,7 +285,7 @@ fn rest(
                 "RestApiId": {"Ref": "Api"},
                 "ResourceId": {"Ref": "ProxyResource"},
                 "HttpMethod": METHOD,
-                "AuthorizationType": method_authorization(exported.auth),
+                "AuthorizationType": authorization,
                 "ApiKeyRequired": exported.auth == Auth::ApiKey,
                 "Integration": {
                     "Type": "AWS_PROXY",
@@ -289,14 +295,17 @@ fn rest(
             },
         }),
     );
-    // Named by what it deploys, as install deploys the API again when that changes.
-    let deployment = format!("Deployment{}", short_hash(&exported.deployment));
+    // Named by what it deploys (install's fingerprint of the route, over the parameters),
+    // as install deploys the API again when that changes.
+    let description =
+        deployment_description(authorization, exported.auth == Auth::ApiKey, &stack.integration_uri(account));
+    let deployment = format!("Deployment{}", short_hash(&description));
     add(
         &deployment,
         json!({
             "Type": "AWS::ApiGateway::Deployment",
             "DependsOn": "ProxyMethod",
-            "Properties": {"RestApiId": {"Ref": "Api"}, "Description": exported.deployment},
+            "Properties": {"RestApiId": {"Ref": "Api"}, "Description": description},
         }),
     );
     let mut stage = json!({
@@ -484,13 +493,14 @@ fn tags(stack: &Stack) -> Value {
 
 /// What a published version holds: its code and configuration.
 fn version_contents(exported: &Exported) -> String {
+    let variables: Vec<String> = exported.variables.iter().map(|(key, value)| format!("{key}={value}")).collect();
     format!(
-        "{} {} {} {} {:?}",
+        "{} {} {} {} {}",
         exported.code_sha256,
         exported.architecture.name(),
         exported.memory_mb,
         exported.timeout_seconds,
-        exported.variables
+        variables.join("\n")
     )
 }
 
@@ -543,7 +553,7 @@ mod tests {
     #[test]
     fn a_change_of_the_route_names_a_new_deployment_which_the_stage_serves() {
         let before = template(&exported());
-        let after = template(&Exported { auth: Auth::Iam, deployment: "counterctl AWS_IAM".into(), ..exported() });
+        let after = template(&Exported { auth: Auth::Iam, ..exported() });
         let deployment = logical_ids(&after, "Deployment");
         assert_ne!(logical_ids(&before, "Deployment"), deployment);
         assert_eq!(after["Resources"]["Stage"]["Properties"]["DeploymentId"], json!({"Ref": deployment[0]}));

@@ -5,6 +5,7 @@
 //! each resource by the import ID its provider documentation gives, so `terraform plan`
 //! adopts the stack instead of making it again. The table has `prevent_destroy`.
 
+use counter_function::dynamo::EXPIRES_AT;
 use serde_json::{Map, Value, json};
 
 use super::{AlarmTarget, Exported, Symbols, ZIP};
@@ -66,6 +67,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "attribute": [{"name": "id", "type": "S"}],
             "deletion_protection_enabled": true,
             "point_in_time_recovery": {"enabled": true},
+            "ttl": {"attribute_name": EXPIRES_AT, "enabled": true},
             "tags": tags,
             "lifecycle": {"prevent_destroy": true},
         }),
@@ -81,7 +83,12 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
     config.add(
         "aws_iam_role",
         "function",
-        json!({"name": stack.name, "assume_role_policy": Stack::trust_policy().to_string(), "tags": tags}),
+        json!({
+            "name": stack.name,
+            "description": format!("counterctl: the {} function's role", stack.name),
+            "assume_role_policy": Stack::trust_policy().to_string(),
+            "tags": tags,
+        }),
         when(existing.role, real.name.clone()),
     );
     config.add(
@@ -206,6 +213,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "description": "The counters' table. prevent_destroy refuses a change of it on a deployed stack: a new table starts every counter again at 1",
         },
         "stage": {"type": "string", "default": real.stage, "description": "The REST API's stage"},
+        "region": {"type": "string", "default": exported.region, "description": "The region the stack is in (the import ids are of this region's resources)"},
     });
     if exported.front == Front::FunctionUrl {
         variables.as_object_mut().expect("an object").remove("stage");
@@ -217,6 +225,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "required_providers": {"aws": {"source": "hashicorp/aws", "version": ">= 6.28.0"}},
         },
         "variable": variables,
+        "provider": {"aws": {"region": "${var.region}"}},
         "data": {
             "aws_caller_identity": {"current": {}},
             "aws_partition": {"current": {}},
@@ -297,7 +306,7 @@ fn rest(exported: &Exported, stack: &Stack, config: &mut Configuration, outputs:
         "api",
         json!({
             "rest_api_id": "${aws_api_gateway_rest_api.api.id}",
-            "description": exported.deployment,
+            "description": exported.deployment.as_deref().unwrap_or_default(),
             "depends_on": ["aws_api_gateway_integration.proxy"],
             "lifecycle": {
                 "create_before_destroy": true,
@@ -484,8 +493,7 @@ fn alarms(exported: &Exported, stack: &Stack, config: &mut Configuration) {
             json!(["${aws_sns_topic.alarms.arn}"])
         }
     };
-    let real_names: Vec<String> = exported.alarm_specs(&exported.stack).into_iter().map(|spec| spec.name).collect();
-    for (spec, real_name) in exported.alarm_specs(stack).into_iter().zip(real_names) {
+    for spec in exported.alarm_specs(stack) {
         let dimensions: Map<String, Value> =
             spec.dimensions.iter().map(|(name, value)| (name.clone(), json!(value))).collect();
         let mut alarm = json!({
@@ -505,8 +513,10 @@ fn alarms(exported: &Exported, stack: &Stack, config: &mut Configuration) {
         let statistic = if spec.statistic.starts_with('p') { "extended_statistic" } else { "statistic" };
         alarm[statistic] = json!(spec.statistic);
         // .../cloudwatch_metric_alarm#import: the alarm's name.
-        let name = real_name.trim_start_matches(&format!("{}-", exported.stack.name)).replace('-', "_");
-        let import = existing.alarms.contains(&real_name).then(|| real_name.clone());
+        let kind = spec.name.trim_start_matches(&format!("{}-", stack.name));
+        let real_name = format!("{}-{kind}", exported.stack.name);
+        let name = kind.replace('-', "_");
+        let import = existing.alarms.contains(&real_name).then_some(real_name);
         config.add("aws_cloudwatch_metric_alarm", &name, alarm, import);
     }
 }

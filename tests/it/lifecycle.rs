@@ -124,6 +124,13 @@ async fn a_switch_whose_alias_does_not_move_keeps_invocations_stopped_until_the_
     assert!(run.stderr.contains("invocations stay stopped"), "{}", run.stderr);
     let concurrency = stack.lambda().get_function_concurrency().function_name(&stack.name).send().await.unwrap();
     assert_eq!(concurrency.reserved_concurrent_executions(), Some(0), "nothing runs on the old table again");
+    // A template of it would start the function before it moves the alias: refused.
+    let dir = std::env::temp_dir().join(format!("{}-export", stack.name));
+    let args = ["--format", "terraform", "--output-dir", dir.to_str().unwrap()];
+    let export = run_without_table(&stack, "export", &args).await;
+    assert_eq!(export.code, 2, "{}", export.stderr);
+    assert!(export.stderr.contains("has not finished"), "{}", export.stderr);
+    assert!(!dir.exists(), "nothing written");
 
     let (run, mutations) = stack.mutations_of(run_without_table(&stack, "install", &[])).await;
     run.ok();
