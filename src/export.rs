@@ -27,6 +27,7 @@ use crate::plan::{Alarms, FrontPlan, Keys, Plan};
 use crate::resources::alarms::{self, AlarmSpec};
 use crate::resources::apigateway::Throttle;
 use crate::resources::domain::WantedDomain;
+use crate::resources::stage::StageState;
 use crate::resources::topic::Notify;
 use crate::settings::{Architecture, Auth, Front};
 use crate::stack::{Stack, TABLE_VARIABLE};
@@ -244,11 +245,7 @@ fn existing(plan: &Plan, deployed: &Deployed, target: &AlarmTarget) -> Existing 
                     method: api.detail.method.is_some(),
                     integration: api.detail.method.as_ref().is_some_and(|method| method.integration_uri.is_some()),
                     stage: stage.is_some(),
-                    // The deployment of this route only: one of an earlier route (a
-                    // deploy throttled or interrupted) is left for Terraform to replace.
-                    deployment_id: stage
-                        .filter(|stage| stage.deployment.as_deref() == Some(rest.deployment.as_str()))
-                        .and_then(|stage| stage.deployment_id.clone()),
+                    deployment_id: deployment_of_route(stage, &rest.deployment),
                     method_settings: stage.is_some_and(|stage| stage.throttle.is_some()),
                 }
             });
@@ -287,6 +284,12 @@ fn existing(plan: &Plan, deployed: &Deployed, target: &AlarmTarget) -> Existing 
         existing.record = wanted.zone.is_some() && domain.zone == wanted.zone && domain.record.is_some();
     }
     existing
+}
+
+/// The id of the deployment `stage` serves if it deploys the route described so: one of
+/// an earlier route (a deploy throttled or interrupted) is left for Terraform to replace.
+fn deployment_of_route(stage: Option<&StageState>, description: &str) -> Option<String> {
+    stage.filter(|stage| stage.deployment.as_deref() == Some(description)).and_then(|stage| stage.deployment_id.clone())
 }
 
 /// Names as templates write them: each a reference the template resolves (a parameter,
@@ -382,6 +385,19 @@ fn write(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_deployment_of_the_route_wanted_is_imported() {
+        let stage = |description: &str| StageState {
+            name: "prod".into(),
+            deployment: Some(description.into()),
+            deployment_id: Some("d1".into()),
+            throttle: None,
+        };
+        assert_eq!(deployment_of_route(Some(&stage("counterctl abc")), "counterctl abc").as_deref(), Some("d1"));
+        assert_eq!(deployment_of_route(Some(&stage("counterctl old")), "counterctl abc"), None);
+        assert_eq!(deployment_of_route(None, "counterctl abc"), None);
+    }
 
     /// A stack as a fresh install makes it with the defaults.
     pub(crate) fn exported() -> Exported {
