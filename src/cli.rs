@@ -1095,7 +1095,8 @@ mod tests {
         // The commands parse; every other module takes the domain's types.
         let commands = ["cli.rs", "lib.rs", "main.rs", "install.rs", "status.rs", "uninstall.rs", "call.rs"];
         let commands =
-            [&commands[..], &["counters.rs", "logs.rs", "rollback.rs", "serve.rs", "serve/upstream.rs"]].concat();
+            [&commands[..], &["counters.rs", "export.rs", "logs.rs", "rollback.rs", "serve.rs", "serve/upstream.rs"]]
+                .concat();
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut directories = vec![src.clone()];
         let mut importers = Vec::new();
