@@ -27,9 +27,10 @@ use crate::plan::{Alarms, FrontPlan, Keys, Plan};
 use crate::resources::alarms::{self, AlarmSpec};
 use crate::resources::apigateway::Throttle;
 use crate::resources::domain::WantedDomain;
+use crate::resources::function::Code;
 use crate::resources::stage::StageState;
 use crate::resources::topic::Notify;
-use crate::settings::{Architecture, Auth, Front};
+use crate::settings::{Auth, Front};
 use crate::stack::{Stack, TABLE_VARIABLE};
 
 /// The function's code, written beside the template.
@@ -45,9 +46,9 @@ pub(crate) struct Exported {
     /// whose defaults these are.
     pub(crate) stack: Stack,
     pub(crate) region: String,
-    pub(crate) architecture: Architecture,
-    /// Lambda's `CodeSha256` of the zip written beside the template.
-    pub(crate) code_sha256: String,
+    /// The function's code: the zip written beside the template, its `CodeSha256` and
+    /// instruction set.
+    pub(crate) code: Code,
     pub(crate) memory_mb: i32,
     pub(crate) timeout_seconds: i32,
     pub(crate) reserved_concurrency: Option<i32>,
@@ -164,9 +165,8 @@ impl Exported {
         // concurrency 0) until the alias runs a version on the new table: a template
         // updates the function's concurrency before it moves the alias.
         let stopped = function.is_some_and(|function| function.reserved_concurrency == Some(0));
-        let alias_table = function
-            .and_then(|function| function.versions.alias.and_then(|number| function.versions.get(number)))
-            .map(|version| version.snapshot.table.as_str());
+        let alias_table =
+            function.and_then(|function| function.versions.aliased()).map(|version| version.snapshot.table.as_str());
         if stopped || alias_table.is_some_and(|table| table != plan.stack.table) {
             return Err(ExportRefusal::SwitchUnfinished {
                 stack: plan.stack.name.clone(),
@@ -188,11 +188,7 @@ impl Exported {
         Ok(Self {
             stack: plan.stack.clone(),
             region: plan.account.region.clone(),
-            architecture: match wanted.function.code.architecture {
-                aws_sdk_lambda::types::Architecture::Arm64 => Architecture::Arm64,
-                _ => Architecture::X86_64,
-            },
-            code_sha256: wanted.function.code.sha256.clone(),
+            code: wanted.function.code.clone(),
             memory_mb: wanted.function.memory_mb,
             timeout_seconds: wanted.function.timeout_seconds,
             reserved_concurrency: wanted.function.max_concurrency,
@@ -212,9 +208,13 @@ impl Exported {
     }
 
     /// The stack's alarms, named and defined as install makes them, over `stack`'s
-    /// (symbolic) names; their actions are the renderer's to set.
-    pub(crate) fn alarm_specs(&self, stack: &Stack) -> Vec<AlarmSpec> {
-        if self.alarms.on() { alarms::wanted(stack, self.front, self.timeout_seconds, None) } else { Vec::new() }
+    /// (symbolic) names, each with its kind (`function-errors`); their actions are the
+    /// renderer's to set.
+    pub(crate) fn alarm_specs<'a>(&self, stack: &'a Stack) -> impl Iterator<Item = (String, AlarmSpec)> + 'a {
+        let specs =
+            if self.alarms.on() { alarms::wanted(stack, self.front, self.timeout_seconds, None) } else { Vec::new() };
+        let prefix = format!("{}-", stack.name);
+        specs.into_iter().map(move |spec| (spec.name.trim_start_matches(&prefix).to_owned(), spec))
     }
 }
 
@@ -268,7 +268,7 @@ fn existing(plan: &Plan, deployed: &Deployed, target: &AlarmTarget) -> Existing 
         existing.subscription_arn = topic
             .subscriptions
             .iter()
-            .find(|subscription| email.as_ref().is_some_and(|email| subscription.email.eq_ignore_ascii_case(email)))
+            .find(|subscription| email.as_deref().is_some_and(|email| subscription.of(email)))
             .and_then(|subscription| subscription.arn.clone());
     }
     if let Some(wanted) = &plan.wanted.domain
@@ -276,11 +276,8 @@ fn existing(plan: &Plan, deployed: &Deployed, target: &AlarmTarget) -> Existing 
     {
         existing.domain = true;
         let api = existing.api.as_ref().map(|api| api.id.as_str());
-        // API Gateway answers the root mapping's base path as `(none)`, or empty.
-        existing.mapping = domain.mappings.iter().any(|mapping| {
-            [crate::resources::domain::mapping::ROOT, ""].contains(&mapping.base_path.as_str())
-                && Some(mapping.api_id.as_str()) == api
-        });
+        existing.mapping =
+            domain.mappings.iter().any(|mapping| mapping.is_root() && Some(mapping.api_id.as_str()) == api);
         existing.record = wanted.zone.is_some() && domain.zone == wanted.zone && domain.record.is_some();
     }
     existing
@@ -335,7 +332,7 @@ pub(crate) async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let text = serde_json::to_string_pretty(&template).expect("a template is JSON") + "\n";
     write(&template_path, text.as_bytes())?;
     let zip_path = dir.join(ZIP);
-    write(&zip_path, &plan.wanted.function.code.zip)?;
+    write(&zip_path, &exported.code.zip)?;
     let mut files = vec![template_path.clone(), zip_path];
     if args.format == ExportFormat::Cloudformation {
         let policy_path = dir.join(STACK_POLICY);
@@ -404,8 +401,11 @@ pub(crate) mod tests {
         Exported {
             stack: Stack { name: "Ids".into(), table: "IdsTable".into(), stage: "prod".into() },
             region: "us-east-1".into(),
-            architecture: Architecture::X86_64,
-            code_sha256: "c29tZSBoYXNo".into(),
+            code: Code {
+                zip: std::sync::Arc::new(Vec::new()),
+                sha256: "c29tZSBoYXNo".into(),
+                architecture: aws_sdk_lambda::types::Architecture::X8664,
+            },
             memory_mb: 128,
             timeout_seconds: 15,
             reserved_concurrency: None,

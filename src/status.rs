@@ -447,7 +447,7 @@ async fn stack_report(
 fn alias_shown(deployed: &Deployed, plan: &Plan) -> Option<AliasShown> {
     let versions = &deployed.function.as_ref()?.versions;
     let version = versions.alias?;
-    let runs = versions.get(version);
+    let runs = versions.aliased();
     Some(AliasShown {
         name: crate::resources::alias::ALIAS,
         version,

@@ -17,7 +17,7 @@ use crate::resources::function::HANDLER;
 use crate::resources::routes::{METHOD, method_authorization};
 use crate::resources::stage::deployment_description;
 use crate::settings::{Auth, Front};
-use crate::stack::{MANAGED_BY, PROXY_PATH, STACK_TAG, Stack};
+use crate::stack::{PROXY_PATH, Stack};
 
 /// The template's parameters: the stack's names.
 const NAME: &str = "StackName";
@@ -95,7 +95,7 @@ pub(crate) fn template(exported: &Exported) -> Value {
         "Runtime": "provided.al2023",
         "Handler": HANDLER,
         "Role": {"Fn::GetAtt": ["Role", "Arn"]},
-        "Architectures": [exported.architecture.name()],
+        "Architectures": [exported.code.architecture.as_str()],
         "MemorySize": exported.memory_mb,
         "Timeout": exported.timeout_seconds,
         "Environment": {"Variables": variables},
@@ -119,7 +119,7 @@ pub(crate) fn template(exported: &Exported) -> Value {
             "UpdateReplacePolicy": "Retain",
             "Properties": {
                 "FunctionName": {"Ref": "Function"},
-                "CodeSha256": exported.code_sha256,
+                "CodeSha256": exported.code.sha256,
                 "Description": publisher(),
             },
         }),
@@ -452,7 +452,7 @@ fn alarms(exported: &Exported, stack: &Stack, add: &mut impl FnMut(&str, Value))
             json!([{"Ref": "AlarmTopic"}])
         }
     };
-    for spec in exported.alarm_specs(stack) {
+    for (kind, spec) in exported.alarm_specs(stack) {
         let dimensions: Vec<Value> =
             spec.dimensions.iter().map(|(name, value)| json!({"Name": name, "Value": value})).collect();
         let mut properties = json!({
@@ -469,9 +469,8 @@ fn alarms(exported: &Exported, stack: &Stack, add: &mut impl FnMut(&str, Value))
             "OKActions": actions,
             "Tags": tags(stack),
         });
-        let statistic = if spec.statistic.starts_with('p') { "ExtendedStatistic" } else { "Statistic" };
+        let statistic = if spec.extended() { "ExtendedStatistic" } else { "Statistic" };
         properties[statistic] = json!(spec.statistic);
-        let kind = spec.name.trim_start_matches(&format!("{}-", stack.name)).to_owned();
         add(&format!("Alarm{}", logical(&kind)), json!({"Type": "AWS::CloudWatch::Alarm", "Properties": properties}));
     }
 }
@@ -486,9 +485,10 @@ fn logical(kind: &str) -> String {
         .collect()
 }
 
-/// The stack's tags, as install sets them.
+/// The stack's tags, as install sets them ([`Stack::tags`]), in CloudFormation's list form.
 fn tags(stack: &Stack) -> Value {
-    json!([{"Key": MANAGED_BY.0, "Value": MANAGED_BY.1}, {"Key": STACK_TAG, "Value": stack.name}])
+    let tags: std::collections::BTreeMap<String, String> = stack.tags().into_iter().collect();
+    tags.into_iter().map(|(key, value)| json!({"Key": key, "Value": value})).collect()
 }
 
 /// What a published version holds: its code and configuration.
@@ -496,8 +496,8 @@ fn version_contents(exported: &Exported) -> String {
     let variables: Vec<String> = exported.variables.iter().map(|(key, value)| format!("{key}={value}")).collect();
     format!(
         "{} {} {} {} {}",
-        exported.code_sha256,
-        exported.architecture.name(),
+        exported.code.sha256,
+        exported.code.architecture.as_str(),
         exported.memory_mb,
         exported.timeout_seconds,
         variables.join("\n")
@@ -526,6 +526,7 @@ mod tests {
 
     use super::*;
     use crate::export::tests::exported;
+    use crate::resources::function::Code;
 
     fn logical_ids(template: &Value, prefix: &str) -> Vec<String> {
         let resources = template["Resources"].as_object().unwrap();
@@ -539,7 +540,7 @@ mod tests {
         assert_eq!(logical_ids(&before, "Version"), logical_ids(&same, "Version"), "a re-export publishes nothing");
         for changed in [
             Exported { memory_mb: 256, ..exported() },
-            Exported { code_sha256: "b3RoZXI=".into(), ..exported() },
+            Exported { code: Code { sha256: "b3RoZXI=".into(), ..exported().code }, ..exported() },
             Exported { variables: BTreeMap::from([("LOG".into(), "debug".into())]), ..exported() },
         ] {
             let after = template(&changed);

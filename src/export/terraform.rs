@@ -14,7 +14,7 @@ use crate::resources::alias::ALIAS;
 use crate::resources::function::HANDLER;
 use crate::resources::routes::{METHOD, method_authorization};
 use crate::settings::{Auth, Front};
-use crate::stack::{MANAGED_BY, PERMISSION_SID, PROXY_PATH, PUBLIC_INVOKE_SID, PUBLIC_URL_SID, STACK_TAG, Stack};
+use crate::stack::{PERMISSION_SID, PROXY_PATH, PUBLIC_INVOKE_SID, PUBLIC_URL_SID, Stack};
 
 fn symbols() -> Symbols {
     Symbols {
@@ -53,7 +53,6 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
     let existing = &exported.existing;
     let tags = tags(&stack);
     let mut config = Configuration::default();
-    let when = |deployed: bool, id: String| deployed.then_some(id);
 
     // Import IDs: https://registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/dynamodb_table#import
     // (the table's name). prevent_destroy: no plan may delete or replace the counters.
@@ -71,14 +70,14 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "tags": tags,
             "lifecycle": {"prevent_destroy": true},
         }),
-        when(existing.table, real.table.clone()),
+        existing.table.then_some(real.table.clone()),
     );
     // .../cloudwatch_log_group#import: the log group's name.
     let mut log_group = json!({"name": stack.log_group(), "tags": tags});
     if let Some(days) = exported.log_retention_days {
         log_group["retention_in_days"] = json!(days);
     }
-    config.add("aws_cloudwatch_log_group", "function", log_group, when(existing.log_group, real.log_group()));
+    config.add("aws_cloudwatch_log_group", "function", log_group, existing.log_group.then_some(real.log_group()));
     // .../iam_role#import: the role's name; .../iam_role_policy#import: ROLE:POLICY.
     config.add(
         "aws_iam_role",
@@ -89,7 +88,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "assume_role_policy": Stack::trust_policy().to_string(),
             "tags": tags,
         }),
-        when(existing.role, real.name.clone()),
+        existing.role.then_some(real.name.clone()),
     );
     config.add(
         "aws_iam_role_policy",
@@ -99,7 +98,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "role": "${aws_iam_role.function.id}",
             "policy": stack.role_policy(&account).to_string(),
         }),
-        when(existing.policy, format!("{}:{}", real.name, Stack::region_policy_name(&exported.region))),
+        existing.policy.then_some(format!("{}:{}", real.name, Stack::region_policy_name(&exported.region))),
     );
     let mut variables: Map<String, Value> =
         exported.variables.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
@@ -115,7 +114,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "runtime": "provided.al2023",
             "handler": HANDLER,
             "role": "${aws_iam_role.function.arn}",
-            "architectures": [exported.architecture.name()],
+            "architectures": [exported.code.architecture.as_str()],
             "memory_size": exported.memory_mb,
             "timeout": exported.timeout_seconds,
             "reserved_concurrent_executions": exported.reserved_concurrency.unwrap_or(-1),
@@ -126,7 +125,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "tags": tags,
             "depends_on": ["aws_cloudwatch_log_group.function", "aws_iam_role_policy.function"],
         }),
-        when(existing.function, real.name.clone()),
+        existing.function.then_some(real.name.clone()),
     );
     // .../lambda_alias#import: FUNCTION/ALIAS.
     config.add(
@@ -137,7 +136,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
             "function_name": "${aws_lambda_function.counter.function_name}",
             "function_version": "${aws_lambda_function.counter.version}",
         }),
-        when(existing.alias, format!("{}/{ALIAS}", real.name)),
+        existing.alias.then_some(format!("{}/{ALIAS}", real.name)),
     );
     let mut outputs = Map::new();
     outputs.insert(
@@ -166,7 +165,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
                 "security_policy": "TLS_1_2",
                 "tags": tags,
             }),
-            when(existing.domain, domain.name.clone()),
+            existing.domain.then_some(domain.name.clone()),
         );
         config.add(
             "aws_api_gateway_base_path_mapping",
@@ -176,7 +175,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
                 "api_id": "${aws_api_gateway_rest_api.api.id}",
                 "stage_name": "${aws_api_gateway_stage.api.stage_name}",
             }),
-            when(existing.mapping, format!("{}/", domain.name)),
+            existing.mapping.then_some(format!("{}/", domain.name)),
         );
         if let Some(zone) = &domain.zone {
             config.add(
@@ -192,7 +191,7 @@ pub(crate) fn configuration(exported: &Exported) -> Value {
                         "evaluate_target_health": false,
                     },
                 }),
-                when(existing.record, format!("{zone}_{}_A", domain.name)),
+                existing.record.then_some(format!("{zone}_{}_A", domain.name)),
             );
         }
         outputs.insert(
@@ -493,7 +492,7 @@ fn alarms(exported: &Exported, stack: &Stack, config: &mut Configuration) {
             json!(["${aws_sns_topic.alarms.arn}"])
         }
     };
-    for spec in exported.alarm_specs(stack) {
+    for (kind, spec) in exported.alarm_specs(stack) {
         let dimensions: Map<String, Value> =
             spec.dimensions.iter().map(|(name, value)| (name.clone(), json!(value))).collect();
         let mut alarm = json!({
@@ -510,10 +509,9 @@ fn alarms(exported: &Exported, stack: &Stack, config: &mut Configuration) {
             "ok_actions": actions,
             "tags": tags(stack),
         });
-        let statistic = if spec.statistic.starts_with('p') { "extended_statistic" } else { "statistic" };
+        let statistic = if spec.extended() { "extended_statistic" } else { "statistic" };
         alarm[statistic] = json!(spec.statistic);
         // .../cloudwatch_metric_alarm#import: the alarm's name.
-        let kind = spec.name.trim_start_matches(&format!("{}-", stack.name));
         let real_name = format!("{}-{kind}", exported.stack.name);
         let name = kind.replace('-', "_");
         let import = existing.alarms.contains(&real_name).then_some(real_name);
@@ -521,9 +519,9 @@ fn alarms(exported: &Exported, stack: &Stack, config: &mut Configuration) {
     }
 }
 
-/// The stack's tags, as install sets them.
+/// The stack's tags, as install sets them ([`Stack::tags`]).
 fn tags(stack: &Stack) -> Value {
-    json!({MANAGED_BY.0: MANAGED_BY.1, STACK_TAG: stack.name})
+    json!(stack.tags())
 }
 
 #[cfg(test)]

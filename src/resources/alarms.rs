@@ -38,6 +38,11 @@ pub(crate) struct AlarmSpec {
 }
 
 impl AlarmSpec {
+    /// A percentile such as `p99` is an extended statistic; `Sum` is a plain one.
+    pub(crate) fn extended(&self) -> bool {
+        self.statistic != "Sum"
+    }
+
     fn shown(&self) -> String {
         let above = if self.comparison == "GreaterThanThreshold" { ">" } else { ">=" };
         let to = if self.actions.is_empty() { "no topic".to_owned() } else { self.actions.join(", ") };
@@ -268,7 +273,7 @@ pub(crate) async fn apply(
         .set_alarm_actions(Some(spec.actions.clone()))
         .set_ok_actions(Some(spec.actions.clone()))
         .set_tags(Some(tags.collect()));
-    put = if spec.statistic == "Sum" { put.statistic(Statistic::Sum) } else { put.extended_statistic(&spec.statistic) };
+    put = if spec.extended() { put.extended_statistic(&spec.statistic) } else { put.statistic(Statistic::Sum) };
     put.send().await.op("cloudwatch:PutMetricAlarm").with_context(|| format!("putting the alarm {}", spec.name))?;
     Ok(())
 }

@@ -101,6 +101,11 @@ impl Versions {
         self.published.iter().find(|version| version.number == number)
     }
 
+    /// The version the alias runs, if it has one and it is listed.
+    pub(crate) fn aliased(&self) -> Option<&Version> {
+        self.alias.and_then(|number| self.get(number))
+    }
+
     /// The newest version published before `number`: where a plain rollback goes.
     pub(crate) fn before(&self, number: u64) -> Option<&Version> {
         self.published.iter().rev().find(|version| version.number < number)

@@ -37,6 +37,11 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
+    /// Whether it is `email`'s: addresses are compared as SNS compares them, ignoring case.
+    pub(crate) fn of(&self, email: &str) -> bool {
+        self.email.eq_ignore_ascii_case(email)
+    }
+
     pub(crate) fn pending(&self) -> bool {
         self.arn.is_none()
     }
@@ -147,11 +152,11 @@ pub(crate) fn plan(
     let (subscription, replaced) = match email {
         None => (None, Vec::new()),
         Some(email) => {
-            let present = subscriptions.iter().any(|subscription| subscription.email.eq_ignore_ascii_case(email));
+            let present = subscriptions.iter().any(|subscription| subscription.of(email));
             let action = if present { Action::Keep } else { Action::Create };
             let replaced = subscriptions
                 .iter()
-                .filter(|subscription| !subscription.email.eq_ignore_ascii_case(email))
+                .filter(|subscription| !subscription.of(email))
                 .map(|old| match &old.arn {
                     Some(arn) => Deletion::of(
                         Resource::Subscription,

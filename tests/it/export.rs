@@ -94,7 +94,7 @@ async fn an_export_for_a_new_name_is_the_stack_install_would_make_and_writes_not
     assert_eq!(function["Environment"]["Variables"], json!({"TABLE_NAME": {"Ref": "Table"}}));
     assert_eq!(
         function["Tags"],
-        json!([{"Key": "managed-by", "Value": "counterctl"}, {"Key": "counterctl:stack", "Value": {"Fn::Sub": "${StackName}"}}])
+        json!([{"Key": "counterctl:stack", "Value": {"Fn::Sub": "${StackName}"}}, {"Key": "managed-by", "Value": "counterctl"}])
     );
     // The front invokes the alias; the default auth is an API key in a usage plan.
     assert_eq!(resources["Alias"]["Properties"]["Name"], "live");

@@ -20,6 +20,11 @@ pub(crate) struct Mapping {
 }
 
 impl Mapping {
+    /// The root mapping: API Gateway answers its base path as `(none)`, or empty.
+    pub(crate) fn is_root(&self) -> bool {
+        self.base_path == ROOT || self.base_path.is_empty()
+    }
+
     /// How a row shows where it maps to.
     fn shown(api_id: &str, stage: &str) -> String {
         format!("API {api_id} stage {stage}")
@@ -71,8 +76,7 @@ impl Changes for MappingChange {
 /// The root mapping of domain `name` over the deployed `mappings`: to `api` (its id,
 /// once known) and `stage`.
 pub(crate) fn plan(name: &str, mappings: Option<&[Mapping]>, api: Option<&str>, stage: &str) -> Planned<MappingChange> {
-    let root = mappings
-        .and_then(|mappings| mappings.iter().find(|mapping| mapping.base_path == ROOT || mapping.base_path.is_empty()));
+    let root = mappings.and_then(|mappings| mappings.iter().find(|mapping| mapping.is_root()));
     let action = match (root, api) {
         (None, _) => Action::Create,
         (Some(mapped), Some(api)) if mapped.api_id == api && mapped.stage == stage => Action::Keep,
