@@ -39,21 +39,17 @@ use cli::{Cli, Command};
 
 /// Runs one command; `Ok` carries the exit code of a command that ran to its end (a
 /// `status` that found drift exits non-zero without being an error).
-///
-/// Each command's future is boxed: a command's whole state machine is one value, the
-/// runtime pins the top one on the main thread's stack, and unboxed the largest command's
-/// state (with the frames that poll it) overflowed that stack in debug builds.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Install(args) => Box::pin(install::run(args)).await,
-        Command::Status(args) => Box::pin(status::run(args)).await,
-        Command::Increment(args) => Box::pin(call::increment(args)).await,
-        Command::Get(args) => Box::pin(call::get(args)).await,
-        Command::Uninstall(args) => Box::pin(uninstall::run(args)).await,
-        Command::Serve(args) => Box::pin(serve::run(args)).await,
-        Command::Counters(args) => Box::pin(counters::run(args)).await,
-        Command::Logs(args) => Box::pin(logs::run(args)).await,
-        Command::Rollback(args) => Box::pin(rollback::run(args)).await,
-        Command::Export(args) => Box::pin(export::run(args)).await,
+        Command::Install(args) => install::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Increment(args) => call::increment(args).await,
+        Command::Get(args) => call::get(args).await,
+        Command::Uninstall(args) => uninstall::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Counters(args) => counters::run(args).await,
+        Command::Logs(args) => logs::run(args).await,
+        Command::Rollback(args) => rollback::run(args).await,
+        Command::Export(args) => export::run(args).await,
     }
 }

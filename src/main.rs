@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = runtime.enable_all().build().expect("a Tokio runtime");
-    match runtime.block_on(counterctl::run(cli)) {
+    // Boxed: the command's whole state machine is one value, which `block_on` would pin
+    // on the main thread's stack; in debug builds install's overflowed it.
+    match runtime.block_on(Box::pin(counterctl::run(cli))) {
         Ok(code) => code,
         Err(error) if broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
