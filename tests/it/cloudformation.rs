@@ -5,7 +5,7 @@
 
 use crate::support::cli::{ACCOUNT, Deployment, REGION, Run, counterctl};
 
-const CLOUDFORMATION_TAG: &str = "aws:cloudformation:stack-name";
+pub(crate) const CLOUDFORMATION_TAG: &str = "aws:cloudformation:stack-name";
 
 /// `counterctl counters ARGS` for the stack, through its proxy.
 async fn counters(stack: &Deployment, args: &[&str]) -> Run {

@@ -339,8 +339,11 @@ async fn terraform_import_blocks_name_every_deployed_resource_by_the_id_aws_read
 /// behind alias `live`, and a REST API with an API key. Returns the API's id.
 async fn made_outside_counterctl(stack: &Deployment, owner: &str) -> String {
     let name = &stack.name;
-    let tags =
-        [("managed-by", "counterctl"), ("counterctl:stack", name.as_str()), ("aws:cloudformation:stack-name", owner)];
+    let tags = [
+        ("managed-by", "counterctl"),
+        ("counterctl:stack", name.as_str()),
+        (crate::cloudformation::CLOUDFORMATION_TAG, owner),
+    ];
     crate::support::create_counter_table(&stack.dynamodb(), &stack.table).await;
     let table_arn = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}", stack.table);
     for (key, value) in tags {
